@@ -1,0 +1,72 @@
+/**
+ * The index (SPEC.md "Index"): what the backup host needs to make the next increment
+ * without any decryption key: keyed ids of the blocks a snapshot stored with their
+ * places, and keyed ids of the paths it saw with the metadata that tells an unchanged
+ * file. No name or content hash appears in it; it is sealed with the index key.
+ *
+ *   IEBS-INDEX 1
+ *   <snapshot>
+ *   B <block id hex64> <volume> <data offset> <length> <entry>
+ *   F <path id hex64> <uuid> <kind> <size> <mtime ns> <ctime ns> <inode> <mode octal>
+ *   D <path id hex64>
+ *   -- END OF INDEX -- sha384(<hex of everything above>)
+ */
+import { createHash } from 'node:crypto';
+import { FormatError } from './errors.js';
+import { checkName, parseBlockEntry, SNAPSHOT_RE, UUID_RE, VOLUME_RE } from './names.js';
+import { formatSha384, fromHex, parseBigInt, parseSha384, parseUint, toHex } from './text.js';
+import { MAX_BLOCK, MAX_ENVELOPE_OVERHEAD, type EntryKind } from './manifest.js';
+
+/** A stored block: where the envelope with this keyed id lives. */
+export interface IndexBlock { id: Uint8Array; volume: string; dataOffset: number; length: number; entry: string }
+/** The state of a path at the snapshot, for unchanged-file detection. */
+export interface IndexFile { pathId: Uint8Array; uuid: string; kind: EntryKind; size: number; mtimeNs: bigint; ctimeNs: bigint; ino: bigint; mode: number }
+/** One line of an index. */
+export type IndexItem = { t: 'B'; block: IndexBlock } | { t: 'F'; file: IndexFile } | { t: 'D'; pathId: Uint8Array };
+
+const MAGIC = 'IEBS-INDEX 1';
+const END = '-- END OF INDEX -- ';
+
+/** Encodes an index document. */
+export function encodeIndex(snapshot: string, items: Iterable<IndexItem>): string {
+  let s = `${MAGIC}\n${snapshot}\n`;
+  for (const it of items) s += encodeIndexItem(it);
+  return s + END + formatSha384(createHash('sha384').update(s).digest()) + '\n';
+}
+
+/** Encodes one index line. */
+export function encodeIndexItem(it: IndexItem): string {
+  if (it.t === 'B') return `B ${toHex(it.block.id)} ${it.block.volume} ${it.block.dataOffset} ${it.block.length} ${it.block.entry}\n`;
+  if (it.t === 'D') return `D ${toHex(it.pathId)}\n`;
+  const f = it.file;
+  return `F ${toHex(f.pathId)} ${f.uuid} ${f.kind} ${f.size} ${f.mtimeNs} ${f.ctimeNs} ${f.ino} ${f.mode.toString(8).padStart(4, '0')}\n`;
+}
+
+/** Decodes an index document held in memory; calls `each` per line item. */
+export function decodeIndex(text: string, where: string, each: (it: IndexItem) => void): string {
+  if (!text.endsWith('\n')) throw new FormatError('truncated', `${where}: index does not end with a newline`);
+  const endAt = text.lastIndexOf('\n' + END);
+  if (endAt < 0) throw new FormatError('truncated', `${where}: index has no closing line`);
+  const body = text.slice(0, endAt + 1);
+  const want = parseSha384(text.slice(endAt + 1 + END.length, -1), `${where} closing line`);
+  if (!createHash('sha384').update(body).digest().equals(want)) throw new FormatError('bad-checksum', `${where}: index checksum does not match`);
+  const lines = body.slice(0, -1).split('\n');
+  if (lines[0] !== MAGIC) throw new FormatError(lines[0]?.startsWith('IEBS-INDEX ') ? 'unknown-version' : 'bad-magic', `${where}: not an iebs index of a known version`);
+  const snapshot = checkName(SNAPSHOT_RE, lines[1] ?? '', 'snapshot name', where);
+  for (let i = 2; i < lines.length; i++) {
+    const w = `${where} line ${i + 1}`;
+    const f = lines[i].split(' ');
+    if (f[0] === 'B' && f.length === 6) {
+      parseBlockEntry(f[5], w);
+      each({ t: 'B', block: { id: fromHex(f[1], 32, w), volume: checkName(VOLUME_RE, f[2], 'volume name', w), dataOffset: parseUint(f[3], w), length: parseUint(f[4], w, MAX_BLOCK + MAX_ENVELOPE_OVERHEAD), entry: f[5] } });
+    } else if (f[0] === 'F' && f.length === 9) {
+      if (!UUID_RE.test(f[2])) throw new FormatError('bad-uuid', `${w}: bad UUID`);
+      if (f[3] !== 'file' && f[3] !== 'dir' && f[3] !== 'symlink') throw new FormatError('bad-kind', `${w}: bad kind`);
+      if (!/^[0-7]{4}$/.test(f[8])) throw new FormatError('bad-mode', `${w}: bad mode`);
+      each({ t: 'F', file: { pathId: fromHex(f[1], 32, w), uuid: f[2], kind: f[3], size: parseUint(f[4], w), mtimeNs: parseBigInt(f[5], w, true), ctimeNs: parseBigInt(f[6], w, true), ino: parseBigInt(f[7], w), mode: parseInt(f[8], 8) } });
+    } else if (f[0] === 'D' && f.length === 2) {
+      each({ t: 'D', pathId: fromHex(f[1], 32, w) });
+    } else throw new FormatError('bad-line', `${w}: unknown index line`);
+  }
+  return snapshot;
+}
