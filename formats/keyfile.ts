@@ -72,7 +72,12 @@ export function decodeKeyFile(text: string, where: string): KeyFile | null {
   };
   const name = get('name');
   if (!KEY_NAME_RE.test(name)) throw new FormatError('bad-name', `${where}: bad key name`);
-  const k: KeyFile = { kind, name, created: parseTime(get('created'), where), blocks: armorBlocks(text.slice(blank)) };
+  const rest = text.slice(blank);
+  const blocks = armorBlocks(rest);
+  if (blocks.reduce((r, b) => r.replace(b.text.trimEnd(), ''), rest).trim() !== '') {
+    throw new FormatError('truncated', `${where}: damaged or truncated key block`);
+  }
+  const k: KeyFile = { kind, name, created: parseTime(get('created'), where), blocks };
   if (kind === 'backup') {
     const d = get('dedup');
     const bytes = Buffer.from(d, 'base64');
@@ -85,7 +90,7 @@ export function decodeKeyFile(text: string, where: string): KeyFile | null {
     const p = get('protected');
     if (p !== 'yes' && p !== 'no') throw new FormatError('bad-key', `${where}: "protected" must be yes or no`);
     k.protected = p === 'yes';
-    if (k.blocks.length < 1 || k.blocks[0].type !== 'PRIVATE') throw new FormatError('bad-key', `${where}: a restore key holds the private key first (truncated?)`);
+    if (k.blocks.length !== 2 || k.blocks[0].type !== 'PRIVATE' || k.blocks[1].type !== 'PUBLIC') throw new FormatError('bad-key', `${where}: a restore key holds the private key, then the host's public key (truncated?)`);
   }
   return k;
 }

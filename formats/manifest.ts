@@ -110,6 +110,11 @@ export function encodeDeletion(uuid: string): string {
   return `deleted ${uuid}\n`;
 }
 
+/** The closing line of a document whose preceding bytes hash to `digest`. */
+export function encodeDocEnd(kind: DocKind, digest: Uint8Array): string {
+  return END[kind] + formatSha384(digest) + '\n';
+}
+
 /** Encodes the opening lines of a manifest, up to and including the blank line. */
 export function encodeManifestHeader(h: ManifestHeader): string {
   let s = `${MAGIC.manifest}\n${h.snapshot} ${formatTime(h.time)} ${h.host}${h.full ? ' ' + h.full : ''}\n`;
@@ -141,7 +146,7 @@ export class DocEncoder {
     return this.add(encodeDeletion(uuid));
   }
   /** The closing line; the encoder must not be used after it. */
-  end(): string { return END[this.kind] + formatSha384(this.hash.digest()) + '\n'; }
+  end(): string { return encodeDocEnd(this.kind, this.hash.digest()); }
 }
 
 /** One item a parser yields. */

@@ -1,0 +1,73 @@
+/** `iebs backup`: a full or incremental backup of one or more sources. */
+import { join } from 'node:path';
+import { backup, defaultSystem } from '../engine/backup.js';
+import { keygen, loadBackupKey } from '../engine/keys.js';
+import { parseCodecChoice } from '../engine/codec.js';
+import { openStorage } from '../engine/storage.js';
+import { MEDIA } from '../engine/volumes.js';
+import { UsageError } from '../formats/errors.js';
+import { parseArgs, parseSize, regexes } from './args.js';
+import { configDir, exists, need, passphrase, printJson } from './common.js';
+import { EXIT } from './errors.js';
+import { human, ProgressLine } from './progress.js';
+
+export const help = `iebs backup SOURCE... --repo REPO [--key backup.key] [--name SYSTEM] [--full] [--reread]
+            [--include RE]... [--exclude RE]... [--volume-size SIZE|cd|dvd|bluray|bd-dl|bd-xl|bd-xx]
+            [--compression zstd:N|xz:N|lz4|brotli:N|none] [--max-increments N] [--dry-run] [--json]
+  Backs up the SOURCE trees into REPO (created if it does not exist). The first backup of
+  a system is a full; later ones store only what changed, until a new full after
+  --max-increments (default 50) or with --full. --reread reads every file even if its
+  metadata is unchanged. --include/--exclude match the path relative to the source.
+  --dry-run lists what would be stored and estimates space and volumes; writes nothing.
+  Without --key and with no key in the config directory, keys are created there first.`;
+
+const DEFAULT_VOLUME = 1024 * 1024 * 1024;
+
+export async function main(argv: string[]): Promise<number> {
+  const { flags, positionals } = parseArgs('backup', argv, {
+    repo: 'string', key: 'string', name: 'string', full: 'boolean', reread: 'boolean', include: 'list', exclude: 'list',
+    'volume-size': 'string', compression: 'string', 'max-increments': 'string', 'dry-run': 'boolean', json: 'boolean', 'passphrase-file': 'string',
+  });
+  const repo = need(flags.repo as string | undefined, 'backup', '--repo REPO');
+  if (positionals.length === 0) throw new UsageError('missing', 'iebs backup: name at least one SOURCE to back up');
+  const json = !!flags.json;
+  let keyPath = flags.key as string | undefined;
+  if (!keyPath) {
+    keyPath = join(configDir(), 'backup.key');
+    if (!(await exists(keyPath))) {
+      const made = await keygen({ out: configDir(), name: (flags.name as string | undefined) ?? defaultSystem(), passphrase: await passphrase(flags['passphrase-file'] as string | undefined) });
+      process.stderr.write(`iebs: created new keys in ${configDir()}\n`);
+      process.stderr.write(`iebs: your RESTORE KEY is ${made.restoreKey}: it alone decrypts these backups.\n`);
+      process.stderr.write(`iebs: copy it somewhere safe and offline, then delete it from this machine; backups need only ${made.backupKey}.\n`);
+    }
+  }
+  const key = await loadBackupKey(keyPath);
+  let maxIncrements: number | undefined;
+  if (flags['max-increments'] !== undefined) {
+    maxIncrements = Number(flags['max-increments']);
+    if (!Number.isInteger(maxIncrements) || maxIncrements < 0 || maxIncrements > 100000) throw new UsageError('bad-number', '--max-increments must be a whole number');
+  }
+  const volumeSize = flags['volume-size'] ? parseSize(flags['volume-size'] as string, MEDIA) : DEFAULT_VOLUME;
+  const progress = new ProgressLine(!json && !!process.stderr.isTTY);
+  const plan: { status: string; path: string; size: number }[] = [];
+  const dryRun = !!flags['dry-run'];
+  const r = await backup(openStorage(repo), key, {
+    sources: positionals, system: flags.name as string | undefined, full: !!flags.full, reread: !!flags.reread,
+    include: regexes('include', flags.include as string[] | undefined), exclude: regexes('exclude', flags.exclude as string[] | undefined),
+    volumeSize, codec: flags.compression ? parseCodecChoice(flags.compression as string) : undefined, maxIncrements, dryRun,
+    scan: progress !== null && !json && !!process.stderr.isTTY,
+    onProgress: (p) => progress.update(p.phase === 'scan' ? 'scanning' : 'backup', p.files, p.bytes, p.totalFiles, p.totalBytes),
+    onPlan: (status, path, size) => { if (json) plan.push({ status, path, size }); else process.stdout.write(`${status.padEnd(8)} ${path}${status === 'deleted' ? '' : '  ' + human(size)}\n`); },
+  });
+  progress.done();
+  if (json) printJson(dryRun ? { ...r, plan } : r);
+  else {
+    for (const w of r.warnings) process.stderr.write(`iebs: warning: ${w.path}: ${w.message}\n`);
+    if (r.created) process.stdout.write(`created repository at ${repo}\n`);
+    const c = r.counts;
+    const what = `${c.files} files (${c.new} new, ${c.changed} changed, ${c.unchanged} unchanged, ${c.deleted} deleted), ${human(c.bytes)}`;
+    if (dryRun) process.stdout.write(`dry run: ${r.type} ${r.snapshot} would hold ${what}; up to ${human(r.estimate!.bytes)} to store before compression and dedup, about ${r.estimate!.volumes} volume(s) of ${human(volumeSize)}\n`);
+    else process.stdout.write(`snapshot ${r.snapshot} (${r.type}): ${what}; read ${human(r.read)}, stored ${human(c.stored)} in ${r.volumes.length} volume(s)\n`);
+  }
+  return r.warnings.some((w) => !w.message.startsWith('skipped')) ? EXIT.partial : EXIT.ok;
+}

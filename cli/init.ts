@@ -1,0 +1,20 @@
+/** `iebs init`: creates an empty repository. */
+import { loadBackupKey } from '../engine/keys.js';
+import { initRepo } from '../engine/repo.js';
+import { openStorage } from '../engine/storage.js';
+import { parseArgs } from './args.js';
+import { defaultBackupKey, need } from './common.js';
+
+export const help = `iebs init REPO [--key backup.key]
+  Creates an empty repository at REPO (a directory path or file: URL) for the keys in
+  backup.key (default: the one in the iebs config directory).`;
+
+export async function main(argv: string[]): Promise<number> {
+  const { flags, positionals } = parseArgs('init', argv, { key: 'string' });
+  const repo = need(positionals[0], 'init', 'REPO');
+  const key = await loadBackupKey(defaultBackupKey(flags.key as string | undefined));
+  const storage = openStorage(repo);
+  const c = await initRepo(storage, key.publicArmored, BigInt(Date.now()) * 1_000_000n);
+  process.stdout.write(`created repository ${c.id} at ${storage.where}\n`);
+  return 0;
+}

@@ -1,0 +1,27 @@
+/** `iebs ls`: the entries of a snapshot (needs the restore key: names are encrypted). */
+import { loadRestoreKey } from '../engine/keys.js';
+import { listSnapshotFiles } from '../engine/restore.js';
+import { openStorage } from '../engine/storage.js';
+import { formatTime } from '../formats/text.js';
+import { parseArgs } from './args.js';
+import { need, passphrase, printJson } from './common.js';
+
+export const help = `iebs ls --repo REPO --key restore.key [SNAPSHOT|latest] [--json]
+  Lists the files, directories and symlinks of a snapshot (default: the latest).`;
+
+export async function main(argv: string[]): Promise<number> {
+  const { flags, positionals } = parseArgs('ls', argv, { repo: 'string', key: 'string', json: 'boolean', 'passphrase-file': 'string' });
+  const storage = openStorage(need(flags.repo as string | undefined, 'ls', '--repo REPO'));
+  const key = await loadRestoreKey(need(flags.key as string | undefined, 'ls', '--key restore.key'), await passphrase(flags['passphrase-file'] as string | undefined));
+  const { snapshot, files } = await listSnapshotFiles(storage, key, positionals[0]);
+  if (flags.json) {
+    printJson({ snapshot, files: files.map((f) => ({ path: Buffer.from(f.path).toString('utf8'), kind: f.kind, size: f.size, mode: f.mode.toString(8).padStart(4, '0'), mtime: formatTime(f.mtimeNs), uuid: f.uuid, ...(f.target ? { target: Buffer.from(f.target).toString('utf8') } : {}) })) });
+    return 0;
+  }
+  for (const f of files) {
+    const t = f.kind === 'dir' ? 'd' : f.kind === 'symlink' ? 'l' : '-';
+    const name = JSON.stringify(Buffer.from(f.path).toString('utf8')).slice(1, -1);
+    process.stdout.write(`${t}${f.mode.toString(8).padStart(4, '0')} ${String(f.size).padStart(12)} ${formatTime(f.mtimeNs).slice(0, 19)}Z ${name}${f.target ? ' -> ' + Buffer.from(f.target).toString('utf8') : ''}\n`);
+  }
+  return 0;
+}

@@ -1,0 +1,32 @@
+/** `iebs restore`: a snapshot (or part of it) into a target directory. */
+import { loadRestoreKey } from '../engine/keys.js';
+import { restore } from '../engine/restore.js';
+import { openStorage } from '../engine/storage.js';
+import { parseArgs, regexes } from './args.js';
+import { need, passphrase, printJson } from './common.js';
+import { EXIT } from './errors.js';
+import { human, ProgressLine } from './progress.js';
+
+export const help = `iebs restore --repo REPO --key restore.key --target DIR [--snapshot ID|latest] [--include RE]... [--json]
+  Restores the snapshot (default: the latest) into DIR. --include restores only paths
+  matching one of the expressions. Files that cannot be restored (damaged or missing
+  volumes) are listed and the exit code is 3; no file is ever written with wrong content.`;
+
+export async function main(argv: string[]): Promise<number> {
+  const { flags } = parseArgs('restore', argv, { repo: 'string', key: 'string', target: 'string', snapshot: 'string', include: 'list', json: 'boolean', 'passphrase-file': 'string' });
+  const storage = openStorage(need(flags.repo as string | undefined, 'restore', '--repo REPO'));
+  const key = await loadRestoreKey(need(flags.key as string | undefined, 'restore', '--key restore.key'), await passphrase(flags['passphrase-file'] as string | undefined));
+  const target = need(flags.target as string | undefined, 'restore', '--target DIR');
+  const progress = new ProgressLine(!flags.json && !!process.stderr.isTTY);
+  const r = await restore(storage, key, {
+    target, snapshot: flags.snapshot as string | undefined, include: regexes('include', flags.include as string[] | undefined),
+    onProgress: (p) => progress.update('restore', p.files, p.bytes, p.totalFiles, p.totalBytes),
+  });
+  progress.done();
+  if (flags.json) printJson(r);
+  else {
+    for (const f of r.failures) process.stderr.write(`iebs: not restored: ${f.path}: ${f.message}\n`);
+    process.stdout.write(`restored ${r.snapshot}: ${r.files} files (${human(r.bytes)}), ${r.dirs} directories, ${r.symlinks} symlinks into ${target}${r.failures.length ? `; ${r.failures.length} not restored` : ''}\n`);
+  }
+  return r.failures.length ? EXIT.partial : EXIT.ok;
+}

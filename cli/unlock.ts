@@ -1,0 +1,16 @@
+/** `iebs unlock`: removes a lock left by a process that is gone. */
+import { breakLock } from '../engine/repo.js';
+import { openStorage } from '../engine/storage.js';
+import { parseArgs } from './args.js';
+import { need } from './common.js';
+
+export const help = `iebs unlock --repo REPO
+  Removes the repository lock. Use it only when the process that held it is gone (a
+  lock left by a dead process on the same host is removed automatically).`;
+
+export async function main(argv: string[]): Promise<number> {
+  const { flags } = parseArgs('unlock', argv, { repo: 'string' });
+  const storage = openStorage(need(flags.repo as string | undefined, 'unlock', '--repo REPO'));
+  process.stdout.write((await breakLock(storage)) ? 'lock removed\n' : 'no lock\n');
+  return 0;
+}

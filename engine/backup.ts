@@ -1,0 +1,448 @@
+/**
+ * Backup: from source trees to a new snapshot (SPEC.md "Write order").
+ *
+ * Data flow: the walker yields entries in a fixed order (sorted names, depth first).
+ * Each entry's keyed path id is looked up in the parent state composed from the chain's
+ * indexes; an unchanged file (same kind, size, mtime, ctime, inode, mode) is skipped
+ * without reading. A new or changed file is read once, cut into content-defined blocks,
+ * each block hashed (sha384), given a keyed id, and if the chain holds no block with that
+ * id, compressed, sealed and appended to the current volume. Manifest records stream to
+ * a temporary file; at the end the manifest is compressed, encrypted and signed as one
+ * OpenPGP message, then the index, and last the signed snapshot record that commits it.
+ *
+ * Nothing needs a decryption key: only backup.key.
+ */
+import { lstat, open, readdir, readlink, mkdtemp, rm, appendFile, type FileHandle } from 'node:fs/promises';
+import { createReadStream, type BigIntStats } from 'node:fs';
+import { tmpdir, hostname } from 'node:os';
+import { basename, join } from 'node:path';
+import { randomUUID, createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import * as openpgp from 'openpgp';
+import { IebsError, IoError, UsageError, FormatError } from '../formats/errors.js';
+import { encodeRecord, encodeDeletion, encodeDocEnd, encodeManifestHeader, type BlockRef, type FileRecord, type EntryKind, checkPath } from '../formats/manifest.js';
+import { HOST_RE, SYSTEM_RE, snapshotName } from '../formats/names.js';
+import { encodeIndexItem, type IndexFile } from '../formats/blockindex.js';
+import { indexObject, manifestObject, type SnapshotRecord, type SnapshotCounts } from '../formats/snapshot.js';
+import { toHex } from '../formats/text.js';
+import { indexContext } from '../formats/envelope.js';
+import { hmac, sha384, sealEnvelope, random, PGP_CONFIG } from './crypto.js';
+import { chunkStream, DEFAULT_SIZES, type ChunkerParams } from './chunker.js';
+import { compressBlock, looksIncompressible, skipByExtension, DEFAULT_CODEC, CODEC, type CodecChoice } from './codec.js';
+import type { BackupKey } from './keys.js';
+import { acquireLock, chainOf, initRepo, LAYOUT, listSnapshots, readConfig, writeRecord, type Snapshot } from './repo.js';
+import { loadChainState, type ChainState } from './state.js';
+import type { Storage } from './storage.js';
+import { VolumeSet } from './volumes.js';
+
+/** Options of one backup run. */
+export interface BackupOptions {
+  sources: string[];
+  system?: string;
+  full?: boolean;
+  /** Read every file even when its metadata says it is unchanged. */
+  reread?: boolean;
+  include?: RegExp[];
+  exclude?: RegExp[];
+  volumeSize: number;
+  codec?: CodecChoice;
+  /** Most increments after a full before a new full is forced. */
+  maxIncrements?: number;
+  dryRun?: boolean;
+  /** Count files and bytes first, so progress can show an ETA. */
+  scan?: boolean;
+  onProgress?: (p: Progress) => void;
+  /** Dry run: called for each entry that would be stored. */
+  onPlan?: (status: 'new' | 'changed' | 'deleted', path: string, size: number) => void;
+  now?: () => bigint;
+}
+
+/** Progress of a run. */
+export interface Progress { phase: 'scan' | 'backup'; files: number; bytes: number; totalFiles?: number; totalBytes?: number }
+
+/** A problem with one source entry; the run goes on. */
+export interface Warning { path: string; message: string }
+
+/** What a run did. */
+export interface BackupResult {
+  snapshot: string;
+  type: 'full' | 'increment';
+  dryRun: boolean;
+  counts: SnapshotCounts;
+  /** Bytes read from the source. */
+  read: number;
+  volumes: { name: string; size: number }[];
+  warnings: Warning[];
+  /** Dry run: estimated bytes to store (before compression and dedup) and volumes. */
+  estimate?: { bytes: number; volumes: number };
+  /** Whether the repository was created by this run. */
+  created: boolean;
+}
+
+/** One entry the walker yields. */
+interface WalkEntry { rel: Buffer; abs: Buffer; st: BigIntStats; kind: EntryKind }
+
+const SEP = Buffer.from('/');
+const READ_SIZE = 4 * 1024 * 1024;
+
+/** Default system name: the short host name, cleaned to the allowed characters. */
+export function defaultSystem(): string {
+  const h = hostname().split('.')[0].replace(/[^A-Za-z0-9.-]/g, '-').replace(/^[^A-Za-z0-9]+/, '');
+  return (h || 'host').slice(0, 63);
+}
+
+function hostName(): string {
+  const h = hostname().replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '');
+  return HOST_RE.test(h) ? h : 'host';
+}
+
+function kindOf(st: BigIntStats): EntryKind | null {
+  if (st.isFile()) return 'file';
+  if (st.isDirectory()) return 'dir';
+  if (st.isSymbolicLink()) return 'symlink';
+  return null;
+}
+
+/** Root entries of the sources: each source's contents, prefixed by its name when there are several. */
+async function roots(sources: string[]): Promise<{ abs: Buffer; prefix: Buffer; st: BigIntStats }[]> {
+  const out: { abs: Buffer; prefix: Buffer; st: BigIntStats }[] = [];
+  const names = new Set<string>();
+  for (const s of sources) {
+    let st: BigIntStats;
+    try { st = await lstat(s, { bigint: true }); } catch (cause) {
+      throw new UsageError('bad-source', `${s}: cannot read source (${(cause as NodeJS.ErrnoException).code ?? 'error'})`, { cause });
+    }
+    const name = basename(s.replace(/\/+$/, '')) || '/';
+    if (sources.length > 1 && names.has(name)) throw new UsageError('bad-source', `two sources are named ${name}; back them up separately`);
+    names.add(name);
+    const prefix = sources.length > 1 || !st.isDirectory() ? Buffer.from(name) : Buffer.alloc(0);
+    out.push({ abs: Buffer.from(s), prefix, st });
+  }
+  return out;
+}
+
+/**
+ * Walks the sources. Directories come after their contents (so a directory with only
+ * included entries is known to be needed). Excluded directories are not entered.
+ */
+async function* walk(sources: string[], o: BackupOptions, warn: (w: Warning) => void): AsyncGenerator<WalkEntry> {
+  const matches = (res: RegExp[] | undefined, rel: Buffer) => !!res && res.some((r) => { r.lastIndex = 0; return r.test(rel.toString('utf8')); });
+  const included = (rel: Buffer) => !o.include?.length || matches(o.include, rel);
+
+  async function* dir(abs: Buffer, rel: Buffer): AsyncGenerator<WalkEntry, boolean> {
+    let names: Buffer[];
+    try { names = (await readdir(abs, { encoding: 'buffer' })) as Buffer[]; } catch (cause) {
+      warn({ path: rel.toString('utf8') || '.', message: `cannot list directory (${(cause as NodeJS.ErrnoException).code ?? 'error'})` });
+      return false;
+    }
+    names.sort(Buffer.compare);
+    let any = false;
+    for (const name of names) {
+      const cabs = Buffer.concat([abs, SEP, name]);
+      const crel = rel.length ? Buffer.concat([rel, SEP, name]) : name;
+      let st: BigIntStats;
+      try { st = await lstat(cabs, { bigint: true }); } catch (cause) {
+        if ((cause as NodeJS.ErrnoException).code !== 'ENOENT') warn({ path: crel.toString('utf8'), message: `cannot stat (${(cause as NodeJS.ErrnoException).code ?? 'error'})` });
+        continue;
+      }
+      if (matches(o.exclude, crel)) continue;
+      const kind = kindOf(st);
+      if (!kind) { warn({ path: crel.toString('utf8'), message: 'skipped: not a regular file, directory or symlink' }); continue; }
+      if (kind === 'dir') {
+        const inner = yield* dir(cabs, crel);
+        if (inner || included(crel)) { any = true; yield { rel: crel, abs: cabs, st, kind }; }
+      } else if (included(crel)) { any = true; yield { rel: crel, abs: cabs, st, kind }; }
+    }
+    return any;
+  }
+
+  for (const r of await roots(sources)) {
+    const kind = kindOf(r.st);
+    if (kind === 'dir') {
+      const inner = yield* dir(r.abs, r.prefix);
+      if (r.prefix.length && (inner || included(r.prefix))) yield { rel: r.prefix, abs: r.abs, st: r.st, kind };
+    } else if (kind) {
+      if (included(r.prefix)) yield { rel: r.prefix, abs: r.abs, st: r.st, kind };
+    } else throw new UsageError('bad-source', `${r.abs.toString()}: not a file, directory or symlink`);
+  }
+}
+
+function sameMeta(prev: IndexFile | undefined, kind: EntryKind, st: BigIntStats): boolean {
+  return !!prev && prev.kind === kind && prev.size === (kind === 'file' ? Number(st.size) : 0) && prev.mtimeNs === st.mtimeNs &&
+    prev.ctimeNs === st.ctimeNs && prev.ino === st.ino && prev.mode === Number(st.mode & 0o7777n);
+}
+
+/** Makes a backup (or, with dryRun, plans one). */
+export async function backup(storage: Storage, key: BackupKey, o: BackupOptions): Promise<BackupResult> {
+  const now = o.now ?? (() => BigInt(Date.now()) * 1_000_000n);
+  const system = o.system ?? defaultSystem();
+  if (!SYSTEM_RE.test(system)) throw new UsageError('bad-system', `system name ${JSON.stringify(system)} must be 1-63 of A-Z a-z 0-9 . - and start with a letter or digit`);
+  if (o.sources.length === 0) throw new UsageError('no-source', 'nothing to back up: name at least one source');
+  const codec = o.codec ?? DEFAULT_CODEC;
+  const maxIncrements = o.maxIncrements ?? 50;
+  let created = false;
+  try { await readConfig(storage); } catch (e) {
+    if (!(e instanceof IebsError) || e.code !== 'no-repository' || o.dryRun) throw e;
+    await initRepo(storage, key.publicArmored, now());
+    created = true;
+  }
+  const lock = o.dryRun ? null : await acquireLock(storage);
+  try {
+    const verifiers = [key.signer.toPublic()];
+    const { snapshots } = await listSnapshots(storage, verifiers);
+    if (!o.dryRun) await cleanDebris(storage, snapshots);
+    const mine = snapshots.filter((s) => s.record.system === system);
+    const head = mine[mine.length - 1];
+    let type: 'full' | 'increment' = 'increment';
+    let chain: Snapshot[] = [];
+    if (!head || o.full) type = 'full';
+    else {
+      chain = chainOf(head, snapshots);
+      if (chain.length - 1 >= maxIncrements) type = 'full';
+    }
+    if (type === 'full') chain = [];
+    const state: ChainState = await loadChainState(storage, key.indexKey, chain);
+    const params: ChunkerParams = { ...DEFAULT_SIZES, gear: key.gear };
+    return await run(storage, key, o, { system, type, head, chain, state, params, codec, now, created });
+  } finally {
+    await lock?.release();
+  }
+}
+
+interface RunContext {
+  system: string; type: 'full' | 'increment'; head: Snapshot | undefined; chain: Snapshot[]; state: ChainState;
+  params: ChunkerParams; codec: CodecChoice; now: () => bigint; created: boolean;
+}
+
+async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunContext): Promise<BackupResult> {
+  const time = c.now();
+  const host = hostName();
+  const taken = new Set((await storage.list(LAYOUT.snapshots)).map((n) => n.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')));
+  const fullTime = c.type === 'full' ? time : c.chain[0].record.time;
+  const name = snapshotName(c.system, c.type, fullTime, time, (n) => taken.has(n));
+  const warnings: Warning[] = [];
+  const warn = (w: Warning) => warnings.push(w);
+  const counts: SnapshotCounts = { files: 0, bytes: 0, new: 0, changed: 0, unchanged: 0, deleted: 0, stored: 0 };
+  const progress: Progress = { phase: 'backup', files: 0, bytes: 0 };
+  if (o.scan) {
+    const scan: Progress = { phase: 'scan', files: 0, bytes: 0 };
+    for await (const e of walk(o.sources, o, () => {})) {
+      scan.files++;
+      if (e.kind === 'file' && (o.reread || !sameMeta(c.state.files.get(toHex(hmac(key.pathIdKey, e.rel))), e.kind, e.st))) scan.bytes += Number(e.st.size);
+      o.onProgress?.(scan);
+    }
+    progress.totalFiles = scan.files; progress.totalBytes = scan.bytes;
+  }
+  const seen = new Set<string>();
+  let estimate = 0;
+  let read = 0;
+
+  const tmp = await mkdtemp(join(tmpdir(), 'iebs-manifest-'));
+  const recordsPath = join(tmp, 'records');
+  const indexLines: string[] = [];
+  let pendingText: string[] = [];
+  let pendingLen = 0;
+  const emit = async (text: string) => {
+    pendingText.push(text); pendingLen += text.length;
+    if (pendingLen > 1 << 20) { await appendFile(recordsPath, pendingText.join(''), 'latin1'); pendingText = []; pendingLen = 0; }
+  };
+  const volumes = o.dryRun ? null : new VolumeSet({ storage, snapshot: name, host, time, limit: o.volumeSize, recipients: key.recipients, signer: key.signer, codec: c.codec });
+  const newBlocks = new Map<string, Omit<BlockRef, 'index' | 'size' | 'sha384' | 'offset'>>();
+
+  try {
+    for await (const e of walk(o.sources, o, warn)) {
+      checkPath(e.rel, 'source path');
+      const pid = toHex(hmac(key.pathIdKey, e.rel));
+      seen.add(pid);
+      const prev = c.state.files.get(pid);
+      const path = e.rel.toString('utf8');
+      const size = e.kind === 'file' ? Number(e.st.size) : 0;
+      progress.files++;
+      if (!o.reread && sameMeta(prev, e.kind, e.st)) {
+        counts.unchanged++; counts.files++; counts.bytes += size;
+        o.onProgress?.(progress);
+        continue;
+      }
+      const status = prev ? 'changed' : 'new';
+      if (o.dryRun) {
+        o.onPlan?.(status, path, size);
+        counts[status]++; counts.files++; counts.bytes += size; estimate += size + 1024;
+        continue;
+      }
+      const uuid = prev && prev.kind === e.kind ? prev.uuid : randomUUID();
+      const rec: FileRecord = {
+        uuid, path: e.rel, size, mtimeNs: e.st.mtimeNs, uid: Number(e.st.uid), gid: Number(e.st.gid),
+        blockSize: e.kind === 'file' ? c.params.avg : 0, kind: e.kind, mode: Number(e.st.mode & 0o7777n), blocks: [],
+      };
+      let st = e.st;
+      if (e.kind === 'symlink') {
+        try { rec.target = (await readlink(e.abs, { encoding: 'buffer' })) as Buffer; } catch (cause) {
+          warn({ path, message: `cannot read symlink (${(cause as NodeJS.ErrnoException).code ?? 'error'})` });
+          continue;
+        }
+        if (rec.target.length === 0) { warn({ path, message: 'empty symlink target' }); continue; }
+      } else if (e.kind === 'file') {
+        const got = await storeFile(e, rec, key, c, volumes!, newBlocks, indexLines, warn, path, progress, o);
+        if (!got) { if (!prev) seen.delete(pid); continue; }
+        st = got.st; read += got.read;
+        rec.size = Number(st.size); rec.mtimeNs = st.mtimeNs; rec.mode = Number(st.mode & 0o7777n);
+      }
+      if (e.kind !== 'file') await volumes!.endFile(rec);
+      counts[status]++; counts.files++; counts.bytes += rec.size;
+      await emit(encodeRecord(rec));
+      indexLines.push(encodeIndexItem({ t: 'F', file: { pathId: hmac(key.pathIdKey, e.rel), uuid, kind: e.kind, size: rec.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, mode: rec.mode } }));
+      o.onProgress?.(progress);
+    }
+    for (const [pid, f] of c.state.files) {
+      if (seen.has(pid)) continue;
+      counts.deleted++;
+      if (o.dryRun) { o.onPlan?.('deleted', `(uuid ${f.uuid})`, f.size); continue; }
+      await emit(encodeDeletion(f.uuid));
+      indexLines.push(encodeIndexItem({ t: 'D', pathId: Buffer.from(pid, 'hex') }));
+    }
+    if (o.dryRun) {
+      return { snapshot: name, type: c.type, dryRun: true, counts, read, volumes: [], warnings, estimate: { bytes: estimate, volumes: Math.ceil(estimate / o.volumeSize) }, created: c.created };
+    }
+    if (pendingLen) await appendFile(recordsPath, pendingText.join(''), 'latin1');
+    const vols = await volumes!.finish();
+    counts.stored = vols.reduce((a, v) => a + v.size, 0);
+    const parent = c.head ? { name: c.head.record.name, sha384: c.head.sha384 } : undefined;
+    const header = encodeManifestHeader({ snapshot: name, time, host, full: c.type === 'increment' ? c.chain[0].record.name : undefined, parent, volumes: vols });
+    const manifestRef = await writeManifest(storage, key, name, header, recordsPath);
+    const indexRef = await writeIndex(storage, key, name, indexLines, c.codec);
+    const record: SnapshotRecord = {
+      name, system: c.system, host, type: c.type, time, sequence: c.head ? c.head.record.sequence + 1 : 0,
+      chain: c.type === 'full' ? name : c.chain[0].record.name, parent, manifest: manifestRef, index: indexRef, volumes: vols, counts,
+    };
+    await writeRecord(storage, record, key.signer);
+    return { snapshot: name, type: c.type, dryRun: false, counts, read, volumes: vols.map((v) => ({ name: v.name, size: v.size })), warnings, created: c.created };
+  } catch (e) {
+    await volumes?.abort();
+    throw e;
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Reads one file into blocks. Returns null (with a warning) if it cannot be read or
+ * changed while it was read: a torn file is never recorded as if whole.
+ */
+async function storeFile(e: WalkEntry, rec: FileRecord, key: BackupKey, c: RunContext, volumes: VolumeSet,
+  newBlocks: Map<string, Omit<BlockRef, 'index' | 'size' | 'sha384' | 'offset'>>, indexLines: string[], warn: (w: Warning) => void,
+  path: string, progress: Progress, o: BackupOptions): Promise<{ st: BigIntStats; read: number } | null> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    let fh: FileHandle;
+    try { fh = await open(e.abs, 'r'); } catch (cause) {
+      const code = (cause as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT') warn({ path, message: `cannot read (${code ?? 'error'})` });
+      return null;
+    }
+    try {
+      const before = await fh.stat({ bigint: true });
+      rec.blocks = [];
+      volumes.beginFile(rec);
+      const skip = skipByExtension(path);
+      let offset = 0, index = 0;
+      async function* pieces(): AsyncGenerator<Uint8Array> {
+        for (;;) {
+          const buf = Buffer.allocUnsafe(READ_SIZE);
+          const { bytesRead } = await fh.read(buf, 0, READ_SIZE, null);
+          if (bytesRead === 0) return;
+          yield buf.subarray(0, bytesRead);
+        }
+      }
+      for await (const chunk of chunkStream(c.params, pieces())) {
+        const digest = sha384(chunk);
+        const id = toHex(hmac(key.blockIdKey, digest));
+        let place = c.state.blocks.get(id) ?? newBlocks.get(id);
+        if (!place) {
+          const packed = skip || looksIncompressible(chunk) ? { codec: CODEC.none, bytes: chunk } : compressBlock(chunk, c.codec);
+          place = await volumes.addBlock(rec.uuid, index, { codec: packed.codec, bytes: packed.bytes, plainLength: chunk.length }, { index, size: chunk.length, sha384: digest, offset });
+          newBlocks.set(id, place);
+          indexLines.push(encodeIndexItem({ t: 'B', block: { id: Buffer.from(id, 'hex'), ...place } }));
+        }
+        rec.blocks.push({ index, size: chunk.length, sha384: digest, offset, ...place });
+        offset += chunk.length; index++;
+        progress.bytes += chunk.length;
+        o.onProgress?.(progress);
+      }
+      const after = await fh.stat({ bigint: true });
+      const steady = before.size === after.size && before.mtimeNs === after.mtimeNs && before.ctimeNs === after.ctimeNs && BigInt(offset) === after.size;
+      if (steady) {
+        await volumes.endFile(rec);
+        return { st: after, read: offset };
+      }
+      await volumes.endFile({ ...rec, blocks: [] });
+      if (attempt === 1) warn({ path, message: 'changed while it was read; not stored (the previous version, if any, is kept)' });
+    } catch (cause) {
+      // Errors of ours (destination full, damaged repository) stop the run; a source
+      // read error (EIO, EACCES mid-file) costs this file only.
+      const code = (cause as NodeJS.ErrnoException).code;
+      if (cause instanceof IebsError || typeof code !== 'string') throw cause;
+      warn({ path, message: `read error (${code})` });
+      return null;
+    } finally {
+      await fh.close().catch(() => {});
+    }
+  }
+  return null;
+}
+
+/** Streams header + records + closing line into one signed, encrypted, compressed OpenPGP message. */
+async function writeManifest(storage: Storage, key: BackupKey, name: string, header: string, recordsPath: string) {
+  const object = `${LAYOUT.manifests}/${manifestObject(name)}`;
+  async function* text(): AsyncGenerator<Uint8Array> {
+    const running = createHash('sha384');
+    const first = Buffer.from(header, 'latin1');
+    running.update(first);
+    yield first;
+    let has = true;
+    try { await lstat(recordsPath); } catch { has = false; }
+    if (has) for await (const chunk of createReadStream(recordsPath)) { running.update(chunk as Buffer); yield chunk as Buffer; }
+    yield Buffer.from(encodeDocEnd('manifest', running.digest()), 'latin1');
+  }
+  const input = Readable.toWeb(Readable.from(text())) as unknown as ReadableStream<Uint8Array>;
+  const message = await openpgp.createMessage({ binary: input, format: 'binary' });
+  const out = (await openpgp.encrypt({ message, encryptionKeys: key.recipients, signingKeys: key.signer, format: 'binary', config: PGP_CONFIG })) as unknown as ReadableStream<Uint8Array>;
+  const w = await storage.create(object);
+  const h = createHash('sha384');
+  let size = 0;
+  try {
+    for await (const chunk of Readable.fromWeb(out as never)) {
+      const b = chunk as Uint8Array;
+      h.update(b); size += b.length;
+      await w.write(b);
+    }
+    await w.commit();
+  } catch (e) { await w.abort(); throw e; }
+  return { name: manifestObject(name), size, sha384: new Uint8Array(h.digest()) };
+}
+
+/** Seals the index with the index key. */
+async function writeIndex(storage: Storage, key: BackupKey, name: string, lines: string[], codec: CodecChoice) {
+  let body = `IEBS-INDEX 1\n${name}\n` + lines.join('');
+  body += '-- END OF INDEX -- sha384(' + toHex(sha384(body)) + ')\n';
+  const plain = Buffer.from(body, 'latin1');
+  if (plain.length > 0xffffffff) throw new FormatError('absurd-size', 'index larger than 4 GiB');
+  const packed = compressBlock(plain, codec);
+  const env = sealEnvelope(key.indexKey, random(12), packed.codec, plain.length, packed.bytes, indexContext(name));
+  await storage.put(`${LAYOUT.indexes}/${indexObject(name)}`, env);
+  return { name: indexObject(name), size: env.length, sha384: sha384(env) };
+}
+
+/**
+ * Removes what interrupted runs left: temporary objects, and volumes, manifests and
+ * indexes of snapshots that have no record. Runs under the lock.
+ */
+async function cleanDebris(storage: Storage, snapshots: Snapshot[]): Promise<void> {
+  const recorded = new Set((await storage.list(LAYOUT.snapshots)).map((n) => n.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')));
+  for (const s of snapshots) recorded.add(s.record.name);
+  for (const folder of [LAYOUT.volumes, LAYOUT.manifests, LAYOUT.indexes, LAYOUT.snapshots, 'keys', '']) {
+    for (const d of await storage.listDebris(folder)) await storage.delete(d);
+  }
+  const owner = (obj: string) => obj.replace(/^[^/]+\//, '').replace(/(\.files\.\d{4}\.tar|\.manifest\.pgp|\.index)$/, '');
+  for (const folder of [LAYOUT.volumes, LAYOUT.manifests, LAYOUT.indexes]) {
+    for (const obj of await storage.list(folder)) if (!recorded.has(owner(obj))) await storage.delete(obj);
+  }
+}

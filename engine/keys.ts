@@ -1,0 +1,201 @@
+/**
+ * Key generation and loading (SPEC.md "Keys"). Three files:
+ * - restore.key: the owner's OpenPGP private key (passphrase protected when asked) and
+ *   the host's public signing key. Decrypts everything; kept offline.
+ * - backup.key: the host's signing private key, the recipients' public keys and the
+ *   32-byte dedup secret. Makes backups; decrypts nothing already written.
+ * - recipient.asc: every public key (recipients and host signer), for `verify` and gpg.
+ */
+import { readFile, writeFile, mkdir, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { join } from 'node:path';
+import * as openpgp from 'openpgp';
+import { KeyError, FormatError, UsageError, IebsError } from '../formats/errors.js';
+import { armorBlocks, decodeKeyFile, encodeKeyFile, KEY_NAME_RE, type ArmorBlock } from '../formats/keyfile.js';
+import { deriveKey, random, PGP_CONFIG } from './crypto.js';
+import { gearTable } from './chunker.js';
+
+/** What the backup host holds. */
+export interface BackupKey {
+  name: string;
+  signer: openpgp.PrivateKey;
+  recipients: openpgp.PublicKey[];
+  /** Keys derived from the dedup secret. */
+  blockIdKey: Uint8Array;
+  pathIdKey: Uint8Array;
+  indexKey: Uint8Array;
+  gear: Uint32Array;
+  /** Armored public keys (recipients and signer), as written to the repository. */
+  publicArmored: string;
+}
+
+/** What the owner holds offline. */
+export interface RestoreKey {
+  decryptionKeys: openpgp.PrivateKey[];
+  /** Signing keys the owner trusts (the host's), when the file names any. */
+  verifiers: openpgp.PublicKey[];
+}
+
+/** Options of `iebs keygen`. */
+export interface KeygenOptions {
+  out: string;
+  name: string;
+  passphrase?: string;
+  /** Armored public keys of existing recipients; when given, no owner key is generated. */
+  recipients?: string[];
+  now?: bigint;
+}
+
+/** Paths of the files keygen wrote. */
+export interface KeygenResult { restoreKey?: string; backupKey: string; recipient: string; fingerprints: string[] }
+
+async function exists(path: string): Promise<boolean> {
+  try { await stat(path); return true; } catch { return false; }
+}
+
+/** Generates the key files into `out`; never overwrites an existing file. */
+export async function keygen(o: KeygenOptions): Promise<KeygenResult> {
+  if (!KEY_NAME_RE.test(o.name)) throw new UsageError('bad-name', `key name ${JSON.stringify(o.name)} must be 1-64 of A-Z a-z 0-9 . _ @ + -`);
+  await mkdir(o.out, { recursive: true, mode: 0o700 });
+  const paths = { restore: join(o.out, 'restore.key'), backup: join(o.out, 'backup.key'), recipient: join(o.out, 'recipient.asc') };
+  for (const p of Object.values(paths)) if (await exists(p)) throw new KeyError('key-exists', `${p} already exists; keygen never overwrites a key`);
+  const created = o.now ?? BigInt(Date.now()) * 1_000_000n;
+  const recipients: openpgp.PublicKey[] = [];
+  let ownerPrivate: string | undefined;
+  if (o.recipients && o.recipients.length > 0) {
+    if (o.passphrase) throw new UsageError('bad-flag', 'a passphrase protects a generated restore key; with --recipient no restore key is generated');
+    for (const text of o.recipients) recipients.push(...(await readPublicKeys(text, 'recipient key')));
+  } else {
+    const owner = await openpgp.generateKey({
+      type: 'ecc', curve: 'curve25519Legacy', userIDs: [{ name: `iebs ${o.name}`, comment: 'restore key' }],
+      passphrase: o.passphrase, format: 'object', config: PGP_CONFIG,
+    });
+    ownerPrivate = owner.privateKey.armor();
+    recipients.push(owner.publicKey);
+  }
+  for (const r of recipients) {
+    if (!(await r.getEncryptionKey().catch(() => null))) throw new KeyError('bad-key', `recipient ${r.getFingerprint()} has no usable encryption key`);
+  }
+  const host = await openpgp.generateKey({ type: 'ecc', curve: 'curve25519Legacy', userIDs: [{ name: `iebs ${o.name}`, comment: 'backup host signing key' }], format: 'object', config: PGP_CONFIG });
+  const publicBlocks: ArmorBlock[] = [...recipients, host.publicKey].map((k) => ({ type: 'PUBLIC', text: k.armor() }));
+  const backup = encodeKeyFile({ kind: 'backup', name: o.name, created, dedup: random(32), blocks: [{ type: 'PRIVATE', text: host.privateKey.armor() }, ...publicBlocks.slice(0, recipients.length)] });
+  const flags = constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY;
+  await writeFile(paths.backup, backup, { mode: 0o600, flag: flags });
+  await writeFile(paths.recipient, publicBlocks.map((b) => b.text).join(''), { mode: 0o644, flag: flags });
+  const result: KeygenResult = { backupKey: paths.backup, recipient: paths.recipient, fingerprints: recipients.map((r) => r.getFingerprint()) };
+  if (ownerPrivate) {
+    const restore = encodeKeyFile({ kind: 'restore', name: o.name, created, protected: !!o.passphrase, blocks: [{ type: 'PRIVATE', text: ownerPrivate }, { type: 'PUBLIC', text: host.publicKey.armor() }] });
+    await writeFile(paths.restore, restore, { mode: 0o600, flag: flags });
+    result.restoreKey = paths.restore;
+  }
+  return result;
+}
+
+async function readKeyText(path: string): Promise<string> {
+  try {
+    const s = await stat(path);
+    if (s.size > 1024 * 1024) throw new KeyError('bad-key', `${path}: larger than 1 MiB, not a key file`);
+    return await readFile(path, 'utf8');
+  } catch (cause) {
+    if (cause instanceof IebsError) throw cause;
+    throw new KeyError('key-unreadable', `${path}: cannot read key file (${(cause as NodeJS.ErrnoException).code ?? 'error'})`, { cause });
+  }
+}
+
+async function readPublicKeys(armored: string, where: string): Promise<openpgp.PublicKey[]> {
+  const out: openpgp.PublicKey[] = [];
+  const blocks = armorBlocks(armored);
+  if (blocks.length === 0) throw new KeyError('bad-key', `${where}: no armored OpenPGP key found`);
+  for (const b of blocks) {
+    try {
+      const keys = await openpgp.readKeys({ armoredKeys: b.text });
+      for (const k of keys) out.push(k.toPublic());
+    } catch (cause) {
+      throw new KeyError('bad-key', `${where}: damaged OpenPGP key (${(cause as Error).message.split('\n')[0]})`, { cause });
+    }
+  }
+  return out;
+}
+
+async function readPrivate(block: ArmorBlock, where: string): Promise<openpgp.PrivateKey> {
+  try {
+    return await openpgp.readPrivateKey({ armoredKey: block.text });
+  } catch (cause) {
+    throw new KeyError('bad-key', `${where}: damaged OpenPGP private key (${(cause as Error).message.split('\n')[0]})`, { cause });
+  }
+}
+
+/** Loads backup.key. */
+export async function loadBackupKey(path: string): Promise<BackupKey> {
+  const text = await readKeyText(path);
+  let k;
+  try { k = decodeKeyFile(text, path); } catch (cause) {
+    if (cause instanceof FormatError) throw new KeyError('bad-key', cause.message, { cause });
+    throw cause;
+  }
+  if (!k || k.kind !== 'backup') throw new KeyError('wrong-key', `${path}: not a backup key (${k ? 'it is a restore key' : 'no iebs header'})`);
+  const signer = await readPrivate(k.blocks[0], path);
+  if (!signer.isDecrypted()) throw new KeyError('bad-key', `${path}: the signing key must not be passphrase protected`);
+  const recipients = await readPublicKeys(k.blocks.slice(1).map((b) => b.text).join(''), path);
+  const secret = k.dedup!;
+  const publicArmored = [...recipients, signer.toPublic()].map((x) => x.armor()).join('');
+  return {
+    name: k.name, signer, recipients,
+    blockIdKey: deriveKey(secret, 'block-id'), pathIdKey: deriveKey(secret, 'path-id'), indexKey: deriveKey(secret, 'index'),
+    gear: gearTable(deriveKey(secret, 'gear')), publicArmored,
+  };
+}
+
+/**
+ * Loads a restore key: an iebs restore.key, or a bare armored private key exported by
+ * gpg. A protected key needs `passphrase`; a wrong one is a KeyError.
+ */
+export async function loadRestoreKey(path: string, passphrase: string | undefined): Promise<RestoreKey> {
+  const text = await readKeyText(path);
+  let k;
+  try { k = decodeKeyFile(text, path); } catch (cause) {
+    if (cause instanceof FormatError) throw new KeyError('bad-key', cause.message, { cause });
+    throw cause;
+  }
+  if (k && k.kind !== 'restore') throw new KeyError('wrong-key', `${path}: this is a backup key; restoring needs the restore key`);
+  const blocks = k ? k.blocks : armorBlocks(text);
+  const privates = blocks.filter((b) => b.type === 'PRIVATE');
+  if (privates.length === 0) throw new KeyError('bad-key', `${path}: no OpenPGP private key in it`);
+  const decryptionKeys: openpgp.PrivateKey[] = [];
+  for (const b of privates) {
+    let key = await readPrivate(b, path);
+    if (!key.isDecrypted()) {
+      if (passphrase === undefined) throw new KeyError('passphrase-needed', `${path} is passphrase protected: set IEBS_PASSPHRASE or pass --passphrase-file`);
+      try {
+        key = await openpgp.decryptKey({ privateKey: key, passphrase });
+      } catch (cause) {
+        throw new KeyError('wrong-passphrase', `${path}: wrong passphrase`, { cause });
+      }
+    }
+    decryptionKeys.push(key);
+  }
+  const publics = blocks.filter((b) => b.type === 'PUBLIC');
+  const verifiers = publics.length ? await readPublicKeys(publics.map((b) => b.text).join(''), path) : [];
+  return { decryptionKeys, verifiers };
+}
+
+/**
+ * Loads the public keys any key file names, for signature checks: a recipient.asc, a
+ * backup.key (its signer's public part) or a restore.key (the host key it names).
+ */
+export async function loadVerifyKeys(path: string): Promise<openpgp.PublicKey[]> {
+  const text = await readKeyText(path);
+  const blocks = armorBlocks(text);
+  const out: openpgp.PublicKey[] = [];
+  for (const b of blocks) {
+    if (b.type === 'PUBLIC') out.push(...(await readPublicKeys(b.text, path)));
+    else out.push((await readPrivate(b, path)).toPublic());
+  }
+  if (out.length === 0) throw new KeyError('bad-key', `${path}: no OpenPGP key in it`);
+  return out;
+}
+
+/** Parses armored public keys held in memory (the repository's copy). */
+export async function parsePublicKeys(armored: string, where: string): Promise<openpgp.PublicKey[]> {
+  return readPublicKeys(armored, where);
+}

@@ -1,0 +1,45 @@
+/**
+ * The backup host's view of a chain (SPEC.md "Index"): which blocks the chain already
+ * stores (keyed block id → place) and the last known state of every path (keyed path id
+ * → metadata and UUID), composed from the indexes of the full and each increment in
+ * order. Built from the repository alone, with the index key.
+ */
+import { FormatError } from '../formats/errors.js';
+import { decodeIndex, type IndexFile } from '../formats/blockindex.js';
+import { indexContext } from '../formats/envelope.js';
+import { toHex } from '../formats/text.js';
+import { openEnvelope, sha384 } from './crypto.js';
+import { decompressBlock } from './codec.js';
+import { LAYOUT, type Snapshot } from './repo.js';
+import type { Storage } from './storage.js';
+import type { Placement } from './volumes.js';
+
+/** Composed state of a chain. */
+export interface ChainState {
+  blocks: Map<string, Placement>;
+  files: Map<string, IndexFile>;
+}
+
+/** Largest index a reader accepts (plaintext). */
+const MAX_INDEX = 2 ** 31;
+
+/** Reads and composes the indexes of `chain` (full first). */
+export async function loadChainState(storage: Storage, indexKey: Uint8Array, chain: Snapshot[]): Promise<ChainState> {
+  const state: ChainState = { blocks: new Map(), files: new Map() };
+  for (const s of chain) {
+    const object = `${LAYOUT.indexes}/${s.record.index.name}`;
+    const env = await storage.get(object);
+    if (env.length !== s.record.index.size || !Buffer.from(sha384(env)).equals(s.record.index.sha384)) {
+      throw new FormatError('bad-hash', `${object}: does not match its snapshot record (damaged or replaced)`);
+    }
+    const opened = openEnvelope(indexKey, env, indexContext(s.record.name), MAX_INDEX, object);
+    const text = Buffer.from(decompressBlock(opened.codec, opened.payload, opened.plainLength)).toString('latin1');
+    const snap = decodeIndex(text, object, (it) => {
+      if (it.t === 'B') state.blocks.set(toHex(it.block.id), { volume: it.block.volume, dataOffset: it.block.dataOffset, length: it.block.length, entry: it.block.entry });
+      else if (it.t === 'F') state.files.set(toHex(it.file.pathId), it.file);
+      else state.files.delete(toHex(it.pathId));
+    });
+    if (snap !== s.record.name) throw new FormatError('bad-index', `${object}: belongs to ${snap}`);
+  }
+  return state;
+}

@@ -1,0 +1,266 @@
+/**
+ * Writing and reading tar volumes (SPEC.md "Volume format").
+ *
+ * Writing: `VolumeSet` appends block envelopes to the current volume and starts a new
+ * one before any volume would pass the size limit. Each volume begins with its header
+ * (the data key sealed to the recipients) and carries catalogue pieces that describe,
+ * with names, every file whose blocks it holds, so one volume restores on its own.
+ * Bytes stream to storage as they are produced; the sha384 of each volume is computed
+ * on the way out. A VolumeSet that failed once stays failed.
+ *
+ * Reading: `VolumeReader` opens a volume's header once (unsealing its data key with the
+ * restore key) and then reads single envelopes by range.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import type * as openpgp from 'openpgp';
+import { FormatError, IebsError, NotFoundError } from '../formats/errors.js';
+import { blockContext, counterNonce } from '../formats/envelope.js';
+import { DocEncoder, MAX_BLOCK, type FileRecord, type BlockRef } from '../formats/manifest.js';
+import { blockEntry, volumeName } from '../formats/names.js';
+import { encodeTarHeader, decodeTarHeader, tarPadding, tarEntrySize, TAR_BLOCK } from '../formats/tar.js';
+import { CATALOG_ENTRY_PREFIX, VOLUME_HEADER_ENTRY, decodeVolumeHeader, encodeVolumeHeader, encodeVolumeKey, decodeVolumeKey } from '../formats/volume.js';
+import type { ObjectRef } from '../formats/snapshot.js';
+import { openEnvelope, pgpOpenBytes, pgpSealBytes, random, sealEnvelope } from './crypto.js';
+import { compressBlock, decompressBlock, type CodecChoice } from './codec.js';
+import type { ObjectWriter, Storage } from './storage.js';
+import { LAYOUT } from './repo.js';
+
+/** Catalogue text is flushed into an entry once it passes this size. */
+const CATALOG_FLUSH = 256 * 1024;
+/** Space kept free in every volume for the last catalogue piece and the tar end. */
+const RESERVE_BASE = 2 * CATALOG_FLUSH + 4 * TAR_BLOCK;
+/** Catalogue bytes one block line may take (upper bound). */
+const BLOCK_LINE_MAX = 400;
+/** Smallest volume size accepted: a largest block plus the reserve, with room. */
+export const MIN_VOLUME_SIZE = 8 * 1024 * 1024;
+
+/** Where a block was written. */
+export type Placement = Pick<BlockRef, 'volume' | 'dataOffset' | 'length' | 'entry'>;
+
+/** Named media sizes of `--volume-size`, in bytes. */
+export const MEDIA: Record<string, number> = {
+  cd: 700_000_000, dvd: 4_700_000_000, bluray: 25_000_000_000, 'bd-dl': 50_000_000_000, 'bd-xl': 100_000_000_000, 'bd-xx': 128_000_000_000,
+};
+
+interface OpenVolume {
+  name: string;
+  number: number;
+  id: Uint8Array;
+  key: Uint8Array;
+  writer: ObjectWriter;
+  hash: Hash;
+  size: number;
+  entries: number;
+  catalogPieces: number;
+  catalog: string[];
+  catalogBytes: number;
+  enc: DocEncoder | null;
+}
+
+/** What the VolumeSet needs from the backup key and the run. */
+export interface VolumeSetOptions {
+  storage: Storage;
+  snapshot: string;
+  host: string;
+  time: bigint;
+  limit: number;
+  recipients: openpgp.PublicKey[];
+  signer: openpgp.PrivateKey;
+  /** Codec for catalogue pieces. */
+  codec: CodecChoice;
+}
+
+/** Writes the volumes of one snapshot. */
+export class VolumeSet {
+  private cur: OpenVolume | null = null;
+  private readonly done: ObjectRef[] = [];
+  private broken: unknown = null;
+  /** The file whose blocks are being added, with its blocks in the current volume. */
+  private file: { record: FileRecord; here: BlockRef[] } | null = null;
+
+  constructor(private readonly o: VolumeSetOptions) {
+    if (o.limit < MIN_VOLUME_SIZE) throw new FormatError('bad-size', `volume size ${o.limit} is below the minimum of ${MIN_VOLUME_SIZE} bytes`);
+  }
+
+  /** Names of the volumes written so far (committed ones and the open one). */
+  get names(): string[] { return [...this.done.map((d) => d.name), ...(this.cur ? [this.cur.name] : [])]; }
+
+  private async guard<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.broken) throw this.broken;
+    try { return await fn(); } catch (e) { this.broken = e; throw e; }
+  }
+
+  private async append(v: OpenVolume, bytes: Uint8Array): Promise<void> {
+    v.hash.update(bytes);
+    v.size += bytes.length;
+    await v.writer.write(bytes);
+  }
+
+  private async entry(v: OpenVolume, name: string, data: Uint8Array): Promise<number> {
+    await this.append(v, encodeTarHeader(name, data.length, Number(this.o.time / 1_000_000_000n)));
+    const dataOffset = v.size;
+    await this.append(v, data);
+    const pad = tarPadding(data.length);
+    if (pad) await this.append(v, new Uint8Array(pad));
+    return dataOffset;
+  }
+
+  private async openVolume(): Promise<OpenVolume> {
+    const number = this.done.length + 1;
+    const name = volumeName(this.o.snapshot, number);
+    const id = random(16), key = random(32);
+    const sealed = await pgpSealBytes(encodeVolumeKey(id, key), this.o.recipients, this.o.signer);
+    const writer = await this.o.storage.create(`${LAYOUT.volumes}/${name}`);
+    const v: OpenVolume = { name, number, id, key, writer, hash: createHash('sha384'), size: 0, entries: 0, catalogPieces: 0, catalog: [], catalogBytes: 0, enc: null };
+    await this.entry(v, VOLUME_HEADER_ENTRY, encodeVolumeHeader({ volumeId: id, name, snapshot: this.o.snapshot, time: this.o.time, sealed }));
+    return v;
+  }
+
+  private reserve(): number {
+    const pending = this.file ? this.file.here.length * BLOCK_LINE_MAX + 70000 : 0;
+    return RESERVE_BASE + pending;
+  }
+
+  private async sealEntry(v: OpenVolume, name: string, plain: Uint8Array, codec: CodecChoice): Promise<{ dataOffset: number; length: number }> {
+    const c = compressBlock(plain, codec);
+    v.entries++;
+    const env = sealEnvelope(v.key, counterNonce(v.entries), c.codec, plain.length, c.bytes, blockContext(v.id, name));
+    return { dataOffset: await this.entry(v, name, env), length: env.length };
+  }
+
+  private addToCatalog(v: OpenVolume, r: FileRecord): void {
+    if (!v.enc) {
+      v.enc = new DocEncoder('catalog');
+      v.catalog.push(v.enc.header({ volume: v.name, snapshot: this.o.snapshot, time: this.o.time, host: this.o.host }));
+    }
+    const text = v.enc.record(r);
+    v.catalog.push(text);
+    v.catalogBytes += text.length;
+  }
+
+  private async flushCatalog(v: OpenVolume): Promise<void> {
+    if (!v.enc) return;
+    v.catalog.push(v.enc.end());
+    v.enc = null;
+    v.catalogPieces++;
+    const name = CATALOG_ENTRY_PREFIX + String(v.catalogPieces).padStart(6, '0');
+    await this.sealEntry(v, name, Buffer.from(v.catalog.join(''), 'latin1'), this.o.codec);
+    v.catalog = []; v.catalogBytes = 0;
+  }
+
+  private async closeVolume(): Promise<void> {
+    const v = this.cur!;
+    if (this.file && this.file.here.length) {
+      this.addToCatalog(v, { ...this.file.record, blocks: this.file.here });
+      this.file.here = [];
+    }
+    await this.flushCatalog(v);
+    await this.append(v, new Uint8Array(2 * TAR_BLOCK));
+    await v.writer.commit();
+    this.done.push({ name: v.name, size: v.size, sha384: new Uint8Array(v.hash.digest()) });
+    this.cur = null;
+  }
+
+  /** Starts a file: blocks added until `endFile` belong to it. */
+  beginFile(record: FileRecord): void {
+    this.file = { record: { ...record, blocks: [] }, here: [] };
+  }
+
+  /**
+   * Seals and writes block `index` of the current file (already compressed by
+   * `codec`). Returns where it went.
+   */
+  async addBlock(uuid: string, index: number, block: { codec: number; bytes: Uint8Array; plainLength: number }, ref: Omit<BlockRef, keyof Placement>): Promise<Placement> {
+    return this.guard(async () => {
+      const entry = blockEntry(uuid, index);
+      const envLength = block.bytes.length + 36;
+      if (this.cur && this.cur.size + tarEntrySize(envLength) + this.reserve() > this.o.limit) await this.closeVolume();
+      if (!this.cur) this.cur = await this.openVolume();
+      const v = this.cur;
+      v.entries++;
+      const env = sealEnvelope(v.key, counterNonce(v.entries), block.codec, block.plainLength, block.bytes, blockContext(v.id, entry));
+      const dataOffset = await this.entry(v, entry, env);
+      const placement = { volume: v.name, dataOffset, length: env.length, entry };
+      if (this.file) this.file.here.push({ ...ref, ...placement });
+      return placement;
+    });
+  }
+
+  /**
+   * Ends the current file (or records a directory or symlink): its catalogue record
+   * lists the blocks that live in the current volume.
+   */
+  async endFile(record: FileRecord): Promise<void> {
+    return this.guard(async () => {
+      this.file = null;
+      if (!this.cur) this.cur = await this.openVolume();
+      const v = this.cur;
+      const here = record.blocks.filter((b) => b.volume === v.name);
+      if (record.kind === 'file' && here.length === 0 && record.size > 0) return;
+      this.addToCatalog(v, { ...record, blocks: here });
+      if (v.catalogBytes >= CATALOG_FLUSH) await this.flushCatalog(v);
+    });
+  }
+
+  /** Closes the last volume; returns every volume written. */
+  async finish(): Promise<ObjectRef[]> {
+    return this.guard(async () => {
+      if (this.cur) await this.closeVolume();
+      return this.done;
+    });
+  }
+
+  /** Drops the volume being written (the committed ones stay as debris for cleanup). */
+  async abort(): Promise<void> {
+    if (this.cur) await this.cur.writer.abort().catch(() => {});
+    this.cur = null;
+  }
+}
+
+/** An opened volume: its header and data key. */
+interface OpenedVolume { id: Uint8Array; key: Uint8Array; snapshot: string }
+
+/** Reads block envelopes from volumes with the restore key; caches opened headers. */
+export class VolumeReader {
+  private readonly opened = new Map<string, Promise<OpenedVolume>>();
+  constructor(private readonly storage: Storage, private readonly decryptionKeys: openpgp.PrivateKey[], private readonly verifiers: openpgp.PublicKey[]) {}
+
+  private open(volume: string): Promise<OpenedVolume> {
+    let p = this.opened.get(volume);
+    if (!p) {
+      p = this.openHeader(volume);
+      this.opened.set(volume, p);
+    }
+    return p;
+  }
+
+  private async openHeader(volume: string): Promise<OpenedVolume> {
+    const object = `${LAYOUT.volumes}/${volume}`;
+    const size = await this.storage.stat(object);
+    if (size === null) throw new NotFoundError('missing-volume', `volume ${volume} is missing`);
+    const th = decodeTarHeader(await this.storage.getRange(object, 0, TAR_BLOCK), 0);
+    if (!th || th.name !== VOLUME_HEADER_ENTRY) throw new FormatError('bad-volume', `${volume}: does not start with an iebs volume header`);
+    if (th.size > 128 * 1024 || TAR_BLOCK + th.size > size) throw new FormatError('absurd-size', `${volume}: volume header of ${th.size} bytes`);
+    const h = decodeVolumeHeader(await this.storage.getRange(object, TAR_BLOCK, th.size), volume);
+    if (h.name !== volume) throw new FormatError('bad-volume', `${volume}: header names it ${h.name} (renamed or swapped)`);
+    const plain = await pgpOpenBytes(h.sealed, this.decryptionKeys, this.verifiers, `${volume} sealed key`);
+    return { id: h.volumeId, key: decodeVolumeKey(plain, h.volumeId, volume), snapshot: h.snapshot };
+  }
+
+  /** Reads, authenticates, decompresses and checks one block. */
+  async readBlock(ref: BlockRef, checkHash: (data: Uint8Array) => boolean): Promise<Uint8Array> {
+    const v = await this.open(ref.volume);
+    const where = `${ref.volume}:${ref.entry}`;
+    const env = await this.storage.getRange(`${LAYOUT.volumes}/${ref.volume}`, ref.dataOffset, ref.length);
+    const opened = openEnvelope(v.key, env, blockContext(v.id, ref.entry), MAX_BLOCK, where);
+    if (opened.plainLength !== ref.size) throw new FormatError('bad-size', `${where}: block holds ${opened.plainLength} bytes, the manifest says ${ref.size}`);
+    const data = decompressBlock(opened.codec, opened.payload, ref.size);
+    if (!checkHash(data)) throw new FormatError('bad-hash', `${where}: block content does not match its sha384`);
+    return data;
+  }
+}
+
+/** True if `e` is an error that damages one block only (restore goes on without it). */
+export function isDataError(e: unknown): boolean {
+  return e instanceof IebsError;
+}
