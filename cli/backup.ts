@@ -55,7 +55,7 @@ export async function main(argv: string[]): Promise<number> {
     sources: positionals, system: flags.name as string | undefined, full: !!flags.full, reread: !!flags.reread,
     include: regexes('include', flags.include as string[] | undefined), exclude: regexes('exclude', flags.exclude as string[] | undefined),
     volumeSize, codec: flags.compression ? parseCodecChoice(flags.compression as string) : undefined, maxIncrements, dryRun,
-    scan: progress !== null && !json && !!process.stderr.isTTY,
+    scan: !json && !!process.stderr.isTTY,
     onProgress: (p) => progress.update(p.phase === 'scan' ? 'scanning' : 'backup', p.files, p.bytes, p.totalFiles, p.totalBytes),
     onPlan: (status, path, size) => { if (json) plan.push({ status, path, size }); else process.stdout.write(`${status.padEnd(8)} ${path}${status === 'deleted' ? '' : '  ' + human(size)}\n`); },
   });
@@ -65,7 +65,7 @@ export async function main(argv: string[]): Promise<number> {
     for (const w of r.warnings) process.stderr.write(`iebs: warning: ${w.path}: ${w.message}\n`);
     if (r.created) process.stdout.write(`created repository at ${repo}\n`);
     const c = r.counts;
-    const what = `${c.files} files (${c.new} new, ${c.changed} changed, ${c.unchanged} unchanged, ${c.deleted} deleted), ${human(c.bytes)}`;
+    const what = `${c.files} entries (${c.new} new, ${c.changed} changed, ${c.unchanged} unchanged, ${c.deleted} deleted), ${human(c.bytes)}`;
     if (dryRun) process.stdout.write(`dry run: ${r.type} ${r.snapshot} would hold ${what}; up to ${human(r.estimate!.bytes)} to store before compression and dedup, about ${r.estimate!.volumes} volume(s) of ${human(volumeSize)}\n`);
     else process.stdout.write(`snapshot ${r.snapshot} (${r.type}): ${what}; read ${human(r.read)}, stored ${human(c.stored)} in ${r.volumes.length} volume(s)\n`);
   }

@@ -23,7 +23,7 @@ export async function main(argv: string[]): Promise<number> {
   } else {
     for (const s of snapshots) {
       const r = s.record;
-      process.stdout.write(`${r.name}  ${r.type.padEnd(9)} ${formatTime(r.time).slice(0, 19)}Z  ${String(r.counts.files).padStart(8)} files  ${human(r.counts.bytes).padStart(10)}  ${r.volumes.length} vol  stored ${human(r.counts.stored)}\n`);
+      process.stdout.write(`${r.name}  ${r.type.padEnd(9)} ${formatTime(r.time).slice(0, 19)}Z  ${String(r.counts.files).padStart(8)} entries  ${human(r.counts.bytes).padStart(10)}  ${r.volumes.length} vol  stored ${human(r.counts.stored)}\n`);
     }
   }
   return bad.length ? 3 : 0;
