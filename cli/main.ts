@@ -8,8 +8,10 @@ import * as snapshots from './snapshots.js';
 import * as ls from './ls.js';
 import * as restore from './restore.js';
 import * as unlock from './unlock.js';
+import * as verify from './verify.js';
+import * as salvage from './salvage.js';
 
-const VERBS: Record<string, { help: string; main(argv: string[]): Promise<number> }> = { keygen, init, backup, snapshots, ls, restore, unlock };
+const VERBS: Record<string, { help: string; main(argv: string[]): Promise<number> }> = { keygen, init, backup, snapshots, ls, restore, verify, salvage, unlock };
 
 const USAGE = `iebs: encrypted, incremental, block-level backups
 

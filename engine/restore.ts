@@ -162,7 +162,8 @@ function checkNoDuplicatePaths(sorted: FileRecord[]): void {
   }
 }
 
-async function removeNonDir(p: Buffer): Promise<void> {
+/** Removes what is at `p` unless it is a directory (an error then). */
+export async function removeNonDir(p: Buffer): Promise<void> {
   try {
     const st = await lstat(p);
     if (st.isDirectory()) throw new IoError('exists', `${p.toString()}: a directory is in the way`);
@@ -211,7 +212,7 @@ async function restoreFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord
  * refusing to pass through anything that is not a real directory (a symlink planted by
  * an earlier entry or already in the target).
  */
-class SafeTarget {
+export class SafeTarget {
   private readonly known = new Set<string>();
   constructor(readonly root: Buffer) {}
   get rootText(): string { return this.root.toString(); }

@@ -53,7 +53,7 @@ export function decodeEnvelopeHeader(env: Uint8Array, maxPlain: number, where: s
   if (dv.getUint16(2) !== 0) throw new FormatError('bad-flags', `${where}: reserved envelope flags are set`);
   const plainLength = dv.getUint32(4);
   if (plainLength > maxPlain) throw new FormatError('absurd-size', `${where}: envelope claims ${plainLength} plaintext bytes, more than ${maxPlain}`);
-  return { codec: env[1], plainLength, nonce: env.slice(8, 20) };
+  return { codec: env[1], plainLength, nonce: new Uint8Array(env.subarray(8, 20)) };
 }
 
 /** Counter nonce for envelope number `n` under a per-volume key: 4 zero bytes || u64 BE n. */

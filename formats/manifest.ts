@@ -169,6 +169,7 @@ export class DocParser {
   private current: FileRecord | null = null;
   private header: ManifestHeader | null = null;
   private cat: CatalogHeader | null = null;
+  private sawParent = false;
 
   constructor(readonly kind: DocKind, readonly source: string) {}
 
@@ -263,6 +264,7 @@ export class DocParser {
 
   private parseMeta(text: string, where: string): DocItem | null {
     if (text === '') {
+      if (this.kind === 'manifest' && !this.sawParent) throw new FormatError('bad-line', `${where}: manifest has no parent line`);
       this.state = 'records';
       const header = this.kind === 'manifest' ? this.header! : this.cat!;
       return { type: 'header', header };
@@ -271,11 +273,13 @@ export class DocParser {
     const f = text.split(' ');
     const h = this.header!;
     if (f[0] === 'parent') {
-      if (h.volumes.length > 0 || h.parent || (f.length === 2 && f[1] !== '-') || (f.length !== 2 && f.length !== 3)) throw new FormatError('bad-line', `${where}: bad parent line`);
+      if (h.volumes.length > 0 || this.sawParent || (f.length === 2 && f[1] !== '-') || (f.length !== 2 && f.length !== 3)) throw new FormatError('bad-line', `${where}: bad parent line`);
       if (f.length === 3) h.parent = { name: checkName(SNAPSHOT_RE, f[1], 'snapshot name', where), sha384: parseSha384(f[2], where) };
+      this.sawParent = true;
       return null;
     }
     if (f[0] === 'volume' && f.length === 4) {
+      if (!this.sawParent) throw new FormatError('bad-line', `${where}: volume line before the parent line`);
       if (h.volumes.length >= 9999) throw new FormatError('absurd-size', `${where}: more than 9999 volumes`);
       h.volumes.push({ name: checkName(VOLUME_RE, f[1], 'volume name', where), size: parseUint(f[2], where), sha384: parseSha384(f[3], where) });
       return null;
@@ -349,6 +353,8 @@ export class DocParser {
       const wantOffset = prev ? prev.offset + prev.size : 0;
       if (b.index !== wantIndex) throw new FormatError('bad-block-order', `${where}: expected block ${wantIndex}, got ${b.index}`);
       if (b.offset !== wantOffset) throw new FormatError('bad-block-order', `${where}: block ${b.index} should start at offset ${wantOffset}`);
+    } else if (b.volume !== this.cat!.volume) {
+      throw new FormatError('bad-line', `${where}: a catalogue lists only blocks of its own volume`);
     } else if (prev && (b.index <= prev.index || b.offset < prev.offset + prev.size)) {
       throw new FormatError('bad-block-order', `${where}: blocks out of order`);
     }

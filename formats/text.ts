@@ -87,9 +87,9 @@ export const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
 /** Strict non-negative decimal without leading zeros, at most `max`. */
 export function parseUint(text: string, where: string, max: number = MAX_SAFE): number {
-  if (!/^(0|[1-9][0-9]{0,15})$/.test(text)) throw new FormatError('bad-number', `${where}: expected a decimal number, got ${JSON.stringify(text.slice(0, 32))}`);
+  if (!/^(0|[1-9][0-9]*)$/.test(text)) throw new FormatError('bad-number', `${where}: expected a decimal number, got ${JSON.stringify(text.slice(0, 32))}`);
   const n = Number(text);
-  if (n > max) throw new FormatError('absurd-size', `${where}: ${text} is larger than ${max}`);
+  if (text.length > 16 || n > max) throw new FormatError('absurd-size', `${where}: ${text} is larger than ${max}`);
   return n;
 }
 
@@ -122,9 +122,9 @@ export function parseTime(text: string, where: string): bigint {
   const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{9})Z$/.exec(text);
   if (!m) throw new FormatError('bad-time', `${where}: expected a time like 2026-11-22T10:00:00.000000000Z, got ${JSON.stringify(text.slice(0, 40))}`);
   const [y, mo, d, h, mi, s] = m.slice(1, 7).map(Number);
-  const ms = Date.UTC(y, mo - 1, d, h, mi, s);
-  const back = new Date(ms);
-  if (y < 100) back.setUTCFullYear(y);
+  const back = new Date(0);
+  back.setUTCFullYear(y, mo - 1, d);
+  back.setUTCHours(h, mi, s, 0);
   const t = back.getTime();
   const check = new Date(t);
   if (check.getUTCFullYear() !== y || check.getUTCMonth() !== mo - 1 || check.getUTCDate() !== d || check.getUTCHours() !== h || check.getUTCMinutes() !== mi || check.getUTCSeconds() !== s) {

@@ -36,6 +36,7 @@ export interface VolumeHeader {
 export function encodeVolumeHeader(h: VolumeHeader): Uint8Array {
   if (h.volumeId.length !== 16) throw new FormatError('bad-id', 'volume id must be 16 bytes');
   if (h.sealed.length > MAX_SEALED) throw new FormatError('absurd-size', 'sealed key is too large');
+  if (h.time < 0n || h.time >= 1n << 64n) throw new FormatError('bad-time', 'volume time out of range');
   const name = Buffer.from(h.name, 'latin1'), snap = Buffer.from(h.snapshot, 'latin1');
   const out = Buffer.alloc(8 + 4 + 16 + 2 + name.length + 2 + snap.length + 8 + 4 + h.sealed.length);
   let o = 0;

@@ -1,0 +1,167 @@
+/**
+ * Verify (SPEC.md "Snapshot record and chain", "Write order"): checks a repository with
+ * public keys only. Every record's signature, the hash links between the records of
+ * each system, and every object a record names (present, of its recorded size and
+ * sha384). With the restore key and `readData`, also every block of every manifest:
+ * decrypted, decompressed and hashed. Each problem names its object and the snapshots
+ * it makes unrestorable (wholly or in part).
+ */
+import { createHash } from 'node:crypto';
+import type * as openpgp from 'openpgp';
+import { IebsError } from '../formats/errors.js';
+import type { BlockRef } from '../formats/manifest.js';
+import { LAYOUT, listSnapshots, type Snapshot } from './repo.js';
+import type { RestoreKey } from './keys.js';
+import { readManifest } from './restore.js';
+import type { Storage } from './storage.js';
+import { VolumeReader } from './volumes.js';
+
+/** One thing found wrong. */
+export interface Problem { object: string; message: string; affects: string[]; files?: number }
+
+/** What verify found. */
+export interface VerifyResult {
+  snapshots: number;
+  objects: number;
+  bytes: number;
+  blocks: number;
+  problems: Problem[];
+  /** Objects no signed record names: left by interrupted runs, or added. */
+  unreferenced: string[];
+}
+
+/** Options of verify. */
+export interface VerifyOptions {
+  restoreKey?: RestoreKey;
+  readData?: boolean;
+  onProgress?: (p: { objects: number; bytes: number; blocks: number }) => void;
+}
+
+const READ = 8 * 1024 * 1024;
+
+async function hashObject(storage: Storage, name: string, size: number, onBytes: (n: number) => void): Promise<Uint8Array> {
+  const h = createHash('sha384');
+  for (let off = 0; off < size; off += READ) {
+    const piece = await storage.getRange(name, off, Math.min(READ, size - off));
+    h.update(piece);
+    onBytes(piece.length);
+  }
+  return new Uint8Array(h.digest());
+}
+
+/** The snapshot and every later one of its chain: what a damaged object of it affects. */
+function affected(s: Snapshot, all: Snapshot[]): string[] {
+  return all.filter((x) => x.record.chain === s.record.chain && x.record.sequence >= s.record.sequence).map((x) => x.record.name);
+}
+
+/** Verifies a repository against `verifiers` (the trusted host signing keys). */
+export async function verify(storage: Storage, verifiers: openpgp.PublicKey[], o: VerifyOptions = {}): Promise<VerifyResult> {
+  const res: VerifyResult = { snapshots: 0, objects: 0, bytes: 0, blocks: 0, problems: [], unreferenced: [] };
+  const progress = () => o.onProgress?.({ objects: res.objects, bytes: res.bytes, blocks: res.blocks });
+  const { snapshots, bad } = await listSnapshots(storage, verifiers);
+  res.snapshots = snapshots.length;
+  for (const b of bad) res.problems.push({ object: b.object, message: b.error.message, affects: [b.object.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')] });
+
+  // The chain of records of each system.
+  const systems = new Map<string, Snapshot[]>();
+  for (const s of snapshots) systems.set(s.record.system, [...(systems.get(s.record.system) ?? []), s]);
+  for (const [system, list] of systems) {
+    list.sort((a, b) => a.record.sequence - b.record.sequence);
+    for (let i = 0; i < list.length; i++) {
+      const s = list[i], r = s.record;
+      const prev = list[i - 1];
+      if (prev && prev.record.sequence === r.sequence) {
+        res.problems.push({ object: s.object, message: `${r.name} and ${prev.record.name} both claim place ${r.sequence} of ${system} (a replayed or forked record)`, affects: [r.name, prev.record.name] });
+        continue;
+      }
+      const expected = prev ? prev.record.sequence + 1 : 0;
+      if (r.sequence !== expected) {
+        res.problems.push({ object: s.object, message: `${system}: snapshots ${expected}..${r.sequence - 1} before ${r.name} are missing (deleted)`, affects: affected(s, snapshots) });
+      }
+      if (r.parent && prev && prev.record.sequence === r.sequence - 1) {
+        if (r.parent.name !== prev.record.name || !Buffer.from(r.parent.sha384).equals(prev.sha384)) {
+          res.problems.push({ object: s.object, message: `${r.name}: its parent link does not match ${prev.record.name} (replaced, reordered or replayed record)`, affects: affected(s, snapshots) });
+        }
+      }
+      if (r.type === 'increment' && prev && prev.record.chain !== r.chain && prev.record.sequence === r.sequence - 1) {
+        res.problems.push({ object: s.object, message: `${r.name}: increment of chain ${r.chain} follows ${prev.record.name} of chain ${prev.record.chain}`, affects: affected(s, snapshots) });
+      }
+    }
+  }
+
+  // Every object each record names.
+  const referenced = new Set<string>(snapshots.map((s) => s.object));
+  for (const s of snapshots) {
+    const objs = [
+      { name: `${LAYOUT.manifests}/${s.record.manifest.name}`, ref: s.record.manifest, what: 'manifest' },
+      { name: `${LAYOUT.indexes}/${s.record.index.name}`, ref: s.record.index, what: 'index' },
+      ...s.record.volumes.map((v) => ({ name: `${LAYOUT.volumes}/${v.name}`, ref: v, what: 'volume' })),
+    ];
+    for (const obj of objs) {
+      referenced.add(obj.name);
+      res.objects++;
+      const hurt = obj.what === 'index' ? [] : affected(s, snapshots);
+      const consequence = obj.what === 'index' ? ' (restores are not affected; the next backup of this chain will fail, make a --full)' : '';
+      try {
+        const size = await storage.stat(obj.name);
+        if (size === null) { res.problems.push({ object: obj.name, message: `${obj.what} ${obj.name} is missing${consequence}`, affects: hurt }); continue; }
+        if (size !== obj.ref.size) { res.problems.push({ object: obj.name, message: `${obj.what} ${obj.name} is ${size} bytes, its record says ${obj.ref.size} (truncated or replaced)${consequence}`, affects: hurt }); continue; }
+        const digest = await hashObject(storage, obj.name, size, (n) => { res.bytes += n; progress(); });
+        if (!Buffer.from(digest).equals(obj.ref.sha384)) res.problems.push({ object: obj.name, message: `${obj.what} ${obj.name} does not match its sha384 (damaged or replaced)${consequence}`, affects: hurt });
+      } catch (e) {
+        if (!(e instanceof IebsError)) throw e;
+        res.problems.push({ object: obj.name, message: e.message, affects: hurt });
+      }
+      progress();
+    }
+  }
+
+  for (const folder of [LAYOUT.snapshots, LAYOUT.manifests, LAYOUT.indexes, LAYOUT.volumes]) {
+    for (const name of await storage.list(folder)) if (!referenced.has(name) && !bad.some((b) => b.object === name)) res.unreferenced.push(name);
+  }
+
+  if (o.readData && o.restoreKey) await readAllData(storage, o.restoreKey, verifiers, snapshots, res, progress);
+  await storage.close();
+  return res;
+}
+
+/** Decrypts and hashes every block each manifest names (each place once). */
+async function readAllData(storage: Storage, key: RestoreKey, verifiers: openpgp.PublicKey[], snapshots: Snapshot[], res: VerifyResult, progress: () => void): Promise<void> {
+  const reader = new VolumeReader(storage, key.decryptionKeys, verifiers);
+  const checked = new Map<string, string | null>();
+  for (const s of snapshots) {
+    const badFiles: string[] = [];
+    try {
+      const pending: { path: string; blocks: BlockRef[] }[] = [];
+      await readManifest(storage, key, verifiers, s, (r) => { if (!('deleted' in r) && r.kind === 'file') pending.push({ path: Buffer.from(r.path).toString('utf8'), blocks: r.blocks }); });
+      for (const f of pending) {
+        let firstError: string | null = null;
+        for (const b of f.blocks) {
+          const k = `${b.volume}@${b.dataOffset}`;
+          let err = checked.get(k);
+          if (err === undefined) {
+            try {
+              await reader.readBlock(b, (d) => createHash('sha384').update(d).digest().equals(b.sha384));
+              err = null;
+            } catch (e) {
+              if (!(e instanceof IebsError)) throw e;
+              err = e.message;
+            }
+            checked.set(k, err);
+            res.blocks++;
+            progress();
+          }
+          if (err && !firstError) firstError = err;
+        }
+        if (firstError) badFiles.push(`${f.path}: ${firstError}`);
+      }
+    } catch (e) {
+      if (!(e instanceof IebsError)) throw e;
+      res.problems.push({ object: `${LAYOUT.manifests}/${s.record.manifest.name}`, message: e.message, affects: affected(s, snapshots) });
+      continue;
+    }
+    if (badFiles.length) {
+      res.problems.push({ object: s.record.name, message: `${badFiles.length} file(s) of ${s.record.name} have unreadable blocks, first: ${badFiles[0]}`, affects: affected(s, snapshots), files: badFiles.length });
+    }
+  }
+}
