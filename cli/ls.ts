@@ -2,7 +2,7 @@
 import { loadRestoreKey } from '../engine/keys.js';
 import { listSnapshotFiles } from '../engine/restore.js';
 import { openStorage } from '../engine/storage.js';
-import { formatTime } from '../formats/text.js';
+import { formatTime, quoteBytes } from '../formats/text.js';
 import { parseArgs } from './args.js';
 import { need, passphrase, printJson } from './common.js';
 
@@ -15,12 +15,14 @@ export async function main(argv: string[]): Promise<number> {
   const key = await loadRestoreKey(need(flags.key as string | undefined, 'ls', '--key restore.key'), await passphrase(flags['passphrase-file'] as string | undefined));
   const { snapshot, files } = await listSnapshotFiles(storage, key, positionals[0]);
   if (flags.json) {
-    printJson({ snapshot, files: files.map((f) => ({ path: Buffer.from(f.path).toString('utf8'), kind: f.kind, size: f.size, mode: f.mode.toString(8).padStart(4, '0'), mtime: formatTime(f.mtimeNs), uuid: f.uuid, ...(f.target ? { target: Buffer.from(f.target).toString('utf8') } : {}) })) });
+    printJson({ snapshot, files: files.map((f) => ({ path: Buffer.from(f.path).toString('utf8'), pathQuoted: quoteBytes(f.path), kind: f.kind, size: f.size, mode: f.mode.toString(8).padStart(4, '0'), mtime: formatTime(f.mtimeNs), uuid: f.uuid, ...(f.target ? { target: Buffer.from(f.target).toString('utf8') } : {}) })) });
     return 0;
   }
   for (const f of files) {
     const t = f.kind === 'dir' ? 'd' : f.kind === 'symlink' ? 'l' : '-';
-    const name = JSON.stringify(Buffer.from(f.path).toString('utf8')).slice(1, -1);
+    // Names that are not valid UTF-8 are shown in the manifest's exact quoting.
+    const text = Buffer.from(f.path).toString('utf8');
+    const name = Buffer.from(text, 'utf8').equals(Buffer.from(f.path)) ? JSON.stringify(text).slice(1, -1) : quoteBytes(f.path);
     process.stdout.write(`${t}${f.mode.toString(8).padStart(4, '0')} ${String(f.size).padStart(12)} ${formatTime(f.mtimeNs).slice(0, 19)}Z ${name}${f.target ? ' -> ' + Buffer.from(f.target).toString('utf8') : ''}\n`);
   }
   return 0;

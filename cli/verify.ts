@@ -1,6 +1,6 @@
 /** `iebs verify`: checks a repository with public keys; with --read-data, every block. */
 import { loadRestoreKey, loadVerifyKeys } from '../engine/keys.js';
-import { repoPublicKeys } from '../engine/repo.js';
+import { readConfig, repoPublicKeys } from '../engine/repo.js';
 import { openStorage } from '../engine/storage.js';
 import { verify } from '../engine/verify.js';
 import { UsageError } from '../formats/errors.js';
@@ -19,6 +19,7 @@ export const help = `iebs verify --repo REPO [--key KEY] [--read-data] [--json]
 export async function main(argv: string[]): Promise<number> {
   const { flags } = parseArgs('verify', argv, { repo: 'string', key: 'string', 'read-data': 'boolean', json: 'boolean', 'passphrase-file': 'string' });
   const storage = openStorage(need(flags.repo as string | undefined, 'verify', '--repo REPO'));
+  await readConfig(storage);
   const keyPath = flags.key as string | undefined;
   if (flags['read-data'] && !keyPath) throw new UsageError('missing', 'iebs verify --read-data needs --key restore.key');
   const restoreKey = flags['read-data'] ? await loadRestoreKey(keyPath!, await passphrase(flags['passphrase-file'] as string | undefined)) : undefined;

@@ -28,12 +28,12 @@ import { toHex } from '../formats/text.js';
 import { indexContext } from '../formats/envelope.js';
 import { hmac, sha384, sealEnvelope, random, PGP_CONFIG } from './crypto.js';
 import { chunkStream, DEFAULT_SIZES, type ChunkerParams } from './chunker.js';
-import { compressBlock, looksIncompressible, skipByExtension, DEFAULT_CODEC, CODEC, type CodecChoice } from './codec.js';
+import { compressBlock, skipByExtension, DEFAULT_CODEC, CODEC, type CodecChoice } from './codec.js';
 import type { BackupKey } from './keys.js';
 import { acquireLock, chainOf, initRepo, LAYOUT, listSnapshots, readConfig, writeRecord, type Snapshot } from './repo.js';
 import { loadChainState, type ChainState } from './state.js';
 import type { Storage } from './storage.js';
-import { VolumeSet } from './volumes.js';
+import { VolumeSet, MIN_VOLUME_SIZE } from './volumes.js';
 
 /** Options of one backup run. */
 export interface BackupOptions {
@@ -180,16 +180,22 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
   if (o.sources.length === 0) throw new UsageError('no-source', 'nothing to back up: name at least one source');
   const codec = o.codec ?? DEFAULT_CODEC;
   const maxIncrements = o.maxIncrements ?? 50;
+  if (o.volumeSize < MIN_VOLUME_SIZE) throw new UsageError('bad-size', `--volume-size ${o.volumeSize} is below the minimum of ${MIN_VOLUME_SIZE} bytes (8 MiB)`);
+  await roots(o.sources); // refuse missing or odd sources before anything is written
   let created = false;
+  let exists = true;
   try { await readConfig(storage); } catch (e) {
-    if (!(e instanceof IebsError) || e.code !== 'no-repository' || o.dryRun) throw e;
+    if (!(e instanceof IebsError) || e.code !== 'no-repository') throw e;
+    exists = false;
+  }
+  if (!exists && !o.dryRun) {
     await initRepo(storage, key.publicArmored, now());
     created = true;
   }
   const lock = o.dryRun ? null : await acquireLock(storage);
   try {
     const verifiers = [key.signer.toPublic()];
-    const { snapshots } = await listSnapshots(storage, verifiers);
+    const { snapshots } = exists ? await listSnapshots(storage, verifiers) : { snapshots: [] as Snapshot[] };
     if (!o.dryRun) await cleanDebris(storage, snapshots);
     const mine = snapshots.filter((s) => s.record.system === system);
     const head = mine[mine.length - 1];
@@ -269,7 +275,10 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
         counts[status]++; counts.files++; counts.bytes += size; estimate += size + 1024;
         continue;
       }
+      // A path keeps its UUID while it keeps its kind; a path that changed kind is a
+      // deletion of the old entry and a new one.
       const uuid = prev && prev.kind === e.kind ? prev.uuid : randomUUID();
+      if (prev && prev.kind !== e.kind) await emit(encodeDeletion(prev.uuid));
       const rec: FileRecord = {
         uuid, path: e.rel, size, mtimeNs: e.st.mtimeNs, uid: Number(e.st.uid), gid: Number(e.st.gid),
         blockSize: e.kind === 'file' ? c.params.avg : 0, kind: e.kind, mode: Number(e.st.mode & 0o7777n), blocks: [],
@@ -357,7 +366,7 @@ async function storeFile(e: WalkEntry, rec: FileRecord, key: BackupKey, c: RunCo
         const id = toHex(hmac(key.blockIdKey, digest));
         let place = c.state.blocks.get(id) ?? newBlocks.get(id);
         if (!place) {
-          const packed = skip || looksIncompressible(chunk) ? { codec: CODEC.none, bytes: chunk } : compressBlock(chunk, c.codec);
+          const packed = skip ? { codec: CODEC.none, bytes: chunk } : await compressBlock(chunk, c.codec);
           place = await volumes.addBlock(rec.uuid, index, { codec: packed.codec, bytes: packed.bytes, plainLength: chunk.length }, { index, size: chunk.length, sha384: digest, offset });
           newBlocks.set(id, place);
           indexLines.push(encodeIndexItem({ t: 'B', block: { id: Buffer.from(id, 'hex'), ...place } }));
@@ -425,7 +434,7 @@ async function writeIndex(storage: Storage, key: BackupKey, name: string, lines:
   body += '-- END OF INDEX -- sha384(' + toHex(sha384(body)) + ')\n';
   const plain = Buffer.from(body, 'latin1');
   if (plain.length > 0xffffffff) throw new FormatError('absurd-size', 'index larger than 4 GiB');
-  const packed = compressBlock(plain, codec);
+  const packed = await compressBlock(plain, codec);
   const env = sealEnvelope(key.indexKey, random(12), packed.codec, plain.length, packed.bytes, indexContext(name));
   await storage.put(`${LAYOUT.indexes}/${indexObject(name)}`, env);
   return { name: indexObject(name), size: env.length, sha384: sha384(env) };

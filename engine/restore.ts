@@ -18,7 +18,7 @@ import type * as openpgp from 'openpgp';
 import { FormatError, IebsError, IoError, AuthError } from '../formats/errors.js';
 import { DocParser, LineSplitter, type FileRecord, type ManifestHeader } from '../formats/manifest.js';
 import { sha384, pgpOpenBytes } from './crypto.js';
-import { chainOf, findSnapshot, LAYOUT, listSnapshots, repoPublicKeys, type Snapshot } from './repo.js';
+import { chainOf, findSnapshot, LAYOUT, listSnapshots, readConfig, repoPublicKeys, type Snapshot } from './repo.js';
 import type { RestoreKey } from './keys.js';
 import type { Storage } from './storage.js';
 import { VolumeReader } from './volumes.js';
@@ -74,6 +74,7 @@ export async function readManifest(storage: Storage, key: RestoreKey, verifiers:
 
 /** Composes the records of a snapshot through its chain, keyed by UUID. */
 export async function composeSnapshot(storage: Storage, key: RestoreKey, id: string | undefined): Promise<{ snapshot: Snapshot; files: Map<string, FileRecord> }> {
+  await readConfig(storage);
   const verifiers = await verifiersFor(storage, key);
   const { snapshots } = await listSnapshots(storage, verifiers);
   const snapshot = findSnapshot(snapshots, id);
@@ -98,7 +99,16 @@ export async function restore(storage: Storage, key: RestoreKey, o: RestoreOptio
   const { snapshot, files } = await composeSnapshot(storage, key, o.snapshot);
   const verifiers = await verifiersFor(storage, key);
   const matches = (r: FileRecord) => !o.include?.length || o.include.some((re) => { re.lastIndex = 0; return re.test(Buffer.from(r.path).toString('utf8')); });
-  const all = [...files.values()].filter(matches).sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
+  const chosen = [...files.values()].filter(matches);
+  // The directories above what --include chose come along, with their own metadata.
+  const above = new Set<string>();
+  for (const r of chosen) {
+    const p = Buffer.from(r.path);
+    for (let i = p.indexOf(0x2f); i >= 0; i = p.indexOf(0x2f, i + 1)) above.add(p.subarray(0, i).toString('latin1'));
+  }
+  const picked = new Set(chosen);
+  for (const r of files.values()) if (r.kind === 'dir' && !picked.has(r) && above.has(Buffer.from(r.path).toString('latin1'))) chosen.push(r);
+  const all = chosen.sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
   checkNoDuplicatePaths(all);
   const result: RestoreResult = { snapshot: snapshot.record.name, files: 0, dirs: 0, symlinks: 0, bytes: 0, failures: [] };
   const root = Buffer.from(o.target.replace(/\/+$/, '') || '/');

@@ -33,7 +33,7 @@ export async function loadChainState(storage: Storage, indexKey: Uint8Array, cha
       throw new FormatError('bad-hash', `${object}: does not match its snapshot record (damaged or replaced)`);
     }
     const opened = openEnvelope(indexKey, env, indexContext(s.record.name), MAX_INDEX, object);
-    const text = Buffer.from(decompressBlock(opened.codec, opened.payload, opened.plainLength)).toString('latin1');
+    const text = Buffer.from(await decompressBlock(opened.codec, opened.payload, opened.plainLength)).toString('latin1');
     const snap = decodeIndex(text, object, (it) => {
       if (it.t === 'B') state.blocks.set(toHex(it.block.id), { volume: it.block.volume, dataOffset: it.block.dataOffset, length: it.block.length, entry: it.block.entry });
       else if (it.t === 'F') state.files.set(toHex(it.file.pathId), it.file);

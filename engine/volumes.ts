@@ -122,7 +122,7 @@ export class VolumeSet {
   }
 
   private async sealEntry(v: OpenVolume, name: string, plain: Uint8Array, codec: CodecChoice): Promise<{ dataOffset: number; length: number }> {
-    const c = compressBlock(plain, codec);
+    const c = await compressBlock(plain, codec);
     v.entries++;
     const env = sealEnvelope(v.key, counterNonce(v.entries), c.codec, plain.length, c.bytes, blockContext(v.id, name));
     return { dataOffset: await this.entry(v, name, env), length: env.length };
@@ -254,7 +254,7 @@ export class VolumeReader {
     const env = await this.storage.getRange(`${LAYOUT.volumes}/${ref.volume}`, ref.dataOffset, ref.length);
     const opened = openEnvelope(v.key, env, blockContext(v.id, ref.entry), MAX_BLOCK, where);
     if (opened.plainLength !== ref.size) throw new FormatError('bad-size', `${where}: block holds ${opened.plainLength} bytes, the manifest says ${ref.size}`);
-    const data = decompressBlock(opened.codec, opened.payload, ref.size);
+    const data = await decompressBlock(opened.codec, opened.payload, ref.size);
     if (!checkHash(data)) throw new FormatError('bad-hash', `${where}: block content does not match its sha384`);
     return data;
   }
