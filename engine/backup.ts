@@ -209,13 +209,15 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
     if (type === 'full') chain = [];
     const state: ChainState = await loadChainState(storage, key.indexKey, chain);
     const params: ChunkerParams = { ...DEFAULT_SIZES, gear: key.gear };
-    return await run(storage, key, o, { system, type, head, chain, state, params, codec, now, created });
+    return await run(storage, key, o, { buffers: { read: Buffer.allocUnsafe(READ_SIZE), window: new Uint8Array(2 * params.max) }, system, type, head, chain, state, params, codec, now, created });
   } finally {
     await lock?.release();
   }
 }
 
 interface RunContext {
+  /** Scratch buffers reused for every file: the read buffer and the chunker's window. */
+  buffers: { read: Buffer; window: Uint8Array };
   system: string; type: 'full' | 'increment'; head: Snapshot | undefined; chain: Snapshot[]; state: ChainState;
   params: ChunkerParams; codec: CodecChoice; now: () => bigint; created: boolean;
 }
@@ -353,15 +355,31 @@ async function storeFile(e: WalkEntry, rec: FileRecord, key: BackupKey, c: RunCo
       volumes.beginFile(rec);
       const skip = skipByExtension(path);
       let offset = 0, index = 0;
+      const buffers = c.buffers;
       async function* pieces(): AsyncGenerator<Uint8Array> {
+        // chunkStream copies each piece before it asks for the next, so one read buffer serves.
         for (;;) {
-          const buf = Buffer.allocUnsafe(READ_SIZE);
-          const { bytesRead } = await fh.read(buf, 0, READ_SIZE, null);
+          const { bytesRead } = await fh.read(buffers.read, 0, buffers.read.length, null);
           if (bytesRead === 0) return;
-          yield buf.subarray(0, bytesRead);
+          yield buffers.read.subarray(0, bytesRead);
         }
       }
-      for await (const chunk of chunkStream(c.params, pieces())) {
+      async function* small(): AsyncGenerator<Uint8Array> {
+        // A file no larger than the smallest block is one block: read it whole, plus one
+        // byte to notice growth, without the chunker's window.
+        const want = Number(before.size) + 1;
+        const data = Buffer.allocUnsafe(want);
+        let got = 0;
+        for (;;) {
+          const { bytesRead } = await fh.read(data, got, want - got, null);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+          if (got === want) { yield* chunkStream(c.params, (async function* () { yield data.subarray(0, got); yield* pieces(); })(), buffers.window); return; }
+        }
+        if (got > 0) yield data.subarray(0, got);
+      }
+      const chunks = before.size <= BigInt(c.params.min) ? small() : chunkStream(c.params, pieces(), buffers.window);
+      for await (const chunk of chunks) {
         const digest = sha384(chunk);
         const id = toHex(hmac(key.blockIdKey, digest));
         let place = c.state.blocks.get(id) ?? newBlocks.get(id);

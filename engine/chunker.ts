@@ -176,12 +176,16 @@ export function cutPoint(p: ChunkerParams, data: Uint8Array, start: number, end:
  * yielded chunk is a Uint8Array the consumer owns (it may be kept after the next
  * iteration — so don't reuse its memory).
  *
+ * `window`, if given, is a scratch buffer of at least 2·max bytes to use instead of a new
+ * one (its contents are overwritten).
+ *
  * Input is copied once into a 2·max window and each chunk once out of it; cutPoint runs
  * only once max bytes are buffered, so no byte is hashed twice however small the pieces.
  */
-export async function* chunkStream(p: ChunkerParams, source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+export async function* chunkStream(p: ChunkerParams, source: AsyncIterable<Uint8Array>, window?: Uint8Array): AsyncGenerator<Uint8Array> {
   const max = p.max;
-  const buf = new Uint8Array(2 * max);
+  // A caller that chunks many files one after another passes one window for all of them.
+  const buf = window && window.length >= 2 * max ? window.subarray(0, 2 * max) : new Uint8Array(2 * max);
   let start = 0;
   let end = 0;
   for await (const piece of source) {

@@ -1,0 +1,27 @@
+/**
+ * Runs one backup or restore in this process and prints its time and peak RSS as JSON,
+ * so bench/scale.ts can measure each step in a fresh process.
+ *   node dist/bench/run-once.js backup SRC REPO BACKUP_KEY
+ *   node dist/bench/run-once.js restore REPO RESTORE_KEY TARGET
+ */
+import { backup } from '../engine/backup.js';
+import { loadBackupKey, loadRestoreKey } from '../engine/keys.js';
+import { restore } from '../engine/restore.js';
+import { openStorage } from '../engine/storage.js';
+
+const [verb, a, b, c] = process.argv.slice(2);
+const t0 = process.hrtime.bigint();
+const cpu0 = process.cpuUsage();
+let detail: unknown;
+if (verb === 'backup') {
+  const r = await backup(openStorage(b), await loadBackupKey(c), { sources: [a], volumeSize: 1024 ** 3, system: 'bench' });
+  detail = { snapshot: r.snapshot, files: r.counts.files, read: r.read, stored: r.counts.stored };
+} else if (verb === 'restore') {
+  const r = await restore(openStorage(a), await loadRestoreKey(b, undefined), { target: c });
+  detail = { files: r.files, bytes: r.bytes, failures: r.failures.length };
+} else {
+  throw new Error('usage: run-once backup SRC REPO KEY | restore REPO KEY TARGET');
+}
+const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+const cpu = process.cpuUsage(cpu0);
+process.stdout.write(JSON.stringify({ verb, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, peakRssMiB: process.resourceUsage().maxRSS / 1024, detail }) + '\n');
