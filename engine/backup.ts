@@ -13,7 +13,7 @@
  * Nothing needs a decryption key: only backup.key.
  */
 import { lstat, open, readdir, readlink, mkdtemp, rm, appendFile, type FileHandle } from 'node:fs/promises';
-import { createReadStream, type BigIntStats } from 'node:fs';
+import { createReadStream, openSync, fstatSync, readSync, closeSync, type BigIntStats } from 'node:fs';
 import { tmpdir, hostname } from 'node:os';
 import { basename, join } from 'node:path';
 import { randomUUID, createHash } from 'node:crypto';
@@ -241,7 +241,6 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     }
     progress.totalFiles = scan.files; progress.totalBytes = scan.bytes;
   }
-  const seen = new Set<string>();
   let estimate = 0;
   let read = 0;
 
@@ -261,8 +260,9 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     for await (const e of walk(o.sources, o, warn)) {
       checkPath(e.rel, 'source path');
       const pid = toHex(hmac(key.pathIdKey, e.rel));
-      seen.add(pid);
       const prev = c.state.files.get(pid);
+      // What is left in the state after the walk is what was deleted.
+      c.state.files.delete(pid);
       const path = e.rel.toString('utf8');
       const size = e.kind === 'file' ? Number(e.st.size) : 0;
       progress.files++;
@@ -294,7 +294,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
         if (rec.target.length === 0) { warn({ path, message: 'empty symlink target' }); continue; }
       } else if (e.kind === 'file') {
         const got = await storeFile(e, rec, key, c, volumes!, newBlocks, indexLines, warn, path, progress, o);
-        if (!got) { if (!prev) seen.delete(pid); continue; }
+        if (!got) continue;
         st = got.st; read += got.read;
         rec.size = Number(st.size); rec.mtimeNs = st.mtimeNs; rec.mode = Number(st.mode & 0o7777n);
       }
@@ -305,7 +305,6 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
       o.onProgress?.(progress);
     }
     for (const [pid, f] of c.state.files) {
-      if (seen.has(pid)) continue;
       counts.deleted++;
       if (o.dryRun) { o.onPlan?.('deleted', `(uuid ${f.uuid})`, f.size); continue; }
       await emit(encodeDeletion(f.uuid));
@@ -342,6 +341,11 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
 async function storeFile(e: WalkEntry, rec: FileRecord, key: BackupKey, c: RunContext, volumes: VolumeSet,
   newBlocks: Map<string, Omit<BlockRef, 'index' | 'size' | 'sha384' | 'offset'>>, indexLines: string[], warn: (w: Warning) => void,
   path: string, progress: Progress, o: BackupOptions): Promise<{ st: BigIntStats; read: number } | null> {
+  if (e.st.size <= BigInt(c.params.min)) {
+    const small = readSmall(e.abs, Number(e.st.size), warn, path);
+    if (small === null) return null;
+    if (small !== 'large') return storeSmall(small, rec, key, c, volumes, newBlocks, indexLines, warn, path, progress, o, skipByExtension(path));
+  }
   for (let attempt = 0; attempt < 2; attempt++) {
     let fh: FileHandle;
     try { fh = await open(e.abs, 'r'); } catch (cause) {
@@ -380,16 +384,7 @@ async function storeFile(e: WalkEntry, rec: FileRecord, key: BackupKey, c: RunCo
       }
       const chunks = before.size <= BigInt(c.params.min) ? small() : chunkStream(c.params, pieces(), buffers.window);
       for await (const chunk of chunks) {
-        const digest = sha384(chunk);
-        const id = toHex(hmac(key.blockIdKey, digest));
-        let place = c.state.blocks.get(id) ?? newBlocks.get(id);
-        if (!place) {
-          const packed = skip ? { codec: CODEC.none, bytes: chunk } : await compressBlock(chunk, c.codec);
-          place = await volumes.addBlock(rec.uuid, index, { codec: packed.codec, bytes: packed.bytes, plainLength: chunk.length }, { index, size: chunk.length, sha384: digest, offset });
-          newBlocks.set(id, place);
-          indexLines.push(encodeIndexItem({ t: 'B', block: { id: Buffer.from(id, 'hex'), ...place } }));
-        }
-        rec.blocks.push({ index, size: chunk.length, sha384: digest, offset, ...place });
+        await storeBlock(chunk, index, offset, rec, key, c, volumes, newBlocks, indexLines, skip);
         offset += chunk.length; index++;
         progress.bytes += chunk.length;
         o.onProgress?.(progress);
@@ -414,6 +409,75 @@ async function storeFile(e: WalkEntry, rec: FileRecord, key: BackupKey, c: RunCo
     }
   }
   return null;
+}
+
+/** A small file read whole, with its metadata before and after the read. */
+interface SmallRead { data: Buffer; before: BigIntStats; after: BigIntStats }
+
+/**
+ * Reads a file of at most the smallest block size with synchronous calls: for small
+ * files the thread-pool round trips of five async calls cost more than the work.
+ * Returns 'large' when the file grew past the expected size (the caller chunks it),
+ * null (with a warning) when it cannot be read.
+ */
+function readSmall(abs: Buffer, size: number, warn: (w: Warning) => void, path: string): SmallRead | 'large' | null {
+  let fd: number;
+  try { fd = openSync(abs, 'r'); } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT') warn({ path, message: `cannot read (${code ?? 'error'})` });
+    return null;
+  }
+  try {
+    const before = fstatSync(fd, { bigint: true });
+    const data = Buffer.allocUnsafe(size + 1);
+    let got = 0;
+    for (;;) {
+      const n = readSync(fd, data, got, data.length - got, null);
+      if (n === 0) break;
+      got += n;
+      if (got === data.length) return 'large';
+    }
+    const after = fstatSync(fd, { bigint: true });
+    return { data: data.subarray(0, got), before, after };
+  } catch (cause) {
+    warn({ path, message: `read error (${(cause as NodeJS.ErrnoException).code ?? 'error'})` });
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Stores a small file read by `readSmall` as at most one block. */
+async function storeSmall(r: SmallRead, rec: FileRecord, key: BackupKey, c: RunContext, volumes: VolumeSet,
+  newBlocks: Map<string, Omit<BlockRef, 'index' | 'size' | 'sha384' | 'offset'>>, indexLines: string[], warn: (w: Warning) => void,
+  path: string, progress: Progress, o: BackupOptions, skip: boolean): Promise<{ st: BigIntStats; read: number } | null> {
+  const steady = r.before.size === r.after.size && r.before.mtimeNs === r.after.mtimeNs && r.before.ctimeNs === r.after.ctimeNs && BigInt(r.data.length) === r.after.size;
+  if (!steady) {
+    warn({ path, message: 'changed while it was read; not stored (the previous version, if any, is kept)' });
+    return null;
+  }
+  rec.blocks = [];
+  volumes.beginFile(rec);
+  if (r.data.length > 0) await storeBlock(r.data, 0, 0, rec, key, c, volumes, newBlocks, indexLines, skip);
+  progress.bytes += r.data.length;
+  o.onProgress?.(progress);
+  await volumes.endFile(rec);
+  return { st: r.after, read: r.data.length };
+}
+
+/** Hashes one block, and stores it unless the chain already holds it; appends its ref to `rec`. */
+async function storeBlock(chunk: Uint8Array, index: number, offset: number, rec: FileRecord, key: BackupKey, c: RunContext, volumes: VolumeSet,
+  newBlocks: Map<string, Omit<BlockRef, 'index' | 'size' | 'sha384' | 'offset'>>, indexLines: string[], skip: boolean): Promise<void> {
+  const digest = sha384(chunk);
+  const id = toHex(hmac(key.blockIdKey, digest));
+  let place = c.state.blocks.get(id) ?? newBlocks.get(id);
+  if (!place) {
+    const packed = skip ? { codec: CODEC.none, bytes: chunk } : await compressBlock(chunk, c.codec);
+    place = await volumes.addBlock(rec.uuid, index, { codec: packed.codec, bytes: packed.bytes, plainLength: chunk.length }, { index, size: chunk.length, sha384: digest, offset });
+    newBlocks.set(id, place);
+    indexLines.push(encodeIndexItem({ t: 'B', block: { id: Buffer.from(id, 'hex'), ...place } }));
+  }
+  rec.blocks.push({ index, size: chunk.length, sha384: digest, offset, ...place });
 }
 
 /** Streams header + records + closing line into one signed, encrypted, compressed OpenPGP message. */

@@ -55,7 +55,13 @@ interface OpenVolume {
   catalog: string[];
   catalogBytes: number;
   enc: DocEncoder | null;
+  /** Bytes appended but not yet handed to the writer (one write per ~1 MiB, not per entry). */
+  pending: Uint8Array[];
+  pendingBytes: number;
 }
+
+/** Appended bytes are handed to storage in writes of about this size. */
+const WRITE_BATCH = 1024 * 1024;
 
 /** What the VolumeSet needs from the backup key and the run. */
 export interface VolumeSetOptions {
@@ -93,7 +99,16 @@ export class VolumeSet {
   private async append(v: OpenVolume, bytes: Uint8Array): Promise<void> {
     v.hash.update(bytes);
     v.size += bytes.length;
-    await v.writer.write(bytes);
+    v.pending.push(bytes);
+    v.pendingBytes += bytes.length;
+    if (v.pendingBytes >= WRITE_BATCH) await this.flush(v);
+  }
+
+  private async flush(v: OpenVolume): Promise<void> {
+    if (v.pendingBytes === 0) return;
+    const batch = v.pending.length === 1 ? v.pending[0] : Buffer.concat(v.pending, v.pendingBytes);
+    v.pending = []; v.pendingBytes = 0;
+    await v.writer.write(batch);
   }
 
   private async entry(v: OpenVolume, name: string, data: Uint8Array): Promise<number> {
@@ -111,7 +126,7 @@ export class VolumeSet {
     const id = random(16), key = random(32);
     const sealed = await pgpSealBytes(encodeVolumeKey(id, key), this.o.recipients, this.o.signer);
     const writer = await this.o.storage.create(`${LAYOUT.volumes}/${name}`);
-    const v: OpenVolume = { name, number, id, key, writer, hash: createHash('sha384'), size: 0, entries: 0, catalogPieces: 0, catalog: [], catalogBytes: 0, enc: null };
+    const v: OpenVolume = { name, number, id, key, writer, hash: createHash('sha384'), size: 0, entries: 0, catalogPieces: 0, catalog: [], catalogBytes: 0, enc: null, pending: [], pendingBytes: 0 };
     await this.entry(v, VOLUME_HEADER_ENTRY, encodeVolumeHeader({ volumeId: id, name, snapshot: this.o.snapshot, time: this.o.time, sealed }));
     return v;
   }
@@ -156,6 +171,7 @@ export class VolumeSet {
     }
     await this.flushCatalog(v);
     await this.append(v, new Uint8Array(2 * TAR_BLOCK));
+    await this.flush(v);
     await v.writer.commit();
     this.done.push({ name: v.name, size: v.size, sha384: new Uint8Array(v.hash.digest()) });
     this.cur = null;
