@@ -19,8 +19,8 @@ import { basename, join } from 'node:path';
 import { randomUUID, createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import * as openpgp from 'openpgp';
-import { IebsError, IoError, UsageError, FormatError } from '../formats/errors.js';
-import { encodeRecord, encodeDeletion, encodeDocEnd, encodeManifestHeader, type BlockRef, type FileRecord, type EntryKind, checkPath } from '../formats/manifest.js';
+import { IebsError, UsageError, FormatError } from '../formats/errors.js';
+import { encodeRecord, encodeDeletion, encodeDocEnd, encodeManifestHeader, type FileRecord, type EntryKind, checkPath } from '../formats/manifest.js';
 import { HOST_RE, SYSTEM_RE, snapshotName } from '../formats/names.js';
 import { encodeIndexItem, type IndexFile } from '../formats/blockindex.js';
 import { indexObject, manifestObject, type SnapshotRecord, type SnapshotCounts } from '../formats/snapshot.js';
@@ -33,7 +33,7 @@ import type { BackupKey } from './keys.js';
 import { acquireLock, chainOf, initRepo, LAYOUT, listSnapshots, readConfig, writeRecord, type Snapshot } from './repo.js';
 import { loadChainState, type ChainState } from './state.js';
 import type { Storage } from './storage.js';
-import { VolumeSet, MIN_VOLUME_SIZE } from './volumes.js';
+import { VolumeSet, MIN_VOLUME_SIZE, type Placement } from './volumes.js';
 
 /** Options of one backup run. */
 export interface BackupOptions {
@@ -215,6 +215,44 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
   }
 }
 
+/**
+ * Text appended to a temporary file in batches of about 1 MiB, so manifest records and
+ * index lines never accumulate in memory.
+ */
+class Spool {
+  private parts: string[] = [];
+  private length = 0;
+  private written = false;
+  constructor(readonly path: string) {}
+  async append(text: string): Promise<void> {
+    this.parts.push(text);
+    this.length += text.length;
+    if (this.length > 1 << 20) await this.flush();
+  }
+  async flush(): Promise<void> {
+    if (this.length === 0) return;
+    await appendFile(this.path, this.parts.join(''), 'latin1');
+    this.parts = []; this.length = 0; this.written = true;
+  }
+  /** The spooled bytes, in order (after `flush`). */
+  async *read(): AsyncGenerator<Buffer> {
+    if (this.written) for await (const chunk of createReadStream(this.path)) yield chunk as Buffer;
+  }
+}
+
+/** What storing a file needs from the run. */
+interface FileWriter {
+  key: BackupKey;
+  c: RunContext;
+  o: BackupOptions;
+  volumes: VolumeSet;
+  /** Blocks stored by this run, by keyed id. */
+  newBlocks: Map<string, Placement>;
+  index: Spool;
+  warn: (w: Warning) => void;
+  progress: Progress;
+}
+
 interface RunContext {
   /** Scratch buffers reused for every file: the read buffer and the chunker's window. */
   buffers: { read: Buffer; window: Uint8Array };
@@ -245,16 +283,11 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   let read = 0;
 
   const tmp = await mkdtemp(join(tmpdir(), 'iebs-manifest-'));
-  const recordsPath = join(tmp, 'records');
-  const indexLines: string[] = [];
-  let pendingText: string[] = [];
-  let pendingLen = 0;
-  const emit = async (text: string) => {
-    pendingText.push(text); pendingLen += text.length;
-    if (pendingLen > 1 << 20) { await appendFile(recordsPath, pendingText.join(''), 'latin1'); pendingText = []; pendingLen = 0; }
-  };
+  const records = new Spool(join(tmp, 'records'));
+  const emit = (text: string) => records.append(text);
+  const index = new Spool(join(tmp, 'index'));
   const volumes = o.dryRun ? null : new VolumeSet({ storage, snapshot: name, host, time, limit: o.volumeSize, recipients: key.recipients, signer: key.signer, codec: c.codec });
-  const newBlocks = new Map<string, Omit<BlockRef, 'index' | 'size' | 'sha384' | 'offset'>>();
+  const w: FileWriter = { key, c, o, volumes: volumes!, newBlocks: new Map(), index, warn, progress };
 
   try {
     for await (const e of walk(o.sources, o, warn)) {
@@ -293,7 +326,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
         }
         if (rec.target.length === 0) { warn({ path, message: 'empty symlink target' }); continue; }
       } else if (e.kind === 'file') {
-        const got = await storeFile(e, rec, key, c, volumes!, newBlocks, indexLines, warn, path, progress, o);
+        const got = await storeFile(w, e, rec, path);
         if (!got) continue;
         st = got.st; read += got.read;
         rec.size = Number(st.size); rec.mtimeNs = st.mtimeNs; rec.mode = Number(st.mode & 0o7777n);
@@ -301,25 +334,26 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
       if (e.kind !== 'file') await volumes!.endFile(rec);
       counts[status]++; counts.files++; counts.bytes += rec.size;
       await emit(encodeRecord(rec));
-      indexLines.push(encodeIndexItem({ t: 'F', file: { pathId: hmac(key.pathIdKey, e.rel), uuid, kind: e.kind, size: rec.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, mode: rec.mode } }));
+      await index.append(encodeIndexItem({ t: 'F', file: { pathId: hmac(key.pathIdKey, e.rel), uuid, kind: e.kind, size: rec.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, mode: rec.mode } }));
       o.onProgress?.(progress);
     }
     for (const [pid, f] of c.state.files) {
       counts.deleted++;
       if (o.dryRun) { o.onPlan?.('deleted', `(uuid ${f.uuid})`, f.size); continue; }
       await emit(encodeDeletion(f.uuid));
-      indexLines.push(encodeIndexItem({ t: 'D', pathId: Buffer.from(pid, 'hex') }));
+      await index.append(encodeIndexItem({ t: 'D', pathId: Buffer.from(pid, 'hex') }));
     }
     if (o.dryRun) {
       return { snapshot: name, type: c.type, dryRun: true, counts, read, volumes: [], warnings, estimate: { bytes: estimate, volumes: Math.ceil(estimate / o.volumeSize) }, created: c.created };
     }
-    if (pendingLen) await appendFile(recordsPath, pendingText.join(''), 'latin1');
+    await records.flush();
+    await index.flush();
     const vols = await volumes!.finish();
     counts.stored = vols.reduce((a, v) => a + v.size, 0);
     const parent = c.head ? { name: c.head.record.name, sha384: c.head.sha384 } : undefined;
     const header = encodeManifestHeader({ snapshot: name, time, host, full: c.type === 'increment' ? c.chain[0].record.name : undefined, parent, volumes: vols });
-    const manifestRef = await writeManifest(storage, key, name, header, recordsPath);
-    const indexRef = await writeIndex(storage, key, name, indexLines, c.codec);
+    const manifestRef = await writeManifest(storage, key, name, header, records);
+    const indexRef = await writeIndex(storage, key, name, index, c.codec);
     const record: SnapshotRecord = {
       name, system: c.system, host, type: c.type, time, sequence: c.head ? c.head.record.sequence + 1 : 0,
       chain: c.type === 'full' ? name : c.chain[0].record.name, parent, manifest: manifestRef, index: indexRef, volumes: vols, counts,
@@ -338,13 +372,12 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
  * Reads one file into blocks. Returns null (with a warning) if it cannot be read or
  * changed while it was read: a torn file is never recorded as if whole.
  */
-async function storeFile(e: WalkEntry, rec: FileRecord, key: BackupKey, c: RunContext, volumes: VolumeSet,
-  newBlocks: Map<string, Omit<BlockRef, 'index' | 'size' | 'sha384' | 'offset'>>, indexLines: string[], warn: (w: Warning) => void,
-  path: string, progress: Progress, o: BackupOptions): Promise<{ st: BigIntStats; read: number } | null> {
+async function storeFile(w: FileWriter, e: WalkEntry, rec: FileRecord, path: string): Promise<{ st: BigIntStats; read: number } | null> {
+  const { c, volumes, warn, progress, o } = w;
   if (e.st.size <= BigInt(c.params.min)) {
     const small = readSmall(e.abs, Number(e.st.size), warn, path);
     if (small === null) return null;
-    if (small !== 'large') return storeSmall(small, rec, key, c, volumes, newBlocks, indexLines, warn, path, progress, o, skipByExtension(path));
+    if (small !== 'large') return storeSmall(w, small, rec, path);
   }
   for (let attempt = 0; attempt < 2; attempt++) {
     let fh: FileHandle;
@@ -384,7 +417,7 @@ async function storeFile(e: WalkEntry, rec: FileRecord, key: BackupKey, c: RunCo
       }
       const chunks = before.size <= BigInt(c.params.min) ? small() : chunkStream(c.params, pieces(), buffers.window);
       for await (const chunk of chunks) {
-        await storeBlock(chunk, index, offset, rec, key, c, volumes, newBlocks, indexLines, skip);
+        await storeBlock(w, chunk, index, offset, rec, skip);
         offset += chunk.length; index++;
         progress.bytes += chunk.length;
         o.onProgress?.(progress);
@@ -448,9 +481,8 @@ function readSmall(abs: Buffer, size: number, warn: (w: Warning) => void, path: 
 }
 
 /** Stores a small file read by `readSmall` as at most one block. */
-async function storeSmall(r: SmallRead, rec: FileRecord, key: BackupKey, c: RunContext, volumes: VolumeSet,
-  newBlocks: Map<string, Omit<BlockRef, 'index' | 'size' | 'sha384' | 'offset'>>, indexLines: string[], warn: (w: Warning) => void,
-  path: string, progress: Progress, o: BackupOptions, skip: boolean): Promise<{ st: BigIntStats; read: number } | null> {
+async function storeSmall(w: FileWriter, r: SmallRead, rec: FileRecord, path: string): Promise<{ st: BigIntStats; read: number } | null> {
+  const { volumes, warn, progress, o } = w;
   const steady = r.before.size === r.after.size && r.before.mtimeNs === r.after.mtimeNs && r.before.ctimeNs === r.after.ctimeNs && BigInt(r.data.length) === r.after.size;
   if (!steady) {
     warn({ path, message: 'changed while it was read; not stored (the previous version, if any, is kept)' });
@@ -458,7 +490,7 @@ async function storeSmall(r: SmallRead, rec: FileRecord, key: BackupKey, c: RunC
   }
   rec.blocks = [];
   volumes.beginFile(rec);
-  if (r.data.length > 0) await storeBlock(r.data, 0, 0, rec, key, c, volumes, newBlocks, indexLines, skip);
+  if (r.data.length > 0) await storeBlock(w, r.data, 0, 0, rec, skipByExtension(path));
   progress.bytes += r.data.length;
   o.onProgress?.(progress);
   await volumes.endFile(rec);
@@ -466,8 +498,8 @@ async function storeSmall(r: SmallRead, rec: FileRecord, key: BackupKey, c: RunC
 }
 
 /** Hashes one block, and stores it unless the chain already holds it; appends its ref to `rec`. */
-async function storeBlock(chunk: Uint8Array, index: number, offset: number, rec: FileRecord, key: BackupKey, c: RunContext, volumes: VolumeSet,
-  newBlocks: Map<string, Omit<BlockRef, 'index' | 'size' | 'sha384' | 'offset'>>, indexLines: string[], skip: boolean): Promise<void> {
+async function storeBlock(w: FileWriter, chunk: Uint8Array, index: number, offset: number, rec: FileRecord, skip: boolean): Promise<void> {
+  const { key, c, volumes, newBlocks } = w;
   const digest = sha384(chunk);
   const id = toHex(hmac(key.blockIdKey, digest));
   let place = c.state.blocks.get(id) ?? newBlocks.get(id);
@@ -475,22 +507,20 @@ async function storeBlock(chunk: Uint8Array, index: number, offset: number, rec:
     const packed = skip ? { codec: CODEC.none, bytes: chunk } : await compressBlock(chunk, c.codec);
     place = await volumes.addBlock(rec.uuid, index, { codec: packed.codec, bytes: packed.bytes, plainLength: chunk.length }, { index, size: chunk.length, sha384: digest, offset });
     newBlocks.set(id, place);
-    indexLines.push(encodeIndexItem({ t: 'B', block: { id: Buffer.from(id, 'hex'), ...place } }));
+    await w.index.append(encodeIndexItem({ t: 'B', block: { id: Buffer.from(id, 'hex'), ...place } }));
   }
   rec.blocks.push({ index, size: chunk.length, sha384: digest, offset, ...place });
 }
 
 /** Streams header + records + closing line into one signed, encrypted, compressed OpenPGP message. */
-async function writeManifest(storage: Storage, key: BackupKey, name: string, header: string, recordsPath: string) {
+async function writeManifest(storage: Storage, key: BackupKey, name: string, header: string, records: Spool) {
   const object = `${LAYOUT.manifests}/${manifestObject(name)}`;
   async function* text(): AsyncGenerator<Uint8Array> {
     const running = createHash('sha384');
     const first = Buffer.from(header, 'latin1');
     running.update(first);
     yield first;
-    let has = true;
-    try { await lstat(recordsPath); } catch { has = false; }
-    if (has) for await (const chunk of createReadStream(recordsPath)) { running.update(chunk as Buffer); yield chunk as Buffer; }
+    for await (const chunk of records.read()) { running.update(chunk); yield chunk; }
     yield Buffer.from(encodeDocEnd('manifest', running.digest()), 'latin1');
   }
   const input = Readable.toWeb(Readable.from(text())) as unknown as ReadableStream<Uint8Array>;
@@ -511,10 +541,13 @@ async function writeManifest(storage: Storage, key: BackupKey, name: string, hea
 }
 
 /** Seals the index with the index key. */
-async function writeIndex(storage: Storage, key: BackupKey, name: string, lines: string[], codec: CodecChoice) {
-  let body = `IEBS-INDEX 1\n${name}\n` + lines.join('');
-  body += '-- END OF INDEX -- sha384(' + toHex(sha384(body)) + ')\n';
-  const plain = Buffer.from(body, 'latin1');
+async function writeIndex(storage: Storage, key: BackupKey, name: string, lines: Spool, codec: CodecChoice) {
+  const parts: Buffer[] = [Buffer.from(`IEBS-INDEX 1\n${name}\n`, 'latin1')];
+  for await (const chunk of lines.read()) parts.push(chunk);
+  const running = createHash('sha384');
+  for (const p of parts) running.update(p);
+  parts.push(Buffer.from(`-- END OF INDEX -- sha384(${running.digest('hex')})\n`, 'latin1'));
+  const plain = Buffer.concat(parts);
   if (plain.length > 0xffffffff) throw new FormatError('absurd-size', 'index larger than 4 GiB');
   const packed = await compressBlock(plain, codec);
   const env = sealEnvelope(key.indexKey, random(12), packed.codec, plain.length, packed.bytes, indexContext(name));

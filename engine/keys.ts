@@ -117,6 +117,27 @@ async function readPublicKeys(armored: string, where: string): Promise<openpgp.P
   return out;
 }
 
+/**
+ * Checks a key's self-signatures and, for a private key whose secret is available, that
+ * the secret matches the public key: a flipped bit in a key file must be an error, not
+ * signatures nobody can verify or backups encrypted to a key nobody holds.
+ */
+async function checkKey(key: openpgp.PublicKey | openpgp.PrivateKey, where: string, use: 'sign' | 'encrypt' | 'decrypt' | 'any'): Promise<void> {
+  try {
+    await key.verifyPrimaryKey();
+    if (use === 'encrypt') await key.getEncryptionKey();
+    if (use === 'sign') await key.getSigningKey();
+    // Every subkey's binding signature, and every available secret matching its public part.
+    for (const sub of key.subkeys) await sub.verify();
+    type Checkable = { isDecrypted?(): boolean | null; validate?(): Promise<void> };
+    for (const packet of [key.keyPacket, ...key.subkeys.map((sub) => sub.keyPacket)] as unknown as Checkable[]) {
+      if (packet.validate && packet.isDecrypted?.()) await packet.validate();
+    }
+  } catch (cause) {
+    throw new KeyError('bad-key', `${where}: damaged or unusable OpenPGP key ${key.getFingerprint().slice(-16)} (${(cause as Error).message.split('\n')[0]})`, { cause });
+  }
+}
+
 async function readPrivate(block: ArmorBlock, where: string): Promise<openpgp.PrivateKey> {
   try {
     return await openpgp.readPrivateKey({ armoredKey: block.text });
@@ -137,6 +158,8 @@ export async function loadBackupKey(path: string): Promise<BackupKey> {
   const signer = await readPrivate(k.blocks[0], path);
   if (!signer.isDecrypted()) throw new KeyError('bad-key', `${path}: the signing key must not be passphrase protected`);
   const recipients = await readPublicKeys(k.blocks.slice(1).map((b) => b.text).join(''), path);
+  await checkKey(signer, path, 'sign');
+  for (const r of recipients) await checkKey(r, path, 'encrypt');
   const secret = k.dedup!;
   const publicArmored = [...recipients, signer.toPublic()].map((x) => x.armor()).join('');
   return {
@@ -172,10 +195,12 @@ export async function loadRestoreKey(path: string, passphrase: string | undefine
         throw new KeyError('wrong-passphrase', `${path}: wrong passphrase`, { cause });
       }
     }
+    await checkKey(key, path, 'decrypt');
     decryptionKeys.push(key);
   }
   const publics = blocks.filter((b) => b.type === 'PUBLIC');
   const verifiers = publics.length ? await readPublicKeys(publics.map((b) => b.text).join(''), path) : [];
+  for (const v of verifiers) await checkKey(v, path, 'sign');
   return { decryptionKeys, verifiers };
 }
 
@@ -191,6 +216,7 @@ export async function loadVerifyKeys(path: string): Promise<openpgp.PublicKey[]>
     if (b.type === 'PUBLIC') out.push(...(await readPublicKeys(b.text, path)));
     else out.push((await readPrivate(b, path)).toPublic());
   }
+  for (const k of out) await checkKey(k, path, 'any');
   if (out.length === 0) throw new KeyError('bad-key', `${path}: no OpenPGP key in it`);
   return out;
 }
