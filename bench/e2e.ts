@@ -1,0 +1,540 @@
+/**
+ * End-to-end benchmark (not part of npm test): iebs against restic and borg on one
+ * corpus, in one run, with the same steps for each tool: full backup, a scripted ~1%
+ * mutation of the source, incremental backup, restore of the latest snapshot into a
+ * fresh directory (checked file by file against the source), and the repository check.
+ * A `tar | cat` read of the source gives the rate the disk and file system allow.
+ *
+ * Each step is one child process run under /usr/bin/time (wall time, user+sys CPU and
+ * peak RSS of the child), with the page cache dropped before it when the kernel lets us.
+ * restic and borg run when they are on the PATH; a tool that fails is reported and the
+ * others go on. Nothing is installed and nothing is written outside the temp directory.
+ *
+ *   npm run bench:e2e -- [--size-mib 1024] [--source PATH] [--dir /path/with/space]
+ *                        [--tools iebs,restic,borg] [--keep]
+ *
+ * The generated corpus (deterministic) is shaped like a home directory: 60% of the bytes
+ * source-like text in ~40k files per GiB, 20% semi-compressible binaries, 20%
+ * incompressible video in a few big files. With --source the given tree is never
+ * modified: the incremental is then an unchanged one.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createCipheriv, createHash } from 'node:crypto';
+import {
+  accessSync, closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync,
+  readlinkSync, readSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync, appendFileSync,
+} from 'node:fs';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { basename, delimiter, dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const args = process.argv.slice(2);
+const opt = (name: string, dflt: string) => { const i = args.indexOf(`--${name}`); return i >= 0 ? args[i + 1] : dflt; };
+const flag = (name: string) => args.includes(`--${name}`);
+const sizeMiB = Number(opt('size-mib', '1024'));
+const givenSource = opt('source', '');
+const keep = flag('keep');
+const wanted = opt('tools', 'iebs,restic,borg').split(',').filter(Boolean);
+const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+const MiB = 1048576;
+const TIME = '/usr/bin/time';
+
+// ---------------------------------------------------------------------------------------
+// Deterministic data
+
+/** mulberry32: a small seeded PRNG; returns floats in [0, 1). */
+function prng(seed: number) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Incompressible bytes: AES-CTR keystream, as in bench/scale.ts. */
+function keystream(seed: number) {
+  const c = createCipheriv('aes-128-ctr', Buffer.alloc(16, seed), Buffer.alloc(16));
+  return (n: number) => c.update(Buffer.alloc(n));
+}
+
+const WORDS = ('value index count buffer result error state config options item list map key name path file ' +
+  'data size offset length start end node tree parent child entry record block chunk volume stream reader writer ' +
+  'handle open close read write flush sync lock unlock retry timeout limit queue task job worker pool cache store ' +
+  'load save parse format encode decode check verify hash digest sign seal token user group mode time date').split(' ');
+const KEYWORDS = ['const', 'let', 'return', 'await', 'if', 'for', 'while', 'export', 'function', 'import', 'new', 'throw'];
+
+/** Source-like text of exactly `size` bytes from a small vocabulary (compresses ~3-4x). */
+function sourceText(rand: () => number, size: number): Buffer {
+  const pick = <T>(a: readonly T[]) => a[Math.floor(rand() * a.length)];
+  const id = () => { const w = pick(WORDS); return rand() < 0.5 ? w : w + pick(WORDS).replace(/^./, (c) => c.toUpperCase()); };
+  const lines: string[] = [];
+  let n = 0;
+  let depth = 0;
+  while (n < size) {
+    const ind = '  '.repeat(depth);
+    const r = rand();
+    let line: string;
+    if (r < 0.22) line = `${ind}const ${id()} = ${id()}(${id()}, ${Math.floor(rand() * 1000)});`;
+    else if (r < 0.36) { line = `${ind}if (${id()}.${id()} === ${id()}) {`; if (depth < 5) depth++; }
+    else if (r < 0.48 && depth > 0) { depth--; line = `${'  '.repeat(depth)}}`; }
+    else if (r < 0.60) line = `${ind}// ${pick(WORDS)} ${pick(WORDS)} ${pick(WORDS)} ${pick(WORDS)} ${pick(WORDS)}`;
+    else if (r < 0.72) line = `${ind}${pick(KEYWORDS)} ${id()}.${id()}(${id()});`;
+    else if (r < 0.80) line = `${ind}${id()}[${Math.floor(rand() * 64)}] = '${pick(WORDS)}-${Math.floor(rand() * 100000)}';`;
+    else if (r < 0.86) line = `import { ${id()}, ${id()} } from './${pick(WORDS)}.js';`;
+    else if (r < 0.92) line = '';
+    else line = `${ind}${id()} += ${id()}.length * ${Math.floor(rand() * 16)};`;
+    lines.push(line);
+    n += line.length + 1;
+  }
+  return Buffer.from(lines.join('\n') + '\n').subarray(0, size);
+}
+
+/** Semi-compressible binary of `size` bytes: 64-byte records, a quarter of each random. */
+function records(rand: () => number, noise: (n: number) => Buffer, size: number): Buffer {
+  const TAGS = ['temperature', 'humidity', 'pressure', 'voltage', 'current', 'rpm', 'flow', 'level'].map((t) => Buffer.from(t.padEnd(16, '\0')));
+  const out = Buffer.alloc(size);
+  const rnd = noise(Math.ceil(size / 64) * 16);
+  let t = 1_700_000_000;
+  for (let i = 0, off = 0; off + 64 <= size; i++, off += 64) {
+    out.writeUInt32LE(i, off);
+    out.writeUInt32LE((t += 60 + Math.floor(rand() * 4)), off + 4);
+    TAGS[i & 7].copy(out, off + 8);
+    out.writeDoubleLE(Math.round(rand() * 2000) / 10, off + 24);
+    rnd.copy(out, off + 32, i * 16, i * 16 + 16);
+    out.writeUInt16LE(i % 977, off + 48);
+  }
+  return out;
+}
+
+/** `n` sizes summing to `total`, skewed like real files (many small, some large). */
+function sizes(rand: () => number, n: number, total: number, minSize: number): number[] {
+  const w = Array.from({ length: n }, () => Math.exp(rand() * 5));
+  const sum = w.reduce((a, b) => a + b, 0);
+  return w.map((x) => Math.max(minSize, Math.round((x * total) / sum)));
+}
+
+interface Corpus { text: string[]; bins: string[]; big: string[]; bytes: number; textBytes: number; binBytes: number; bigBytes: number }
+
+/** Writes the generated corpus of about `mib` MiB under `root`. */
+function generate(root: string, mib: number): Corpus {
+  const rand = prng(1);
+  const total = mib * MiB;
+  const c: Corpus = { text: [], bins: [], big: [], bytes: 0, textBytes: 0, binBytes: 0, bigBytes: 0 };
+  const exts = ['ts', 'ts', 'js', 'md', 'txt', 'c', 'h', 'py', 'json'];
+  const textSizes = sizes(rand, Math.max(10, Math.round((40000 * mib) / 1024)), Math.round(total * 0.6), 64);
+  textSizes.forEach((size, i) => {
+    const d = Math.floor(i / 40);
+    const dir = join(root, 'projects', `p${Math.floor(d / 25)}`, `m${d % 25}`);
+    if (i % 40 === 0) mkdirSync(dir, { recursive: true });
+    const path = join(dir, `${WORDS[i % WORDS.length]}-${i}.${exts[i % exts.length]}`);
+    writeFileSync(path, sourceText(rand, size));
+    c.text.push(path);
+    c.textBytes += size;
+  });
+  const noise = keystream(2);
+  mkdirSync(join(root, 'data'), { recursive: true });
+  sizes(rand, Math.max(2, Math.round((25 * mib) / 1024)), Math.round(total * 0.2), 4096).forEach((size, i) => {
+    const path = join(root, 'data', `sensor-${String(i).padStart(2, '0')}.db`);
+    writeFileSync(path, records(rand, noise, size));
+    c.bins.push(path);
+    c.binBytes += size;
+  });
+  mkdirSync(join(root, 'Videos'), { recursive: true });
+  const bigEach = Math.max(MiB, Math.round((total * 0.2) / 3));
+  const video = keystream(3);
+  for (let i = 0; i < 3; i++) {
+    const path = join(root, 'Videos', `holiday-${i + 1}.mp4`);
+    const fd = openSync(path, 'w');
+    for (let left = bigEach; left > 0; left -= MiB) writeSync(fd, video(Math.min(MiB, left)));
+    closeSync(fd);
+    c.big.push(path);
+    c.bigBytes += bigEach;
+  }
+  c.bytes = c.textBytes + c.binBytes + c.bigBytes;
+  return c;
+}
+
+/** The scripted ~1% mutation; deterministic. Returns a one-line description. */
+function mutate(root: string, c: Corpus): string {
+  const rand = prng(7);
+  const noise = keystream(9);
+  const order = [...c.text];
+  for (let i = order.length - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [order[i], order[j]] = [order[j], order[i]]; }
+  const n = Math.max(1, Math.round(c.text.length / 200));
+  let at = 0;
+  const take = (k: number) => order.slice(at, (at += k));
+  let added = 0;
+  const appends = take(n);
+  for (const p of appends) { const b = sourceText(rand, 256 + Math.floor(rand() * 3840)); appendFileSync(p, b); added += b.length; }
+  const edits = take(n);
+  for (const p of edits) {
+    const size = statSync(p).size;
+    if (size < 128) continue;
+    const fd = openSync(p, 'r+');
+    writeSync(fd, sourceText(rand, 64), 0, 64, Math.floor(size / 2));
+    closeSync(fd);
+  }
+  for (const p of c.bins.slice(0, 2)) {
+    const size = statSync(p).size;
+    const fd = openSync(p, 'r+');
+    for (const f of [0.1, 0.5, 0.9]) writeSync(fd, noise(4096), 0, 4096, Math.max(0, Math.floor(size * f) - 4096));
+    closeSync(fd);
+  }
+  const big = readFileSync(c.big[0]);
+  writeFileSync(c.big[0], Buffer.concat([big.subarray(0, 4096), noise(100), big.subarray(4096)]));
+  added += 100;
+  const renames = take(Math.ceil(n / 2));
+  for (const p of renames) renameSync(p, join(dirname(p), `renamed-${basename(p)}`));
+  const deletes = take(Math.ceil(n / 2));
+  for (const p of deletes) unlinkSync(p);
+  unlinkSync(c.bins[c.bins.length - 1]);
+  const fresh = join(root, 'projects', 'new-work');
+  mkdirSync(fresh, { recursive: true });
+  const news = Math.ceil(n / 2);
+  for (let i = 0; i < news; i++) { const b = sourceText(rand, 1024 + Math.floor(rand() * 30000)); writeFileSync(join(fresh, `draft-${i}.ts`), b); added += b.length; }
+  const newBin = records(rand, noise, Math.max(4096, Math.round(c.bytes * 0.005)));
+  writeFileSync(join(root, 'data', 'sensor-new.db'), newBin);
+  added += newBin.length;
+  renameSync(join(root, 'projects', 'p0', 'm1'), join(root, 'projects', 'p0', 'm1-moved'));
+  return `${appends.length} appends, ${edits.length} text + 2 binary in-place edits, 100 bytes inserted at 4 KiB into ${basename(c.big[0])}, ` +
+    `${renames.length} file renames + 1 directory rename, ${deletes.length + 1} deletions, ${news + 1} new files; ${(added / MiB).toFixed(1)} MiB of new bytes`;
+}
+
+// ---------------------------------------------------------------------------------------
+// Trees: digests and comparison
+
+/** Every entry under `root`: relative path -> "d", "l TARGET" or "f SIZE SHA256". */
+function digest(root: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const buf = Buffer.allocUnsafe(MiB);
+  const walk = (dir: string) => {
+    for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const p = join(dir, e.name);
+      const rel = relative(root, p);
+      if (e.isDirectory()) { out.set(rel, 'd'); walk(p); }
+      else if (e.isSymbolicLink()) out.set(rel, `l ${readlinkSync(p)}`);
+      else if (e.isFile()) {
+        const h = createHash('sha256');
+        const fd = openSync(p, 'r');
+        let size = 0;
+        for (let k; (k = readSync(fd, buf, 0, buf.length, null)) > 0; size += k) h.update(buf.subarray(0, k));
+        closeSync(fd);
+        out.set(rel, `f ${size} ${h.digest('hex')}`);
+      }
+    }
+  };
+  walk(root);
+  return out;
+}
+
+/** Total size of the regular files under `root`. */
+function fileBytes(root: string): number {
+  let n = 0;
+  for (const e of readdirSync(root, { withFileTypes: true })) {
+    const p = join(root, e.name);
+    if (e.isDirectory()) n += fileBytes(p);
+    else if (e.isFile()) n += statSync(p).size;
+  }
+  return n;
+}
+
+/** Differences between the source and a restored tree, at most a few listed. */
+function compare(want: Map<string, string>, got: Map<string, string>): string[] {
+  const bad: string[] = [];
+  for (const [p, v] of want) {
+    const g = got.get(p);
+    if (g === undefined) bad.push(`missing ${p}`);
+    else if (g !== v) bad.push(`differs ${p} (${v.slice(0, 24)} vs ${g.slice(0, 24)})`);
+  }
+  for (const p of got.keys()) if (!want.has(p)) bad.push(`extra ${p}`);
+  return bad;
+}
+
+// ---------------------------------------------------------------------------------------
+// Running and measuring
+
+interface Run { ok: boolean; seconds: number; cpu: number; rssMiB: number; error: string }
+
+let child: ChildProcess | undefined;
+const hasTime = (() => { try { accessSync(TIME, constants.X_OK); return true; } catch { return false; } })();
+
+function onPath(cmd: string): boolean {
+  return (process.env.PATH ?? '').split(delimiter).some((d) => { try { accessSync(join(d, cmd), constants.X_OK); return true; } catch { return false; } });
+}
+
+/** Runs argv to completion under /usr/bin/time; never throws. */
+function run(argv: string[], o: { cwd?: string; env?: Record<string, string>; okCodes?: number[] } = {}): Promise<Run> {
+  const timeFile = join(base, `time-${process.pid}.txt`);
+  const full = hasTime ? [TIME, '-f', '%e %U %S %M', '-o', timeFile, ...argv] : argv;
+  const t0 = process.hrtime.bigint();
+  return new Promise((resolve) => {
+    let tail = '';
+    const keepTail = (d: Buffer) => { tail = (tail + d.toString()).slice(-4000); };
+    const p = (child = spawn(full[0], full.slice(1), { cwd: o.cwd, env: { ...process.env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] }));
+    p.stdout!.on('data', keepTail);
+    p.stderr!.on('data', keepTail);
+    const done = (status: number | null, err?: Error) => {
+      child = undefined;
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      let cpu = NaN, rssMiB = NaN;
+      if (hasTime && existsSync(timeFile)) {
+        const last = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+        if (last.length === 4) { cpu = last[1] + last[2]; rssMiB = last[3] / 1024; }
+        rmSync(timeFile, { force: true });
+      }
+      const ok = !err && status !== null && (o.okCodes ?? [0]).includes(status);
+      const lines = tail.trim().split('\n').filter(Boolean);
+      const error = ok ? '' : (err ? err.message : `exit ${status}: ${lines.slice(-3).join(' | ')}`);
+      resolve({ ok, seconds, cpu, rssMiB, error });
+    };
+    p.on('error', (e) => done(null, e));
+    p.on('close', (code) => done(code));
+  });
+}
+
+let cacheNote = 'cold cache (page cache dropped before each step)';
+/** Drops the page cache so each step reads from disk; notes once when not permitted. */
+function dropCaches() {
+  spawnSync('sync');
+  try { writeFileSync('/proc/sys/vm/drop_caches', '3'); } catch { cacheNote = 'warm cache (dropping the page cache was not permitted)'; }
+}
+
+function duBytes(path: string): number {
+  const r = spawnSync('du', ['-sb', path], { encoding: 'utf8' });
+  return r.status === 0 ? Number(r.stdout.split('\t')[0]) : NaN;
+}
+
+function version(argv: string[]): string {
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim().split('\n')[0] : 'unknown version';
+}
+
+// ---------------------------------------------------------------------------------------
+// The tools
+
+type Step = 'full backup' | 'incremental' | 'restore' | 'check';
+interface Cmd { argv: string[]; cwd?: string; env?: Record<string, string>; okCodes?: number[] }
+interface Tool {
+  name: string;
+  about: string;
+  repo: string;
+  /** Untimed preparation (keys, repository init); throws on failure. */
+  setup(): Promise<void>;
+  cmd(step: Step, target: string): Cmd;
+  /** Where the source's contents are after `restore` into target. */
+  restoredRoot(target: string): string;
+  /** Space used beside the repository (caches), for the notes. */
+  extra(): string;
+}
+
+const base = mkdtempSync(join(opt('dir', tmpdir()), 'iebs-bench-e2e-'));
+const src = givenSource || join(base, 'home');
+const srcParent = dirname(src);
+const srcName = basename(src);
+
+async function must(argv: string[], o: Omit<Cmd, 'argv'> = {}) {
+  const r = await run(argv, o);
+  if (!r.ok) throw new Error(`${argv.slice(0, 3).join(' ')}: ${r.error}`);
+}
+
+function iebs(): Tool {
+  const keys = join(base, 'iebs-keys');
+  const repo = join(base, 'iebs-repo');
+  const node = [process.execPath, cli];
+  return {
+    name: 'iebs', repo,
+    about: `iebs ${version([...node, '--version']).replace(/^iebs /, '')} (node ${process.version}), zstd:3, 1 MiB FastCDC, verify with recipient.asc (records, chain, object sizes and sha384; no block decryption)`,
+    setup: () => must([...node, 'keygen', '--out', keys, '--name', 'bench']),
+    cmd: (step, target) => ({
+      'full backup': { argv: [...node, 'backup', src, '--repo', repo, '--key', join(keys, 'backup.key'), '--name', 'bench'] },
+      incremental: { argv: [...node, 'backup', src, '--repo', repo, '--key', join(keys, 'backup.key'), '--name', 'bench'] },
+      restore: { argv: [...node, 'restore', '--repo', repo, '--key', join(keys, 'restore.key'), '--target', target] },
+      check: { argv: [...node, 'verify', '--repo', repo, '--key', join(keys, 'recipient.asc')] },
+    })[step],
+    restoredRoot: (target) => target,
+    extra: () => '',
+  };
+}
+
+function restic(): Tool {
+  const repo = join(base, 'restic-repo');
+  const cache = join(base, 'restic-cache');
+  const env = { RESTIC_PASSWORD: 'bench', RESTIC_REPOSITORY: repo, XDG_CACHE_HOME: cache };
+  return {
+    name: 'restic', repo,
+    about: `${version(['restic', 'version'])}, repository v2, compression auto, default cache in a temp XDG_CACHE_HOME; check without --read-data (structure and index)`,
+    setup: () => must(['restic', 'init'], { env }),
+    cmd: (step, target) => ({
+      'full backup': { argv: ['restic', 'backup', srcName], cwd: srcParent, env },
+      incremental: { argv: ['restic', 'backup', srcName], cwd: srcParent, env },
+      restore: { argv: ['restic', 'restore', 'latest', '--target', target], env },
+      check: { argv: ['restic', 'check'], env },
+    })[step],
+    restoredRoot: (target) => existsSync(join(target, srcName)) ? join(target, srcName) : join(target, src),
+    extra: () => `restic cache ${(duBytes(cache) / MiB).toFixed(1)} MiB`,
+  };
+}
+
+function borg(): Tool {
+  const repo = join(base, 'borg-repo');
+  const home = join(base, 'borg-home');
+  // borg exits 1 for warnings (e.g. a file changed while read): the step still completed.
+  const env = { BORG_PASSPHRASE: 'bench', BORG_BASE_DIR: home, BORG_DISPLAY_PASSPHRASE: 'no' };
+  return {
+    name: 'borg', repo,
+    about: `${version(['borg', '--version'])}, repokey, --compression lz4, default chunker (2 MiB average); check without --verify-data (reads and CRCs every segment, checks archives)`,
+    setup: () => must(['borg', 'init', '-e', 'repokey', repo], { env }),
+    cmd: (step, target) => ({
+      'full backup': { argv: ['borg', 'create', '--compression', 'lz4', `${repo}::a`, srcName], cwd: srcParent, env, okCodes: [0, 1] },
+      incremental: { argv: ['borg', 'create', '--compression', 'lz4', `${repo}::b`, srcName], cwd: srcParent, env, okCodes: [0, 1] },
+      restore: { argv: ['borg', 'extract', `${repo}::b`], cwd: target, env, okCodes: [0, 1] },
+      check: { argv: ['borg', 'check', repo], env },
+    })[step],
+    restoredRoot: (target) => join(target, srcName),
+    extra: () => `borg cache ${(duBytes(home) / MiB).toFixed(1)} MiB`,
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// The run
+
+interface Row { tool: string; step: string; run?: Run; bytes: number; repoBytes: number; note: string }
+const rows: Row[] = [];
+const header: string[] = [];
+const notes: string[] = [];
+const fmt = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
+
+function record(row: Row) {
+  rows.push(row);
+  const r = row.run;
+  process.stderr.write(`  ${row.tool} ${row.step}: ${r ? (r.ok ? `${fmt(r.seconds, 2)} s` : `FAILED ${r.error}`) : row.note}\n`);
+}
+
+function cleanup() {
+  if (keep) process.stderr.write(`kept ${base}\n`);
+  else rmSync(base, { recursive: true, force: true });
+}
+process.once('SIGINT', () => { child?.kill('SIGINT'); cleanup(); process.exit(130); });
+
+try {
+  const load0 = loadavg();
+  header.push(`iebs e2e benchmark, ${new Date().toISOString()}`);
+  header.push(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM; load average at start ${load0.map((x) => x.toFixed(2)).join(' ')}`);
+  if (!hasTime) header.push(`${TIME} not found: CPU seconds and peak RSS are not measured`);
+
+  let corpus: Corpus | undefined;
+  if (givenSource) {
+    header.push(`source: ${src} (given; not modified, so the incremental is an unchanged one)`);
+  } else {
+    const t0 = Date.now();
+    corpus = generate(src, sizeMiB);
+    header.push(`source: generated ${(corpus.bytes / MiB).toFixed(0)} MiB in ${corpus.text.length + corpus.bins.length + corpus.big.length} files (${((Date.now() - t0) / 1000).toFixed(0)} s): ` +
+      `text ${(corpus.textBytes / MiB).toFixed(0)} MiB in ${corpus.text.length} files, binaries ${(corpus.binBytes / MiB).toFixed(0)} MiB in ${corpus.bins.length}, ` +
+      `incompressible ${(corpus.bigBytes / MiB).toFixed(0)} MiB in ${corpus.big.length} .mp4`);
+  }
+  const fullBytes = fileBytes(src);
+
+  const tools: Tool[] = [];
+  for (const [name, make, bin] of [['iebs', iebs, ''], ['restic', restic, 'restic'], ['borg', borg, 'borg']] as const) {
+    if (!wanted.includes(name)) continue;
+    if (bin && !onPath(bin)) { header.push(`${name}: not installed`); record({ tool: name, step: 'all', bytes: 0, repoBytes: NaN, note: 'not installed' }); continue; }
+    const t = make();
+    header.push(`${name}: ${t.about}`);
+    tools.push(t);
+  }
+  const failed = new Set<string>();
+  for (const t of tools) {
+    try { await t.setup(); } catch (e) { failed.add(t.name); record({ tool: t.name, step: 'setup', bytes: 0, repoBytes: NaN, note: `FAILED ${(e as Error).message}` }); }
+  }
+
+  dropCaches();
+  const tar = await run(['sh', '-c', 'tar -cf - "$0" | cat > /dev/null', srcName], { cwd: srcParent });
+  record({ tool: 'tar | cat', step: 'read source', run: tar, bytes: fullBytes, repoBytes: NaN, note: '' });
+
+  const stepAll = async (step: Step, bytes: number, target?: (t: Tool) => string) => {
+    for (const t of tools) {
+      if (failed.has(t.name)) { record({ tool: t.name, step, bytes: 0, repoBytes: NaN, note: 'skipped (an earlier step failed)' }); continue; }
+      const dir = target ? target(t) : '';
+      if (dir) mkdirSync(dir, { recursive: true });
+      dropCaches();
+      const c = t.cmd(step, dir);
+      const r = await run(c.argv, c);
+      record({ tool: t.name, step, run: r, bytes, repoBytes: duBytes(t.repo), note: '' });
+      if (!r.ok && step !== 'check') failed.add(t.name);
+    }
+  };
+
+  await stepAll('full backup', fullBytes);
+  const mutation = corpus ? mutate(src, corpus) : 'none (given source)';
+  notes.push(`mutation: ${mutation}`);
+  const want = digest(src);
+  const mutatedBytes = fileBytes(src);
+  await stepAll('incremental', mutatedBytes);
+  const restored = (t: Tool) => join(base, `restore-${t.name}`);
+  await stepAll('restore', mutatedBytes, restored);
+  for (const t of tools) {
+    const row = rows.find((r) => r.tool === t.name && r.step === 'restore');
+    if (!row?.run?.ok) { notes.push(`${t.name}: restore not checked (restore did not complete)`); continue; }
+    const root = t.restoredRoot(restored(t));
+    const bad = existsSync(root) ? compare(want, digest(root)) : [`nothing restored at ${root}`];
+    notes.push(`${t.name}: ${bad.length === 0 ? `restore OK (${want.size} entries, sizes and sha256 match)` : `restore MISMATCH, ${bad.length} difference(s): ${bad.slice(0, 5).join('; ')}`}`);
+    rmSync(restored(t), { recursive: true, force: true });
+  }
+  await stepAll('check', 0);
+  for (const t of tools) { const e = t.extra(); if (e) notes.push(`${e} (not counted in the repository size)`); }
+
+  // The table of steps.
+  const table: string[][] = [['tool', 'step', 'seconds', 'MiB/s', 'CPU s', 'peak RSS MiB', 'repo MiB', 'note']];
+  for (const r of rows) {
+    const x = r.run;
+    const rate = x?.ok && (r.step === 'full backup' || r.step === 'restore' || r.step === 'read source') ? fmt(r.bytes / MiB / x.seconds, 0) : '-';
+    table.push([r.tool, r.step, x ? fmt(x.seconds, 2) : '-', rate, x ? fmt(x.cpu, 1) : '-', x ? fmt(x.rssMiB, 0) : '-', fmt(r.repoBytes / MiB, 1), x && !x.ok ? `FAILED ${x.error}` : r.note]);
+  }
+
+  // Ratios of iebs to each other tool.
+  const get = (tool: string, step: string) => rows.find((r) => r.tool === tool && r.step === step && r.run?.ok);
+  const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined && b > 0 && Number.isFinite(a / b) ? `${(a / b).toFixed(2)}x` : '-');
+  const others = tools.filter((t) => t.name !== 'iebs').map((t) => t.name);
+  const ratios: string[][] = [['step', 'metric (iebs / other)', ...others.map((o) => `iebs/${o}`)]];
+  const line = (step: string, metric: string, f: (r: Row) => number) => ratios.push([step, metric, ...others.map((o) => {
+    const a = get('iebs', step), b = get(o, step);
+    return ratio(a && f(a), b && f(b));
+  })]);
+  const thr = (r: Row) => r.bytes / r.run!.seconds;
+  line('full backup', 'throughput (>1: iebs faster)', thr);
+  line('full backup', 'CPU seconds', (r) => r.run!.cpu);
+  line('full backup', 'peak RSS', (r) => r.run!.rssMiB);
+  line('full backup', 'repository size', (r) => r.repoBytes);
+  line('incremental', 'time (>1: iebs slower)', (r) => r.run!.seconds);
+  line('incremental', 'CPU seconds', (r) => r.run!.cpu);
+  line('incremental', 'peak RSS', (r) => r.run!.rssMiB);
+  line('incremental', 'repository size', (r) => r.repoBytes);
+  line('restore', 'throughput (>1: iebs faster)', thr);
+  line('restore', 'CPU seconds', (r) => r.run!.cpu);
+  line('restore', 'peak RSS', (r) => r.run!.rssMiB);
+  line('check', 'time (>1: iebs slower)', (r) => r.run!.seconds);
+  line('check', 'peak RSS', (r) => r.run!.rssMiB);
+  const tarRow = get('tar | cat', 'read source');
+  for (const t of tools) {
+    const f = get(t.name, 'full backup');
+    if (f && tarRow) notes.push(`${t.name} full backup at ${(thr(f) / MiB).toFixed(0)} MiB/s = ${((100 * thr(f)) / thr(tarRow)).toFixed(0)}% of the tar read rate (${(thr(tarRow) / MiB).toFixed(0)} MiB/s)`);
+  }
+  const load1 = loadavg();
+  notes.push(`load average at end ${load1.map((x) => x.toFixed(2)).join(' ')}; ${cacheNote}`);
+
+  const print = (t: string[][]) => {
+    const width = t[0].map((_, i) => Math.max(...t.map((r) => (r[i] ?? '').length)));
+    for (const r of t) console.log(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(width[i]))).join('  ').trimEnd());
+  };
+  console.log(header.join('\n'));
+  console.log('');
+  print(table);
+  console.log('');
+  if (others.length) { print(ratios); console.log(''); }
+  console.log(notes.join('\n'));
+} finally {
+  cleanup();
+}
