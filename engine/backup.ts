@@ -20,7 +20,7 @@ import { randomUUID, createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import * as openpgp from 'openpgp';
 import { IebsError, UsageError, FormatError } from '../formats/errors.js';
-import { encodeRecord, encodeDeletion, encodeDocEnd, encodeManifestHeader, type FileRecord, type EntryKind, checkPath } from '../formats/manifest.js';
+import { encodeRecord, encodeDeletion, encodeDocEnd, encodeManifestHeader, type BlockRef, type FileRecord, type EntryKind, checkPath } from '../formats/manifest.js';
 import { HOST_RE, SYSTEM_RE, snapshotName } from '../formats/names.js';
 import { encodeIndexItem, type IndexFile } from '../formats/blockindex.js';
 import { indexObject, manifestObject, type SnapshotRecord, type SnapshotCounts } from '../formats/snapshot.js';
@@ -142,7 +142,8 @@ async function* walk(sources: string[], o: BackupOptions, warn: (w: Warning) => 
       const crel = rel.length ? Buffer.concat([rel, SEP, name]) : name;
       let st: BigIntStats;
       try { st = await lstat(cabs, { bigint: true }); } catch (cause) {
-        if ((cause as NodeJS.ErrnoException).code !== 'ENOENT') warn({ path: crel.toString('utf8'), message: `cannot stat (${(cause as NodeJS.ErrnoException).code ?? 'error'})` });
+        const code = (cause as NodeJS.ErrnoException).code;
+        warn({ path: crel.toString('utf8'), message: code === 'ENOENT' ? 'vanished before it was read' : `cannot stat (${code ?? 'error'})` });
         continue;
       }
       if (matches(o.exclude, crel)) continue;
@@ -240,18 +241,90 @@ class Spool {
   }
 }
 
+/**
+ * The writer stage of the backup pipeline. The reader stage (the walk, reading, chunking
+ * and hashing, on the main thread) submits steps here; they run one after another in
+ * submission order, so volumes, catalogues, manifest and index come out in walk order,
+ * while compression of the blocks they wait for runs meanwhile on libuv's threads.
+ * `reserve` bounds the bytes of blocks submitted but not yet written. The first failure
+ * stops every later step and is rethrown to the reader.
+ */
+class Pipeline {
+  private tail: Promise<void> = Promise.resolve();
+  private failure: unknown = null;
+  private inflight = 0;
+  private waiters: (() => void)[] = [];
+  constructor(private readonly limit: number) {}
+
+  /** Runs `step` after every step submitted before it; resolves to its result. */
+  after<T>(step: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(() => {
+      if (this.failure) throw this.failure;
+      return step();
+    });
+    this.tail = run.then(() => {}, (e) => this.fail(e));
+    run.catch(() => {}); // the failure is reported once, through check() or drain()
+    return run;
+  }
+
+  private fail(e: unknown): void {
+    this.failure ??= e;
+    this.wake();
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  /** Throws the first failure of the writer stage, if any. */
+  check(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  /** Waits until `n` more bytes may be in flight. */
+  async reserve(n: number): Promise<void> {
+    while (this.inflight > 0 && this.inflight + n > this.limit) {
+      this.check();
+      await new Promise<void>((r) => this.waiters.push(r));
+    }
+    this.check();
+    this.inflight += n;
+  }
+
+  release(n: number): void {
+    this.inflight -= n;
+    this.wake();
+  }
+
+  /** Waits for every submitted step; throws the first failure. */
+  async drain(): Promise<void> {
+    await this.tail;
+    this.check();
+  }
+}
+
+/** Bytes of blocks that may be read but not yet written. */
+const IN_FLIGHT = 64 * 1024 * 1024;
+
 /** What storing a file needs from the run. */
 interface FileWriter {
   key: BackupKey;
   c: RunContext;
   o: BackupOptions;
   volumes: VolumeSet;
-  /** Blocks stored by this run, by keyed id. */
-  newBlocks: Map<string, Placement>;
+  pipe: Pipeline;
+  /** Blocks stored (or being stored) by this run, by keyed id. */
+  newBlocks: Map<string, Promise<Placement>>;
+  records: Spool;
   index: Spool;
   warn: (w: Warning) => void;
   progress: Progress;
 }
+
+/** A block of a file being read: what it is, and where it is or will be. */
+interface Part { ref: Omit<BlockRef, keyof Placement>; place: Placement | Promise<Placement> }
 
 interface RunContext {
   /** Scratch buffers reused for every file: the read buffer and the chunker's window. */
@@ -284,13 +357,14 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
 
   const tmp = await mkdtemp(join(tmpdir(), 'iebs-manifest-'));
   const records = new Spool(join(tmp, 'records'));
-  const emit = (text: string) => records.append(text);
   const index = new Spool(join(tmp, 'index'));
   const volumes = o.dryRun ? null : new VolumeSet({ storage, snapshot: name, host, time, limit: o.volumeSize, recipients: key.recipients, signer: key.signer, codec: c.codec });
-  const w: FileWriter = { key, c, o, volumes: volumes!, newBlocks: new Map(), index, warn, progress };
+  const pipe = new Pipeline(IN_FLIGHT);
+  const w: FileWriter = { key, c, o, volumes: volumes!, pipe, newBlocks: new Map(), records, index, warn, progress };
 
   try {
     for await (const e of walk(o.sources, o, warn)) {
+      pipe.check();
       checkPath(e.rel, 'source path');
       const pid = toHex(hmac(key.pathIdKey, e.rel));
       const prev = c.state.files.get(pid);
@@ -313,34 +387,31 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
       // A path keeps its UUID while it keeps its kind; a path that changed kind is a
       // deletion of the old entry and a new one.
       const uuid = prev && prev.kind === e.kind ? prev.uuid : randomUUID();
-      if (prev && prev.kind !== e.kind) await emit(encodeDeletion(prev.uuid));
+      if (prev && prev.kind !== e.kind) void pipe.after(() => records.append(encodeDeletion(prev.uuid)));
       const rec: FileRecord = {
         uuid, path: e.rel, size, mtimeNs: e.st.mtimeNs, uid: Number(e.st.uid), gid: Number(e.st.gid),
         blockSize: e.kind === 'file' ? c.params.avg : 0, kind: e.kind, mode: Number(e.st.mode & 0o7777n), blocks: [],
       };
-      let st = e.st;
       if (e.kind === 'symlink') {
         try { rec.target = (await readlink(e.abs, { encoding: 'buffer' })) as Buffer; } catch (cause) {
           warn({ path, message: `cannot read symlink (${(cause as NodeJS.ErrnoException).code ?? 'error'})` });
           continue;
         }
         if (rec.target.length === 0) { warn({ path, message: 'empty symlink target' }); continue; }
+        finishEntry(w, e.rel, rec, e.st, []);
       } else if (e.kind === 'file') {
         const got = await storeFile(w, e, rec, path);
         if (!got) continue;
-        st = got.st; read += got.read;
-        rec.size = Number(st.size); rec.mtimeNs = st.mtimeNs; rec.mode = Number(st.mode & 0o7777n);
-      }
-      if (e.kind !== 'file') await volumes!.endFile(rec);
+        read += got.read;
+      } else finishEntry(w, e.rel, rec, e.st, []);
       counts[status]++; counts.files++; counts.bytes += rec.size;
-      await emit(encodeRecord(rec));
-      await index.append(encodeIndexItem({ t: 'F', file: { pathId: hmac(key.pathIdKey, e.rel), uuid, kind: e.kind, size: rec.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, mode: rec.mode } }));
       o.onProgress?.(progress);
     }
+    await pipe.drain();
     for (const [pid, f] of c.state.files) {
       counts.deleted++;
       if (o.dryRun) { o.onPlan?.('deleted', `(uuid ${f.uuid})`, f.size); continue; }
-      await emit(encodeDeletion(f.uuid));
+      await records.append(encodeDeletion(f.uuid));
       await index.append(encodeIndexItem({ t: 'D', pathId: Buffer.from(pid, 'hex') }));
     }
     if (o.dryRun) {
@@ -361,7 +432,9 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     await writeRecord(storage, record, key.signer);
     return { snapshot: name, type: c.type, dryRun: false, counts, read, volumes: vols.map((v) => ({ name: v.name, size: v.size })), warnings, created: c.created };
   } catch (e) {
+    // Leave the repository as it was: drop what this run committed (no record names it).
     await volumes?.abort();
+    if (!o.dryRun) await removeSnapshotObjects(storage, name).catch(() => {});
     throw e;
   } finally {
     await rm(tmp, { recursive: true, force: true });
@@ -369,29 +442,57 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
 }
 
 /**
- * Reads one file into blocks. Returns null (with a warning) if it cannot be read or
- * changed while it was read: a torn file is never recorded as if whole.
+ * Submits the last steps of an entry: once its blocks are placed, the catalogue, the
+ * manifest record and the index line. `st` is the metadata the entry was read with.
  */
-async function storeFile(w: FileWriter, e: WalkEntry, rec: FileRecord, path: string): Promise<{ st: BigIntStats; read: number } | null> {
-  const { c, volumes, warn, progress, o } = w;
+function finishEntry(w: FileWriter, rel: Buffer, rec: FileRecord, st: BigIntStats, parts: Part[]): void {
+  const pathId = hmac(w.key.pathIdKey, rel);
+  rec.size = rec.kind === 'file' ? Number(st.size) : 0;
+  rec.mtimeNs = st.mtimeNs;
+  rec.mode = Number(st.mode & 0o7777n);
+  void w.pipe.after(async () => {
+    rec.blocks = [];
+    for (const p of parts) rec.blocks.push({ ...p.ref, ...(await p.place) });
+    await w.volumes.endFile(rec);
+    await w.records.append(encodeRecord(rec));
+    await w.index.append(encodeIndexItem({ t: 'F', file: { pathId, uuid: rec.uuid, kind: rec.kind, size: rec.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, mode: rec.mode } }));
+  });
+}
+
+/**
+ * Reads one file into blocks and submits them. Returns null (with a warning) if it
+ * cannot be read or changed while it was read: a torn file is never recorded as if
+ * whole (its blocks may be written, but no record names them).
+ */
+async function storeFile(w: FileWriter, e: WalkEntry, rec: FileRecord, path: string): Promise<{ read: number } | null> {
+  const { c, warn, progress, o } = w;
+  const skip = skipByExtension(path);
   if (e.st.size <= BigInt(c.params.min)) {
     const small = readSmall(e.abs, Number(e.st.size), warn, path);
     if (small === null) return null;
-    if (small !== 'large') return storeSmall(w, small, rec, path);
+    if (small !== 'large') {
+      const r = small;
+      const steady = r.before.size === r.after.size && r.before.mtimeNs === r.after.mtimeNs && r.before.ctimeNs === r.after.ctimeNs && BigInt(r.data.length) === r.after.size;
+      if (!steady) { warn({ path, message: 'changed while it was read; not stored (the previous version, if any, is kept)' }); return null; }
+      void w.pipe.after(async () => w.volumes.beginFile(rec));
+      const parts = r.data.length > 0 ? [await submitBlock(w, r.data, 0, 0, rec.uuid, skip)] : [];
+      progress.bytes += r.data.length;
+      finishEntry(w, e.rel, rec, r.after, parts);
+      return { read: r.data.length };
+    }
   }
   for (let attempt = 0; attempt < 2; attempt++) {
     let fh: FileHandle;
     try { fh = await open(e.abs, 'r'); } catch (cause) {
       const code = (cause as NodeJS.ErrnoException).code;
-      if (code !== 'ENOENT') warn({ path, message: `cannot read (${code ?? 'error'})` });
+      warn({ path, message: code === 'ENOENT' ? 'vanished before it was read' : `cannot read (${code ?? 'error'})` });
       return null;
     }
     try {
       const before = await fh.stat({ bigint: true });
-      rec.blocks = [];
-      volumes.beginFile(rec);
-      const skip = skipByExtension(path);
-      let offset = 0, index = 0;
+      void w.pipe.after(async () => w.volumes.beginFile(rec));
+      const parts: Part[] = [];
+      let offset = 0;
       const buffers = c.buffers;
       async function* pieces(): AsyncGenerator<Uint8Array> {
         // chunkStream copies each piece before it asks for the next, so one read buffer serves.
@@ -401,34 +502,20 @@ async function storeFile(w: FileWriter, e: WalkEntry, rec: FileRecord, path: str
           yield buffers.read.subarray(0, bytesRead);
         }
       }
-      async function* small(): AsyncGenerator<Uint8Array> {
-        // A file no larger than the smallest block is one block: read it whole, plus one
-        // byte to notice growth, without the chunker's window.
-        const want = Number(before.size) + 1;
-        const data = Buffer.allocUnsafe(want);
-        let got = 0;
-        for (;;) {
-          const { bytesRead } = await fh.read(data, got, want - got, null);
-          if (bytesRead === 0) break;
-          got += bytesRead;
-          if (got === want) { yield* chunkStream(c.params, (async function* () { yield data.subarray(0, got); yield* pieces(); })(), buffers.window); return; }
-        }
-        if (got > 0) yield data.subarray(0, got);
-      }
-      const chunks = before.size <= BigInt(c.params.min) ? small() : chunkStream(c.params, pieces(), buffers.window);
-      for await (const chunk of chunks) {
-        await storeBlock(w, chunk, index, offset, rec, skip);
-        offset += chunk.length; index++;
+      for await (const chunk of chunkStream(c.params, pieces(), buffers.window)) {
+        parts.push(await submitBlock(w, chunk, parts.length, offset, rec.uuid, skip));
+        offset += chunk.length;
         progress.bytes += chunk.length;
         o.onProgress?.(progress);
       }
       const after = await fh.stat({ bigint: true });
       const steady = before.size === after.size && before.mtimeNs === after.mtimeNs && before.ctimeNs === after.ctimeNs && BigInt(offset) === after.size;
       if (steady) {
-        await volumes.endFile(rec);
-        return { st: after, read: offset };
+        finishEntry(w, e.rel, rec, after, parts);
+        return { read: offset };
       }
-      await volumes.endFile({ ...rec, blocks: [] });
+      const torn = { ...rec, blocks: [] };
+      void w.pipe.after(() => w.volumes.endFile(torn));
       if (attempt === 1) warn({ path, message: 'changed while it was read; not stored (the previous version, if any, is kept)' });
     } catch (cause) {
       // Errors of ours (destination full, damaged repository) stop the run; a source
@@ -457,7 +544,7 @@ function readSmall(abs: Buffer, size: number, warn: (w: Warning) => void, path: 
   let fd: number;
   try { fd = openSync(abs, 'r'); } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code;
-    if (code !== 'ENOENT') warn({ path, message: `cannot read (${code ?? 'error'})` });
+    warn({ path, message: code === 'ENOENT' ? 'vanished before it was read' : `cannot read (${code ?? 'error'})` });
     return null;
   }
   try {
@@ -480,36 +567,31 @@ function readSmall(abs: Buffer, size: number, warn: (w: Warning) => void, path: 
   }
 }
 
-/** Stores a small file read by `readSmall` as at most one block. */
-async function storeSmall(w: FileWriter, r: SmallRead, rec: FileRecord, path: string): Promise<{ st: BigIntStats; read: number } | null> {
-  const { volumes, warn, progress, o } = w;
-  const steady = r.before.size === r.after.size && r.before.mtimeNs === r.after.mtimeNs && r.before.ctimeNs === r.after.ctimeNs && BigInt(r.data.length) === r.after.size;
-  if (!steady) {
-    warn({ path, message: 'changed while it was read; not stored (the previous version, if any, is kept)' });
-    return null;
-  }
-  rec.blocks = [];
-  volumes.beginFile(rec);
-  if (r.data.length > 0) await storeBlock(w, r.data, 0, 0, rec, skipByExtension(path));
-  progress.bytes += r.data.length;
-  o.onProgress?.(progress);
-  await volumes.endFile(rec);
-  return { st: r.after, read: r.data.length };
-}
-
-/** Hashes one block, and stores it unless the chain already holds it; appends its ref to `rec`. */
-async function storeBlock(w: FileWriter, chunk: Uint8Array, index: number, offset: number, rec: FileRecord, skip: boolean): Promise<void> {
-  const { key, c, volumes, newBlocks } = w;
+/**
+ * Hashes one block and, unless the chain or this run already holds it, starts its
+ * compression and submits its write. Returns the block's ref and (future) place.
+ */
+async function submitBlock(w: FileWriter, chunk: Uint8Array, index: number, offset: number, uuid: string, skip: boolean): Promise<Part> {
   const digest = sha384(chunk);
-  const id = toHex(hmac(key.blockIdKey, digest));
-  let place = c.state.blocks.get(id) ?? newBlocks.get(id);
-  if (!place) {
-    const packed = skip ? { codec: CODEC.none, bytes: chunk } : await compressBlock(chunk, c.codec);
-    place = await volumes.addBlock(rec.uuid, index, { codec: packed.codec, bytes: packed.bytes, plainLength: chunk.length }, { index, size: chunk.length, sha384: digest, offset });
-    newBlocks.set(id, place);
-    await w.index.append(encodeIndexItem({ t: 'B', block: { id: Buffer.from(id, 'hex'), ...place } }));
-  }
-  rec.blocks.push({ index, size: chunk.length, sha384: digest, offset, ...place });
+  const id = toHex(hmac(w.key.blockIdKey, digest));
+  const ref = { index, size: chunk.length, sha384: digest, offset };
+  const known = w.c.state.blocks.get(id) ?? w.newBlocks.get(id);
+  if (known) return { ref, place: known };
+  await w.pipe.reserve(chunk.length);
+  const packed = skip ? Promise.resolve({ codec: CODEC.none as number, bytes: chunk }) : compressBlock(chunk, w.c.codec);
+  packed.catch(() => {}); // awaited by the step below
+  const place = w.pipe.after(async () => {
+    try {
+      const pk = await packed;
+      const placement = await w.volumes.addBlock(uuid, index, { codec: pk.codec, bytes: pk.bytes, plainLength: chunk.length }, ref);
+      await w.index.append(encodeIndexItem({ t: 'B', block: { id: Buffer.from(id, 'hex'), ...placement } }));
+      return placement;
+    } finally {
+      w.pipe.release(chunk.length);
+    }
+  });
+  w.newBlocks.set(id, place);
+  return { ref, place };
 }
 
 /** Streams header + records + closing line into one signed, encrypted, compressed OpenPGP message. */
@@ -553,6 +635,17 @@ async function writeIndex(storage: Storage, key: BackupKey, name: string, lines:
   const env = sealEnvelope(key.indexKey, random(12), packed.codec, plain.length, packed.bytes, indexContext(name));
   await storage.put(`${LAYOUT.indexes}/${indexObject(name)}`, env);
   return { name: indexObject(name), size: env.length, sha384: sha384(env) };
+}
+
+/** Deletes the volumes, manifest and index of a snapshot that has no record. */
+async function removeSnapshotObjects(storage: Storage, name: string): Promise<void> {
+  if ((await storage.stat(`${LAYOUT.snapshots}/${name}.snapshot.asc`)) !== null) return;
+  for (const folder of [LAYOUT.volumes, LAYOUT.manifests, LAYOUT.indexes]) {
+    for (const obj of await storage.list(folder)) {
+      const base = obj.slice(folder.length + 1);
+      if (base.startsWith(name + '.')) await storage.delete(obj);
+    }
+  }
 }
 
 /**

@@ -11,7 +11,7 @@
  */
 import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import * as openpgp from 'openpgp';
-import { AuthError, FormatError } from '../formats/errors.js';
+import { AuthError, FormatError, KeyError } from '../formats/errors.js';
 import { decodeEnvelopeHeader, encodeEnvelopeHeader, concatBytes, ENVELOPE_HEADER, TAG_LENGTH } from '../formats/envelope.js';
 
 /** OpenPGP settings that keep every message readable by GnuPG 2.2. */
@@ -95,6 +95,12 @@ export async function pgpOpenBytes(bytes: Uint8Array, decryptionKeys: openpgp.Pr
     message = await openpgp.readMessage({ binaryMessage: bytes });
   } catch (cause) {
     throw new FormatError('bad-pgp', `${where}: not an OpenPGP message (${(cause as Error).message})`, { cause });
+  }
+  // Say "wrong key" plainly when the message is sealed to none of the keys we hold.
+  const sealedTo = message.getEncryptionKeyIDs().map((id) => id.toHex());
+  const held = new Set(decryptionKeys.flatMap((k) => [k.getKeyID(), ...k.getSubkeys().map((s) => s.getKeyID())]).map((id) => id.toHex()));
+  if (sealedTo.length > 0 && !sealedTo.some((id) => held.has(id) || /^0+$/.test(id))) {
+    throw new KeyError('wrong-key', `${where}: encrypted to key ${sealedTo.join(', ')}, not to this restore key (wrong key for this repository?)`);
   }
   try {
     const { data, signatures } = await openpgp.decrypt({ message, decryptionKeys, verificationKeys: verifiers, expectSigned: true, format: 'binary', config: PGP_CONFIG });

@@ -15,7 +15,7 @@
 import { lstat, mkdir, open, rename, rm, symlink, chmod, utimes, lutimes, lchown, unlink } from 'node:fs/promises';
 import { randomBytes, createHash } from 'node:crypto';
 import type * as openpgp from 'openpgp';
-import { FormatError, IebsError, IoError, AuthError } from '../formats/errors.js';
+import { FormatError, IebsError, IoError, AuthError, KeyError } from '../formats/errors.js';
 import { DocParser, LineSplitter, type FileRecord, type ManifestHeader } from '../formats/manifest.js';
 import { sha384, pgpOpenBytes } from './crypto.js';
 import { chainOf, findSnapshot, LAYOUT, listSnapshots, readConfig, repoPublicKeys, type Snapshot } from './repo.js';
@@ -76,7 +76,10 @@ export async function readManifest(storage: Storage, key: RestoreKey, verifiers:
 export async function composeSnapshot(storage: Storage, key: RestoreKey, id: string | undefined): Promise<{ snapshot: Snapshot; files: Map<string, FileRecord> }> {
   await readConfig(storage);
   const verifiers = await verifiersFor(storage, key);
-  const { snapshots } = await listSnapshots(storage, verifiers);
+  const { snapshots, bad } = await listSnapshots(storage, verifiers);
+  if (snapshots.length === 0 && bad.some((b) => b.error.code === 'bad-signature')) {
+    throw new KeyError('wrong-key', `no snapshot record of ${storage.where} is signed by the host key this restore key names (wrong key for this repository?)`);
+  }
   const snapshot = findSnapshot(snapshots, id);
   const files = new Map<string, FileRecord>();
   for (const s of chainOf(snapshot, snapshots)) {

@@ -118,6 +118,8 @@ export async function salvage(paths: string[], key: RestoreKey, verifiers: openp
       info.error = e.message;
     }
   }
+  const wrong = res.volumes.filter((v) => v.error?.includes('not to this restore key'));
+  if (wrong.length && wrong.length === res.volumes.length) throw new KeyError('wrong-key', `no volume given is sealed to this restore key (${wrong.length} tried): wrong key?`);
 
   // The newest version of each path.
   const newest = new Map<string, Version>();

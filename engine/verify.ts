@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import type * as openpgp from 'openpgp';
-import { IebsError } from '../formats/errors.js';
+import { IebsError, KeyError } from '../formats/errors.js';
 import type { BlockRef } from '../formats/manifest.js';
 import { LAYOUT, listSnapshots, type Snapshot } from './repo.js';
 import type { RestoreKey } from './keys.js';
@@ -60,6 +60,9 @@ export async function verify(storage: Storage, verifiers: openpgp.PublicKey[], o
   const progress = () => o.onProgress?.({ objects: res.objects, bytes: res.bytes, blocks: res.blocks });
   const { snapshots, bad } = await listSnapshots(storage, verifiers);
   res.snapshots = snapshots.length;
+  if (snapshots.length === 0 && bad.length > 0 && bad.every((b) => b.error.code === 'bad-signature')) {
+    throw new KeyError('wrong-key', `none of the ${bad.length} snapshot records of ${storage.where} is signed by a key in the given key file (wrong key for this repository, or every record replaced)`);
+  }
   for (const b of bad) res.problems.push({ object: b.object, message: b.error.message, affects: [b.object.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')] });
 
   // The chain of records of each system.
@@ -156,7 +159,7 @@ async function readAllData(storage: Storage, key: RestoreKey, verifiers: openpgp
         if (firstError) badFiles.push(`${f.path}: ${firstError}`);
       }
     } catch (e) {
-      if (!(e instanceof IebsError)) throw e;
+      if (!(e instanceof IebsError) || e.code === 'wrong-key') throw e;
       res.problems.push({ object: `${LAYOUT.manifests}/${s.record.manifest.name}`, message: e.message, affects: affected(s, snapshots) });
       continue;
     }
