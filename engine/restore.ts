@@ -37,6 +37,9 @@ export interface RestoreFailure { path: string; message: string }
 /** What a restore did. */
 export interface RestoreResult { snapshot: string; files: number; dirs: number; symlinks: number; bytes: number; failures: RestoreFailure[] }
 
+/** Files restored at once. */
+const RESTORE_WORKERS = 8;
+
 /** Largest manifest a reader accepts. */
 const MAX_MANIFEST = 4 * 1024 * 1024 * 1024;
 
@@ -127,19 +130,27 @@ export async function restore(storage: Storage, key: RestoreKey, o: RestoreOptio
     result.dirs++;
     void p;
   }
-  for (const r of all) if (r.kind === 'file') {
-    const shown = Buffer.from(r.path).toString('utf8');
-    try {
-      await restoreFile(safe, reader, r, asRoot, (n) => { progress.bytes += n; o.onProgress?.(progress); });
-      result.files++; result.bytes += r.size;
-    } catch (e) {
-      if (!(e instanceof IebsError)) throw e;
-      if (e instanceof IoError && (e.code === 'disk-full' || e.code === 'permission')) throw e;
-      result.failures.push({ path: shown, message: e.message });
+  // Files are independent: several are restored at once, so reading, decrypting,
+  // decompressing and writing of different files overlap.
+  const regular = all.filter((r) => r.kind === 'file');
+  let next = 0;
+  const worker = async () => {
+    while (next < regular.length) {
+      const r = regular[next++];
+      try {
+        await restoreFile(safe, reader, r, asRoot, (n) => { progress.bytes += n; o.onProgress?.(progress); });
+        result.files++; result.bytes += r.size;
+      } catch (e) {
+        if (!(e instanceof IebsError)) throw e;
+        if (e instanceof IoError && (e.code === 'disk-full' || e.code === 'permission')) throw e;
+        result.failures.push({ path: Buffer.from(r.path).toString('utf8'), message: e.message });
+      }
+      progress.files++;
+      o.onProgress?.(progress);
     }
-    progress.files++;
-    o.onProgress?.(progress);
-  }
+  };
+  await Promise.all(Array.from({ length: RESTORE_WORKERS }, worker));
+  result.failures.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   for (const r of all) if (r.kind === 'symlink') {
     try {
       const p = await safe.leaf(r.path);
@@ -238,7 +249,12 @@ export class SafeTarget {
       if (!st.isDirectory()) throw new IoError('unsafe-path', `${p.toString()}: not a directory (refusing to write through it)`);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      await mkdir(p, { mode: 0o700 });
+      try {
+        await mkdir(p, { mode: 0o700 });
+      } catch (m) {
+        // Another file's restore made it first: fine if it is a real directory.
+        if ((m as NodeJS.ErrnoException).code !== 'EEXIST' || !(await lstat(p)).isDirectory()) throw m;
+      }
     }
     this.known.add(k);
   }

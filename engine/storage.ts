@@ -54,7 +54,8 @@ function ioError(what: string, path: string, cause: unknown): IebsError {
 
 /** A repository in a local (or mounted) directory. */
 export class LocalStorage implements Storage {
-  private readonly handles = new Map<string, FileHandle>();
+  /** Open read handles, shared by concurrent range reads; `busy` counts reads under way. */
+  private readonly handles = new Map<string, { fh: Promise<FileHandle>; busy: number }>();
   constructor(readonly root: string) {}
   get where(): string { return this.root; }
 
@@ -124,16 +125,16 @@ export class LocalStorage implements Storage {
 
   async getRange(name: string, offset: number, length: number): Promise<Uint8Array> {
     const p = this.path(name);
-    let fh = this.handles.get(p);
+    let h = this.handles.get(p);
+    if (!h) {
+      if (this.handles.size >= 64) await this.evictIdle();
+      h = { fh: open(p, 'r'), busy: 0 };
+      this.handles.set(p, h);
+      h.fh.catch(() => this.handles.delete(p));
+    }
+    h.busy++;
     try {
-      if (!fh) {
-        if (this.handles.size >= 16) {
-          const [k, v] = this.handles.entries().next().value as [string, FileHandle];
-          this.handles.delete(k); await v.close();
-        }
-        fh = await open(p, 'r');
-        this.handles.set(p, fh);
-      }
+      const fh = await h.fh;
       const buf = Buffer.allocUnsafe(length);
       let got = 0;
       while (got < length) {
@@ -146,6 +147,17 @@ export class LocalStorage implements Storage {
     } catch (cause) {
       if (cause instanceof IebsError) throw cause;
       throw ioError('reading', p, cause);
+    } finally {
+      h.busy--;
+    }
+  }
+
+  private async evictIdle(): Promise<void> {
+    for (const [k, v] of this.handles) {
+      if (v.busy > 0) continue;
+      this.handles.delete(k);
+      await (await v.fh.catch(() => null))?.close().catch(() => {});
+      return;
     }
   }
 
@@ -174,8 +186,8 @@ export class LocalStorage implements Storage {
 
   async delete(name: string): Promise<void> {
     const p = this.path(name);
-    const fh = this.handles.get(p);
-    if (fh) { this.handles.delete(p); await fh.close().catch(() => {}); }
+    const h = this.handles.get(p);
+    if (h) { this.handles.delete(p); await (await h.fh.catch(() => null))?.close().catch(() => {}); }
     try { await rm(p, { force: true }); } catch (cause) { throw ioError('deleting', p, cause); }
   }
 
@@ -194,7 +206,7 @@ export class LocalStorage implements Storage {
   }
 
   async close(): Promise<void> {
-    for (const fh of this.handles.values()) await fh.close().catch(() => {});
+    for (const h of this.handles.values()) await (await h.fh.catch(() => null))?.close().catch(() => {});
     this.handles.clear();
   }
 }
