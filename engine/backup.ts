@@ -472,8 +472,7 @@ async function storeFile(w: FileWriter, e: WalkEntry, rec: FileRecord, path: str
     if (small === null) return null;
     if (small !== 'large') {
       const r = small;
-      const steady = r.before.size === r.after.size && r.before.mtimeNs === r.after.mtimeNs && r.before.ctimeNs === r.after.ctimeNs && BigInt(r.data.length) === r.after.size;
-      if (!steady) { warn({ path, message: 'changed while it was read; not stored (the previous version, if any, is kept)' }); return null; }
+      if (!steady(r.before, r.after, r.data.length)) { warn({ path, message: 'changed while it was read; not stored (the previous version, if any, is kept)' }); return null; }
       void w.pipe.after(async () => w.volumes.beginFile(rec));
       const parts = r.data.length > 0 ? [await submitBlock(w, r.data, 0, 0, rec.uuid, skip)] : [];
       progress.bytes += r.data.length;
@@ -509,8 +508,7 @@ async function storeFile(w: FileWriter, e: WalkEntry, rec: FileRecord, path: str
         o.onProgress?.(progress);
       }
       const after = await fh.stat({ bigint: true });
-      const steady = before.size === after.size && before.mtimeNs === after.mtimeNs && before.ctimeNs === after.ctimeNs && BigInt(offset) === after.size;
-      if (steady) {
+      if (steady(before, after, offset)) {
         finishEntry(w, e.rel, rec, after, parts);
         return { read: offset };
       }
@@ -529,6 +527,11 @@ async function storeFile(w: FileWriter, e: WalkEntry, rec: FileRecord, path: str
     }
   }
   return null;
+}
+
+/** True if a file read as `read` bytes did not change while it was read. */
+function steady(before: BigIntStats, after: BigIntStats, read: number): boolean {
+  return before.size === after.size && before.mtimeNs === after.mtimeNs && before.ctimeNs === after.ctimeNs && BigInt(read) === after.size;
 }
 
 /** A small file read whole, with its metadata before and after the read. */

@@ -136,10 +136,10 @@ export class VolumeSet {
     return RESERVE_BASE + pending;
   }
 
-  private async sealEntry(v: OpenVolume, name: string, plain: Uint8Array, codec: CodecChoice): Promise<{ dataOffset: number; length: number }> {
-    const c = await compressBlock(plain, codec);
+  /** Seals an already compressed payload as entry `name` of `v`; returns where it went. */
+  private async sealAt(v: OpenVolume, name: string, codec: number, plainLength: number, payload: Uint8Array): Promise<{ dataOffset: number; length: number }> {
     v.entries++;
-    const env = sealEnvelope(v.key, counterNonce(v.entries), c.codec, plain.length, c.bytes, blockContext(v.id, name));
+    const env = sealEnvelope(v.key, counterNonce(v.entries), codec, plainLength, payload, blockContext(v.id, name));
     return { dataOffset: await this.entry(v, name, env), length: env.length };
   }
 
@@ -159,7 +159,9 @@ export class VolumeSet {
     v.enc = null;
     v.catalogPieces++;
     const name = CATALOG_ENTRY_PREFIX + String(v.catalogPieces).padStart(6, '0');
-    await this.sealEntry(v, name, Buffer.from(v.catalog.join(''), 'latin1'), this.o.codec);
+    const plain = Buffer.from(v.catalog.join(''), 'latin1');
+    const c = await compressBlock(plain, this.o.codec);
+    await this.sealAt(v, name, c.codec, plain.length, c.bytes);
     v.catalog = []; v.catalogBytes = 0;
   }
 
@@ -193,10 +195,8 @@ export class VolumeSet {
       if (this.cur && this.cur.size + tarEntrySize(envLength) + this.reserve() > this.o.limit) await this.closeVolume();
       if (!this.cur) this.cur = await this.openVolume();
       const v = this.cur;
-      v.entries++;
-      const env = sealEnvelope(v.key, counterNonce(v.entries), block.codec, block.plainLength, block.bytes, blockContext(v.id, entry));
-      const dataOffset = await this.entry(v, entry, env);
-      const placement = { volume: v.name, dataOffset, length: env.length, entry };
+      const at = await this.sealAt(v, entry, block.codec, block.plainLength, block.bytes);
+      const placement = { volume: v.name, ...at, entry };
       if (this.file) this.file.here.push({ ...ref, ...placement });
       return placement;
     });
