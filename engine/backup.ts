@@ -657,12 +657,23 @@ async function removeSnapshotObjects(storage: Storage, name: string): Promise<vo
  */
 async function cleanDebris(storage: Storage, snapshots: Snapshot[]): Promise<void> {
   const recorded = new Set((await storage.list(LAYOUT.snapshots)).map((n) => n.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')));
-  for (const s of snapshots) recorded.add(s.record.name);
+  // Objects a verified record names; a record that does not verify keeps all its objects
+  // (it may be a key problem, not debris).
+  const named = new Set<string>();
+  const verified = new Set<string>();
+  for (const s of snapshots) {
+    verified.add(s.record.name);
+    named.add(`${LAYOUT.manifests}/${s.record.manifest.name}`).add(`${LAYOUT.indexes}/${s.record.index.name}`);
+    for (const v of s.record.volumes) named.add(`${LAYOUT.volumes}/${v.name}`);
+  }
   for (const folder of [LAYOUT.volumes, LAYOUT.manifests, LAYOUT.indexes, LAYOUT.snapshots, 'keys', '']) {
     for (const d of await storage.listDebris(folder)) await storage.delete(d);
   }
   const owner = (obj: string) => obj.replace(/^[^/]+\//, '').replace(/(\.files\.\d{4}\.tar|\.manifest\.pgp|\.index)$/, '');
   for (const folder of [LAYOUT.volumes, LAYOUT.manifests, LAYOUT.indexes]) {
-    for (const obj of await storage.list(folder)) if (!recorded.has(owner(obj))) await storage.delete(obj);
+    for (const obj of await storage.list(folder)) {
+      const o = owner(obj);
+      if (!recorded.has(o) || (verified.has(o) && !named.has(obj))) await storage.delete(obj);
+    }
   }
 }

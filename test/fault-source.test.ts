@@ -1,0 +1,238 @@
+/**
+ * Fault injection, source trouble: the source changes under a running backup.
+ * - A file that vanishes during the walk (deleted after its directory was listed, while
+ *   the backup, stopped with SIGSTOP meanwhile, has an earlier big file open): a warning
+ *   on stderr names it, exit 3, the rest of the tree is stored and restores.
+ * - A 20 MiB file written by another process for the whole backup (appended to, and
+ *   its first bytes rewritten to say how much was appended): it is never stored torn. A warning names it and the exit code is 3; the restore gives a version
+ *   the writer really wrote (the base plus N whole records) or, when the file was not
+ *   stored, the previous version (an increment) or nothing (a full). The next backup,
+ *   with the writer stopped, stores it whole.
+ * - A directory replaced by a file (and a file by a directory) between two backups:
+ *   both snapshots restore as they were.
+ * A file that cannot be opened is not tested: the suite runs as root, whom chmod 000
+ * does not stop.
+ */
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, realpathSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { MiB, diffTrees, iebs, iebsChild, iebsOk, makeKeys, pathKey, readTree, seededBytes, snapshots, tempDir, writeSeeded, type Keys, type Run } from './helpers.js';
+
+let keys: Keys;
+before(() => { keys = makeKeys(); });
+
+const VOL = ['--volume-size', '8MiB'];
+
+/** Warning lines of a backup's stderr that name `path`. */
+const warningsFor = (r: Run, path: string) => r.stderr.split('\n').filter((l) => l.startsWith('iebs: warning: ') && l.includes(path));
+
+/**
+ * Runs a backup and deletes `victim` at a moment when the run is reading `reading`
+ * (which the walk reaches first): the run is stopped with SIGSTOP every few milliseconds
+ * and its open files looked at in /proc, so the deletion lands while `reading` is open,
+ * after the directory was listed and before the walk gets to `victim`, however loaded the
+ * machine. Returns the run and whether the deletion happened.
+ */
+async function deleteWhileReading(args: string[], reading: string, victim: string): Promise<{ run: Run; deleted: boolean }> {
+  const child = iebsChild(args);
+  let stdout = '', stderr = '';
+  child.stdout!.on('data', (d) => { stdout += d; });
+  child.stderr!.on('data', (d) => { stderr += d; });
+  let ended = false;
+  const exited = new Promise<Run>((resolve) => child.on('close', (code, signal) => { ended = true; resolve({ code, signal, stdout, stderr }); }));
+  const want = realpathSync(reading);
+  const fds = `/proc/${child.pid}/fd`;
+  let deleted = false;
+  while (!ended && !deleted) {
+    child.kill('SIGSTOP');
+    try {
+      if (readdirSync(fds).some((fd) => { try { return readlinkSync(join(fds, fd)) === want; } catch { return false; } })) {
+        unlinkSync(victim);
+        deleted = true;
+      }
+    } catch { /* the process is gone */ }
+    child.kill('SIGCONT');
+    await sleep(3);
+  }
+  return { run: await exited, deleted };
+}
+
+test('a file that vanishes during the walk: a warning names it, exit 3, the rest is stored', async () => {
+  const dir = tempDir('src-vanish');
+  const src = join(dir, 'src');
+  const repo = join(dir, 'repo');
+  mkdirSync(join(src, 'sub'), { recursive: true });
+  // Sorted first, so it is read while the walk has listed, but not reached, the others.
+  writeSeeded(join(src, 'a-big.bin'), 'vanish-big', 20 * MiB);
+  writeFileSync(join(src, 'b-vanish.txt'), 'here when the walk began\n');
+  writeFileSync(join(src, 'c-after.txt'), 'after\n');
+  writeFileSync(join(src, 'sub', 'x.txt'), 'x\n');
+  const r = await deleteWhileReading(['backup', src, '--repo', repo, '--key', keys.backup, ...VOL], join(src, 'a-big.bin'), join(src, 'b-vanish.txt'));
+  assert.ok(r.deleted, `the backup was never seen reading a-big.bin (exit ${r.run.code}: ${r.run.stderr})`);
+  const problems: string[] = [];
+  if (warningsFor(r.run, 'b-vanish.txt').length !== 1) problems.push(`expected one warning naming b-vanish.txt on stderr, got ${JSON.stringify(r.run.stderr)}`);
+  if (r.run.code !== 3) problems.push(`exit ${r.run.code}, expected 3 (a file could not be read)`);
+  const target = join(dir, 'restored');
+  const rr = iebs(['restore', '--repo', repo, '--key', keys.restore, '--target', target]);
+  if (rr.code !== 0) problems.push(`restore: exit ${rr.code}: ${rr.stderr}`);
+  else {
+    const d = diffTrees(readTree(src), readTree(target));
+    if (d.length) problems.push(`restore differs from the source without the vanished file: ${d.join('; ')}`);
+  }
+  assert.deepEqual(problems, [], problems.join('\n'));
+});
+
+/** Record `k` the writer appends: 4096 bytes that say which record they are. */
+function record(k: number): Buffer {
+  const b = Buffer.alloc(4096);
+  for (let i = 0; i < b.length; i++) b[i] = (k * 7 + i) & 0xff;
+  b.write(`record ${k}\n`, 0, 'latin1');
+  return b;
+}
+
+/**
+ * Starts a process that, every millisecond, appends record k to `path` and then writes
+ * record k over the file's first 4096 bytes (a header saying how many records follow),
+ * until stopped. A reader that catches the file between two of its versions sees a
+ * header that does not match the records after it.
+ */
+async function startWriter(path: string): Promise<{ stop: () => Promise<void> }> {
+  const code = `
+    const fs = require('node:fs');
+    const path = ${JSON.stringify(path)};
+    const record = ${record.toString()};
+    const fd = fs.openSync(path, 'r+');
+    let k = 0;
+    const tick = () => {
+      const r = record(k++);
+      fs.appendFileSync(path, r);
+      fs.writeSync(fd, r, 0, r.length, 0);
+      setTimeout(tick, 1);
+    };
+    tick();
+  `;
+  const size = statSync(path).size;
+  const child = spawn(process.execPath, ['-e', code], { stdio: 'ignore' });
+  const deadline = Date.now() + 10_000;
+  while (statSync(path).size === size) {
+    assert.ok(Date.now() < deadline, 'the writer did not start');
+    await sleep(5);
+  }
+  return {
+    stop: async () => {
+      const done = new Promise((resolve) => child.on('close', resolve));
+      child.kill('SIGTERM');
+      await done;
+    },
+  };
+}
+
+/**
+ * How a restored copy of the written file relates to what the writer wrote: 'whole' if
+ * it is one of its versions (the base with n records appended and a header naming the
+ * last, or the one before while a tick is half done), else what is mixed up.
+ */
+function versionOf(got: Buffer, base: Buffer): string {
+  if (got.length < base.length) return `shorter than the base file (${got.length} bytes)`;
+  if (!got.subarray(4096, base.length).equals(base.subarray(4096))) return 'the body differs from the base file';
+  const tail = got.length - base.length;
+  if (tail % 4096) return `base plus ${tail} bytes: a torn record`;
+  const n = tail / 4096;
+  for (let k = 0; k < n; k++) if (!got.subarray(base.length + k * 4096, base.length + (k + 1) * 4096).equals(record(k))) return `record ${k} differs`;
+  const head = got.subarray(0, 4096);
+  const fits = (h: number) => (h >= 0 ? head.equals(record(h)) : h === -1 && head.equals(base.subarray(0, 4096)));
+  if (fits(n - 1) || fits(n - 2)) return 'whole';
+  return `${n} records follow a header that names none of the last two: a mix of versions`;
+}
+
+test('a file appended to during the backup is never stored torn: warning, exit 3, a whole version restores', async (t) => {
+  const dir = tempDir('src-grow');
+  const src = join(dir, 'src');
+  mkdirSync(src);
+  const grow = join(src, 'grow.bin');
+  const base = seededBytes('grow-base', 20 * MiB);
+  writeFileSync(grow, base);
+  writeFileSync(join(src, 'other.txt'), 'other\n');
+
+  // An increment while the writer runs: the file was stored whole before.
+  const repo = join(dir, 'repo');
+  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, ...VOL]);
+  const first = readTree(src);
+  const writer = await startWriter(grow);
+  let inc: Run;
+  try {
+    inc = iebs(['backup', src, '--repo', repo, '--key', keys.backup, ...VOL]);
+  } finally { await writer.stop(); }
+  // A full, in a new repository, while the writer runs: no earlier version exists.
+  writeFileSync(grow, base);
+  const repo2 = join(dir, 'repo2');
+  const writer2 = await startWriter(grow);
+  let fresh: Run;
+  try {
+    fresh = iebs(['backup', src, '--repo', repo2, '--key', keys.backup, ...VOL]);
+  } finally { await writer2.stop(); }
+
+  await t.test('the increment warns about grow.bin, exits 3, and restores a whole version', () => {
+    assert.equal(warningsFor(inc, 'grow.bin').length, 1, `one warning naming grow.bin: ${inc.stderr}`);
+    assert.equal(inc.code, 3, inc.stderr);
+    const target = join(dir, 'restored-inc');
+    iebsOk(['restore', '--repo', repo, '--key', keys.restore, '--target', target]);
+    const got = readFileSync(join(target, 'grow.bin'));
+    assert.equal(versionOf(got, base), 'whole');
+    if (got.length === base.length) {
+      const d = diffTrees(first, readTree(target), { only: (p) => p === 'grow.bin' }).filter((x) => !x.endsWith(': extra'));
+      assert.deepEqual(d, [], 'the previous version, with its metadata');
+    }
+    t.diagnostic(`the increment restored grow.bin as the base plus ${(got.length - base.length) / 4096} records`);
+  });
+
+  await t.test('the full warns about grow.bin, exits 3, and restores a whole version or nothing', () => {
+    assert.equal(warningsFor(fresh, 'grow.bin').length, 1, `one warning naming grow.bin: ${fresh.stderr}`);
+    assert.equal(fresh.code, 3, fresh.stderr);
+    const target = join(dir, 'restored-full');
+    iebsOk(['restore', '--repo', repo2, '--key', keys.restore, '--target', target]);
+    assert.ok(existsSync(join(target, 'other.txt')));
+    if (existsSync(join(target, 'grow.bin'))) assert.equal(versionOf(readFileSync(join(target, 'grow.bin')), base), 'whole');
+  });
+
+  await t.test('with the writer stopped, the next backup stores the file as it now is', () => {
+    const r = iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, ...VOL]);
+    assert.doesNotMatch(r.stderr, /warning/);
+    const target = join(dir, 'restored-after');
+    iebsOk(['restore', '--repo', repo, '--key', keys.restore, '--target', target]);
+    assert.deepEqual(diffTrees(readTree(src), readTree(target)), []);
+  });
+});
+
+test('a directory replaced by a file, and a file by a directory, between two backups: both snapshots restore', () => {
+  const dir = tempDir('src-kind');
+  const src = join(dir, 'src');
+  const repo = join(dir, 'repo');
+  mkdirSync(join(src, 'x', 'deeper'), { recursive: true });
+  writeFileSync(join(src, 'x', 'a.txt'), 'a\n');
+  writeSeeded(join(src, 'x', 'deeper', 'b.bin'), 'kind-b', MiB);
+  writeFileSync(join(src, 'y'), 'y was a file\n');
+  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, ...VOL]);
+  const before = readTree(src);
+
+  rmSync(join(src, 'x'), { recursive: true });
+  writeSeeded(join(src, 'x'), 'kind-x-file', 300 * 1024);
+  rmSync(join(src, 'y'));
+  mkdirSync(join(src, 'y'));
+  writeFileSync(join(src, 'y', 'inside.txt'), 'y is a directory now\n');
+  const r = iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, ...VOL]);
+  assert.doesNotMatch(r.stderr, /warning/);
+  const afterTree = readTree(src);
+  assert.equal(afterTree.get(pathKey('x'))!.kind, 'file');
+
+  const [s0, s1] = snapshots(repo);
+  const t1 = join(dir, 'restored-1');
+  iebsOk(['restore', '--repo', repo, '--key', keys.restore, '--target', t1, '--snapshot', s1.name]);
+  assert.deepEqual(diffTrees(afterTree, readTree(t1)), []);
+  const t0 = join(dir, 'restored-0');
+  iebsOk(['restore', '--repo', repo, '--key', keys.restore, '--target', t0, '--snapshot', s0.name]);
+  assert.deepEqual(diffTrees(before, readTree(t0)), []);
+});
