@@ -11,7 +11,8 @@
  */
 import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import * as openpgp from 'openpgp';
-import { AuthError, FormatError, KeyError } from '../formats/errors.js';
+import { AuthError, FormatError, KeyError, IebsError } from '../formats/errors.js';
+import { Readable } from 'node:stream';
 import { decodeEnvelopeHeader, encodeEnvelopeHeader, concatBytes, ENVELOPE_HEADER, TAG_LENGTH } from '../formats/envelope.js';
 
 /** OpenPGP settings that keep every message readable by GnuPG 2.2. */
@@ -107,6 +108,37 @@ export async function pgpOpenBytes(bytes: Uint8Array, decryptionKeys: openpgp.Pr
     await signatures[0].verified;
     return data as Uint8Array;
   } catch (cause) {
+    throw new AuthError('auth-failed', `${where}: cannot decrypt or verify (${firstLine((cause as Error).message)})`, { cause });
+  }
+}
+
+/**
+ * Decrypts a binary OpenPGP message as a stream and hands each plaintext chunk to
+ * `onData` as it comes. The signature (by one of `verifiers`) and the integrity check
+ * are only known at the end: the caller MUST NOT act on what it was handed until this
+ * resolves (it may parse and collect; it discards on error). Memory stays bounded by the
+ * chunk size, not the message size.
+ */
+export async function pgpOpenStream(source: AsyncIterable<Uint8Array>, decryptionKeys: openpgp.PrivateKey[], verifiers: openpgp.PublicKey[], where: string, onData: (chunk: Uint8Array) => void): Promise<void> {
+  const input = Readable.toWeb(Readable.from(source)) as unknown as ReadableStream<Uint8Array>;
+  let message: openpgp.Message<ReadableStream<Uint8Array>>;
+  try {
+    message = await openpgp.readMessage({ binaryMessage: input });
+  } catch (cause) {
+    throw new FormatError('bad-pgp', `${where}: not an OpenPGP message (${firstLine((cause as Error).message)})`, { cause });
+  }
+  const sealedTo = message.getEncryptionKeyIDs().map((id) => id.toHex());
+  const held = new Set(decryptionKeys.flatMap((k) => [k.getKeyID(), ...k.getSubkeys().map((s) => s.getKeyID())]).map((id) => id.toHex()));
+  if (sealedTo.length > 0 && !sealedTo.some((id) => held.has(id) || /^0+$/.test(id))) {
+    throw new KeyError('wrong-key', `${where}: encrypted to key ${sealedTo.join(', ')}, not to this restore key (wrong key for this repository?)`);
+  }
+  try {
+    const config = { ...PGP_CONFIG, allowUnauthenticatedStream: true };
+    const { data, signatures } = await openpgp.decrypt({ message, decryptionKeys, verificationKeys: verifiers, expectSigned: true, format: 'binary', config });
+    for await (const chunk of Readable.fromWeb(data as never)) onData(chunk as Uint8Array);
+    await signatures[0].verified;
+  } catch (cause) {
+    if (cause instanceof IebsError) throw cause;
     throw new AuthError('auth-failed', `${where}: cannot decrypt or verify (${firstLine((cause as Error).message)})`, { cause });
   }
 }

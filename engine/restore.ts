@@ -17,7 +17,7 @@ import { randomBytes, createHash } from 'node:crypto';
 import type * as openpgp from 'openpgp';
 import { FormatError, IebsError, IoError, AuthError, KeyError } from '../formats/errors.js';
 import { DocParser, LineSplitter, type FileRecord, type ManifestHeader } from '../formats/manifest.js';
-import { sha384, pgpOpenBytes } from './crypto.js';
+import { pgpOpenStream } from './crypto.js';
 import { chainOf, findSnapshot, LAYOUT, listSnapshots, readConfig, repoPublicKeys, type Snapshot } from './repo.js';
 import type { RestoreKey } from './keys.js';
 import type { Storage } from './storage.js';
@@ -37,6 +37,9 @@ export interface RestoreFailure { path: string; message: string }
 /** What a restore did. */
 export interface RestoreResult { snapshot: string; files: number; dirs: number; symlinks: number; bytes: number; failures: RestoreFailure[] }
 
+/** Bytes read from storage at a time when streaming a manifest. */
+const READ_PIECE = 1024 * 1024;
+
 /** Files restored at once. */
 const RESTORE_WORKERS = 8;
 
@@ -54,19 +57,35 @@ export async function readManifest(storage: Storage, key: RestoreKey, verifiers:
   const size = await storage.stat(object);
   if (size === null) throw new IoError('missing-manifest', `${object}: missing`);
   if (size !== s.record.manifest.size || size > MAX_MANIFEST) throw new FormatError('bad-size', `${object}: ${size} bytes, its record says ${s.record.manifest.size}`);
-  const bytes = await storage.get(object);
-  if (!Buffer.from(sha384(bytes)).equals(s.record.manifest.sha384)) throw new AuthError('bad-hash', `${object}: does not match its snapshot record (damaged or replaced)`);
-  const plain = await pgpOpenBytes(bytes, key.decryptionKeys, verifiers, object);
+  // One pass: the ciphertext is hashed (against the record) while it is decrypted and
+  // parsed; what was parsed counts only once both the hash and the signature hold.
+  const digest = createHash('sha384');
+  async function* ciphertext(): AsyncGenerator<Uint8Array> {
+    for (let off = 0; off < size!; off += READ_PIECE) {
+      const piece = await storage.getRange(object, off, Math.min(READ_PIECE, size! - off));
+      digest.update(piece);
+      yield piece;
+    }
+  }
   const parser = new DocParser('manifest', object);
   const split = new LineSplitter(object);
   let header: ManifestHeader | null = null;
-  for (const line of split.push(plain)) {
-    const it = parser.line(line);
-    if (!it) continue;
-    if (it.type === 'header') header = it.header as ManifestHeader;
-    else if (it.type === 'record') each(it.record);
-    else if (it.type === 'deleted') each({ deleted: it.uuid });
-  }
+  let parseError: unknown = null;
+  await pgpOpenStream(ciphertext(), key.decryptionKeys, verifiers, object, (chunk) => {
+    if (parseError) return;
+    try {
+      for (const line of split.push(chunk)) {
+        const it = parser.line(line);
+        if (!it) continue;
+        if (it.type === 'header') header = it.header as ManifestHeader;
+        else if (it.type === 'record') each(it.record);
+        else if (it.type === 'deleted') each({ deleted: it.uuid });
+      }
+    } catch (e) { parseError = e; }
+  });
+  // A damaged or replaced object is reported as such, before any parse error it caused.
+  if (!Buffer.from(digest.digest()).equals(s.record.manifest.sha384)) throw new AuthError('bad-hash', `${object}: does not match its snapshot record (damaged or replaced)`);
+  if (parseError) throw parseError;
   split.end();
   parser.finish();
   const h = header!;
