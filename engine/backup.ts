@@ -24,14 +24,13 @@ import { encodeRecord, encodeDeletion, encodeDocEnd, encodeManifestHeader, type 
 import { HOST_RE, SYSTEM_RE, snapshotName } from '../formats/names.js';
 import { encodeIndexItem, type IndexFile } from '../formats/blockindex.js';
 import { indexObject, manifestObject, type SnapshotRecord, type SnapshotCounts } from '../formats/snapshot.js';
-import { toHex } from '../formats/text.js';
 import { indexContext } from '../formats/envelope.js';
 import { hmac, sha384, sealEnvelope, random, PGP_CONFIG } from './crypto.js';
 import { chunkStream, DEFAULT_SIZES, type ChunkerParams } from './chunker.js';
 import { compressBlock, skipByExtension, DEFAULT_CODEC, CODEC, type CodecChoice } from './codec.js';
 import type { BackupKey } from './keys.js';
 import { acquireLock, chainOf, initRepo, LAYOUT, listSnapshots, readConfig, writeRecord, type Snapshot } from './repo.js';
-import { loadChainState, type ChainState } from './state.js';
+import { idKey, loadChainState, type ChainState } from './state.js';
 import type { Storage } from './storage.js';
 import { VolumeSet, MIN_VOLUME_SIZE, type Placement } from './volumes.js';
 
@@ -316,7 +315,7 @@ interface FileWriter {
   volumes: VolumeSet;
   pipe: Pipeline;
   /** Blocks stored (or being stored) by this run, by keyed id. */
-  newBlocks: Map<string, Promise<Placement>>;
+  newBlocks: Map<string, Placement | Promise<Placement>>;
   records: Spool;
   index: Spool;
   warn: (w: Warning) => void;
@@ -347,7 +346,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     const scan: Progress = { phase: 'scan', files: 0, bytes: 0 };
     for await (const e of walk(o.sources, o, () => {})) {
       scan.files++;
-      if (e.kind === 'file' && (o.reread || !sameMeta(c.state.files.get(toHex(hmac(key.pathIdKey, e.rel))), e.kind, e.st))) scan.bytes += Number(e.st.size);
+      if (e.kind === 'file' && (o.reread || !sameMeta(c.state.files.get(idKey(hmac(key.pathIdKey, e.rel))), e.kind, e.st))) scan.bytes += Number(e.st.size);
       o.onProgress?.(scan);
     }
     progress.totalFiles = scan.files; progress.totalBytes = scan.bytes;
@@ -366,7 +365,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     for await (const e of walk(o.sources, o, warn)) {
       pipe.check();
       checkPath(e.rel, 'source path');
-      const pid = toHex(hmac(key.pathIdKey, e.rel));
+      const pid = idKey(hmac(key.pathIdKey, e.rel));
       const prev = c.state.files.get(pid);
       // What is left in the state after the walk is what was deleted.
       c.state.files.delete(pid);
@@ -412,7 +411,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
       counts.deleted++;
       if (o.dryRun) { o.onPlan?.('deleted', `(uuid ${f.uuid})`, f.size); continue; }
       await records.append(encodeDeletion(f.uuid));
-      await index.append(encodeIndexItem({ t: 'D', pathId: Buffer.from(pid, 'hex') }));
+      await index.append(encodeIndexItem({ t: 'D', pathId: Buffer.from(pid, 'latin1') }));
     }
     if (o.dryRun) {
       return { snapshot: name, type: c.type, dryRun: true, counts, read, volumes: [], warnings, estimate: { bytes: estimate, volumes: Math.ceil(estimate / o.volumeSize) }, created: c.created };
@@ -576,7 +575,8 @@ function readSmall(abs: Buffer, size: number, warn: (w: Warning) => void, path: 
  */
 async function submitBlock(w: FileWriter, chunk: Uint8Array, index: number, offset: number, uuid: string, skip: boolean): Promise<Part> {
   const digest = sha384(chunk);
-  const id = toHex(hmac(w.key.blockIdKey, digest));
+  const blockId = hmac(w.key.blockIdKey, digest);
+  const id = idKey(blockId);
   const ref = { index, size: chunk.length, sha384: digest, offset };
   const known = w.c.state.blocks.get(id) ?? w.newBlocks.get(id);
   if (known) return { ref, place: known };
@@ -587,7 +587,8 @@ async function submitBlock(w: FileWriter, chunk: Uint8Array, index: number, offs
     try {
       const pk = await packed;
       const placement = await w.volumes.addBlock(uuid, index, { codec: pk.codec, bytes: pk.bytes, plainLength: chunk.length }, ref);
-      await w.index.append(encodeIndexItem({ t: 'B', block: { id: Buffer.from(id, 'hex'), ...placement } }));
+      await w.index.append(encodeIndexItem({ t: 'B', block: { id: blockId, ...placement } }));
+      w.newBlocks.set(id, placement); // the settled place, so the map keeps no promise
       return placement;
     } finally {
       w.pipe.release(chunk.length);

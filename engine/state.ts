@@ -7,14 +7,21 @@
 import { FormatError } from '../formats/errors.js';
 import { decodeIndex, type IndexFile } from '../formats/blockindex.js';
 import { indexContext } from '../formats/envelope.js';
-import { toHex } from '../formats/text.js';
 import { openEnvelope, sha384 } from './crypto.js';
 import { decompressBlock } from './codec.js';
 import { LAYOUT, type Snapshot } from './repo.js';
 import type { Storage } from './storage.js';
 import type { Placement } from './volumes.js';
 
-/** Composed state of a chain. */
+/**
+ * The map key of a keyed id: its 32 bytes as a latin1 string (half the memory of hex;
+ * these maps hold one entry per block and per path).
+ */
+export function idKey(id: Uint8Array): string {
+  return Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('latin1');
+}
+
+/** Composed state of a chain, keyed by `idKey`. */
 export interface ChainState {
   blocks: Map<string, Placement>;
   files: Map<string, IndexFile>;
@@ -35,9 +42,9 @@ export async function loadChainState(storage: Storage, indexKey: Uint8Array, cha
     const opened = openEnvelope(indexKey, env, indexContext(s.record.name), MAX_INDEX, object);
     const text = Buffer.from(await decompressBlock(opened.codec, opened.payload, opened.plainLength)).toString('latin1');
     const snap = decodeIndex(text, object, (it) => {
-      if (it.t === 'B') state.blocks.set(toHex(it.block.id), { volume: it.block.volume, dataOffset: it.block.dataOffset, length: it.block.length, entry: it.block.entry });
-      else if (it.t === 'F') state.files.set(toHex(it.file.pathId), it.file);
-      else state.files.delete(toHex(it.pathId));
+      if (it.t === 'B') state.blocks.set(idKey(it.block.id), { volume: it.block.volume, dataOffset: it.block.dataOffset, length: it.block.length, entry: it.block.entry });
+      else if (it.t === 'F') state.files.set(idKey(it.file.pathId), it.file);
+      else state.files.delete(idKey(it.pathId));
     });
     if (snap !== s.record.name) throw new FormatError('bad-index', `${object}: belongs to ${snap}`);
   }
