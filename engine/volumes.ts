@@ -13,7 +13,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import type * as openpgp from 'openpgp';
-import { FormatError, IebsError, NotFoundError } from '../formats/errors.js';
+import { FormatError, NotFoundError } from '../formats/errors.js';
 import { blockContext, counterNonce } from '../formats/envelope.js';
 import { DocEncoder, MAX_BLOCK, type FileRecord, type BlockRef } from '../formats/manifest.js';
 import { blockEntry, volumeName } from '../formats/names.js';
@@ -87,9 +87,6 @@ export class VolumeSet {
   constructor(private readonly o: VolumeSetOptions) {
     if (o.limit < MIN_VOLUME_SIZE) throw new FormatError('bad-size', `volume size ${o.limit} is below the minimum of ${MIN_VOLUME_SIZE} bytes`);
   }
-
-  /** Names of the volumes written so far (committed ones and the open one). */
-  get names(): string[] { return [...this.done.map((d) => d.name), ...(this.cur ? [this.cur.name] : [])]; }
 
   private async guard<T>(fn: () => Promise<T>): Promise<T> {
     if (this.broken) throw this.broken;
@@ -274,9 +271,4 @@ export class VolumeReader {
     if (!checkHash(data)) throw new FormatError('bad-hash', `${where}: block content does not match its sha384`);
     return data;
   }
-}
-
-/** True if `e` is an error that damages one block only (restore goes on without it). */
-export function isDataError(e: unknown): boolean {
-  return e instanceof IebsError;
 }
