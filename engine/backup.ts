@@ -19,7 +19,7 @@ import { basename, join } from 'node:path';
 import { randomUUID, createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import * as openpgp from 'openpgp';
-import { IebsError, UsageError, FormatError } from '../formats/errors.js';
+import { IebsError, UsageError, FormatError, KeyError } from '../formats/errors.js';
 import { encodeRecord, encodeDeletion, encodeDocEnd, encodeManifestHeader, type BlockRef, type FileRecord, type EntryKind, checkPath } from '../formats/manifest.js';
 import { HOST_RE, SYSTEM_RE, snapshotName } from '../formats/names.js';
 import { encodeIndexItem, type IndexFile } from '../formats/blockindex.js';
@@ -29,7 +29,7 @@ import { hmac, sha384, sealEnvelope, random, PGP_CONFIG } from './crypto.js';
 import { chunkStream, DEFAULT_SIZES, type ChunkerParams } from './chunker.js';
 import { compressBlock, skipByExtension, DEFAULT_CODEC, CODEC, type CodecChoice } from './codec.js';
 import type { BackupKey } from './keys.js';
-import { acquireLock, chainOf, initRepo, LAYOUT, listSnapshots, readConfig, writeRecord, type Snapshot } from './repo.js';
+import { acquireLock, chainOf, initRepo, LAYOUT, listSnapshots, readConfig, repoPublicKeys, writeRecord, type Snapshot } from './repo.js';
 import { idKey, loadChainState, type ChainState } from './state.js';
 import type { Storage } from './storage.js';
 import { VolumeSet, MIN_VOLUME_SIZE, type Placement } from './volumes.js';
@@ -191,6 +191,14 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
   if (!exists && !o.dryRun) {
     await initRepo(storage, key.publicArmored, now());
     created = true;
+  }
+  if (exists) {
+    // A repository holds the snapshots of one key set: refuse another host key rather
+    // than write records that nobody with this repository's keys can verify.
+    const fingerprint = key.signer.getFingerprint();
+    if (!(await repoPublicKeys(storage)).some((k) => k.getFingerprint() === fingerprint)) {
+      throw new KeyError('wrong-key', `${storage.where} was created for other keys: its public keys do not include this backup key's signing key ${fingerprint.slice(-16)}`);
+    }
   }
   const lock = o.dryRun ? null : await acquireLock(storage);
   try {

@@ -102,3 +102,12 @@ test('truncated key files: exit 1, one line, no stack trace', () => {
     }
   }
 });
+
+test('a backup key of another key set is refused by an existing repository, which stays as it was', () => {
+  const other = makeKeys();
+  const before = readFileSync(join(repo, 'config'));
+  const snapshotsBefore = iebsOk(['snapshots', '--repo', repo, '--json']).stdout;
+  fails(['backup', src, '--repo', repo, '--key', other.backup], 1, /other keys/);
+  assert.deepEqual(readFileSync(join(repo, 'config')), before);
+  assert.equal(iebsOk(['snapshots', '--repo', repo, '--json']).stdout, snapshotsBefore);
+});
