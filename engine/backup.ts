@@ -22,7 +22,7 @@ import * as openpgp from 'openpgp';
 import { IebsError, UsageError, FormatError, KeyError } from '../formats/errors.js';
 import { encodeRecord, encodeDeletion, encodeDocEnd, encodeManifestHeader, type BlockRef, type FileRecord, type EntryKind, checkPath } from '../formats/manifest.js';
 import { HOST_RE, SYSTEM_RE, snapshotName } from '../formats/names.js';
-import { encodeIndexItem, type IndexFile } from '../formats/blockindex.js';
+import { encodeIndexItem } from '../formats/blockindex.js';
 import { indexObject, manifestObject, type SnapshotRecord, type SnapshotCounts } from '../formats/snapshot.js';
 import { indexContext } from '../formats/envelope.js';
 import { hmac, sha384, sealEnvelope, random, PGP_CONFIG } from './crypto.js';
@@ -30,7 +30,7 @@ import { chunkStream, DEFAULT_SIZES, type ChunkerParams } from './chunker.js';
 import { compressBlock, skipByExtension, DEFAULT_CODEC, CODEC, type CodecChoice } from './codec.js';
 import type { BackupKey } from './keys.js';
 import { acquireLock, chainOf, initRepo, LAYOUT, listSnapshots, readConfig, repoPublicKeys, writeRecord, type Snapshot } from './repo.js';
-import { idKey, loadChainState, type ChainState } from './state.js';
+import { idKey, loadChainState, type ChainState, type PathState } from './state.js';
 import type { Storage } from './storage.js';
 import { VolumeSet, MIN_VOLUME_SIZE, type Placement } from './volumes.js';
 
@@ -167,7 +167,7 @@ async function* walk(sources: string[], o: BackupOptions, warn: (w: Warning) => 
   }
 }
 
-function sameMeta(prev: IndexFile | undefined, kind: EntryKind, st: BigIntStats): boolean {
+function sameMeta(prev: PathState | undefined, kind: EntryKind, st: BigIntStats): boolean {
   return !!prev && prev.kind === kind && prev.size === (kind === 'file' ? Number(st.size) : 0) && prev.mtimeNs === st.mtimeNs &&
     prev.ctimeNs === st.ctimeNs && prev.ino === st.ino && prev.mode === Number(st.mode & 0o7777n);
 }

@@ -21,10 +21,13 @@ export function idKey(id: Uint8Array): string {
   return Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('latin1');
 }
 
+/** What the chain last recorded of a path. */
+export type PathState = Omit<IndexFile, 'pathId'>;
+
 /** Composed state of a chain, keyed by `idKey`. */
 export interface ChainState {
   blocks: Map<string, Placement>;
-  files: Map<string, IndexFile>;
+  files: Map<string, PathState>;
 }
 
 /** Largest index a reader accepts (plaintext). */
@@ -43,7 +46,11 @@ export async function loadChainState(storage: Storage, indexKey: Uint8Array, cha
     const text = Buffer.from(await decompressBlock(opened.codec, opened.payload, opened.plainLength)).toString('latin1');
     const snap = decodeIndex(text, object, (it) => {
       if (it.t === 'B') state.blocks.set(idKey(it.block.id), { volume: it.block.volume, dataOffset: it.block.dataOffset, length: it.block.length, entry: it.block.entry });
-      else if (it.t === 'F') state.files.set(idKey(it.file.pathId), it.file);
+      else if (it.t === 'F') {
+        // The map key is the path id; the value need not carry it again.
+        const { pathId, ...file } = it.file;
+        state.files.set(idKey(pathId), file);
+      }
       else state.files.delete(idKey(it.pathId));
     });
     if (snap !== s.record.name) throw new FormatError('bad-index', `${object}: belongs to ${snap}`);

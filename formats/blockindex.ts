@@ -50,12 +50,23 @@ export function decodeIndex(text: string, where: string, each: (it: IndexItem) =
   const body = text.slice(0, endAt + 1);
   const want = parseSha384(text.slice(endAt + 1 + END.length, -1), `${where} closing line`);
   if (!createHash('sha384').update(body).digest().equals(want)) throw new FormatError('bad-checksum', `${where}: index checksum does not match`);
-  const lines = body.slice(0, -1).split('\n');
-  if (lines[0] !== MAGIC) throw new FormatError(lines[0]?.startsWith('IEBS-INDEX ') ? 'unknown-version' : 'bad-magic', `${where}: not an iebs index of a known version`);
-  const snapshot = checkName(SNAPSHOT_RE, lines[1] ?? '', 'snapshot name', where);
-  for (let i = 2; i < lines.length; i++) {
-    const w = `${where} line ${i + 1}`;
-    const f = lines[i].split(' ');
+  // Lines are visited one at a time: an index can hold millions of them.
+  let pos = 0;
+  let lineNo = 0;
+  const nextLine = (): string | undefined => {
+    if (pos >= body.length) return undefined;
+    const nl = body.indexOf('\n', pos);
+    const line = body.slice(pos, nl);
+    pos = nl + 1;
+    lineNo++;
+    return line;
+  };
+  const magic = nextLine() ?? '';
+  if (magic !== MAGIC) throw new FormatError(magic.startsWith('IEBS-INDEX ') ? 'unknown-version' : 'bad-magic', `${where}: not an iebs index of a known version`);
+  const snapshot = checkName(SNAPSHOT_RE, nextLine() ?? '', 'snapshot name', where);
+  for (let line = nextLine(); line !== undefined; line = nextLine()) {
+    const w = `${where} line ${lineNo}`;
+    const f = line.split(' ');
     if (f[0] === 'B' && f.length === 6) {
       parseBlockEntry(f[5], w);
       each({ t: 'B', block: { id: fromHex(f[1], 32, w), volume: checkName(VOLUME_RE, f[2], 'volume name', w), dataOffset: parseUint(f[3], w), length: parseUint(f[4], w, MAX_BLOCK + MAX_ENVELOPE_OVERHEAD), entry: f[5] } });
