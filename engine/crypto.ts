@@ -97,12 +97,7 @@ export async function pgpOpenBytes(bytes: Uint8Array, decryptionKeys: openpgp.Pr
   } catch (cause) {
     throw new FormatError('bad-pgp', `${where}: not an OpenPGP message (${(cause as Error).message})`, { cause });
   }
-  // Say "wrong key" plainly when the message is sealed to none of the keys we hold.
-  const sealedTo = message.getEncryptionKeyIDs().map((id) => id.toHex());
-  const held = new Set(decryptionKeys.flatMap((k) => [k.getKeyID(), ...k.getSubkeys().map((s) => s.getKeyID())]).map((id) => id.toHex()));
-  if (sealedTo.length > 0 && !sealedTo.some((id) => held.has(id) || /^0+$/.test(id))) {
-    throw new KeyError('wrong-key', `${where}: encrypted to key ${sealedTo.join(', ')}, not to this restore key (wrong key for this repository?)`);
-  }
+  checkSealedTo(message, decryptionKeys, where);
   try {
     const { data, signatures } = await openpgp.decrypt({ message, decryptionKeys, verificationKeys: verifiers, expectSigned: true, format: 'binary', config: PGP_CONFIG });
     await signatures[0].verified;
@@ -127,11 +122,7 @@ export async function pgpOpenStream(source: AsyncIterable<Uint8Array>, decryptio
   } catch (cause) {
     throw new FormatError('bad-pgp', `${where}: not an OpenPGP message (${firstLine((cause as Error).message)})`, { cause });
   }
-  const sealedTo = message.getEncryptionKeyIDs().map((id) => id.toHex());
-  const held = new Set(decryptionKeys.flatMap((k) => [k.getKeyID(), ...k.getSubkeys().map((s) => s.getKeyID())]).map((id) => id.toHex()));
-  if (sealedTo.length > 0 && !sealedTo.some((id) => held.has(id) || /^0+$/.test(id))) {
-    throw new KeyError('wrong-key', `${where}: encrypted to key ${sealedTo.join(', ')}, not to this restore key (wrong key for this repository?)`);
-  }
+  checkSealedTo(message, decryptionKeys, where);
   try {
     const config = { ...PGP_CONFIG, allowUnauthenticatedStream: true };
     const { data, signatures } = await openpgp.decrypt({ message, decryptionKeys, verificationKeys: verifiers, expectSigned: true, format: 'binary', config });
@@ -140,6 +131,15 @@ export async function pgpOpenStream(source: AsyncIterable<Uint8Array>, decryptio
   } catch (cause) {
     if (cause instanceof IebsError) throw cause;
     throw new AuthError('auth-failed', `${where}: cannot decrypt or verify (${firstLine((cause as Error).message)})`, { cause });
+  }
+}
+
+/** Says "wrong key" plainly when a message is sealed to none of the keys we hold. */
+function checkSealedTo(message: openpgp.Message<unknown>, decryptionKeys: openpgp.PrivateKey[], where: string): void {
+  const sealedTo = message.getEncryptionKeyIDs().map((id) => id.toHex());
+  const held = new Set(decryptionKeys.flatMap((k) => [k.getKeyID(), ...k.getSubkeys().map((s) => s.getKeyID())]).map((id) => id.toHex()));
+  if (sealedTo.length > 0 && !sealedTo.some((id) => held.has(id) || /^0+$/.test(id))) {
+    throw new KeyError('wrong-key', `${where}: encrypted to key ${sealedTo.join(', ')}, not to this restore key (wrong key for this repository?)`);
   }
 }
 
