@@ -22,7 +22,7 @@ import * as openpgp from 'openpgp';
 import { IebsError, UsageError, FormatError, KeyError } from '../formats/errors.js';
 import { encodeRecord, encodeDeletion, encodeDocEnd, encodeManifestHeader, type BlockRef, type FileRecord, type EntryKind, checkPath } from '../formats/manifest.js';
 import { HOST_RE, SYSTEM_RE, snapshotName } from '../formats/names.js';
-import { encodeIndexItem } from '../formats/blockindex.js';
+import { encodeIndexItem, INDEX_PIECE, INDEX_PIECE_FRAME } from '../formats/blockindex.js';
 import { indexObject, manifestObject, type SnapshotRecord, type SnapshotCounts } from '../formats/snapshot.js';
 import { indexContext } from '../formats/envelope.js';
 import { hmac, sha384, sealEnvelope, random, PGP_CONFIG } from './crypto.js';
@@ -30,7 +30,8 @@ import { chunkStream, DEFAULT_SIZES, type ChunkerParams } from './chunker.js';
 import { compressBlock, skipByExtension, DEFAULT_CODEC, CODEC, type CodecChoice } from './codec.js';
 import type { BackupKey } from './keys.js';
 import { acquireLock, chainOf, initRepo, LAYOUT, listSnapshots, readConfig, repoPublicKeys, writeRecord, type Snapshot } from './repo.js';
-import { idKey, loadChainState, type ChainState, type PathState } from './state.js';
+import { ChainState, parsePlacement, placementValue, type PathState } from './state.js';
+import { IdBloom, SortedTable } from './sorter.js';
 import type { Storage } from './storage.js';
 import { VolumeSet, MIN_VOLUME_SIZE, type Placement } from './volumes.js';
 
@@ -54,6 +55,18 @@ export interface BackupOptions {
   /** Dry run: called for each entry that would be stored. */
   onPlan?: (status: 'new' | 'changed' | 'deleted', path: string, size: number) => void;
   now?: () => bigint;
+  /** Sizes of scratch structures; smaller only in tests, to make every spill happen. */
+  limits?: Limits;
+}
+
+/** Sizes of a run's scratch structures. */
+export interface Limits {
+  /** Memory of each external sorter. */
+  arena?: number;
+  /** Largest plaintext of an index piece (SPEC.md "Index"). */
+  indexPiece?: number;
+  /** Places of stored blocks kept in memory before they go to a table. */
+  blocksInMemory?: number;
 }
 
 /** Progress of a run. */
@@ -201,6 +214,8 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
     }
   }
   const lock = o.dryRun ? null : await acquireLock(storage);
+  let tmp: string | null = null;
+  let state: ChainState | null = null;
   try {
     const verifiers = [key.signer.toPublic()];
     const { snapshots } = exists ? await listSnapshots(storage, verifiers) : { snapshots: [] as Snapshot[] };
@@ -215,10 +230,13 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
       if (chain.length - 1 >= maxIncrements) type = 'full';
     }
     if (type === 'full') chain = [];
-    const state: ChainState = await loadChainState(storage, key.indexKey, chain);
+    tmp = await mkdtemp(join(tmpdir(), 'iebs-backup-'));
+    state = await ChainState.load(storage, key.indexKey, chain, tmp, o.limits?.arena);
     const params: ChunkerParams = { ...DEFAULT_SIZES, gear: key.gear };
-    return await run(storage, key, o, { buffers: { read: Buffer.allocUnsafe(READ_SIZE), window: new Uint8Array(2 * params.max) }, system, type, head, chain, state, params, codec, now, created });
+    return await run(storage, key, o, { buffers: { read: Buffer.allocUnsafe(READ_SIZE), window: new Uint8Array(2 * params.max) }, system, type, head, chain, state, params, codec, now, created, tmp });
   } finally {
+    state?.close();
+    if (tmp) await rm(tmp, { recursive: true, force: true });
     await lock?.release();
   }
 }
@@ -260,16 +278,18 @@ class Pipeline {
   private tail: Promise<void> = Promise.resolve();
   private failure: unknown = null;
   private inflight = 0;
+  private steps = 0;
   private waiters: (() => void)[] = [];
   constructor(private readonly limit: number) {}
 
   /** Runs `step` after every step submitted before it; resolves to its result. */
   after<T>(step: () => Promise<T>): Promise<T> {
+    this.steps++;
     const run = this.tail.then(() => {
       if (this.failure) throw this.failure;
       return step();
     });
-    this.tail = run.then(() => {}, (e) => this.fail(e));
+    this.tail = run.then(() => this.stepDone(), (e) => { this.stepDone(); this.fail(e); });
     run.catch(() => {}); // the failure is reported once, through check() or drain()
     return run;
   }
@@ -283,6 +303,22 @@ class Pipeline {
     const w = this.waiters;
     this.waiters = [];
     for (const f of w) f();
+  }
+
+  private stepDone(): void {
+    if (--this.steps === MAX_STEPS) this.wake();
+  }
+
+  /**
+   * Waits while too many steps are queued (entries whose blocks are all known queue
+   * steps without reserving bytes), and throws the first failure, if any.
+   */
+  async room(): Promise<void> {
+    while (this.steps > MAX_STEPS) {
+      this.check();
+      await new Promise<void>((r) => this.waiters.push(r));
+    }
+    this.check();
   }
 
   /** Throws the first failure of the writer stage, if any. */
@@ -314,6 +350,63 @@ class Pipeline {
 
 /** Bytes of blocks that may be read but not yet written. */
 const IN_FLIGHT = 64 * 1024 * 1024;
+/** Writer steps that may be queued. */
+const MAX_STEPS = 4096;
+/** Settled places a run keeps in memory before it writes them to a table. */
+const RUN_BLOCKS_IN_MEMORY = 65536;
+
+/**
+ * Blocks this run stored or is storing, by keyed id: recent ones in memory (those still
+ * being written as promises), older ones in sorted tables on disk, each behind a Bloom
+ * filter so a block stored nowhere costs no read.
+ */
+class RunBlocks {
+  private readonly recent = new Map<string, Placement | Promise<Placement>>();
+  private settled = 0;
+  private readonly spilled: { table: SortedTable; bloom: IdBloom }[] = [];
+  constructor(private readonly dir: string, private readonly inMemory = RUN_BLOCKS_IN_MEMORY) {}
+
+  get(id: Uint8Array): Placement | Promise<Placement> | undefined {
+    const hit = this.recent.get(Buffer.from(id).toString('latin1'));
+    if (hit) return hit;
+    for (const s of this.spilled) {
+      if (!s.bloom.has(id)) continue;
+      const got = s.table.get(id);
+      if (got) return parsePlacement(got.value);
+    }
+    return undefined;
+  }
+
+  pending(id: Uint8Array, place: Promise<Placement>): void {
+    this.recent.set(Buffer.from(id).toString('latin1'), place);
+  }
+
+  /** Records the place of a block once written. */
+  settle(id: Uint8Array, place: Placement): void {
+    this.recent.set(Buffer.from(id).toString('latin1'), place);
+    if (++this.settled >= this.inMemory) this.spill();
+  }
+
+  private spill(): void {
+    // latin1 strings compare as their bytes do.
+    const done = [...this.recent].filter((e): e is [string, Placement] => !(e[1] instanceof Promise)).sort((a, b) => (a[0] < b[0] ? -1 : 1));
+    const table = new SortedTable(join(this.dir, `run-blocks.${this.spilled.length}`), 32);
+    const bloom = new IdBloom(done.length);
+    for (const [k, p] of done) {
+      const id = Buffer.from(k, 'latin1');
+      table.append(id, placementValue(p));
+      bloom.add(id);
+      this.recent.delete(k);
+    }
+    this.spilled.push({ table: table.finish(), bloom });
+    this.settled = 0;
+  }
+
+  /** Removes the tables. */
+  close(): void {
+    for (const s of this.spilled) s.table.close();
+  }
+}
 
 /** What storing a file needs from the run. */
 interface FileWriter {
@@ -322,8 +415,8 @@ interface FileWriter {
   o: BackupOptions;
   volumes: VolumeSet;
   pipe: Pipeline;
-  /** Blocks stored (or being stored) by this run, by keyed id. */
-  newBlocks: Map<string, Placement | Promise<Placement>>;
+  /** Blocks stored (or being stored) by this run. */
+  newBlocks: RunBlocks;
   records: Spool;
   index: Spool;
   warn: (w: Warning) => void;
@@ -338,6 +431,8 @@ interface RunContext {
   buffers: { read: Buffer; window: Uint8Array };
   system: string; type: 'full' | 'increment'; head: Snapshot | undefined; chain: Snapshot[]; state: ChainState;
   params: ChunkerParams; codec: CodecChoice; now: () => bigint; created: boolean;
+  /** Scratch folder of the run: spooled records and index lines, on-disk tables. */
+  tmp: string;
 }
 
 async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunContext): Promise<BackupResult> {
@@ -354,7 +449,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     const scan: Progress = { phase: 'scan', files: 0, bytes: 0 };
     for await (const e of walk(o.sources, o, () => {})) {
       scan.files++;
-      if (e.kind === 'file' && (o.reread || !sameMeta(c.state.files.get(idKey(hmac(key.pathIdKey, e.rel))), e.kind, e.st))) scan.bytes += Number(e.st.size);
+      if (e.kind === 'file' && (o.reread || !sameMeta(c.state.path(hmac(key.pathIdKey, e.rel), false), e.kind, e.st))) scan.bytes += Number(e.st.size);
       o.onProgress?.(scan);
     }
     progress.totalFiles = scan.files; progress.totalBytes = scan.bytes;
@@ -362,21 +457,18 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   let estimate = 0;
   let read = 0;
 
-  const tmp = await mkdtemp(join(tmpdir(), 'iebs-manifest-'));
-  const records = new Spool(join(tmp, 'records'));
-  const index = new Spool(join(tmp, 'index'));
+  const records = new Spool(join(c.tmp, 'records'));
+  const index = new Spool(join(c.tmp, 'index'));
   const volumes = o.dryRun ? null : new VolumeSet({ storage, snapshot: name, host, time, limit: o.volumeSize, recipients: key.recipients, signer: key.signer, codec: c.codec });
   const pipe = new Pipeline(IN_FLIGHT);
-  const w: FileWriter = { key, c, o, volumes: volumes!, pipe, newBlocks: new Map(), records, index, warn, progress };
+  const w: FileWriter = { key, c, o, volumes: volumes!, pipe, newBlocks: new RunBlocks(c.tmp, o.limits?.blocksInMemory), records, index, warn, progress };
 
   try {
     for await (const e of walk(o.sources, o, warn)) {
-      pipe.check();
+      await pipe.room();
       checkPath(e.rel, 'source path');
-      const pid = idKey(hmac(key.pathIdKey, e.rel));
-      const prev = c.state.files.get(pid);
-      // What is left in the state after the walk is what was deleted.
-      c.state.files.delete(pid);
+      // Marked as seen: what the walk never sees was deleted.
+      const prev = c.state.path(hmac(key.pathIdKey, e.rel), true);
       const path = e.rel.toString('utf8');
       const size = e.kind === 'file' ? Number(e.st.size) : 0;
       progress.files++;
@@ -415,11 +507,11 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
       o.onProgress?.(progress);
     }
     await pipe.drain();
-    for (const [pid, f] of c.state.files) {
+    for (const [pathId, f] of c.state.unseen()) {
       counts.deleted++;
       if (o.dryRun) { o.onPlan?.('deleted', `(uuid ${f.uuid})`, f.size); continue; }
       await records.append(encodeDeletion(f.uuid));
-      await index.append(encodeIndexItem({ t: 'D', pathId: Buffer.from(pid, 'latin1') }));
+      await index.append(encodeIndexItem({ t: 'D', pathId }));
     }
     if (o.dryRun) {
       return { snapshot: name, type: c.type, dryRun: true, counts, read, volumes: [], warnings, estimate: { bytes: estimate, volumes: Math.ceil(estimate / o.volumeSize) }, created: c.created };
@@ -431,7 +523,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     const parent = c.head ? { name: c.head.record.name, sha384: c.head.sha384 } : undefined;
     const header = encodeManifestHeader({ snapshot: name, time, host, full: c.type === 'increment' ? c.chain[0].record.name : undefined, parent, volumes: vols });
     const manifestRef = await writeManifest(storage, key, name, header, records);
-    const indexRef = await writeIndex(storage, key, name, index, c.codec);
+    const indexRef = await writeIndex(storage, key, name, index, c.codec, o.limits?.indexPiece);
     const record: SnapshotRecord = {
       name, system: c.system, host, type: c.type, time, sequence: c.head ? c.head.record.sequence + 1 : 0,
       chain: c.type === 'full' ? name : c.chain[0].record.name, parent, manifest: manifestRef, index: indexRef, volumes: vols, counts,
@@ -444,7 +536,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     if (!o.dryRun) await removeSnapshotObjects(storage, name).catch(() => {});
     throw e;
   } finally {
-    await rm(tmp, { recursive: true, force: true });
+    w.newBlocks.close();
   }
 }
 
@@ -584,9 +676,8 @@ function readSmall(abs: Buffer, size: number, warn: (w: Warning) => void, path: 
 async function submitBlock(w: FileWriter, chunk: Uint8Array, index: number, offset: number, uuid: string, skip: boolean): Promise<Part> {
   const digest = sha384(chunk);
   const blockId = hmac(w.key.blockIdKey, digest);
-  const id = idKey(blockId);
   const ref = { index, size: chunk.length, sha384: digest, offset };
-  const known = w.c.state.blocks.get(id) ?? w.newBlocks.get(id);
+  const known = w.c.state.block(blockId) ?? w.newBlocks.get(blockId);
   if (known) return { ref, place: known };
   await w.pipe.reserve(chunk.length);
   const packed = skip ? Promise.resolve({ codec: CODEC.none as number, bytes: chunk }) : compressBlock(chunk, w.c.codec);
@@ -596,13 +687,13 @@ async function submitBlock(w: FileWriter, chunk: Uint8Array, index: number, offs
       const pk = await packed;
       const placement = await w.volumes.addBlock(uuid, index, { codec: pk.codec, bytes: pk.bytes, plainLength: chunk.length }, ref);
       await w.index.append(encodeIndexItem({ t: 'B', block: { id: blockId, ...placement } }));
-      w.newBlocks.set(id, placement); // the settled place, so the map keeps no promise
+      w.newBlocks.settle(blockId, placement);
       return placement;
     } finally {
       w.pipe.release(chunk.length);
     }
   });
-  w.newBlocks.set(id, place);
+  w.newBlocks.pending(blockId, place);
   return { ref, place };
 }
 
@@ -634,19 +725,46 @@ async function writeManifest(storage: Storage, key: BackupKey, name: string, hea
   return { name: manifestObject(name), size, sha384: new Uint8Array(h.digest()) };
 }
 
-/** Seals the index with the index key. */
-async function writeIndex(storage: Storage, key: BackupKey, name: string, lines: Spool, codec: CodecChoice) {
-  const parts: Buffer[] = [Buffer.from(`IEBS-INDEX 1\n${name}\n`, 'latin1')];
-  for await (const chunk of lines.read()) parts.push(chunk);
-  const running = createHash('sha384');
-  for (const p of parts) running.update(p);
-  parts.push(Buffer.from(`-- END OF INDEX -- sha384(${running.digest('hex')})\n`, 'latin1'));
-  const plain = Buffer.concat(parts);
-  if (plain.length > 0xffffffff) throw new FormatError('absurd-size', 'index larger than 4 GiB');
-  const packed = await compressBlock(plain, codec);
-  const env = sealEnvelope(key.indexKey, random(12), packed.codec, plain.length, packed.bytes, indexContext(name));
-  await storage.put(`${LAYOUT.indexes}/${indexObject(name)}`, env);
-  return { name: indexObject(name), size: env.length, sha384: sha384(env) };
+/**
+ * Writes the index as a sequence of pieces, each whole lines of at most INDEX_PIECE
+ * bytes, compressed and sealed with the index key (SPEC.md "Index").
+ */
+async function writeIndex(storage: Storage, key: BackupKey, name: string, lines: Spool, codec: CodecChoice, pieceSize = INDEX_PIECE) {
+  const w = await storage.create(`${LAYOUT.indexes}/${indexObject(name)}`);
+  const whole = createHash('sha384');
+  let size = 0;
+  let piece = 0;
+  const seal = async (plain: Buffer) => {
+    const packed = await compressBlock(plain, codec);
+    const env = sealEnvelope(key.indexKey, random(12), packed.codec, plain.length, packed.bytes, indexContext(name, piece++));
+    const frame = Buffer.alloc(INDEX_PIECE_FRAME);
+    frame.writeUInt32BE(env.length);
+    whole.update(frame).update(env);
+    size += frame.length + env.length;
+    await w.write(frame);
+    await w.write(env);
+  };
+  try {
+    const running = createHash('sha384');
+    let held: Buffer = Buffer.alloc(0);
+    const take = async (b: Buffer) => {
+      held = held.length ? Buffer.concat([held, b]) : b;
+      while (held.length >= pieceSize) {
+        const cut = held.lastIndexOf(0x0a, pieceSize - 1) + 1;
+        if (cut === 0) throw new FormatError('bad-line', `${name}: index line longer than a piece`);
+        await seal(held.subarray(0, cut));
+        held = held.subarray(cut);
+      }
+    };
+    const head = Buffer.from(`IEBS-INDEX 1\n${name}\n`, 'latin1');
+    running.update(head);
+    await take(head);
+    for await (const chunk of lines.read()) { running.update(chunk); await take(chunk); }
+    await take(Buffer.from(`-- END OF INDEX -- sha384(${running.digest('hex')})\n`, 'latin1'));
+    if (held.length) await seal(held);
+    await w.commit();
+  } catch (e) { await w.abort(); throw e; }
+  return { name: indexObject(name), size, sha384: new Uint8Array(whole.digest()) };
 }
 
 /** Deletes the volumes, manifest and index of a snapshot that has no record. */

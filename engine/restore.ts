@@ -12,7 +12,10 @@
  * The target is treated as hostile ground too: no write ever goes through a symlink or
  * outside `--target`, whatever a manifest says.
  */
-import { lstat, mkdir, open, rename, rm, symlink, chmod, utimes, lutimes, lchown, unlink } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, open, rename, rm, symlink, chmod, utimes, lutimes, lchown, unlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { serialize, deserialize } from 'node:v8';
 import { randomBytes, createHash } from 'node:crypto';
 import type * as openpgp from 'openpgp';
 import { FormatError, IebsError, IoError, AuthError, KeyError } from '../formats/errors.js';
@@ -22,6 +25,7 @@ import { chainOf, findSnapshot, LAYOUT, listSnapshots, readConfig, repoPublicKey
 import type { RestoreKey } from './keys.js';
 import type { Storage } from './storage.js';
 import { VolumeReader } from './volumes.js';
+import { ExternalSorter, SORT_ARENA } from './sorter.js';
 
 /** Options of a restore. */
 export interface RestoreOptions {
@@ -29,6 +33,8 @@ export interface RestoreOptions {
   snapshot?: string;
   include?: RegExp[];
   onProgress?: (p: { files: number; bytes: number; totalFiles: number; totalBytes: number }) => void;
+  /** Memory of each scratch sorter; smaller only in tests, to make them spill. */
+  arena?: number;
 }
 
 /** A file that could not be restored, and why. */
@@ -94,68 +100,155 @@ export async function readManifest(storage: Storage, key: RestoreKey, verifiers:
   return h;
 }
 
-/** Composes the records of a snapshot through its chain, keyed by UUID. */
-export async function composeSnapshot(storage: Storage, key: RestoreKey, id: string | undefined): Promise<{ snapshot: Snapshot; files: Map<string, FileRecord> }> {
-  await readConfig(storage);
-  const verifiers = await verifiersFor(storage, key);
-  const { snapshots, bad } = await listSnapshots(storage, verifiers);
-  if (snapshots.length === 0 && bad.some((b) => b.error.code === 'bad-signature')) {
-    throw new KeyError('wrong-key', `no snapshot record of ${storage.where} is signed by the host key this restore key names (wrong key for this repository?)`);
+/**
+ * A snapshot composed through its chain, in scratch files: its records in tree order
+ * (a directory, then what is inside it; names compared bytewise with `/` first).
+ */
+export class ComposedSnapshot {
+  private constructor(readonly snapshot: Snapshot, private readonly dir: string, private readonly byPath: ExternalSorter) {}
+
+  /**
+   * Reads the manifests of the chain of snapshot `id` (default: the latest), full first,
+   * and composes their records by UUID: a later record replaces an earlier one, a
+   * deletion removes it. Memory stays flat: records go through external sorts.
+   */
+  static async open(storage: Storage, key: RestoreKey, id: string | undefined, arena = SORT_ARENA): Promise<ComposedSnapshot> {
+    await readConfig(storage);
+    const verifiers = await verifiersFor(storage, key);
+    const { snapshots, bad } = await listSnapshots(storage, verifiers);
+    if (snapshots.length === 0 && bad.some((b) => b.error.code === 'bad-signature')) {
+      throw new KeyError('wrong-key', `no snapshot record of ${storage.where} is signed by the host key this restore key names (wrong key for this repository?)`);
+    }
+    const snapshot = findSnapshot(snapshots, id);
+    const dir = await mkdtemp(join(tmpdir(), 'iebs-restore-'));
+    const byUuid = new ExternalSorter(dir, 'uuid', arena);
+    const byPath = new ExternalSorter(dir, 'path', arena);
+    try {
+      const none = Buffer.alloc(0);
+      for (const s of chainOf(snapshot, snapshots)) {
+        await readManifest(storage, key, verifiers, s, (r) => {
+          if ('deleted' in r) byUuid.add(Buffer.from(r.deleted, 'latin1'), none);
+          else byUuid.add(Buffer.from(r.uuid, 'latin1'), serialize(r));
+        });
+      }
+      let last: [Buffer, Buffer] | null = null;
+      const keep = () => { if (last && last[1].length) byPath.add(treeKey((deserialize(last[1]) as FileRecord).path), last[1]); };
+      for (const [k, v] of byUuid.sorted()) {
+        if (last && !last[0].equals(k)) keep();
+        last = [Buffer.from(k), Buffer.from(v)];
+      }
+      keep();
+      byUuid.close();
+      return new ComposedSnapshot(snapshot, dir, byPath);
+    } catch (e) {
+      byUuid.close(); byPath.close();
+      await rm(dir, { recursive: true, force: true });
+      throw e;
+    }
   }
-  const snapshot = findSnapshot(snapshots, id);
-  const files = new Map<string, FileRecord>();
-  for (const s of chainOf(snapshot, snapshots)) {
-    await readManifest(storage, key, verifiers, s, (r) => {
-      if ('deleted' in r) files.delete(r.deleted);
-      else files.set(r.uuid, r);
-    });
+
+  /** Every record, in tree order. Two records with one path are refused. */
+  *records(): Generator<FileRecord> {
+    let prev: Buffer | null = null;
+    for (const [k, v] of this.byPath.sorted()) {
+      if (prev && prev.equals(k)) throw new FormatError('duplicate-path', `snapshot names ${fromTreeKey(k).toString('utf8')} twice`);
+      prev = Buffer.from(k);
+      yield deserialize(v) as FileRecord;
+    }
   }
-  return { snapshot, files };
+
+  /**
+   * The records `include` chooses (all without it), in tree order, each preceded by the
+   * directories above it that were not chosen themselves.
+   */
+  *chosen(include: RegExp[] | undefined): Generator<FileRecord> {
+    if (!include?.length) { yield* this.records(); return; }
+    const matches = (r: FileRecord) => include.some((re) => { re.lastIndex = 0; return re.test(Buffer.from(r.path).toString('utf8')); });
+    // The directories on the way to the current record, and whether each was yielded.
+    const above: { path: Buffer; r: FileRecord; out: boolean }[] = [];
+    for (const r of this.records()) {
+      const p = Buffer.from(r.path);
+      while (above.length && !isUnder(p, above[above.length - 1].path)) above.pop();
+      const take = matches(r);
+      if (take) for (const a of above) if (!a.out) { a.out = true; yield a.r; }
+      if (r.kind === 'dir') above.push({ path: p, r, out: take });
+      if (take) yield r;
+    }
+  }
+
+  /** Removes the scratch files. */
+  async close(): Promise<void> {
+    this.byPath.close();
+    await rm(this.dir, { recursive: true, force: true });
+  }
 }
 
-/** Lists the entries of a snapshot, sorted by path. */
-export async function listSnapshotFiles(storage: Storage, key: RestoreKey, id: string | undefined): Promise<{ snapshot: string; files: FileRecord[] }> {
-  const { snapshot, files } = await composeSnapshot(storage, key, id);
-  return { snapshot: snapshot.record.name, files: [...files.values()].sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path))) };
+/** True if `p` lies inside directory `dir`. */
+function isUnder(p: Buffer, dir: Buffer): boolean {
+  return p.length > dir.length && p[dir.length] === 0x2f && p.subarray(0, dir.length).equals(dir);
+}
+
+/** Sort key of a path in tree order: `/` (never inside a name) becomes 0x00 so it sorts first. */
+function treeKey(path: Uint8Array): Buffer {
+  const k = Buffer.from(path);
+  for (let i = k.indexOf(0x2f); i >= 0; i = k.indexOf(0x2f, i + 1)) k[i] = 0;
+  return k;
+}
+
+function fromTreeKey(k: Buffer): Buffer {
+  const p = Buffer.from(k);
+  for (let i = p.indexOf(0); i >= 0; i = p.indexOf(0, i + 1)) p[i] = 0x2f;
+  return p;
+}
+
+/**
+ * Calls `each` for every entry of a snapshot in tree order, after `ready` once the
+ * chain has been read; returns the snapshot's name.
+ */
+export async function listSnapshotFiles(storage: Storage, key: RestoreKey, id: string | undefined, each: (r: FileRecord) => void, ready?: () => void): Promise<string> {
+  const c = await ComposedSnapshot.open(storage, key, id);
+  try {
+    ready?.();
+    for (const r of c.records()) each(r);
+    return c.snapshot.record.name;
+  } finally {
+    await c.close();
+  }
 }
 
 /** Restores a snapshot into `o.target`. */
 export async function restore(storage: Storage, key: RestoreKey, o: RestoreOptions): Promise<RestoreResult> {
-  const { snapshot, files } = await composeSnapshot(storage, key, o.snapshot);
-  const verifiers = await verifiersFor(storage, key);
-  const matches = (r: FileRecord) => !o.include?.length || o.include.some((re) => { re.lastIndex = 0; return re.test(Buffer.from(r.path).toString('utf8')); });
-  const chosen = [...files.values()].filter(matches);
-  // The directories above what --include chose come along, with their own metadata.
-  const above = new Set<string>();
-  for (const r of chosen) {
-    const p = Buffer.from(r.path);
-    for (let i = p.indexOf(0x2f); i >= 0; i = p.indexOf(0x2f, i + 1)) above.add(p.subarray(0, i).toString('latin1'));
+  const composed = await ComposedSnapshot.open(storage, key, o.snapshot, o.arena);
+  try {
+    return await restoreComposed(storage, key, composed, o);
+  } finally {
+    await composed.close();
   }
-  const picked = new Set(chosen);
-  for (const r of files.values()) if (r.kind === 'dir' && !picked.has(r) && above.has(Buffer.from(r.path).toString('latin1'))) chosen.push(r);
-  const all = chosen.sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
-  checkNoDuplicatePaths(all);
-  const result: RestoreResult = { snapshot: snapshot.record.name, files: 0, dirs: 0, symlinks: 0, bytes: 0, failures: [] };
+}
+
+async function restoreComposed(storage: Storage, key: RestoreKey, composed: ComposedSnapshot, o: RestoreOptions): Promise<RestoreResult> {
+  const verifiers = await verifiersFor(storage, key);
+  // A first pass counts (for progress) and refuses a snapshot that names a path twice
+  // before anything is written.
+  let totalFiles = 0, totalBytes = 0;
+  for (const r of composed.chosen(o.include)) { totalFiles++; totalBytes += r.size; }
+  const result: RestoreResult = { snapshot: composed.snapshot.record.name, files: 0, dirs: 0, symlinks: 0, bytes: 0, failures: [] };
   const root = Buffer.from(o.target.replace(/\/+$/, '') || '/');
   await mkdir(root, { recursive: true });
   const safe = new SafeTarget(root);
   const reader = new VolumeReader(storage, key.decryptionKeys, verifiers);
-  const totalFiles = all.length, totalBytes = all.reduce((a, r) => a + r.size, 0);
   const progress = { files: 0, bytes: 0, totalFiles, totalBytes };
   const asRoot = process.getuid?.() === 0;
-
-  for (const r of all) if (r.kind === 'dir') {
-    const p = await safe.dir(r.path);
-    result.dirs++;
-    void p;
-  }
-  // Files are independent: several are restored at once, so reading, decrypting,
-  // decompressing and writing of different files overlap.
-  const regular = all.filter((r) => r.kind === 'file');
-  let next = 0;
-  const worker = async () => {
-    while (next < regular.length) {
-      const r = regular[next++];
+  // Symlinks are made after every file, and directory modes and times are set last,
+  // deepest first; both wait in scratch sorters.
+  const later = await mkdtemp(join(tmpdir(), 'iebs-restore-'));
+  const links = new ExternalSorter(later, 'links', o.arena);
+  const dirs = new ExternalSorter(later, 'dirs', o.arena);
+  try {
+    // Files are independent: several are restored at once, so reading, decrypting,
+    // decompressing and writing of different files overlap.
+    const running = new Set<Promise<void>>();
+    const one = async (r: FileRecord) => {
       try {
         await restoreFile(safe, reader, r, asRoot, (n) => { progress.bytes += n; o.onProgress?.(progress); });
         result.files++; result.bytes += r.size;
@@ -166,43 +259,59 @@ export async function restore(storage: Storage, key: RestoreKey, o: RestoreOptio
       }
       progress.files++;
       o.onProgress?.(progress);
+    };
+    const none = Buffer.alloc(0);
+    for (const r of composed.chosen(o.include)) {
+      if (r.kind === 'dir') {
+        await safe.dir(r.path);
+        result.dirs++;
+        const depth = Buffer.alloc(4);
+        depth.writeUInt32BE(0xffffffff - countSlashes(r.path));
+        dirs.add(depth, serialize(r));
+      } else if (r.kind === 'symlink') links.add(none, serialize(r));
+      else {
+        while (running.size >= RESTORE_WORKERS) await Promise.race(running);
+        const p: Promise<void> = one(r).finally(() => running.delete(p));
+        running.add(p);
+      }
     }
-  };
-  await Promise.all(Array.from({ length: RESTORE_WORKERS }, worker));
-  result.failures.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  for (const r of all) if (r.kind === 'symlink') {
-    try {
-      const p = await safe.leaf(r.path);
-      await removeNonDir(p);
-      await symlink(Buffer.from(r.target!), p);
+    await Promise.all(running);
+    for (const [, v] of links.sorted()) {
+      const r = deserialize(v) as FileRecord;
+      try {
+        const p = await safe.leaf(r.path);
+        await removeNonDir(p);
+        await symlink(Buffer.from(r.target!), p);
+        if (asRoot) await lchown(p, r.uid, r.gid).catch(() => {});
+        const t = Number(r.mtimeNs) / 1e9;
+        await lutimes(p, t, t).catch(() => {});
+        result.symlinks++;
+      } catch (e) {
+        if (!(e instanceof IebsError) && !(e as NodeJS.ErrnoException).code) throw e;
+        result.failures.push({ path: Buffer.from(r.path).toString('utf8'), message: (e as Error).message });
+      }
+    }
+    for (const [, v] of dirs.sorted()) {
+      const r = deserialize(v) as FileRecord;
+      const p = await safe.dir(r.path);
       if (asRoot) await lchown(p, r.uid, r.gid).catch(() => {});
+      await chmod(p, r.mode);
       const t = Number(r.mtimeNs) / 1e9;
-      await lutimes(p, t, t).catch(() => {});
-      result.symlinks++;
-    } catch (e) {
-      if (!(e instanceof IebsError) && !(e as NodeJS.ErrnoException).code) throw e;
-      result.failures.push({ path: Buffer.from(r.path).toString('utf8'), message: (e as Error).message });
+      await utimes(p, t, t);
     }
+  } finally {
+    links.close(); dirs.close();
+    await rm(later, { recursive: true, force: true });
   }
-  const dirs = all.filter((r) => r.kind === 'dir').sort((a, b) => b.path.length - a.path.length);
-  for (const r of dirs) {
-    const p = await safe.dir(r.path);
-    if (asRoot) await lchown(p, r.uid, r.gid).catch(() => {});
-    await chmod(p, r.mode);
-    const t = Number(r.mtimeNs) / 1e9;
-    await utimes(p, t, t);
-  }
+  result.failures.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   await storage.close();
   return result;
 }
 
-/** Two records with one path would make the result depend on order: refuse. */
-function checkNoDuplicatePaths(sorted: FileRecord[]): void {
-  for (let i = 1; i < sorted.length; i++) {
-    if (Buffer.compare(Buffer.from(sorted[i].path), Buffer.from(sorted[i - 1].path)) === 0) {
-      throw new FormatError('duplicate-path', `snapshot names ${Buffer.from(sorted[i].path).toString('utf8')} twice`);
-    }
-  }
+function countSlashes(p: Uint8Array): number {
+  let n = 0;
+  for (const b of p) if (b === 0x2f) n++;
+  return n;
 }
 
 /** Removes what is at `p` unless it is a directory (an error then). */
@@ -263,6 +372,8 @@ export class SafeTarget {
   private async ensureDir(p: Buffer): Promise<void> {
     const k = p.toString('latin1');
     if (this.known.has(k)) return;
+    // A cache of checks, bounded: a directory forgotten is only checked again.
+    if (this.known.size >= 65536) this.known.clear();
     try {
       const st = await lstat(p);
       if (!st.isDirectory()) throw new IoError('unsafe-path', `${p.toString()}: not a directory (refusing to write through it)`);

@@ -24,6 +24,14 @@ export interface IndexFile { pathId: Uint8Array; uuid: string; kind: EntryKind; 
 /** One line of an index. */
 export type IndexItem = { t: 'B'; block: IndexBlock } | { t: 'F'; file: IndexFile } | { t: 'D'; pathId: Uint8Array };
 
+/**
+ * Largest plaintext of one piece of an index object. An index object is a sequence of
+ * `length (u32 BE) || envelope`, each envelope sealing whole lines of the document.
+ */
+export const INDEX_PIECE = 4 * 1024 * 1024;
+/** Bytes of the length before each piece's envelope. */
+export const INDEX_PIECE_FRAME = 4;
+
 const MAGIC = 'IEBS-INDEX 1';
 const END = '-- END OF INDEX -- ';
 
@@ -47,37 +55,76 @@ export function decodeIndex(text: string, where: string, each: (it: IndexItem) =
   if (!text.endsWith('\n')) throw new FormatError('truncated', `${where}: index does not end with a newline`);
   const endAt = text.lastIndexOf('\n' + END);
   if (endAt < 0) throw new FormatError('truncated', `${where}: index has no closing line`);
+  // The checksum is checked before any line is parsed, so damage is reported as such.
   const body = text.slice(0, endAt + 1);
   const want = parseSha384(text.slice(endAt + 1 + END.length, -1), `${where} closing line`);
   if (!createHash('sha384').update(body).digest().equals(want)) throw new FormatError('bad-checksum', `${where}: index checksum does not match`);
-  // Lines are visited one at a time: an index can hold millions of them.
-  let pos = 0;
-  let lineNo = 0;
-  const nextLine = (): string | undefined => {
-    if (pos >= body.length) return undefined;
-    const nl = body.indexOf('\n', pos);
-    const line = body.slice(pos, nl);
-    pos = nl + 1;
-    lineNo++;
-    return line;
-  };
-  const magic = nextLine() ?? '';
-  if (magic !== MAGIC) throw new FormatError(magic.startsWith('IEBS-INDEX ') ? 'unknown-version' : 'bad-magic', `${where}: not an iebs index of a known version`);
-  const snapshot = checkName(SNAPSHOT_RE, nextLine() ?? '', 'snapshot name', where);
-  for (let line = nextLine(); line !== undefined; line = nextLine()) {
-    const w = `${where} line ${lineNo}`;
+  const d = new IndexDecoder(where, each);
+  d.push(text);
+  return d.end();
+}
+
+/**
+ * Decodes an index document given in pieces that each end at a line end (SPEC.md
+ * "Index": an index object is a sequence of sealed pieces). Lines are visited one at a
+ * time: an index can hold millions of them. `end` checks the closing line and returns
+ * the snapshot name.
+ */
+export class IndexDecoder {
+  private readonly hash = createHash('sha384');
+  private lineNo = 0;
+  private snapshot: string | null = null;
+  private closing: Uint8Array | null = null;
+  constructor(private readonly where: string, private readonly each: (it: IndexItem) => void) {}
+
+  push(text: string): void {
+    const where = this.where;
+    if (this.closing) throw new FormatError('trailing-data', `${where}: data after the closing line`);
+    if (!text.endsWith('\n')) throw new FormatError('truncated', `${where}: index piece ${text.length ? 'does not end at a line end' : 'is empty'}`);
+    let pos = 0;
+    while (pos < text.length) {
+      const nl = text.indexOf('\n', pos);
+      const line = text.slice(pos, nl);
+      this.lineNo++;
+      if (line.startsWith(END)) {
+        this.hash.update(text.slice(0, pos), 'latin1');
+        this.closing = parseSha384(line.slice(END.length), `${where} closing line`);
+        if (nl + 1 !== text.length) throw new FormatError('trailing-data', `${where}: data after the closing line`);
+        return;
+      }
+      this.line(line, `${where} line ${this.lineNo}`);
+      pos = nl + 1;
+    }
+    this.hash.update(text, 'latin1');
+  }
+
+  private line(line: string, w: string): void {
+    if (this.lineNo === 1) {
+      if (line !== MAGIC) throw new FormatError(line.startsWith('IEBS-INDEX ') ? 'unknown-version' : 'bad-magic', `${this.where}: not an iebs index of a known version`);
+      return;
+    }
+    if (this.lineNo === 2) { this.snapshot = checkName(SNAPSHOT_RE, line, 'snapshot name', this.where); return; }
     const f = line.split(' ');
     if (f[0] === 'B' && f.length === 6) {
       parseBlockEntry(f[5], w);
-      each({ t: 'B', block: { id: fromHex(f[1], 32, w), volume: checkName(VOLUME_RE, f[2], 'volume name', w), dataOffset: parseUint(f[3], w), length: parseUint(f[4], w, MAX_BLOCK + MAX_ENVELOPE_OVERHEAD), entry: f[5] } });
+      this.each({ t: 'B', block: { id: fromHex(f[1], 32, w), volume: checkName(VOLUME_RE, f[2], 'volume name', w), dataOffset: parseUint(f[3], w), length: parseUint(f[4], w, MAX_BLOCK + MAX_ENVELOPE_OVERHEAD), entry: f[5] } });
     } else if (f[0] === 'F' && f.length === 9) {
       if (!UUID_RE.test(f[2])) throw new FormatError('bad-uuid', `${w}: bad UUID`);
       if (f[3] !== 'file' && f[3] !== 'dir' && f[3] !== 'symlink') throw new FormatError('bad-kind', `${w}: bad kind`);
       if (!/^[0-7]{4}$/.test(f[8])) throw new FormatError('bad-mode', `${w}: bad mode`);
-      each({ t: 'F', file: { pathId: fromHex(f[1], 32, w), uuid: f[2], kind: f[3], size: parseUint(f[4], w), mtimeNs: parseBigInt(f[5], w, true), ctimeNs: parseBigInt(f[6], w, true), ino: parseBigInt(f[7], w), mode: parseInt(f[8], 8) } });
+      this.each({ t: 'F', file: { pathId: fromHex(f[1], 32, w), uuid: f[2], kind: f[3], size: parseUint(f[4], w), mtimeNs: parseBigInt(f[5], w, true), ctimeNs: parseBigInt(f[6], w, true), ino: parseBigInt(f[7], w), mode: parseInt(f[8], 8) } });
     } else if (f[0] === 'D' && f.length === 2) {
-      each({ t: 'D', pathId: fromHex(f[1], 32, w) });
+      this.each({ t: 'D', pathId: fromHex(f[1], 32, w) });
     } else throw new FormatError('bad-line', `${w}: unknown index line`);
   }
-  return snapshot;
+
+  /** True once the closing line was read: nothing may follow. */
+  get closed(): boolean { return this.closing !== null; }
+
+  end(): string {
+    if (!this.closing) throw new FormatError('truncated', `${this.where}: index has no closing line`);
+    if (!this.hash.digest().equals(this.closing)) throw new FormatError('bad-checksum', `${this.where}: index checksum does not match`);
+    if (this.snapshot === null) throw new FormatError('truncated', `${this.where}: index has no snapshot line`);
+    return this.snapshot;
+  }
 }

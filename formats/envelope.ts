@@ -73,9 +73,14 @@ export function blockContext(volumeId: Uint8Array, entry: string): Uint8Array {
   return concatBytes(enc.encode('iebs-volume-entry\0'), volumeId, enc.encode(entry));
 }
 
-/** The context bound into an index object: `"iebs-index" || 0x00 || snapshot name`. */
-export function indexContext(snapshot: string): Uint8Array {
-  return concatBytes(enc.encode('iebs-index\0'), enc.encode(snapshot));
+/**
+ * The context bound into piece number `piece` (from 0) of an index object:
+ * `"iebs-index" || 0x00 || snapshot name || 0x00 || piece (u32 BE)`.
+ */
+export function indexContext(snapshot: string, piece: number): Uint8Array {
+  const n = new Uint8Array(4);
+  new DataView(n.buffer).setUint32(0, piece);
+  return concatBytes(enc.encode('iebs-index\0'), enc.encode(snapshot), new Uint8Array(1), n);
 }
 
 /** Concatenates byte arrays. */

@@ -26,7 +26,7 @@ test('counterNonce is 4 zero bytes then the counter as u64 big-endian', () => {
 test('contexts: "iebs-volume-entry" NUL id entry, and "iebs-index" NUL snapshot', () => {
   const id = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
   assert.equal(hex(blockContext(id, 'ab')), Buffer.from('iebs-volume-entry').toString('hex') + '00' + '00112233445566778899aabbccddeeff' + '6162');
-  assert.equal(hex(indexContext('s_2026-01-01_full')), Buffer.from('iebs-index').toString('hex') + '00' + Buffer.from('s_2026-01-01_full').toString('hex'));
+  assert.equal(hex(indexContext('s_2026-01-01_full', 258)), Buffer.from('iebs-index').toString('hex') + '00' + Buffer.from('s_2026-01-01_full').toString('hex') + '00' + '00000102');
 });
 
 test('envelope header layout and encoder bounds', () => {

@@ -2,7 +2,9 @@
  * The vectors of every formats/ structure (test/vectors/<structure>/): a success vector
  * must decode and encode back to the very same bytes; a failure vector must make the
  * decoder throw a FormatError with the vector's code. Manifests and catalogues are also
- * fed to the streaming parser in odd slices (1 byte, 321 bytes), which must agree.
+ * fed to the streaming parser in odd slices (1 byte, 321 bytes), which must agree. Index
+ * objects (sealed pieces) go through openIndexObject, whose failures may also be an
+ * AuthError ('auth-failed').
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,8 +13,11 @@ import { readdirSync } from 'node:fs';
 import * as openpgp from 'openpgp';
 import { decodeDoc, DocParser, LineSplitter, type DocItem, type DocKind } from '../formats/manifest.js';
 import { decodeSnapshotRecord, encodeSnapshotRecord } from '../formats/snapshot.js';
-import { decodeIndex, encodeIndex, type IndexItem } from '../formats/blockindex.js';
-import { decodeEnvelopeHeader, encodeEnvelopeHeader, ENVELOPE_HEADER, TAG_LENGTH } from '../formats/envelope.js';
+import { decodeIndex, encodeIndex, INDEX_PIECE_FRAME, type IndexItem } from '../formats/blockindex.js';
+import { decodeEnvelopeHeader, encodeEnvelopeHeader, ENVELOPE_HEADER, indexContext, TAG_LENGTH } from '../formats/envelope.js';
+import { AuthError, FormatError } from '../formats/errors.js';
+import { sealEnvelope } from '../engine/crypto.js';
+import { openIndexObject } from '../engine/state.js';
 import { decodeTarHeader, encodeTarHeader } from '../formats/tar.js';
 import { decodeVolumeHeader, encodeVolumeHeader } from '../formats/volume.js';
 import { decodeKeyFile, encodeKeyFile } from '../formats/keyfile.js';
@@ -20,7 +25,7 @@ import { quoteBytes, unquoteBytes } from '../formats/text.js';
 import { loadVectors, VECTOR_ROOT, type Vector } from './vectors.js';
 import { encodeItems, expectFormatError, slices } from './formats-helpers.js';
 
-const STRUCTURES = ['manifest', 'catalog', 'envelope-header', 'tar-header', 'volume-header', 'snapshot', 'index', 'keyfile', 'quote'];
+const STRUCTURES = ['manifest', 'catalog', 'envelope-header', 'tar-header', 'volume-header', 'snapshot', 'index', 'index-object', 'keyfile', 'quote'];
 
 test('every structure of formats/ has vectors, successes and failures', () => {
   const dirs = readdirSync(VECTOR_ROOT);
@@ -95,6 +100,63 @@ eachVector('index', (v) => {
   if (v.keys.expect === 'failure') return expectFormatError(() => decodeIndex(text, v.name, (it) => items.push(it)), v.keys.code, v.name);
   const snapshot = decodeIndex(text, v.name, (it) => items.push(it));
   assert.equal(encodeIndex(snapshot, items), text);
+});
+
+/**
+ * Asserts that `fn` rejects with a FormatError, or an AuthError, with `code` (nothing
+ * else: no TypeError, no success).
+ */
+async function expectRejection(fn: () => Promise<unknown>, code: string, what: string): Promise<void> {
+  let result: unknown;
+  try {
+    result = await fn();
+  } catch (e) {
+    if (!(e instanceof FormatError) && !(e instanceof AuthError)) assert.fail(`${what}: threw ${e instanceof Error ? e.stack : String(e)} instead of a FormatError or AuthError`);
+    assert.equal(e.code, code, `${what}: got code ${e.code} (${e.message}), expected ${code}`);
+    return;
+  }
+  assert.fail(`${what}: decoded (${typeof result}) but should fail with ${code}`);
+}
+
+eachVector('index-object', async (v) => {
+  const key = Buffer.from(v.keys.key, 'hex');
+  const items: IndexItem[] = [];
+  // openIndexObject promises to read in order and each byte once, never past `size`.
+  let next = 0;
+  const read = async (off: number, len: number) => {
+    assert.equal(off, next, `read at ${off}, expected ${next}`);
+    assert.ok(len >= 0 && off + len <= v.body.length, `read of ${len} at ${off} past the end`);
+    next = off + len;
+    return new Uint8Array(v.body.subarray(off, off + len));
+  };
+  const open = () => openIndexObject(read, v.body.length, key, v.keys.snapshot, v.name, (it) => items.push(it));
+  if (v.keys.expect === 'failure') return expectRejection(open, v.keys.code, v.name);
+  assert.equal(await open(), v.keys.snapshot);
+  assert.equal(next, v.body.length, 'read the whole object');
+  assert.equal(items.length, Number(v.keys.items));
+  // Round trip: the document encoded again, cut into pieces of the given line counts and
+  // sealed with the given nonces, is the very same object.
+  const lines = encodeIndex(v.keys.snapshot, items).split(/(?<=\n)/);
+  const counts = v.keys['piece-lines'].split(' ').map(Number);
+  const nonces = v.keys.nonces.split(' ').map((n) => Buffer.from(n, 'hex'));
+  assert.equal(counts.length, nonces.length, 'one nonce per piece');
+  assert.equal(counts.reduce((a, b) => a + b, 0), lines.length, 'piece-lines covers the document');
+  const parts: Uint8Array[] = [];
+  let at = 0;
+  counts.forEach((n, piece) => {
+    const plain = Buffer.from(lines.slice(at, at + n).join(''), 'latin1');
+    at += n;
+    const env = sealEnvelope(key, nonces[piece], Number(v.keys.codec), plain.length, plain, indexContext(v.keys.snapshot, piece));
+    const frame = Buffer.alloc(INDEX_PIECE_FRAME);
+    frame.writeUInt32BE(env.length);
+    parts.push(frame, env);
+  });
+  assert.deepEqual(Buffer.concat(parts), v.body);
+});
+
+test('vectors: envelope-header/index-empty is sealed with the index context of piece 0', () => {
+  const v = loadVectors('envelope-header').find((x) => x.name === 'index-empty')!;
+  assert.equal(v.keys.context, Buffer.from(indexContext('alpha_2026-11-22_full', 0)).toString('hex'));
 });
 
 eachVector('envelope-header', (v) => {

@@ -106,8 +106,9 @@ before(async () => {
   const block = at((n) => /\/\d{8}$/.test(n));
   const cat = at((n) => n.startsWith('iebs.catalog.'));
   const catEnv = openEnvelope(dataKey, vol.subarray(cat.off, cat.off + cat.size), blockContext(vh.volumeId, cat.name), MAX_BLOCK, 'cat');
-  const indexEnv = await storage.get(`indexes/${s.record.index.name}`);
-  const opened = openEnvelope(bk.indexKey, indexEnv, indexContext(s.record.name), 2 ** 31, 'index');
+  // A small index is one piece: its 4-byte length, then its envelope.
+  const indexEnv = (await storage.get(`indexes/${s.record.index.name}`)).subarray(4);
+  const opened = openEnvelope(bk.indexKey, indexEnv, indexContext(s.record.name, 0), 2 ** 31, 'index');
   real = {
     manifest, catalog: await decompressBlock(catEnv.codec, catEnv.payload, catEnv.plainLength),
     volumeHeader: vol.subarray(head.off, head.off + head.size), envelope: vol.subarray(block.off, block.off + block.size), envelopeEntry: block.name,
@@ -149,5 +150,5 @@ test('mutated real indexes: decoded or a FormatError, sealed ones never open', a
   const text = Buffer.from(real.indexPlain).toString('latin1');
   decodeIndex(text, 'ok', () => {});
   assert.ok(await fuzz('index', real.indexPlain, (b) => decodeIndex(Buffer.from(b).toString('latin1'), 'fuzz', () => {}), 16) > 0);
-  assert.ok(await fuzz('sealed index', real.indexEnv, (b) => openEnvelope(real.indexKey, b, indexContext(real.snapshot), 2 ** 31, 'fuzz'), 17) > 0);
+  assert.ok(await fuzz('sealed index', real.indexEnv, (b) => openEnvelope(real.indexKey, b, indexContext(real.snapshot, 0), 2 ** 31, 'fuzz'), 17) > 0);
 });

@@ -1,0 +1,384 @@
+/**
+ * Sorting and lookup on disk, so that memory stays flat however many files a tree holds:
+ * the chain state a backup consults (keyed path ids and block ids), the blocks a run has
+ * stored, and the records a restore composes all live in temporary files here.
+ *
+ * An `ExternalSorter` takes (key, value) byte strings into a fixed arena; a full arena is
+ * sorted and written out as a run, and `sorted()` merges the runs. Equal keys come out in
+ * the order they went in, which is how "the later snapshot wins" is expressed.
+ * A `SortedTable` is a file of fixed-length keys in order with a sparse in-memory index
+ * (the first key of every 4 KiB page), so a lookup reads one page.
+ *
+ * These files are private scratch, never repository content; all I/O here is
+ * synchronous (temporary files on a local disk, read in large pieces).
+ */
+import { openSync, writeSync, readSync, closeSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** Default arena of a sorter: entries beyond it spill to disk. */
+export const SORT_ARENA = 16 * 1024 * 1024;
+
+/** Bytes read from a run file at a time while merging. */
+const RUN_READ = 256 * 1024;
+
+/** Appends to a file through a buffer, synchronously. */
+class FileWriter {
+  private readonly buf = Buffer.allocUnsafe(1024 * 1024);
+  private used = 0;
+  private readonly fd: number;
+  /** Bytes written so far (including the buffered ones). */
+  offset = 0;
+  constructor(readonly path: string) { this.fd = openSync(path, 'wx', 0o600); }
+  write(b: Uint8Array): void {
+    if (this.used + b.length > this.buf.length) this.flush();
+    if (b.length > this.buf.length) writeAll(this.fd, b);
+    else { this.buf.set(b, this.used); this.used += b.length; }
+    this.offset += b.length;
+  }
+  flush(): void {
+    writeAll(this.fd, this.buf.subarray(0, this.used));
+    this.used = 0;
+  }
+  close(): void { this.flush(); closeSync(this.fd); }
+}
+
+function writeAll(fd: number, b: Uint8Array): void {
+  for (let off = 0; off < b.length;) off += writeSync(fd, b, off, b.length - off);
+}
+
+/** Reads a run file from the start, entry by entry. */
+class RunReader {
+  private buf = Buffer.allocUnsafe(RUN_READ);
+  private start = 0;
+  private end = 0;
+  private pos = 0;
+  private eof = false;
+  private readonly fd: number;
+  key: Buffer = Buffer.alloc(0);
+  value: Buffer = Buffer.alloc(0);
+  constructor(path: string, readonly order: number) { this.fd = openSync(path, 'r'); }
+
+  /** Makes `n` bytes available at `start`; false at the end of the file. */
+  private fill(n: number): boolean {
+    if (this.end - this.start >= n) return true;
+    if (this.eof) return false;
+    if (n > this.buf.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(n, this.buf.length * 2));
+      this.buf.copy(bigger, 0, this.start, this.end);
+      this.buf = bigger;
+    } else this.buf.copy(this.buf, 0, this.start, this.end);
+    this.end -= this.start; this.start = 0;
+    while (this.end < n) {
+      const got = readSync(this.fd, this.buf, this.end, this.buf.length - this.end, this.pos);
+      if (got === 0) { this.eof = true; break; }
+      this.pos += got; this.end += got;
+    }
+    return this.end >= n;
+  }
+
+  /** Moves to the next entry; false (and the file closed) at the end. */
+  next(): boolean {
+    if (!this.fill(8)) { closeSync(this.fd); return false; }
+    const kl = this.buf.readUInt32BE(this.start), vl = this.buf.readUInt32BE(this.start + 4);
+    if (!this.fill(8 + kl + vl)) throw new Error(`sorter run is truncated`);
+    // Copies: the buffer is reused by the next fill.
+    this.key = Buffer.from(this.buf.subarray(this.start + 8, this.start + 8 + kl));
+    this.value = Buffer.from(this.buf.subarray(this.start + 8 + kl, this.start + 8 + kl + vl));
+    this.start += 8 + kl + vl;
+    return true;
+  }
+}
+
+/**
+ * Sorts (key, value) pairs by key (bytewise), stably, in bounded memory.
+ * Use once: add everything, then iterate `sorted()`, then `close()`.
+ */
+export class ExternalSorter {
+  private arena: Buffer;
+  private used = 0;
+  private offsets: number[] = [];
+  private runs: string[] = [];
+  /** Entries added. */
+  count = 0;
+
+  constructor(private readonly dir: string, private readonly name: string, arenaBytes = SORT_ARENA) {
+    this.arena = Buffer.allocUnsafe(arenaBytes);
+  }
+
+  add(key: Uint8Array, value: Uint8Array): void {
+    const n = 8 + key.length + value.length;
+    if (this.used + n > this.arena.length) {
+      this.spill();
+      // One entry larger than the arena gets an arena of its own.
+      if (n > this.arena.length) this.arena = Buffer.allocUnsafe(n);
+    }
+    const at = this.used;
+    this.arena.writeUInt32BE(key.length, at);
+    this.arena.writeUInt32BE(value.length, at + 4);
+    this.arena.set(key, at + 8);
+    this.arena.set(value, at + 8 + key.length);
+    this.used += n;
+    this.offsets.push(at);
+    this.count++;
+  }
+
+  /** Offsets of the arena's entries in key order (ties in insertion order). */
+  private order(): number[] {
+    const a = this.arena;
+    return this.offsets.sort((x, y) => {
+      const xk = a.readUInt32BE(x), yk = a.readUInt32BE(y);
+      return a.compare(a, y + 8, y + 8 + yk, x + 8, x + 8 + xk) || x - y;
+    });
+  }
+
+  private spill(): void {
+    if (this.offsets.length === 0) return;
+    const path = join(this.dir, `${this.name}.run${this.runs.length}`);
+    const w = new FileWriter(path);
+    for (const at of this.order()) {
+      w.write(this.arena.subarray(at, at + 8 + this.arena.readUInt32BE(at) + this.arena.readUInt32BE(at + 4)));
+    }
+    w.close();
+    this.runs.push(path);
+    this.offsets = [];
+    this.used = 0;
+  }
+
+  /** Every pair in key order; equal keys in the order they were added. */
+  *sorted(): Generator<[key: Buffer, value: Buffer]> {
+    if (this.runs.length === 0) {
+      const a = this.arena;
+      for (const at of this.order()) {
+        const kl = a.readUInt32BE(at), vl = a.readUInt32BE(at + 4);
+        yield [a.subarray(at + 8, at + 8 + kl), a.subarray(at + 8 + kl, at + 8 + kl + vl)];
+      }
+      return;
+    }
+    this.spill();
+    this.arena = Buffer.alloc(0);
+    const heap = new RunHeap();
+    this.runs.forEach((path, i) => { const r = new RunReader(path, i); if (r.next()) heap.push(r); });
+    for (;;) {
+      const top = heap.peek();
+      if (!top) return;
+      yield [top.key, top.value];
+      if (top.next()) heap.siftDown(); else heap.pop();
+    }
+  }
+
+  /** Removes the run files. */
+  close(): void {
+    for (const r of this.runs) rmSync(r, { force: true });
+    this.runs = [];
+    this.arena = Buffer.alloc(0);
+    this.offsets = [];
+  }
+}
+
+/** A binary min-heap of run readers by (key, run order). */
+class RunHeap {
+  private readonly items: RunReader[] = [];
+  private less(a: RunReader, b: RunReader): boolean {
+    return (Buffer.compare(a.key, b.key) || a.order - b.order) < 0;
+  }
+  peek(): RunReader | undefined { return this.items[0]; }
+  push(r: RunReader): void {
+    const it = this.items;
+    it.push(r);
+    for (let i = it.length - 1; i > 0;) {
+      const p = (i - 1) >> 1;
+      if (!this.less(it[i], it[p])) break;
+      [it[i], it[p]] = [it[p], it[i]]; i = p;
+    }
+  }
+  pop(): void {
+    const last = this.items.pop()!;
+    if (this.items.length) { this.items[0] = last; this.siftDown(); }
+  }
+  /** Restores order after the top's key changed. */
+  siftDown(): void {
+    const it = this.items;
+    for (let i = 0; ;) {
+      const l = 2 * i + 1, r = l + 1;
+      let m = i;
+      if (l < it.length && this.less(it[l], it[m])) m = l;
+      if (r < it.length && this.less(it[r], it[m])) m = r;
+      if (m === i) return;
+      [it[i], it[m]] = [it[m], it[i]]; i = m;
+    }
+  }
+}
+
+/** Page size of a table's sparse index. */
+const PAGE = 4096;
+/** Largest value of a table entry. */
+const MAX_TABLE_VALUE = 0xffff;
+
+/**
+ * A file of entries with fixed-length keys, written in strictly increasing key order,
+ * looked up through a sparse index of the first key of every page. Each entry has an
+ * ordinal (its position), for callers that mark entries as seen.
+ */
+export class SortedTable {
+  private readonly w: FileWriter | null;
+  private fd = -1;
+  private pageKeys: Buffer[] = [];
+  private pageKeyBuf = Buffer.alloc(0);
+  private pageOffsets: number[] = [];
+  private pageOrdinals: number[] = [];
+  private nextPage = 0;
+  private last: Buffer | null = null;
+  private size = 0;
+  private readBuf = Buffer.allocUnsafe(PAGE + 2 * (MAX_TABLE_VALUE + 64));
+  /** Entries written. */
+  count = 0;
+
+  constructor(readonly path: string, readonly keyLength: number) {
+    this.w = new FileWriter(path);
+  }
+
+  /** Appends an entry; keys must increase. */
+  append(key: Uint8Array, value: Uint8Array): void {
+    if (key.length !== this.keyLength) throw new Error(`table key of ${key.length} bytes, not ${this.keyLength}`);
+    if (value.length > MAX_TABLE_VALUE) throw new Error(`table value of ${value.length} bytes is too long`);
+    const k = Buffer.from(key);
+    if (this.last && Buffer.compare(this.last, k) >= 0) throw new Error('table keys out of order');
+    const w = this.w!;
+    if (w.offset >= this.nextPage) {
+      this.pageKeys.push(k);
+      this.pageOffsets.push(w.offset);
+      this.pageOrdinals.push(this.count);
+      this.nextPage = (Math.floor(w.offset / PAGE) + 1) * PAGE;
+    }
+    const len = Buffer.allocUnsafe(2);
+    len.writeUInt16BE(value.length);
+    w.write(k); w.write(len); w.write(value);
+    this.last = k;
+    this.count++;
+  }
+
+  /** Ends writing; the table can then be read. */
+  finish(): this {
+    this.w!.close();
+    this.size = this.w!.offset;
+    // The page keys in one buffer: one object instead of one per page.
+    this.pageKeyBuf = Buffer.concat(this.pageKeys);
+    this.pageKeys = [];
+    this.last = null;
+    this.fd = openSync(this.path, 'r');
+    return this;
+  }
+
+  /** The value and ordinal of `key`, if present. */
+  get(key: Uint8Array): { value: Buffer; ordinal: number } | undefined {
+    const K = this.keyLength;
+    const pages = this.pageOffsets.length;
+    if (pages === 0 || key.length !== K) return undefined;
+    // Last page whose first key is <= key.
+    let lo = 0, hi = pages - 1;
+    if (this.pageKeyBuf.compare(key, 0, K, 0, K) > 0) return undefined;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.pageKeyBuf.compare(key, 0, K, mid * K, mid * K + K) <= 0) lo = mid; else hi = mid - 1;
+    }
+    const from = this.pageOffsets[lo];
+    const to = lo + 1 < pages ? this.pageOffsets[lo + 1] : this.size;
+    const n = to - from;
+    if (n > this.readBuf.length) this.readBuf = Buffer.allocUnsafe(n);
+    const buf = this.readBuf;
+    let got = 0;
+    while (got < n) {
+      const r = readSync(this.fd, buf, got, n - got, from + got);
+      if (r === 0) throw new Error(`${this.path}: table file is short`);
+      got += r;
+    }
+    let ordinal = this.pageOrdinals[lo];
+    for (let p = 0; p < n; ordinal++) {
+      const c = buf.compare(key, 0, K, p, p + K);
+      const vl = buf.readUInt16BE(p + K);
+      if (c === 0) return { value: Buffer.from(buf.subarray(p + K + 2, p + K + 2 + vl)), ordinal };
+      if (c > 0) return undefined;
+      p += K + 2 + vl;
+    }
+    return undefined;
+  }
+
+  /** Every entry in key order, with its ordinal. */
+  *entries(): Generator<[key: Buffer, value: Buffer, ordinal: number]> {
+    if (this.fd < 0) return;
+    const reader = new TableReader(this.fd, this.size, this.keyLength);
+    for (let ordinal = 0; ordinal < this.count; ordinal++) {
+      const e = reader.next();
+      if (!e) throw new Error(`${this.path}: table file is short`);
+      yield [e[0], e[1], ordinal];
+    }
+  }
+
+  /** Closes and removes the file. */
+  close(): void {
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+    rmSync(this.path, { force: true });
+  }
+}
+
+/** Sequential reader of a table file. */
+class TableReader {
+  private buf = Buffer.allocUnsafe(RUN_READ);
+  private start = 0;
+  private end = 0;
+  private pos = 0;
+  constructor(private readonly fd: number, private readonly size: number, private readonly K: number) {}
+  private fill(n: number): boolean {
+    if (this.end - this.start >= n) return true;
+    this.buf.copy(this.buf, 0, this.start, this.end);
+    this.end -= this.start; this.start = 0;
+    while (this.end < n && this.pos < this.size) {
+      const got = readSync(this.fd, this.buf, this.end, Math.min(this.buf.length - this.end, this.size - this.pos), this.pos);
+      if (got === 0) break;
+      this.pos += got; this.end += got;
+    }
+    return this.end - this.start >= n;
+  }
+  next(): [Buffer, Buffer] | null {
+    if (!this.fill(this.K + 2)) return null;
+    const vl = this.buf.readUInt16BE(this.start + this.K);
+    if (!this.fill(this.K + 2 + vl)) return null;
+    const s = this.start;
+    this.start += this.K + 2 + vl;
+    return [Buffer.from(this.buf.subarray(s, s + this.K)), Buffer.from(this.buf.subarray(s + this.K + 2, s + this.K + 2 + vl))];
+  }
+}
+
+/**
+ * A Bloom filter over keys that are already uniformly random (keyed ids): its bit
+ * positions are read straight from the key's bytes. About 10 bits per key, 1% false.
+ */
+export class IdBloom {
+  private readonly bits: Uint32Array;
+  private readonly mask: number;
+  constructor(keys: number) {
+    let n = 1024;
+    while (n < keys * 10) n *= 2;
+    this.bits = new Uint32Array(n / 32);
+    this.mask = n - 1;
+  }
+  private positions(id: Uint8Array, f: (bit: number) => void): void {
+    const dv = new DataView(id.buffer, id.byteOffset, id.byteLength);
+    for (let i = 0; i < 7; i++) f(dv.getUint32(i * 4) & this.mask);
+  }
+  add(id: Uint8Array): void { this.positions(id, (b) => { this.bits[b >>> 5] |= 1 << (b & 31); }); }
+  has(id: Uint8Array): boolean {
+    let all = true;
+    this.positions(id, (b) => { if (!(this.bits[b >>> 5] & (1 << (b & 31)))) all = false; });
+    return all;
+  }
+}
+
+/** A set of ordinals, one bit each. */
+export class Bitset {
+  private readonly bits: Uint8Array;
+  constructor(n: number) { this.bits = new Uint8Array(Math.ceil(n / 8)); }
+  set(i: number): void { this.bits[i >>> 3] |= 1 << (i & 7); }
+  has(i: number): boolean { return (this.bits[i >>> 3] & (1 << (i & 7))) !== 0; }
+}

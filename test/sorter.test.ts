@@ -1,0 +1,105 @@
+/**
+ * The on-disk scratch structures that keep memory flat (engine/sorter.ts): external sort
+ * against an in-memory stable sort, with arenas small enough that every path spills;
+ * sorted tables against a Map; the Bloom filter has no false negatives.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { ExternalSorter, SortedTable, IdBloom, Bitset } from '../engine/sorter.js';
+import { tempDir } from './helpers.js';
+
+/** Pairs with many repeated keys (so stability shows) and values of every length. */
+function pairs(n: number, keyBytes: number): [Buffer, Buffer][] {
+  const keys = Array.from({ length: Math.ceil(n / 3) }, () => randomBytes(1 + (keyBytes ? keyBytes - 1 : Math.floor(Math.random() * 40))));
+  return Array.from({ length: n }, (_, i) => [keys[Math.floor(Math.random() * keys.length)], Buffer.from(`${i}:${'v'.repeat(i % 300)}`)]);
+}
+
+const stableSorted = (ps: [Buffer, Buffer][]) => ps.map((p, i) => ({ p, i })).sort((a, b) => Buffer.compare(a.p[0], b.p[0]) || a.i - b.i).map((x) => x.p);
+
+for (const arena of [1 << 20, 4096, 700]) {
+  test(`external sort equals a stable in-memory sort (arena ${arena} bytes)`, () => {
+    const dir = tempDir('sort');
+    const input = pairs(5000, 0);
+    const s = new ExternalSorter(dir, 't', arena);
+    for (const [k, v] of input) s.add(k, v);
+    const want = stableSorted(input);
+    for (let pass = 0; pass < 2; pass++) {
+      const got = [...s.sorted()].map(([k, v]) => [Buffer.from(k), Buffer.from(v)]);
+      assert.equal(got.length, want.length);
+      for (let i = 0; i < got.length; i++) {
+        assert.ok(got[i][0].equals(want[i][0]) && got[i][1].equals(want[i][1]), `entry ${i} differs (pass ${pass})`);
+      }
+    }
+    assert.equal(readdirSync(dir).length > 0, arena < 1 << 20, 'spilled runs exist exactly when the arena is small');
+    s.close();
+    assert.deepEqual(readdirSync(dir), []);
+  });
+}
+
+test('an entry larger than the arena is sorted with the rest', () => {
+  const s = new ExternalSorter(tempDir('sort'), 'big', 256);
+  s.add(Buffer.from('m'), Buffer.alloc(10000, 1));
+  s.add(Buffer.from('a'), Buffer.from('x'));
+  s.add(Buffer.from('z'), Buffer.alloc(300, 2));
+  assert.deepEqual([...s.sorted()].map(([k, v]) => `${k}${v.length}`), ['a1', 'm10000', 'z300']);
+  s.close();
+});
+
+test('a sorted table finds every key with its ordinal, and no other', () => {
+  const dir = tempDir('table');
+  const keys = Array.from({ length: 20000 }, () => randomBytes(32)).sort(Buffer.compare);
+  const t = new SortedTable(`${dir}/t`, 32);
+  keys.forEach((k, i) => t.append(k, Buffer.alloc(i % 200, i & 0xff)));
+  t.finish();
+  keys.forEach((k, i) => {
+    const got = t.get(k);
+    assert.ok(got, `key ${i} found`);
+    assert.equal(got.ordinal, i);
+    assert.ok(got.value.equals(Buffer.alloc(i % 200, i & 0xff)));
+  });
+  for (let i = 0; i < 2000; i++) assert.equal(t.get(randomBytes(32)), undefined);
+  assert.equal(t.get(Buffer.alloc(32, 0)), undefined, 'before the first key');
+  assert.equal(t.get(Buffer.alloc(32, 0xff)), undefined, 'after the last key');
+  let n = 0;
+  for (const [k, v, ordinal] of t.entries()) {
+    assert.ok(k.equals(keys[n]) && ordinal === n && v.length === n % 200);
+    n++;
+  }
+  assert.equal(n, keys.length);
+  t.close();
+  assert.deepEqual(readdirSync(dir), []);
+});
+
+test('a sorted table refuses keys out of order or of the wrong length', () => {
+  const t = new SortedTable(`${tempDir('table')}/t`, 4);
+  t.append(Buffer.from('bbbb'), Buffer.alloc(0));
+  assert.throws(() => t.append(Buffer.from('aaaa'), Buffer.alloc(0)), /out of order/);
+  assert.throws(() => t.append(Buffer.from('bbbb'), Buffer.alloc(0)), /out of order/);
+  assert.throws(() => t.append(Buffer.from('ccc'), Buffer.alloc(0)), /key of 3 bytes/);
+  t.finish().close();
+});
+
+test('an empty table finds nothing', () => {
+  const t = new SortedTable(`${tempDir('table')}/t`, 32).finish();
+  assert.equal(t.get(randomBytes(32)), undefined);
+  assert.deepEqual([...t.entries()], []);
+  t.close();
+});
+
+test('the id Bloom filter has no false negatives and few false positives', () => {
+  const ids = Array.from({ length: 10000 }, () => randomBytes(32));
+  const b = new IdBloom(ids.length);
+  for (const id of ids) b.add(id);
+  for (const id of ids) assert.ok(b.has(id));
+  let false_ = 0;
+  for (let i = 0; i < 10000; i++) if (b.has(randomBytes(32))) false_++;
+  assert.ok(false_ < 300, `${false_} false positives in 10000`);
+});
+
+test('a bitset remembers exactly what was set', () => {
+  const s = new Bitset(1000);
+  for (let i = 0; i < 1000; i += 7) s.set(i);
+  for (let i = 0; i < 1000; i++) assert.equal(s.has(i), i % 7 === 0);
+});
