@@ -12,8 +12,8 @@
  *
  * Nothing needs a decryption key: only backup.key.
  */
-import { lstat, open, readdir, readlink, mkdtemp, rm, appendFile, type FileHandle } from 'node:fs/promises';
-import { createReadStream, openSync, fstatSync, readSync, closeSync, type BigIntStats } from 'node:fs';
+import { lstat, open, readlink, mkdtemp, rm, appendFile, type FileHandle } from 'node:fs/promises';
+import { createReadStream, openSync, fstatSync, readSync, closeSync, readdirSync, lstatSync, type BigIntStats } from 'node:fs';
 import { tmpdir, hostname } from 'node:os';
 import { basename, join } from 'node:path';
 import { randomUUID, createHash } from 'node:crypto';
@@ -136,6 +136,8 @@ async function roots(sources: string[]): Promise<{ abs: Buffer; prefix: Buffer; 
 /**
  * Walks the sources. Directories come after their contents (so a directory with only
  * included entries is known to be needed). Excluded directories are not entered.
+ * Listing and lstat are synchronous: the walk waits for each anyway, and a sync lstat
+ * costs about 2 µs against 14 µs of CPU for a trip through the thread pool.
  */
 async function* walk(sources: string[], o: BackupOptions, warn: (w: Warning) => void): AsyncGenerator<WalkEntry> {
   const matches = (res: RegExp[] | undefined, rel: Buffer) => !!res && res.some((r) => { r.lastIndex = 0; return r.test(rel.toString('utf8')); });
@@ -143,7 +145,7 @@ async function* walk(sources: string[], o: BackupOptions, warn: (w: Warning) => 
 
   async function* dir(abs: Buffer, rel: Buffer): AsyncGenerator<WalkEntry, boolean> {
     let names: Buffer[];
-    try { names = (await readdir(abs, { encoding: 'buffer' })) as Buffer[]; } catch (cause) {
+    try { names = readdirSync(abs, { encoding: 'buffer' }); } catch (cause) {
       warn({ path: rel.toString('utf8') || '.', message: `cannot list directory (${(cause as NodeJS.ErrnoException).code ?? 'error'})` });
       return false;
     }
@@ -153,7 +155,7 @@ async function* walk(sources: string[], o: BackupOptions, warn: (w: Warning) => 
       const cabs = Buffer.concat([abs, SEP, name]);
       const crel = rel.length ? Buffer.concat([rel, SEP, name]) : name;
       let st: BigIntStats;
-      try { st = await lstat(cabs, { bigint: true }); } catch (cause) {
+      try { st = lstatSync(cabs, { bigint: true }); } catch (cause) {
         const code = (cause as NodeJS.ErrnoException).code;
         warn({ path: crel.toString('utf8'), message: code === 'ENOENT' ? 'vanished before it was read' : `cannot stat (${code ?? 'error'})` });
         continue;
@@ -349,9 +351,9 @@ class Pipeline {
 }
 
 /** Bytes of blocks that may be read but not yet written. */
-const IN_FLIGHT = 64 * 1024 * 1024;
+const IN_FLIGHT = 16 * 1024 * 1024;
 /** Writer steps that may be queued. */
-const MAX_STEPS = 4096;
+const MAX_STEPS = 512;
 /** Settled places a run keeps in memory before it writes them to a table. */
 const RUN_BLOCKS_IN_MEMORY = 65536;
 

@@ -101,17 +101,14 @@ export class ExternalSorter {
   /** Entries added. */
   count = 0;
 
-  constructor(private readonly dir: string, private readonly name: string, arenaBytes = SORT_ARENA) {
-    this.arena = Buffer.allocUnsafe(arenaBytes);
+  /** The arena starts small and doubles up to `limit`, so a sorter that gets little costs little. */
+  constructor(private readonly dir: string, private readonly name: string, private readonly limit = SORT_ARENA) {
+    this.arena = Buffer.allocUnsafe(Math.min(limit, 64 * 1024));
   }
 
   add(key: Uint8Array, value: Uint8Array): void {
     const n = 8 + key.length + value.length;
-    if (this.used + n > this.arena.length) {
-      this.spill();
-      // One entry larger than the arena gets an arena of its own.
-      if (n > this.arena.length) this.arena = Buffer.allocUnsafe(n);
-    }
+    if (this.used + n > this.arena.length) this.grow(n);
     const at = this.used;
     this.arena.writeUInt32BE(key.length, at);
     this.arena.writeUInt32BE(value.length, at + 4);
@@ -120,6 +117,23 @@ export class ExternalSorter {
     this.used += n;
     this.offsets.push(at);
     this.count++;
+  }
+
+  /** Makes room for an entry of `n` bytes: a bigger arena while under the limit, else a spill. */
+  private grow(n: number): void {
+    if (this.arena.length < this.limit) {
+      let size = this.arena.length * 2;
+      while (size < this.used + n && size < this.limit) size *= 2;
+      if (this.used + n <= Math.min(size, this.limit)) {
+        const bigger = Buffer.allocUnsafe(Math.min(size, this.limit));
+        this.arena.copy(bigger, 0, 0, this.used);
+        this.arena = bigger;
+        return;
+      }
+    }
+    this.spill();
+    // One entry larger than the arena gets an arena of its own.
+    if (n > this.arena.length) this.arena = Buffer.allocUnsafe(n);
   }
 
   /** Offsets of the arena's entries in key order (ties in insertion order). */
