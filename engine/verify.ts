@@ -7,6 +7,10 @@
  * it makes unrestorable (wholly or in part).
  */
 import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { serialize, deserialize } from 'node:v8';
 import type * as openpgp from 'openpgp';
 import { IebsError, KeyError } from '../formats/errors.js';
 import type { BlockRef } from '../formats/manifest.js';
@@ -15,6 +19,7 @@ import type { RestoreKey } from './keys.js';
 import { readManifest } from './restore.js';
 import type { Storage } from './storage.js';
 import { VolumeReader } from './volumes.js';
+import { ExternalSorter } from './sorter.js';
 
 /** One thing found wrong. */
 export interface Problem { object: string; message: string; affects: string[]; files?: number }
@@ -128,43 +133,62 @@ export async function verify(storage: Storage, verifiers: openpgp.PublicKey[], o
   return res;
 }
 
-/** Decrypts and hashes every block each manifest names (each place once). */
+/** Places known good that verify remembers, so a block named again is not read again. */
+const GOOD_PLACES = 1 << 19;
+
+/**
+ * Decrypts and hashes every block each manifest names (each place once, as long as
+ * memory allows). A manifest's files wait in a scratch sorter until the manifest has
+ * checked out, so memory does not grow with their number.
+ */
 async function readAllData(storage: Storage, key: RestoreKey, verifiers: openpgp.PublicKey[], snapshots: Snapshot[], res: VerifyResult, progress: () => void): Promise<void> {
   const reader = new VolumeReader(storage, key.decryptionKeys, verifiers);
-  const checked = new Map<string, string | null>();
-  for (const s of snapshots) {
-    const badFiles: string[] = [];
-    try {
-      const pending: { path: string; blocks: BlockRef[] }[] = [];
-      await readManifest(storage, key, verifiers, s, (r) => { if (!('deleted' in r) && r.kind === 'file') pending.push({ path: Buffer.from(r.path).toString('utf8'), blocks: r.blocks }); });
-      for (const f of pending) {
-        let firstError: string | null = null;
-        for (const b of f.blocks) {
-          const k = `${b.volume}@${b.dataOffset}`;
-          let err = checked.get(k);
-          if (err === undefined) {
-            try {
-              await reader.readBlock(b, (d) => createHash('sha384').update(d).digest().equals(b.sha384));
-              err = null;
-            } catch (e) {
-              if (!(e instanceof IebsError)) throw e;
-              err = e.message;
+  const good = new Set<string>();
+  const bad = new Map<string, string>();
+  const dir = await mkdtemp(join(tmpdir(), 'iebs-verify-'));
+  try {
+    for (const s of snapshots) {
+      const badFiles: string[] = [];
+      const files = new ExternalSorter(dir, 'files');
+      try {
+        const none = Buffer.alloc(0);
+        await readManifest(storage, key, verifiers, s, (r) => { if (!('deleted' in r) && r.kind === 'file') files.add(none, serialize({ path: Buffer.from(r.path).toString('utf8'), blocks: r.blocks })); });
+        for (const [, v] of files.sorted()) {
+          const f = deserialize(v) as { path: string; blocks: BlockRef[] };
+          let firstError: string | null = null;
+          for (const b of f.blocks) {
+            const k = `${b.volume}@${b.dataOffset}`;
+            let err = good.has(k) ? null : bad.get(k);
+            if (err === undefined) {
+              try {
+                await reader.readBlock(b, (d) => createHash('sha384').update(d).digest().equals(b.sha384));
+                err = null;
+                if (good.size >= GOOD_PLACES) good.clear();
+                good.add(k);
+              } catch (e) {
+                if (!(e instanceof IebsError)) throw e;
+                err = e.message;
+                bad.set(k, err);
+              }
+              res.blocks++;
+              progress();
             }
-            checked.set(k, err);
-            res.blocks++;
-            progress();
+            if (err && !firstError) firstError = err;
           }
-          if (err && !firstError) firstError = err;
+          if (firstError) badFiles.push(`${f.path}: ${firstError}`);
         }
-        if (firstError) badFiles.push(`${f.path}: ${firstError}`);
+      } catch (e) {
+        if (!(e instanceof IebsError) || e.code === 'wrong-key') throw e;
+        res.problems.push({ object: `${LAYOUT.manifests}/${s.record.manifest.name}`, message: e.message, affects: affected(s, snapshots) });
+        continue;
+      } finally {
+        files.close();
       }
-    } catch (e) {
-      if (!(e instanceof IebsError) || e.code === 'wrong-key') throw e;
-      res.problems.push({ object: `${LAYOUT.manifests}/${s.record.manifest.name}`, message: e.message, affects: affected(s, snapshots) });
-      continue;
+      if (badFiles.length) {
+        res.problems.push({ object: s.record.name, message: `${badFiles.length} file(s) of ${s.record.name} have unreadable blocks, first: ${badFiles[0]}`, affects: affected(s, snapshots), files: badFiles.length });
+      }
     }
-    if (badFiles.length) {
-      res.problems.push({ object: s.record.name, message: `${badFiles.length} file(s) of ${s.record.name} have unreadable blocks, first: ${badFiles[0]}`, affects: affected(s, snapshots), files: badFiles.length });
-    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 }
