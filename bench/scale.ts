@@ -1,14 +1,19 @@
 /**
- * Scale benchmark (not part of npm test): peak RSS and time of a full backup, an
- * unchanged increment and a restore for trees of many small files, and for one large
- * file. Each step runs in a fresh process (bench/run-once.ts).
+ * Scale benchmark (not part of npm test): time, CPU and peak RSS of a full backup, an
+ * unchanged increment and a restore for trees of many small files (1000 per directory),
+ * and for one large file. Each step runs in a fresh process: iebs through
+ * bench/run-once.ts, and restic (when installed, unless --only iebs) on the same tree
+ * under /usr/bin/time, with iebs/restic ratios of seconds and peak RSS. restic's seconds
+ * include its process start and password key derivation (about 0.8 s on a 2-CPU VM);
+ * iebs's are taken inside run-once, without Node's start and module loading (about
+ * 0.25 s), so on small corpora the seconds ratio flatters iebs.
  *
- *   npm run bench -- [--files 10000,100000] [--big-mib 4096] [--dir /path/with/space]
+ *   npm run bench -- [--files 10000,100000] [--big-mib 4096] [--only iebs|all] [--dir /path/with/space]
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, rmSync, openSync, writeSync, closeSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync, openSync, writeSync, closeSync, existsSync } from 'node:fs';
 import { createCipheriv } from 'node:crypto';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { keygen } from '../engine/keys.js';
@@ -17,8 +22,33 @@ const args = process.argv.slice(2);
 const opt = (name: string, dflt: string) => { const i = args.indexOf(`--${name}`); return i >= 0 ? args[i + 1] : dflt; };
 const counts = opt('files', '10000,100000').split(',').filter(Boolean).map(Number);
 const bigMiB = Number(opt('big-mib', '4096'));
-const base = mkdtempSync(join(opt('dir', tmpdir()), 'iebs-scale-'));
+const only = opt('only', 'all');
+if (!counts.every((n) => Number.isInteger(n) && n > 0)) throw new Error('--files takes positive integers, comma-separated');
+if (!Number.isInteger(bigMiB) || bigMiB < 0) throw new Error('--big-mib takes a whole number of MiB (0 to skip)');
+if (only !== 'iebs' && only !== 'all') throw new Error('--only takes iebs or all');
+const TIME = '/usr/bin/time';
+const FILES_PER_DIR = 1000;
 const runner = fileURLToPath(new URL('./run-once.js', import.meta.url));
+const withRestic = only === 'all' && resticInstalled();
+const base = mkdtempSync(join(opt('dir', tmpdir()), 'iebs-scale-'));
+
+const STEPS = ['full backup', 'unchanged increment', 'restore'] as const;
+type Step = (typeof STEPS)[number];
+/** One step of one tool: wall seconds, user + system CPU seconds, peak RSS in MiB. */
+interface Sample { seconds: number; cpuSeconds: number; peakRssMiB: number }
+type Samples = Record<Step, Sample>;
+/** One tree to back up: its label in the table, where it is, its file count and total bytes. */
+interface Corpus { label: string; src: string; files: number; bytes: number }
+
+/** True when restic can run here; says on stderr why restic rows are missing otherwise. */
+function resticInstalled() {
+  if (spawnSync('restic', ['version']).status !== 0) {
+    console.error('restic not found (apt-get install -y restic): iebs rows only');
+    return false;
+  }
+  if (!existsSync(TIME)) throw new Error(`${TIME} not found: apt-get install -y time, or run with --only iebs`);
+  return true;
+}
 
 /** Deterministic, incompressible-ish bytes: AES-CTR keystream. */
 function stream(seed: number) {
@@ -26,54 +56,144 @@ function stream(seed: number) {
   return (n: number) => c.update(Buffer.alloc(n));
 }
 
-function step(argv: string[]) {
+/** Size in bytes of small file number i: 100 to 4099, spread evenly. */
+const smallSize = (i: number) => 100 + ((i * 7919) % 4000);
+
+/**
+ * Writes n small files into src/<i / 1000>/f<i>.txt, their bytes one keystream taken a
+ * directory at a time (the same bytes as one read per file); returns their total size.
+ */
+function makeSmallFiles(src: string, n: number) {
+  const t0 = performance.now();
+  const next = stream(n % 251);
+  let bytes = 0;
+  for (let first = 0; first < n; first += FILES_PER_DIR) {
+    const dir = join(src, String(first / FILES_PER_DIR));
+    mkdirSync(dir, { recursive: true });
+    const last = Math.min(n, first + FILES_PER_DIR);
+    let dirBytes = 0;
+    for (let i = first; i < last; i++) dirBytes += smallSize(i);
+    const block = next(dirBytes);
+    let at = 0;
+    for (let i = first; i < last; i++) writeFileSync(`${dir}/f${i}.txt`, block.subarray(at, (at += smallSize(i))));
+    bytes += dirBytes;
+  }
+  console.error(`generated ${n} small files (${(bytes / 1048576).toFixed(0)} MiB) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  return bytes;
+}
+
+/** Writes one file of mib MiB into src/big.bin. */
+function makeBigFile(src: string, mib: number) {
+  const t0 = performance.now();
+  mkdirSync(src);
+  const fd = openSync(join(src, 'big.bin'), 'w');
+  const next = stream(7);
+  for (let i = 0; i < mib; i++) writeSync(fd, next(1048576));
+  closeSync(fd);
+  console.error(`generated one ${mib} MiB file in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+/** Runs one iebs step in a fresh process (bench/run-once.ts) and returns its sample. */
+function iebsStep(argv: string[]): Sample {
   const r = spawnSync(process.execPath, [runner, ...argv], { encoding: 'utf8', maxBuffer: 1 << 24 });
   if (r.status !== 0) throw new Error(`${argv[0]} failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
 
-const rows: string[][] = [['corpus', 'step', 'seconds', 'MiB/s', 'CPU s', 'peak RSS MiB']];
-async function measure(label: string, src: string, bytes: number) {
+/** The three iebs steps on the corpus, with fresh keys and repository (removed afterwards). */
+async function runIebs(c: Corpus): Promise<Samples> {
+  const { label, src } = c;
   const keys = join(base, `keys-${label}`);
   await keygen({ out: keys, name: 'bench' });
   const repo = join(base, `repo-${label}`);
-  for (const [name, argv] of [
-    ['full backup', ['backup', src, repo, join(keys, 'backup.key')]],
-    ['unchanged increment', ['backup', src, repo, join(keys, 'backup.key')]],
-    ['restore', ['restore', repo, join(keys, 'restore.key'), join(base, `out-${label}`)]],
-  ] as const) {
-    const r = step([...argv]);
-    const moved = name === 'unchanged increment' ? 0 : bytes;
-    rows.push([label, name, r.seconds.toFixed(2), moved ? (moved / 1048576 / r.seconds).toFixed(0) : '-', r.cpuSeconds.toFixed(2), r.peakRssMiB.toFixed(0)]);
-    console.error(rows[rows.length - 1].join('  '));
-  }
-  rmSync(join(base, `out-${label}`), { recursive: true, force: true });
-  rmSync(repo, { recursive: true, force: true });
+  const out = join(base, `out-${label}`);
+  const argv: Record<Step, string[]> = {
+    'full backup': ['backup', src, repo, join(keys, 'backup.key')],
+    'unchanged increment': ['backup', src, repo, join(keys, 'backup.key')],
+    restore: ['restore', repo, join(keys, 'restore.key'), out],
+  };
+  const samples = {} as Samples;
+  for (const name of STEPS) progress(c, 'iebs', name, (samples[name] = iebsStep(argv[name])));
+  for (const p of [keys, repo, out]) rmSync(p, { recursive: true, force: true });
+  return samples;
 }
 
+/** Runs restic with env under /usr/bin/time; returns its sample and stdout. */
+function resticStep(argv: string[], env: NodeJS.ProcessEnv): { sample: Sample; stdout: string } {
+  const timeFile = join(base, 'time.txt');
+  const r = spawnSync(TIME, ['-f', '%e %U %S %M', '-o', timeFile, 'restic', ...argv], { env, encoding: 'utf8', maxBuffer: 1 << 26 });
+  if (r.status !== 0) throw new Error(`restic ${argv[0]} failed: ${r.stderr}`);
+  const [seconds, user, sys, rssKiB] = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+  return { sample: { seconds, cpuSeconds: user + sys, peakRssMiB: rssKiB / 1024 }, stdout: r.stdout };
+}
+
+/** Warns on stderr when restic's backup summary does not show the files the step expects. */
+function checkSummary(name: Step, stdout: string, files: number) {
+  const s = JSON.parse(stdout.trim().split('\n').pop()!);
+  const seen = name === 'full backup' ? s.files_new : s.files_unmodified;
+  if (seen !== files) console.error(`warning: restic ${name} saw ${seen} of ${files} files as ${name === 'full backup' ? 'new' : 'unmodified'}`);
+}
+
+/** The three restic steps on the corpus (after an untimed `restic init`), repository and cache removed afterwards. */
+function runRestic(c: Corpus): Samples {
+  const { label, src } = c;
+  const repo = join(base, `restic-repo-${label}`);
+  const cache = join(base, `restic-cache-${label}`);
+  const out = join(base, `restic-out-${label}`);
+  const env = { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('RESTIC_'))), RESTIC_PASSWORD: 'bench', RESTIC_REPOSITORY: repo, RESTIC_CACHE_DIR: cache };
+  resticStep(['init', '-q'], env);
+  const argv: Record<Step, string[]> = {
+    'full backup': ['backup', '--json', '-q', src],
+    'unchanged increment': ['backup', '--json', '-q', src],
+    restore: ['restore', 'latest', '--target', out, '-q'],
+  };
+  const samples = {} as Samples;
+  for (const name of STEPS) {
+    const { sample, stdout } = resticStep(argv[name], env);
+    if (name !== 'restore') checkSummary(name, stdout, c.files);
+    progress(c, 'restic', name, (samples[name] = sample));
+  }
+  for (const p of [repo, cache, out]) rmSync(p, { recursive: true, force: true });
+  return samples;
+}
+
+const rows: string[][] = [['corpus', 'tool', 'step', 'seconds', 'MiB/s', 'CPU s', 'peak RSS MiB', 'seconds iebs/restic', 'RSS iebs/restic']];
+
+/** One table row; the ratio columns are filled when the restic sample of the step is given. */
+function row(c: Corpus, tool: string, name: Step, s: Sample, vs?: Sample) {
+  const moved = name === 'unchanged increment' ? 0 : c.bytes;
+  return [
+    c.label, tool, name, s.seconds.toFixed(2), moved ? (moved / 1048576 / s.seconds).toFixed(0) : '-', s.cpuSeconds.toFixed(2), s.peakRssMiB.toFixed(0),
+    vs ? (s.seconds / vs.seconds).toFixed(2) : '-', vs ? (s.peakRssMiB / vs.peakRssMiB).toFixed(2) : '-',
+  ];
+}
+
+/** Prints a step's row (without ratios) to stderr as soon as it is measured. */
+function progress(c: Corpus, tool: string, name: Step, s: Sample) {
+  console.error(row(c, tool, name, s).slice(0, 7).join('  '));
+}
+
+/** Measures every tool on one corpus and adds its rows, iebs beside restic step by step. */
+async function measure(c: Corpus) {
+  const iebs = await runIebs(c);
+  const restic = withRestic ? runRestic(c) : undefined;
+  for (const name of STEPS) {
+    rows.push(row(c, 'iebs', name, iebs[name], restic?.[name]));
+    if (restic) rows.push(row(c, 'restic', name, restic[name]));
+  }
+}
+
+console.error(`${cpus().length} CPUs, load average ${loadavg()[0].toFixed(2)}; restic ${withRestic ? 'included' : 'skipped'}`);
 try {
   for (const n of counts) {
     const src = join(base, `files-${n}`);
-    const next = stream(n % 251);
-    let bytes = 0;
-    for (let i = 0; i < n; i++) {
-      const dir = join(src, String(Math.floor(i / 1000)));
-      if (i % 1000 === 0) mkdirSync(dir, { recursive: true });
-      const size = 100 + ((i * 7919) % 4000);
-      writeFileSync(join(dir, `f${i}.txt`), next(size));
-      bytes += size;
-    }
-    await measure(`${n} small files`, src, bytes);
+    await measure({ label: `${n} small files`, src, files: n, bytes: makeSmallFiles(src, n) });
     rmSync(src, { recursive: true, force: true });
   }
   if (bigMiB > 0) {
     const src = join(base, 'big');
-    mkdirSync(src);
-    const fd = openSync(join(src, 'big.bin'), 'w');
-    const next = stream(7);
-    for (let i = 0; i < bigMiB; i++) writeSync(fd, next(1048576));
-    closeSync(fd);
-    await measure(`one ${bigMiB} MiB file`, src, bigMiB * 1048576);
+    makeBigFile(src, bigMiB);
+    await measure({ label: `one ${bigMiB} MiB file`, src, files: 1, bytes: bigMiB * 1048576 });
   }
 } finally {
   rmSync(base, { recursive: true, force: true });

@@ -13,6 +13,7 @@
  * outside `--target`, whatever a manifest says.
  */
 import { lstat, mkdir, mkdtemp, open, rename, rm, symlink, chmod, utimes, lutimes, lchown, unlink } from 'node:fs/promises';
+import { closeSync, fchmodSync, fchownSync, futimesSync, lstatSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serialize, deserialize } from 'node:v8';
@@ -326,6 +327,7 @@ export async function removeNonDir(p: Buffer): Promise<void> {
 }
 
 async function restoreFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord, asRoot: boolean, onBytes: (n: number) => void): Promise<void> {
+  if (r.blocks.length <= 1) return restoreSmallFile(safe, reader, r, asRoot, onBytes);
   const final = await safe.leaf(r.path);
   const dirEnd = final.lastIndexOf(0x2f);
   const tmp = Buffer.concat([final.subarray(0, dirEnd + 1), Buffer.from(`.iebs-restore-${randomBytes(6).toString('hex')}`)]);
@@ -356,6 +358,47 @@ async function restoreFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord
     throw e;
   } finally {
     if (!ok) { await fh.close().catch(() => {}); await rm(tmp, { force: true }).catch(() => {}); }
+  }
+}
+
+/**
+ * Restores a file of at most one block: the block is read and checked first, then the
+ * file is written, stamped and renamed with synchronous calls, which for a small file
+ * cost a fraction of seven trips through the thread pool.
+ */
+async function restoreSmallFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord, asRoot: boolean, onBytes: (n: number) => void): Promise<void> {
+  const b = r.blocks[0];
+  const data = b ? await reader.readBlock(b, (d) => createHash('sha384').update(d).digest().equals(b.sha384)) : new Uint8Array(0);
+  if (data.length !== r.size || (b && b.offset !== 0)) throw new FormatError('bad-size', `${Buffer.from(r.path).toString('utf8')}: restored ${data.length} bytes, expected ${r.size}`);
+  const final = await safe.leaf(r.path);
+  const dirEnd = final.lastIndexOf(0x2f);
+  const tmp = Buffer.concat([final.subarray(0, dirEnd + 1), Buffer.from(`.iebs-restore-${randomBytes(6).toString('hex')}`)]);
+  let fd = -1;
+  let ok = false;
+  try {
+    fd = openSync(tmp, 'wx', 0o600);
+    for (let off = 0; off < data.length;) off += writeSync(fd, data, off, data.length - off);
+    if (asRoot) { try { fchownSync(fd, r.uid, r.gid); } catch { /* kept as the restoring user */ } }
+    fchmodSync(fd, r.mode);
+    const t = Number(r.mtimeNs) / 1e9;
+    futimesSync(fd, t, t);
+    closeSync(fd);
+    fd = -1;
+    // rename replaces a file or symlink in the way; a directory in the way is refused.
+    if (lstatSync(final, { throwIfNoEntry: false })?.isDirectory()) throw new IoError('exists', `${final.toString()}: a directory is in the way`);
+    renameSync(tmp, final);
+    ok = true;
+    onBytes(data.length);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOSPC') throw new IoError('disk-full', `${safe.rootText}: target is full`, { cause: e });
+    if (!(e instanceof IebsError) && typeof code === 'string') throw new IoError('io', `${final.toString()}: ${code}`, { cause: e });
+    throw e;
+  } finally {
+    if (!ok) {
+      if (fd >= 0) closeSync(fd);
+      rmSync(tmp, { force: true });
+    }
   }
 }
 
