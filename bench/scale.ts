@@ -20,7 +20,8 @@ import { keygen } from '../engine/keys.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: string) => { const i = args.indexOf(`--${name}`); return i >= 0 ? args[i + 1] : dflt; };
-const counts = opt('files', '10000,100000').split(',').filter(Boolean).map(Number);
+// `--files 0` runs no small-file corpus.
+const counts = opt('files', '10000,100000').split(',').filter(Boolean).map(Number).filter((n) => n !== 0);
 const bigMiB = Number(opt('big-mib', '4096'));
 const only = opt('only', 'all');
 if (!counts.every((n) => Number.isInteger(n) && n > 0)) throw new Error('--files takes positive integers, comma-separated');
