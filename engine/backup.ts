@@ -748,22 +748,29 @@ async function writeIndex(storage: Storage, key: BackupKey, name: string, lines:
   };
   try {
     const running = createHash('sha384');
-    let held: Buffer = Buffer.alloc(0);
+    // Chunks are gathered until a piece's worth and joined once, not copied per chunk.
+    let held: Buffer[] = [];
+    let heldBytes = 0;
     const take = async (b: Buffer) => {
-      held = held.length ? Buffer.concat([held, b]) : b;
-      while (held.length >= pieceSize) {
-        const cut = held.lastIndexOf(0x0a, pieceSize - 1) + 1;
+      held.push(b);
+      heldBytes += b.length;
+      if (heldBytes < pieceSize) return;
+      let rest = Buffer.concat(held);
+      while (rest.length >= pieceSize) {
+        const cut = rest.lastIndexOf(0x0a, pieceSize - 1) + 1;
         if (cut === 0) throw new FormatError('bad-line', `${name}: index line longer than a piece`);
-        await seal(held.subarray(0, cut));
-        held = held.subarray(cut);
+        await seal(rest.subarray(0, cut));
+        rest = rest.subarray(cut);
       }
+      held = [rest];
+      heldBytes = rest.length;
     };
     const head = Buffer.from(`IEBS-INDEX 1\n${name}\n`, 'latin1');
     running.update(head);
     await take(head);
     for await (const chunk of lines.read()) { running.update(chunk); await take(chunk); }
     await take(Buffer.from(`-- END OF INDEX -- sha384(${running.digest('hex')})\n`, 'latin1'));
-    if (held.length) await seal(held);
+    if (heldBytes) await seal(Buffer.concat(held));
     await w.commit();
   } catch (e) { await w.abort(); throw e; }
   return { name: indexObject(name), size, sha384: new Uint8Array(whole.digest()) };

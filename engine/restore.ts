@@ -106,7 +106,8 @@ export async function readManifest(storage: Storage, key: RestoreKey, verifiers:
  * (a directory, then what is inside it; names compared bytewise with `/` first).
  */
 export class ComposedSnapshot {
-  private constructor(readonly snapshot: Snapshot, private readonly dir: string, private readonly byPath: ExternalSorter) {}
+  /** `dir` is the scratch folder, removed by `close`; callers may keep scratch files of their own there. */
+  private constructor(readonly snapshot: Snapshot, readonly dir: string, private readonly byPath: ExternalSorter) {}
 
   /**
    * Reads the manifests of the chain of snapshot `id` (default: the latest), full first,
@@ -129,11 +130,15 @@ export class ComposedSnapshot {
       for (const s of chainOf(snapshot, snapshots)) {
         await readManifest(storage, key, verifiers, s, (r) => {
           if ('deleted' in r) byUuid.add(Buffer.from(r.deleted, 'latin1'), none);
-          else byUuid.add(Buffer.from(r.uuid, 'latin1'), serialize(r));
+          else byUuid.add(Buffer.from(r.uuid, 'latin1'), withTreeKey(r));
         });
       }
       let last: [Buffer, Buffer] | null = null;
-      const keep = () => { if (last && last[1].length) byPath.add(treeKey((deserialize(last[1]) as FileRecord).path), last[1]); };
+      const keep = () => {
+        if (!last || !last[1].length) return;
+        const n = last[1].readUInt32BE(0);
+        byPath.add(last[1].subarray(4, 4 + n), last[1].subarray(4 + n));
+      };
       for (const [k, v] of byUuid.sorted()) {
         if (last && !last[0].equals(k)) keep();
         last = [Buffer.from(k), Buffer.from(v)];
@@ -189,6 +194,14 @@ function isUnder(p: Buffer, dir: Buffer): boolean {
   return p.length > dir.length && p[dir.length] === 0x2f && p.subarray(0, dir.length).equals(dir);
 }
 
+/** A record as the UUID sort keeps it: its tree key (length-prefixed), then the record. */
+function withTreeKey(r: FileRecord): Buffer {
+  const k = treeKey(r.path);
+  const n = Buffer.alloc(4);
+  n.writeUInt32BE(k.length);
+  return Buffer.concat([n, k, serialize(r)]);
+}
+
 /** Sort key of a path in tree order: `/` (never inside a name) becomes 0x00 so it sorts first. */
 function treeKey(path: Uint8Array): Buffer {
   const k = Buffer.from(path);
@@ -242,9 +255,8 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
   const asRoot = process.getuid?.() === 0;
   // Symlinks are made after every file, and directory modes and times are set last,
   // deepest first; both wait in scratch sorters.
-  const later = await mkdtemp(join(tmpdir(), 'iebs-restore-'));
-  const links = new ExternalSorter(later, 'links', o.arena);
-  const dirs = new ExternalSorter(later, 'dirs', o.arena);
+  const links = new ExternalSorter(composed.dir, 'links', o.arena);
+  const dirs = new ExternalSorter(composed.dir, 'dirs', o.arena);
   try {
     // Files are independent: several are restored at once, so reading, decrypting,
     // decompressing and writing of different files overlap.
@@ -302,7 +314,6 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
     }
   } finally {
     links.close(); dirs.close();
-    await rm(later, { recursive: true, force: true });
   }
   result.failures.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   await storage.close();
@@ -326,11 +337,23 @@ export async function removeNonDir(p: Buffer): Promise<void> {
   }
 }
 
+/** A temporary name in the same directory as `final`, for write-then-rename. */
+function besides(final: Buffer): Buffer {
+  return Buffer.concat([final.subarray(0, final.lastIndexOf(0x2f) + 1), Buffer.from(`.iebs-restore-${randomBytes(6).toString('hex')}`)]);
+}
+
+/** What a failed write of `final` is reported as: a full target, an I/O error, or itself. */
+function writeError(e: unknown, safe: SafeTarget, final: Buffer): unknown {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC') return new IoError('disk-full', `${safe.rootText}: target is full`, { cause: e });
+  if (!(e instanceof IebsError) && typeof code === 'string') return new IoError('io', `${final.toString()}: ${code}`, { cause: e });
+  return e;
+}
+
 async function restoreFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord, asRoot: boolean, onBytes: (n: number) => void): Promise<void> {
   if (r.blocks.length <= 1) return restoreSmallFile(safe, reader, r, asRoot, onBytes);
   const final = await safe.leaf(r.path);
-  const dirEnd = final.lastIndexOf(0x2f);
-  const tmp = Buffer.concat([final.subarray(0, dirEnd + 1), Buffer.from(`.iebs-restore-${randomBytes(6).toString('hex')}`)]);
+  const tmp = besides(final);
   const fh = await open(tmp, 'wx', 0o600);
   let ok = false;
   try {
@@ -352,10 +375,7 @@ async function restoreFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord
     await rename(tmp, final);
     ok = true;
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOSPC') throw new IoError('disk-full', `${safe.rootText}: target is full`, { cause: e });
-    if (!(e instanceof IebsError) && typeof code === 'string') throw new IoError('io', `${final.toString()}: ${code}`, { cause: e });
-    throw e;
+    throw writeError(e, safe, final);
   } finally {
     if (!ok) { await fh.close().catch(() => {}); await rm(tmp, { force: true }).catch(() => {}); }
   }
@@ -371,8 +391,7 @@ async function restoreSmallFile(safe: SafeTarget, reader: VolumeReader, r: FileR
   const data = b ? await reader.readBlock(b, (d) => createHash('sha384').update(d).digest().equals(b.sha384)) : new Uint8Array(0);
   if (data.length !== r.size || (b && b.offset !== 0)) throw new FormatError('bad-size', `${Buffer.from(r.path).toString('utf8')}: restored ${data.length} bytes, expected ${r.size}`);
   const final = await safe.leaf(r.path);
-  const dirEnd = final.lastIndexOf(0x2f);
-  const tmp = Buffer.concat([final.subarray(0, dirEnd + 1), Buffer.from(`.iebs-restore-${randomBytes(6).toString('hex')}`)]);
+  const tmp = besides(final);
   let fd = -1;
   let ok = false;
   try {
@@ -390,10 +409,7 @@ async function restoreSmallFile(safe: SafeTarget, reader: VolumeReader, r: FileR
     ok = true;
     onBytes(data.length);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOSPC') throw new IoError('disk-full', `${safe.rootText}: target is full`, { cause: e });
-    if (!(e instanceof IebsError) && typeof code === 'string') throw new IoError('io', `${final.toString()}: ${code}`, { cause: e });
-    throw e;
+    throw writeError(e, safe, final);
   } finally {
     if (!ok) {
       if (fd >= 0) closeSync(fd);

@@ -46,45 +46,57 @@ function writeAll(fd: number, b: Uint8Array): void {
   for (let off = 0; off < b.length;) off += writeSync(fd, b, off, b.length - off);
 }
 
-/** Reads a run file from the start, entry by entry. */
-class RunReader {
+/** Reads a file from the start in large pieces, handing out exact byte counts. */
+class SequentialReader {
   private buf = Buffer.allocUnsafe(RUN_READ);
   private start = 0;
   private end = 0;
   private pos = 0;
-  private eof = false;
+  constructor(private readonly fd: number, private readonly size = Infinity) {}
+
+  /** The next `n` bytes (a view valid until the next call), or null at the end of the file. */
+  take(n: number, what: string): Buffer | null {
+    if (this.end - this.start < n) {
+      if (n > this.buf.length) {
+        const bigger = Buffer.allocUnsafe(Math.max(n, this.buf.length * 2));
+        this.buf.copy(bigger, 0, this.start, this.end);
+        this.buf = bigger;
+      } else this.buf.copy(this.buf, 0, this.start, this.end);
+      this.end -= this.start; this.start = 0;
+      while (this.end < n && this.pos < this.size) {
+        const got = readSync(this.fd, this.buf, this.end, Math.min(this.buf.length - this.end, this.size - this.pos), this.pos);
+        if (got === 0) break;
+        this.pos += got; this.end += got;
+      }
+      if (this.end === 0) return null;
+      if (this.end < n) throw new Error(`${what} is truncated`);
+    }
+    const out = this.buf.subarray(this.start, this.start + n);
+    this.start += n;
+    return out;
+  }
+}
+
+/** Reads a run file from the start, entry by entry. */
+class RunReader {
   private readonly fd: number;
+  private readonly reader: SequentialReader;
   key: Buffer = Buffer.alloc(0);
   value: Buffer = Buffer.alloc(0);
-  constructor(path: string, readonly order: number) { this.fd = openSync(path, 'r'); }
-
-  /** Makes `n` bytes available at `start`; false at the end of the file. */
-  private fill(n: number): boolean {
-    if (this.end - this.start >= n) return true;
-    if (this.eof) return false;
-    if (n > this.buf.length) {
-      const bigger = Buffer.allocUnsafe(Math.max(n, this.buf.length * 2));
-      this.buf.copy(bigger, 0, this.start, this.end);
-      this.buf = bigger;
-    } else this.buf.copy(this.buf, 0, this.start, this.end);
-    this.end -= this.start; this.start = 0;
-    while (this.end < n) {
-      const got = readSync(this.fd, this.buf, this.end, this.buf.length - this.end, this.pos);
-      if (got === 0) { this.eof = true; break; }
-      this.pos += got; this.end += got;
-    }
-    return this.end >= n;
+  constructor(path: string, readonly order: number) {
+    this.fd = openSync(path, 'r');
+    this.reader = new SequentialReader(this.fd);
   }
 
   /** Moves to the next entry; false (and the file closed) at the end. */
   next(): boolean {
-    if (!this.fill(8)) { closeSync(this.fd); return false; }
-    const kl = this.buf.readUInt32BE(this.start), vl = this.buf.readUInt32BE(this.start + 4);
-    if (!this.fill(8 + kl + vl)) throw new Error(`sorter run is truncated`);
-    // Copies: the buffer is reused by the next fill.
-    this.key = Buffer.from(this.buf.subarray(this.start + 8, this.start + 8 + kl));
-    this.value = Buffer.from(this.buf.subarray(this.start + 8 + kl, this.start + 8 + kl + vl));
-    this.start += 8 + kl + vl;
+    const h = this.reader.take(8, 'sorter run');
+    if (!h) { closeSync(this.fd); return false; }
+    const kl = h.readUInt32BE(0), vl = h.readUInt32BE(4);
+    // Copies: the reader's buffer is reused by the next take.
+    const kv = Buffer.from(this.reader.take(kl + vl, 'sorter run')!);
+    this.key = kv.subarray(0, kl);
+    this.value = kv.subarray(kl);
     return true;
   }
 }
@@ -98,8 +110,6 @@ export class ExternalSorter {
   private used = 0;
   private offsets: number[] = [];
   private runs: string[] = [];
-  /** Entries added. */
-  count = 0;
 
   /** The arena starts small and doubles up to `limit`, so a sorter that gets little costs little. */
   constructor(private readonly dir: string, private readonly name: string, private readonly limit = SORT_ARENA) {
@@ -116,7 +126,6 @@ export class ExternalSorter {
     this.arena.set(value, at + 8 + key.length);
     this.used += n;
     this.offsets.push(at);
-    this.count++;
   }
 
   /** Makes room for an entry of `n` bytes: a bigger arena while under the limit, else a spill. */
@@ -320,11 +329,14 @@ export class SortedTable {
   /** Every entry in key order, with its ordinal. */
   *entries(): Generator<[key: Buffer, value: Buffer, ordinal: number]> {
     if (this.fd < 0) return;
-    const reader = new TableReader(this.fd, this.size, this.keyLength);
+    const reader = new SequentialReader(this.fd, this.size);
+    const K = this.keyLength;
     for (let ordinal = 0; ordinal < this.count; ordinal++) {
-      const e = reader.next();
-      if (!e) throw new Error(`${this.path}: table file is short`);
-      yield [e[0], e[1], ordinal];
+      const head = reader.take(K + 2, this.path);
+      if (!head) throw new Error(`${this.path}: table file is short`);
+      const key = Buffer.from(head.subarray(0, K));
+      const value = Buffer.from(reader.take(head.readUInt16BE(K), this.path) ?? Buffer.alloc(0));
+      yield [key, value, ordinal];
     }
   }
 
@@ -333,34 +345,6 @@ export class SortedTable {
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = -1;
     rmSync(this.path, { force: true });
-  }
-}
-
-/** Sequential reader of a table file. */
-class TableReader {
-  private buf = Buffer.allocUnsafe(RUN_READ);
-  private start = 0;
-  private end = 0;
-  private pos = 0;
-  constructor(private readonly fd: number, private readonly size: number, private readonly K: number) {}
-  private fill(n: number): boolean {
-    if (this.end - this.start >= n) return true;
-    this.buf.copy(this.buf, 0, this.start, this.end);
-    this.end -= this.start; this.start = 0;
-    while (this.end < n && this.pos < this.size) {
-      const got = readSync(this.fd, this.buf, this.end, Math.min(this.buf.length - this.end, this.size - this.pos), this.pos);
-      if (got === 0) break;
-      this.pos += got; this.end += got;
-    }
-    return this.end - this.start >= n;
-  }
-  next(): [Buffer, Buffer] | null {
-    if (!this.fill(this.K + 2)) return null;
-    const vl = this.buf.readUInt16BE(this.start + this.K);
-    if (!this.fill(this.K + 2 + vl)) return null;
-    const s = this.start;
-    this.start += this.K + 2 + vl;
-    return [Buffer.from(this.buf.subarray(s, s + this.K)), Buffer.from(this.buf.subarray(s + this.K + 2, s + this.K + 2 + vl))];
   }
 }
 

@@ -117,3 +117,21 @@ test('restore --include with spilling brings the chosen entries and the director
   assert.equal(r.files, 3);
   assert.equal(r.dirs, 6);
 });
+
+test('restore refuses to replace a directory in the way of a file, small or large, and restores the rest', async () => {
+  const dir = tempDir('in-the-way');
+  const src = join(dir, 'src');
+  mkdirSync(src);
+  writeFileSync(join(src, 'small.txt'), 'one block\n');
+  writeSeeded(join(src, 'large.bin'), 'in-the-way', 5 * MiB);
+  writeFileSync(join(src, 'other.txt'), 'restored\n');
+  const storage = openStorage(join(dir, 'repo'));
+  await backup(storage, bk, { sources: [src], volumeSize: 8 * MiB, system: 'way' });
+  const out = join(dir, 'out');
+  for (const n of ['small.txt', 'large.bin']) mkdirSync(join(out, n, 'kept'), { recursive: true });
+  const r = await restore(openStorage(join(dir, 'repo')), rk, { target: out });
+  assert.deepEqual(r.failures.map((f) => f.path), ['large.bin', 'small.txt']);
+  for (const f of r.failures) assert.match(f.message, /a directory is in the way/);
+  assert.equal(readFileSync(join(out, 'other.txt'), 'utf8'), 'restored\n');
+  for (const n of ['small.txt', 'large.bin']) assert.equal(readTree(join(out, n)).size, 1, `${n}/kept is untouched`);
+});
