@@ -18,14 +18,13 @@ import { tmpdir, hostname } from 'node:os';
 import { basename, join } from 'node:path';
 import { randomUUID, createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import * as openpgp from 'openpgp';
 import { IebsError, UsageError, FormatError, KeyError } from '../formats/errors.js';
 import { encodeRecord, encodeDeletion, encodeDocEnd, encodeManifestHeader, type BlockRef, type FileRecord, type EntryKind, checkPath } from '../formats/manifest.js';
 import { HOST_RE, SYSTEM_RE, snapshotName } from '../formats/names.js';
 import { encodeIndexItem, INDEX_PIECE, INDEX_PIECE_FRAME } from '../formats/blockindex.js';
 import { indexObject, manifestObject, type SnapshotRecord, type SnapshotCounts } from '../formats/snapshot.js';
 import { indexContext } from '../formats/envelope.js';
-import { hmac, sha384, sealEnvelope, random, PGP_CONFIG } from './crypto.js';
+import { hmac, sha384, sealEnvelope, random, pgpSealStream } from './crypto.js';
 import { chunkStream, DEFAULT_SIZES, type ChunkerParams } from './chunker.js';
 import { compressBlock, skipByExtension, DEFAULT_CODEC, CODEC, type CodecChoice } from './codec.js';
 import type { BackupKey } from './keys.js';
@@ -710,9 +709,7 @@ async function writeManifest(storage: Storage, key: BackupKey, name: string, hea
     for await (const chunk of records.read()) { running.update(chunk); yield chunk; }
     yield Buffer.from(encodeDocEnd('manifest', running.digest()), 'latin1');
   }
-  const input = Readable.toWeb(Readable.from(text())) as unknown as ReadableStream<Uint8Array>;
-  const message = await openpgp.createMessage({ binary: input, format: 'binary' });
-  const out = (await openpgp.encrypt({ message, encryptionKeys: key.recipients, signingKeys: key.signer, format: 'binary', config: PGP_CONFIG })) as unknown as ReadableStream<Uint8Array>;
+  const out = await pgpSealStream(text(), key.recipients, key.signer);
   const w = await storage.create(object);
   const h = createHash('sha384');
   let size = 0;

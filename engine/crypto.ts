@@ -13,6 +13,7 @@ import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, ran
 import * as openpgp from 'openpgp';
 import { AuthError, FormatError, KeyError, IebsError } from '../formats/errors.js';
 import { Readable } from 'node:stream';
+import { createDeflate } from 'node:zlib';
 import { decodeEnvelopeHeader, encodeEnvelopeHeader, concatBytes, ENVELOPE_HEADER, TAG_LENGTH } from '../formats/envelope.js';
 
 /** OpenPGP settings that keep every message readable by GnuPG 2.2. */
@@ -115,7 +116,7 @@ export async function pgpOpenBytes(bytes: Uint8Array, decryptionKeys: openpgp.Pr
  * chunk size, not the message size.
  */
 export async function pgpOpenStream(source: AsyncIterable<Uint8Array>, decryptionKeys: openpgp.PrivateKey[], verifiers: openpgp.PublicKey[], where: string, onData: (chunk: Uint8Array) => void): Promise<void> {
-  const input = Readable.toWeb(Readable.from(source)) as unknown as ReadableStream<Uint8Array>;
+  const input = pullStream(source);
   let message: openpgp.Message<ReadableStream<Uint8Array>>;
   try {
     message = await openpgp.readMessage({ binaryMessage: input });
@@ -132,6 +133,44 @@ export async function pgpOpenStream(source: AsyncIterable<Uint8Array>, decryptio
     if (cause instanceof IebsError) throw cause;
     throw new AuthError('auth-failed', `${where}: cannot decrypt or verify (${firstLine((cause as Error).message)})`, { cause });
   }
+}
+
+/**
+ * Signs (one-pass), ZLIB-compresses and encrypts `source` as one binary OpenPGP message,
+ * as a stream, in bounded memory. openpgp.js would compress through Node's
+ * CompressionStream, which takes its whole input before it yields much output (a
+ * manifest of a million files was held whole); so the compressed packet's body is made
+ * here with node:zlib, which waits for its reader, and openpgp.js only encrypts it.
+ */
+export async function pgpSealStream(source: AsyncIterable<Uint8Array>, recipients: openpgp.PublicKey[], signer: openpgp.PrivateKey): Promise<ReadableStream<Uint8Array>> {
+  const message = await openpgp.createMessage({ binary: pullStream(source), format: 'binary' });
+  // The typings of Message.sign lag its code, which takes recipient keys second.
+  const sign = message.sign as unknown as (keys: openpgp.PrivateKey[], recipientKeys: openpgp.PublicKey[], signature: null, keyIDs: [], date: Date, userIDs: [], recipientUserIDs: [], notations: [], config: Partial<openpgp.Config>) => Promise<openpgp.Message<ReadableStream<Uint8Array>>>;
+  const signed = await sign.call(message, [signer], [], null, [], new Date(), [], [], [], { ...openpgp.config, ...PGP_CONFIG });
+  const compressed = new openpgp.CompressedDataPacket() as unknown as { algorithm: number; compressed: unknown };
+  compressed.algorithm = openpgp.enums.compression.zlib;
+  compressed.compressed = pullStream(Readable.fromWeb(signed.packets.write() as never).pipe(createDeflate()));
+  const list = new openpgp.PacketList();
+  list.push(compressed as unknown as openpgp.CompressedDataPacket);
+  const uncompressed = { ...PGP_CONFIG, preferredCompressionAlgorithm: openpgp.enums.compression.uncompressed };
+  return (await openpgp.encrypt({ message: new openpgp.Message(list) as openpgp.Message<ReadableStream<Uint8Array>>, encryptionKeys: recipients, format: 'binary', config: uncompressed })) as unknown as ReadableStream<Uint8Array>;
+}
+
+/**
+ * A web stream that takes the next chunk of `source` only when its reader asks for it.
+ * openpgp.js reads its input as fast as it is given: a stream that fills itself ahead
+ * (as `Readable.toWeb` does here) made it hold a whole manifest in memory.
+ */
+export function pullStream(source: AsyncIterable<Uint8Array>): ReadableStream<Uint8Array> {
+  const it = source[Symbol.asyncIterator]();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { value, done } = await it.next();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    async cancel() { await it.return?.(); },
+  }, { highWaterMark: 1 });
 }
 
 /** Says "wrong key" plainly when a message is sealed to none of the keys we hold. */
