@@ -245,12 +245,18 @@ const MAX_TABLE_VALUE = 0xffff;
 export class SortedTable {
   private readonly w: FileWriter | null;
   private fd = -1;
-  private pageKeys: Buffer[] = [];
-  private pageKeyBuf = Buffer.alloc(0);
+  /**
+   * The first key of every page, back to back. Kept in one buffer of its own: a small
+   * Buffer per page would be a slice of Node's shared 8 KiB pool and keep the whole
+   * slab alive, about 8 KiB per page.
+   */
+  private pageKeys: Buffer;
+  private pages = 0;
   private pageOffsets: number[] = [];
   private pageOrdinals: number[] = [];
   private nextPage = 0;
-  private last: Buffer | null = null;
+  private readonly last: Buffer;
+  private readonly len = Buffer.allocUnsafeSlow(2);
   private size = 0;
   private readBuf = Buffer.allocUnsafe(PAGE + 2 * (MAX_TABLE_VALUE + 64));
   /** Entries written. */
@@ -258,25 +264,32 @@ export class SortedTable {
 
   constructor(readonly path: string, readonly keyLength: number) {
     this.w = new FileWriter(path);
+    this.pageKeys = Buffer.allocUnsafeSlow(64 * keyLength);
+    this.last = Buffer.allocUnsafeSlow(keyLength);
   }
 
   /** Appends an entry; keys must increase. */
   append(key: Uint8Array, value: Uint8Array): void {
-    if (key.length !== this.keyLength) throw new Error(`table key of ${key.length} bytes, not ${this.keyLength}`);
+    const K = this.keyLength;
+    if (key.length !== K) throw new Error(`table key of ${key.length} bytes, not ${K}`);
     if (value.length > MAX_TABLE_VALUE) throw new Error(`table value of ${value.length} bytes is too long`);
-    const k = Buffer.from(key);
-    if (this.last && Buffer.compare(this.last, k) >= 0) throw new Error('table keys out of order');
+    if (this.count > 0 && this.last.compare(key) >= 0) throw new Error('table keys out of order');
     const w = this.w!;
     if (w.offset >= this.nextPage) {
-      this.pageKeys.push(k);
+      if ((this.pages + 1) * K > this.pageKeys.length) {
+        const bigger = Buffer.allocUnsafeSlow(this.pageKeys.length * 2);
+        this.pageKeys.copy(bigger, 0, 0, this.pages * K);
+        this.pageKeys = bigger;
+      }
+      this.pageKeys.set(key, this.pages * K);
+      this.pages++;
       this.pageOffsets.push(w.offset);
       this.pageOrdinals.push(this.count);
       this.nextPage = (Math.floor(w.offset / PAGE) + 1) * PAGE;
     }
-    const len = Buffer.allocUnsafe(2);
-    len.writeUInt16BE(value.length);
-    w.write(k); w.write(len); w.write(value);
-    this.last = k;
+    this.len.writeUInt16BE(value.length);
+    w.write(key); w.write(this.len); w.write(value);
+    this.last.set(key);
     this.count++;
   }
 
@@ -284,10 +297,6 @@ export class SortedTable {
   finish(): this {
     this.w!.close();
     this.size = this.w!.offset;
-    // The page keys in one buffer: one object instead of one per page.
-    this.pageKeyBuf = Buffer.concat(this.pageKeys);
-    this.pageKeys = [];
-    this.last = null;
     this.fd = openSync(this.path, 'r');
     return this;
   }
@@ -295,14 +304,14 @@ export class SortedTable {
   /** The value and ordinal of `key`, if present. */
   get(key: Uint8Array): { value: Buffer; ordinal: number } | undefined {
     const K = this.keyLength;
-    const pages = this.pageOffsets.length;
+    const pages = this.pages;
     if (pages === 0 || key.length !== K) return undefined;
     // Last page whose first key is <= key.
     let lo = 0, hi = pages - 1;
-    if (this.pageKeyBuf.compare(key, 0, K, 0, K) > 0) return undefined;
+    if (this.pageKeys.compare(key, 0, K, 0, K) > 0) return undefined;
     while (lo < hi) {
       const mid = (lo + hi + 1) >> 1;
-      if (this.pageKeyBuf.compare(key, 0, K, mid * K, mid * K + K) <= 0) lo = mid; else hi = mid - 1;
+      if (this.pageKeys.compare(key, 0, K, mid * K, mid * K + K) <= 0) lo = mid; else hi = mid - 1;
     }
     const from = this.pageOffsets[lo];
     const to = lo + 1 < pages ? this.pageOffsets[lo + 1] : this.size;
