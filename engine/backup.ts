@@ -12,9 +12,9 @@
  *
  * Nothing needs a decryption key: only backup.key.
  */
-import { lstat, open, readlink, mkdtemp, rm, appendFile, type FileHandle } from 'node:fs/promises';
-import { createReadStream, openSync, fstatSync, readSync, closeSync, readdirSync, lstatSync, type BigIntStats } from 'node:fs';
-import { tmpdir, hostname } from 'node:os';
+import { lstat, readlink, mkdtemp, rm, appendFile } from 'node:fs/promises';
+import { createReadStream, readdirSync, lstatSync, type BigIntStats } from 'node:fs';
+import { tmpdir, hostname, availableParallelism } from 'node:os';
 import { basename, join } from 'node:path';
 import { randomUUID, createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -24,13 +24,14 @@ import { HOST_RE, SYSTEM_RE, snapshotName } from '../formats/names.js';
 import { encodeIndexItem, INDEX_PIECE, INDEX_PIECE_FRAME } from '../formats/blockindex.js';
 import { indexObject, manifestObject, type SnapshotRecord, type SnapshotCounts } from '../formats/snapshot.js';
 import { indexContext } from '../formats/envelope.js';
-import { hmac, sha384, sealEnvelope, random, pgpSealStream } from './crypto.js';
-import { chunkStream, DEFAULT_SIZES, type ChunkerParams } from './chunker.js';
-import { compressBlock, skipByExtension, DEFAULT_CODEC, CODEC, type CodecChoice } from './codec.js';
+import { hmac, sealEnvelope, random, pgpSealStream } from './crypto.js';
+import { DEFAULT_SIZES, type ChunkerParams } from './chunker.js';
+import { compressBlock, skipByExtension, DEFAULT_CODEC, type CodecChoice } from './codec.js';
 import type { BackupKey } from './keys.js';
 import { acquireLock, chainOf, initRepo, LAYOUT, listSnapshots, readConfig, repoPublicKeys, writeRecord, type Snapshot } from './repo.js';
 import { ChainState, parsePlacement, placementValue, type PathState } from './state.js';
 import { IdBloom, SortedTable } from './sorter.js';
+import { ReaderPool, type FileMeta, type ReadEvent, type ReadFile, type ReadJob } from './readers.js';
 import type { Storage } from './storage.js';
 import { VolumeSet, MIN_VOLUME_SIZE, type Placement } from './volumes.js';
 
@@ -56,6 +57,8 @@ export interface BackupOptions {
   now?: () => bigint;
   /** Sizes of scratch structures; smaller only in tests, to make every spill happen. */
   limits?: Limits;
+  /** Reader threads (default: one per core, at most four). */
+  readers?: number;
 }
 
 /** Sizes of a run's scratch structures. */
@@ -94,7 +97,6 @@ export interface BackupResult {
 interface WalkEntry { rel: Buffer; abs: Buffer; st: BigIntStats; kind: EntryKind }
 
 const SEP = Buffer.from('/');
-const READ_SIZE = 4 * 1024 * 1024;
 
 /** Default system name: the short host name, cleaned to the allowed characters. */
 export function defaultSystem(): string {
@@ -234,7 +236,7 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
     tmp = await mkdtemp(join(tmpdir(), 'iebs-backup-'));
     state = await ChainState.load(storage, key.indexKey, chain, tmp, o.limits?.arena);
     const params: ChunkerParams = { ...DEFAULT_SIZES, gear: key.gear };
-    return await run(storage, key, o, { buffers: { read: Buffer.allocUnsafe(READ_SIZE), window: new Uint8Array(2 * params.max) }, system, type, head, chain, state, params, codec, now, created, tmp });
+    return await run(storage, key, o, { system, type, head, chain, state, params, codec, now, created, tmp });
   } finally {
     state?.close();
     if (tmp) await rm(tmp, { recursive: true, force: true });
@@ -427,9 +429,70 @@ interface FileWriter {
 /** A block of a file being read: what it is, and where it is or will be. */
 interface Part { ref: Omit<BlockRef, keyof Placement>; place: Placement | Promise<Placement> }
 
+/** An entry to store, waiting for its turn in walk order. */
+interface Task {
+  e: WalkEntry;
+  pathId: Uint8Array;
+  rec: FileRecord;
+  path: string;
+  status: 'new' | 'changed';
+  /** The UUID of the entry this one replaces with another kind. */
+  replaces?: string;
+  /** Where a file's events come from. */
+  slot?: Slot;
+}
+
+/** Entries submitted ahead of the one being stored. */
+const LOOKAHEAD = 1024;
+/** Small files are read in batches of up to this many files or bytes. */
+const BATCH_FILES = 64;
+const BATCH_BYTES = 1024 * 1024;
+
+/** A file's place in a batch of reads. */
+interface Slot { batch: Batch; f: number }
+interface Batch { files: ReadFile[]; bytes: number; job: ReadJob | null }
+
+/** Hands files to the reader threads: large ones alone, small ones in batches. */
+class Readers {
+  private batch: Batch = { files: [], bytes: 0, job: null };
+  constructor(private readonly pool: ReaderPool) {}
+
+  /** Adds a file of `size` bytes; a file above `alone` bytes gets a job of its own. */
+  add(file: ReadFile, size: number, alone: number): Slot {
+    if (size > alone) {
+      const batch: Batch = { files: [file], bytes: size, job: null };
+      batch.job = this.pool.submit(batch.files, size);
+      return { batch, f: 0 };
+    }
+    const slot = { batch: this.batch, f: this.batch.files.length };
+    this.batch.files.push(file);
+    this.batch.bytes += size;
+    if (this.batch.files.length >= BATCH_FILES || this.batch.bytes >= BATCH_BYTES) this.flush();
+    return slot;
+  }
+
+  /** Submits the batch being gathered. */
+  flush(): void {
+    if (this.batch.files.length === 0) return;
+    this.batch.job = this.pool.submit(this.batch.files, this.batch.bytes);
+    this.batch = { files: [], bytes: 0, job: null };
+  }
+
+  /** The job a slot's events come from (its batch is submitted if it was not yet). */
+  job(slot: Slot): ReadJob {
+    if (!slot.batch.job) this.flush();
+    return slot.batch.job!;
+  }
+
+  close(): Promise<void> { return this.pool.close(); }
+}
+
+/** Reader threads by default: one per core, at most four. */
+function defaultReaders(): number {
+  return Math.max(1, Math.min(4, availableParallelism()));
+}
+
 interface RunContext {
-  /** Scratch buffers reused for every file: the read buffer and the chunker's window. */
-  buffers: { read: Buffer; window: Uint8Array };
   system: string; type: 'full' | 'increment'; head: Snapshot | undefined; chain: Snapshot[]; state: ChainState;
   params: ChunkerParams; codec: CodecChoice; now: () => bigint; created: boolean;
   /** Scratch folder of the run: spooled records and index lines, on-disk tables. */
@@ -464,12 +527,36 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   const pipe = new Pipeline(IN_FLIGHT);
   const w: FileWriter = { key, c, o, volumes: volumes!, pipe, newBlocks: new RunBlocks(c.tmp, o.limits?.blocksInMemory), records, index, warn, progress };
 
+  const readers = o.dryRun ? null : new Readers(new ReaderPool(o.readers ?? defaultReaders(), { blockIdKey: key.blockIdKey, params: c.params, codec: c.codec, bloom: c.state.blockBloom.words }));
+  // Entries to store wait here in walk order while their files are read ahead.
+  const tasks: Task[] = [];
+  let head = 0;
+  const take = async (t: Task): Promise<void> => {
+    await pipe.room();
+    const { e, rec, path } = t;
+    if (t.replaces) { const old = t.replaces; void pipe.after(() => records.append(encodeDeletion(old))); }
+    if (e.kind === 'symlink') {
+      try { rec.target = (await readlink(e.abs, { encoding: 'buffer' })) as Buffer; } catch (cause) {
+        warn({ path, message: `cannot read symlink (${(cause as NodeJS.ErrnoException).code ?? 'error'})` });
+        return;
+      }
+      if (rec.target.length === 0) { warn({ path, message: 'empty symlink target' }); return; }
+      finishEntry(w, t.pathId, rec, e.st, []);
+    } else if (t.slot) {
+      const got = await takeFile(w, t, readers!.job(t.slot), t.slot.f);
+      if (!got) return;
+      read += got.read;
+    } else finishEntry(w, t.pathId, rec, e.st, []);
+    counts[t.status]++; counts.files++; counts.bytes += rec.size;
+    o.onProgress?.(progress);
+  };
+
   try {
     for await (const e of walk(o.sources, o, warn)) {
-      await pipe.room();
       checkPath(e.rel, 'source path');
       // Marked as seen: what the walk never sees was deleted.
-      const prev = c.state.path(hmac(key.pathIdKey, e.rel), true);
+      const pathId = hmac(key.pathIdKey, e.rel);
+      const prev = c.state.path(pathId, true);
       const path = e.rel.toString('utf8');
       const size = e.kind === 'file' ? Number(e.st.size) : 0;
       progress.files++;
@@ -487,26 +574,23 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
       // A path keeps its UUID while it keeps its kind; a path that changed kind is a
       // deletion of the old entry and a new one.
       const uuid = prev && prev.kind === e.kind ? prev.uuid : randomUUID();
-      if (prev && prev.kind !== e.kind) void pipe.after(() => records.append(encodeDeletion(prev.uuid)));
       const rec: FileRecord = {
         uuid, path: e.rel, size, mtimeNs: e.st.mtimeNs, uid: Number(e.st.uid), gid: Number(e.st.gid),
         blockSize: e.kind === 'file' ? c.params.avg : 0, kind: e.kind, mode: Number(e.st.mode & 0o7777n), blocks: [],
       };
-      if (e.kind === 'symlink') {
-        try { rec.target = (await readlink(e.abs, { encoding: 'buffer' })) as Buffer; } catch (cause) {
-          warn({ path, message: `cannot read symlink (${(cause as NodeJS.ErrnoException).code ?? 'error'})` });
-          continue;
-        }
-        if (rec.target.length === 0) { warn({ path, message: 'empty symlink target' }); continue; }
-        finishEntry(w, e.rel, rec, e.st, []);
-      } else if (e.kind === 'file') {
-        const got = await storeFile(w, e, rec, path);
-        if (!got) continue;
-        read += got.read;
-      } else finishEntry(w, e.rel, rec, e.st, []);
-      counts[status]++; counts.files++; counts.bytes += rec.size;
-      o.onProgress?.(progress);
+      tasks.push({
+        e, pathId, rec, path, status, replaces: prev && prev.kind !== e.kind ? prev.uuid : undefined,
+        slot: e.kind === 'file' ? readers!.add({ abs: e.abs.toString('latin1'), skip: skipByExtension(path) }, size, c.params.min) : undefined,
+      });
+      while (tasks.length - head > LOOKAHEAD) {
+        const t = tasks[head];
+        tasks[head++] = undefined!;
+        await take(t);
+        if (head > LOOKAHEAD) { tasks.splice(0, head); head = 0; }
+      }
     }
+    readers?.flush();
+    for (; head < tasks.length; head++) await take(tasks[head]);
     await pipe.drain();
     for (const [pathId, f] of c.state.unseen()) {
       counts.deleted++;
@@ -538,163 +622,94 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     throw e;
   } finally {
     w.newBlocks.close();
+    await readers?.close();
   }
 }
 
 /**
  * Submits the last steps of an entry: once its blocks are placed, the catalogue, the
- * manifest record and the index line. `st` is the metadata the entry was read with.
+ * manifest record and the index line. `st` is the metadata the entry was read with;
+ * `pathId` its keyed path id.
  */
-function finishEntry(w: FileWriter, rel: Buffer, rec: FileRecord, st: BigIntStats, parts: Part[]): void {
-  const pathId = hmac(w.key.pathIdKey, rel);
+function finishEntry(w: FileWriter, pathId: Uint8Array, rec: FileRecord, st: Pick<BigIntStats, keyof FileMeta>, parts: Part[]): void {
   rec.size = rec.kind === 'file' ? Number(st.size) : 0;
   rec.mtimeNs = st.mtimeNs;
   rec.mode = Number(st.mode & 0o7777n);
   void w.pipe.after(async () => {
     rec.blocks = [];
     for (const p of parts) rec.blocks.push({ ...p.ref, ...(await p.place) });
-    await w.volumes.endFile(rec);
-    await w.records.append(encodeRecord(rec));
+    const text = encodeRecord(rec);
+    await w.volumes.endFile(rec, text);
+    await w.records.append(text);
     await w.index.append(encodeIndexItem({ t: 'F', file: { pathId, uuid: rec.uuid, kind: rec.kind, size: rec.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, mode: rec.mode } }));
   });
 }
 
 /**
- * Reads one file into blocks and submits them. Returns null (with a warning) if it
- * cannot be read or changed while it was read: a torn file is never recorded as if
- * whole (its blocks may be written, but no record names them).
+ * Takes the events of one file from its reader: submits its blocks, then its record.
+ * Returns null (with a warning) if it could not be read or changed while it was read:
+ * a torn file is never recorded as if whole (its blocks may be written, but no record
+ * names them).
  */
-async function storeFile(w: FileWriter, e: WalkEntry, rec: FileRecord, path: string): Promise<{ read: number } | null> {
-  const { c, warn, progress, o } = w;
-  const skip = skipByExtension(path);
-  if (e.st.size <= BigInt(c.params.min)) {
-    const small = readSmall(e.abs, Number(e.st.size), warn, path);
-    if (small === null) return null;
-    if (small !== 'large') {
-      const r = small;
-      if (!steady(r.before, r.after, r.data.length)) { warn({ path, message: 'changed while it was read; not stored (the previous version, if any, is kept)' }); return null; }
-      void w.pipe.after(async () => w.volumes.beginFile(rec));
-      const parts = r.data.length > 0 ? [await submitBlock(w, r.data, 0, 0, rec.uuid, skip)] : [];
-      progress.bytes += r.data.length;
-      finishEntry(w, e.rel, rec, r.after, parts);
-      return { read: r.data.length };
-    }
-  }
-  for (let attempt = 0; attempt < 2; attempt++) {
-    let fh: FileHandle;
-    try { fh = await open(e.abs, 'r'); } catch (cause) {
-      const code = (cause as NodeJS.ErrnoException).code;
-      warn({ path, message: code === 'ENOENT' ? 'vanished before it was read' : `cannot read (${code ?? 'error'})` });
-      return null;
-    }
-    try {
-      const before = await fh.stat({ bigint: true });
-      void w.pipe.after(async () => w.volumes.beginFile(rec));
-      const parts: Part[] = [];
-      let offset = 0;
-      const buffers = c.buffers;
-      async function* pieces(): AsyncGenerator<Uint8Array> {
-        // chunkStream copies each piece before it asks for the next, so one read buffer serves.
-        for (;;) {
-          const { bytesRead } = await fh.read(buffers.read, 0, buffers.read.length, null);
-          if (bytesRead === 0) return;
-          yield buffers.read.subarray(0, bytesRead);
-        }
-      }
-      for await (const chunk of chunkStream(c.params, pieces(), buffers.window)) {
-        parts.push(await submitBlock(w, chunk, parts.length, offset, rec.uuid, skip));
-        offset += chunk.length;
-        progress.bytes += chunk.length;
+async function takeFile(w: FileWriter, t: Task, job: ReadJob, f: number): Promise<{ read: number } | null> {
+  const { progress, o } = w;
+  void w.pipe.after(async () => w.volumes.beginFile(t.rec));
+  let parts: Part[] = [];
+  for (;;) {
+    const ev = await job.next();
+    if (ev.f !== f) throw new IebsError('reader-order', `reader sent an event of file ${ev.f} of a job while file ${f} was expected`);
+    switch (ev.t) {
+      case 'block':
+        parts.push(await submitBlock(w, ev, t.rec.uuid));
+        job.taken(ev);
+        progress.bytes += ev.size;
         o.onProgress?.(progress);
+        break;
+      case 'end':
+        finishEntry(w, t.pathId, t.rec, ev.meta, parts);
+        return { read: ev.read };
+      case 'torn': {
+        const torn = { ...t.rec, blocks: [] };
+        void w.pipe.after(() => w.volumes.endFile(torn));
+        if (ev.last) {
+          w.warn({ path: t.path, message: 'changed while it was read; not stored (the previous version, if any, is kept)' });
+          return null;
+        }
+        parts = [];
+        void w.pipe.after(async () => w.volumes.beginFile(t.rec));
+        break;
       }
-      const after = await fh.stat({ bigint: true });
-      if (steady(before, after, offset)) {
-        finishEntry(w, e.rel, rec, after, parts);
-        return { read: offset };
-      }
-      const torn = { ...rec, blocks: [] };
-      void w.pipe.after(() => w.volumes.endFile(torn));
-      if (attempt === 1) warn({ path, message: 'changed while it was read; not stored (the previous version, if any, is kept)' });
-    } catch (cause) {
-      // Errors of ours (destination full, damaged repository) stop the run; a source
-      // read error (EIO, EACCES mid-file) costs this file only.
-      const code = (cause as NodeJS.ErrnoException).code;
-      if (cause instanceof IebsError || typeof code !== 'string') throw cause;
-      warn({ path, message: `read error (${code})` });
-      return null;
-    } finally {
-      await fh.close().catch(() => {});
+      case 'fail':
+        w.warn({ path: t.path, message: ev.message });
+        return null;
     }
-  }
-  return null;
-}
-
-/** True if a file read as `read` bytes did not change while it was read. */
-function steady(before: BigIntStats, after: BigIntStats, read: number): boolean {
-  return before.size === after.size && before.mtimeNs === after.mtimeNs && before.ctimeNs === after.ctimeNs && BigInt(read) === after.size;
-}
-
-/** A small file read whole, with its metadata before and after the read. */
-interface SmallRead { data: Buffer; before: BigIntStats; after: BigIntStats }
-
-/**
- * Reads a file of at most the smallest block size with synchronous calls: for small
- * files the thread-pool round trips of five async calls cost more than the work.
- * Returns 'large' when the file grew past the expected size (the caller chunks it),
- * null (with a warning) when it cannot be read.
- */
-function readSmall(abs: Buffer, size: number, warn: (w: Warning) => void, path: string): SmallRead | 'large' | null {
-  let fd: number;
-  try { fd = openSync(abs, 'r'); } catch (cause) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    warn({ path, message: code === 'ENOENT' ? 'vanished before it was read' : `cannot read (${code ?? 'error'})` });
-    return null;
-  }
-  try {
-    const before = fstatSync(fd, { bigint: true });
-    const data = Buffer.allocUnsafe(size + 1);
-    let got = 0;
-    for (;;) {
-      const n = readSync(fd, data, got, data.length - got, null);
-      if (n === 0) break;
-      got += n;
-      if (got === data.length) return 'large';
-    }
-    const after = fstatSync(fd, { bigint: true });
-    return { data: data.subarray(0, got), before, after };
-  } catch (cause) {
-    warn({ path, message: `read error (${(cause as NodeJS.ErrnoException).code ?? 'error'})` });
-    return null;
-  } finally {
-    closeSync(fd);
   }
 }
 
 /**
- * Hashes one block and, unless the chain or this run already holds it, starts its
- * compression and submits its write. Returns the block's ref and (future) place.
+ * Looks a read block up and, unless the chain or this run already holds it, submits its
+ * write (compressing it first if its reader left that to this thread). Returns the
+ * block's ref and (future) place.
  */
-async function submitBlock(w: FileWriter, chunk: Uint8Array, index: number, offset: number, uuid: string, skip: boolean): Promise<Part> {
-  const digest = sha384(chunk);
-  const blockId = hmac(w.key.blockIdKey, digest);
-  const ref = { index, size: chunk.length, sha384: digest, offset };
-  const known = w.c.state.block(blockId) ?? w.newBlocks.get(blockId);
+async function submitBlock(w: FileWriter, b: Extract<ReadEvent, { t: 'block' }>, uuid: string): Promise<Part> {
+  const ref = { index: b.index, size: b.size, sha384: b.digest, offset: b.offset };
+  const known = w.c.state.block(b.blockId) ?? w.newBlocks.get(b.blockId);
   if (known) return { ref, place: known };
-  await w.pipe.reserve(chunk.length);
-  const packed = skip ? Promise.resolve({ codec: CODEC.none as number, bytes: chunk }) : compressBlock(chunk, w.c.codec);
+  await w.pipe.reserve(b.size);
+  const packed = b.codec >= 0 ? Promise.resolve({ codec: b.codec, bytes: b.bytes }) : compressBlock(b.bytes, w.c.codec);
   packed.catch(() => {}); // awaited by the step below
   const place = w.pipe.after(async () => {
     try {
       const pk = await packed;
-      const placement = await w.volumes.addBlock(uuid, index, { codec: pk.codec, bytes: pk.bytes, plainLength: chunk.length }, ref);
-      await w.index.append(encodeIndexItem({ t: 'B', block: { id: blockId, ...placement } }));
-      w.newBlocks.settle(blockId, placement);
+      const placement = await w.volumes.addBlock(uuid, b.index, { codec: pk.codec, bytes: pk.bytes, plainLength: b.size }, ref);
+      await w.index.append(encodeIndexItem({ t: 'B', block: { id: b.blockId, ...placement } }));
+      w.newBlocks.settle(b.blockId, placement);
       return placement;
     } finally {
-      w.pipe.release(chunk.length);
+      w.pipe.release(b.size);
     }
   });
-  w.newBlocks.pending(blockId, place);
+  w.newBlocks.pending(b.blockId, place);
   return { ref, place };
 }
 

@@ -183,35 +183,62 @@ export function cutPoint(p: ChunkerParams, data: Uint8Array, start: number, end:
  * only once max bytes are buffered, so no byte is hashed twice however small the pieces.
  */
 export async function* chunkStream(p: ChunkerParams, source: AsyncIterable<Uint8Array>, window?: Uint8Array): AsyncGenerator<Uint8Array> {
-  const max = p.max;
-  // A caller that chunks many files one after another passes one window for all of them.
-  const buf = window && window.length >= 2 * max ? window.subarray(0, 2 * max) : new Uint8Array(2 * max);
-  let start = 0;
-  let end = 0;
-  for await (const piece of source) {
+  const c = new Chunker(p, window);
+  for await (const piece of source) yield* c.push(piece);
+  yield* c.end();
+}
+
+/**
+ * The synchronous core of {@link chunkStream}: `push` each piece of a stream and take
+ * the chunks it completes, then `end` for the rest. A reader on its own thread drives it
+ * with synchronous reads.
+ */
+export class Chunker {
+  private readonly buf: Uint8Array;
+  private start = 0;
+  private filled = 0;
+  constructor(private readonly p: ChunkerParams, window?: Uint8Array) {
+    this.buf = window && window.length >= 2 * p.max ? window.subarray(0, 2 * p.max) : new Uint8Array(2 * p.max);
+  }
+
+  /** Takes a piece (copied) and yields the chunks it completes. */
+  *push(piece: Uint8Array): Generator<Uint8Array> {
+    const { buf, p } = this;
     let off = 0;
     while (off < piece.length) {
-      if (end === buf.length) {
+      if (this.filled === buf.length) {
         // Fewer than max bytes are pending here (the loop below drained the rest), so
         // compaction frees at least max bytes.
-        buf.copyWithin(0, start, end);
-        end -= start;
-        start = 0;
+        buf.copyWithin(0, this.start, this.filled);
+        this.filled -= this.start;
+        this.start = 0;
       }
-      const take = Math.min(piece.length - off, buf.length - end);
-      buf.set(piece.subarray(off, off + take), end);
-      end += take;
+      const take = Math.min(piece.length - off, buf.length - this.filled);
+      buf.set(piece.subarray(off, off + take), this.filled);
+      this.filled += take;
       off += take;
-      while (end - start >= max) {
-        const len = cutPoint(p, buf, start, end, false);
-        yield buf.slice(start, start + len);
-        start += len;
+      while (this.filled - this.start >= p.max) {
+        const len = cutPoint(p, buf, this.start, this.filled, false);
+        yield buf.slice(this.start, this.start + len);
+        this.start += len;
       }
     }
   }
-  while (start < end) {
-    const len = cutPoint(p, buf, start, end, true);
-    yield buf.slice(start, start + len);
-    start += len;
+
+  /** Yields the chunks of what is left and makes the chunker ready for a new stream. */
+  *end(): Generator<Uint8Array> {
+    while (this.start < this.filled) {
+      const len = cutPoint(this.p, this.buf, this.start, this.filled, true);
+      yield this.buf.slice(this.start, this.start + len);
+      this.start += len;
+    }
+    this.start = 0;
+    this.filled = 0;
+  }
+
+  /** Drops what is buffered (a stream given up halfway). */
+  reset(): void {
+    this.start = 0;
+    this.filled = 0;
   }
 }

@@ -9,7 +9,7 @@
  *
  * Any authentication failure is one `AuthError`; no partial plaintext ever escapes.
  */
-import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import * as openpgp from 'openpgp';
 import { AuthError, FormatError, KeyError, IebsError } from '../formats/errors.js';
 import { Readable } from 'node:stream';
@@ -35,15 +35,8 @@ export function deriveKey(secret: Uint8Array, purpose: string): Uint8Array {
   return new Uint8Array(hkdfSync('sha256', secret, 'iebs-v1', purpose, 32));
 }
 
-/** HMAC-SHA256. */
-export function hmac(key: Uint8Array, data: Uint8Array): Uint8Array {
-  return new Uint8Array(createHmac('sha256', key).update(data).digest());
-}
-
-/** sha384 of bytes. */
-export function sha384(data: Uint8Array | string): Uint8Array {
-  return new Uint8Array(createHash('sha384').update(data).digest());
-}
+// Kept apart so that reader threads load them without openpgp.
+export { hmac, sha384 } from './hashes.js';
 
 /**
  * Seals `payload` (already compressed by `codec`) into an envelope under `key`, binding

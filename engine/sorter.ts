@@ -362,22 +362,26 @@ export class SortedTable {
  * positions are read straight from the key's bytes. About 10 bits per key, 1% false.
  */
 export class IdBloom {
-  private readonly bits: Uint32Array;
+  /** The filter's bits; `IdBloom.of(words)` rebuilds it elsewhere (a worker thread). */
+  readonly words: Uint32Array;
   private readonly mask: number;
-  constructor(keys: number) {
+  constructor(keys: number, words?: Uint32Array) {
     let n = 1024;
     while (n < keys * 10) n *= 2;
-    this.bits = new Uint32Array(n / 32);
+    if (words && words.length >= 32 && (words.length & (words.length - 1)) === 0) n = words.length * 32;
+    this.words = words && n === words.length * 32 ? words : new Uint32Array(n / 32);
     this.mask = n - 1;
   }
+  /** A filter with the bits of another one. */
+  static of(words: Uint32Array): IdBloom { return new IdBloom(0, words); }
   private positions(id: Uint8Array, f: (bit: number) => void): void {
     const dv = new DataView(id.buffer, id.byteOffset, id.byteLength);
     for (let i = 0; i < 7; i++) f(dv.getUint32(i * 4) & this.mask);
   }
-  add(id: Uint8Array): void { this.positions(id, (b) => { this.bits[b >>> 5] |= 1 << (b & 31); }); }
+  add(id: Uint8Array): void { this.positions(id, (b) => { this.words[b >>> 5] |= 1 << (b & 31); }); }
   has(id: Uint8Array): boolean {
     let all = true;
-    this.positions(id, (b) => { if (!(this.bits[b >>> 5] & (1 << (b & 31)))) all = false; });
+    this.positions(id, (b) => { if (!(this.words[b >>> 5] & (1 << (b & 31)))) all = false; });
     return all;
   }
 }

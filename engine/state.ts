@@ -17,7 +17,7 @@ import { MAX_ENVELOPE_OVERHEAD, type EntryKind } from '../formats/manifest.js';
 import { openEnvelope } from './crypto.js';
 import { decompressBlock } from './codec.js';
 import { LAYOUT, type Snapshot } from './repo.js';
-import { Bitset, ExternalSorter, SortedTable, SORT_ARENA } from './sorter.js';
+import { Bitset, ExternalSorter, IdBloom, SortedTable, SORT_ARENA } from './sorter.js';
 import type { Storage } from './storage.js';
 import type { Placement } from './volumes.js';
 
@@ -113,8 +113,12 @@ function compose(sorter: ExternalSorter, table: SortedTable): SortedTable {
  */
 export class ChainState {
   private readonly seen: Bitset;
+  /** The chain's block ids, so that a block stored nowhere costs no read. */
+  readonly blockBloom: IdBloom;
   private constructor(private readonly paths: SortedTable, private readonly blocks: SortedTable) {
     this.seen = new Bitset(paths.count);
+    this.blockBloom = new IdBloom(blocks.count);
+    for (const [id] of blocks.entries()) this.blockBloom.add(id);
   }
 
   /** Reads and composes the indexes of `chain` (full first) into tables under `dir`. */
@@ -147,6 +151,7 @@ export class ChainState {
 
   /** Where the chain stores the block with this keyed id, if it does. */
   block(id: Uint8Array): Placement | undefined {
+    if (!this.blockBloom.has(id)) return undefined;
     const got = this.blocks.get(id);
     return got && parsePlacement(got.value);
   }

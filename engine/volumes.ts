@@ -60,6 +60,9 @@ interface OpenVolume {
   pendingBytes: number;
 }
 
+/** Tar padding, never written to. */
+const ZEROS = new Uint8Array(TAR_BLOCK);
+
 /** Appended bytes are handed to storage in writes of about this size. */
 const WRITE_BATCH = 1024 * 1024;
 
@@ -94,7 +97,6 @@ export class VolumeSet {
   }
 
   private async append(v: OpenVolume, bytes: Uint8Array): Promise<void> {
-    v.hash.update(bytes);
     v.size += bytes.length;
     v.pending.push(bytes);
     v.pendingBytes += bytes.length;
@@ -105,6 +107,8 @@ export class VolumeSet {
     if (v.pendingBytes === 0) return;
     const batch = v.pending.length === 1 ? v.pending[0] : Buffer.concat(v.pending, v.pendingBytes);
     v.pending = []; v.pendingBytes = 0;
+    // Hashed a batch at a time: an update per tar header and padding cost more than the bytes.
+    v.hash.update(batch);
     await v.writer.write(batch);
   }
 
@@ -113,7 +117,7 @@ export class VolumeSet {
     const dataOffset = v.size;
     await this.append(v, data);
     const pad = tarPadding(data.length);
-    if (pad) await this.append(v, new Uint8Array(pad));
+    if (pad) await this.append(v, ZEROS.subarray(0, pad));
     return dataOffset;
   }
 
@@ -140,12 +144,13 @@ export class VolumeSet {
     return { dataOffset: await this.entry(v, name, env), length: env.length };
   }
 
-  private addToCatalog(v: OpenVolume, r: FileRecord): void {
+  /** Adds a record to the catalogue; `encoded`, if given, is `encodeRecord(r)` made already. */
+  private addToCatalog(v: OpenVolume, r: FileRecord, encoded?: string): void {
     if (!v.enc) {
       v.enc = new DocEncoder('catalog');
       v.catalog.push(v.enc.header({ volume: v.name, snapshot: this.o.snapshot, time: this.o.time, host: this.o.host }));
     }
-    const text = v.enc.record(r);
+    const text = encoded === undefined ? v.enc.record(r) : v.enc.encoded(encoded);
     v.catalog.push(text);
     v.catalogBytes += text.length;
   }
@@ -201,16 +206,18 @@ export class VolumeSet {
 
   /**
    * Ends the current file (or records a directory or symlink): its catalogue record
-   * lists the blocks that live in the current volume.
+   * lists the blocks that live in the current volume. `encoded`, if given, is
+   * `encodeRecord(record)`, used as is when all of its blocks are here.
    */
-  async endFile(record: FileRecord): Promise<void> {
+  async endFile(record: FileRecord, encoded?: string): Promise<void> {
     return this.guard(async () => {
       this.file = null;
       if (!this.cur) this.cur = await this.openVolume();
       const v = this.cur;
       const here = record.blocks.filter((b) => b.volume === v.name);
       if (record.kind === 'file' && here.length === 0 && record.size > 0) return;
-      this.addToCatalog(v, { ...record, blocks: here });
+      if (here.length === record.blocks.length) this.addToCatalog(v, record, encoded);
+      else this.addToCatalog(v, { ...record, blocks: here });
       if (v.catalogBytes >= CATALOG_FLUSH) await this.flushCatalog(v);
     });
   }

@@ -141,6 +141,8 @@ export class DocEncoder {
     return this.add(this.kind === 'manifest' ? encodeManifestHeader(h as ManifestHeader) : encodeCatalogHeader(h as CatalogHeader));
   }
   record(r: FileRecord): string { return this.add(encodeRecord(r)); }
+  /** Appends a record encoded already by `encodeRecord`. */
+  encoded(text: string): string { return this.add(text); }
   deletion(uuid: string): string {
     if (this.kind !== 'manifest') throw new FormatError('bad-line', 'a catalogue holds no deletions');
     return this.add(encodeDeletion(uuid));

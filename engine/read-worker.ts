@@ -1,0 +1,149 @@
+/**
+ * A reader thread of the backup pipeline, started by engine/readers.ts.
+ *
+ * It takes jobs (one large file, or a batch of small ones) in the order the main thread
+ * sends them and, for each file: reads it with synchronous calls (this thread has nothing
+ * else to do meanwhile), cuts it into blocks, hashes each block with sha384 and derives
+ * its keyed id, and compresses it unless the chain may hold it already (its Bloom
+ * filter says so: then the main thread decides, and compresses only if the block is
+ * really new). Compression runs on libuv's threads while this one hashes the next block.
+ * Events go back in order; the bytes posted but not yet taken by the main thread are
+ * bounded by a credit, so a slow writer stops the readers instead of filling memory.
+ */
+import { closeSync, fstatSync, openSync, readSync, type BigIntStats } from 'node:fs';
+import { parentPort, workerData } from 'node:worker_threads';
+import { Chunker } from './chunker.js';
+import { compressBlock } from './codec.js';
+import { hmac, sha384 } from './hashes.js';
+import { IdBloom } from './sorter.js';
+import type { ReadEvent, ReaderInit, ToReader, FromReader, FileMeta, ReadFile } from './readers.js';
+
+const init = workerData as ReaderInit;
+const port = parentPort!;
+const bloom = IdBloom.of(init.bloom);
+const chunker = new Chunker(init.params);
+const buffer = Buffer.allocUnsafe(init.readSize);
+/** Posted at once when this many events wait, or this many bytes. */
+const SEND_EVENTS = 256;
+const SEND_BYTES = 2 * 1024 * 1024;
+/** Compressions this thread lets run ahead of it. */
+const AHEAD = 4;
+
+const jobs: { id: number; files: ReadFile[] }[] = [];
+let running = false;
+/** Bytes posted and not yet given back by the main thread. */
+let outstanding = 0;
+let wake: (() => void) | null = null;
+
+port.on('message', (m: ToReader) => {
+  if (m.t === 'job') {
+    jobs.push(m);
+    if (!running) void drain();
+  } else {
+    outstanding -= m.bytes;
+    const w = wake;
+    wake = null;
+    w?.();
+  }
+});
+
+async function drain(): Promise<void> {
+  running = true;
+  try {
+    while (jobs.length) await job(jobs.shift()!);
+  } catch (e) {
+    post({ t: 'crash', message: e instanceof Error ? e.stack ?? e.message : String(e) }, []);
+  }
+  running = false;
+}
+
+function post(m: FromReader, transfer: ArrayBuffer[]): void {
+  port.postMessage(m, transfer);
+}
+
+/** Events of the current job not posted yet; compressed blocks may still be promises. */
+let out: (ReadEvent | Promise<ReadEvent>)[] = [];
+let outBytes = 0;
+
+async function send(id: number, keep: number, done: boolean): Promise<void> {
+  const now = out.slice(0, Math.max(0, out.length - keep));
+  if (now.length === 0 && !done) return;
+  out = out.slice(now.length);
+  const events = await Promise.all(now);
+  let raw = 0;
+  let bytes = 0;
+  const transfer: ArrayBuffer[] = [];
+  for (const ev of events) {
+    if (ev.t !== 'block') continue;
+    raw += ev.size;
+    bytes += ev.bytes.byteLength;
+    // Only a buffer that is wholly this block's may move; a slice of a shared pool may not.
+    const b = ev.bytes.buffer;
+    if (b instanceof ArrayBuffer && ev.bytes.byteOffset === 0 && ev.bytes.byteLength === b.byteLength && !transfer.includes(b)) transfer.push(b);
+  }
+  outBytes -= raw;
+  while (outstanding > 0 && outstanding + bytes > init.credit) await new Promise<void>((r) => (wake = r));
+  outstanding += bytes;
+  post({ t: 'events', id, events, done }, transfer);
+}
+
+/** Queues an event of job `id`; `raw` is the block's plain size (0 for the others). */
+async function emit(id: number, ev: ReadEvent | Promise<ReadEvent>, raw: number): Promise<void> {
+  out.push(ev);
+  outBytes += raw;
+  if (out.length >= SEND_EVENTS || outBytes >= SEND_BYTES) await send(id, AHEAD, false);
+}
+
+const meta = (st: BigIntStats): FileMeta => ({ size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, mode: st.mode });
+
+function steady(before: BigIntStats, after: BigIntStats, read: number): boolean {
+  return before.size === after.size && before.mtimeNs === after.mtimeNs && before.ctimeNs === after.ctimeNs && BigInt(read) === after.size;
+}
+
+async function job(j: { id: number; files: ReadFile[] }): Promise<void> {
+  for (let f = 0; f < j.files.length; f++) await file(j.id, f, Buffer.from(j.files[f].abs, 'latin1'), j.files[f].skip);
+  await send(j.id, 0, true);
+}
+
+/** Reads one file; a file that changed while it was read is read once more. */
+async function file(id: number, f: number, abs: Buffer, skip: boolean): Promise<void> {
+  let fd: number;
+  try { fd = openSync(abs, 'r'); } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    return emit(id, { t: 'fail', f, message: code === 'ENOENT' ? 'vanished before it was read' : `cannot read (${code ?? 'error'})` }, 0);
+  }
+  try {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const before = fstatSync(fd, { bigint: true });
+      chunker.reset();
+      let index = 0;
+      let offset = 0;
+      const block = async (chunk: Uint8Array) => {
+        const digest = sha384(chunk);
+        const blockId = hmac(init.blockIdKey, digest);
+        const base = { t: 'block' as const, f, index: index++, offset, size: chunk.length, digest, blockId };
+        offset += chunk.length;
+        if (skip) return emit(id, { ...base, codec: 0, bytes: chunk }, chunk.length);
+        if (bloom.has(blockId)) return emit(id, { ...base, codec: -1, bytes: chunk }, chunk.length);
+        return emit(id, compressBlock(chunk, init.codec).then((c) => ({ ...base, codec: c.codec, bytes: c.bytes })), chunk.length);
+      };
+      let at = 0;
+      for (;;) {
+        const n = readSync(fd, buffer, 0, buffer.length, at);
+        if (n === 0) break;
+        at += n;
+        for (const chunk of chunker.push(buffer.subarray(0, n))) await block(chunk);
+      }
+      for (const chunk of chunker.end()) await block(chunk);
+      const after = fstatSync(fd, { bigint: true });
+      if (steady(before, after, at)) return emit(id, { t: 'end', f, meta: meta(after), read: at }, 0);
+      await emit(id, { t: 'torn', f, last: attempt === 1 }, 0);
+    }
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    if (typeof code !== 'string') throw cause;
+    return emit(id, { t: 'fail', f, message: `read error (${code})` }, 0);
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -1,0 +1,169 @@
+/**
+ * The reader threads of the backup pipeline (their code: engine/read-worker.ts).
+ *
+ * The main thread walks the tree and submits jobs: a large file on its own, small files
+ * in batches. Each job goes to the thread with the fewest bytes queued. The threads read,
+ * cut, hash and compress; the main thread takes the events of each job in submission
+ * order through its `ReadJob`, and gives back the credit of each block it has taken, so
+ * each thread has at most `credit` bytes posted and not yet taken.
+ */
+import { Worker } from 'node:worker_threads';
+import { IebsError } from '../formats/errors.js';
+import type { CodecChoice } from './codec.js';
+import type { ChunkerParams } from './chunker.js';
+
+/** The metadata of a file after it was read whole. */
+export interface FileMeta { size: bigint; mtimeNs: bigint; ctimeNs: bigint; ino: bigint; mode: bigint }
+
+/**
+ * What a reader reports of file `f` of a job, in order: its blocks, then `end` (read
+ * whole and steady), `fail` (a warning: it could not be read), or `torn` (it changed
+ * while it was read; its blocks so far are void; unless `last`, blocks of a second
+ * reading follow).
+ */
+export type ReadEvent =
+  | {
+    t: 'block'; f: number; index: number; offset: number; size: number; digest: Uint8Array; blockId: Uint8Array;
+    /** The codec of `bytes`, or -1: not compressed yet, because the chain may hold the block. */
+    codec: number; bytes: Uint8Array;
+  }
+  | { t: 'end'; f: number; meta: FileMeta; read: number }
+  | { t: 'torn'; f: number; last: boolean }
+  | { t: 'fail'; f: number; message: string };
+
+/**
+ * A file for a reader: its path as a latin1 string (byte for byte: a string crosses to
+ * the thread without copying the pool slab a small Buffer lives in), and whether its
+ * name says it is compressed already.
+ */
+export interface ReadFile { abs: string; skip: boolean }
+
+/** What every reader thread starts with. */
+export interface ReaderInit {
+  blockIdKey: Uint8Array;
+  params: ChunkerParams;
+  codec: CodecChoice;
+  /** The words of the chain's block Bloom filter. */
+  bloom: Uint32Array;
+  readSize: number;
+  credit: number;
+}
+
+/** Messages to a reader. */
+export type ToReader = { t: 'job'; id: number; files: ReadFile[] } | { t: 'credit'; bytes: number };
+/** Messages from a reader. */
+export type FromReader = { t: 'events'; id: number; events: ReadEvent[]; done: boolean } | { t: 'crash'; message: string };
+
+/** Bytes a reader reads at a time. */
+const READ_SIZE = 4 * 1024 * 1024;
+/** Bytes of blocks a reader may have posted and not yet taken back. */
+const CREDIT = 8 * 1024 * 1024;
+/** Credit is given back in amounts of at least this, or when the main thread would wait. */
+const GIVE_BACK = 1024 * 1024;
+
+interface Reader { worker: Worker; queued: number; owed: number }
+
+/** The events of one submitted job, taken in order. */
+export class ReadJob {
+  private readonly events: (ReadEvent | undefined)[] = [];
+  private pos = 0;
+  private waiter: (() => void) | null = null;
+  constructor(private readonly pool: ReaderPool, readonly reader: Reader, readonly bytes: number) {}
+
+  /** @internal */
+  arrive(events: ReadEvent[]): void {
+    for (const e of events) this.events.push(e);
+    this.wake();
+  }
+
+  /** @internal */
+  wake(): void {
+    const w = this.waiter;
+    this.waiter = null;
+    w?.();
+  }
+
+  /** The next event; rejects if the pool failed. */
+  async next(): Promise<ReadEvent> {
+    while (this.pos >= this.events.length) {
+      this.pool.check();
+      this.pool.giveBack(this.reader, true);
+      await new Promise<void>((r) => (this.waiter = r));
+    }
+    const e = this.events[this.pos]!;
+    this.events[this.pos++] = undefined;
+    return e;
+  }
+
+  /** Says that a block event is dealt with: its bytes no longer count against the credit. */
+  taken(e: ReadEvent): void {
+    if (e.t === 'block') this.pool.giveBack(this.reader, false, e.bytes.byteLength);
+  }
+}
+
+/** A set of reader threads. */
+export class ReaderPool {
+  private readonly readers: Reader[];
+  private readonly jobs = new Map<number, ReadJob>();
+  private nextId = 0;
+  private failure: IebsError | null = null;
+
+  constructor(count: number, init: Omit<ReaderInit, 'readSize' | 'credit'>) {
+    const data: ReaderInit = { ...init, readSize: READ_SIZE, credit: CREDIT };
+    this.readers = Array.from({ length: Math.max(1, count) }, () => {
+      const r: Reader = { worker: new Worker(new URL('./read-worker.js', import.meta.url), { workerData: data }), queued: 0, owed: 0 };
+      r.worker.on('message', (m: FromReader) => this.receive(r, m));
+      r.worker.on('error', (e) => this.fail(`a reader thread failed: ${e.message}`));
+      r.worker.on('exit', (code) => { if (code !== 0) this.fail(`a reader thread exited with code ${code}`); });
+      return r;
+    });
+  }
+
+  private receive(r: Reader, m: FromReader): void {
+    if (m.t === 'crash') return this.fail(`a reader thread failed: ${m.message}`);
+    const job = this.jobs.get(m.id);
+    if (!job) return;
+    job.arrive(m.events);
+    if (m.done) {
+      this.jobs.delete(m.id);
+      r.queued -= job.bytes;
+    }
+  }
+
+  private fail(message: string): void {
+    this.failure ??= new IebsError('reader-failed', message);
+    for (const j of this.jobs.values()) j.wake();
+  }
+
+  /** @internal Throws if a reader failed. */
+  check(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  /** @internal Adds `bytes` to what `r` is owed; sends it once large enough, or now. */
+  giveBack(r: Reader, now: boolean, bytes = 0): void {
+    r.owed += bytes;
+    if (r.owed > 0 && (now || r.owed >= GIVE_BACK)) {
+      r.worker.postMessage({ t: 'credit', bytes: r.owed } satisfies ToReader);
+      r.owed = 0;
+    }
+  }
+
+  /** Queues files on the reader with the fewest bytes queued; `bytes` is their total size. */
+  submit(files: ReadFile[], bytes: number): ReadJob {
+    this.check();
+    const r = this.readers.reduce((a, b) => (b.queued < a.queued ? b : a));
+    const id = this.nextId++;
+    const job = new ReadJob(this, r, bytes);
+    this.jobs.set(id, job);
+    r.queued += bytes;
+    r.worker.postMessage({ t: 'job', id, files } satisfies ToReader);
+    return job;
+  }
+
+  /** Stops the threads. */
+  async close(): Promise<void> {
+    this.failure ??= new IebsError('reader-closed', 'the readers were stopped');
+    await Promise.all(this.readers.map((r) => r.worker.terminate()));
+  }
+}

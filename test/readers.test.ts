@@ -1,0 +1,85 @@
+/**
+ * Backups read files on reader threads (engine/readers.ts) and take their events back in
+ * walk order. However many readers there are, a chain must store the same blocks and
+ * restore the same trees; blocks the chain holds already are left uncompressed by the
+ * readers and then found by the main thread, so a copy and an insertion store almost
+ * nothing.
+ */
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { backup } from '../engine/backup.js';
+import { restore } from '../engine/restore.js';
+import { loadBackupKey, loadRestoreKey, type BackupKey, type RestoreKey } from '../engine/keys.js';
+import { openStorage } from '../engine/storage.js';
+import { copyTree, diffTrees, makeKeys, readTree, seededBytes, tempDir, writeSeeded, MiB } from './helpers.js';
+
+let bk: BackupKey;
+let rk: RestoreKey;
+before(async () => {
+  const k = makeKeys();
+  bk = await loadBackupKey(k.backup);
+  rk = await loadRestoreKey(k.restore, undefined);
+});
+
+/** Small files of every kind a batch meets, and files of several blocks. */
+function makeTree(src: string): void {
+  for (let d = 0; d < 6; d++) {
+    mkdirSync(join(src, `d${d}`), { recursive: true });
+    for (let f = 0; f < 60; f++) {
+      const name = join(src, `d${d}`, f % 7 === 0 ? `f${f}.zip` : `f${f}.txt`);
+      if (f % 11 === 0) writeFileSync(name, '');
+      else if (f % 2) writeFileSync(name, `text ${d}/${f}\n`.repeat(1 + f * 13));
+      else writeFileSync(name, seededBytes(`small-${d}-${f}`, 100 + f * 97));
+    }
+  }
+  writeSeeded(join(src, 'random.bin'), 'readers-random', 6 * MiB);
+  writeFileSync(join(src, 'text.log'), Buffer.from('a line of a log that compresses well\n'.repeat(100_000)));
+  writeSeeded(join(src, 'd3', 'middle.bin'), 'readers-middle', 700 * 1024);
+}
+
+/** Copies a large file and inserts bytes near the start of another. */
+function change(src: string): void {
+  copyFileSync(join(src, 'random.bin'), join(src, 'random-copy.bin'));
+  const old = readFileSync(join(src, 'text.log'));
+  writeFileSync(join(src, 'text.log'), Buffer.concat([Buffer.from('inserted near the start\n'), old]));
+  writeFileSync(join(src, 'd1', 'f1.txt'), 'changed\n');
+}
+
+async function chain(dir: string, src: string, readers: number) {
+  const storage = openStorage(join(dir, `repo-${readers}`));
+  const full = await backup(storage, bk, { sources: [src], volumeSize: 8 * MiB, system: 'readers', readers });
+  return { storage, full };
+}
+
+test('one reader and three readers store the same chain, and both restore every snapshot', async () => {
+  const dir = tempDir('readers');
+  const src = join(dir, 'src');
+  makeTree(src);
+  const one = await chain(dir, src, 1);
+  const three = await chain(dir, src, 3);
+  const before = join(dir, 'before');
+  copyTree(src, before);
+  change(src);
+  const incOne = await backup(one.storage, bk, { sources: [src], volumeSize: 8 * MiB, system: 'readers', readers: 1 });
+  const incThree = await backup(three.storage, bk, { sources: [src], volumeSize: 8 * MiB, system: 'readers', readers: 3 });
+
+  assert.equal(one.full.counts.files, three.full.counts.files);
+  // Same blocks, same codecs: only the sealed volume keys differ in size by a few bytes.
+  assert.ok(Math.abs(one.full.counts.stored - three.full.counts.stored) < 4096, `${one.full.counts.stored} vs ${three.full.counts.stored}`);
+  assert.ok(Math.abs(incOne.counts.stored - incThree.counts.stored) < 4096, `${incOne.counts.stored} vs ${incThree.counts.stored}`);
+  // A 6 MiB copy and an insertion into a 3.6 MiB log: only the blocks around the insertion are new.
+  assert.ok(incThree.counts.stored < 512 * 1024, `the increment stored ${incThree.counts.stored} bytes`);
+  // The text compresses: far less stored than read in the full.
+  assert.ok(three.full.counts.stored < three.full.read - 3 * MiB, `full stored ${three.full.counts.stored} of ${three.full.read}`);
+
+  for (const [n, r] of [[1, one], [3, three]] as const) {
+    for (const [i, [snapshot, tree]] of ([[r.full.snapshot, before], [n === 1 ? incOne.snapshot : incThree.snapshot, src]] as const).entries()) {
+      const out = join(dir, `out-${n}-${i}`);
+      const got = await restore(openStorage(join(dir, `repo-${n}`)), rk, { target: out, snapshot });
+      assert.deepEqual(got.failures, []);
+      assert.deepEqual(diffTrees(readTree(tree), readTree(out)), [], `readers ${n}, snapshot ${i}`);
+    }
+  }
+});
