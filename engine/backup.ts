@@ -57,7 +57,7 @@ export interface BackupOptions {
   now?: () => bigint;
   /** Sizes of scratch structures; smaller only in tests, to make every spill happen. */
   limits?: Limits;
-  /** Reader threads (default: one per core, at most four). */
+  /** Reader threads (default: one per core beside the main one, 1 to 4). */
   readers?: number;
 }
 
@@ -69,6 +69,8 @@ export interface Limits {
   indexPiece?: number;
   /** Places of stored blocks kept in memory before they go to a table. */
   blocksInMemory?: number;
+  /** Bytes a reader thread may post before the main thread takes them. */
+  readerCredit?: number;
 }
 
 /** Progress of a run. */
@@ -457,9 +459,16 @@ class Readers {
   private batch: Batch = { files: [], bytes: 0, job: null };
   constructor(private readonly pool: ReaderPool) {}
 
-  /** Adds a file of `size` bytes; a file above `alone` bytes gets a job of its own. */
+  /**
+   * Adds a file of `size` bytes; a file above `alone` bytes gets a job of its own. Jobs
+   * are submitted in walk order (the batch being gathered goes first), the order in
+   * which their events are taken: a reader works through its jobs in order and stops at
+   * its credit, so a job submitted ahead of an earlier file's could hold the reader of
+   * that file up for ever.
+   */
   add(file: ReadFile, size: number, alone: number): Slot {
     if (size > alone) {
+      this.flush();
       const batch: Batch = { files: [file], bytes: size, job: null };
       batch.job = this.pool.submit(batch.files, size);
       return { batch, f: 0 };
@@ -487,9 +496,13 @@ class Readers {
   close(): Promise<void> { return this.pool.close(); }
 }
 
-/** Reader threads by default: one per core, at most four. */
+/**
+ * Reader threads by default: one per core beside the main thread's, at least one and at
+ * most four (on two cores, a second one only competed with the main thread: measured
+ * slower).
+ */
 function defaultReaders(): number {
-  return Math.max(1, Math.min(4, availableParallelism()));
+  return Math.max(1, Math.min(4, availableParallelism() - 1));
 }
 
 interface RunContext {
@@ -527,7 +540,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   const pipe = new Pipeline(IN_FLIGHT);
   const w: FileWriter = { key, c, o, volumes: volumes!, pipe, newBlocks: new RunBlocks(c.tmp, o.limits?.blocksInMemory), records, index, warn, progress };
 
-  const readers = o.dryRun ? null : new Readers(new ReaderPool(o.readers ?? defaultReaders(), { blockIdKey: key.blockIdKey, params: c.params, codec: c.codec, bloom: c.state.blockBloom.words }));
+  const readers = o.dryRun ? null : new Readers(new ReaderPool(o.readers ?? defaultReaders(), { blockIdKey: key.blockIdKey, params: c.params, codec: c.codec, bloom: c.state.blockBloom.words }, o.limits?.readerCredit));
   // Entries to store wait here in walk order while their files are read ahead.
   const tasks: Task[] = [];
   let head = 0;

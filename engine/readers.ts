@@ -108,8 +108,8 @@ export class ReaderPool {
   private nextId = 0;
   private failure: IebsError | null = null;
 
-  constructor(count: number, init: Omit<ReaderInit, 'readSize' | 'credit'>) {
-    const data: ReaderInit = { ...init, readSize: READ_SIZE, credit: CREDIT };
+  constructor(count: number, init: Omit<ReaderInit, 'readSize' | 'credit'>, credit = CREDIT) {
+    const data: ReaderInit = { ...init, readSize: READ_SIZE, credit };
     this.readers = Array.from({ length: Math.max(1, count) }, () => {
       const r: Reader = { worker: new Worker(new URL('./read-worker.js', import.meta.url), { workerData: data }), queued: 0, owed: 0 };
       r.worker.on('message', (m: FromReader) => this.receive(r, m));

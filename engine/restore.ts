@@ -13,8 +13,7 @@
  * outside `--target`, whatever a manifest says.
  */
 import { lstat, mkdir, mkdtemp, open, rename, rm, symlink, chmod, utimes, lutimes, lchown, unlink } from 'node:fs/promises';
-import { closeSync, fchmodSync, fchownSync, futimesSync, lstatSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serialize, deserialize } from 'node:v8';
 import { randomBytes, createHash } from 'node:crypto';
@@ -27,6 +26,7 @@ import type { RestoreKey } from './keys.js';
 import type { Storage } from './storage.js';
 import { VolumeReader } from './volumes.js';
 import { ExternalSorter, SORT_ARENA } from './sorter.js';
+import { WriterPool } from './writers.js';
 
 /** Options of a restore. */
 export interface RestoreOptions {
@@ -36,6 +36,8 @@ export interface RestoreOptions {
   onProgress?: (p: { files: number; bytes: number; totalFiles: number; totalBytes: number }) => void;
   /** Memory of each scratch sorter; smaller only in tests, to make them spill. */
   arena?: number;
+  /** Writer threads for small files (default: one per core beside the main one, 1 to 4). */
+  writers?: number;
 }
 
 /** A file that could not be restored, and why. */
@@ -47,8 +49,20 @@ export interface RestoreResult { snapshot: string; files: number; dirs: number; 
 /** Bytes read from storage at a time when streaming a manifest. */
 const READ_PIECE = 1024 * 1024;
 
-/** Files restored at once. */
-const RESTORE_WORKERS = 8;
+/** Files restored at once, and the bytes of blocks they may hold. */
+const IN_FLIGHT_FILES = 64;
+const IN_FLIGHT_BYTES = 32 * 1024 * 1024;
+/** Bytes one file holds at most while restored: a largest block. */
+const MAX_HELD = 4 * 1024 * 1024;
+
+/**
+ * Writer threads by default: one per core beside the main thread's, at least one and at
+ * most four (on two cores, a second one only competed with the main thread: measured
+ * slower).
+ */
+function defaultWriters(): number {
+  return Math.max(1, Math.min(4, availableParallelism() - 1));
+}
 
 /** Largest manifest a reader accepts. */
 const MAX_MANIFEST = 4 * 1024 * 1024 * 1024;
@@ -257,17 +271,19 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
   // deepest first; both wait in scratch sorters.
   const links = new ExternalSorter(composed.dir, 'links', o.arena);
   const dirs = new ExternalSorter(composed.dir, 'dirs', o.arena);
+  const writers = new WriterPool(o.writers ?? defaultWriters());
   try {
     // Files are independent: several are restored at once, so reading, decrypting,
     // decompressing and writing of different files overlap.
     const running = new Set<Promise<void>>();
+    let heldBytes = 0;
     const one = async (r: FileRecord) => {
       try {
-        await restoreFile(safe, reader, r, asRoot, (n) => { progress.bytes += n; o.onProgress?.(progress); });
+        await restoreFile(safe, reader, r, writers, asRoot, (n) => { progress.bytes += n; o.onProgress?.(progress); });
         result.files++; result.bytes += r.size;
       } catch (e) {
         if (!(e instanceof IebsError)) throw e;
-        if (e instanceof IoError && (e.code === 'disk-full' || e.code === 'permission')) throw e;
+        if ((e instanceof IoError && (e.code === 'disk-full' || e.code === 'permission')) || e.code === 'writer-failed') throw e;
         result.failures.push({ path: Buffer.from(r.path).toString('utf8'), message: e.message });
       }
       progress.files++;
@@ -283,8 +299,11 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
         dirs.add(depth, serialize(r));
       } else if (r.kind === 'symlink') links.add(none, serialize(r));
       else {
-        while (running.size >= RESTORE_WORKERS) await Promise.race(running);
-        const p: Promise<void> = one(r).finally(() => running.delete(p));
+        // A file holds at most one block at a time: bounded by count and by bytes.
+        const held = Math.min(r.size, MAX_HELD);
+        while (running.size >= IN_FLIGHT_FILES || (running.size > 0 && heldBytes + held > IN_FLIGHT_BYTES)) await Promise.race(running);
+        heldBytes += held;
+        const p: Promise<void> = one(r).finally(() => { running.delete(p); heldBytes -= held; });
         running.add(p);
       }
     }
@@ -314,6 +333,7 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
     }
   } finally {
     links.close(); dirs.close();
+    await writers.close();
   }
   result.failures.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   await storage.close();
@@ -337,9 +357,13 @@ export async function removeNonDir(p: Buffer): Promise<void> {
   }
 }
 
+/** Temporary names: random per process, then counted (`wx` refuses a name in use). */
+const TEMP_PREFIX = `.iebs-restore-${randomBytes(6).toString('hex')}-`;
+let tempCount = 0;
+
 /** A temporary name in the same directory as `final`, for write-then-rename. */
 function besides(final: Buffer): Buffer {
-  return Buffer.concat([final.subarray(0, final.lastIndexOf(0x2f) + 1), Buffer.from(`.iebs-restore-${randomBytes(6).toString('hex')}`)]);
+  return Buffer.concat([final.subarray(0, final.lastIndexOf(0x2f) + 1), Buffer.from(TEMP_PREFIX + (tempCount++).toString(36))]);
 }
 
 /** What a failed write of `final` is reported as: a full target, an I/O error, or itself. */
@@ -350,8 +374,8 @@ function writeError(e: unknown, safe: SafeTarget, final: Buffer): unknown {
   return e;
 }
 
-async function restoreFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord, asRoot: boolean, onBytes: (n: number) => void): Promise<void> {
-  if (r.blocks.length <= 1) return restoreSmallFile(safe, reader, r, asRoot, onBytes);
+async function restoreFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord, writers: WriterPool, asRoot: boolean, onBytes: (n: number) => void): Promise<void> {
+  if (r.blocks.length <= 1) return restoreSmallFile(safe, reader, r, writers, asRoot, onBytes);
   const final = await safe.leaf(r.path);
   const tmp = besides(final);
   const fh = await open(tmp, 'wx', 0o600);
@@ -382,39 +406,23 @@ async function restoreFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord
 }
 
 /**
- * Restores a file of at most one block: the block is read and checked first, then the
- * file is written, stamped and renamed with synchronous calls, which for a small file
- * cost a fraction of seven trips through the thread pool.
+ * Restores a file of at most one block: the block is read and checked here, then a
+ * writer thread writes, stamps and renames the file (engine/writers.ts).
  */
-async function restoreSmallFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord, asRoot: boolean, onBytes: (n: number) => void): Promise<void> {
+async function restoreSmallFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord, writers: WriterPool, asRoot: boolean, onBytes: (n: number) => void): Promise<void> {
   const b = r.blocks[0];
   const data = b ? await reader.readBlock(b, (d) => createHash('sha384').update(d).digest().equals(b.sha384)) : new Uint8Array(0);
   if (data.length !== r.size || (b && b.offset !== 0)) throw new FormatError('bad-size', `${Buffer.from(r.path).toString('utf8')}: restored ${data.length} bytes, expected ${r.size}`);
   const final = await safe.leaf(r.path);
-  const tmp = besides(final);
-  let fd = -1;
-  let ok = false;
   try {
-    fd = openSync(tmp, 'wx', 0o600);
-    for (let off = 0; off < data.length;) off += writeSync(fd, data, off, data.length - off);
-    if (asRoot) { try { fchownSync(fd, r.uid, r.gid); } catch { /* kept as the restoring user */ } }
-    fchmodSync(fd, r.mode);
-    const t = Number(r.mtimeNs) / 1e9;
-    futimesSync(fd, t, t);
-    closeSync(fd);
-    fd = -1;
-    // rename replaces a file or symlink in the way; a directory in the way is refused.
-    if (lstatSync(final, { throwIfNoEntry: false })?.isDirectory()) throw new IoError('exists', `${final.toString()}: a directory is in the way`);
-    renameSync(tmp, final);
-    ok = true;
+    await writers.write({
+      tmp: besides(final).toString('latin1'), final: final.toString('latin1'), data, mode: r.mode, mtime: Number(r.mtimeNs) / 1e9,
+      owner: asRoot ? { uid: r.uid, gid: r.gid } : undefined,
+    });
     onBytes(data.length);
   } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'IN-THE-WAY') throw new IoError('exists', `${final.toString()}: a directory is in the way`);
     throw writeError(e, safe, final);
-  } finally {
-    if (!ok) {
-      if (fd >= 0) closeSync(fd);
-      rmSync(tmp, { force: true });
-    }
   }
 }
 

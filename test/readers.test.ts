@@ -83,3 +83,22 @@ test('one reader and three readers store the same chain, and both restore every 
     }
   }
 });
+
+test('a small file before a large one in the same folder: jobs reach one reader in walk order', { timeout: 60_000 }, async () => {
+  // The small file waits in a batch while the large one is read; had the large file's
+  // job gone to the reader first, the reader would stop at its credit, holding the
+  // small file's job behind it, while the main thread waits for the small file.
+  const dir = tempDir('readers-order');
+  const src = join(dir, 'src');
+  mkdirSync(src);
+  writeFileSync(join(src, 'a-small.txt'), 'small\n');
+  writeSeeded(join(src, 'b-large.bin'), 'readers-order', 3 * MiB);
+  writeFileSync(join(src, 'c-small.txt'), 'small too\n');
+  const storage = openStorage(join(dir, 'repo'));
+  const r = await backup(storage, bk, { sources: [src], volumeSize: 8 * MiB, system: 'order', readers: 1, limits: { readerCredit: 64 * 1024 } });
+  assert.equal(r.counts.files, 3);
+  const out = join(dir, 'out');
+  const got = await restore(openStorage(join(dir, 'repo')), rk, { target: out });
+  assert.deepEqual(got.failures, []);
+  assert.deepEqual(diffTrees(readTree(src), readTree(out)), []);
+});

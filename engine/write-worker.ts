@@ -1,0 +1,50 @@
+/**
+ * A writer thread of restore, started by engine/writers.ts. It takes batches of small
+ * files whose content the main thread has read and checked already, and for each writes
+ * a temporary file beside the final name, sets owner, mode and time, and renames it into
+ * place, with synchronous calls: this thread has nothing else to do meanwhile, and the
+ * main thread goes on reading while the file system works.
+ */
+import { closeSync, fchmodSync, fchownSync, futimesSync, lstatSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { parentPort } from 'node:worker_threads';
+import type { FromWriter, SmallFile } from './writers.js';
+
+const port = parentPort!;
+
+port.on('message', (m: { id: number; files: SmallFile[] }) => {
+  const results: FromWriter['results'] = m.files.map((f) => {
+    try {
+      write(f);
+      return null;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      return { code: typeof code === 'string' ? code : 'EIO', message: e instanceof Error ? e.message : String(e) };
+    }
+  });
+  port.postMessage({ id: m.id, results } satisfies FromWriter);
+});
+
+function write(f: SmallFile): void {
+  const tmp = Buffer.from(f.tmp, 'latin1');
+  const final = Buffer.from(f.final, 'latin1');
+  let fd = -1;
+  let ok = false;
+  try {
+    fd = openSync(tmp, 'wx', 0o600);
+    for (let off = 0; off < f.data.length;) off += writeSync(fd, f.data, off, f.data.length - off);
+    if (f.owner) { try { fchownSync(fd, f.owner.uid, f.owner.gid); } catch { /* kept as the restoring user */ } }
+    fchmodSync(fd, f.mode);
+    futimesSync(fd, f.mtime, f.mtime);
+    closeSync(fd);
+    fd = -1;
+    // rename replaces a file or symlink in the way; a directory in the way is refused.
+    if (lstatSync(final, { throwIfNoEntry: false })?.isDirectory()) throw Object.assign(new Error('a directory is in the way'), { code: 'IN-THE-WAY' });
+    renameSync(tmp, final);
+    ok = true;
+  } finally {
+    if (!ok) {
+      if (fd >= 0) closeSync(fd);
+      rmSync(tmp, { force: true });
+    }
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * The writer threads of restore (their code: engine/write-worker.ts). Files of at most
+ * one block, read and checked by the main thread, are handed here and written by a
+ * thread in batches: the files handed over in one turn of the event loop go together,
+ * to the thread with the fewest files queued.
+ */
+import { Worker } from 'node:worker_threads';
+import { IebsError } from '../formats/errors.js';
+
+/**
+ * A small file to write: temporary and final paths as latin1 strings (byte for byte),
+ * its content, mode, mtime in seconds, and owner when restoring as root.
+ */
+export interface SmallFile { tmp: string; final: string; data: Uint8Array; mode: number; mtime: number; owner?: { uid: number; gid: number } }
+
+/** A writer's answer for a batch: per file, null or the error it met. */
+export interface FromWriter { id: number; results: ({ code: string; message: string } | null)[] }
+
+/** A batch is sent once it holds this many files or bytes, or at the end of the turn. */
+const BATCH_FILES = 32;
+const BATCH_BYTES = 1024 * 1024;
+
+interface Waiting { resolve: () => void; reject: (e: Error) => void }
+interface Writer { worker: Worker; queued: number }
+
+/** A set of writer threads. */
+export class WriterPool {
+  private readonly writers: Writer[];
+  private readonly batches = new Map<number, { writer: Writer; waiting: Waiting[] }>();
+  private files: SmallFile[] = [];
+  private waiting: Waiting[] = [];
+  private bytes = 0;
+  private scheduled = false;
+  private nextId = 0;
+  private failure: IebsError | null = null;
+
+  constructor(count: number) {
+    this.writers = Array.from({ length: Math.max(1, count) }, () => {
+      const w: Writer = { worker: new Worker(new URL('./write-worker.js', import.meta.url)), queued: 0 };
+      w.worker.on('message', (m: FromWriter) => this.receive(m));
+      w.worker.on('error', (e) => this.fail(`a writer thread failed: ${e.message}`));
+      w.worker.on('exit', (code) => { if (code !== 0) this.fail(`a writer thread exited with code ${code}`); });
+      return w;
+    });
+  }
+
+  /** Writes a file; rejects with an Error whose `code` is the errno code (or IN-THE-WAY). */
+  write(f: SmallFile): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise<void>((resolve, reject) => {
+      this.files.push(f);
+      this.waiting.push({ resolve, reject });
+      this.bytes += f.data.length;
+      if (this.files.length >= BATCH_FILES || this.bytes >= BATCH_BYTES) this.flush();
+      else if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => { this.scheduled = false; this.flush(); });
+      }
+    });
+  }
+
+  private flush(): void {
+    if (this.files.length === 0) return;
+    const w = this.writers.reduce((a, b) => (b.queued < a.queued ? b : a));
+    const id = this.nextId++;
+    this.batches.set(id, { writer: w, waiting: this.waiting });
+    w.queued += this.files.length;
+    w.worker.postMessage({ id, files: this.files });
+    this.files = []; this.waiting = []; this.bytes = 0;
+  }
+
+  private receive(m: FromWriter): void {
+    const b = this.batches.get(m.id);
+    if (!b) return;
+    this.batches.delete(m.id);
+    b.writer.queued -= b.waiting.length;
+    m.results.forEach((r, i) => {
+      if (r === null) b.waiting[i].resolve();
+      else b.waiting[i].reject(Object.assign(new Error(r.message), { code: r.code }));
+    });
+  }
+
+  private fail(message: string): void {
+    this.failure ??= new IebsError('writer-failed', message);
+    for (const b of this.batches.values()) for (const w of b.waiting) w.reject(this.failure);
+    this.batches.clear();
+  }
+
+  /** Stops the threads. */
+  async close(): Promise<void> {
+    this.failure ??= new IebsError('writer-closed', 'the writers were stopped');
+    await Promise.all(this.writers.map((w) => w.worker.terminate()));
+  }
+}
