@@ -106,9 +106,10 @@ export async function pgpOpenBytes(bytes: Uint8Array, decryptionKeys: openpgp.Pr
  * `onData` as it comes. The signature (by one of `verifiers`) and the integrity check
  * are only known at the end: the caller MUST NOT act on what it was handed until this
  * resolves (it may parse and collect; it discards on error). Memory stays bounded by the
- * chunk size, not the message size.
+ * chunk size, not the message size. An `onData` that returns a promise holds the stream
+ * until it settles.
  */
-export async function pgpOpenStream(source: AsyncIterable<Uint8Array>, decryptionKeys: openpgp.PrivateKey[], verifiers: openpgp.PublicKey[], where: string, onData: (chunk: Uint8Array) => void): Promise<void> {
+export async function pgpOpenStream(source: AsyncIterable<Uint8Array>, decryptionKeys: openpgp.PrivateKey[], verifiers: openpgp.PublicKey[], where: string, onData: (chunk: Uint8Array) => void | Promise<void>): Promise<void> {
   const input = pullStream(source);
   let message: openpgp.Message<ReadableStream<Uint8Array>>;
   try {
@@ -120,7 +121,7 @@ export async function pgpOpenStream(source: AsyncIterable<Uint8Array>, decryptio
   try {
     const config = { ...PGP_CONFIG, allowUnauthenticatedStream: true };
     const { data, signatures } = await openpgp.decrypt({ message, decryptionKeys, verificationKeys: verifiers, expectSigned: true, format: 'binary', config });
-    for await (const chunk of Readable.fromWeb(data as never)) onData(chunk as Uint8Array);
+    for await (const chunk of Readable.fromWeb(data as never)) await onData(chunk as Uint8Array);
     await signatures[0].verified;
   } catch (cause) {
     if (cause instanceof IebsError) throw cause;

@@ -20,7 +20,7 @@ import { randomBytes, createHash } from 'node:crypto';
 import type * as openpgp from 'openpgp';
 import { FormatError, IebsError, IoError, AuthError, KeyError } from '../formats/errors.js';
 import { DocParser, LineSplitter, type FileRecord, type ManifestHeader } from '../formats/manifest.js';
-import { pgpOpenStream } from './crypto.js';
+import { pgpOpenStreamThreaded } from './pgp-thread.js';
 import { chainOf, findSnapshot, LAYOUT, listSnapshots, readConfig, repoPublicKeys, type Snapshot } from './repo.js';
 import type { RestoreKey } from './keys.js';
 import type { Storage } from './storage.js';
@@ -92,7 +92,7 @@ export async function readManifest(storage: Storage, key: RestoreKey, verifiers:
   const split = new LineSplitter(object);
   let header: ManifestHeader | null = null;
   let parseError: unknown = null;
-  await pgpOpenStream(ciphertext(), key.decryptionKeys, verifiers, object, (chunk) => {
+  await pgpOpenStreamThreaded(ciphertext(), key.decryptionKeys, verifiers, object, (chunk) => {
     if (parseError) return;
     try {
       for (const line of split.push(chunk)) {

@@ -1,0 +1,63 @@
+/**
+ * The thread that decrypts one OpenPGP message stream for engine/pgp-thread.ts: it asks
+ * the main thread for ciphertext a piece at a time, decrypts and verifies with
+ * openpgp.js, and posts the plaintext back, holding back while too much of it is not yet
+ * taken. Its heap is capped by the caller, so the garbage openpgp.js's stream chain
+ * leaves is collected within that cap instead of piling up for the length of the message.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import * as openpgp from 'openpgp';
+import { IebsError } from '../formats/errors.js';
+import { pgpOpenStream } from './crypto.js';
+import type { FromPgp, PgpInit, ToPgp } from './pgp-thread.js';
+
+const init = workerData as PgpInit;
+const port = parentPort!;
+
+let nextPiece: ((m: ToPgp) => void) | null = null;
+let unacked = 0;
+let acked: (() => void) | null = null;
+
+port.on('message', (m: ToPgp) => {
+  if (m.t === 'ack') {
+    unacked -= m.bytes;
+    const a = acked;
+    acked = null;
+    a?.();
+    return;
+  }
+  const n = nextPiece;
+  nextPiece = null;
+  n?.(m);
+});
+
+function post(m: FromPgp, transfer: ArrayBuffer[] = []): void {
+  port.postMessage(m, transfer);
+}
+
+async function* ciphertext(): AsyncGenerator<Uint8Array> {
+  for (;;) {
+    const m = await new Promise<ToPgp>((r) => { nextPiece = r; post({ t: 'more' }); });
+    if (m.t !== 'data') return;
+    yield m.chunk;
+  }
+}
+
+async function main(): Promise<void> {
+  try {
+    const keys = await Promise.all(init.keys.map((armoredKey) => openpgp.readPrivateKey({ armoredKey })));
+    const verifiers = await Promise.all(init.verifiers.map((armoredKey) => openpgp.readKey({ armoredKey })));
+    await pgpOpenStream(ciphertext(), keys, verifiers, init.where, async (chunk) => {
+      const own = new Uint8Array(chunk); // a copy: Buffer.slice would share the stream's memory
+      unacked += own.length;
+      post({ t: 'plain', chunk: own }, [own.buffer as ArrayBuffer]);
+      while (unacked > init.credit) await new Promise<void>((r) => (acked = r));
+    });
+    post({ t: 'done' });
+  } catch (e) {
+    if (e instanceof IebsError) post({ t: 'error', kind: e.name, code: e.code, message: e.message });
+    else post({ t: 'error', kind: 'Error', code: 'pgp-thread', message: e instanceof Error ? e.message : String(e) });
+  }
+}
+
+void main();
