@@ -593,7 +593,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
       };
       tasks.push({
         e, pathId, rec, path, status, replaces: prev && prev.kind !== e.kind ? prev.uuid : undefined,
-        slot: e.kind === 'file' ? readers!.add({ abs: e.abs.toString('latin1'), skip: skipByExtension(path), seen: { size: e.st.size, mtimeNs: e.st.mtimeNs, ctimeNs: e.st.ctimeNs } }, size, c.params.min) : undefined,
+        slot: e.kind === 'file' ? readers!.add({ abs: e.abs.toString('latin1'), skip: skipByExtension(path) }, size, c.params.min) : undefined,
       });
       while (tasks.length - head > LOOKAHEAD) {
         const t = tasks[head];

@@ -11,7 +11,6 @@
  * bounded by a credit, so a slow writer stops the readers instead of filling memory.
  */
 import { closeSync, fstatSync, openSync, readSync, type BigIntStats } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker } from './chunker.js';
 import { compressBlock } from './codec.js';
@@ -97,102 +96,37 @@ async function emit(id: number, ev: ReadEvent | Promise<ReadEvent>, raw: number)
 
 const meta = (st: BigIntStats): FileMeta => ({ size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, mode: st.mode });
 
-function steady(before: Pick<BigIntStats, 'size' | 'mtimeNs' | 'ctimeNs'>, after: BigIntStats, read: number): boolean {
+function steady(before: BigIntStats, after: BigIntStats, read: number): boolean {
   return before.size === after.size && before.mtimeNs === after.mtimeNs && before.ctimeNs === after.ctimeNs && BigInt(read) === after.size;
 }
 
-/** Small files of a batch are read ahead this many at a time, through libuv's threads. */
-const PREFETCH = 16;
-/** Files up to this size are read ahead. */
-const PREFETCH_MAX = 1024n * 1024n;
-
-/** A small file read ahead: its bytes and its metadata after the read, or why not. */
-type Prefetched = { data: Uint8Array; after: BigIntStats } | { code: string } | 'grew';
-
-/**
- * Reads a small file with async calls, so that several reads wait on the disk at once
- * (a cold cache otherwise makes each read wait in turn). Reads one byte past the size
- * the walk saw, to notice growth.
- */
-async function prefetch(file: ReadFile): Promise<Prefetched> {
-  let fh: FileHandle;
-  try { fh = await open(Buffer.from(file.abs, 'latin1'), 'r'); } catch (e) { return { code: (e as NodeJS.ErrnoException).code ?? 'error' }; }
-  try {
-    const data = new Uint8Array(Number(file.seen!.size) + 1);
-    let got = 0;
-    for (;;) {
-      const { bytesRead } = await fh.read(data, got, data.length - got, got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-      if (got === data.length) return 'grew';
-    }
-    return { data: data.subarray(0, got), after: await fh.stat({ bigint: true }) };
-  } catch (e) {
-    return { code: (e as NodeJS.ErrnoException).code ?? 'error' };
-  } finally {
-    await fh.close().catch(() => {});
-  }
-}
-
 async function job(j: { id: number; files: ReadFile[] }): Promise<void> {
-  const ahead: (Promise<Prefetched> | undefined)[] = [];
-  const start = (f: number) => {
-    const file = j.files[f];
-    if (file?.seen && file.seen.size < PREFETCH_MAX) ahead[f] = prefetch(file);
-  };
-  for (let f = 0; f < PREFETCH; f++) start(f);
-  for (let f = 0; f < j.files.length; f++) {
-    const pre = await ahead[f];
-    ahead[f] = undefined;
-    start(f + PREFETCH);
-    await file(j.id, f, j.files[f], pre);
-  }
+  for (let f = 0; f < j.files.length; f++) await file(j.id, f, Buffer.from(j.files[f].abs, 'latin1'), j.files[f].skip);
   await send(j.id, 0, true);
 }
 
-/** Hashes and queues the blocks of one reading of file `f`. */
-function blocks(id: number, f: number, skip: boolean) {
-  let index = 0;
-  let offset = 0;
-  return async (chunk: Uint8Array) => {
-    const digest = sha384(chunk);
-    const blockId = hmac(init.blockIdKey, digest);
-    const base = { t: 'block' as const, f, index: index++, offset, size: chunk.length, digest, blockId };
-    offset += chunk.length;
-    if (skip) return emit(id, { ...base, codec: 0, bytes: chunk }, chunk.length);
-    if (bloom.has(blockId)) return emit(id, { ...base, codec: -1, bytes: chunk }, chunk.length);
-    return emit(id, compressBlock(chunk, init.codec).then((c) => ({ ...base, codec: c.codec, bytes: c.bytes })), chunk.length);
-  };
-}
-
-const failure = (code: string) => (code === 'ENOENT' ? 'vanished before it was read' : `cannot read (${code})`);
-
-/**
- * Reads one file (or takes what was read ahead); a file that changed while it was read
- * is read once more.
- */
-async function file(id: number, f: number, file: ReadFile, pre: Prefetched | undefined): Promise<void> {
-  let first = 0;
-  if (pre && pre !== 'grew') {
-    if ('code' in pre) return emit(id, { t: 'fail', f, message: failure(pre.code) }, 0);
-    // The walk's lstat is the "before": a change since the walk is a change while read.
-    const block = blocks(id, f, file.skip);
-    chunker.reset();
-    for (const chunk of chunker.push(pre.data)) await block(chunk);
-    for (const chunk of chunker.end()) await block(chunk);
-    if (steady(file.seen!, pre.after, pre.data.length)) return emit(id, { t: 'end', f, meta: meta(pre.after), read: pre.data.length }, 0);
-    await emit(id, { t: 'torn', f, last: false }, 0);
-    first = 1;
-  }
+/** Reads one file; a file that changed while it was read is read once more. */
+async function file(id: number, f: number, abs: Buffer, skip: boolean): Promise<void> {
   let fd: number;
-  try { fd = openSync(Buffer.from(file.abs, 'latin1'), 'r'); } catch (cause) {
-    return emit(id, { t: 'fail', f, message: failure((cause as NodeJS.ErrnoException).code ?? 'error') }, 0);
+  try { fd = openSync(abs, 'r'); } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    return emit(id, { t: 'fail', f, message: code === 'ENOENT' ? 'vanished before it was read' : `cannot read (${code ?? 'error'})` }, 0);
   }
   try {
-    for (let attempt = first; attempt < 2; attempt++) {
+    for (let attempt = 0; attempt < 2; attempt++) {
       const before = fstatSync(fd, { bigint: true });
       chunker.reset();
-      const block = blocks(id, f, file.skip);
+      let index = 0;
+      let offset = 0;
+      const block = async (chunk: Uint8Array) => {
+        const digest = sha384(chunk);
+        const blockId = hmac(init.blockIdKey, digest);
+        const base = { t: 'block' as const, f, index: index++, offset, size: chunk.length, digest, blockId };
+        offset += chunk.length;
+        if (skip) return emit(id, { ...base, codec: 0, bytes: chunk }, chunk.length);
+        if (bloom.has(blockId)) return emit(id, { ...base, codec: -1, bytes: chunk }, chunk.length);
+        return emit(id, compressBlock(chunk, init.codec).then((c) => ({ ...base, codec: c.codec, bytes: c.bytes })), chunk.length);
+      };
       let at = 0;
       for (;;) {
         const n = readSync(fd, buffer, 0, buffer.length, at);
