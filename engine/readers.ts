@@ -58,6 +58,11 @@ export type FromReader = { t: 'events'; id: number; events: ReadEvent[]; done: b
 const READ_SIZE = 4 * 1024 * 1024;
 /** Bytes of blocks a reader may have posted and not yet taken back. */
 const CREDIT = 8 * 1024 * 1024;
+/**
+ * A reader's heap. Its blocks live outside the heap and its live objects are few (a
+ * queue of jobs, a few hundred events), so a small heap only makes it collect sooner.
+ */
+const LIMITS = { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 16 };
 /** Credit is given back in amounts of at least this, or when the main thread would wait. */
 const GIVE_BACK = 1024 * 1024;
 
@@ -111,7 +116,7 @@ export class ReaderPool {
   constructor(count: number, init: Omit<ReaderInit, 'readSize' | 'credit'>, credit = CREDIT) {
     const data: ReaderInit = { ...init, readSize: READ_SIZE, credit };
     this.readers = Array.from({ length: Math.max(1, count) }, () => {
-      const r: Reader = { worker: new Worker(new URL('./read-worker.js', import.meta.url), { workerData: data }), queued: 0, owed: 0 };
+      const r: Reader = { worker: new Worker(new URL('./read-worker.js', import.meta.url), { workerData: data, resourceLimits: LIMITS }), queued: 0, owed: 0 };
       r.worker.on('message', (m: FromReader) => this.receive(r, m));
       r.worker.on('error', (e) => this.fail(`a reader thread failed: ${e.message}`));
       r.worker.on('exit', (code) => { if (code !== 0) this.fail(`a reader thread exited with code ${code}`); });

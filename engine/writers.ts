@@ -36,7 +36,7 @@ export class WriterPool {
 
   constructor(count: number) {
     this.writers = Array.from({ length: Math.max(1, count) }, () => {
-      const w: Writer = { worker: new Worker(new URL('./write-worker.js', import.meta.url)), queued: 0 };
+      const w: Writer = { worker: new Worker(new URL('./write-worker.js', import.meta.url), { resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 16 } }), queued: 0 };
       w.worker.on('message', (m: FromWriter) => this.receive(m));
       w.worker.on('error', (e) => this.fail(`a writer thread failed: ${e.message}`));
       w.worker.on('exit', (code) => { if (code !== 0) this.fail(`a writer thread exited with code ${code}`); });
