@@ -52,8 +52,10 @@ const READ_PIECE = 1024 * 1024;
 /** Files restored at once, and the bytes of blocks they may hold. */
 const IN_FLIGHT_FILES = 64;
 const IN_FLIGHT_BYTES = 32 * 1024 * 1024;
-/** Bytes one file holds at most while restored: a largest block. */
+/** Bytes of one block at most: a largest block. */
 const MAX_HELD = 4 * 1024 * 1024;
+/** Blocks of one file restored at once. */
+const BLOCKS_AHEAD = 4;
 
 /**
  * Writer threads by default: one per core beside the main thread's, at least one and at
@@ -299,8 +301,8 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
         dirs.add(depth, serialize(r));
       } else if (r.kind === 'symlink') links.add(none, serialize(r));
       else {
-        // A file holds at most one block at a time: bounded by count and by bytes.
-        const held = Math.min(r.size, MAX_HELD);
+        // A file holds at most BLOCKS_AHEAD blocks at a time: bounded by count and by bytes.
+        const held = Math.min(r.size, BLOCKS_AHEAD * MAX_HELD);
         while (running.size >= IN_FLIGHT_FILES || (running.size > 0 && heldBytes + held > IN_FLIGHT_BYTES)) await Promise.race(running);
         heldBytes += held;
         const p: Promise<void> = one(r).finally(() => { running.delete(p); heldBytes -= held; });
@@ -381,13 +383,24 @@ async function restoreFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord
   const fh = await open(tmp, 'wx', 0o600);
   let ok = false;
   try {
+    // Blocks go to their own offsets, so several are read, decrypted, decompressed,
+    // checked and written at once.
     let written = 0;
+    let failure: unknown = null;
+    const running = new Set<Promise<void>>();
     for (const b of r.blocks) {
-      const data = await reader.readBlock(b, (d) => createHash('sha384').update(d).digest().equals(b.sha384));
-      await fh.write(data, 0, data.length, b.offset);
-      written += data.length;
-      onBytes(data.length);
+      while (running.size >= BLOCKS_AHEAD) await Promise.race(running);
+      if (failure) break;
+      const p: Promise<void> = (async () => {
+        const data = await reader.readBlock(b, (d) => createHash('sha384').update(d).digest().equals(b.sha384));
+        await fh.write(data, 0, data.length, b.offset);
+        written += data.length;
+        onBytes(data.length);
+      })().catch((e) => { failure ??= e; }).finally(() => running.delete(p));
+      running.add(p);
     }
+    await Promise.all(running);
+    if (failure) throw failure;
     if (written !== r.size) throw new FormatError('bad-size', `${Buffer.from(r.path).toString('utf8')}: restored ${written} bytes, expected ${r.size}`);
     await fh.truncate(r.size);
     await fh.close();
