@@ -9,7 +9,7 @@ import { UsageError } from '../formats/errors.js';
 import { parseArgs, parseSize, regexes } from './args.js';
 import { configDir, exists, need, passphrase, printJson } from './common.js';
 import { EXIT } from './errors.js';
-import { human, ProgressLine } from './progress.js';
+import { human, ProgressLine, stderrIsTerminal } from './progress.js';
 
 export const help = `iebs backup SOURCE... --repo REPO [--key backup.key] [--name SYSTEM] [--full] [--reread]
             [--include RE]... [--exclude RE]... [--volume-size SIZE|cd|dvd|bluray|bd-dl|bd-xl|bd-xx]
@@ -48,14 +48,14 @@ export async function main(argv: string[]): Promise<number> {
     if (!Number.isInteger(maxIncrements) || maxIncrements < 0 || maxIncrements > 100000) throw new UsageError('bad-number', '--max-increments must be a whole number');
   }
   const volumeSize = flags['volume-size'] ? parseSize(flags['volume-size'] as string, MEDIA) : DEFAULT_VOLUME;
-  const progress = new ProgressLine(!json && !!process.stderr.isTTY);
+  const progress = new ProgressLine(!json && stderrIsTerminal());
   const plan: { status: string; path: string; size: number }[] = [];
   const dryRun = !!flags['dry-run'];
   const r = await backup(openStorage(repo), key, {
     sources: positionals, system: flags.name as string | undefined, full: !!flags.full, reread: !!flags.reread,
     include: regexes('include', flags.include as string[] | undefined), exclude: regexes('exclude', flags.exclude as string[] | undefined),
     volumeSize, codec: flags.compression ? parseCodecChoice(flags.compression as string) : undefined, maxIncrements, dryRun,
-    scan: !json && !!process.stderr.isTTY,
+    scan: !json && stderrIsTerminal(),
     onProgress: (p) => progress.update(p.phase === 'scan' ? 'scanning' : 'backup', p.files, p.bytes, p.totalFiles, p.totalBytes),
     onPlan: (status, path, size) => { if (json) plan.push({ status, path, size }); else process.stdout.write(`${status.padEnd(8)} ${path}${status === 'deleted' ? '' : '  ' + human(size)}\n`); },
   });

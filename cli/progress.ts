@@ -3,12 +3,22 @@
  * a second on stderr. Silent when stderr is not a TTY (cron, pipes) or with --json.
  */
 
+import { isMainThread, workerData } from 'node:worker_threads';
+
+/**
+ * Whether stderr is a terminal. A verb run on its own thread (cli/main.ts) writes
+ * through a pipe to the main thread, which tells it what its stderr is.
+ */
+export function stderrIsTerminal(): boolean {
+  return isMainThread ? !!process.stderr.isTTY : !!(workerData as { tty?: boolean } | null)?.tty;
+}
+
 /** Formats bytes with binary units. */
 export function human(n: number): string {
   const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
   while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
-  return `${i === 0 ? n : n.toFixed(1)} ${u[i]}`;
+  return `${i === 0 ? Math.round(n) : n.toFixed(1)} ${u[i]}`;
 }
 
 function clock(s: number): string {

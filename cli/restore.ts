@@ -5,7 +5,7 @@ import { openStorage } from '../engine/storage.js';
 import { parseArgs, regexes } from './args.js';
 import { need, passphrase, printJson } from './common.js';
 import { EXIT } from './errors.js';
-import { human, ProgressLine } from './progress.js';
+import { human, ProgressLine, stderrIsTerminal } from './progress.js';
 
 export const help = `iebs restore --repo REPO --key restore.key --target DIR [--snapshot ID|latest] [--include RE]... [--json]
   Restores the snapshot (default: the latest) into DIR. --include restores only paths
@@ -17,7 +17,7 @@ export async function main(argv: string[]): Promise<number> {
   const storage = openStorage(need(flags.repo as string | undefined, 'restore', '--repo REPO'));
   const key = await loadRestoreKey(need(flags.key as string | undefined, 'restore', '--key restore.key'), await passphrase(flags['passphrase-file'] as string | undefined));
   const target = need(flags.target as string | undefined, 'restore', '--target DIR');
-  const progress = new ProgressLine(!flags.json && !!process.stderr.isTTY);
+  const progress = new ProgressLine(!flags.json && stderrIsTerminal());
   const r = await restore(storage, key, {
     target, snapshot: flags.snapshot as string | undefined, include: regexes('include', flags.include as string[] | undefined),
     onProgress: (p) => progress.update('restore', p.files, p.bytes, p.totalFiles, p.totalBytes),

@@ -6,7 +6,7 @@ import { verify } from '../engine/verify.js';
 import { UsageError } from '../formats/errors.js';
 import { parseArgs } from './args.js';
 import { need, passphrase, printJson } from './common.js';
-import { human, ProgressLine } from './progress.js';
+import { human, ProgressLine, stderrIsTerminal } from './progress.js';
 
 export const help = `iebs verify --repo REPO [--key KEY] [--read-data] [--json]
   Checks every snapshot record's signature, the hash chain that links them, and that
@@ -24,7 +24,7 @@ export async function main(argv: string[]): Promise<number> {
   if (flags['read-data'] && !keyPath) throw new UsageError('missing', 'iebs verify --read-data needs --key restore.key');
   const restoreKey = flags['read-data'] ? await loadRestoreKey(keyPath!, await passphrase(flags['passphrase-file'] as string | undefined)) : undefined;
   const verifiers = keyPath ? await loadVerifyKeys(keyPath) : await repoPublicKeys(storage);
-  const progress = new ProgressLine(!flags.json && !!process.stderr.isTTY);
+  const progress = new ProgressLine(!flags.json && stderrIsTerminal());
   const r = await verify(storage, verifiers, { restoreKey, readData: !!flags['read-data'], onProgress: (p) => progress.update('verify', p.objects, p.bytes) });
   progress.done();
   if (flags.json) { printJson({ ...r, ok: r.problems.length === 0 }); return r.problems.length ? 1 : 0; }
