@@ -4,24 +4,35 @@
  *   node dist/bench/run-once.js backup SRC REPO BACKUP_KEY
  *   node dist/bench/run-once.js restore REPO RESTORE_KEY TARGET
  */
+import { isMainThread, Worker } from 'node:worker_threads';
+import { ENGINE_HEAP } from '../cli/heap.js';
 import { backup } from '../engine/backup.js';
 import { loadBackupKey, loadRestoreKey } from '../engine/keys.js';
 import { restore } from '../engine/restore.js';
 import { openStorage } from '../engine/storage.js';
 
-const [verb, a, b, c] = process.argv.slice(2);
-const t0 = process.hrtime.bigint();
-const cpu0 = process.cpuUsage();
-let detail: unknown;
-if (verb === 'backup') {
-  const r = await backup(openStorage(b), await loadBackupKey(c), { sources: [a], volumeSize: 1024 ** 3, system: 'bench' });
-  detail = { snapshot: r.snapshot, files: r.counts.files, read: r.read, stored: r.counts.stored };
-} else if (verb === 'restore') {
-  const r = await restore(openStorage(a), await loadRestoreKey(b, undefined), { target: c });
-  detail = { files: r.files, bytes: r.bytes, failures: r.failures.length };
-} else {
-  throw new Error('usage: run-once backup SRC REPO KEY | restore REPO KEY TARGET');
+// As the iebs command does (cli/main.ts), the work runs on a thread with a capped heap.
+if (isMainThread && process.env.IEBS_NO_THREAD !== '1') {
+  const w = new Worker(new URL(import.meta.url), { argv: process.argv.slice(2), resourceLimits: ENGINE_HEAP });
+  w.on('error', (e) => { throw e; });
+  w.on('exit', (code) => { process.exitCode = code; });
+} else await main();
+
+async function main(): Promise<void> {
+  const [verb, a, b, c] = process.argv.slice(2);
+  const t0 = process.hrtime.bigint();
+  const cpu0 = process.cpuUsage();
+  let detail: unknown;
+  if (verb === 'backup') {
+    const r = await backup(openStorage(b), await loadBackupKey(c), { sources: [a], volumeSize: 1024 ** 3, system: 'bench' });
+    detail = { snapshot: r.snapshot, files: r.counts.files, read: r.read, stored: r.counts.stored };
+  } else if (verb === 'restore') {
+    const r = await restore(openStorage(a), await loadRestoreKey(b, undefined), { target: c });
+    detail = { files: r.files, bytes: r.bytes, failures: r.failures.length };
+  } else {
+    throw new Error('usage: run-once backup SRC REPO KEY | restore REPO KEY TARGET');
+  }
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = process.cpuUsage(cpu0);
+  process.stdout.write(JSON.stringify({ verb, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, peakRssMiB: process.resourceUsage().maxRSS / 1024, detail }) + '\n');
 }
-const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-const cpu = process.cpuUsage(cpu0);
-process.stdout.write(JSON.stringify({ verb, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, peakRssMiB: process.resourceUsage().maxRSS / 1024, detail }) + '\n');

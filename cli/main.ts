@@ -2,6 +2,7 @@
 /** The `iebs` command: dispatches to one file per verb and maps errors to exit codes. */
 import { isMainThread, Worker } from 'node:worker_threads';
 import { report } from './errors.js';
+import { ENGINE_HEAP } from './heap.js';
 import * as keygen from './keygen.js';
 import * as init from './init.js';
 import * as backup from './backup.js';
@@ -40,19 +41,12 @@ async function run(argv: string[]): Promise<number> {
   }
 }
 
-/**
- * Verbs whose work grows with the repository run on a thread of their own with a capped
- * heap. V8 sizes a heap's growth from its limit: under a 1 GiB cap (far above what a run
- * keeps live) it collects sooner, and a 30,000-file backup peaked at 204 MiB RSS instead
- * of 280 MiB, for about 10% more time. A flag would do the same, but a command's flags
- * are not ours to set.
- */
+/** Verbs whose work grows with the repository: run on a thread with a capped heap (cli/heap.ts). */
 const ON_THREAD = new Set(['backup', 'restore', 'verify', 'salvage']);
-const HEAP = { maxOldGenerationSizeMb: 1024, maxYoungGenerationSizeMb: 16 };
 
 if (isMainThread && ON_THREAD.has(process.argv[2]) && process.env.IEBS_NO_THREAD !== '1') {
   // The thread's stdio passes through this one; it is told whether stderr is a terminal.
-  const w = new Worker(new URL(import.meta.url), { argv: process.argv.slice(2), workerData: { tty: !!process.stderr.isTTY }, resourceLimits: HEAP });
+  const w = new Worker(new URL(import.meta.url), { argv: process.argv.slice(2), workerData: { tty: !!process.stderr.isTTY }, resourceLimits: ENGINE_HEAP });
   w.on('error', (e) => {
     process.stderr.write(`iebs: ${(e as NodeJS.ErrnoException).code === 'ERR_WORKER_OUT_OF_MEMORY' ? 'out of memory' : e.message}\n`);
     process.exitCode = 1;
