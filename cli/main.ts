@@ -3,36 +3,44 @@
 import { isMainThread, Worker } from 'node:worker_threads';
 import { report } from './errors.js';
 import { ENGINE_HEAP } from './heap.js';
-import * as keygen from './keygen.js';
-import * as init from './init.js';
-import * as backup from './backup.js';
-import * as snapshots from './snapshots.js';
-import * as ls from './ls.js';
-import * as restore from './restore.js';
-import * as unlock from './unlock.js';
-import * as verify from './verify.js';
-import * as salvage from './salvage.js';
+/** A verb: its help text and its entry point. */
+interface Verb { help: string; main(argv: string[]): Promise<number> }
 
-const VERBS: Record<string, { help: string; main(argv: string[]): Promise<number> }> = { keygen, init, backup, snapshots, ls, restore, verify, salvage, unlock };
+// Loaded on demand: the thread that hands a verb to its own thread (below) never loads
+// the engine and openpgp.js (about 30 MiB of RSS).
+const VERBS: Record<string, () => Promise<Verb>> = {
+  keygen: () => import('./keygen.js'),
+  init: () => import('./init.js'),
+  backup: () => import('./backup.js'),
+  snapshots: () => import('./snapshots.js'),
+  ls: () => import('./ls.js'),
+  restore: () => import('./restore.js'),
+  verify: () => import('./verify.js'),
+  salvage: () => import('./salvage.js'),
+  unlock: () => import('./unlock.js'),
+};
 
-const USAGE = `iebs: encrypted, incremental, block-level backups
+async function usage(): Promise<string> {
+  const verbs = await Promise.all(Object.values(VERBS).map((load) => load()));
+  return `iebs: encrypted, incremental, block-level backups
 
 usage: iebs <command> [options]   (iebs <command> --help for details)
 
-${Object.values(VERBS).map((v) => v.help.split('\n')[0]).join('\n')}
+${verbs.map((v) => v.help.split('\n')[0]).join('\n')}
 
 Exit codes: 0 done, 1 error, 2 bad arguments, 3 done with problems (files not backed
 up or not restored), 11 repository locked.
 `;
+}
 
 async function run(argv: string[]): Promise<number> {
   const debug = process.env.IEBS_DEBUG === '1' || argv.includes('--debug');
   const args = argv.filter((a) => a !== '--debug');
   const [verb, ...rest] = args;
-  if (!verb || verb === '--help' || verb === '-h' || verb === 'help') { process.stdout.write(USAGE); return 0; }
+  if (!verb || verb === '--help' || verb === '-h' || verb === 'help') { process.stdout.write(await usage()); return 0; }
   if (verb === '--version') { process.stdout.write('iebs 0.1.0\n'); return 0; }
-  const v = VERBS[verb];
-  if (!v) { process.stderr.write(`iebs: unknown command ${JSON.stringify(verb)}\n${USAGE}`); return 2; }
+  if (!Object.hasOwn(VERBS, verb)) { process.stderr.write(`iebs: unknown command ${JSON.stringify(verb)}\n${await usage()}`); return 2; }
+  const v = await VERBS[verb]();
   if (rest.includes('--help') || rest.includes('-h')) { process.stdout.write(v.help + '\n'); return 0; }
   try {
     return await v.main(rest);
