@@ -14,7 +14,7 @@
  */
 import { lstat, readlink, mkdtemp, rm, appendFile } from 'node:fs/promises';
 import { createReadStream, readdirSync, lstatSync, type BigIntStats } from 'node:fs';
-import { tmpdir, hostname, availableParallelism } from 'node:os';
+import { tmpdir, hostname } from 'node:os';
 import { basename, join } from 'node:path';
 import { randomUUID, createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -32,6 +32,7 @@ import { acquireLock, chainOf, initRepo, LAYOUT, listSnapshots, readConfig, repo
 import { ChainState, parsePlacement, placementValue, type PathState } from './state.js';
 import { IdBloom, SortedTable } from './sorter.js';
 import { ReaderPool, type FileMeta, type ReadEvent, type ReadFile, type ReadJob } from './readers.js';
+import { helperThreads } from './threads.js';
 import type { Storage } from './storage.js';
 import { VolumeSet, MIN_VOLUME_SIZE, type Placement } from './volumes.js';
 
@@ -496,15 +497,6 @@ class Readers {
   close(): Promise<void> { return this.pool.close(); }
 }
 
-/**
- * Reader threads by default: one per core beside the main thread's, at least one and at
- * most four (on two cores, a second one only competed with the main thread: measured
- * slower).
- */
-function defaultReaders(): number {
-  return Math.max(1, Math.min(4, availableParallelism() - 1));
-}
-
 interface RunContext {
   system: string; type: 'full' | 'increment'; head: Snapshot | undefined; chain: Snapshot[]; state: ChainState;
   params: ChunkerParams; codec: CodecChoice; now: () => bigint; created: boolean;
@@ -540,7 +532,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   const pipe = new Pipeline(IN_FLIGHT);
   const w: FileWriter = { key, c, o, volumes: volumes!, pipe, newBlocks: new RunBlocks(c.tmp, o.limits?.blocksInMemory), records, index, warn, progress };
 
-  const readers = o.dryRun ? null : new Readers(new ReaderPool(o.readers ?? defaultReaders(), { blockIdKey: key.blockIdKey, params: c.params, codec: c.codec, bloom: c.state.blockBloom.words }, o.limits?.readerCredit));
+  const readers = o.dryRun ? null : new Readers(new ReaderPool(o.readers ?? helperThreads(), { blockIdKey: key.blockIdKey, params: c.params, codec: c.codec, bloom: c.state.blockBloom.words }, o.limits?.readerCredit));
   // Entries to store wait here in walk order while their files are read ahead.
   const tasks: Task[] = [];
   let head = 0;

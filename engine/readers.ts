@@ -11,6 +11,7 @@ import { Worker } from 'node:worker_threads';
 import { IebsError } from '../formats/errors.js';
 import type { CodecChoice } from './codec.js';
 import type { ChunkerParams } from './chunker.js';
+import { HELPER_HEAP } from './threads.js';
 
 /** The metadata of a file after it was read whole. */
 export interface FileMeta { size: bigint; mtimeNs: bigint; ctimeNs: bigint; ino: bigint; mode: bigint }
@@ -58,11 +59,6 @@ export type FromReader = { t: 'events'; id: number; events: ReadEvent[]; done: b
 const READ_SIZE = 4 * 1024 * 1024;
 /** Bytes of blocks a reader may have posted and not yet taken back. */
 const CREDIT = 8 * 1024 * 1024;
-/**
- * A reader's heap. Its blocks live outside the heap and its live objects are few (a
- * queue of jobs, a few hundred events), so a small heap only makes it collect sooner.
- */
-const LIMITS = { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 16 };
 /** Credit is given back in amounts of at least this, or when the main thread would wait. */
 const GIVE_BACK = 1024 * 1024;
 
@@ -97,6 +93,8 @@ export class ReadJob {
     }
     const e = this.events[this.pos]!;
     this.events[this.pos++] = undefined;
+    // A large file's job yields an event per block: drop the taken ones now and then.
+    if (this.pos >= 1024) { this.events.splice(0, this.pos); this.pos = 0; }
     return e;
   }
 
@@ -116,7 +114,7 @@ export class ReaderPool {
   constructor(count: number, init: Omit<ReaderInit, 'readSize' | 'credit'>, credit = CREDIT) {
     const data: ReaderInit = { ...init, readSize: READ_SIZE, credit };
     this.readers = Array.from({ length: Math.max(1, count) }, () => {
-      const r: Reader = { worker: new Worker(new URL('./read-worker.js', import.meta.url), { workerData: data, resourceLimits: LIMITS }), queued: 0, owed: 0 };
+      const r: Reader = { worker: new Worker(new URL('./read-worker.js', import.meta.url), { workerData: data, resourceLimits: HELPER_HEAP }), queued: 0, owed: 0 };
       r.worker.on('message', (m: FromReader) => this.receive(r, m));
       r.worker.on('error', (e) => this.fail(`a reader thread failed: ${e.message}`));
       r.worker.on('exit', (code) => { if (code !== 0) this.fail(`a reader thread exited with code ${code}`); });

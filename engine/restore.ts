@@ -13,7 +13,7 @@
  * outside `--target`, whatever a manifest says.
  */
 import { lstat, mkdir, mkdtemp, open, rename, rm, symlink, chmod, utimes, lutimes, lchown, unlink } from 'node:fs/promises';
-import { availableParallelism, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serialize, deserialize } from 'node:v8';
 import { randomBytes, createHash } from 'node:crypto';
@@ -27,6 +27,7 @@ import type { Storage } from './storage.js';
 import { VolumeReader } from './volumes.js';
 import { ExternalSorter, SORT_ARENA } from './sorter.js';
 import { WriterPool } from './writers.js';
+import { helperThreads } from './threads.js';
 
 /** Options of a restore. */
 export interface RestoreOptions {
@@ -56,15 +57,6 @@ const IN_FLIGHT_BYTES = 32 * 1024 * 1024;
 const MAX_HELD = 4 * 1024 * 1024;
 /** Blocks of one file restored at once. */
 const BLOCKS_AHEAD = 4;
-
-/**
- * Writer threads by default: one per core beside the main thread's, at least one and at
- * most four (on two cores, a second one only competed with the main thread: measured
- * slower).
- */
-function defaultWriters(): number {
-  return Math.max(1, Math.min(4, availableParallelism() - 1));
-}
 
 /** Largest manifest a reader accepts. */
 const MAX_MANIFEST = 4 * 1024 * 1024 * 1024;
@@ -273,7 +265,7 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
   // deepest first; both wait in scratch sorters.
   const links = new ExternalSorter(composed.dir, 'links', o.arena);
   const dirs = new ExternalSorter(composed.dir, 'dirs', o.arena);
-  const writers = new WriterPool(o.writers ?? defaultWriters());
+  const writers = new WriterPool(o.writers ?? helperThreads());
   try {
     // Files are independent: several are restored at once, so reading, decrypting,
     // decompressing and writing of different files overlap.

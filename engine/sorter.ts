@@ -365,12 +365,17 @@ export class IdBloom {
   /** The filter's bits; `IdBloom.of(words)` rebuilds it elsewhere (a worker thread). */
   readonly words: Uint32Array;
   private readonly mask: number;
+  /** A filter for about `keys` keys, or one over the `words` of another. */
   constructor(keys: number, words?: Uint32Array) {
-    let n = 1024;
-    while (n < keys * 10) n *= 2;
-    if (words && words.length >= 32 && (words.length & (words.length - 1)) === 0) n = words.length * 32;
-    this.words = words && n === words.length * 32 ? words : new Uint32Array(n / 32);
-    this.mask = n - 1;
+    if (words) {
+      if (words.length < 32 || (words.length & (words.length - 1)) !== 0) throw new RangeError(`a Bloom filter of ${words.length} words`);
+      this.words = words;
+    } else {
+      let n = 1024;
+      while (n < keys * 10) n *= 2;
+      this.words = new Uint32Array(n / 32);
+    }
+    this.mask = this.words.length * 32 - 1;
   }
   /** A filter with the bits of another one. */
   static of(words: Uint32Array): IdBloom { return new IdBloom(0, words); }

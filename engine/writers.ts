@@ -6,6 +6,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { IebsError } from '../formats/errors.js';
+import { HELPER_HEAP } from './threads.js';
 
 /**
  * A small file to write: temporary and final paths as latin1 strings (byte for byte),
@@ -36,7 +37,7 @@ export class WriterPool {
 
   constructor(count: number) {
     this.writers = Array.from({ length: Math.max(1, count) }, () => {
-      const w: Writer = { worker: new Worker(new URL('./write-worker.js', import.meta.url), { resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 16 } }), queued: 0 };
+      const w: Writer = { worker: new Worker(new URL('./write-worker.js', import.meta.url), { resourceLimits: HELPER_HEAP }), queued: 0 };
       w.worker.on('message', (m: FromWriter) => this.receive(m));
       w.worker.on('error', (e) => this.fail(`a writer thread failed: ${e.message}`));
       w.worker.on('exit', (code) => { if (code !== 0) this.fail(`a writer thread exited with code ${code}`); });

@@ -13,6 +13,11 @@ import { backup } from '../engine/backup.js';
 import { restore } from '../engine/restore.js';
 import { loadBackupKey, loadRestoreKey, type BackupKey, type RestoreKey } from '../engine/keys.js';
 import { openStorage } from '../engine/storage.js';
+import { ReaderPool } from '../engine/readers.js';
+import { chunkParams } from '../engine/chunker.js';
+import { DEFAULT_CODEC } from '../engine/codec.js';
+import { IdBloom } from '../engine/sorter.js';
+import { IebsError } from '../formats/errors.js';
 import { copyTree, diffTrees, makeKeys, readTree, seededBytes, tempDir, writeSeeded, MiB } from './helpers.js';
 
 let bk: BackupKey;
@@ -101,4 +106,19 @@ test('a small file before a large one in the same folder: jobs reach one reader 
   const got = await restore(openStorage(join(dir, 'repo')), rk, { target: out });
   assert.deepEqual(got.failures, []);
   assert.deepEqual(diffTrees(readTree(src), readTree(out)), []);
+});
+
+test('a reader pool stopped while a job is awaited rejects the wait instead of hanging', { timeout: 60_000 }, async () => {
+  const dir = tempDir('readers-stop');
+  const file = join(dir, 'large.bin');
+  writeSeeded(file, 'readers-stop', 4 * MiB);
+  const key = new Uint8Array(32).fill(7);
+  const pool = new ReaderPool(1, { blockIdKey: key, params: chunkParams(key), codec: DEFAULT_CODEC, bloom: new IdBloom(0).words }, 64 * 1024);
+  const job = pool.submit([{ abs: Buffer.from(file).toString('latin1'), skip: false }], 4 * MiB);
+  // Blocks are never marked taken, so the reader stops at its credit and the job cannot end.
+  const first = await job.next();
+  assert.equal(first.t, 'block');
+  const rest = (async () => { for (;;) if ((await job.next()).t === 'end') return 'ended'; })();
+  await pool.close();
+  await assert.rejects(rest, (e: unknown) => e instanceof IebsError && /^reader-/.test(e.code));
 });
