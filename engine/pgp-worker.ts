@@ -3,14 +3,18 @@
  * the main thread for ciphertext a piece at a time, decrypts and verifies with
  * openpgp.js, and posts the plaintext back, holding back while too much of it is not yet
  * taken. Its heap is capped by the caller, so the garbage openpgp.js's stream chain
- * leaves is collected within that cap instead of piling up for the length of the message.
+ * leaves is collected within that cap instead of piling up for the length of the message,
+ * and the compressed packet inside is inflated only as fast as its output is taken
+ * (engine/inflate.ts).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as openpgp from 'openpgp';
 import { IebsError } from '../formats/errors.js';
 import { pgpOpenStream } from './crypto.js';
+import { installPulledDecompression } from './inflate.js';
 import type { FromPgp, PgpInit, ToPgp } from './pgp-thread.js';
 
+installPulledDecompression();
 const init = workerData as PgpInit;
 const port = parentPort!;
 
