@@ -38,6 +38,26 @@ for (const arena of [1 << 20, 4096, 700]) {
   });
 }
 
+test('keys that share a long prefix, end inside it or just after it, sort bytewise', () => {
+  // The sorter compares six bytes after the shared prefix as a number first.
+  const shared = Buffer.from('home\0user\0src\0');
+  const tails = ['', '\0', 'a', 'a\0', 'ab', 'abcdef', 'abcdefg', 'abcdeg', '\xff', '\xff\xff\xff\xff\xff\xff\xff', 'b'];
+  for (const arena of [1 << 20, 300]) {
+    const input: [Buffer, Buffer][] = [];
+    for (let i = 0; i < 3000; i++) {
+      const tail = Math.random() < 0.5 ? tails[i % tails.length] : randomBytes(Math.floor(Math.random() * 9)).toString('latin1');
+      input.push([Buffer.concat([shared, Buffer.from(tail, 'latin1')]), Buffer.from(String(i))]);
+    }
+    // And, once in a while, a key that is only part of the shared prefix.
+    input.push([shared.subarray(0, 7), Buffer.from('short')]);
+    const s = new ExternalSorter(tempDir('sort'), 'shared', arena);
+    for (const [k, v] of input) s.add(k, v);
+    const got = [...s.sorted()].map(([k, v]) => `${k.toString('hex')}:${v}`);
+    assert.deepEqual(got, stableSorted(input).map(([k, v]) => `${k.toString('hex')}:${v}`), `arena ${arena}`);
+    s.close();
+  }
+});
+
 test('an entry larger than the arena is sorted with the rest', () => {
   const s = new ExternalSorter(tempDir('sort'), 'big', 256);
   s.add(Buffer.from('m'), Buffer.alloc(10000, 1));
