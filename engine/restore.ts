@@ -24,7 +24,7 @@ import { pgpOpenStreamThreaded } from './pgp-thread.js';
 import { chainOf, findSnapshot, LAYOUT, listSnapshots, readConfig, repoPublicKeys, type Snapshot } from './repo.js';
 import type { RestoreKey } from './keys.js';
 import type { Storage } from './storage.js';
-import { VolumeReader } from './volumes.js';
+import { VolumeReader, blockHashError } from './volumes.js';
 import { ExternalSorter, SORT_ARENA } from './sorter.js';
 import { WriterPool } from './writers.js';
 import { helperThreads } from './threads.js';
@@ -240,11 +240,16 @@ export async function listSnapshotFiles(storage: Storage, key: RestoreKey, id: s
 
 /** Restores a snapshot into `o.target`. */
 export async function restore(storage: Storage, key: RestoreKey, o: RestoreOptions): Promise<RestoreResult> {
-  const composed = await ComposedSnapshot.open(storage, key, o.snapshot, o.arena);
   try {
-    return await restoreComposed(storage, key, composed, o);
+    const composed = await ComposedSnapshot.open(storage, key, o.snapshot, o.arena);
+    try {
+      return await restoreComposed(storage, key, composed, o);
+    } finally {
+      await composed.close();
+    }
   } finally {
-    await composed.close();
+    // Also when the restore failed: the storage's open files are closed, not left to GC.
+    await storage.close();
   }
 }
 
@@ -330,7 +335,6 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
     await writers.close();
   }
   result.failures.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  await storage.close();
   return result;
 }
 
@@ -375,8 +379,9 @@ async function restoreFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord
   const fh = await open(tmp, 'wx', 0o600);
   let ok = false;
   try {
-    // Blocks go to their own offsets, so several are read, decrypted, decompressed,
-    // checked and written at once.
+    // Blocks go to their own offsets, so several are read, decrypted and decompressed
+    // here while a writer thread checks and writes those before them. Every write has
+    // answered before the file is closed (its descriptor must not be reused under one).
     let written = 0;
     let failure: unknown = null;
     const running = new Set<Promise<void>>();
@@ -384,10 +389,15 @@ async function restoreFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord
       while (running.size >= BLOCKS_AHEAD) await Promise.race(running);
       if (failure) break;
       const p: Promise<void> = (async () => {
-        const data = await reader.readBlock(b, (d) => createHash('sha384').update(d).digest().equals(b.sha384));
-        await fh.write(data, 0, data.length, b.offset);
-        written += data.length;
-        onBytes(data.length);
+        const data = await reader.readUnchecked(b);
+        const size = data.length;
+        try {
+          await writers.writeBlock({ fd: fh.fd, offset: b.offset, data, sha384: b.sha384 });
+        } catch (e) {
+          throw (e as NodeJS.ErrnoException).code === 'BAD-HASH' ? blockHashError(b) : e;
+        }
+        written += size;
+        onBytes(size);
       })().catch((e) => { failure ??= e; }).finally(() => running.delete(p));
       running.add(p);
     }

@@ -269,13 +269,26 @@ export class VolumeReader {
 
   /** Reads, authenticates, decompresses and checks one block. */
   async readBlock(ref: BlockRef, checkHash: (data: Uint8Array) => boolean): Promise<Uint8Array> {
+    const data = await this.readUnchecked(ref);
+    if (!checkHash(data)) throw blockHashError(ref);
+    return data;
+  }
+
+  /**
+   * Reads, authenticates and decompresses one block, of the length its reference says;
+   * the caller MUST check it against its sha384 (`blockHashError` if it fails) before use.
+   */
+  async readUnchecked(ref: BlockRef): Promise<Uint8Array> {
     const v = await this.open(ref.volume);
     const where = `${ref.volume}:${ref.entry}`;
     const env = await this.storage.getRange(`${LAYOUT.volumes}/${ref.volume}`, ref.dataOffset, ref.length);
     const opened = openEnvelope(v.key, env, blockContext(v.id, ref.entry), MAX_BLOCK, where);
     if (opened.plainLength !== ref.size) throw new FormatError('bad-size', `${where}: block holds ${opened.plainLength} bytes, the manifest says ${ref.size}`);
-    const data = await decompressBlock(opened.codec, opened.payload, ref.size);
-    if (!checkHash(data)) throw new FormatError('bad-hash', `${where}: block content does not match its sha384`);
-    return data;
+    return decompressBlock(opened.codec, opened.payload, ref.size);
   }
+}
+
+/** The error of a block whose content does not match its sha384. */
+export function blockHashError(ref: BlockRef): FormatError {
+  return new FormatError('bad-hash', `${ref.volume}:${ref.entry}: block content does not match its sha384`);
 }

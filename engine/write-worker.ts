@@ -2,19 +2,21 @@
  * A writer thread of restore, started by engine/writers.ts. It takes batches of small
  * files whose content the main thread has read and checked already, and for each writes
  * a temporary file beside the final name, sets owner, mode and time, and renames it into
- * place, with synchronous calls: this thread has nothing else to do meanwhile, and the
- * main thread goes on reading while the file system works.
+ * place; and blocks of larger files, which it checks against their sha384 and writes at
+ * their offsets. It uses synchronous calls: this thread has nothing else to do
+ * meanwhile, and the main thread goes on reading while the file system works.
  */
+import { createHash } from 'node:crypto';
 import { closeSync, fchmodSync, fchownSync, futimesSync, lstatSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import type { FromWriter, SmallFile } from './writers.js';
+import type { BlockWrite, FromWriter, SmallFile, WriterItem } from './writers.js';
 
 const port = parentPort!;
 
-port.on('message', (m: { id: number; files: SmallFile[] }) => {
-  const results: FromWriter['results'] = m.files.map((f) => {
+port.on('message', (m: { id: number; items: WriterItem[] }) => {
+  const results: FromWriter['results'] = m.items.map((item) => {
     try {
-      write(f);
+      if (item.t === 'file') write(item.file); else writeBlock(item.block);
       return null;
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
@@ -23,6 +25,12 @@ port.on('message', (m: { id: number; files: SmallFile[] }) => {
   });
   port.postMessage({ id: m.id, results } satisfies FromWriter);
 });
+
+function writeBlock(b: BlockWrite): void {
+  const digest = createHash('sha384').update(b.data).digest();
+  if (!digest.equals(b.sha384)) throw Object.assign(new Error('block content does not match its sha384'), { code: 'BAD-HASH' });
+  for (let off = 0; off < b.data.length;) off += writeSync(b.fd, b.data, off, b.data.length - off, b.offset + off);
+}
 
 function write(f: SmallFile): void {
   const tmp = Buffer.from(f.tmp, 'latin1');

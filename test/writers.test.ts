@@ -1,0 +1,57 @@
+/**
+ * The restore's writer threads (engine/writers.ts): blocks of a larger file are checked
+ * against their sha384 on the thread and written at their offsets; a block that does
+ * not match is refused and nothing of it is written.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { WriterPool } from '../engine/writers.js';
+import { tempDir } from './helpers.js';
+
+const sha384 = (b: Uint8Array) => createHash('sha384').update(b).digest();
+
+test('blocks are written at their offsets, in any order, beside small files in one batch', async () => {
+  const dir = tempDir('writers');
+  const content = randomBytes(3 * 1024 * 1024 + 123);
+  const cuts = [0, 700_000, 1_500_000, 2_900_000, content.length];
+  const fd = openSync(join(dir, 'big'), 'wx', 0o600);
+  const pool = new WriterPool(2);
+  try {
+    const blocks = cuts.slice(0, -1).map((from, i) => ({ offset: from, data: new Uint8Array(content.subarray(from, cuts[i + 1])) }));
+    const small = randomBytes(5000);
+    await Promise.all([
+      ...blocks.reverse().map((b) => pool.writeBlock({ fd, offset: b.offset, data: b.data, sha384: sha384(b.data) })),
+      pool.write({ tmp: join(dir, '.tmp-small'), final: join(dir, 'small'), data: small, mode: 0o640, mtime: 1_000_000 }),
+    ]);
+    // A moved block leaves nothing behind on this thread.
+    assert.equal(blocks[0].data.byteLength, 0, 'the block buffer was moved, not copied');
+    assert.ok(readFileSync(join(dir, 'big')).equals(content));
+    assert.ok(readFileSync(join(dir, 'small')).equals(small));
+    assert.equal(statSync(join(dir, 'small')).mode & 0o777, 0o640);
+  } finally {
+    closeSync(fd);
+    await pool.close();
+  }
+});
+
+test('a block that does not match its sha384 is refused, and nothing of it is written', async () => {
+  const dir = tempDir('writers');
+  const fd = openSync(join(dir, 'big'), 'wx', 0o600);
+  const pool = new WriterPool(1);
+  try {
+    const good = randomBytes(100_000);
+    const bad = Buffer.from(good);
+    bad[50_000] ^= 1;
+    await assert.rejects(pool.writeBlock({ fd, offset: 4096, data: bad, sha384: sha384(good) }), (e: NodeJS.ErrnoException) => e.code === 'BAD-HASH');
+    assert.equal(statSync(join(dir, 'big')).size, 0);
+    const want = Buffer.from(good); // the write moves `good` away
+    await pool.writeBlock({ fd, offset: 4096, data: good, sha384: sha384(want) });
+    assert.ok(readFileSync(join(dir, 'big')).subarray(4096).equals(want));
+  } finally {
+    closeSync(fd);
+    await pool.close();
+  }
+});
