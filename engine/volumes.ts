@@ -237,12 +237,23 @@ export class VolumeSet {
   }
 }
 
-/** An opened volume: its header and data key. */
-interface OpenedVolume { id: Uint8Array; key: Uint8Array; snapshot: string }
+/** An opened volume: its header, data key and size. */
+interface OpenedVolume { id: Uint8Array; key: Uint8Array; snapshot: string; size: number }
 
-/** Reads block envelopes from volumes with the restore key; caches opened headers. */
+/** Envelopes up to this size, read in order, are read through a window of the volume. */
+const WINDOW_ENVELOPE = 64 * 1024;
+const WINDOW = 1024 * 1024;
+
+/**
+ * Reads block envelopes from volumes with the restore key; caches opened headers. Small
+ * envelopes read one after another (a restore of many small files reads a volume in
+ * about the order it was written) are read a window of 1 MiB at a time instead of one
+ * read each; an envelope read out of order, or a large one, is read alone.
+ */
 export class VolumeReader {
   private readonly opened = new Map<string, Promise<OpenedVolume>>();
+  private window: { volume: string; start: number; end: number; data: Promise<Uint8Array> } | null = null;
+  private last: { volume: string; end: number } | null = null;
   constructor(private readonly storage: Storage, private readonly decryptionKeys: openpgp.PrivateKey[], private readonly verifiers: openpgp.PublicKey[]) {}
 
   private open(volume: string): Promise<OpenedVolume> {
@@ -264,7 +275,26 @@ export class VolumeReader {
     const h = decodeVolumeHeader(await this.storage.getRange(object, TAR_BLOCK, th.size), volume);
     if (h.name !== volume) throw new FormatError('bad-volume', `${volume}: header names it ${h.name} (renamed or swapped)`);
     const plain = await pgpOpenBytes(h.sealed, this.decryptionKeys, this.verifiers, `${volume} sealed key`);
-    return { id: h.volumeId, key: decodeVolumeKey(plain, h.volumeId, volume), snapshot: h.snapshot };
+    return { id: h.volumeId, key: decodeVolumeKey(plain, h.volumeId, volume), snapshot: h.snapshot, size };
+  }
+
+  /** The envelope of `ref`, from the window when it lies there (see the class). */
+  private async envelope(ref: BlockRef, size: number): Promise<Uint8Array> {
+    const object = `${LAYOUT.volumes}/${ref.volume}`;
+    const start = ref.dataOffset;
+    const end = start + ref.length;
+    const prev = this.last;
+    this.last = { volume: ref.volume, end };
+    let w = this.window;
+    if (!w || w.volume !== ref.volume || start < w.start || end > w.end) {
+      const inOrder = prev !== null && prev.volume === ref.volume && start >= prev.end && start - prev.end <= WINDOW_ENVELOPE;
+      if (!inOrder || ref.length > WINDOW_ENVELOPE || end > size) return this.storage.getRange(object, start, ref.length);
+      const data = this.storage.getRange(object, start, Math.min(size, start + WINDOW) - start);
+      w = this.window = { volume: ref.volume, start, end: Math.min(size, start + WINDOW), data };
+      data.catch(() => { if (this.window === w) this.window = null; });
+    }
+    const bytes = await w.data;
+    return bytes.subarray(start - w.start, end - w.start);
   }
 
   /** Reads, authenticates, decompresses and checks one block. */
@@ -281,7 +311,7 @@ export class VolumeReader {
   async readUnchecked(ref: BlockRef): Promise<Uint8Array> {
     const v = await this.open(ref.volume);
     const where = `${ref.volume}:${ref.entry}`;
-    const env = await this.storage.getRange(`${LAYOUT.volumes}/${ref.volume}`, ref.dataOffset, ref.length);
+    const env = await this.envelope(ref, v.size);
     const opened = openEnvelope(v.key, env, blockContext(v.id, ref.entry), MAX_BLOCK, where);
     if (opened.plainLength !== ref.size) throw new FormatError('bad-size', `${where}: block holds ${opened.plainLength} bytes, the manifest says ${ref.size}`);
     return decompressBlock(opened.codec, opened.payload, ref.size);

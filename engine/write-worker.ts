@@ -45,9 +45,12 @@ function write(f: SmallFile): void {
     futimesSync(fd, f.mtime, f.mtime);
     closeSync(fd);
     fd = -1;
-    // rename replaces a file or symlink in the way; a directory in the way is refused.
-    if (lstatSync(final, { throwIfNoEntry: false })?.isDirectory()) throw Object.assign(new Error('a directory is in the way'), { code: 'IN-THE-WAY' });
-    renameSync(tmp, final);
+    // rename replaces a file or symlink in the way, and fails on a directory (EISDIR), which
+    // is refused by name; a look before each rename cost 6% of this thread's time.
+    try { renameSync(tmp, final); } catch (e) {
+      if (lstatSync(final, { throwIfNoEntry: false })?.isDirectory()) throw Object.assign(new Error('a directory is in the way'), { code: 'IN-THE-WAY' });
+      throw e;
+    }
     ok = true;
   } finally {
     if (!ok) {

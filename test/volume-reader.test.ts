@@ -1,0 +1,59 @@
+/**
+ * How a restore reads volumes (engine/volumes.ts VolumeReader): the envelopes of small
+ * files read in order come through a few windowed reads instead of one read each, and
+ * reads out of order or of large blocks still get exactly their own bytes.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { backup } from '../engine/backup.js';
+import { restore } from '../engine/restore.js';
+import { loadBackupKey, loadRestoreKey } from '../engine/keys.js';
+import { openStorage, type Storage } from '../engine/storage.js';
+import { makeKeys, tempDir, MiB } from './helpers.js';
+
+/** A storage that counts range reads of volumes, and their bytes. */
+function counting(inner: Storage): { storage: Storage; reads: () => number; bytes: () => number } {
+  let reads = 0, bytes = 0;
+  const storage = Object.create(inner) as Storage;
+  storage.getRange = async (name, offset, length) => {
+    if (name.startsWith('volumes/')) { reads++; bytes += length; }
+    return inner.getRange(name, offset, length);
+  };
+  return { storage, reads: () => reads, bytes: () => bytes };
+}
+
+test('small files in order are read through windows; a subset and large files read only their own', async () => {
+  const k = makeKeys();
+  const bk = await loadBackupKey(k.backup);
+  const rk = await loadRestoreKey(k.restore, undefined);
+  const dir = tempDir('volume-reader');
+  const src = join(dir, 'src');
+  const files = new Map<string, Buffer>();
+  for (let d = 0; d < 4; d++) {
+    mkdirSync(join(src, `d${d}`), { recursive: true });
+    for (let f = 0; f < 100; f++) files.set(`d${d}/f${f}`, randomBytes(100 + ((f * 797) % 3000)));
+  }
+  files.set('big.bin', randomBytes(5 * MiB));
+  for (const [p, b] of files) writeFileSync(join(src, p), b);
+  await backup(openStorage(join(dir, 'repo')), bk, { sources: [src], volumeSize: 64 * MiB, system: 'win' });
+
+  const all = counting(openStorage(join(dir, 'repo')));
+  const out = join(dir, 'out');
+  const r = await restore(all.storage, rk, { target: out });
+  assert.equal(r.failures.length, 0);
+  for (const [p, b] of files) assert.ok(readFileSync(join(out, p)).equals(b), `${p} restored whole`);
+  // 400 small files and a few large blocks: one read each would be over 400.
+  assert.ok(all.reads() < 60, `${all.reads()} volume reads for ${files.size} files`);
+
+  // One small file alone: its own envelope, not a window.
+  const one = counting(openStorage(join(dir, 'repo')));
+  const out2 = join(dir, 'out2');
+  const r2 = await restore(one.storage, rk, { target: out2, include: [/^d2\/f7$/] });
+  assert.equal(r2.files, 1);
+  assert.ok(readFileSync(join(out2, 'd2/f7')).equals(files.get('d2/f7')!));
+  assert.ok(one.bytes() < 64 * 1024, `read ${one.bytes()} bytes of volumes for one small file`);
+  rmSync(dir, { recursive: true, force: true });
+});
