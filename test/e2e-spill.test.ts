@@ -12,16 +12,14 @@ import { appendFileSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSyn
 import { join } from 'node:path';
 import { backup, type Limits } from '../engine/backup.js';
 import { restore } from '../engine/restore.js';
-import { loadBackupKey, loadRestoreKey, type BackupKey, type RestoreKey } from '../engine/keys.js';
+import type { BackupKey, RestoreKey } from '../engine/keys.js';
 import { openStorage } from '../engine/storage.js';
-import { copyTree, diffTrees, makeKeys, readTree, tempDir, writeSeeded, MiB } from './helpers.js';
+import { copyTree, diffTrees, loadKeys, readTree, tempDir, writeSeeded, MiB } from './helpers.js';
 
 let bk: BackupKey;
 let rk: RestoreKey;
 before(async () => {
-  const k = makeKeys();
-  bk = await loadBackupKey(k.backup);
-  rk = await loadRestoreKey(k.restore, undefined);
+  ({ bk, rk } = await loadKeys());
 });
 
 const TINY: Limits = { arena: 2048, indexPiece: 1024, blocksInMemory: 16 };

@@ -15,13 +15,13 @@ import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { backup } from '../engine/backup.js';
 import { restore } from '../engine/restore.js';
-import { loadBackupKey, loadRestoreKey, type BackupKey, type RestoreKey } from '../engine/keys.js';
+import type { BackupKey, RestoreKey } from '../engine/keys.js';
 import { openStorage, type Storage } from '../engine/storage.js';
 import { LAYOUT, listSnapshots, recordObject, writeRecord } from '../engine/repo.js';
 import { pgpOpenBytes, pgpSealBytes, sha384 } from '../engine/crypto.js';
 import { decodeDoc, encodeDocEnd, encodeManifestHeader, encodeRecord, type FileRecord, type ManifestHeader } from '../formats/manifest.js';
 import { FormatError } from '../formats/errors.js';
-import { makeKeys, tempDir, MiB } from './helpers.js';
+import { loadKeys, tempDir, MiB } from './helpers.js';
 
 /** Replaces the only snapshot's manifest with one whose records `change` gave, signed anew. */
 async function reseal(storage: Storage, bk: BackupKey, rk: RestoreKey, change: (records: FileRecord[]) => FileRecord[]): Promise<void> {
@@ -41,9 +41,7 @@ async function reseal(storage: Storage, bk: BackupKey, rk: RestoreKey, change: (
 }
 
 test('a snapshot whose manifest names one path twice is refused before anything is written', async () => {
-  const k = makeKeys();
-  const bk = await loadBackupKey(k.backup);
-  const rk = await loadRestoreKey(k.restore, undefined);
+  const { bk, rk } = await loadKeys();
   const dir = tempDir('duplicate-path');
   const src = join(dir, 'src');
   mkdirSync(join(src, 'sub'), { recursive: true });
@@ -71,9 +69,7 @@ test('a snapshot whose manifest names one path twice is refused before anything 
 });
 
 test('a block that does not hash to what its record says is reported, and its file is not written', async () => {
-  const k = makeKeys();
-  const bk = await loadBackupKey(k.backup);
-  const rk = await loadRestoreKey(k.restore, undefined);
+  const { bk, rk } = await loadKeys();
   const dir = tempDir('forged-hash');
   const src = join(dir, 'src');
   mkdirSync(src, { recursive: true });

@@ -14,6 +14,7 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadBackupKey, loadRestoreKey, type BackupKey, type RestoreKey } from '../engine/keys.js';
 
 /** The compiled CLI, next to this module's own directory once compiled (dist/test → dist/cli). */
 export const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
@@ -101,6 +102,12 @@ export function makeKeys(): Keys {
   const dir = join(tempDir('keys'), 'k');
   iebsOk(['keygen', '--out', dir, '--name', 'e2e']);
   return { dir, restore: join(dir, 'restore.key'), backup: join(dir, 'backup.key'), recipient: join(dir, 'recipient.asc') };
+}
+
+/** A new key set (as `makeKeys`), loaded for calls into the engine. */
+export async function loadKeys(): Promise<{ bk: BackupKey; rk: RestoreKey }> {
+  const k = makeKeys();
+  return { bk: await loadBackupKey(k.backup), rk: await loadRestoreKey(k.restore, undefined) };
 }
 
 /**

@@ -10,8 +10,7 @@ import { deflateSync, deflateRawSync, gzipSync } from 'node:zlib';
 import { PulledDecompressionStream } from '../engine/inflate.js';
 import { pgpSealStream } from '../engine/crypto.js';
 import { pgpOpenStreamThreaded } from '../engine/pgp-thread.js';
-import { loadBackupKey, loadRestoreKey } from '../engine/keys.js';
-import { makeKeys } from './helpers.js';
+import { loadKeys } from './helpers.js';
 
 /** Text that compresses about fivefold, like a manifest: repeated words and numbers. */
 function compressible(bytes: number): Buffer {
@@ -89,9 +88,7 @@ test('an unknown format is refused like DecompressionStream refuses it', () => {
 });
 
 test('the decryption thread takes a long sealed message only as fast as its plaintext is taken', async () => {
-  const keys = makeKeys();
-  const backup = await loadBackupKey(keys.backup);
-  const restore = await loadRestoreKey(keys.restore, undefined);
+  const { bk: backup, rk: restore } = await loadKeys();
   // Like a manifest: a line per file with its hashes, which compress little.
   const plain = Buffer.concat([compressible(4 << 20), Buffer.from(randomBytes(12 << 20).toString('hex'))]);
   const sealed = await readAll((await pgpSealStream((async function* () { for (let i = 0; i < plain.length; i += 1 << 20) yield plain.subarray(i, i + (1 << 20)); })(), backup.recipients, backup.signer)));

@@ -11,21 +11,19 @@ import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { backup } from '../engine/backup.js';
 import { restore } from '../engine/restore.js';
-import { loadBackupKey, loadRestoreKey, type BackupKey, type RestoreKey } from '../engine/keys.js';
+import type { BackupKey, RestoreKey } from '../engine/keys.js';
 import { openStorage } from '../engine/storage.js';
 import { ReaderPool } from '../engine/readers.js';
 import { chunkParams } from '../engine/chunker.js';
 import { DEFAULT_CODEC } from '../engine/codec.js';
 import { IdBloom } from '../engine/sorter.js';
 import { IebsError } from '../formats/errors.js';
-import { copyTree, diffTrees, makeKeys, readTree, seededBytes, tempDir, writeSeeded, MiB } from './helpers.js';
+import { copyTree, diffTrees, loadKeys, readTree, seededBytes, tempDir, writeSeeded, MiB } from './helpers.js';
 
 let bk: BackupKey;
 let rk: RestoreKey;
 before(async () => {
-  const k = makeKeys();
-  bk = await loadBackupKey(k.backup);
-  rk = await loadRestoreKey(k.restore, undefined);
+  ({ bk, rk } = await loadKeys());
 });
 
 /** Small files of every kind a batch meets, and files of several blocks. */

@@ -10,9 +10,8 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { backup } from '../engine/backup.js';
 import { restore } from '../engine/restore.js';
-import { loadBackupKey, loadRestoreKey } from '../engine/keys.js';
 import { openStorage, type Storage } from '../engine/storage.js';
-import { makeKeys, tempDir, MiB } from './helpers.js';
+import { loadKeys, tempDir, MiB } from './helpers.js';
 
 /** A storage that counts range reads of volumes, and their bytes. */
 function counting(inner: Storage): { storage: Storage; reads: () => number; bytes: () => number } {
@@ -26,9 +25,7 @@ function counting(inner: Storage): { storage: Storage; reads: () => number; byte
 }
 
 test('small files in order are read through windows; a subset and large files read only their own', async () => {
-  const k = makeKeys();
-  const bk = await loadBackupKey(k.backup);
-  const rk = await loadRestoreKey(k.restore, undefined);
+  const { bk, rk } = await loadKeys();
   const dir = tempDir('volume-reader');
   const src = join(dir, 'src');
   const files = new Map<string, Buffer>();
