@@ -421,22 +421,25 @@ async function restoreFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord
 }
 
 /**
- * Restores a file of at most one block: the block is read and checked here, then a
- * writer thread writes, stamps and renames the file (engine/writers.ts).
+ * Restores a file of at most one block: the block is read here, then a writer thread
+ * checks it, and writes, stamps and renames the file (engine/writers.ts).
  */
 async function restoreSmallFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord, writers: WriterPool, asRoot: boolean, onBytes: (n: number) => void): Promise<void> {
   const b = r.blocks[0];
-  const data = b ? await reader.readBlock(b, (d) => createHash('sha384').update(d).digest().equals(b.sha384)) : new Uint8Array(0);
-  if (data.length !== r.size || (b && b.offset !== 0)) throw new FormatError('bad-size', `${Buffer.from(r.path).toString('utf8')}: restored ${data.length} bytes, expected ${r.size}`);
+  const data = b ? await reader.readUnchecked(b) : new Uint8Array(0);
+  const size = data.length;
+  if (size !== r.size || (b && b.offset !== 0)) throw new FormatError('bad-size', `${Buffer.from(r.path).toString('utf8')}: restored ${size} bytes, expected ${r.size}`);
   const final = await safe.leaf(r.path);
   try {
     await writers.write({
-      tmp: besides(final).toString('latin1'), final: final.toString('latin1'), data, mode: r.mode, mtime: Number(r.mtimeNs) / 1e9,
+      tmp: besides(final).toString('latin1'), final: final.toString('latin1'), data, sha384: b?.sha384, mode: r.mode, mtime: Number(r.mtimeNs) / 1e9,
       owner: asRoot ? { uid: r.uid, gid: r.gid } : undefined,
     });
-    onBytes(data.length);
+    onBytes(size);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'IN-THE-WAY') throw new IoError('exists', `${final.toString()}: a directory is in the way`);
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'BAD-HASH') throw blockHashError(b);
+    if (code === 'IN-THE-WAY') throw new IoError('exists', `${final.toString()}: a directory is in the way`);
     throw writeError(e, safe, final);
   }
 }

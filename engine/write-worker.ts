@@ -1,9 +1,9 @@
 /**
  * A writer thread of restore, started by engine/writers.ts. It takes batches of small
- * files whose content the main thread has read and checked already, and for each writes
- * a temporary file beside the final name, sets owner, mode and time, and renames it into
- * place; and blocks of larger files, which it checks against their sha384 and writes at
- * their offsets. It uses synchronous calls: this thread has nothing else to do
+ * files whose content the main thread has read, and for each checks it against its
+ * sha384, writes a temporary file beside the final name, sets owner, mode and time, and
+ * renames it into place; and blocks of larger files, which it checks and writes at their
+ * offsets. It uses synchronous calls: this thread has nothing else to do
  * meanwhile, and the main thread goes on reading while the file system works.
  */
 import { createHash } from 'node:crypto';
@@ -26,13 +26,18 @@ port.on('message', (m: { id: number; items: WriterItem[] }) => {
   port.postMessage({ id: m.id, results } satisfies FromWriter);
 });
 
+/** Throws BAD-HASH unless `data` hashes to `sha384`. */
+function check(data: Uint8Array, sha384: Uint8Array): void {
+  if (!createHash('sha384').update(data).digest().equals(sha384)) throw Object.assign(new Error('block content does not match its sha384'), { code: 'BAD-HASH' });
+}
+
 function writeBlock(b: BlockWrite): void {
-  const digest = createHash('sha384').update(b.data).digest();
-  if (!digest.equals(b.sha384)) throw Object.assign(new Error('block content does not match its sha384'), { code: 'BAD-HASH' });
+  check(b.data, b.sha384);
   for (let off = 0; off < b.data.length;) off += writeSync(b.fd, b.data, off, b.data.length - off, b.offset + off);
 }
 
 function write(f: SmallFile): void {
+  if (f.sha384) check(f.data, f.sha384);
   const tmp = Buffer.from(f.tmp, 'latin1');
   const final = Buffer.from(f.final, 'latin1');
   let fd = -1;

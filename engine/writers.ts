@@ -1,10 +1,10 @@
 /**
  * The writer threads of restore (their code: engine/write-worker.ts). Files of at most
- * one block, read and checked by the main thread, are handed here and written by a
- * thread in batches: the files handed over in one turn of the event loop go together,
- * to the thread with the fewest items queued. So do the blocks of larger files, which
- * the thread checks against their sha384 before it writes them at their offsets (the
- * check was half of the main thread's time on a large file).
+ * one block, read by the main thread, are handed here and written by a thread in
+ * batches: the files handed over in one turn of the event loop go together, to the
+ * thread with the fewest items queued. So do the blocks of larger files. The thread
+ * checks each block against its sha384 before it writes it (the check was half of the
+ * main thread's time on a large file).
  */
 import { Worker } from 'node:worker_threads';
 import { IebsError } from '../formats/errors.js';
@@ -12,9 +12,11 @@ import { HELPER_HEAP } from './threads.js';
 
 /**
  * A small file to write: temporary and final paths as latin1 strings (byte for byte),
- * its content, mode, mtime in seconds, and owner when restoring as root.
+ * its content, mode, mtime in seconds, and owner when restoring as root. With `sha384`,
+ * the content is checked against it first (else the error code is BAD-HASH and nothing
+ * is written).
  */
-export interface SmallFile { tmp: string; final: string; data: Uint8Array; mode: number; mtime: number; owner?: { uid: number; gid: number } }
+export interface SmallFile { tmp: string; final: string; data: Uint8Array; sha384?: Uint8Array; mode: number; mtime: number; owner?: { uid: number; gid: number } }
 
 /**
  * A block of a larger file: written at `offset` into the open file `fd` once its content
@@ -58,8 +60,12 @@ export class WriterPool {
     });
   }
 
-  /** Writes a file; rejects with an Error whose `code` is the errno code (or IN-THE-WAY). */
+  /**
+   * Writes a file; rejects with an Error whose `code` is the errno code, IN-THE-WAY or
+   * BAD-HASH. `f.data` is moved to the thread when it owns its buffer.
+   */
   write(f: SmallFile): Promise<void> {
+    this.move(f.data);
     return this.add({ t: 'file', file: f }, f.data.length);
   }
 
@@ -68,9 +74,14 @@ export class WriterPool {
    * the errno code, or BAD-HASH. `b.data` is moved to the thread when it owns its buffer.
    */
   writeBlock(b: BlockWrite): Promise<void> {
-    const buf = b.data.buffer;
-    if (buf instanceof ArrayBuffer && b.data.byteOffset === 0 && b.data.byteLength === buf.byteLength && !this.transfer.includes(buf)) this.transfer.push(buf);
+    this.move(b.data);
     return this.add({ t: 'block', block: b }, b.data.length);
+  }
+
+  /** Moves `data`'s memory with the next batch, when `data` is all of it (not a slice of a pool). */
+  private move(data: Uint8Array): void {
+    const buf = data.buffer;
+    if (buf instanceof ArrayBuffer && data.byteOffset === 0 && data.byteLength === buf.byteLength && !this.transfer.includes(buf)) this.transfer.push(buf);
   }
 
   private add(item: WriterItem, bytes: number): Promise<void> {

@@ -1,12 +1,12 @@
 /**
  * The restore's writer threads (engine/writers.ts): blocks of a larger file are checked
- * against their sha384 on the thread and written at their offsets; a block that does
- * not match is refused and nothing of it is written.
+ * against their sha384 on the thread and written at their offsets, small files checked
+ * and written whole; what does not match is refused and nothing of it is written.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { WriterPool } from '../engine/writers.js';
 import { tempDir } from './helpers.js';
@@ -22,6 +22,7 @@ test('blocks are written at their offsets, in any order, beside small files in o
   try {
     const blocks = cuts.slice(0, -1).map((from, i) => ({ offset: from, data: new Uint8Array(content.subarray(from, cuts[i + 1])) }));
     const small = randomBytes(5000);
+    const smallCopy = Buffer.from(small); // the write moves `small` away
     await Promise.all([
       ...blocks.reverse().map((b) => pool.writeBlock({ fd, offset: b.offset, data: b.data, sha384: sha384(b.data) })),
       pool.write({ tmp: join(dir, '.tmp-small'), final: join(dir, 'small'), data: small, mode: 0o640, mtime: 1_000_000 }),
@@ -29,7 +30,7 @@ test('blocks are written at their offsets, in any order, beside small files in o
     // A moved block leaves nothing behind on this thread.
     assert.equal(blocks[0].data.byteLength, 0, 'the block buffer was moved, not copied');
     assert.ok(readFileSync(join(dir, 'big')).equals(content));
-    assert.ok(readFileSync(join(dir, 'small')).equals(small));
+    assert.ok(readFileSync(join(dir, 'small')).equals(smallCopy));
     assert.equal(statSync(join(dir, 'small')).mode & 0o777, 0o640);
   } finally {
     closeSync(fd);
@@ -37,7 +38,7 @@ test('blocks are written at their offsets, in any order, beside small files in o
   }
 });
 
-test('a block that does not match its sha384 is refused, and nothing of it is written', async () => {
+test('a block or small file that does not match its sha384 is refused, and nothing of it is written', async () => {
   const dir = tempDir('writers');
   const fd = openSync(join(dir, 'big'), 'wx', 0o600);
   const pool = new WriterPool(1);
@@ -47,6 +48,10 @@ test('a block that does not match its sha384 is refused, and nothing of it is wr
     bad[50_000] ^= 1;
     await assert.rejects(pool.writeBlock({ fd, offset: 4096, data: bad, sha384: sha384(good) }), (e: NodeJS.ErrnoException) => e.code === 'BAD-HASH');
     assert.equal(statSync(join(dir, 'big')).size, 0);
+    // A small file likewise: neither it nor its temporary file is left.
+    const small = Buffer.from('small file\n');
+    await assert.rejects(pool.write({ tmp: join(dir, '.tmp-s'), final: join(dir, 's'), data: Buffer.from('small filE\n'), sha384: sha384(small), mode: 0o644, mtime: 0 }), (e: NodeJS.ErrnoException) => e.code === 'BAD-HASH');
+    assert.deepEqual(readdirSync(dir), ['big']);
     const want = Buffer.from(good); // the write moves `good` away
     await pool.writeBlock({ fd, offset: 4096, data: good, sha384: sha384(want) });
     assert.ok(readFileSync(join(dir, 'big')).subarray(4096).equals(want));
