@@ -60,3 +60,24 @@ test('a block or small file that does not match its sha384 is refused, and nothi
     await pool.close();
   }
 });
+
+test('views into larger buffers are copied, not moved: the buffers they belong to stay whole', async () => {
+  const dir = tempDir('writers');
+  const pool = new WriterPool(1);
+  const fd = openSync(join(dir, 'big'), 'wx', 0o600);
+  try {
+    const backing = randomBytes(256 * 1024);
+    const data = backing.subarray(1000, 3000);
+    const digests = Buffer.concat([randomBytes(100), sha384(data), randomBytes(100)]);
+    const digest = digests.subarray(100, 148);
+    await pool.write({ tmp: join(dir, '.tmp-v'), final: join(dir, 'v'), data, sha384: digest, mode: 0o644, mtime: 0 });
+    await pool.writeBlock({ fd, offset: 10, data, sha384: digest });
+    assert.equal(backing.length, 256 * 1024, 'the data\'s buffer was not taken away');
+    assert.equal(digests.length, 248, 'the digest\'s buffer was not taken away');
+    assert.ok(readFileSync(join(dir, 'v')).equals(data));
+    assert.ok(readFileSync(join(dir, 'big')).subarray(10).equals(data));
+  } finally {
+    closeSync(fd);
+    await pool.close();
+  }
+});
