@@ -6,9 +6,9 @@
  * offsets. It uses synchronous calls: this thread has nothing else to do
  * meanwhile, and the main thread goes on reading while the file system works.
  */
-import { createHash } from 'node:crypto';
 import { closeSync, fchmodSync, fchownSync, futimesSync, lstatSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
+import { sha384 } from './hashes.js';
 import type { BlockWrite, FromWriter, SmallFile, WriterItem } from './writers.js';
 
 const port = parentPort!;
@@ -26,9 +26,9 @@ port.on('message', (m: { id: number; items: WriterItem[] }) => {
   port.postMessage({ id: m.id, results } satisfies FromWriter);
 });
 
-/** Throws BAD-HASH unless `data` hashes to `sha384`. */
-function check(data: Uint8Array, sha384: Uint8Array): void {
-  if (!createHash('sha384').update(data).digest().equals(sha384)) throw Object.assign(new Error('block content does not match its sha384'), { code: 'BAD-HASH' });
+/** Throws BAD-HASH unless `data` hashes to `digest`. */
+function check(data: Uint8Array, digest: Uint8Array): void {
+  if (Buffer.compare(sha384(data), digest) !== 0) throw Object.assign(new Error('block content does not match its sha384'), { code: 'BAD-HASH' });
 }
 
 function writeBlock(b: BlockWrite): void {

@@ -65,7 +65,7 @@ export class WriterPool {
    * BAD-HASH. `f.data` is moved to the thread when it owns its buffer.
    */
   write(f: SmallFile): Promise<void> {
-    const data = this.move(f.data);
+    const data = this.sendable(f.data);
     return this.add({ t: 'file', file: { ...f, data, sha384: f.sha384 && new Uint8Array(f.sha384) } }, data.length);
   }
 
@@ -74,7 +74,7 @@ export class WriterPool {
    * the errno code, or BAD-HASH. `b.data` is moved to the thread when it owns its buffer.
    */
   writeBlock(b: BlockWrite): Promise<void> {
-    const data = this.move(b.data);
+    const data = this.sendable(b.data);
     return this.add({ t: 'block', block: { ...b, data, sha384: new Uint8Array(b.sha384) } }, data.length);
   }
 
@@ -84,7 +84,7 @@ export class WriterPool {
    * was a view into a 256 KiB read buffer made a restore of small files four times
    * slower.
    */
-  private move(data: Uint8Array): Uint8Array {
+  private sendable(data: Uint8Array): Uint8Array {
     const buf = data.buffer;
     if (!(buf instanceof ArrayBuffer) || data.byteOffset !== 0 || data.byteLength !== buf.byteLength) return new Uint8Array(data);
     if (!this.transfer.includes(buf)) this.transfer.push(buf);
