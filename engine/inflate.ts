@@ -28,9 +28,23 @@ export class PulledDecompressionStream {
     let ended = false;
     let wake: (() => void) | null = null;
     const poke = () => { const w = wake; wake = null; w?.(); };
+    // The write under way. zlib does not answer a write it failed on, so a failure answers
+    // it here; and after a failure writes are taken and dropped, as Node's own stream
+    // does, so that what feeds this stream runs to its end instead of being cancelled
+    // (openpgp.js then waits for ever on the message it was decrypting). The failure
+    // reaches the reader of the readable side, and the close.
+    let pending: (() => void) | null = null;
+    const stop = (e: Error) => {
+      failure ??= e;
+      poke();
+      const p = pending;
+      pending = null;
+      p?.();
+    };
     z.on('readable', poke);
     z.on('end', () => { ended = true; poke(); });
-    z.on('error', (e) => { failure = e; poke(); });
+    z.on('error', stop);
+    z.on('close', () => { if (!ended) stop(new Error('decompression stopped before its end')); });
 
     this.readable = new ReadableStream<Uint8Array>({
       async pull(controller) {
@@ -47,13 +61,17 @@ export class PulledDecompressionStream {
 
     this.writable = new WritableStream<Uint8Array>({
       write(chunk) {
-        return new Promise<void>((resolve, reject) => z.write(chunk, (e) => (e ? reject(e) : resolve())));
+        return new Promise<void>((resolve) => {
+          if (failure) { resolve(); return; }
+          pending = resolve;
+          z.write(chunk, () => { pending = null; resolve(); });
+        });
       },
       close() {
         return new Promise<void>((resolve, reject) => {
           if (failure) { reject(failure); return; }
-          z.once('error', reject);
-          z.end(() => resolve());
+          pending = () => reject(failure);
+          z.end((e?: Error | null) => { pending = null; if (e || failure) reject(e ?? failure); else resolve(); });
         });
       },
       abort(reason) { z.destroy(reason instanceof Error ? reason : new Error(String(reason))); },

@@ -83,6 +83,28 @@ test('damaged or cut-short input is an error, not a hang', async () => {
   await assert.rejects(readAll(counted(input.subarray(0, input.length - 200), 4096).stream.pipeThrough(new PulledDecompressionStream('deflate'))));
 });
 
+test('after a failure, what feeds the stream is drained to its end, not cancelled, and the failure reaches both sides', { timeout: 20_000 }, async () => {
+  const input = Buffer.from(deflateSync(compressible(300_000)));
+  input.fill(0x55, 100, 120);
+  let at = 0;
+  let cancelled = false;
+  const source = new ReadableStream<Uint8Array>({
+    pull(c) {
+      if (at >= input.length) { c.close(); return; }
+      c.enqueue(new Uint8Array(input.subarray(at, at + 1024)));
+      at += 1024;
+    },
+    cancel() { cancelled = true; },
+  }, { highWaterMark: 0 });
+  const ds = new PulledDecompressionStream('deflate');
+  // As openpgp.js has it: a pipe into the writable side, and a reader of the readable side.
+  const [piped, read] = await Promise.allSettled([source.pipeTo(ds.writable), readAll(ds.readable)]);
+  assert.equal(read.status, 'rejected', 'the reader gets the failure');
+  assert.equal(piped.status, 'rejected', 'the pipe ends with the failure');
+  assert.equal(cancelled, false, 'the source was not cancelled');
+  assert.ok(at >= input.length, `the source was read to its end (${at} of ${input.length})`);
+});
+
 test('an unknown format is refused like DecompressionStream refuses it', () => {
   assert.throws(() => new PulledDecompressionStream('brotli'), TypeError);
 });
@@ -108,4 +130,22 @@ test('the decryption thread takes a long sealed message only as fast as its plai
   assert.equal(got.digest('hex'), createHash('sha256').update(plain).digest('hex'));
   // Measured: 0.3 MB here; Node's own DecompressionStream ran 5 MB ahead.
   assert.ok(worstLead < 2 << 20, `ciphertext ran ${worstLead} bytes ahead of the plaintext taken (of ${sealed.length})`);
+});
+
+test('a sealed message with a bit flipped fails to open, every time, instead of hanging', { timeout: 120_000 }, async () => {
+  // A bit flipped in OpenPGP's CFB ciphertext garbles 16 bytes of the compressed data,
+  // and zlib fails on the write that carries them. When that failure cancelled the
+  // ciphertext stream, openpgp.js waited for ever (one try in three to ten hung).
+  const { bk, rk } = await loadKeys();
+  for (let t = 0; t < 40; t++) {
+    const plain = compressible(3000 + t * 97);
+    const sealed = await readAll(await pgpSealStream((async function* () { yield plain; })(), bk.recipients, bk.signer));
+    sealed[sealed.length >> 1] ^= 0x10;
+    const opened = pgpOpenStreamThreaded((async function* () { yield new Uint8Array(sealed); })(), rk.decryptionKeys, [bk.signer.toPublic()], `try ${t}`, () => {});
+    let timer: NodeJS.Timeout | undefined;
+    const hung = new Promise<string>((r) => { timer = setTimeout(() => r('hung'), 10_000); });
+    const outcome = await Promise.race([opened.then(() => 'opened', (e: Error) => e.name), hung]);
+    clearTimeout(timer);
+    assert.equal(outcome, 'AuthError', `try ${t}`);
+  }
 });
