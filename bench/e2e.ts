@@ -343,19 +343,21 @@ async function must(argv: string[], o: Omit<Cmd, 'argv'> = {}) {
 function iebs(): Tool {
   const keys = join(base, 'iebs-keys');
   const repo = join(base, 'iebs-repo');
+  const cache = join(base, 'iebs-cache');
+  const env = { IEBS_CACHE_DIR: cache };
   const node = [process.execPath, cli];
   return {
     name: 'iebs', repo,
-    about: `iebs ${version([...node, '--version']).replace(/^iebs /, '')} (node ${process.version}), zstd:3, 1 MiB FastCDC, verify with recipient.asc (records, chain, object sizes and sha384; no block decryption)`,
+    about: `iebs ${version([...node, '--version']).replace(/^iebs /, '')} (node ${process.version}), zstd:3, 1 MiB FastCDC, cache in a temp IEBS_CACHE_DIR, verify with recipient.asc (records, chain, object sizes and sha384; no block decryption)`,
     setup: () => must([...node, 'keygen', '--out', keys, '--name', 'bench']),
     cmd: (step, target) => ({
-      'full backup': { argv: [...node, 'backup', src, '--repo', repo, '--key', join(keys, 'backup.key'), '--name', 'bench'] },
-      incremental: { argv: [...node, 'backup', src, '--repo', repo, '--key', join(keys, 'backup.key'), '--name', 'bench'] },
+      'full backup': { argv: [...node, 'backup', src, '--repo', repo, '--key', join(keys, 'backup.key'), '--name', 'bench'], env },
+      incremental: { argv: [...node, 'backup', src, '--repo', repo, '--key', join(keys, 'backup.key'), '--name', 'bench'], env },
       restore: { argv: [...node, 'restore', '--repo', repo, '--key', join(keys, 'restore.key'), '--target', target] },
       check: { argv: [...node, 'verify', '--repo', repo, '--key', join(keys, 'recipient.asc')] },
     })[step],
     restoredRoot: (target) => target,
-    extra: () => '',
+    extra: () => `iebs cache ${(duBytes(cache) / MiB).toFixed(1)} MiB`,
   };
 }
 

@@ -1,7 +1,7 @@
 /**
  * Runs one backup or restore in this process and prints its time and peak RSS as JSON,
  * so bench/scale.ts can measure each step in a fresh process.
- *   node dist/bench/run-once.js backup SRC REPO BACKUP_KEY
+ *   node dist/bench/run-once.js backup SRC REPO BACKUP_KEY      (cache in $IEBS_CACHE_DIR, if set)
  *   node dist/bench/run-once.js restore REPO RESTORE_KEY TARGET
  */
 import { isMainThread, Worker } from 'node:worker_threads';
@@ -24,7 +24,7 @@ async function main(): Promise<void> {
   const cpu0 = process.cpuUsage();
   let detail: unknown;
   if (verb === 'backup') {
-    const r = await backup(openStorage(b), await loadBackupKey(c), { sources: [a], volumeSize: 1024 ** 3, system: 'bench' });
+    const r = await backup(openStorage(b), await loadBackupKey(c), { sources: [a], volumeSize: 1024 ** 3, system: 'bench', cacheDir: process.env.IEBS_CACHE_DIR || undefined });
     detail = { snapshot: r.snapshot, files: r.counts.files, read: r.read, stored: r.counts.stored };
   } else if (verb === 'restore') {
     const r = await restore(openStorage(a), await loadRestoreKey(b, undefined), { target: c });

@@ -95,27 +95,28 @@ function makeBigFile(src: string, mib: number) {
 }
 
 /** Runs one iebs step in a fresh process (bench/run-once.ts) and returns its sample. */
-function iebsStep(argv: string[]): Sample {
-  const r = spawnSync(process.execPath, [runner, ...argv], { encoding: 'utf8', maxBuffer: 1 << 24 });
+function iebsStep(argv: string[], cache: string): Sample {
+  const r = spawnSync(process.execPath, [runner, ...argv], { encoding: 'utf8', maxBuffer: 1 << 24, env: { ...process.env, IEBS_CACHE_DIR: cache } });
   if (r.status !== 0) throw new Error(`${argv[0]} failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
 
-/** The three iebs steps on the corpus, with fresh keys and repository (removed afterwards). */
+/** The three iebs steps on the corpus, with fresh keys, repository and cache (removed afterwards), as restic has. */
 async function runIebs(c: Corpus): Promise<Samples> {
   const { label, src } = c;
   const keys = join(base, `keys-${label}`);
   await keygen({ out: keys, name: 'bench' });
   const repo = join(base, `repo-${label}`);
   const out = join(base, `out-${label}`);
+  const cache = join(base, `iebs-cache-${label}`);
   const argv: Record<Step, string[]> = {
     'full backup': ['backup', src, repo, join(keys, 'backup.key')],
     'unchanged increment': ['backup', src, repo, join(keys, 'backup.key')],
     restore: ['restore', repo, join(keys, 'restore.key'), out],
   };
   const samples = {} as Samples;
-  for (const name of STEPS) progress(c, 'iebs', name, (samples[name] = iebsStep(argv[name])));
-  for (const p of [keys, repo, out]) rmSync(p, { recursive: true, force: true });
+  for (const name of STEPS) progress(c, 'iebs', name, (samples[name] = iebsStep(argv[name], cache)));
+  for (const p of [keys, repo, out, cache]) rmSync(p, { recursive: true, force: true });
   return samples;
 }
 

@@ -4,6 +4,7 @@ import { backup, defaultSystem } from '../engine/backup.js';
 import { keygen, loadBackupKey } from '../engine/keys.js';
 import { parseCodecChoice } from '../engine/codec.js';
 import { openStorage } from '../engine/storage.js';
+import { defaultCacheDir } from '../engine/cache.js';
 import { MEDIA } from '../engine/volumes.js';
 import { UsageError } from '../formats/errors.js';
 import { parseArgs, parseSize, regexes } from './args.js';
@@ -14,12 +15,16 @@ import { human, ProgressLine, stderrIsTerminal } from './progress.js';
 export const help = `iebs backup SOURCE... --repo REPO [--key backup.key] [--name SYSTEM] [--full] [--reread]
             [--include RE]... [--exclude RE]... [--volume-size SIZE|cd|dvd|bluray|bd-dl|bd-xl|bd-xx]
             [--compression zstd:N|xz:N|lz4|brotli:N|none] [--max-increments N] [--dry-run] [--json]
+            [--cache-dir DIR | --no-cache]
   Backs up the SOURCE trees into REPO (created if it does not exist). The first backup of
   a system is a full; later ones store only what changed, until a new full after
   --max-increments (default 50) or with --full. --reread reads every file even if its
   metadata is unchanged. --include/--exclude match the path relative to the source.
   --dry-run lists what would be stored and estimates space and volumes; writes nothing.
-  Without --key and with no key in the config directory, keys are created there first.`;
+  Without --key and with no key in the config directory, keys are created there first.
+  The state of each backup is cached in --cache-dir (default $IEBS_CACHE_DIR,
+  $XDG_CACHE_HOME/iebs or ~/.cache/iebs) so that the next one need not read the
+  chain's indexes; --no-cache reads them every time. The cache can be deleted at will.`;
 
 const DEFAULT_VOLUME = 1024 * 1024 * 1024;
 
@@ -27,6 +32,7 @@ export async function main(argv: string[]): Promise<number> {
   const { flags, positionals } = parseArgs('backup', argv, {
     repo: 'string', key: 'string', name: 'string', full: 'boolean', reread: 'boolean', include: 'list', exclude: 'list',
     'volume-size': 'string', compression: 'string', 'max-increments': 'string', 'dry-run': 'boolean', json: 'boolean', 'passphrase-file': 'string',
+    'cache-dir': 'string', 'no-cache': 'boolean',
   });
   const repo = need(flags.repo as string | undefined, 'backup', '--repo REPO');
   if (positionals.length === 0) throw new UsageError('missing', 'iebs backup: name at least one SOURCE to back up');
@@ -56,6 +62,7 @@ export async function main(argv: string[]): Promise<number> {
     include: regexes('include', flags.include as string[] | undefined), exclude: regexes('exclude', flags.exclude as string[] | undefined),
     volumeSize, codec: flags.compression ? parseCodecChoice(flags.compression as string) : undefined, maxIncrements, dryRun,
     scan: !json && stderrIsTerminal(),
+    cacheDir: flags['no-cache'] ? undefined : (flags['cache-dir'] as string | undefined) ?? defaultCacheDir(),
     onProgress: (p) => progress.update(p.phase === 'scan' ? 'scanning' : 'backup', p.files, p.bytes, p.totalFiles, p.totalBytes),
     onPlan: (status, path, size) => { if (json) plan.push({ status, path, size }); else process.stdout.write(`${status.padEnd(8)} ${path}${status === 'deleted' ? '' : '  ' + human(size)}\n`); },
   });

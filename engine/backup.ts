@@ -21,7 +21,7 @@ import { Readable } from 'node:stream';
 import { IebsError, UsageError, FormatError, KeyError } from '../formats/errors.js';
 import { encodeRecord, encodeDeletion, encodeDocEnd, encodeManifestHeader, type BlockRef, type FileRecord, type EntryKind, checkPath } from '../formats/manifest.js';
 import { HOST_RE, SYSTEM_RE, snapshotName } from '../formats/names.js';
-import { encodeIndexItem, INDEX_PIECE, INDEX_PIECE_FRAME } from '../formats/blockindex.js';
+import { encodeIndexItem, INDEX_PIECE, INDEX_PIECE_FRAME, type IndexItem } from '../formats/blockindex.js';
 import { indexObject, manifestObject, type SnapshotRecord, type SnapshotCounts } from '../formats/snapshot.js';
 import { indexContext } from '../formats/envelope.js';
 import { hmac, sealEnvelope, random, pgpSealStream } from './crypto.js';
@@ -29,7 +29,8 @@ import { DEFAULT_SIZES, type ChunkerParams } from './chunker.js';
 import { compressBlock, skipByExtension, DEFAULT_CODEC, type CodecChoice } from './codec.js';
 import type { BackupKey } from './keys.js';
 import { acquireLock, chainOf, initRepo, LAYOUT, listSnapshots, readConfig, repoPublicKeys, writeRecord, type Snapshot } from './repo.js';
-import { ChainState, parsePlacement, placementValue, type PathState } from './state.js';
+import { ChainState, StateDelta, parsePlacement, placementValue, type PathState } from './state.js';
+import { StateCache } from './cache.js';
 import { IdBloom, SortedTable } from './sorter.js';
 import { ReaderPool, type FileMeta, type ReadEvent, type ReadFile, type ReadJob } from './readers.js';
 import { helperThreads } from './threads.js';
@@ -60,6 +61,11 @@ export interface BackupOptions {
   limits?: Limits;
   /** Reader threads (default: one per core beside the main one, 1 to 4). */
   readers?: number;
+  /**
+   * Root folder of the local cache of chain states (engine/cache.ts), so that an
+   * increment need not read the chain's indexes; none if unset.
+   */
+  cacheDir?: string;
 }
 
 /** Sizes of a run's scratch structures. */
@@ -203,12 +209,13 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
   await roots(o.sources); // refuse missing or odd sources before anything is written
   let created = false;
   let exists = true;
-  try { await readConfig(storage); } catch (e) {
+  let repoId: string | undefined;
+  try { repoId = (await readConfig(storage)).id; } catch (e) {
     if (!(e instanceof IebsError) || e.code !== 'no-repository') throw e;
     exists = false;
   }
   if (!exists && !o.dryRun) {
-    await initRepo(storage, key.publicArmored, now());
+    repoId = (await initRepo(storage, key.publicArmored, now())).id;
     created = true;
   }
   if (exists) {
@@ -222,6 +229,7 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
   const lock = o.dryRun ? null : await acquireLock(storage);
   let tmp: string | null = null;
   let state: ChainState | null = null;
+  let delta: StateDelta | null = null;
   try {
     const verifiers = [key.signer.toPublic()];
     const { snapshots } = exists ? await listSnapshots(storage, verifiers) : { snapshots: [] as Snapshot[] };
@@ -237,10 +245,16 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
     }
     if (type === 'full') chain = [];
     tmp = await mkdtemp(join(tmpdir(), 'iebs-backup-'));
-    state = await ChainState.load(storage, key.indexKey, chain, tmp, o.limits?.arena);
+    const cache = o.cacheDir && repoId ? StateCache.open(o.cacheDir, repoId, key.indexKey) : null;
+    state = await ChainState.load(storage, key.indexKey, chain, tmp, o.limits?.arena, cache ?? undefined);
+    if (cache && !o.dryRun) delta = new StateDelta(tmp, o.limits?.arena && o.limits.arena / 4);
     const params: ChunkerParams = { ...DEFAULT_SIZES, gear: key.gear };
-    return await run(storage, key, o, { system, type, head, chain, state, params, codec, now, created, tmp });
+    // The latest snapshot of every other system: the states a later run may start from.
+    const heads = new Map(snapshots.map((s) => [s.record.system, s.record.name]));
+    heads.delete(system);
+    return await run(storage, key, o, { system, type, head, chain, state, params, codec, now, created, tmp, delta, keep: cache && delta ? { cache, heads: new Set(heads.values()) } : null });
   } finally {
+    delta?.close();
     state?.close();
     if (tmp) await rm(tmp, { recursive: true, force: true });
     await lock?.release();
@@ -502,6 +516,10 @@ interface RunContext {
   params: ChunkerParams; codec: CodecChoice; now: () => bigint; created: boolean;
   /** Scratch folder of the run: spooled records and index lines, on-disk tables. */
   tmp: string;
+  /** The run's index items, to compose the state after it; null without a cache. */
+  delta: StateDelta | null;
+  /** Where that state is kept, and the latest snapshots of other systems (whose states stay). */
+  keep: { cache: StateCache; heads: Set<string> } | null;
 }
 
 async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunContext): Promise<BackupResult> {
@@ -601,7 +619,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
       counts.deleted++;
       if (o.dryRun) { o.onPlan?.('deleted', `(uuid ${f.uuid})`, f.size); continue; }
       await records.append(encodeDeletion(f.uuid));
-      await index.append(encodeIndexItem({ t: 'D', pathId }));
+      await addIndexItem(w, { t: 'D', pathId });
     }
     if (o.dryRun) {
       return { snapshot: name, type: c.type, dryRun: true, counts, read, volumes: [], warnings, estimate: { bytes: estimate, volumes: Math.ceil(estimate / o.volumeSize) }, created: c.created };
@@ -619,6 +637,11 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
       chain: c.type === 'full' ? name : c.chain[0].record.name, parent, manifest: manifestRef, index: indexRef, volumes: vols, counts,
     };
     await writeRecord(storage, record, key.signer);
+    if (c.keep && c.delta) {
+      const { cache, heads } = c.keep;
+      // The snapshot is committed; a state that cannot be kept only makes the next run slower.
+      try { cache.save(name, record.chain, indexRef.sha384, heads, c.delta.tables(c.state)); } catch { /* rebuilt next time */ }
+    }
     return { snapshot: name, type: c.type, dryRun: false, counts, read, volumes: vols.map((v) => ({ name: v.name, size: v.size })), warnings, created: c.created };
   } catch (e) {
     // Leave the repository as it was: drop what this run committed (no record names it).
@@ -629,6 +652,12 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     w.newBlocks.close();
     await readers?.close();
   }
+}
+
+/** Writes an index line, and notes its item for the state after the run. */
+function addIndexItem(w: FileWriter, it: IndexItem): Promise<void> {
+  w.c.delta?.add(it);
+  return w.index.append(encodeIndexItem(it));
 }
 
 /**
@@ -646,7 +675,7 @@ function finishEntry(w: FileWriter, pathId: Uint8Array, rec: FileRecord, st: Pic
     const text = encodeRecord(rec);
     await w.volumes.endFile(rec, text);
     await w.records.append(text);
-    await w.index.append(encodeIndexItem({ t: 'F', file: { pathId, uuid: rec.uuid, kind: rec.kind, size: rec.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, mode: rec.mode } }));
+    await addIndexItem(w, { t: 'F', file: { pathId, uuid: rec.uuid, kind: rec.kind, size: rec.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, mode: rec.mode } });
   });
 }
 
@@ -707,7 +736,7 @@ async function submitBlock(w: FileWriter, b: Extract<ReadEvent, { t: 'block' }>,
     try {
       const pk = await packed;
       const placement = await w.volumes.addBlock(uuid, b.index, { codec: pk.codec, bytes: pk.bytes, plainLength: b.size }, ref);
-      await w.index.append(encodeIndexItem({ t: 'B', block: { id: b.blockId, ...placement } }));
+      await addIndexItem(w, { t: 'B', block: { id: b.blockId, ...placement } });
       w.newBlocks.settle(b.blockId, placement);
       return placement;
     } finally {

@@ -12,7 +12,8 @@
  * These files are private scratch, never repository content; all I/O here is
  * synchronous (temporary files on a local disk, read in large pieces).
  */
-import { openSync, writeSync, readSync, closeSync, rmSync } from 'node:fs';
+import { openSync, writeSync, readSync, closeSync, rmSync, fstatSync } from 'node:fs';
+import { createHash, type Hash } from 'node:crypto';
 import { join } from 'node:path';
 
 /** Default arena of a sorter: entries beyond it spill to disk. */
@@ -28,15 +29,17 @@ class FileWriter {
   private readonly fd: number;
   /** Bytes written so far (including the buffered ones). */
   offset = 0;
-  constructor(readonly path: string) { this.fd = openSync(path, 'wx', 0o600); }
+  /** With `hash`, every byte written also goes through it. */
+  constructor(readonly path: string, private readonly hash?: Hash) { this.fd = openSync(path, 'wx', 0o600); }
   write(b: Uint8Array): void {
     if (this.used + b.length > this.buf.length) this.flush();
-    if (b.length > this.buf.length) writeAll(this.fd, b);
-    else { this.buf.set(b, this.used); this.used += b.length; }
+    if (b.length > this.buf.length) { this.hash?.update(b); writeAll(this.fd, b); } else { this.buf.set(b, this.used); this.used += b.length; }
     this.offset += b.length;
   }
   flush(): void {
-    writeAll(this.fd, this.buf.subarray(0, this.used));
+    const b = this.buf.subarray(0, this.used);
+    this.hash?.update(b);
+    writeAll(this.fd, b);
     this.used = 0;
   }
   close(): void { this.flush(); closeSync(this.fd); }
@@ -48,11 +51,17 @@ function writeAll(fd: number, b: Uint8Array): void {
 
 /** Reads a file from the start in large pieces, handing out exact byte counts. */
 class SequentialReader {
-  private buf = Buffer.allocUnsafe(RUN_READ);
+  private buf: Buffer = Buffer.allocUnsafe(RUN_READ);
   private start = 0;
   private end = 0;
   private pos = 0;
-  constructor(private readonly fd: number, private readonly size = Infinity) {}
+  /** With `hash`, every byte read also goes through it; with `whole`, the file is that buffer. */
+  constructor(private readonly fd: number, private readonly size = Infinity, private readonly hash?: Hash, whole?: Buffer) {
+    if (whole) {
+      this.buf = whole; this.end = whole.length; this.pos = whole.length;
+      hash?.update(whole);
+    }
+  }
 
   /** The next `n` bytes (a view valid until the next call), or null at the end of the file. */
   take(n: number, what: string): Buffer | null {
@@ -66,6 +75,7 @@ class SequentialReader {
       while (this.end < n && this.pos < this.size) {
         const got = readSync(this.fd, this.buf, this.end, Math.min(this.buf.length - this.end, this.size - this.pos), this.pos);
         if (got === 0) break;
+        this.hash?.update(this.buf.subarray(this.end, this.end + got));
         this.pos += got; this.end += got;
       }
       if (this.end === 0) return null;
@@ -115,6 +125,9 @@ export class ExternalSorter {
   constructor(private readonly dir: string, private readonly name: string, private readonly limit = SORT_ARENA) {
     this.arena = Buffer.allocUnsafe(Math.min(limit, 64 * 1024));
   }
+
+  /** True while nothing has been added. */
+  get empty(): boolean { return this.offsets.length === 0 && this.runs.length === 0; }
 
   add(key: Uint8Array, value: Uint8Array): void {
     const n = 8 + key.length + value.length;
@@ -269,13 +282,19 @@ const PAGE = 4096;
 /** Largest value of a table entry. */
 const MAX_TABLE_VALUE = 0xffff;
 
+/** What a table's writer vouches for: its length, entries and sha256. */
+export interface TableSeal { size: number; count: number; sha256: Buffer }
+
 /**
  * A file of entries with fixed-length keys, written in strictly increasing key order,
  * looked up through a sparse index of the first key of every page. Each entry has an
  * ordinal (its position), for callers that mark entries as seen.
+ *
+ * Entry: key (keyLength bytes), value length (uint16 BE), value.
  */
 export class SortedTable {
-  private readonly w: FileWriter | null;
+  private w: FileWriter | null = null;
+  private hash: Hash | null = null;
   private fd = -1;
   /**
    * The first key of every page, back to back. Kept in one buffer of its own: a small
@@ -286,6 +305,10 @@ export class SortedTable {
   private pages = 0;
   private pageOffsets: number[] = [];
   private pageOrdinals: number[] = [];
+  /** The first four bytes of each page's first key, as a number: most of a lookup's comparisons. */
+  private pageHeads: number[] = [];
+  /** The whole file, when it was opened with room to hold it. */
+  private mem: Buffer | null = null;
   private nextPage = 0;
   private readonly last: Buffer;
   private readonly len = Buffer.allocUnsafeSlow(2);
@@ -293,11 +316,88 @@ export class SortedTable {
   private readBuf = Buffer.allocUnsafe(PAGE + 2 * (MAX_TABLE_VALUE + 64));
   /** Entries written. */
   count = 0;
+  /** Length, entries and sha256 of the file, once written with `sealed` or opened. */
+  seal: TableSeal | null = null;
+  /** Whether `close` removes the file: false for a table opened from a file someone keeps. */
+  private removeOnClose = true;
 
-  constructor(readonly path: string, readonly keyLength: number) {
-    this.w = new FileWriter(path);
+  /**
+   * A new table written to `path` (which must not exist); 'sealed' also hashes what is
+   * written. ('read' is for `open`.)
+   */
+  constructor(readonly path: string, readonly keyLength: number, mode: 'write' | 'sealed' | 'read' = 'write') {
     this.pageKeys = Buffer.allocUnsafeSlow(64 * keyLength);
     this.last = Buffer.allocUnsafeSlow(keyLength);
+    if (mode === 'read') return;
+    if (mode === 'sealed') this.hash = createHash('sha256');
+    this.w = new FileWriter(path, this.hash ?? undefined);
+  }
+
+  /**
+   * Opens a table someone else wrote, reading it once whole: it must match `seal` (length,
+   * entries, sha256) and its keys must increase; a mismatch throws and leaves nothing open.
+   * `each` sees every entry's key (a view valid for the call). A file of up to `hold`
+   * bytes is kept in memory, so lookups read nothing. Closing it keeps the file.
+   */
+  static open(path: string, keyLength: number, seal: TableSeal, each?: (key: Buffer) => void, hold = 0): SortedTable {
+    const t = new SortedTable(path, keyLength, 'read');
+    t.removeOnClose = false;
+    t.fd = openSync(path, 'r');
+    try {
+      const size = fstatSync(t.fd).size;
+      if (size !== seal.size) throw new Error(`${path}: ${size} bytes, not ${seal.size}`);
+      const hash = createHash('sha256');
+      if (size <= hold) {
+        const mem = Buffer.allocUnsafeSlow(size);
+        for (let got = 0; got < size;) {
+          const r = readSync(t.fd, mem, got, size - got, got);
+          if (r === 0) throw new Error(`${path}: cut short`);
+          got += r;
+        }
+        t.mem = mem;
+      }
+      const reader = t.mem ? new SequentialReader(-1, size, hash, t.mem) : new SequentialReader(t.fd, size, hash);
+      const K = keyLength;
+      let offset = 0;
+      for (;;) {
+        const head = reader.take(K + 2, path);
+        if (!head) break;
+        if (t.count > 0 && t.last.compare(head, 0, K) >= 0) throw new Error(`${path}: keys out of order`);
+        t.indexEntry(head, offset);
+        t.last.set(head.subarray(0, K));
+        each?.(head.subarray(0, K));
+        const vl = head.readUInt16BE(K);
+        if (vl && !reader.take(vl, path)) throw new Error(`${path}: cut short`);
+        offset += K + 2 + vl;
+        t.count++;
+      }
+      if (t.count !== seal.count) throw new Error(`${path}: ${t.count} entries, not ${seal.count}`);
+      if (!hash.digest().equals(seal.sha256)) throw new Error(`${path}: checksum mismatch`);
+      t.size = size;
+      t.seal = seal;
+      return t;
+    } catch (e) {
+      closeSync(t.fd);
+      t.fd = -1;
+      throw e;
+    }
+  }
+
+  /** Notes the first key of each page in the sparse index. */
+  private indexEntry(key: Uint8Array, offset: number): void {
+    if (offset < this.nextPage) return;
+    const K = this.keyLength;
+    if ((this.pages + 1) * K > this.pageKeys.length) {
+      const bigger = Buffer.allocUnsafeSlow(this.pageKeys.length * 2);
+      this.pageKeys.copy(bigger, 0, 0, this.pages * K);
+      this.pageKeys = bigger;
+    }
+    this.pageKeys.set(key.subarray(0, K), this.pages * K);
+    this.pages++;
+    this.pageOffsets.push(offset);
+    this.pageOrdinals.push(this.count);
+    this.pageHeads.push(K >= 4 ? ((key[0] << 24) | (key[1] << 16) | (key[2] << 8) | key[3]) >>> 0 : 0);
+    this.nextPage = (Math.floor(offset / PAGE) + 1) * PAGE;
   }
 
   /** Appends an entry; keys must increase. */
@@ -307,18 +407,7 @@ export class SortedTable {
     if (value.length > MAX_TABLE_VALUE) throw new Error(`table value of ${value.length} bytes is too long`);
     if (this.count > 0 && this.last.compare(key) >= 0) throw new Error('table keys out of order');
     const w = this.w!;
-    if (w.offset >= this.nextPage) {
-      if ((this.pages + 1) * K > this.pageKeys.length) {
-        const bigger = Buffer.allocUnsafeSlow(this.pageKeys.length * 2);
-        this.pageKeys.copy(bigger, 0, 0, this.pages * K);
-        this.pageKeys = bigger;
-      }
-      this.pageKeys.set(key, this.pages * K);
-      this.pages++;
-      this.pageOffsets.push(w.offset);
-      this.pageOrdinals.push(this.count);
-      this.nextPage = (Math.floor(w.offset / PAGE) + 1) * PAGE;
-    }
+    this.indexEntry(key, w.offset);
     this.len.writeUInt16BE(value.length);
     w.write(key); w.write(this.len); w.write(value);
     this.last.set(key);
@@ -329,6 +418,7 @@ export class SortedTable {
   finish(): this {
     this.w!.close();
     this.size = this.w!.offset;
+    if (this.hash) this.seal = { size: this.size, count: this.count, sha256: this.hash.digest() };
     this.fd = openSync(this.path, 'r');
     return this;
   }
@@ -338,28 +428,35 @@ export class SortedTable {
     const K = this.keyLength;
     const pages = this.pages;
     if (pages === 0 || key.length !== K) return undefined;
+    // The first four bytes, as a number, settle most comparisons without a call into Buffer.
+    const head = K >= 4 ? ((key[0] << 24) | (key[1] << 16) | (key[2] << 8) | key[3]) >>> 0 : -1;
+    const heads = this.pageHeads;
+    const keyVsPage = (i: number) => (head >= 0 && heads[i] !== head ? head - heads[i] : this.pageKeys.compare(key, 0, K, i * K, i * K + K) * -1);
     // Last page whose first key is <= key.
     let lo = 0, hi = pages - 1;
-    if (this.pageKeys.compare(key, 0, K, 0, K) > 0) return undefined;
+    if (keyVsPage(0) < 0) return undefined;
     while (lo < hi) {
       const mid = (lo + hi + 1) >> 1;
-      if (this.pageKeys.compare(key, 0, K, mid * K, mid * K + K) <= 0) lo = mid; else hi = mid - 1;
+      if (keyVsPage(mid) >= 0) lo = mid; else hi = mid - 1;
     }
     const from = this.pageOffsets[lo];
     const to = lo + 1 < pages ? this.pageOffsets[lo + 1] : this.size;
     const n = to - from;
-    if (n > this.readBuf.length) this.readBuf = Buffer.allocUnsafe(n);
-    const buf = this.readBuf;
-    let got = 0;
-    while (got < n) {
-      const r = readSync(this.fd, buf, got, n - got, from + got);
-      if (r === 0) throw new Error(`${this.path}: table file is short`);
-      got += r;
+    let buf: Buffer;
+    let p = 0;
+    if (this.mem) { buf = this.mem; p = from; } else {
+      if (n > this.readBuf.length) this.readBuf = Buffer.allocUnsafe(n);
+      buf = this.readBuf;
+      let got = 0;
+      while (got < n) {
+        const r = readSync(this.fd, buf, got, n - got, from + got);
+        if (r === 0) throw new Error(`${this.path}: table file is short`);
+        got += r;
+      }
     }
+    const end = p + n;
     let ordinal = this.pageOrdinals[lo];
-    // The first four bytes, as a number, settle most comparisons without a call into Buffer.
-    const head = K >= 4 ? ((key[0] << 24) | (key[1] << 16) | (key[2] << 8) | key[3]) >>> 0 : -1;
-    for (let p = 0; p < n; ordinal++) {
+    for (; p < end; ordinal++) {
       const e = head >= 0 ? buf.readUInt32BE(p) : -1;
       const c = e !== head ? e - head : buf.compare(key, 0, K, p, p + K);
       const vl = buf.readUInt16BE(p + K);
@@ -384,11 +481,38 @@ export class SortedTable {
     }
   }
 
-  /** Closes and removes the file. */
+  /**
+   * Every entry in key order, as views: the key (one buffer, reused) and the value are
+   * valid only until the next step.
+   */
+  *views(): Generator<[key: Buffer, value: Buffer]> {
+    if (this.fd < 0) return;
+    const reader = new SequentialReader(this.fd, this.size);
+    const K = this.keyLength;
+    const key = Buffer.allocUnsafe(K);
+    const none = Buffer.alloc(0);
+    for (let ordinal = 0; ordinal < this.count; ordinal++) {
+      const head = reader.take(K + 2, this.path);
+      if (!head) throw new Error(`${this.path}: table file is short`);
+      head.copy(key, 0, 0, K);
+      const vl = head.readUInt16BE(K);
+      const value = vl ? reader.take(vl, this.path) : none;
+      if (!value) throw new Error(`${this.path}: table file is short`);
+      yield [key, value];
+    }
+  }
+
+  /** Closes the file; removes it unless it was opened from a file someone keeps. */
   close(): void {
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = -1;
-    rmSync(this.path, { force: true });
+    if (this.removeOnClose) rmSync(this.path, { force: true });
+  }
+
+  /** Closes the file and keeps it. */
+  release(): void {
+    this.removeOnClose = false;
+    this.close();
   }
 }
 

@@ -91,19 +91,93 @@ export function placementValue(p: Placement): Buffer {
   return Buffer.from(`${p.volume} ${p.dataOffset} ${p.length} ${p.entry}`, 'latin1');
 }
 
-/** Writes the last value of each key of `sorter` into a table, dropping empty ones (deletions). */
-function compose(sorter: ExternalSorter, table: SortedTable): SortedTable {
+/**
+ * Writes into `out` the entries of `base` (if any) with the last value of each key of
+ * `sorter` in their place; keys whose last value is empty (deletions) are dropped. One
+ * pass over each: both are in key order.
+ */
+function compose(base: SortedTable | null, sorter: ExternalSorter, out: SortedTable): SortedTable {
+  const olds = base?.views();
+  let old = olds?.next();
+  // Entries of `base` below `key` go first; one equal to it is replaced.
+  const upTo = (key: Buffer | null) => {
+    while (old && !old.done) {
+      const c = key ? old.value[0].compare(key) : -1;
+      if (c > 0) return;
+      if (c < 0) out.append(old.value[0], old.value[1]);
+      old = olds!.next();
+      if (c === 0) return;
+    }
+  };
+  // The sorter's pairs stay valid until it is closed (arena views, or copies from its runs).
   let key: Buffer | null = null;
   let value: Buffer | null = null;
-  const emit = () => { if (key && value!.length) table.append(key, value!); };
+  const emit = () => {
+    upTo(key);
+    if (value!.length) out.append(key!, value!);
+  };
   for (const [k, v] of sorter.sorted()) {
-    if (key && key.equals(k)) { value = Buffer.from(v); continue; }
-    emit();
-    key = Buffer.from(k); value = Buffer.from(v);
+    if (key && key.equals(k)) { value = v; continue; }
+    if (key) emit();
+    key = k; value = v;
   }
-  emit();
+  if (key) emit();
+  upTo(null);
   sorter.close();
-  return table.finish();
+  return out.finish();
+}
+
+/** Puts an index item in the sorters of paths and blocks that compose a state. */
+function addItem(paths: ExternalSorter, blocks: ExternalSorter, it: IndexItem): void {
+  if (it.t === 'B') blocks.add(it.block.id, placementValue(it.block));
+  else if (it.t === 'F') paths.add(it.file.pathId, pathValue(it.file));
+  else paths.add(it.pathId, NONE);
+}
+const NONE = Buffer.alloc(0);
+
+/**
+ * The index items of a run, gathered as they are written, so that the state after the
+ * run can be composed without reading its index back.
+ */
+export class StateDelta {
+  private readonly paths: ExternalSorter;
+  private readonly blocks: ExternalSorter;
+  constructor(dir: string, arena = SORT_ARENA / 4) {
+    this.paths = new ExternalSorter(dir, 'delta-paths', arena);
+    this.blocks = new ExternalSorter(dir, 'delta-blocks', arena);
+  }
+  add(it: IndexItem): void { addItem(this.paths, this.blocks, it); }
+  /**
+   * How to make the tables of the state after the run, `base` with this delta over it:
+   * a table the delta leaves alone is `base`'s own, to be kept as it is if it can be.
+   */
+  tables(base: ChainState): { paths: TableSource; blocks: TableSource } {
+    const source = (table: SortedTable, delta: ExternalSorter): TableSource => ({
+      same: delta.empty ? table : undefined,
+      write: (out) => compose(table, delta, out),
+    });
+    return { paths: source(base.pathTable, this.paths), blocks: source(base.blockTable, this.blocks) };
+  }
+  close(): void { this.paths.close(); this.blocks.close(); }
+}
+
+/** A table of a state to keep: the same as an existing one, or written anew. */
+export interface TableSource { same?: SortedTable; write: (out: SortedTable) => void }
+
+/** Tables of a composed state kept from an earlier run (engine/cache.ts). */
+export interface KeptState {
+  /** Position in the chain of the snapshot the tables are the state after. */
+  pos: number;
+  paths: SortedTable;
+  blocks: SortedTable;
+  /** Bloom filter of the block ids. */
+  bloom: IdBloom;
+}
+
+/** Where a state can be kept between runs (engine/cache.ts). */
+export interface StateKeeper {
+  /** The kept state of the latest snapshot of `chain` there is one for. */
+  find(chain: Snapshot[]): KeptState | undefined;
 }
 
 /**
@@ -115,29 +189,41 @@ export class ChainState {
   private readonly seen: Bitset;
   /** The chain's block ids, so that a block stored nowhere costs no read. */
   readonly blockBloom: IdBloom;
-  private constructor(private readonly paths: SortedTable, private readonly blocks: SortedTable) {
+  private constructor(private readonly paths: SortedTable, private readonly blocks: SortedTable, bloom?: IdBloom) {
     this.seen = new Bitset(paths.count);
-    this.blockBloom = new IdBloom(blocks.count);
-    for (const [id] of blocks.entries()) this.blockBloom.add(id);
+    if (bloom) this.blockBloom = bloom;
+    else {
+      this.blockBloom = new IdBloom(blocks.count);
+      for (const [id] of blocks.views()) this.blockBloom.add(id);
+    }
   }
 
-  /** Reads and composes the indexes of `chain` (full first) into tables under `dir`. */
-  static async load(storage: Storage, indexKey: Uint8Array, chain: Snapshot[], dir: string, arena = SORT_ARENA): Promise<ChainState> {
+  /** The table of path states, in keyed path id order. */
+  get pathTable(): SortedTable { return this.paths; }
+  /** The table of block places, in keyed block id order. */
+  get blockTable(): SortedTable { return this.blocks; }
+
+  /**
+   * The state after the last snapshot of `chain` (full first): the state `kept` holds
+   * for the latest snapshot it can, with the indexes of the snapshots after it composed
+   * over it, into tables under `dir`. Without a kept state, every index is read.
+   */
+  static async load(storage: Storage, indexKey: Uint8Array, chain: Snapshot[], dir: string, arena = SORT_ARENA, kept?: StateKeeper): Promise<ChainState> {
+    const base = chain.length ? kept?.find(chain) : undefined;
+    if (base && base.pos === chain.length - 1) return new ChainState(base.paths, base.blocks, base.bloom);
     const paths = new ExternalSorter(dir, 'paths', arena);
     const blocks = new ExternalSorter(dir, 'blocks', arena);
-    const none = Buffer.alloc(0);
     try {
-      for (const s of chain) {
-        await readIndex(storage, indexKey, s, (it) => {
-          if (it.t === 'B') blocks.add(it.block.id, placementValue(it.block));
-          else if (it.t === 'F') paths.add(it.file.pathId, pathValue(it.file));
-          else paths.add(it.pathId, none);
-        });
-      }
-      return new ChainState(compose(paths, new SortedTable(join(dir, 'paths.table'), 32)), compose(blocks, new SortedTable(join(dir, 'blocks.table'), 32)));
+      for (const s of chain.slice(base ? base.pos + 1 : 0)) await readIndex(storage, indexKey, s, (it) => addItem(paths, blocks, it));
+      return new ChainState(
+        compose(base?.paths ?? null, paths, new SortedTable(join(dir, 'paths.table'), 32)),
+        compose(base?.blocks ?? null, blocks, new SortedTable(join(dir, 'blocks.table'), 32)),
+      );
     } finally {
       paths.close();
       blocks.close();
+      base?.paths.close();
+      base?.blocks.close();
     }
   }
 

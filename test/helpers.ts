@@ -4,8 +4,8 @@
  * for byte comparison of two trees (kinds, contents, modes, symlink targets, empty
  * directories, mtimes).
  *
- * Every CLI run gets IEBS_CONFIG_DIR and TMPDIR pointing into this process's temporary
- * directory unless the caller sets them, so no test ever touches ~/.config.
+ * Every CLI run gets IEBS_CONFIG_DIR, IEBS_CACHE_DIR and TMPDIR pointing into this process's temporary
+ * directory unless the caller sets them, so no test ever touches ~/.config or ~/.cache.
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -61,7 +61,7 @@ export interface Run { code: number | null; signal: NodeJS.Signals | null; stdou
 export interface RunOptions { env?: Record<string, string | undefined>; cwd?: string; timeoutMs?: number }
 
 function childEnv(extra: Record<string, string | undefined> | undefined): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, IEBS_CONFIG_DIR: join(tempRoot(), 'config'), TMPDIR: join(tempRoot(), 'tmp') };
+  const env: NodeJS.ProcessEnv = { ...process.env, IEBS_CONFIG_DIR: join(tempRoot(), 'config'), IEBS_CACHE_DIR: join(tempRoot(), 'cache'), TMPDIR: join(tempRoot(), 'tmp') };
   delete env.IEBS_DEBUG;
   delete env.IEBS_PASSPHRASE;
   for (const [k, v] of Object.entries(extra ?? {})) {
