@@ -130,13 +130,19 @@ export class ExternalSorter {
   get empty(): boolean { return this.offsets.length === 0 && this.runs.length === 0; }
 
   add(key: Uint8Array, value: Uint8Array): void {
-    const n = 8 + key.length + value.length;
+    this.addWith(key, value.length, (b, at) => b.set(value, at));
+  }
+
+  /** Adds a value of `length` bytes that `write` puts into `b` at `at`, with no copy between. */
+  addWith(key: Uint8Array, length: number, write: (b: Buffer, at: number) => void): void {
+    const n = 8 + key.length + length;
     if (this.used + n > this.arena.length) this.grow(n);
+    const a = this.arena;
     const at = this.used;
-    this.arena.writeUInt32BE(key.length, at);
-    this.arena.writeUInt32BE(value.length, at + 4);
-    this.arena.set(key, at + 8);
-    this.arena.set(value, at + 8 + key.length);
+    a.writeUInt32BE(key.length, at);
+    a.writeUInt32BE(length, at + 4);
+    a.set(key, at + 8);
+    write(a, at + 8 + key.length);
     this.used += n;
     this.offsets.push(at);
   }
@@ -159,10 +165,11 @@ export class ExternalSorter {
   }
 
   /**
-   * Offsets of the arena's entries in key order (ties in insertion order). Six bytes of
-   * each key, as a number, decide most comparisons without a call into Buffer: the six
-   * after the prefix all the keys share (paths share their leading folders). Sorting
-   * 100,000 keyed ids took 0.7 s by `Buffer.compare` alone, 0.25 s so.
+   * Offsets of the arena's entries in key order (ties in insertion order). Five bytes of
+   * each key, the five after the prefix all the keys share (paths share their leading
+   * folders), go with the entry's number into one 64-bit integer, and a typed array of
+   * those sorts natively; only entries whose five bytes are equal are then compared
+   * whole. Sorting 100,000 keyed ids took 0.7 s by `Buffer.compare` alone.
    */
   private order(): number[] {
     const a = this.arena;
@@ -176,26 +183,38 @@ export class ExternalSorter {
       while (j < kl && a[at + 8 + j] === a[offsets[0] + 8 + j]) j++;
       shared = j;
     }
-    // A key that ends within the six bytes is padded with zeros; equal numbers fall back to the whole key.
+    // A key that ends within the five bytes is padded with zeros; equal prefixes are settled below.
+    if (n > 0xffffff) throw new RangeError(`${n} entries in one sort arena`);
     const prefix = new Float64Array(n);
+    const packed = new BigUint64Array(n);
     for (let i = 0; i < n; i++) {
       const at = offsets[i];
       const kl = a.readUInt32BE(at);
       let p = 0;
-      for (let j = shared; j < shared + 6; j++) p = p * 256 + (j < kl ? a[at + 8 + j] : 0);
+      for (let j = shared; j < shared + 5; j++) p = p * 256 + (j < kl ? a[at + 8 + j] : 0);
       prefix[i] = p;
+      packed[i] = (BigInt(p) << 24n) | BigInt(i);
     }
-    const idx = new Array<number>(n);
-    for (let i = 0; i < n; i++) idx[i] = i;
-    idx.sort((i, j) => {
-      const d = prefix[i] - prefix[j];
-      if (d !== 0) return d;
-      const x = offsets[i], y = offsets[j];
+    packed.sort();
+    const entry = new Uint32Array(n);
+    for (let i = 0; i < n; i++) entry[i] = Number(packed[i] & 0xffffffn);
+    const out = new Array<number>(n);
+    for (let i = 0; i < n; i++) out[i] = offsets[entry[i]];
+    // Runs of equal prefixes: compare the whole keys (entry numbers keep ties stable).
+    const whole = (x: number, y: number) => {
       const xk = a.readUInt32BE(x), yk = a.readUInt32BE(y);
       return a.compare(a, y + 8, y + 8 + yk, x + 8, x + 8 + xk) || x - y;
-    });
-    const out = new Array<number>(n);
-    for (let i = 0; i < n; i++) out[i] = offsets[idx[i]];
+    };
+    for (let i = 0; i < n;) {
+      const p = prefix[entry[i]];
+      let j = i + 1;
+      while (j < n && prefix[entry[j]] === p) j++;
+      if (j - i > 1) {
+        const run = out.slice(i, j).sort(whole);
+        for (let k = 0; k < run.length; k++) out[i + k] = run[k];
+      }
+      i = j;
+    }
     return out;
   }
 

@@ -73,22 +73,64 @@ export async function openIndexObject(read: (offset: number, length: number) => 
   return dec.end();
 }
 
-const pathValue = (f: PathState) => Buffer.from(`${f.uuid} ${f.kind} ${f.size} ${f.mtimeNs} ${f.ctimeNs} ${f.ino} ${f.mode}`, 'latin1');
+/** Kinds of entry, by their code in a table. */
+const KINDS: readonly EntryKind[] = ['file', 'dir', 'symlink'];
+
+/**
+ * A path state in a table: uuid (36 ASCII bytes), kind (u8, KINDS), mode (u16), size
+ * (u64), mtime and ctime (i64 ns), inode (u64); big-endian.
+ */
+const PATH_VALUE = 71;
+
+function writePath(b: Buffer, at: number, f: PathState): void {
+  b.write(f.uuid, at, 36, 'latin1');
+  b[at + 36] = KINDS.indexOf(f.kind);
+  b.writeUInt16BE(f.mode, at + 37);
+  b.writeUInt32BE(Math.floor(f.size / 2 ** 32), at + 39);
+  b.writeUInt32BE(f.size >>> 0, at + 43);
+  // DataView's are builtins; Buffer's 64-bit writes are JavaScript, several times slower.
+  const dv = new DataView(b.buffer, b.byteOffset + at + 47, 24);
+  dv.setBigInt64(0, f.mtimeNs);
+  dv.setBigInt64(8, f.ctimeNs);
+  dv.setBigUint64(16, f.ino);
+}
 
 function parsePath(v: Buffer): PathState {
-  const f = v.toString('latin1').split(' ');
-  return { uuid: f[0], kind: f[1] as EntryKind, size: Number(f[2]), mtimeNs: BigInt(f[3]), ctimeNs: BigInt(f[4]), ino: BigInt(f[5]), mode: Number(f[6]) };
+  if (v.length !== PATH_VALUE || !KINDS[v[36]]) throw new Error('malformed path state in a table');
+  const dv = new DataView(v.buffer, v.byteOffset + 47, 24);
+  return {
+    uuid: v.toString('latin1', 0, 36), kind: KINDS[v[36]], mode: v.readUInt16BE(37), size: v.readUInt32BE(39) * 2 ** 32 + v.readUInt32BE(43),
+    mtimeNs: dv.getBigInt64(0), ctimeNs: dv.getBigInt64(8), ino: dv.getBigUint64(16),
+  };
+}
+
+/** Bytes of a block place in a table: data offset (u64), length (u32), volume name length (u8), volume name, entry name. */
+function placementLength(p: Placement): number {
+  if (p.volume.length > 255) throw new Error(`volume name of ${p.volume.length} bytes`);
+  return 13 + p.volume.length + p.entry.length;
+}
+
+function writePlacement(b: Buffer, at: number, p: Placement): void {
+  b.writeUInt32BE(Math.floor(p.dataOffset / 2 ** 32), at);
+  b.writeUInt32BE(p.dataOffset >>> 0, at + 4);
+  b.writeUInt32BE(p.length, at + 8);
+  b[at + 12] = p.volume.length;
+  b.write(p.volume, at + 13, 'latin1');
+  b.write(p.entry, at + 13 + p.volume.length, 'latin1');
 }
 
 /** Decodes a block place as stored in a table. */
 export function parsePlacement(v: Buffer): Placement {
-  const f = v.toString('latin1').split(' ');
-  return { volume: f[0], dataOffset: Number(f[1]), length: Number(f[2]), entry: f[3] };
+  const vl = v.length >= 13 ? v[12] : -1;
+  if (vl < 0 || 13 + vl > v.length) throw new Error('malformed block place in a table');
+  return { dataOffset: v.readUInt32BE(0) * 2 ** 32 + v.readUInt32BE(4), length: v.readUInt32BE(8), volume: v.toString('latin1', 13, 13 + vl), entry: v.toString('latin1', 13 + vl) };
 }
 
 /** Encodes a block place for a table. */
 export function placementValue(p: Placement): Buffer {
-  return Buffer.from(`${p.volume} ${p.dataOffset} ${p.length} ${p.entry}`, 'latin1');
+  const b = Buffer.allocUnsafe(placementLength(p));
+  writePlacement(b, 0, p);
+  return b;
 }
 
 /**
@@ -129,9 +171,7 @@ function compose(base: SortedTable | null, sorter: ExternalSorter, out: SortedTa
 
 /** Puts an index item in the sorters of paths and blocks that compose a state. */
 function addItem(paths: ExternalSorter, blocks: ExternalSorter, it: IndexItem): void {
-  if (it.t === 'B') blocks.add(it.block.id, placementValue(it.block));
-  else if (it.t === 'F') paths.add(it.file.pathId, pathValue(it.file));
-  else paths.add(it.pathId, NONE);
+  if (it.t === 'B') { const p = it.block; blocks.addWith(p.id, placementLength(p), (b, at) => writePlacement(b, at, p)); } else if (it.t === 'F') { const f = it.file; paths.addWith(f.pathId, PATH_VALUE, (b, at) => writePath(b, at, f)); } else paths.add(it.pathId, NONE);
 }
 const NONE = Buffer.alloc(0);
 
