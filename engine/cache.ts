@@ -22,7 +22,7 @@ import type { KeptState, StateKeeper, TableSource } from './state.js';
 import type { Snapshot } from './repo.js';
 
 /** First line of a `.state` file. */
-const MAGIC = 'iebs-state-cache 1';
+const MAGIC = 'iebs-state-cache 2';
 /** Key length of both tables (keyed ids). */
 const KEY = 32;
 /**
@@ -58,7 +58,7 @@ function encodeState(s: StateFile, key: string): string {
 
 /** Parses a `.state` file; null if it is not one of this version for `key`. */
 function decodeState(text: string, key: string): StateFile | null {
-  const m = /^iebs-state-cache 1\nkey ([0-9a-f]{64})\nsnapshot (\S+)\nchain (\S+)\nindex ([0-9a-f]{96})\npaths (\S+) (\d{1,15}) (\d{1,15}) ([0-9a-f]{64})\nblocks (\S+) (\d{1,15}) (\d{1,15}) ([0-9a-f]{64})\n$/.exec(text);
+  const m = /^iebs-state-cache 2\nkey ([0-9a-f]{64})\nsnapshot (\S+)\nchain (\S+)\nindex ([0-9a-f]{96})\npaths (\S+) (\d{1,15}) (\d{1,15}) ([0-9a-f]{64})\nblocks (\S+) (\d{1,15}) (\d{1,15}) ([0-9a-f]{64})\n$/.exec(text);
   if (!m || m[1] !== key) return null;
   if (![m[2], m[3], m[5], m[9]].every((n) => NAME_RE.test(n))) return null;
   const seal = (size: string, count: string, sha: string): TableSeal => ({ size: Number(size), count: Number(count), sha256: Buffer.from(sha, 'hex') });

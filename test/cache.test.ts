@@ -209,6 +209,11 @@ test('a damaged, foreign or stale kept state is not used, and the next backup ke
   assert.equal(StateCache.open(cacheDir, repoId, bk.indexKey)!.find(chain), undefined);
   await backup(storage, bk, o);
   const state = join(folder, readdirSync(folder).find((n) => n.endsWith('.state'))!);
+  const good = readFileSync(state, 'latin1');
+  writeFileSync(state, good.replace(/^iebs-state-cache \d+/, 'iebs-state-cache 1'));
+  assert.equal(StateCache.open(cacheDir, repoId, bk.indexKey)!.find(await chainOfSystem(storage, 'bad')), undefined, 'a state of another version');
+  writeFileSync(state, good);
+  assert.ok(StateCache.open(cacheDir, repoId, bk.indexKey)!.find(await chainOfSystem(storage, 'bad')));
   writeFileSync(state, readFileSync(state, 'latin1').replace(/^index ([0-9a-f])/m, (_, c: string) => `index ${c === '0' ? '1' : '0'}`));
   assert.equal(StateCache.open(cacheDir, repoId, bk.indexKey)!.find(await chainOfSystem(storage, 'bad')), undefined);
   assert.ok(!existsSync(state), 'the stale state is removed');
