@@ -328,6 +328,9 @@ export class SortedTable {
   private pageHeads: number[] = [];
   /** The whole file, when it was opened with room to hold it. */
   private mem: Buffer | null = null;
+  /** With `mem`: every entry's first four key bytes (as a number) and offset, for a binary search by entry. */
+  private memHeads: Uint32Array | null = null;
+  private memOffsets: Uint32Array | null = null;
   private nextPage = 0;
   private readonly last: Buffer;
   private readonly len = Buffer.allocUnsafeSlow(2);
@@ -374,6 +377,10 @@ export class SortedTable {
           got += r;
         }
         t.mem = mem;
+        // Entries are at least keyLength + 2 bytes: a count beyond that is a lie, caught below.
+        const n = Math.min(seal.count, Math.floor(size / (keyLength + 2)));
+        t.memHeads = new Uint32Array(n);
+        t.memOffsets = new Uint32Array(n);
       }
       const reader = t.mem ? new SequentialReader(-1, size, hash, t.mem) : new SequentialReader(t.fd, size, hash);
       const K = keyLength;
@@ -383,6 +390,11 @@ export class SortedTable {
         if (!head) break;
         if (t.count > 0 && t.last.compare(head, 0, K) >= 0) throw new Error(`${path}: keys out of order`);
         t.indexEntry(head, offset);
+        if (t.memHeads) {
+          if (t.count >= t.memHeads.length) throw new Error(`${path}: more than ${seal.count} entries`);
+          t.memHeads[t.count] = K >= 4 ? head.readUInt32BE(0) : 0;
+          t.memOffsets![t.count] = offset;
+        }
         t.last.set(head.subarray(0, K));
         each?.(head.subarray(0, K));
         const vl = head.readUInt16BE(K);
@@ -447,6 +459,7 @@ export class SortedTable {
     const K = this.keyLength;
     const pages = this.pages;
     if (pages === 0 || key.length !== K) return undefined;
+    if (this.memHeads) return this.getHeld(key);
     // The first four bytes, as a number, settle most comparisons without a call into Buffer.
     const head = K >= 4 ? ((key[0] << 24) | (key[1] << 16) | (key[2] << 8) | key[3]) >>> 0 : -1;
     const heads = this.pageHeads;
@@ -482,6 +495,28 @@ export class SortedTable {
       if (c === 0) return { value: Buffer.from(buf.subarray(p + K + 2, p + K + 2 + vl)), ordinal };
       if (c > 0) return undefined;
       p += K + 2 + vl;
+    }
+    return undefined;
+  }
+
+  /** `get` in a table held in memory: a binary search over every entry's first four bytes. */
+  private getHeld(key: Uint8Array): { value: Buffer; ordinal: number } | undefined {
+    const K = this.keyLength;
+    const heads = this.memHeads!, offs = this.memOffsets!, mem = this.mem!;
+    const head = K >= 4 ? ((key[0] << 24) | (key[1] << 16) | (key[2] << 8) | key[3]) >>> 0 : 0;
+    let lo = 0, hi = this.count;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (heads[mid] < head) lo = mid + 1; else hi = mid;
+    }
+    for (let i = lo; i < this.count && heads[i] === head; i++) {
+      const p = offs[i];
+      const c = mem.compare(key, 0, K, p, p + K);
+      if (c === 0) {
+        const vl = mem.readUInt16BE(p + K);
+        return { value: Buffer.from(mem.subarray(p + K + 2, p + K + 2 + vl)), ordinal: i };
+      }
+      if (c > 0) return undefined;
     }
     return undefined;
   }

@@ -284,7 +284,8 @@ export class ChainState {
 
   /** Paths never marked seen: deleted since the chain's last snapshot. */
   *unseen(): Generator<[pathId: Buffer, state: PathState]> {
-    for (const [k, v, ordinal] of this.paths.entries()) if (!this.seen.has(ordinal)) yield [k, parsePath(v)];
+    let ordinal = 0;
+    for (const [k, v] of this.paths.views()) if (!this.seen.has(ordinal++)) yield [Buffer.from(k), parsePath(v)];
   }
 
   /** Removes the tables. */
