@@ -462,7 +462,7 @@ interface Task {
 /** Entries submitted ahead of the one being stored. */
 const LOOKAHEAD = 1024;
 /** Small files are read in batches of up to this many files or bytes. */
-const BATCH_FILES = 64;
+const BATCH_FILES = 256;
 const BATCH_BYTES = 1024 * 1024;
 
 /** A file's place in a batch of reads. */

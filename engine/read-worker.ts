@@ -17,6 +17,7 @@ import { compressBlock } from './codec.js';
 import { hmac, sha384 } from './hashes.js';
 import { IdBloom } from './sorter.js';
 import type { ReadEvent, ReaderInit, ToReader, FromReader, FileMeta, ReadFile } from './readers.js';
+import { packEvents, unpackFiles } from './read-wire.js';
 
 const init = workerData as ReaderInit;
 const port = parentPort!;
@@ -37,7 +38,7 @@ let wake: (() => void) | null = null;
 
 port.on('message', (m: ToReader) => {
   if (m.t === 'job') {
-    jobs.push(m);
+    jobs.push({ id: m.id, files: unpackFiles(m.files) });
     if (!running) void drain();
   } else {
     outstanding -= m.bytes;
@@ -72,19 +73,16 @@ async function send(id: number, keep: number, done: boolean): Promise<void> {
   const events = await Promise.all(now);
   let raw = 0;
   let bytes = 0;
-  const transfer: ArrayBuffer[] = [];
   for (const ev of events) {
     if (ev.t !== 'block') continue;
     raw += ev.size;
     bytes += ev.bytes.byteLength;
-    // Only a buffer that is wholly this block's may move; a slice of a shared pool may not.
-    const b = ev.bytes.buffer;
-    if (b instanceof ArrayBuffer && ev.bytes.byteOffset === 0 && ev.bytes.byteLength === b.byteLength && !transfer.includes(b)) transfer.push(b);
   }
   outBytes -= raw;
   while (outstanding > 0 && outstanding + bytes > init.credit) await new Promise<void>((r) => (wake = r));
   outstanding += bytes;
-  post({ t: 'events', id, events, done }, transfer);
+  const packed = packEvents(events);
+  post({ t: 'events', id, events: packed, done }, [packed]);
 }
 
 /** Queues an event of job `id`; `raw` is the block's plain size (0 for the others). */

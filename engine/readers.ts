@@ -12,6 +12,7 @@ import { IebsError } from '../formats/errors.js';
 import type { CodecChoice } from './codec.js';
 import type { ChunkerParams } from './chunker.js';
 import { HELPER_HEAP } from './threads.js';
+import { packFiles, unpackEvents, type PackedFiles } from './read-wire.js';
 
 /** The metadata of a file after it was read whole. */
 export interface FileMeta { size: bigint; mtimeNs: bigint; ctimeNs: bigint; ino: bigint; mode: bigint }
@@ -51,9 +52,9 @@ export interface ReaderInit {
 }
 
 /** Messages to a reader. */
-export type ToReader = { t: 'job'; id: number; files: ReadFile[] } | { t: 'credit'; bytes: number };
-/** Messages from a reader. */
-export type FromReader = { t: 'events'; id: number; events: ReadEvent[]; done: boolean } | { t: 'crash'; message: string };
+export type ToReader = { t: 'job'; id: number; files: PackedFiles } | { t: 'credit'; bytes: number };
+/** Messages from a reader; `events` is packed (engine/read-wire.ts). */
+export type FromReader = { t: 'events'; id: number; events: ArrayBuffer; done: boolean } | { t: 'crash'; message: string };
 
 /** Bytes a reader reads at a time. */
 const READ_SIZE = 4 * 1024 * 1024;
@@ -126,7 +127,7 @@ export class ReaderPool {
     if (m.t === 'crash') return this.fail(`a reader thread failed: ${m.message}`);
     const job = this.jobs.get(m.id);
     if (!job) return;
-    job.arrive(m.events);
+    job.arrive(unpackEvents(m.events));
     if (m.done) {
       this.jobs.delete(m.id);
       r.queued -= job.bytes;
@@ -160,7 +161,7 @@ export class ReaderPool {
     const job = new ReadJob(this, r, bytes);
     this.jobs.set(id, job);
     r.queued += bytes;
-    r.worker.postMessage({ t: 'job', id, files } satisfies ToReader);
+    r.worker.postMessage({ t: 'job', id, files: packFiles(files) } satisfies ToReader);
     return job;
   }
 

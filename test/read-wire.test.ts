@@ -1,0 +1,57 @@
+/**
+ * What crosses between the main thread and the reader threads (engine/read-wire.ts):
+ * every kind of event and every field comes back as it went, at the edges of its range;
+ * paths of any bytes but NUL come back byte for byte; a cut or unknown buffer is refused.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { packEvents, packFiles, unpackEvents, unpackFiles } from '../engine/read-wire.js';
+import type { ReadEvent } from '../engine/readers.js';
+
+const events: ReadEvent[] = [
+  { t: 'block', f: 0, index: 0, offset: 0, size: 0, digest: new Uint8Array(randomBytes(48)), blockId: new Uint8Array(randomBytes(32)), codec: 0, bytes: new Uint8Array(0) },
+  { t: 'block', f: 63, index: 0xffffffff, offset: 2 ** 53 - 1, size: 4 * 1024 * 1024, digest: new Uint8Array(randomBytes(48)), blockId: new Uint8Array(randomBytes(32)), codec: -1, bytes: new Uint8Array(randomBytes(70000)) },
+  { t: 'end', f: 1, meta: { size: 2n ** 64n - 1n, mtimeNs: -1_000_000_007n, ctimeNs: 2n ** 63n - 1n, ino: 2n ** 64n - 2n, mode: 0o100644n }, read: 2 ** 53 - 1 },
+  { t: 'end', f: 2, meta: { size: 0n, mtimeNs: -(2n ** 63n), ctimeNs: 0n, ino: 1n, mode: 0o40755n }, read: 0 },
+  { t: 'torn', f: 3, last: false },
+  { t: 'torn', f: 4, last: true },
+  { t: 'fail', f: 5, message: 'cannot read (EACCES) — ünïcode 日本' },
+  { t: 'fail', f: 6, message: '' },
+  { t: 'block', f: 7, index: 1, offset: 12345, size: 99, digest: new Uint8Array(randomBytes(48)), blockId: new Uint8Array(randomBytes(32)), codec: 4, bytes: new Uint8Array(randomBytes(99)) },
+];
+
+/** Events as comparable values (typed arrays as hex). */
+const plain = (es: ReadEvent[]) => JSON.parse(JSON.stringify(es, (_, v) => (typeof v === 'bigint' ? `${v}n` : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v)));
+
+test('every kind of event comes back as it went, at the edges of each field', () => {
+  const buf = packEvents(events);
+  const back = unpackEvents(buf);
+  assert.deepEqual(plain(back), plain(events));
+  // Digests and ids are copies; block bytes are views of the one buffer.
+  const b = back[1] as Extract<ReadEvent, { t: 'block' }>;
+  assert.notEqual(b.digest.buffer, buf);
+  assert.notEqual(b.blockId.buffer, buf);
+  assert.equal(b.bytes.buffer, buf);
+  assert.deepEqual(unpackEvents(packEvents([])), []);
+});
+
+test('a cut or unknown packed buffer is refused', () => {
+  const buf = new Uint8Array(packEvents(events));
+  for (const cut of [1, 4, 30, 100, buf.length - 1]) {
+    assert.throws(() => unpackEvents(buf.slice(0, cut).buffer), /runs past|unknown type/, `cut at ${cut}`);
+  }
+  const odd = buf.slice();
+  odd[0] = 9;
+  assert.throws(() => unpackEvents(odd.buffer), /unknown type 9/);
+  assert.throws(() => packEvents([{ ...(events[0] as Extract<ReadEvent, { t: 'block' }>), digest: new Uint8Array(32) }]), /wrong length/);
+});
+
+test('a job\'s paths of any bytes but NUL come back byte for byte, with their flags', () => {
+  const names = [Buffer.from('/a/b c'), Buffer.from('/tmp/\n\t"\'\\'), Buffer.from([0x2f, 0x80, 0xff, 0xfe, 0x41]), Buffer.from('/x/日本.txt'), Buffer.from('/')];
+  const files = names.map((n, i) => ({ abs: n.toString('latin1'), skip: i % 2 === 1 }));
+  const back = unpackFiles(packFiles(files));
+  assert.deepEqual(back, files);
+  back.forEach((f, i) => assert.ok(Buffer.from(f.abs, 'latin1').equals(names[i])));
+  assert.throws(() => unpackFiles({ paths: 'a\0b', skip: '1' }), /2 paths and 1 flags/);
+});
