@@ -15,7 +15,6 @@
 import { lstat, mkdir, mkdtemp, open, rename, rm, symlink, chmod, utimes, lutimes, lchown, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { serialize, deserialize } from 'node:v8';
 import { randomBytes, createHash } from 'node:crypto';
 import type * as openpgp from 'openpgp';
 import { FormatError, IebsError, IoError, AuthError, KeyError } from '../formats/errors.js';
@@ -27,6 +26,7 @@ import type { Storage } from './storage.js';
 import { VolumeReader, blockHashError } from './volumes.js';
 import { ExternalSorter, SORT_ARENA } from './sorter.js';
 import { WriterPool } from './writers.js';
+import { packRecord, unpackRecord } from './record-pack.js';
 import { helperThreads } from './threads.js';
 
 /** Options of a restore. */
@@ -167,7 +167,7 @@ export class ComposedSnapshot {
     for (const [k, v] of this.byPath.sorted()) {
       if (prev && prev.equals(k)) throw new FormatError('duplicate-path', `snapshot names ${fromTreeKey(k).toString('utf8')} twice`);
       prev = Buffer.from(k);
-      yield deserialize(v) as FileRecord;
+      yield unpackRecord(v);
     }
   }
 
@@ -207,7 +207,7 @@ function withTreeKey(r: FileRecord): Buffer {
   const k = treeKey(r.path);
   const n = Buffer.alloc(4);
   n.writeUInt32BE(k.length);
-  return Buffer.concat([n, k, serialize(r)]);
+  return Buffer.concat([n, k, packRecord(r)]);
 }
 
 /** Sort key of a path in tree order: `/` (never inside a name) becomes 0x00 so it sorts first. */
@@ -295,8 +295,8 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
         result.dirs++;
         const depth = Buffer.alloc(4);
         depth.writeUInt32BE(0xffffffff - countSlashes(r.path));
-        dirs.add(depth, serialize(r));
-      } else if (r.kind === 'symlink') links.add(none, serialize(r));
+        dirs.add(depth, packRecord(r));
+      } else if (r.kind === 'symlink') links.add(none, packRecord(r));
       else {
         // A file holds at most BLOCKS_AHEAD blocks at a time: bounded by count and by bytes.
         const held = Math.min(r.size, BLOCKS_AHEAD * MAX_HELD);
@@ -308,7 +308,7 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
     }
     await Promise.all(running);
     for (const [, v] of links.sorted()) {
-      const r = deserialize(v) as FileRecord;
+      const r = unpackRecord(v);
       try {
         const p = await safe.leaf(r.path);
         await removeNonDir(p);
@@ -323,7 +323,7 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
       }
     }
     for (const [, v] of dirs.sorted()) {
-      const r = deserialize(v) as FileRecord;
+      const r = unpackRecord(v);
       const p = await safe.dir(r.path);
       if (asRoot) await lchown(p, r.uid, r.gid).catch(() => {});
       await chmod(p, r.mode);

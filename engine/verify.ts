@@ -10,7 +10,6 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { serialize, deserialize } from 'node:v8';
 import type * as openpgp from 'openpgp';
 import { IebsError, KeyError } from '../formats/errors.js';
 import type { BlockRef } from '../formats/manifest.js';
@@ -20,6 +19,7 @@ import { readManifest } from './restore.js';
 import type { Storage } from './storage.js';
 import { VolumeReader } from './volumes.js';
 import { ExternalSorter } from './sorter.js';
+import { packRecord, unpackRecord } from './record-pack.js';
 
 /** One thing found wrong. */
 export interface Problem { object: string; message: string; affects: string[]; files?: number }
@@ -152,9 +152,10 @@ async function readAllData(storage: Storage, key: RestoreKey, verifiers: openpgp
       const files = new ExternalSorter(dir, 'files');
       try {
         const none = Buffer.alloc(0);
-        await readManifest(storage, key, verifiers, s, (r) => { if (!('deleted' in r) && r.kind === 'file') files.add(none, serialize({ path: Buffer.from(r.path).toString('utf8'), blocks: r.blocks })); });
+        await readManifest(storage, key, verifiers, s, (r) => { if (!('deleted' in r) && r.kind === 'file') files.add(none, packRecord(r)); });
         for (const [, v] of files.sorted()) {
-          const f = deserialize(v) as { path: string; blocks: BlockRef[] };
+          const r = unpackRecord(v);
+          const f = { path: Buffer.from(r.path).toString('utf8'), blocks: r.blocks };
           let firstError: string | null = null;
           for (const b of f.blocks) {
             const k = `${b.volume}@${b.dataOffset}`;
