@@ -19,8 +19,10 @@ import { join } from 'node:path';
 /** Default arena of a sorter: entries beyond it spill to disk. */
 export const SORT_ARENA = 16 * 1024 * 1024;
 
-/** Bytes read from a run file at a time while merging. */
-const RUN_READ = 256 * 1024;
+/** Bytes read from a table at a time when it is read through. */
+const TABLE_READ = 256 * 1024;
+/** Bytes read from a run file at a time while merging: a merge may hold dozens of runs open. */
+const RUN_READ = 64 * 1024;
 
 /** Appends to a file through a buffer, synchronously. */
 class FileWriter {
@@ -51,12 +53,13 @@ function writeAll(fd: number, b: Uint8Array): void {
 
 /** Reads a file from the start in large pieces, handing out exact byte counts. */
 class SequentialReader {
-  private buf: Buffer = Buffer.allocUnsafe(RUN_READ);
+  private buf: Buffer;
   private start = 0;
   private end = 0;
   private pos = 0;
   /** With `hash`, every byte read also goes through it; with `whole`, the file is that buffer. */
-  constructor(private readonly fd: number, private readonly size = Infinity, private readonly hash?: Hash, whole?: Buffer) {
+  constructor(private readonly fd: number, private readonly size = Infinity, private readonly hash?: Hash, whole?: Buffer, readSize = TABLE_READ) {
+    this.buf = whole ?? Buffer.allocUnsafe(readSize);
     if (whole) {
       this.buf = whole; this.end = whole.length; this.pos = whole.length;
       hash?.update(whole);
@@ -95,7 +98,7 @@ class RunReader {
   value: Buffer = Buffer.alloc(0);
   constructor(path: string, readonly order: number) {
     this.fd = openSync(path, 'r');
-    this.reader = new SequentialReader(this.fd);
+    this.reader = new SequentialReader(this.fd, Infinity, undefined, undefined, RUN_READ);
   }
 
   /** Moves to the next entry; false (and the file closed) at the end. */

@@ -182,7 +182,8 @@ const NONE = Buffer.alloc(0);
 export class StateDelta {
   private readonly paths: ExternalSorter;
   private readonly blocks: ExternalSorter;
-  constructor(dir: string, arena = SORT_ARENA / 4) {
+  /** Its arenas are small (2 MiB each): they live through the whole run, beside everything else. */
+  constructor(dir: string, arena = SORT_ARENA / 8) {
     this.paths = new ExternalSorter(dir, 'delta-paths', arena);
     this.blocks = new ExternalSorter(dir, 'delta-blocks', arena);
   }
