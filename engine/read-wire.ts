@@ -5,7 +5,10 @@
  * half of it); a job is two strings, and a batch of events one transferred buffer.
  *
  * Events, back to back, integers big-endian:
- *   block: 1, f u32, index u32, offset f64, size u32, codec i8, digest (48), block id (32), n u32, bytes (n)
+ *   block: 1, f u32, index u32, offset f64, size u32, codec i8, digest (48), block id (32), n u32, bytes (n);
+ *          or n = 0xffffffff and the bytes are the next of the blobs that travel beside
+ *          the buffer (a large block that owns its buffer moves instead of being copied:
+ *          copies left the reader's heap holding tens of MiB of garbage)
  *   end:   2, f u32, size u64, mtime i64, ctime i64, inode u64, mode u32, read f64
  *   torn:  3, f u32, last u8
  *   fail:  4, f u32, n u32, message (n bytes of UTF-8)
@@ -28,16 +31,28 @@ export function unpackFiles(p: PackedFiles): ReadFile[] {
 }
 
 const DIGEST = 48;
+/** Blocks up to this size are copied into the packed buffer; larger ones move when they can. */
+const INLINE_MAX = 64 * 1024;
+const BLOB = 0xffffffff;
+
+/** A block's bytes that can move: all of their own buffer, and large. */
+function movable(b: Uint8Array): boolean {
+  return b.length > INLINE_MAX && b.buffer instanceof ArrayBuffer && b.byteOffset === 0 && b.byteLength === b.buffer.byteLength;
+}
 const ID = 32;
 const BLOCK_HEAD = 1 + 4 + 4 + 8 + 4 + 1 + DIGEST + ID + 4;
 const END = 1 + 4 + 8 + 8 + 8 + 8 + 4 + 8;
 
-/** Packs resolved events into one buffer (to be transferred). */
-export function packEvents(events: ReadEvent[]): ArrayBuffer {
+/** Packed events: one buffer, and the large blocks that move beside it. All of them are to be transferred. */
+export interface PackedEvents { buf: ArrayBuffer; blobs: Uint8Array[] }
+
+/** Packs resolved events. */
+export function packEvents(events: ReadEvent[]): PackedEvents {
   const messages = new Map<ReadEvent, Buffer>();
+  const blobs: Uint8Array[] = [];
   let size = 0;
   for (const e of events) {
-    if (e.t === 'block') size += BLOCK_HEAD + e.bytes.length;
+    if (e.t === 'block') size += BLOCK_HEAD + (movable(e.bytes) ? 0 : e.bytes.length);
     else if (e.t === 'end') size += END;
     else if (e.t === 'torn') size += 6;
     else { const m = Buffer.from(e.message, 'utf8'); messages.set(e, m); size += 9 + m.length; }
@@ -53,9 +68,15 @@ export function packEvents(events: ReadEvent[]): ArrayBuffer {
         dv.setUint8(p, 1); dv.setUint32(p + 1, e.f); dv.setUint32(p + 5, e.index); dv.setFloat64(p + 9, e.offset);
         dv.setUint32(p + 17, e.size); dv.setInt8(p + 21, e.codec);
         bytes.set(e.digest, p + 22); bytes.set(e.blockId, p + 22 + DIGEST);
-        dv.setUint32(p + 22 + DIGEST + ID, e.bytes.length);
-        bytes.set(e.bytes, p + BLOCK_HEAD);
-        p += BLOCK_HEAD + e.bytes.length;
+        if (movable(e.bytes)) {
+          dv.setUint32(p + 22 + DIGEST + ID, BLOB);
+          blobs.push(e.bytes);
+          p += BLOCK_HEAD;
+        } else {
+          dv.setUint32(p + 22 + DIGEST + ID, e.bytes.length);
+          bytes.set(e.bytes, p + BLOCK_HEAD);
+          p += BLOCK_HEAD + e.bytes.length;
+        }
         break;
       case 'end':
         dv.setUint8(p, 2); dv.setUint32(p + 1, e.f);
@@ -76,14 +97,15 @@ export function packEvents(events: ReadEvent[]): ArrayBuffer {
       }
     }
   }
-  return out;
+  return { buf: out, blobs };
 }
 
 /**
- * The events of a packed buffer. Block bytes are views into it; digests and ids are
- * copies, so that a record holding one does not hold the whole buffer.
+ * The events of a packed buffer. Block bytes are views into it or its blobs; digests
+ * and ids are copies, so that a record holding one does not hold the whole buffer.
  */
-export function unpackEvents(buf: ArrayBuffer): ReadEvent[] {
+export function unpackEvents({ buf, blobs }: PackedEvents): ReadEvent[] {
+  let blob = 0;
   const dv = new DataView(buf);
   const bytes = new Uint8Array(buf);
   const events: ReadEvent[] = [];
@@ -93,12 +115,15 @@ export function unpackEvents(buf: ArrayBuffer): ReadEvent[] {
     const t = dv.getUint8(p), f = dv.getUint32(p + 1);
     if (t === 1) {
       need(p, BLOCK_HEAD);
-      const n = dv.getUint32(p + 22 + DIGEST + ID);
+      const n0 = dv.getUint32(p + 22 + DIGEST + ID);
+      if (n0 === BLOB && blob >= blobs.length) throw new Error('a packed event names a blob that is not there');
+      const moved = n0 === BLOB ? blobs[blob++] : null;
+      const n = moved ? 0 : n0;
       need(p + BLOCK_HEAD, n);
       events.push({
         t: 'block', f, index: dv.getUint32(p + 5), offset: dv.getFloat64(p + 9), size: dv.getUint32(p + 17), codec: dv.getInt8(p + 21),
         digest: bytes.slice(p + 22, p + 22 + DIGEST), blockId: bytes.slice(p + 22 + DIGEST, p + 22 + DIGEST + ID),
-        bytes: bytes.subarray(p + BLOCK_HEAD, p + BLOCK_HEAD + n),
+        bytes: moved ?? bytes.subarray(p + BLOCK_HEAD, p + BLOCK_HEAD + n),
       });
       p += BLOCK_HEAD + n;
     } else if (t === 2) {
@@ -118,5 +143,6 @@ export function unpackEvents(buf: ArrayBuffer): ReadEvent[] {
       p += 9 + n;
     } else throw new Error(`a packed event of unknown type ${t}`);
   }
+  if (blob !== blobs.length) throw new Error(`${blobs.length - blob} blobs left over`);
   return events;
 }

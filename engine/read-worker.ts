@@ -82,7 +82,7 @@ async function send(id: number, keep: number, done: boolean): Promise<void> {
   while (outstanding > 0 && outstanding + bytes > init.credit) await new Promise<void>((r) => (wake = r));
   outstanding += bytes;
   const packed = packEvents(events);
-  post({ t: 'events', id, events: packed, done }, [packed]);
+  post({ t: 'events', id, events: packed, done }, [packed.buf, ...packed.blobs.map((b) => b.buffer as ArrayBuffer)]);
 }
 
 /** Queues an event of job `id`; `raw` is the block's plain size (0 for the others). */

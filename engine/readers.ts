@@ -12,7 +12,7 @@ import { IebsError } from '../formats/errors.js';
 import type { CodecChoice } from './codec.js';
 import type { ChunkerParams } from './chunker.js';
 import { HELPER_HEAP } from './threads.js';
-import { packFiles, unpackEvents, type PackedFiles } from './read-wire.js';
+import { packFiles, unpackEvents, type PackedEvents, type PackedFiles } from './read-wire.js';
 
 /** The metadata of a file after it was read whole. */
 export interface FileMeta { size: bigint; mtimeNs: bigint; ctimeNs: bigint; ino: bigint; mode: bigint }
@@ -54,7 +54,7 @@ export interface ReaderInit {
 /** Messages to a reader. */
 export type ToReader = { t: 'job'; id: number; files: PackedFiles } | { t: 'credit'; bytes: number };
 /** Messages from a reader; `events` is packed (engine/read-wire.ts). */
-export type FromReader = { t: 'events'; id: number; events: ArrayBuffer; done: boolean } | { t: 'crash'; message: string };
+export type FromReader = { t: 'events'; id: number; events: PackedEvents; done: boolean } | { t: 'crash'; message: string };
 
 /** Bytes a reader reads at a time. */
 const READ_SIZE = 4 * 1024 * 1024;

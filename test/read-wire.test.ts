@@ -11,7 +11,7 @@ import type { ReadEvent } from '../engine/readers.js';
 
 const events: ReadEvent[] = [
   { t: 'block', f: 0, index: 0, offset: 0, size: 0, digest: new Uint8Array(randomBytes(48)), blockId: new Uint8Array(randomBytes(32)), codec: 0, bytes: new Uint8Array(0) },
-  { t: 'block', f: 63, index: 0xffffffff, offset: 2 ** 53 - 1, size: 4 * 1024 * 1024, digest: new Uint8Array(randomBytes(48)), blockId: new Uint8Array(randomBytes(32)), codec: -1, bytes: new Uint8Array(randomBytes(70000)) },
+  { t: 'block', f: 63, index: 0xffffffff, offset: 2 ** 53 - 1, size: 4 * 1024 * 1024, digest: new Uint8Array(randomBytes(48)), blockId: new Uint8Array(randomBytes(32)), codec: -1, bytes: new Uint8Array(randomBytes(60000)) },
   { t: 'end', f: 1, meta: { size: 2n ** 64n - 1n, mtimeNs: -1_000_000_007n, ctimeNs: 2n ** 63n - 1n, ino: 2n ** 64n - 2n, mode: 0o100644n }, read: 2 ** 53 - 1 },
   { t: 'end', f: 2, meta: { size: 0n, mtimeNs: -(2n ** 63n), ctimeNs: 0n, ino: 1n, mode: 0o40755n }, read: 0 },
   { t: 'torn', f: 3, last: false },
@@ -19,31 +19,46 @@ const events: ReadEvent[] = [
   { t: 'fail', f: 5, message: 'cannot read (EACCES) — ünïcode 日本' },
   { t: 'fail', f: 6, message: '' },
   { t: 'block', f: 7, index: 1, offset: 12345, size: 99, digest: new Uint8Array(randomBytes(48)), blockId: new Uint8Array(randomBytes(32)), codec: 4, bytes: new Uint8Array(randomBytes(99)) },
+  // Large and owning its buffer: moves beside the packed buffer.
+  { t: 'block', f: 8, index: 0, offset: 0, size: 1 << 20, digest: new Uint8Array(randomBytes(48)), blockId: new Uint8Array(randomBytes(32)), codec: 1, bytes: new Uint8Array(randomBytes(1 << 20).buffer.slice(0)) },
+  // Large but a view into a larger buffer: copied in.
+  { t: 'block', f: 9, index: 0, offset: 0, size: 100000, digest: new Uint8Array(randomBytes(48)), blockId: new Uint8Array(randomBytes(32)), codec: 1, bytes: new Uint8Array(randomBytes(300000).buffer, 1000, 100000) },
 ];
 
 /** Events as comparable values (typed arrays as hex). */
 const plain = (es: ReadEvent[]) => JSON.parse(JSON.stringify(es, (_, v) => (typeof v === 'bigint' ? `${v}n` : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v)));
 
 test('every kind of event comes back as it went, at the edges of each field', () => {
-  const buf = packEvents(events);
-  const back = unpackEvents(buf);
-  assert.deepEqual(plain(back), plain(events));
-  // Digests and ids are copies; block bytes are views of the one buffer.
-  const b = back[1] as Extract<ReadEvent, { t: 'block' }>;
-  assert.notEqual(b.digest.buffer, buf);
-  assert.notEqual(b.blockId.buffer, buf);
-  assert.equal(b.bytes.buffer, buf);
+  const want = plain(events);
+  // Packed, sent across as a thread would (the moving blob is detached here), unpacked.
+  const copy = structuredClone(events);
+  const sent = packEvents(copy);
+  assert.equal(sent.blobs.length, 1, 'only the large block that owns its buffer moves');
+  const back = unpackEvents(structuredClone(sent, { transfer: [sent.buf, ...sent.blobs.map((b) => b.buffer as ArrayBuffer)] }));
+  assert.deepEqual(plain(back), want);
+  assert.equal((copy[9] as Extract<ReadEvent, { t: 'block' }>).bytes.byteLength, 0, 'the blob moved');
+  // Digests and ids are copies; small block bytes are views of the one buffer.
+  const packed = packEvents(events);
+  const unpacked = unpackEvents(packed);
+  assert.deepEqual(plain(unpacked), want);
+  const b = unpacked[1] as Extract<ReadEvent, { t: 'block' }>;
+  assert.notEqual(b.digest.buffer, packed.buf);
+  assert.notEqual(b.blockId.buffer, packed.buf);
+  assert.equal(b.bytes.buffer, packed.buf);
   assert.deepEqual(unpackEvents(packEvents([])), []);
 });
 
 test('a cut or unknown packed buffer is refused', () => {
-  const buf = new Uint8Array(packEvents(events));
+  const packed = packEvents(events);
+  const buf = new Uint8Array(packed.buf);
   for (const cut of [1, 4, 30, 100, buf.length - 1]) {
-    assert.throws(() => unpackEvents(buf.slice(0, cut).buffer), /runs past|unknown type/, `cut at ${cut}`);
+    assert.throws(() => unpackEvents({ buf: buf.slice(0, cut).buffer, blobs: packed.blobs }), /runs past|unknown type|blobs left over/, `cut at ${cut}`);
   }
   const odd = buf.slice();
   odd[0] = 9;
-  assert.throws(() => unpackEvents(odd.buffer), /unknown type 9/);
+  assert.throws(() => unpackEvents({ buf: odd.buffer, blobs: packed.blobs }), /unknown type 9/);
+  assert.throws(() => unpackEvents({ buf: packed.buf, blobs: [] }), /blob that is not there/);
+  assert.throws(() => unpackEvents({ buf: packed.buf, blobs: [...packed.blobs, new Uint8Array(1)] }), /1 blobs left over/);
   assert.throws(() => packEvents([{ ...(events[0] as Extract<ReadEvent, { t: 'block' }>), digest: new Uint8Array(32) }]), /wrong length/);
 });
 
