@@ -272,3 +272,33 @@ test('the CLI keeps the cache in IEBS_CACHE_DIR or --cache-dir, nowhere with --n
   assert.match(r.stdout, /increment/);
   assert.equal(r.stderr, '');
 });
+
+test('a kept state one snapshot behind is brought up to date from the indexes after it', async () => {
+  const dir = tempDir('cache-behind');
+  const src = join(dir, 'src');
+  makeTree(src);
+  const cacheDir = join(dir, 'cache');
+  const storage = openStorage(join(dir, 'repo'));
+  const o: BackupOptions = { sources: [src], volumeSize: 8 * MiB, system: 'behind', cacheDir };
+  await backup(storage, bk, o);
+  changes[0](src);
+  await backup(storage, bk, { ...o, cacheDir: undefined }); // the cache does not hear of this one
+  const repoId = (await readConfig(storage)).id;
+  const behind = StateCache.open(cacheDir, repoId, bk.indexKey)!.find(await chainOfSystem(storage, 'behind'));
+  assert.equal(behind?.pos, 0, 'the kept state is the full\'s');
+  behind!.paths.close(); behind!.blocks.close();
+  changes[1](src);
+  const inc = await backup(storage, bk, o);
+  // Had the run not composed the increment the cache missed, the 10 files it added and
+  // the renamed folder would count as new again.
+  assert.equal(inc.counts.new, 1, 'only d6/f1.txt/inside is new');
+  assert.equal(inc.counts.deleted, 0);
+  const chain = await chainOfSystem(storage, 'behind');
+  const kept = StateCache.open(cacheDir, repoId, bk.indexKey)!.find(chain)!;
+  assert.equal(kept.pos, chain.length - 1);
+  const composed = await ChainState.load(storage, bk.indexKey, chain, tempDir('scratch'));
+  assert.deepEqual(dump(kept.paths), dump(composed.pathTable));
+  assert.deepEqual(dump(kept.blocks), dump(composed.blockTable));
+  composed.close(); kept.paths.close(); kept.blocks.close();
+  await storage.close();
+});
