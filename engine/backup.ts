@@ -247,7 +247,7 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
     tmp = await mkdtemp(join(tmpdir(), 'iebs-backup-'));
     const cache = o.cacheDir && repoId ? StateCache.open(o.cacheDir, repoId, key.indexKey) : null;
     state = await ChainState.load(storage, key.indexKey, chain, tmp, o.limits?.arena, cache ?? undefined);
-    if (cache && !o.dryRun) delta = new StateDelta(tmp, o.limits?.arena && o.limits.arena / 4);
+    if (cache && !o.dryRun) delta = new StateDelta(tmp, o.limits?.arena);
     const params: ChunkerParams = { ...DEFAULT_SIZES, gear: key.gear };
     // The latest snapshot of every other system: the states a later run may start from.
     const heads = new Map(snapshots.map((s) => [s.record.system, s.record.name]));

@@ -26,7 +26,7 @@ const MAGIC = 'iebs-state-cache 2';
 /** Key length of both tables (keyed ids). */
 const KEY = 32;
 /**
- * A path table up to this size (about 120,000 paths) is held in memory: every entry of
+ * A path table up to this size (about 160,000 paths) is held in memory: every entry of
  * the walk looks one up. The block table is read from disk, where lookups are rarer.
  */
 const HOLD_PATHS = 16 * 1024 * 1024;

@@ -9,9 +9,8 @@
  * sha384 (48), offset (f64), data offset (f64), length (f64), volume (u16 n, n latin1
  * bytes), entry (u16 n, n latin1 bytes).
  */
-import type { BlockRef, EntryKind, FileRecord } from '../formats/manifest.js';
+import { ENTRY_KINDS, type BlockRef, type FileRecord } from '../formats/manifest.js';
 
-const KINDS: readonly EntryKind[] = ['file', 'dir', 'symlink'];
 const HEAD = 36 + 1 + 2 + 4 + 4 + 8 + 8 + 8;
 const BLOCK = 8 + 8 + 48 + 8 + 8 + 8 + 2 + 2;
 
@@ -22,7 +21,7 @@ export function packRecord(r: FileRecord): Buffer {
   const out = Buffer.allocUnsafe(size);
   const dv = new DataView(out.buffer, out.byteOffset, out.length);
   out.write(r.uuid, 0, 36, 'latin1');
-  out[36] = KINDS.indexOf(r.kind);
+  out[36] = ENTRY_KINDS.indexOf(r.kind);
   dv.setUint16(37, r.mode); dv.setUint32(39, r.uid); dv.setUint32(43, r.gid);
   dv.setFloat64(47, r.size); dv.setBigInt64(55, r.mtimeNs); dv.setFloat64(63, r.blockSize);
   let p = HEAD;
@@ -64,9 +63,9 @@ export function unpackRecord(v: Uint8Array): FileRecord {
     });
     p += 92 + vl + el;
   }
-  if (p !== v.length || !KINDS[b[36]]) throw new Error('a packed record is malformed');
+  if (p !== v.length || !ENTRY_KINDS[b[36]]) throw new Error('a packed record is malformed');
   const r: FileRecord = {
-    uuid: b.toString('latin1', 0, 36), kind: KINDS[b[36]], mode: dv.getUint16(37), uid: dv.getUint32(39), gid: dv.getUint32(43),
+    uuid: b.toString('latin1', 0, 36), kind: ENTRY_KINDS[b[36]], mode: dv.getUint16(37), uid: dv.getUint32(39), gid: dv.getUint32(43),
     size: dv.getFloat64(47), mtimeNs: dv.getBigInt64(55), blockSize: dv.getFloat64(63), path, blocks,
   };
   if (target) r.target = target;

@@ -61,7 +61,7 @@ class SequentialReader {
   constructor(private readonly fd: number, private readonly size = Infinity, private readonly hash?: Hash, whole?: Buffer, readSize = TABLE_READ) {
     this.buf = whole ?? Buffer.allocUnsafe(readSize);
     if (whole) {
-      this.buf = whole; this.end = whole.length; this.pos = whole.length;
+      this.end = this.pos = whole.length;
       hash?.update(whole);
     }
   }
@@ -299,6 +299,11 @@ class RunHeap {
   }
 }
 
+/** The first four bytes of a key as a number (0 for shorter keys): most comparisons end there. */
+function head4(key: Uint8Array): number {
+  return key.length >= 4 ? ((key[0] << 24) | (key[1] << 16) | (key[2] << 8) | key[3]) >>> 0 : 0;
+}
+
 /** Page size of a table's sparse index. */
 const PAGE = 4096;
 /** Largest value of a table entry. */
@@ -395,7 +400,7 @@ export class SortedTable {
         t.indexEntry(head, offset);
         if (t.memHeads) {
           if (t.count >= t.memHeads.length) throw new Error(`${path}: more than ${seal.count} entries`);
-          t.memHeads[t.count] = K >= 4 ? head.readUInt32BE(0) : 0;
+          t.memHeads[t.count] = head4(head.subarray(0, K));
           t.memOffsets![t.count] = offset;
         }
         t.last.set(head.subarray(0, K));
@@ -430,7 +435,7 @@ export class SortedTable {
     this.pages++;
     this.pageOffsets.push(offset);
     this.pageOrdinals.push(this.count);
-    this.pageHeads.push(K >= 4 ? ((key[0] << 24) | (key[1] << 16) | (key[2] << 8) | key[3]) >>> 0 : 0);
+    this.pageHeads.push(head4(key.subarray(0, K)));
     this.nextPage = (Math.floor(offset / PAGE) + 1) * PAGE;
   }
 
@@ -464,7 +469,7 @@ export class SortedTable {
     if (pages === 0 || key.length !== K) return undefined;
     if (this.memHeads) return this.getHeld(key);
     // The first four bytes, as a number, settle most comparisons without a call into Buffer.
-    const head = K >= 4 ? ((key[0] << 24) | (key[1] << 16) | (key[2] << 8) | key[3]) >>> 0 : -1;
+    const head = K >= 4 ? head4(key) : -1;
     const heads = this.pageHeads;
     const keyVsPage = (i: number) => (head >= 0 && heads[i] !== head ? head - heads[i] : this.pageKeys.compare(key, 0, K, i * K, i * K + K) * -1);
     // Last page whose first key is <= key.
@@ -506,7 +511,7 @@ export class SortedTable {
   private getHeld(key: Uint8Array): { value: Buffer; ordinal: number } | undefined {
     const K = this.keyLength;
     const heads = this.memHeads!, offs = this.memOffsets!, mem = this.mem!;
-    const head = K >= 4 ? ((key[0] << 24) | (key[1] << 16) | (key[2] << 8) | key[3]) >>> 0 : 0;
+    const head = head4(key);
     let lo = 0, hi = this.count;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
@@ -524,18 +529,10 @@ export class SortedTable {
     return undefined;
   }
 
-  /** Every entry in key order, with its ordinal. */
+  /** Every entry in key order, with its ordinal: copies, unlike `views`. */
   *entries(): Generator<[key: Buffer, value: Buffer, ordinal: number]> {
-    if (this.fd < 0) return;
-    const reader = new SequentialReader(this.fd, this.size);
-    const K = this.keyLength;
-    for (let ordinal = 0; ordinal < this.count; ordinal++) {
-      const head = reader.take(K + 2, this.path);
-      if (!head) throw new Error(`${this.path}: table file is short`);
-      const key = Buffer.from(head.subarray(0, K));
-      const value = Buffer.from(reader.take(head.readUInt16BE(K), this.path) ?? Buffer.alloc(0));
-      yield [key, value, ordinal];
-    }
+    let ordinal = 0;
+    for (const [k, v] of this.views()) yield [Buffer.from(k), Buffer.from(v), ordinal++];
   }
 
   /**

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { FormatError } from '../formats/errors.js';
 import { IndexDecoder, INDEX_PIECE, INDEX_PIECE_FRAME, type IndexFile, type IndexItem } from '../formats/blockindex.js';
 import { indexContext } from '../formats/envelope.js';
-import { MAX_ENVELOPE_OVERHEAD, type EntryKind } from '../formats/manifest.js';
+import { ENTRY_KINDS, MAX_ENVELOPE_OVERHEAD } from '../formats/manifest.js';
 import { openEnvelope } from './crypto.js';
 import { decompressBlock } from './codec.js';
 import { LAYOUT, type Snapshot } from './repo.js';
@@ -73,18 +73,15 @@ export async function openIndexObject(read: (offset: number, length: number) => 
   return dec.end();
 }
 
-/** Kinds of entry, by their code in a table. */
-const KINDS: readonly EntryKind[] = ['file', 'dir', 'symlink'];
-
 /**
- * A path state in a table: uuid (36 ASCII bytes), kind (u8, KINDS), mode (u16), size
+ * A path state in a table: uuid (36 ASCII bytes), kind (u8, ENTRY_KINDS), mode (u16), size
  * (u64), mtime and ctime (i64 ns), inode (u64); big-endian.
  */
 const PATH_VALUE = 71;
 
 function writePath(b: Buffer, at: number, f: PathState): void {
   b.write(f.uuid, at, 36, 'latin1');
-  b[at + 36] = KINDS.indexOf(f.kind);
+  b[at + 36] = ENTRY_KINDS.indexOf(f.kind);
   b.writeUInt16BE(f.mode, at + 37);
   b.writeUInt32BE(Math.floor(f.size / 2 ** 32), at + 39);
   b.writeUInt32BE(f.size >>> 0, at + 43);
@@ -96,10 +93,10 @@ function writePath(b: Buffer, at: number, f: PathState): void {
 }
 
 function parsePath(v: Buffer): PathState {
-  if (v.length !== PATH_VALUE || !KINDS[v[36]]) throw new Error('malformed path state in a table');
+  if (v.length !== PATH_VALUE || !ENTRY_KINDS[v[36]]) throw new Error('malformed path state in a table');
   const dv = new DataView(v.buffer, v.byteOffset + 47, 24);
   return {
-    uuid: v.toString('latin1', 0, 36), kind: KINDS[v[36]], mode: v.readUInt16BE(37), size: v.readUInt32BE(39) * 2 ** 32 + v.readUInt32BE(43),
+    uuid: v.toString('latin1', 0, 36), kind: ENTRY_KINDS[v[36]], mode: v.readUInt16BE(37), size: v.readUInt32BE(39) * 2 ** 32 + v.readUInt32BE(43),
     mtimeNs: dv.getBigInt64(0), ctimeNs: dv.getBigInt64(8), ino: dv.getBigUint64(16),
   };
 }
@@ -182,10 +179,13 @@ const NONE = Buffer.alloc(0);
 export class StateDelta {
   private readonly paths: ExternalSorter;
   private readonly blocks: ExternalSorter;
-  /** Its arenas are small (2 MiB each): they live through the whole run, beside everything else. */
-  constructor(dir: string, arena = SORT_ARENA / 8) {
-    this.paths = new ExternalSorter(dir, 'delta-paths', arena);
-    this.blocks = new ExternalSorter(dir, 'delta-blocks', arena);
+  /**
+   * Its arenas are an eighth of a run's `arena` (2 MiB each by default): they live
+   * through the whole run, beside everything else.
+   */
+  constructor(dir: string, arena = SORT_ARENA) {
+    this.paths = new ExternalSorter(dir, 'delta-paths', arena / 8);
+    this.blocks = new ExternalSorter(dir, 'delta-blocks', arena / 8);
   }
   add(it: IndexItem): void { addItem(this.paths, this.blocks, it); }
   /**

@@ -92,7 +92,8 @@ export const MAX_ENVELOPE_OVERHEAD = 1024;
 /** Most path bytes a record may carry. */
 export const MAX_PATH = 16384;
 
-const KINDS: readonly EntryKind[] = ['file', 'dir', 'symlink'];
+/** Every kind of entry; a kind's position is its code where it is stored as a number (local tables, SPEC.md "Local cache"). */
+export const ENTRY_KINDS: readonly EntryKind[] = ['file', 'dir', 'symlink'];
 
 /** Encodes the lines of one record, including its `-- END OF FILE --` line. */
 export function encodeRecord(r: FileRecord): string {
@@ -319,7 +320,7 @@ export class DocParser {
     if (!owner) throw new FormatError('bad-owner', `${where}: owner must be uid:gid`);
     const blockSize = parseUint(f[4], where, MAX_BLOCK);
     const kind = f[5] as EntryKind;
-    if (!KINDS.includes(kind)) throw new FormatError('bad-kind', `${where}: unknown kind ${JSON.stringify(f[5].slice(0, 20))}`);
+    if (!ENTRY_KINDS.includes(kind)) throw new FormatError('bad-kind', `${where}: unknown kind ${JSON.stringify(f[5].slice(0, 20))}`);
     if (!/^[0-7]{4}$/.test(f[6])) throw new FormatError('bad-mode', `${where}: mode must be four octal digits`);
     if ((kind === 'symlink') !== (target !== undefined)) throw new FormatError('bad-line', `${where}: a symlink and only a symlink carries a target`);
     if (kind !== 'file' && size !== 0) throw new FormatError('bad-line', `${where}: a ${kind} has size 0`);

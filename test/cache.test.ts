@@ -73,6 +73,9 @@ test('a table that does not match its seal is refused', () => {
   assert.throws(tryOpen(good.subarray(0, good.length - 3)), /bytes, not/);
   assert.throws(tryOpen(good.subarray(0, good.length - 3), { ...seal, size: good.length - 3 }), /cut short|truncated/);
   assert.throws(tryOpen(good, { ...seal, count: seal.count + 1 }), /entries, not/);
+  // Held in memory, an index sized by the count it was told: more entries than that are refused.
+  writeFileSync(join(dir, 'x'), good);
+  assert.throws(() => SortedTable.open(join(dir, 'x'), 32, { ...seal, count: seal.count - 1 }, undefined, 64 * MiB), /more than/);
   // Two entries swapped, sealed as they are: well hashed, but out of order.
   const e = 32 + 2 + 5;
   const swapped = Buffer.concat([good.subarray(e, 2 * e), good.subarray(0, e), good.subarray(2 * e)]);
@@ -104,6 +107,16 @@ const changes = [
   },
   () => {},
 ];
+
+/** A tree in a folder of its own, with a repository and a cache beside it, and the options of its backups. */
+function setup(label: string, system: string) {
+  const dir = tempDir(label);
+  const src = join(dir, 'src');
+  makeTree(src);
+  const cacheDir = join(dir, 'cache');
+  const o: BackupOptions = { sources: [src], volumeSize: 8 * MiB, system, cacheDir };
+  return { dir, src, cacheDir, storage: openStorage(join(dir, 'repo')), o };
+}
 
 async function chainOfSystem(storage: Storage, system: string): Promise<Snapshot[]> {
   const { snapshots } = await listSnapshots(storage, [bk.signer.toPublic()]);
@@ -153,12 +166,7 @@ for (const limits of [undefined, { arena: 2048 } as Limits]) {
 }
 
 test('an increment with a kept state reads none of the indexes it stands for', async () => {
-  const dir = tempDir('cache-noindex');
-  const src = join(dir, 'src');
-  makeTree(src);
-  const cacheDir = join(dir, 'cache');
-  const storage = openStorage(join(dir, 'repo'));
-  const o: BackupOptions = { sources: [src], volumeSize: 8 * MiB, system: 'idx', cacheDir };
+  const { dir, src, cacheDir, storage, o } = setup('cache-noindex', 'idx');
   const full = await backup(storage, bk, o);
   // Hide the full's index: only the kept state can tell the increment what the chain holds.
   const index = join(dir, 'repo', LAYOUT.indexes, `${full.snapshot}.index`);
@@ -178,12 +186,7 @@ test('an increment with a kept state reads none of the indexes it stands for', a
 });
 
 test('a damaged, foreign or stale kept state is not used, and the next backup keeps a good one', async () => {
-  const dir = tempDir('cache-bad');
-  const src = join(dir, 'src');
-  makeTree(src);
-  const cacheDir = join(dir, 'cache');
-  const storage = openStorage(join(dir, 'repo'));
-  const o: BackupOptions = { sources: [src], volumeSize: 8 * MiB, system: 'bad', cacheDir };
+  const { dir, src, cacheDir, storage, o } = setup('cache-bad', 'bad');
   await backup(storage, bk, o);
   const repoId = (await readConfig(storage)).id;
   const folder = join(cacheDir, repoId);
@@ -274,12 +277,7 @@ test('the CLI keeps the cache in IEBS_CACHE_DIR or --cache-dir, nowhere with --n
 });
 
 test('a kept state one snapshot behind is brought up to date from the indexes after it', async () => {
-  const dir = tempDir('cache-behind');
-  const src = join(dir, 'src');
-  makeTree(src);
-  const cacheDir = join(dir, 'cache');
-  const storage = openStorage(join(dir, 'repo'));
-  const o: BackupOptions = { sources: [src], volumeSize: 8 * MiB, system: 'behind', cacheDir };
+  const { src, cacheDir, storage, o } = setup('cache-behind', 'behind');
   await backup(storage, bk, o);
   changes[0](src);
   await backup(storage, bk, { ...o, cacheDir: undefined }); // the cache does not hear of this one
