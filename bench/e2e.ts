@@ -12,6 +12,7 @@
  *
  *   npm run bench:e2e -- [--size-mib 1024] [--source PATH] [--dir /path/with/space]
  *                        [--tools iebs,restic,borg] [--keep]
+ *   npm run bench:e2e -- --generate DIR [--size-mib N]   (writes the corpus only, for profiling)
  *
  * The generated corpus (deterministic) is shaped like a home directory: 60% of the bytes
  * source-like text in ~40k files per GiB, 20% semi-compressible binaries, 20%
@@ -330,6 +331,13 @@ interface Tool {
   extra(): string;
 }
 
+const generateOnly = opt('generate', '');
+if (generateOnly) {
+  if (existsSync(generateOnly)) throw new Error(`--generate ${generateOnly}: already exists`);
+  const c = generate(generateOnly, sizeMiB);
+  process.stdout.write(`${generateOnly}: ${(c.bytes / MiB).toFixed(0)} MiB in ${c.text.length + c.bins.length + c.big.length} files\n`);
+  process.exit(0);
+}
 const base = mkdtempSync(join(opt('dir', tmpdir()), 'iebs-bench-e2e-'));
 const src = givenSource || join(base, 'home');
 const srcParent = dirname(src);

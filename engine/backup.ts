@@ -12,7 +12,7 @@
  *
  * Nothing needs a decryption key: only backup.key.
  */
-import { lstat, readlink, mkdtemp, rm, appendFile } from 'node:fs/promises';
+import { readlink, mkdtemp, rm, appendFile } from 'node:fs/promises';
 import { createReadStream, readdirSync, lstatSync, type BigIntStats } from 'node:fs';
 import { tmpdir, hostname } from 'node:os';
 import { basename, join } from 'node:path';
@@ -26,7 +26,7 @@ import { indexObject, manifestObject, type SnapshotRecord, type SnapshotCounts }
 import { indexContext } from '../formats/envelope.js';
 import { hmac, sealEnvelope, random, pgpSealStream } from './crypto.js';
 import { DEFAULT_SIZES, type ChunkerParams } from './chunker.js';
-import { compressBlock, skipByExtension, DEFAULT_CODEC, type CodecChoice } from './codec.js';
+import { compressBlock, skipByExtension, DEFAULT_CODEC, type CodecChoice, type CompressedBlock } from './codec.js';
 import type { BackupKey } from './keys.js';
 import { acquireLock, chainOf, initRepo, LAYOUT, listSnapshots, readConfig, repoPublicKeys, writeRecord, type Snapshot } from './repo.js';
 import { ChainState, StateDelta, parsePlacement, placementValue, type PathState } from './state.js';
@@ -126,12 +126,12 @@ function kindOf(st: BigIntStats): EntryKind | null {
 }
 
 /** Root entries of the sources: each source's contents, prefixed by its name when there are several. */
-async function roots(sources: string[]): Promise<{ abs: Buffer; prefix: Buffer; st: BigIntStats }[]> {
+function roots(sources: string[]): { abs: Buffer; prefix: Buffer; st: BigIntStats }[] {
   const out: { abs: Buffer; prefix: Buffer; st: BigIntStats }[] = [];
   const names = new Set<string>();
   for (const s of sources) {
     let st: BigIntStats;
-    try { st = await lstat(s, { bigint: true }); } catch (cause) {
+    try { st = lstatSync(s, { bigint: true }); } catch (cause) {
       throw new UsageError('bad-source', `${s}: cannot read source (${(cause as NodeJS.ErrnoException).code ?? 'error'})`, { cause });
     }
     const name = basename(s.replace(/\/+$/, '')) || '/';
@@ -147,13 +147,14 @@ async function roots(sources: string[]): Promise<{ abs: Buffer; prefix: Buffer; 
  * Walks the sources. Directories come after their contents (so a directory with only
  * included entries is known to be needed). Excluded directories are not entered.
  * Listing and lstat are synchronous: the walk waits for each anyway, and a sync lstat
- * costs about 2 µs against 14 µs of CPU for a trip through the thread pool.
+ * costs about 2 µs against 14 µs of CPU for a trip through the thread pool. So is the
+ * generator: an async one costs promises for every entry.
  */
-async function* walk(sources: string[], o: BackupOptions, warn: (w: Warning) => void): AsyncGenerator<WalkEntry> {
+function* walk(sources: string[], o: BackupOptions, warn: (w: Warning) => void): Generator<WalkEntry> {
   const matches = (res: RegExp[] | undefined, rel: Buffer) => !!res && res.some((r) => { r.lastIndex = 0; return r.test(rel.toString('utf8')); });
   const included = (rel: Buffer) => !o.include?.length || matches(o.include, rel);
 
-  async function* dir(abs: Buffer, rel: Buffer): AsyncGenerator<WalkEntry, boolean> {
+  function* dir(abs: Buffer, rel: Buffer): Generator<WalkEntry, boolean> {
     let names: Buffer[];
     try { names = readdirSync(abs, { encoding: 'buffer' }); } catch (cause) {
       warn({ path: rel.toString('utf8') || '.', message: `cannot list directory (${(cause as NodeJS.ErrnoException).code ?? 'error'})` });
@@ -181,7 +182,7 @@ async function* walk(sources: string[], o: BackupOptions, warn: (w: Warning) => 
     return any;
   }
 
-  for (const r of await roots(sources)) {
+  for (const r of roots(sources)) {
     const kind = kindOf(r.st);
     if (kind === 'dir') {
       const inner = yield* dir(r.abs, r.prefix);
@@ -206,7 +207,7 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
   const codec = o.codec ?? DEFAULT_CODEC;
   const maxIncrements = o.maxIncrements ?? 50;
   if (o.volumeSize < MIN_VOLUME_SIZE) throw new UsageError('bad-size', `--volume-size ${o.volumeSize} is below the minimum of ${MIN_VOLUME_SIZE} bytes (8 MiB)`);
-  await roots(o.sources); // refuse missing or odd sources before anything is written
+  roots(o.sources); // refuse missing or odd sources before anything is written
   let created = false;
   let exists = true;
   let repoId: string | undefined;
@@ -346,6 +347,20 @@ class Pipeline {
     if (this.failure) throw this.failure;
   }
 
+  /** Takes `n` more bytes in flight if there is room now (throws the first failure, if any). */
+  tryReserve(n: number): boolean {
+    this.check();
+    if (this.inflight > 0 && this.inflight + n > this.limit) return false;
+    this.inflight += n;
+    return true;
+  }
+
+  /** True when a step may be queued now (throws the first failure, if any). */
+  hasRoom(): boolean {
+    this.check();
+    return this.steps <= MAX_STEPS;
+  }
+
   /** Waits until `n` more bytes may be in flight. */
   async reserve(n: number): Promise<void> {
     while (this.inflight > 0 && this.inflight + n > this.limit) {
@@ -376,17 +391,23 @@ const MAX_STEPS = 512;
 const RUN_BLOCKS_IN_MEMORY = 65536;
 
 /**
+ * The place of a block this run is writing: filled in by the writer step that writes it.
+ * Steps run in submission order, so every later step that names the block finds it set.
+ */
+interface Writing { placement: Placement | null }
+
+/**
  * Blocks this run stored or is storing, by keyed id: recent ones in memory (those still
- * being written as promises), older ones in sorted tables on disk, each behind a Bloom
- * filter so a block stored nowhere costs no read.
+ * being written as holders their writer step fills in), older ones in sorted tables on
+ * disk, each behind a Bloom filter so a block stored nowhere costs no read.
  */
 class RunBlocks {
-  private readonly recent = new Map<string, Placement | Promise<Placement>>();
+  private readonly recent = new Map<string, Placement | Writing>();
   private settled = 0;
   private readonly spilled: { table: SortedTable; bloom: IdBloom }[] = [];
   constructor(private readonly dir: string, private readonly inMemory = RUN_BLOCKS_IN_MEMORY) {}
 
-  get(id: Uint8Array): Placement | Promise<Placement> | undefined {
+  get(id: Uint8Array): Placement | Writing | undefined {
     const hit = this.recent.get(Buffer.from(id).toString('latin1'));
     if (hit) return hit;
     for (const s of this.spilled) {
@@ -397,8 +418,8 @@ class RunBlocks {
     return undefined;
   }
 
-  pending(id: Uint8Array, place: Promise<Placement>): void {
-    this.recent.set(Buffer.from(id).toString('latin1'), place);
+  pending(id: Uint8Array, slot: Writing): void {
+    this.recent.set(Buffer.from(id).toString('latin1'), slot);
   }
 
   /** Records the place of a block once written. */
@@ -409,7 +430,7 @@ class RunBlocks {
 
   private spill(): void {
     // latin1 strings compare as their bytes do.
-    const done = [...this.recent].filter((e): e is [string, Placement] => !(e[1] instanceof Promise)).sort((a, b) => (a[0] < b[0] ? -1 : 1));
+    const done = [...this.recent].filter((e): e is [string, Placement] => !isWriting(e[1])).sort((a, b) => (a[0] < b[0] ? -1 : 1));
     const table = new SortedTable(join(this.dir, `run-blocks.${this.spilled.length}`), 32);
     const bloom = new IdBloom(done.length);
     for (const [k, p] of done) {
@@ -428,6 +449,10 @@ class RunBlocks {
   }
 }
 
+function isWriting(p: Placement | Writing): p is Writing {
+  return (p as Writing).placement !== undefined;
+}
+
 /** What storing a file needs from the run. */
 interface FileWriter {
   key: BackupKey;
@@ -444,7 +469,22 @@ interface FileWriter {
 }
 
 /** A block of a file being read: what it is, and where it is or will be. */
-interface Part { ref: Omit<BlockRef, keyof Placement>; place: Placement | Promise<Placement> }
+interface Part { ref: Omit<BlockRef, keyof Placement>; place: Placement | Writing }
+
+type BlockEvent = Extract<ReadEvent, { t: 'block' }>;
+
+/**
+ * What a writer step does for a file, in order: start its catalogue entry, write a new
+ * block, drop what was started (the file tore or failed), or end the entry.
+ */
+type Op =
+  | { t: 'begin' }
+  | { t: 'block'; ev: BlockEvent; ref: Part['ref']; packed: CompressedBlock | Promise<CompressedBlock>; writing: Writing }
+  | { t: 'drop' }
+  | { t: 'end'; st: Pick<BigIntStats, keyof FileMeta>; parts: Part[] };
+
+/** New blocks' bytes a file gathers before it submits them as one writer step. */
+const STEP_BYTES = 4 * 1024 * 1024;
 
 /** An entry to store, waiting for its turn in walk order. */
 interface Task {
@@ -534,7 +574,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   const progress: Progress = { phase: 'backup', files: 0, bytes: 0 };
   if (o.scan) {
     const scan: Progress = { phase: 'scan', files: 0, bytes: 0 };
-    for await (const e of walk(o.sources, o, () => {})) {
+    for (const e of walk(o.sources, o, () => {})) {
       scan.files++;
       if (e.kind === 'file' && (o.reread || !sameMeta(c.state.path(hmac(key.pathIdKey, e.rel), false), e.kind, e.st))) scan.bytes += Number(e.st.size);
       o.onProgress?.(scan);
@@ -555,7 +595,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   const tasks: Task[] = [];
   let head = 0;
   const take = async (t: Task): Promise<void> => {
-    await pipe.room();
+    if (!pipe.hasRoom()) await pipe.room();
     const { e, rec, path } = t;
     if (t.replaces) { const old = t.replaces; void pipe.after(() => records.append(encodeDeletion(old))); }
     if (e.kind === 'symlink') {
@@ -564,18 +604,18 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
         return;
       }
       if (rec.target.length === 0) { warn({ path, message: 'empty symlink target' }); return; }
-      finishEntry(w, t.pathId, rec, e.st, []);
+      finishEntry(w, t.pathId, rec, e.st);
     } else if (t.slot) {
       const got = await takeFile(w, t, readers!.job(t.slot), t.slot.f);
       if (!got) return;
       read += got.read;
-    } else finishEntry(w, t.pathId, rec, e.st, []);
+    } else finishEntry(w, t.pathId, rec, e.st);
     counts[t.status]++; counts.files++; counts.bytes += rec.size;
     o.onProgress?.(progress);
   };
 
   try {
-    for await (const e of walk(o.sources, o, warn)) {
+    for (const e of walk(o.sources, o, warn)) {
       checkPath(e.rel, 'source path');
       // Marked as seen: what the walk never sees was deleted.
       const pathId = hmac(key.pathIdKey, e.rel);
@@ -660,91 +700,139 @@ function addIndexItem(w: FileWriter, it: IndexItem): Promise<void> {
   return w.index.append(encodeIndexItem(it));
 }
 
-/**
- * Submits the last steps of an entry: once its blocks are placed, the catalogue, the
- * manifest record and the index line. `st` is the metadata the entry was read with;
- * `pathId` its keyed path id.
- */
-function finishEntry(w: FileWriter, pathId: Uint8Array, rec: FileRecord, st: Pick<BigIntStats, keyof FileMeta>, parts: Part[]): void {
-  rec.size = rec.kind === 'file' ? Number(st.size) : 0;
-  rec.mtimeNs = st.mtimeNs;
-  rec.mode = Number(st.mode & 0o7777n);
-  void w.pipe.after(async () => {
-    rec.blocks = [];
-    for (const p of parts) rec.blocks.push({ ...p.ref, ...(await p.place) });
-    const text = encodeRecord(rec);
-    await w.volumes.endFile(rec, text);
-    await w.records.append(text);
-    await addIndexItem(w, { t: 'F', file: { pathId, uuid: rec.uuid, kind: rec.kind, size: rec.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, mode: rec.mode } });
-  });
+/** The place of a block, from a holder once its writer step has filled it in. */
+function placeOf(p: Placement | Writing): Placement {
+  if (!isWriting(p)) return p;
+  if (!p.placement) throw new IebsError('internal', 'a block was named before the step that writes it had run');
+  return p.placement;
 }
 
 /**
- * Takes the events of one file from its reader: submits its blocks, then its record.
- * Returns null (with a warning) if it could not be read or changed while it was read:
- * a torn file is never recorded as if whole (its blocks may be written, but no record
- * names them).
+ * Ends an entry whose blocks are placed: its catalogue record, manifest record and index
+ * line. `st` is the metadata the entry was read with; `pathId` its keyed path id.
  */
-async function takeFile(w: FileWriter, t: Task, job: ReadJob, f: number): Promise<{ read: number } | null> {
-  const { progress, o } = w;
-  void w.pipe.after(async () => w.volumes.beginFile(t.rec));
-  let parts: Part[] = [];
-  for (;;) {
-    const ev = await job.next();
-    if (ev.f !== f) throw new IebsError('reader-order', `reader sent an event of file ${ev.f} of a job while file ${f} was expected`);
-    switch (ev.t) {
+async function writeEntry(w: FileWriter, pathId: Uint8Array, rec: FileRecord, st: Pick<BigIntStats, keyof FileMeta>, parts: Part[]): Promise<void> {
+  const blocks: BlockRef[] = [];
+  for (const { ref, place } of parts) {
+    const at = placeOf(place);
+    blocks.push({ index: ref.index, size: ref.size, sha384: ref.sha384, offset: ref.offset, volume: at.volume, dataOffset: at.dataOffset, length: at.length, entry: at.entry });
+  }
+  rec.blocks = blocks;
+  const text = encodeRecord(rec);
+  await w.volumes.endFile(rec, text);
+  await w.records.append(text);
+  await addIndexItem(w, { t: 'F', file: { pathId, uuid: rec.uuid, kind: rec.kind, size: rec.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, mode: rec.mode } });
+}
+
+/** Takes the metadata an entry was read with into its record. */
+function settleMeta(rec: FileRecord, st: Pick<BigIntStats, keyof FileMeta>): void {
+  rec.size = rec.kind === 'file' ? Number(st.size) : 0;
+  rec.mtimeNs = st.mtimeNs;
+  rec.mode = Number(st.mode & 0o7777n);
+}
+
+/** Submits the step that ends an entry without blocks of its own to read (a directory or symlink). */
+function finishEntry(w: FileWriter, pathId: Uint8Array, rec: FileRecord, st: Pick<BigIntStats, keyof FileMeta>): void {
+  settleMeta(rec, st);
+  void w.pipe.after(() => writeEntry(w, pathId, rec, st, []));
+}
+
+/** Runs a file's ops, as one writer step. */
+async function runOps(w: FileWriter, t: Task, ops: Op[]): Promise<void> {
+  for (const op of ops) {
+    switch (op.t) {
+      case 'begin':
+        w.volumes.beginFile(t.rec);
+        break;
+      case 'drop':
+        w.volumes.dropFile();
+        break;
       case 'block':
-        parts.push(await submitBlock(w, ev, t.rec.uuid));
-        job.taken(ev);
-        progress.bytes += ev.size;
-        o.onProgress?.(progress);
+        try {
+          const pk = op.packed instanceof Promise ? await op.packed : op.packed;
+          const at = await w.volumes.addBlock(t.rec.uuid, op.ref.index, { codec: pk.codec, bytes: pk.bytes, plainLength: op.ref.size }, op.ref);
+          op.writing.placement = at;
+          await addIndexItem(w, { t: 'B', block: { id: op.ev.blockId, volume: at.volume, dataOffset: at.dataOffset, length: at.length, entry: at.entry } });
+          w.newBlocks.settle(op.ev.blockId, at);
+        } finally {
+          w.pipe.release(op.ref.size);
+        }
         break;
       case 'end':
-        finishEntry(w, t.pathId, t.rec, ev.meta, parts);
-        return { read: ev.read };
-      case 'torn': {
-        const torn = { ...t.rec, blocks: [] };
-        void w.pipe.after(() => w.volumes.endFile(torn));
-        if (ev.last) {
-          w.warn({ path: t.path, message: 'changed while it was read; not stored (the previous version, if any, is kept)' });
-          return null;
-        }
-        parts = [];
-        void w.pipe.after(async () => w.volumes.beginFile(t.rec));
+        await writeEntry(w, t.pathId, t.rec, op.st, op.parts);
         break;
-      }
-      case 'fail':
-        w.warn({ path: t.path, message: ev.message });
-        return null;
     }
   }
 }
 
 /**
- * Looks a read block up and, unless the chain or this run already holds it, submits its
- * write (compressing it first if its reader left that to this thread). Returns the
- * block's ref and (future) place.
+ * Takes the events of one file from its reader and submits what to write, in writer
+ * steps of up to STEP_BYTES of new blocks (a small file is one step). Returns null
+ * (with a warning) if it could not be read or changed while it was read: a torn file is
+ * never recorded as if whole (its blocks may be written, but no record names them).
  */
-async function submitBlock(w: FileWriter, b: Extract<ReadEvent, { t: 'block' }>, uuid: string): Promise<Part> {
-  const ref = { index: b.index, size: b.size, sha384: b.digest, offset: b.offset };
-  const known = w.c.state.block(b.blockId) ?? w.newBlocks.get(b.blockId);
-  if (known) return { ref, place: known };
-  await w.pipe.reserve(b.size);
-  const packed = b.codec >= 0 ? Promise.resolve({ codec: b.codec, bytes: b.bytes }) : compressBlock(b.bytes, w.c.codec);
-  packed.catch(() => {}); // awaited by the step below
-  const place = w.pipe.after(async () => {
-    try {
-      const pk = await packed;
-      const placement = await w.volumes.addBlock(uuid, b.index, { codec: pk.codec, bytes: pk.bytes, plainLength: b.size }, ref);
-      await addIndexItem(w, { t: 'B', block: { id: b.blockId, ...placement } });
-      w.newBlocks.settle(b.blockId, placement);
-      return placement;
-    } finally {
-      w.pipe.release(b.size);
+async function takeFile(w: FileWriter, t: Task, job: ReadJob, f: number): Promise<{ read: number } | null> {
+  const { progress, o } = w;
+  let ops: Op[] = [{ t: 'begin' }];
+  let opBytes = 0;
+  const submit = () => {
+    const mine = ops;
+    ops = [];
+    opBytes = 0;
+    void w.pipe.after(() => runOps(w, t, mine));
+  };
+  let parts: Part[] = [];
+  for (;;) {
+    const ev = job.poll() ?? (await job.next());
+    if (ev.f !== f) throw new IebsError('reader-order', `reader sent an event of file ${ev.f} of a job while file ${f} was expected`);
+    switch (ev.t) {
+      case 'block': {
+        const ref = { index: ev.index, size: ev.size, sha384: ev.digest, offset: ev.offset };
+        const known = w.c.state.block(ev.blockId) ?? w.newBlocks.get(ev.blockId);
+        if (known) parts.push({ ref, place: known });
+        else {
+          // Bytes gathered here are reserved but not yet submitted: submit them before
+          // waiting for room, or the wait could be for them.
+          if (opBytes > 0 && opBytes + ev.size > STEP_BYTES) submit();
+          if (!w.pipe.tryReserve(ev.size)) {
+            if (ops.length) submit();
+            await w.pipe.reserve(ev.size);
+          }
+          const packed = ev.codec >= 0 ? { codec: ev.codec, bytes: ev.bytes } : compressBlock(ev.bytes, w.c.codec);
+          if (packed instanceof Promise) packed.catch(() => {}); // awaited by the step
+          const writing: Writing = { placement: null };
+          w.newBlocks.pending(ev.blockId, writing);
+          ops.push({ t: 'block', ev, ref, packed, writing });
+          opBytes += ev.size;
+          parts.push({ ref, place: writing });
+        }
+        job.taken(ev);
+        progress.bytes += ev.size;
+        o.onProgress?.(progress);
+        break;
+      }
+      case 'end':
+        settleMeta(t.rec, ev.meta);
+        ops.push({ t: 'end', st: ev.meta, parts });
+        submit();
+        return { read: ev.read };
+      case 'torn':
+        ops.push({ t: 'drop' });
+        if (ev.last) {
+          submit();
+          w.warn({ path: t.path, message: 'changed while it was read; not stored (the previous version, if any, is kept)' });
+          return null;
+        }
+        parts = [];
+        ops.push({ t: 'begin' });
+        break;
+      case 'fail':
+        ops.push({ t: 'drop' });
+        submit();
+        w.warn({ path: t.path, message: ev.message });
+        return null;
     }
-  });
-  w.newBlocks.pending(b.blockId, place);
-  return { ref, place };
+  }
 }
 
 /** Streams header + records + closing line into one signed, encrypted, compressed OpenPGP message. */

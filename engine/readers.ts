@@ -92,6 +92,12 @@ export class ReadJob {
       this.pool.giveBack(this.reader, true);
       await new Promise<void>((r) => (this.waiter = r));
     }
+    return this.poll()!;
+  }
+
+  /** The next event if it has arrived (no promise to wait on), else undefined. */
+  poll(): ReadEvent | undefined {
+    if (this.pos >= this.events.length) return undefined;
     const e = this.events[this.pos]!;
     this.events[this.pos++] = undefined;
     // A large file's job yields an event per block: drop the taken ones now and then.

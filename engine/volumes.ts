@@ -186,6 +186,11 @@ export class VolumeSet {
     this.file = { record: { ...record, blocks: [] }, here: [] };
   }
 
+  /** Forgets the current file (it tore or failed): no catalogue record names its blocks. */
+  dropFile(): void {
+    this.file = null;
+  }
+
   /**
    * Seals and writes block `index` of the current file (already compressed by
    * `codec`). Returns where it went.

@@ -14,6 +14,13 @@ const HEX = '0123456789abcdef';
  * so a manifest is ASCII whatever the names, and quoting round-trips any bytes.
  */
 export function quoteBytes(name: Uint8Array): string {
+  let plain = true;
+  for (let i = 0; i < name.length && plain; i++) {
+    const b = name[i];
+    plain = b >= 0x20 && b <= 0x7e && b !== 0x27 && b !== 0x5c;
+  }
+  // Most names need no escape: one string from the bytes instead of one per byte.
+  if (plain) return "'" + Buffer.from(name.buffer, name.byteOffset, name.byteLength).toString('latin1') + "'";
   let out = "'";
   for (let i = 0; i < name.length; i++) {
     const b = name[i];

@@ -1,0 +1,16 @@
+import { Session } from 'node:inspector/promises';
+import { backup } from './dist/engine/backup.js';
+import { loadBackupKey } from './dist/engine/keys.js';
+import { openStorage } from './dist/engine/storage.js';
+const [src, repo, keyf, codec] = process.argv.slice(2);
+const key = await loadBackupKey(keyf);
+const s = new Session(); s.connect();
+await s.post('HeapProfiler.startSampling', { samplingInterval: 8192, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+await backup(openStorage(repo), key, { sources: [src], volumeSize: 1024 ** 3, system: 'bench', cacheDir: '/tmp/c1', codec: { name: codec ?? 'none', level: codec === 'zstd' ? 3 : 0 } });
+const { profile } = await s.post('HeapProfiler.stopSampling');
+const self = new Map();
+const walk = (n) => { const k = `${n.callFrame.functionName || '(anon)'} ${n.callFrame.url.split('/').slice(-2).join('/')}:${n.callFrame.lineNumber + 1}`; self.set(k, (self.get(k) || 0) + n.selfSize); for (const c of n.children) walk(c); };
+walk(profile.head);
+let tot = 0; for (const v of self.values()) tot += v;
+console.log('total MiB sampled', (tot / 1048576).toFixed(0));
+for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, +(process.env.TOP ?? 30))) console.log((v / 1048576).toFixed(1).padStart(8), k);
