@@ -271,10 +271,11 @@ class Spool {
   private length = 0;
   private written = false;
   constructor(readonly path: string) {}
-  async append(text: string): Promise<void> {
+  /** Adds text; returns a promise (to wait on) only when a batch goes to the file. */
+  append(text: string): Promise<void> | undefined {
     this.parts.push(text);
     this.length += text.length;
-    if (this.length > 1 << 20) await this.flush();
+    return this.length > 1 << 20 ? this.flush() : undefined;
   }
   async flush(): Promise<void> {
     if (this.length === 0) return;
@@ -288,46 +289,64 @@ class Spool {
 }
 
 /**
- * The writer stage of the backup pipeline. The reader stage (the walk, reading, chunking
- * and hashing, on the main thread) submits steps here; they run one after another in
- * submission order, so volumes, catalogues, manifest and index come out in walk order,
- * while compression of the blocks they wait for runs meanwhile on libuv's threads.
+ * The writer stage of the backup pipeline. The reader stage (the walk on the main thread,
+ * reading, chunking and hashing on the reader threads) submits steps here; they run one
+ * after another in submission order, so volumes, catalogues, manifest and index come out
+ * in walk order. A step that has nothing to wait for runs to its end synchronously;
+ * one that waits (for storage, or for a compression) holds the next ones back.
  * `reserve` bounds the bytes of blocks submitted but not yet written. The first failure
  * stops every later step and is rethrown to the reader.
  */
 class Pipeline {
-  private tail: Promise<void> = Promise.resolve();
+  private readonly queue: ((() => Promise<void> | undefined) | undefined)[] = [];
+  private head = 0;
+  private running = false;
   private failure: unknown = null;
   private inflight = 0;
-  private steps = 0;
   private waiters: (() => void)[] = [];
   constructor(private readonly limit: number) {}
 
-  /** Runs `step` after every step submitted before it; resolves to its result. */
-  after<T>(step: () => Promise<T>): Promise<T> {
-    this.steps++;
-    const run = this.tail.then(() => {
-      if (this.failure) throw this.failure;
-      return step();
-    });
-    this.tail = run.then(() => this.stepDone(), (e) => { this.stepDone(); this.fail(e); });
-    run.catch(() => {}); // the failure is reported once, through check() or drain()
-    return run;
+  /** Steps submitted and not finished. */
+  private get steps(): number {
+    return this.queue.length - this.head + (this.running ? 1 : 0);
   }
 
-  private fail(e: unknown): void {
-    this.failure ??= e;
+  /** Runs `step` after every step submitted before it. */
+  after(step: () => Promise<void> | undefined): void {
+    this.queue.push(step);
+    if (!this.running) void this.run();
+  }
+
+  private async run(): Promise<void> {
+    this.running = true;
+    while (this.head < this.queue.length) {
+      const step = this.queue[this.head]!;
+      this.queue[this.head++] = undefined;
+      if (this.head >= 4096 && this.head * 2 >= this.queue.length) { this.queue.splice(0, this.head); this.head = 0; }
+      if (this.failure) continue;
+      try {
+        const p = step();
+        if (p) await p;
+      } catch (e) {
+        this.failure ??= e;
+      }
+      if (this.failure || this.steps <= MAX_STEPS + 1) this.wake();
+    }
+    this.running = false;
     this.wake();
   }
 
   private wake(): void {
+    if (this.waiters.length === 0) return;
     const w = this.waiters;
     this.waiters = [];
     for (const f of w) f();
   }
 
-  private stepDone(): void {
-    if (--this.steps === MAX_STEPS) this.wake();
+  /** True when a step may be queued now (throws the first failure, if any). */
+  hasRoom(): boolean {
+    this.check();
+    return this.steps <= MAX_STEPS;
   }
 
   /**
@@ -355,12 +374,6 @@ class Pipeline {
     return true;
   }
 
-  /** True when a step may be queued now (throws the first failure, if any). */
-  hasRoom(): boolean {
-    this.check();
-    return this.steps <= MAX_STEPS;
-  }
-
   /** Waits until `n` more bytes may be in flight. */
   async reserve(n: number): Promise<void> {
     while (this.inflight > 0 && this.inflight + n > this.limit) {
@@ -378,7 +391,7 @@ class Pipeline {
 
   /** Waits for every submitted step; throws the first failure. */
   async drain(): Promise<void> {
-    await this.tail;
+    while (this.running || this.head < this.queue.length) await new Promise<void>((r) => this.waiters.push(r));
     this.check();
   }
 }
@@ -597,7 +610,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   const take = async (t: Task): Promise<void> => {
     if (!pipe.hasRoom()) await pipe.room();
     const { e, rec, path } = t;
-    if (t.replaces) { const old = t.replaces; void pipe.after(() => records.append(encodeDeletion(old))); }
+    if (t.replaces) { const old = t.replaces; pipe.after(() => records.append(encodeDeletion(old))); }
     if (e.kind === 'symlink') {
       try { rec.target = (await readlink(e.abs, { encoding: 'buffer' })) as Buffer; } catch (cause) {
         warn({ path, message: `cannot read symlink (${(cause as NodeJS.ErrnoException).code ?? 'error'})` });
@@ -694,8 +707,8 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   }
 }
 
-/** Writes an index line, and notes its item for the state after the run. */
-function addIndexItem(w: FileWriter, it: IndexItem): Promise<void> {
+/** Writes an index line, and notes its item for the state after the run; a promise only when the spool writes. */
+function addIndexItem(w: FileWriter, it: IndexItem): Promise<void> | undefined {
   w.c.delta?.add(it);
   return w.index.append(encodeIndexItem(it));
 }
@@ -719,9 +732,13 @@ async function writeEntry(w: FileWriter, pathId: Uint8Array, rec: FileRecord, st
   }
   rec.blocks = blocks;
   const text = encodeRecord(rec);
-  await w.volumes.endFile(rec, text);
-  await w.records.append(text);
-  await addIndexItem(w, { t: 'F', file: { pathId, uuid: rec.uuid, kind: rec.kind, size: rec.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, mode: rec.mode } });
+  // Each call returns a promise only when it must wait; most return none.
+  let p = w.volumes.endFile(rec, text);
+  if (p) await p;
+  p = w.records.append(text);
+  if (p) await p;
+  p = addIndexItem(w, { t: 'F', file: { pathId, uuid: rec.uuid, kind: rec.kind, size: rec.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, mode: rec.mode } });
+  if (p) await p;
 }
 
 /** Takes the metadata an entry was read with into its record. */
@@ -734,7 +751,7 @@ function settleMeta(rec: FileRecord, st: Pick<BigIntStats, keyof FileMeta>): voi
 /** Submits the step that ends an entry without blocks of its own to read (a directory or symlink). */
 function finishEntry(w: FileWriter, pathId: Uint8Array, rec: FileRecord, st: Pick<BigIntStats, keyof FileMeta>): void {
   settleMeta(rec, st);
-  void w.pipe.after(() => writeEntry(w, pathId, rec, st, []));
+  w.pipe.after(() => writeEntry(w, pathId, rec, st, []));
 }
 
 /** Runs a file's ops, as one writer step. */
@@ -750,10 +767,14 @@ async function runOps(w: FileWriter, t: Task, ops: Op[]): Promise<void> {
       case 'block':
         try {
           const pk = op.packed instanceof Promise ? await op.packed : op.packed;
-          const at = await w.volumes.addBlock(t.rec.uuid, op.ref.index, { codec: pk.codec, bytes: pk.bytes, plainLength: op.ref.size }, op.ref);
+          const placed = w.volumes.addBlock(t.rec.uuid, op.ref.index, { codec: pk.codec, bytes: pk.bytes, plainLength: op.ref.size }, op.ref);
+          const at = placed instanceof Promise ? await placed : placed;
           op.writing.placement = at;
-          await addIndexItem(w, { t: 'B', block: { id: op.ev.blockId, volume: at.volume, dataOffset: at.dataOffset, length: at.length, entry: at.entry } });
+          const p = addIndexItem(w, { t: 'B', block: { id: op.ev.blockId, volume: at.volume, dataOffset: at.dataOffset, length: at.length, entry: at.entry } });
+          if (p) await p;
           w.newBlocks.settle(op.ev.blockId, at);
+          const backlog = w.volumes.backlog();
+          if (backlog) await backlog;
         } finally {
           w.pipe.release(op.ref.size);
         }
@@ -779,7 +800,7 @@ async function takeFile(w: FileWriter, t: Task, job: ReadJob, f: number): Promis
     const mine = ops;
     ops = [];
     opBytes = 0;
-    void w.pipe.after(() => runOps(w, t, mine));
+    w.pipe.after(() => runOps(w, t, mine));
   };
   let parts: Part[] = [];
   for (;;) {

@@ -58,6 +58,10 @@ interface OpenVolume {
   /** Bytes appended but not yet handed to the writer (one write per ~1 MiB, not per entry). */
   pending: Uint8Array[];
   pendingBytes: number;
+  /** The writes handed to the writer, one after another; rejects with the first failure. */
+  writes: Promise<void>;
+  /** Bytes handed to `writes` and not yet written. */
+  queued: number;
 }
 
 /** Tar padding, never written to. */
@@ -65,6 +69,8 @@ const ZEROS = new Uint8Array(TAR_BLOCK);
 
 /** Appended bytes are handed to storage in writes of about this size. */
 const WRITE_BATCH = 1024 * 1024;
+/** Bytes handed to storage and not yet written before `backlog` asks the caller to wait. */
+const MAX_QUEUED = 4 * WRITE_BATCH;
 
 /** What the VolumeSet needs from the backup key and the run. */
 export interface VolumeSetOptions {
@@ -79,7 +85,14 @@ export interface VolumeSetOptions {
   codec: CodecChoice;
 }
 
-/** Writes the volumes of one snapshot. */
+/**
+ * Writes the volumes of one snapshot. Adding a block or ending a file is synchronous
+ * while the current volume has room and its catalogue need not be flushed: bytes are
+ * framed, sealed and hashed at once and handed to storage a batch at a time, without
+ * waiting; `backlog` says when the caller should wait for storage to catch up. Those
+ * two methods return a promise only when they must wait (a volume opens or closes, a
+ * catalogue piece is compressed).
+ */
 export class VolumeSet {
   private cur: OpenVolume | null = null;
   private readonly done: ObjectRef[] = [];
@@ -92,32 +105,49 @@ export class VolumeSet {
   }
 
   private async guard<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.broken) throw this.broken;
-    try { return await fn(); } catch (e) { this.broken = e; throw e; }
+    this.check();
+    try { return await fn(); } catch (e) { this.broken ??= e; throw e; }
   }
 
-  private async append(v: OpenVolume, bytes: Uint8Array): Promise<void> {
+  private check(): void {
+    if (this.broken) throw this.broken;
+  }
+
+  private append(v: OpenVolume, bytes: Uint8Array): void {
     v.size += bytes.length;
     v.pending.push(bytes);
     v.pendingBytes += bytes.length;
-    if (v.pendingBytes >= WRITE_BATCH) await this.flush(v);
+    if (v.pendingBytes >= WRITE_BATCH) this.flush(v);
   }
 
-  private async flush(v: OpenVolume): Promise<void> {
+  /** Hashes what is pending and queues its write. */
+  private flush(v: OpenVolume): void {
     if (v.pendingBytes === 0) return;
     const batch = v.pending.length === 1 ? v.pending[0] : Buffer.concat(v.pending, v.pendingBytes);
     v.pending = []; v.pendingBytes = 0;
     // Hashed a batch at a time: an update per tar header and padding cost more than the bytes.
     v.hash.update(batch);
-    await v.writer.write(batch);
+    v.queued += batch.length;
+    v.writes = v.writes.then(async () => {
+      await v.writer.write(batch);
+      v.queued -= batch.length;
+    });
+    v.writes.catch((e) => { this.broken ??= e; });
   }
 
-  private async entry(v: OpenVolume, name: string, data: Uint8Array): Promise<number> {
-    await this.append(v, encodeTarHeader(name, data.length, Number(this.o.time / 1_000_000_000n)));
+  /** A promise to wait on when too many bytes wait for storage, else undefined. */
+  backlog(): Promise<void> | undefined {
+    this.check();
+    const v = this.cur;
+    return v && v.queued > MAX_QUEUED ? v.writes : undefined;
+  }
+
+  private entry(v: OpenVolume, name: string, data: Uint8Array): number {
+    this.append(v, encodeTarHeader(name, data.length, Number(this.o.time / 1_000_000_000n)));
     const dataOffset = v.size;
-    await this.append(v, data);
+    this.append(v, data);
     const pad = tarPadding(data.length);
-    if (pad) await this.append(v, ZEROS.subarray(0, pad));
+    if (pad) this.append(v, ZEROS.subarray(0, pad));
     return dataOffset;
   }
 
@@ -127,8 +157,11 @@ export class VolumeSet {
     const id = random(16), key = random(32);
     const sealed = await pgpSealBytes(encodeVolumeKey(id, key), this.o.recipients, this.o.signer);
     const writer = await this.o.storage.create(`${LAYOUT.volumes}/${name}`);
-    const v: OpenVolume = { name, number, id, key, writer, hash: createHash('sha384'), size: 0, entries: 0, catalogPieces: 0, catalog: [], catalogBytes: 0, enc: null, pending: [], pendingBytes: 0 };
-    await this.entry(v, VOLUME_HEADER_ENTRY, encodeVolumeHeader({ volumeId: id, name, snapshot: this.o.snapshot, time: this.o.time, sealed }));
+    const v: OpenVolume = {
+      name, number, id, key, writer, hash: createHash('sha384'), size: 0, entries: 0, catalogPieces: 0, catalog: [], catalogBytes: 0, enc: null,
+      pending: [], pendingBytes: 0, writes: Promise.resolve(), queued: 0,
+    };
+    this.entry(v, VOLUME_HEADER_ENTRY, encodeVolumeHeader({ volumeId: id, name, snapshot: this.o.snapshot, time: this.o.time, sealed }));
     return v;
   }
 
@@ -138,10 +171,10 @@ export class VolumeSet {
   }
 
   /** Seals an already compressed payload as entry `name` of `v`; returns where it went. */
-  private async sealAt(v: OpenVolume, name: string, codec: number, plainLength: number, payload: Uint8Array): Promise<{ dataOffset: number; length: number }> {
+  private sealAt(v: OpenVolume, name: string, codec: number, plainLength: number, payload: Uint8Array): { dataOffset: number; length: number } {
     v.entries++;
     const env = sealEnvelope(v.key, counterNonce(v.entries), codec, plainLength, payload, blockContext(v.id, name));
-    return { dataOffset: await this.entry(v, name, env), length: env.length };
+    return { dataOffset: this.entry(v, name, env), length: env.length };
   }
 
   /** Adds a record to the catalogue; `encoded`, if given, is `encodeRecord(r)` made already. */
@@ -162,9 +195,9 @@ export class VolumeSet {
     v.catalogPieces++;
     const name = CATALOG_ENTRY_PREFIX + String(v.catalogPieces).padStart(6, '0');
     const plain = Buffer.from(v.catalog.join(''), 'latin1');
-    const c = await compressBlock(plain, this.o.codec);
-    await this.sealAt(v, name, c.codec, plain.length, c.bytes);
     v.catalog = []; v.catalogBytes = 0;
+    const c = await compressBlock(plain, this.o.codec);
+    this.sealAt(v, name, c.codec, plain.length, c.bytes);
   }
 
   private async closeVolume(): Promise<void> {
@@ -174,8 +207,9 @@ export class VolumeSet {
       this.file.here = [];
     }
     await this.flushCatalog(v);
-    await this.append(v, new Uint8Array(2 * TAR_BLOCK));
-    await this.flush(v);
+    this.append(v, new Uint8Array(2 * TAR_BLOCK));
+    this.flush(v);
+    await v.writes;
     await v.writer.commit();
     this.done.push({ name: v.name, size: v.size, sha384: new Uint8Array(v.hash.digest()) });
     this.cur = null;
@@ -193,38 +227,54 @@ export class VolumeSet {
 
   /**
    * Seals and writes block `index` of the current file (already compressed by
-   * `codec`). Returns where it went.
+   * `codec`). Returns where it went: at once, unless a volume must close or open first.
    */
-  async addBlock(uuid: string, index: number, block: { codec: number; bytes: Uint8Array; plainLength: number }, ref: Omit<BlockRef, keyof Placement>): Promise<Placement> {
+  addBlock(uuid: string, index: number, block: { codec: number; bytes: Uint8Array; plainLength: number }, ref: Omit<BlockRef, keyof Placement>): Placement | Promise<Placement> {
+    this.check();
+    const v = this.cur;
+    if (v && v.size + tarEntrySize(block.bytes.length + 36) + this.reserve() <= this.o.limit) {
+      try { return this.place(v, uuid, index, block, ref); } catch (e) { this.broken ??= e; throw e; }
+    }
     return this.guard(async () => {
-      const entry = blockEntry(uuid, index);
-      const envLength = block.bytes.length + 36;
-      if (this.cur && this.cur.size + tarEntrySize(envLength) + this.reserve() > this.o.limit) await this.closeVolume();
-      if (!this.cur) this.cur = await this.openVolume();
-      const v = this.cur;
-      const at = await this.sealAt(v, entry, block.codec, block.plainLength, block.bytes);
-      const placement = { volume: v.name, ...at, entry };
-      if (this.file) this.file.here.push({ ...ref, ...placement });
-      return placement;
+      if (this.cur) await this.closeVolume();
+      this.cur = await this.openVolume();
+      return this.place(this.cur, uuid, index, block, ref);
     });
+  }
+
+  private place(v: OpenVolume, uuid: string, index: number, block: { codec: number; bytes: Uint8Array; plainLength: number }, ref: Omit<BlockRef, keyof Placement>): Placement {
+    const entry = blockEntry(uuid, index);
+    const at = this.sealAt(v, entry, block.codec, block.plainLength, block.bytes);
+    const placement: Placement = { volume: v.name, dataOffset: at.dataOffset, length: at.length, entry };
+    if (this.file) this.file.here.push({ index: ref.index, size: ref.size, sha384: ref.sha384, offset: ref.offset, volume: v.name, dataOffset: at.dataOffset, length: at.length, entry });
+    return placement;
   }
 
   /**
    * Ends the current file (or records a directory or symlink): its catalogue record
    * lists the blocks that live in the current volume. `encoded`, if given, is
-   * `encodeRecord(record)`, used as is when all of its blocks are here.
+   * `encodeRecord(record)`, used as is when all of its blocks are here. Returns a
+   * promise only when it must wait (the first volume opens, a catalogue piece is sealed).
    */
-  async endFile(record: FileRecord, encoded?: string): Promise<void> {
-    return this.guard(async () => {
-      this.file = null;
-      if (!this.cur) this.cur = await this.openVolume();
-      const v = this.cur;
-      const here = record.blocks.filter((b) => b.volume === v.name);
-      if (record.kind === 'file' && here.length === 0 && record.size > 0) return;
-      if (here.length === record.blocks.length) this.addToCatalog(v, record, encoded);
-      else this.addToCatalog(v, { ...record, blocks: here });
-      if (v.catalogBytes >= CATALOG_FLUSH) await this.flushCatalog(v);
-    });
+  endFile(record: FileRecord, encoded?: string): Promise<void> | undefined {
+    this.check();
+    this.file = null;
+    const v = this.cur;
+    if (!v) {
+      return this.guard(async () => {
+        this.cur = await this.openVolume();
+        await this.endFile(record, encoded);
+      });
+    }
+    let here = record.blocks;
+    for (const b of record.blocks) {
+      if (b.volume !== v.name) { here = record.blocks.filter((x) => x.volume === v.name); break; }
+    }
+    if (record.kind === 'file' && here.length === 0 && record.size > 0) return undefined;
+    if (here.length === record.blocks.length) this.addToCatalog(v, record, encoded);
+    else this.addToCatalog(v, { ...record, blocks: here });
+    if (v.catalogBytes >= CATALOG_FLUSH) return this.guard(() => this.flushCatalog(v));
+    return undefined;
   }
 
   /** Closes the last volume; returns every volume written. */
@@ -237,8 +287,12 @@ export class VolumeSet {
 
   /** Drops the volume being written (the committed ones stay as debris for cleanup). */
   async abort(): Promise<void> {
-    if (this.cur) await this.cur.writer.abort().catch(() => {});
+    const v = this.cur;
     this.cur = null;
+    if (v) {
+      await v.writes.catch(() => {});
+      await v.writer.abort().catch(() => {});
+    }
   }
 }
 

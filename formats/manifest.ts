@@ -10,7 +10,7 @@
  * The encoder and the parser are pure and streaming: one record at a time, a running
  * sha384 for the `-- END OF MANIFEST --` line, so no manifest is ever held whole.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, hash, type Hash } from 'node:crypto';
 import { FormatError } from './errors.js';
 import { checkName, HOST_RE, parseBlockEntry, SNAPSHOT_RE, UUID_RE, VOLUME_RE, MAX_BLOCK_INDEX } from './names.js';
 import { formatSha384, formatTime, parseSha384, parseTime, parseUint, quoteBytes, unquoteBytes } from './text.js';
@@ -103,7 +103,7 @@ export function encodeRecord(r: FileRecord): string {
   for (const b of r.blocks) {
     body += `${b.index} ${b.size} ${formatSha384(b.sha384)} ${b.offset} ${b.volume} ${b.dataOffset} ${b.length} ${b.entry}\n`;
   }
-  return body + END_OF_FILE + formatSha384(createHash('sha384').update(body).digest()) + '\n';
+  return body + END_OF_FILE + 'sha384(' + hash('sha384', body, 'hex') + ')\n';
 }
 
 /** Encodes a deletion line (increments only). */
