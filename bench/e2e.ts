@@ -10,9 +10,9 @@
  * restic and borg run when they are on the PATH; a tool that fails is reported and the
  * others go on. Nothing is installed and nothing is written outside the temp directory.
  *
- *   npm run bench:e2e -- [--size-mib 1024] [--source PATH] [--dir /path/with/space]
+ *   npm run bench -- [--size-mib 1024] [--source PATH] [--dir /path/with/space]
  *                        [--tools iebs,restic,borg] [--keep]
- *   npm run bench:e2e -- --generate DIR [--size-mib N]   (writes the corpus only, for profiling)
+ *   npm run bench -- --generate DIR [--size-mib N]   (writes the corpus only, for profiling)
  *
  * The generated corpus (deterministic) is shaped like a home directory: 60% of the bytes
  * source-like text in ~40k files per GiB, 20% semi-compressible binaries, 20%

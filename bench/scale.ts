@@ -8,7 +8,7 @@
  * iebs's are taken inside run-once, without Node's start and module loading (about
  * 0.25 s), so on small corpora the seconds ratio flatters iebs.
  *
- *   npm run bench -- [--files 10000,100000] [--big-mib 4096] [--only iebs|all] [--dir /path/with/space]
+ *   npm run bench:scale -- [--files 10000,100000] [--big-mib 4096] [--only iebs|all] [--dir /path/with/space]
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync, openSync, writeSync, closeSync, existsSync } from 'node:fs';
