@@ -17,7 +17,13 @@
  * The functions are async because the zstd binding is: the codecs run on libuv's
  * thread pool, so a caller may hash and encrypt one block on the main thread while
  * others compress. xz below level 6 is the exception: its binding takes a level only in
- * the streaming API, whose `update` compresses on the calling thread.
+ * the streaming API, whose `update` compresses on the calling thread. So are small zstd
+ * blocks: each call of the native binding costs 40 to 60 µs whatever the size (a fresh
+ * context, a trip through the pool), more than the work on a file of a few KiB, so
+ * blocks below WASM_COMPRESS_BELOW are compressed, and those of at most
+ * WASM_DECOMPRESS_UPTO decompressed, by zstd's WebAssembly build (@bokuweb/zstd-wasm)
+ * on the calling thread, with one compression context kept per thread. Both write and
+ * read the same standard frames.
  *
  * Bombs: the decoders of the native bindings grow their output without limit, so
  * before one runs, the compressed bytes are walked (zstd block headers, xz LZMA2 chunk
@@ -43,6 +49,30 @@ const zstd = require('@mongodb-js/zstd/bindings.js') as {
   compress(b: Buffer, level: number): Promise<Buffer>;
   decompress(b: Buffer): Promise<Buffer>;
 };
+/** zstd's WebAssembly build (the reference C library compiled to WebAssembly). */
+const zstdWasm = require('@bokuweb/zstd-wasm') as {
+  init(): Promise<void>;
+  createCCtx(): number;
+  compressUsingDict(cctx: number, data: Uint8Array, dict: Uint8Array, level: number): Uint8Array;
+  decompress(data: Uint8Array, opts: { defaultHeapSize: number }): Uint8Array;
+};
+
+/**
+ * zstd blocks below this size are compressed by the WebAssembly build, and those of at
+ * most WASM_DECOMPRESS_UPTO bytes decompressed by it: the sizes where it cost less CPU
+ * than the native binding, per block, on text (bench/codecs.ts, "small blocks").
+ */
+export const WASM_COMPRESS_BELOW = 4096;
+export const WASM_DECOMPRESS_UPTO = 16384;
+const NO_DICT = new Uint8Array(0);
+let wasm: Promise<number> | null = null;
+
+/** This thread's WebAssembly zstd, loaded on first use; resolves to its compression context. */
+function wasmContext(): Promise<number> {
+  wasm ??= zstdWasm.init().then(() => zstdWasm.createCCtx());
+  return wasm;
+}
+
 const lzma = require('@napi-rs/lzma') as {
   xz: { compress(b: Uint8Array): Promise<Buffer>; decompress(b: Uint8Array): Promise<Buffer> };
   XzCompressor: new (o: { preset: number }) => { update(b: Uint8Array): Buffer; finish(): Promise<Buffer> };
@@ -203,7 +233,7 @@ export async function compressBlock(data: Uint8Array, choice: CodecChoice): Prom
   let out: Uint8Array;
   switch (choice.name) {
     case 'zstd':
-      out = await zstd.compress(input, choice.level);
+      out = input.length < WASM_COMPRESS_BELOW ? zstdWasm.compressUsingDict(await wasmContext(), input, NO_DICT, choice.level) : await zstd.compress(input, choice.level);
       break;
     case 'xz':
       if (choice.level === 6) {
@@ -257,7 +287,12 @@ export async function decompressBlock(codec: number, bytes: Uint8Array, expected
   try {
     switch (codec) {
       case CODEC.zstd:
-        out = await zstd.decompress(input);
+        // The frame's checked bound keeps the output within expectedSize (checkZstd); the
+        // WebAssembly decoder writes into exactly that much room and fails beyond it.
+        if (expectedSize > 0 && expectedSize <= WASM_DECOMPRESS_UPTO) {
+          await wasmContext();
+          out = zstdWasm.decompress(input, { defaultHeapSize: expectedSize });
+        } else out = await zstd.decompress(input);
         break;
       case CODEC.xz:
         out = await lzma.xz.decompress(input);

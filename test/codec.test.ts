@@ -10,6 +10,8 @@ import zlib from 'node:zlib';
 import {
   CODEC,
   DEFAULT_CODEC,
+  WASM_COMPRESS_BELOW,
+  WASM_DECOMPRESS_UPTO,
   compressBlock,
   decompressBlock,
   looksIncompressible,
@@ -95,6 +97,50 @@ test('zstd blocks are .zst frames that the zstd tool reads', { skip: !hasZstd &&
   const out = spawnSync('zstd', ['-dc'], { input: r.bytes, maxBuffer: 4 * MiB });
   assert.equal(out.status, 0, `zstd -dc failed: ${out.stderr}`);
   assert.deepEqual(out.stdout, TEXT);
+});
+
+test('zstd blocks on both sides of the WebAssembly sizes round-trip, and each zstd reads the others\' frames', async () => {
+  const native = require('@mongodb-js/zstd/bindings.js') as { compress(b: Buffer, level: number): Promise<Buffer>; decompress(b: Buffer): Promise<Buffer> };
+  const sizes = [1, 100, 1000, WASM_COMPRESS_BELOW - 1, WASM_COMPRESS_BELOW, WASM_COMPRESS_BELOW + 1, WASM_DECOMPRESS_UPTO, WASM_DECOMPRESS_UPTO + 1, 65536];
+  for (const size of sizes) {
+    const data = sourceText(size, size);
+    for (const level of [1, 3, 9]) {
+      const r = await compressBlock(data, { name: 'zstd', level });
+      if (size >= 1000) assert.equal(r.codec, CODEC.zstd, `${size} bytes at level ${level} were stored as is`);
+      if (r.codec !== CODEC.zstd) continue;
+      assert.deepEqual(Buffer.from(await decompressBlock(r.codec, r.bytes, size)), data, `${size} bytes, level ${level}`);
+      assert.deepEqual(await native.decompress(Buffer.from(r.bytes)), data, `native reads the frame of ${size} bytes`);
+      if (hasZstd) {
+        const out = spawnSync('zstd', ['-dc'], { input: r.bytes });
+        assert.deepEqual(out.stdout, data, `zstd -dc reads the frame of ${size} bytes`);
+      }
+      const theirs = await native.compress(data, level);
+      assert.deepEqual(Buffer.from(await decompressBlock(CODEC.zstd, theirs, size)), data, `a native frame of ${size} bytes`);
+    }
+  }
+});
+
+test('a tiny zstd block (WebAssembly both ways): every cut and every flipped bit is a FormatError or a block of the right size', async () => {
+  const data = sourceText(1500, 3);
+  const r = await compressBlock(data, { name: 'zstd', level: 3 });
+  assert.equal(r.codec, CODEC.zstd);
+  for (let n = 0; n < r.bytes.length; n++) {
+    await assert.rejects(decompressBlock(r.codec, r.bytes.subarray(0, n), data.length), FormatError, `cut at ${n}`);
+  }
+  let caught = 0;
+  for (let i = 0; i < r.bytes.length * 8; i++) {
+    const b = Buffer.from(r.bytes);
+    b[i >> 3] ^= 1 << (i & 7);
+    try {
+      assert.equal((await decompressBlock(r.codec, b, data.length)).length, data.length);
+    } catch (e) {
+      assert.ok(e instanceof FormatError, `bit ${i}: ${String(e)}`);
+      caught++;
+    }
+  }
+  assert.ok(caught > 0);
+  // After all that, the decoder still decodes good frames.
+  assert.deepEqual(Buffer.from(await decompressBlock(r.codec, r.bytes, data.length)), data);
 });
 
 test('random and already-compressed data are stored as is', async () => {
