@@ -126,13 +126,27 @@ async function file(id: number, f: number, abs: Buffer, skip: boolean): Promise<
         return emit(id, compressBlock(chunk, init.codec).then((c) => ({ ...base, codec: c.codec, bytes: c.bytes })), chunk.length);
       };
       let at = 0;
-      for (;;) {
-        const n = readSync(fd, buffer, 0, buffer.length, at);
-        if (n === 0) break;
-        at += n;
-        for (const chunk of chunker.push(buffer.subarray(0, n))) await block(chunk);
+      if (before.size <= BigInt(init.params.min)) {
+        // A file of at most one block's minimum is one block (the chunker cuts nothing
+        // there): read straight into that block, not through the chunker's two copies.
+        // One byte of room over the size shows a file that grew (and is then torn).
+        const whole = Buffer.allocUnsafeSlow(Number(before.size) + 1);
+        for (;;) {
+          const n = readSync(fd, whole, at, whole.length - at, at);
+          if (n === 0) break;
+          at += n;
+          if (at === whole.length) break;
+        }
+        if (at > 0) await block(new Uint8Array(whole.buffer, 0, at));
+      } else {
+        for (;;) {
+          const n = readSync(fd, buffer, 0, buffer.length, at);
+          if (n === 0) break;
+          at += n;
+          for (const chunk of chunker.push(buffer.subarray(0, n))) await block(chunk);
+        }
+        for (const chunk of chunker.end()) await block(chunk);
       }
-      for (const chunk of chunker.end()) await block(chunk);
       const after = fstatSync(fd, { bigint: true });
       if (steady(before, after, at)) return emit(id, { t: 'end', f, meta: meta(after), read: at }, 0);
       await emit(id, { t: 'torn', f, last: attempt === 1 }, 0);
