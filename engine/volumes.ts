@@ -5,8 +5,10 @@
  * one before any volume would pass the size limit. Each volume begins with its header
  * (the data key sealed to the recipients) and carries catalogue pieces that describe,
  * with names, every file whose blocks it holds, so one volume restores on its own.
- * Bytes stream to storage as they are produced; the sha384 of each volume is computed
- * on the way out. A VolumeSet that failed once stays failed.
+ * Bytes go to storage in batches of about 1 MiB as they are produced, without waiting
+ * for each write (the caller waits when `backlog` says too much is queued); the sha384
+ * of each volume is computed on the way out. A VolumeSet that failed once, in its own
+ * work or in a storage write, stays failed.
  *
  * Reading: `VolumeReader` opens a volume's header once (unsealing its data key with the
  * restore key) and then reads single envelopes by range.
@@ -266,13 +268,15 @@ export class VolumeSet {
         await this.endFile(record, encoded);
       });
     }
-    let here = record.blocks;
-    for (const b of record.blocks) {
-      if (b.volume !== v.name) { here = record.blocks.filter((x) => x.volume === v.name); break; }
-    }
-    if (record.kind === 'file' && here.length === 0 && record.size > 0) return undefined;
-    if (here.length === record.blocks.length) this.addToCatalog(v, record, encoded);
-    else this.addToCatalog(v, { ...record, blocks: here });
+    try {
+      let here = record.blocks;
+      for (const b of record.blocks) {
+        if (b.volume !== v.name) { here = record.blocks.filter((x) => x.volume === v.name); break; }
+      }
+      if (record.kind === 'file' && here.length === 0 && record.size > 0) return undefined;
+      if (here.length === record.blocks.length) this.addToCatalog(v, record, encoded);
+      else this.addToCatalog(v, { ...record, blocks: here });
+    } catch (e) { this.broken ??= e; throw e; }
     if (v.catalogBytes >= CATALOG_FLUSH) return this.guard(() => this.flushCatalog(v));
     return undefined;
   }
