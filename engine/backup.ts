@@ -374,14 +374,9 @@ class Pipeline {
     return true;
   }
 
-  /** Waits until `n` more bytes may be in flight. */
+  /** Waits until `n` more bytes may be in flight, then takes them. */
   async reserve(n: number): Promise<void> {
-    while (this.inflight > 0 && this.inflight + n > this.limit) {
-      this.check();
-      await new Promise<void>((r) => this.waiters.push(r));
-    }
-    this.check();
-    this.inflight += n;
+    while (!this.tryReserve(n)) await new Promise<void>((r) => this.waiters.push(r));
   }
 
   release(n: number): void {
@@ -484,15 +479,13 @@ interface FileWriter {
 /** A block of a file being read: what it is, and where it is or will be. */
 interface Part { ref: Omit<BlockRef, keyof Placement>; place: Placement | Writing }
 
-type BlockEvent = Extract<ReadEvent, { t: 'block' }>;
-
 /**
  * What a writer step does for a file, in order: start its catalogue entry, write a new
  * block, drop what was started (the file tore or failed), or end the entry.
  */
 type Op =
   | { t: 'begin' }
-  | { t: 'block'; ev: BlockEvent; ref: Part['ref']; packed: CompressedBlock | Promise<CompressedBlock>; writing: Writing }
+  | { t: 'block'; id: Uint8Array; ref: Part['ref']; packed: CompressedBlock | Promise<CompressedBlock>; writing: Writing }
   | { t: 'drop' }
   | { t: 'end'; st: Pick<BigIntStats, keyof FileMeta>; parts: Part[] };
 
@@ -770,9 +763,9 @@ async function runOps(w: FileWriter, t: Task, ops: Op[]): Promise<void> {
           const placed = w.volumes.addBlock(t.rec.uuid, op.ref.index, { codec: pk.codec, bytes: pk.bytes, plainLength: op.ref.size }, op.ref);
           const at = placed instanceof Promise ? await placed : placed;
           op.writing.placement = at;
-          const p = addIndexItem(w, { t: 'B', block: { id: op.ev.blockId, volume: at.volume, dataOffset: at.dataOffset, length: at.length, entry: at.entry } });
+          const p = addIndexItem(w, { t: 'B', block: { id: op.id, volume: at.volume, dataOffset: at.dataOffset, length: at.length, entry: at.entry } });
           if (p) await p;
-          w.newBlocks.settle(op.ev.blockId, at);
+          w.newBlocks.settle(op.id, at);
           const backlog = w.volumes.backlog();
           if (backlog) await backlog;
         } finally {
@@ -823,7 +816,9 @@ async function takeFile(w: FileWriter, t: Task, job: ReadJob, f: number): Promis
           if (packed instanceof Promise) packed.catch(() => {}); // awaited by the step
           const writing: Writing = { placement: null };
           w.newBlocks.pending(ev.blockId, writing);
-          ops.push({ t: 'block', ev, ref, packed, writing });
+          // The op keeps the block's id, not its event: the raw bytes of a block its
+          // reader compressed need not stay alive until the step runs.
+          ops.push({ t: 'block', id: ev.blockId, ref, packed, writing });
           opBytes += ev.size;
           parts.push({ ref, place: writing });
         }

@@ -16,7 +16,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import type * as openpgp from 'openpgp';
 import { FormatError, NotFoundError } from '../formats/errors.js';
-import { blockContext, counterNonce } from '../formats/envelope.js';
+import { blockContext, counterNonce, ENVELOPE_HEADER, TAG_LENGTH } from '../formats/envelope.js';
 import { DocEncoder, MAX_BLOCK, type FileRecord, type BlockRef } from '../formats/manifest.js';
 import { blockEntry, volumeName } from '../formats/names.js';
 import { encodeTarHeader, decodeTarHeader, tarPadding, tarEntrySize, TAR_BLOCK } from '../formats/tar.js';
@@ -234,7 +234,7 @@ export class VolumeSet {
   addBlock(uuid: string, index: number, block: { codec: number; bytes: Uint8Array; plainLength: number }, ref: Omit<BlockRef, keyof Placement>): Placement | Promise<Placement> {
     this.check();
     const v = this.cur;
-    if (v && v.size + tarEntrySize(block.bytes.length + 36) + this.reserve() <= this.o.limit) {
+    if (v && v.size + tarEntrySize(ENVELOPE_HEADER + block.bytes.length + TAG_LENGTH) + this.reserve() <= this.o.limit) {
       try { return this.place(v, uuid, index, block, ref); } catch (e) { this.broken ??= e; throw e; }
     }
     return this.guard(async () => {
@@ -269,10 +269,7 @@ export class VolumeSet {
       });
     }
     try {
-      let here = record.blocks;
-      for (const b of record.blocks) {
-        if (b.volume !== v.name) { here = record.blocks.filter((x) => x.volume === v.name); break; }
-      }
+      const here = record.blocks.every((b) => b.volume === v.name) ? record.blocks : record.blocks.filter((b) => b.volume === v.name);
       if (record.kind === 'file' && here.length === 0 && record.size > 0) return undefined;
       if (here.length === record.blocks.length) this.addToCatalog(v, record, encoded);
       else this.addToCatalog(v, { ...record, blocks: here });
