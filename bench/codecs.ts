@@ -15,13 +15,10 @@
  * xz runs on the first 8 MiB of each corpus only: at its speed the full corpus would
  * take minutes per level.
  *
- * Then "small blocks": zstd level 3 on text blocks of 512 B to 64 KiB, CPU µs per block
- * (best of 3) of the native binding (a fresh context and a trip through the thread pool
- * per call) and of the WebAssembly build with one reused context on this thread. Where
- * the second is cheaper sets WASM_COMPRESS_BELOW and WASM_DECOMPRESS_UPTO.
+ * Then zstd level 3 on text blocks of 512 B to 1 MiB, as the engine calls it: CPU µs
+ * per block and MiB/s (best of 3), what a small file's block costs beside a large one.
  */
 import { randomBytes } from 'node:crypto';
-import { createRequire } from 'node:module';
 import { closeSync, lstatSync, openSync, readSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -155,40 +152,26 @@ for (const [title, data] of corpora) {
   console.log(`looksIncompressible: ${us.toFixed(0)} us per block, ${skipped}/${blocks.length} judged incompressible`);
 }
 
-// Small blocks: per-call costs of the two zstd builds.
-const require = createRequire(import.meta.url);
-const native = require('@mongodb-js/zstd/bindings.js') as { compress(b: Buffer, level: number): Promise<Buffer>; decompress(b: Buffer): Promise<Buffer> };
-const wasm = require('@bokuweb/zstd-wasm') as {
-  init(): Promise<void>; createCCtx(): number;
-  compressUsingDict(cctx: number, data: Uint8Array, dict: Uint8Array, level: number): Uint8Array;
-  decompress(data: Uint8Array, opts: { defaultHeapSize: number }): Uint8Array;
-};
-await wasm.init();
-const cctx = wasm.createCCtx();
+// Block sizes: per-block CPU of zstd:3 as the engine calls it, from a 512-byte file to a
+// largest block: what a small file costs beside a large one.
 const text = corpora[0][1];
-console.log('\nsmall blocks: zstd:3 on text, CPU µs per block (best of 3); native = @mongodb-js/zstd, wasm = @bokuweb/zstd-wasm');
-console.log('size     comp native  wasm   dec native  wasm');
-for (const size of [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536]) {
-  const n = Math.min(4000, Math.floor((8 * MiB) / size));
-  const blocks = Array.from({ length: n }, (_, i) => Buffer.from(text.subarray(i * size, (i + 1) * size)));
-  const best = [Infinity, Infinity, Infinity, Infinity];
-  let frames: Buffer[] = [];
+console.log('\nzstd:3 on text by block size, CPU µs per block and MiB/s per core (best of 3)');
+console.log('size       compress   MiB/s   decompress   MiB/s');
+for (const size of [512, 2048, 4096, 16384, 65536, 262144, MiB]) {
+  const n = Math.max(8, Math.min(4000, Math.floor((16 * MiB) / size)));
+  const blocks = Array.from({ length: n }, (_, i) => Buffer.from(text.subarray((i * size) % (text.length - size), ((i * size) % (text.length - size)) + size)));
+  let comp = Infinity;
+  let dec = Infinity;
   for (let run = 0; run < 3; run++) {
     let t = process.cpuUsage();
-    frames = [];
-    // Four in flight, as a reader thread keeps them.
-    for (let i = 0; i < n; i += 4) frames.push(...(await Promise.all(blocks.slice(i, i + 4).map((b) => native.compress(b, 3)))));
-    best[0] = Math.min(best[0], cpuMs(t));
+    const packed = [];
+    for (const b of blocks) packed.push(await compressBlock(b, { name: 'zstd', level: 3 }));
+    comp = Math.min(comp, cpuMs(t));
     t = process.cpuUsage();
-    for (const b of blocks) wasm.compressUsingDict(cctx, b, new Uint8Array(0), 3);
-    best[1] = Math.min(best[1], cpuMs(t));
-    t = process.cpuUsage();
-    for (let i = 0; i < n; i += 4) await Promise.all(frames.slice(i, i + 4).map((f) => native.decompress(f)));
-    best[2] = Math.min(best[2], cpuMs(t));
-    t = process.cpuUsage();
-    for (const f of frames) wasm.decompress(f, { defaultHeapSize: size });
-    best[3] = Math.min(best[3], cpuMs(t));
+    for (const p of packed) await decompressBlock(p.codec, p.bytes, size);
+    dec = Math.min(dec, cpuMs(t));
   }
-  const us = (ms: number): string => ((ms * 1000) / n).toFixed(1).padStart(7);
-  console.log(`${String(size).padEnd(8)} ${us(best[0])}  ${us(best[1])}  ${us(best[2])}  ${us(best[3])}`);
+  const us = (ms: number): string => ((ms * 1000) / n).toFixed(1).padStart(9);
+  const rate = (ms: number): string => ((size * n) / MiB / (ms / 1000)).toFixed(0).padStart(7);
+  console.log(`${String(size).padEnd(8)} ${us(comp)} ${rate(comp)}   ${us(dec)}   ${rate(dec)}`);
 }

@@ -26,7 +26,7 @@ import { indexObject, manifestObject, type SnapshotRecord, type SnapshotCounts }
 import { indexContext } from '../formats/envelope.js';
 import { hmac, sealEnvelope, random, pgpSealStream } from './crypto.js';
 import { DEFAULT_SIZES, type ChunkerParams } from './chunker.js';
-import { compressBlock, skipByExtension, DEFAULT_CODEC, type CodecChoice, type CompressedBlock } from './codec.js';
+import { compressBlock, compressBlockNow, skipByExtension, DEFAULT_CODEC, type CodecChoice, type CompressedBlock } from './codec.js';
 import type { BackupKey } from './keys.js';
 import { acquireLock, chainOf, initRepo, LAYOUT, listSnapshots, readConfig, repoPublicKeys, writeRecord, type Snapshot } from './repo.js';
 import { ChainState, StateDelta, parsePlacement, placementValue, type PathState } from './state.js';
@@ -812,7 +812,7 @@ async function takeFile(w: FileWriter, t: Task, job: ReadJob, f: number): Promis
             if (ops.length) submit();
             await w.pipe.reserve(ev.size);
           }
-          const packed = ev.codec >= 0 ? { codec: ev.codec, bytes: ev.bytes } : compressBlock(ev.bytes, w.c.codec);
+          const packed = ev.codec >= 0 ? { codec: ev.codec, bytes: ev.bytes } : compressBlockNow(ev.bytes, w.c.codec) ?? compressBlock(ev.bytes, w.c.codec);
           if (packed instanceof Promise) packed.catch(() => {}); // awaited by the step
           const writing: Writing = { placement: null };
           w.newBlocks.pending(ev.blockId, writing);

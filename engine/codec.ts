@@ -5,7 +5,7 @@
  *
  * Codec ids are on-disk format and never change meaning:
  *   0 none    the plaintext as is
- *   1 zstd    one Zstandard frame (`zstd -d` reads it), @mongodb-js/zstd
+ *   1 zstd    one Zstandard frame (`zstd -d` reads it), zstd-napi (libzstd)
  *   2 xz      one .xz stream, LZMA2 only (`xz -d` reads it), @napi-rs/lzma
  *   3 lz4     an LZ4 *block* (not frame) after its plaintext length as u32 LE, the layout
  *             of lz4_flex `compress_prepend_size` and python-lz4 `lz4.block` with
@@ -14,24 +14,22 @@
  * Raw deflate (5) is left out: for deflate 1, 3 and 6 some brotli level is both faster
  * and smaller (deflate 1: 118 MiB/s for 4.26x; brotli 0: 259 MiB/s for 4.30x).
  *
- * The functions are async because the zstd binding is: the codecs run on libuv's
- * thread pool, so a caller may hash and encrypt one block on the main thread while
- * others compress. xz below level 6 is the exception: its binding takes a level only in
- * the streaming API, whose `update` compresses on the calling thread. So are small zstd
- * blocks: each call of the native binding costs 40 to 60 µs whatever the size (a fresh
- * context, a trip through the pool), more than the work on a file of a few KiB, so
- * blocks below WASM_COMPRESS_BELOW are compressed, and those of at most
- * WASM_DECOMPRESS_UPTO decompressed, by zstd's WebAssembly build (@bokuweb/zstd-wasm)
- * on the calling thread, with one compression context kept per thread. Both write and
- * read the same standard frames.
+ * zstd, the default, runs on the calling thread with a context kept per thread
+ * (`compressBlockNow`, `decompressBlockNow`): a binding that went through libuv's pool
+ * with a fresh context per call cost 40 to 150 µs of the caller's time per block
+ * whatever its size, more than the work on a file of a few KiB. Callers that want the
+ * work off their thread run it on a thread of their own (the readers of backup). The
+ * other codecs are async and run on libuv's pool, except xz below level 6, whose
+ * binding takes a level only in the streaming API, whose `update` compresses on the
+ * calling thread.
  *
- * Bombs: the decoders of the native bindings grow their output without limit, so
- * before one runs, the compressed bytes are walked (zstd block headers, xz LZMA2 chunk
- * headers, the lz4 length prefix) to prove the output fits the expected size. Brotli
- * is bounded by zlib's `maxOutputLength` instead (its decoder may also hold a window of
- * up to 16 MiB). The bound of each codec is stated at its check; the compressor runs
- * the same check on its own output, so a block it writes is always one this module
- * reads back.
+ * Bombs: the xz and lz4 decoders grow their output without limit, so before one runs,
+ * the compressed bytes are walked (xz LZMA2 chunk headers, the lz4 length prefix) to
+ * prove the output fits the expected size. zstd decodes into exactly the expected size
+ * of room, after its frame's header and block headers are checked. Brotli is bounded
+ * by zlib's `maxOutputLength` (its decoder may also hold a window of up to 16 MiB). The
+ * bound of each codec is stated at its check; the compressor runs the same check on its
+ * own output, so a block it writes is always one this module reads back.
  *
  * Integrity: only xz carries a checksum (CRC64). A corrupted zstd, lz4 or brotli block
  * can decode to wrong bytes of the right length; the envelope's AEAD tag is what
@@ -43,34 +41,41 @@ import zlib from 'node:zlib';
 import { FormatError, UsageError } from '../formats/errors.js';
 
 const require = createRequire(import.meta.url);
-// The bindings are CommonJS; typed by hand to the subset used here. @mongodb-js/zstd
-// 1.2.2's index.js drops the level argument, so its napi module is loaded directly.
-const zstd = require('@mongodb-js/zstd/bindings.js') as {
-  compress(b: Buffer, level: number): Promise<Buffer>;
-  decompress(b: Buffer): Promise<Buffer>;
-};
-/** zstd's WebAssembly build (the reference C library compiled to WebAssembly). */
-const zstdWasm = require('@bokuweb/zstd-wasm') as {
-  init(): Promise<void>;
-  createCCtx(): number;
-  compressUsingDict(cctx: number, data: Uint8Array, dict: Uint8Array, level: number): Uint8Array;
-  decompress(data: Uint8Array, opts: { defaultHeapSize: number }): Uint8Array;
-};
-
+// The bindings are CommonJS; typed by hand to the subset used here.
 /**
- * zstd blocks below this size are compressed by the WebAssembly build, and those of at
- * most WASM_DECOMPRESS_UPTO bytes decompressed by it: the sizes where it cost less CPU
- * than the native binding, per block, on text (bench/codecs.ts, "small blocks").
+ * zstd-napi's thin binding of libzstd (built from the source it bundles): one-shot calls
+ * on the calling thread, each with a context kept for the thread and output written
+ * into a buffer the caller gives.
  */
-export const WASM_COMPRESS_BELOW = 4096;
-export const WASM_DECOMPRESS_UPTO = 16384;
-const NO_DICT = new Uint8Array(0);
-let wasm: Promise<number> | null = null;
+const zstd = require('zstd-napi/binding.js') as {
+  CCtx: new () => { compress(dst: Uint8Array, src: Uint8Array, level: number): number };
+  DCtx: new () => { decompress(dst: Uint8Array, src: Uint8Array): number };
+  compressBound(size: number): number;
+};
 
-/** This thread's WebAssembly zstd, loaded on first use; resolves to its compression context. */
-function wasmContext(): Promise<number> {
-  wasm ??= zstdWasm.init().then(() => zstdWasm.createCCtx());
-  return wasm;
+/** This thread's zstd contexts and its scratch output, made on first use. */
+let cctx: InstanceType<typeof zstd.CCtx> | null = null;
+let dctx: InstanceType<typeof zstd.DCtx> | null = null;
+let scratch = Buffer.alloc(0);
+
+/** zstd at `level` on this thread; the output is a copy of exactly its size. */
+function zstdCompress(input: Uint8Array, level: number): Uint8Array {
+  cctx ??= new zstd.CCtx();
+  const bound = zstd.compressBound(input.length);
+  if (scratch.length < bound) scratch = Buffer.allocUnsafeSlow(bound);
+  const n = cctx.compress(scratch, input, level);
+  const out = Buffer.allocUnsafeSlow(n);
+  scratch.copy(out, 0, 0, n);
+  return out;
+}
+
+/** Decodes a checked zstd frame into exactly `size` bytes of room: more fails in libzstd. */
+function zstdDecompress(input: Uint8Array, size: number): Uint8Array {
+  dctx ??= new zstd.DCtx();
+  // Every byte is written when the frame decodes to `size`; anything less is an error.
+  const out = Buffer.allocUnsafeSlow(size);
+  const n = dctx.decompress(out, input);
+  return n === size ? out : out.subarray(0, n);
 }
 
 const lzma = require('@napi-rs/lzma') as {
@@ -107,8 +112,8 @@ export interface CompressedBlock {
  * The level range of each codec and the level a bare name means: the tool's own default,
  * except brotli, whose 11 runs at 3 MiB/s. xz stops at 6 because
  * presets 7-9 only grow the dictionary past the largest block; zstd stops at 15 because
- * from 16 on its block splitter writes short blocks, and a frame of short blocks cannot
- * be proven small before it is decoded (see `checkZstd`).
+ * from 13 on it runs at under 3 MiB/s, and 16 to 19 gain little more (4 MiB of source
+ * text: 4.11x at 15, 4.51x at 19 at 1.1 MiB/s).
  */
 const LEVELS: Record<CodecName, { min: number; max: number; bare: number } | null> = {
   none: null,
@@ -226,15 +231,11 @@ export function skipByExtension(name: string): boolean {
  * at most 97% of the input.
  */
 export async function compressBlock(data: Uint8Array, choice: CodecChoice): Promise<CompressedBlock> {
-  checkChoice(choice);
-  // Below 16 KiB the look costs more than compressing: keepIfSmaller decides alone.
-  if (choice.name === 'none' || data.length === 0 || (data.length >= 16384 && looksIncompressible(data))) return { codec: CODEC.none, bytes: data };
+  const now = compressBlockNow(data, choice);
+  if (now) return now;
   const input = asBuffer(data);
   let out: Uint8Array;
   switch (choice.name) {
-    case 'zstd':
-      out = input.length < WASM_COMPRESS_BELOW ? zstdWasm.compressUsingDict(await wasmContext(), input, NO_DICT, choice.level) : await zstd.compress(input, choice.level);
-      break;
     case 'xz':
       if (choice.level === 6) {
         out = await lzma.xz.compress(input);
@@ -251,6 +252,18 @@ export async function compressBlock(data: Uint8Array, choice: CodecChoice): Prom
       out = await brotliCompress(input, brotliOptions(choice.level, input.length));
   }
   return keepIfSmaller(data, CODEC[choice.name], out);
+}
+
+/**
+ * `compressBlock` on the calling thread, for the codecs that run there (zstd, and none);
+ * null for the others, which need `compressBlock`.
+ */
+export function compressBlockNow(data: Uint8Array, choice: CodecChoice): CompressedBlock | null {
+  checkChoice(choice);
+  // Below 16 KiB the look costs more than compressing: keepIfSmaller decides alone.
+  if (choice.name === 'none' || data.length === 0 || (data.length >= 16384 && looksIncompressible(data))) return { codec: CODEC.none, bytes: data };
+  if (choice.name !== 'zstd') return null;
+  return keepIfSmaller(data, CODEC.zstd, zstdCompress(data, choice.level));
 }
 
 function keepIfSmaller(data: Uint8Array, codec: number, out: Uint8Array): CompressedBlock {
@@ -281,19 +294,12 @@ function brotliOptions(level: number, size: number): zlib.BrotliOptions {
  * lets a decoder produce much more than `expectedSize` (see the module comment).
  */
 export async function decompressBlock(codec: number, bytes: Uint8Array, expectedSize: number): Promise<Uint8Array> {
-  if (!prepare(codec, bytes, expectedSize)) return bytes;
+  const now = decompressBlockNow(codec, bytes, expectedSize);
+  if (now) return now;
   const input = asBuffer(bytes);
   let out: Uint8Array;
   try {
     switch (codec) {
-      case CODEC.zstd:
-        // The frame's checked bound keeps the output within expectedSize (checkZstd); the
-        // WebAssembly decoder writes into exactly that much room and fails beyond it.
-        if (expectedSize > 0 && expectedSize <= WASM_DECOMPRESS_UPTO) {
-          await wasmContext();
-          out = zstdWasm.decompress(input, { defaultHeapSize: expectedSize });
-        } else out = await zstd.decompress(input);
-        break;
       case CODEC.xz:
         out = await lzma.xz.decompress(input);
         break;
@@ -303,6 +309,25 @@ export async function decompressBlock(codec: number, bytes: Uint8Array, expected
       default:
         out = await brotliDecompress(input, { maxOutputLength: Math.max(1, expectedSize) });
     }
+  } catch (e) {
+    throw decodeError(codec, e);
+  }
+  if (out.length !== expectedSize) throw sizeError(codec, `decoded to ${out.length} bytes, expected ${expectedSize}`);
+  return out;
+}
+
+/**
+ * `decompressBlock` on the calling thread for the codecs that run there (zstd, and
+ * none); null for the others, which need `decompressBlock`. Throws as it does.
+ */
+export function decompressBlockNow(codec: number, bytes: Uint8Array, expectedSize: number): Uint8Array | null {
+  if (!prepare(codec, bytes, expectedSize)) return bytes;
+  if (codec !== CODEC.zstd) return null;
+  let out: Uint8Array;
+  try {
+    // The frame's checked bound keeps the output near expectedSize (checkZstd), and the
+    // decoder writes into exactly that much room: a frame that would need more fails.
+    out = zstdDecompress(bytes, expectedSize);
   } catch (e) {
     throw decodeError(codec, e);
   }
@@ -328,6 +353,8 @@ function prepare(codec: number, bytes: Uint8Array, expectedSize: number): boolea
 
 function decodeError(codec: number, e: unknown): FormatError {
   if ((e as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE') return sizeError(codec, 'decodes to more bytes than expected');
+  // libzstd's dstSize_tooSmall: the frame needs more room than the expected size.
+  if (codec === CODEC.zstd && e instanceof Error && /destination buffer is too small/i.test(e.message)) return sizeError(codec, 'decodes to more bytes than expected');
   const why = e instanceof Error ? e.message : String(e);
   return new FormatError('codec-corrupt', `${codecName(codec)} block does not decode: ${why}`, { cause: e, data: { codec } });
 }
@@ -361,12 +388,11 @@ function checkBound(codec: number, b: Uint8Array, expectedSize: number): void {
 }
 
 /**
- * Walks a zstd frame's block headers (RFC 8878 section 3.1.1). A raw or RLE block
- * decodes to its stated size and a compressed one to at most min(window, 128 KiB), so
- * the sum bounds the output; frames from the encoder fill every block but the last, so
- * their bound is under expectedSize + 128 KiB, and anything above is refused. Only one
- * frame, no dictionary, a window of at most 8 MiB. The decoder then holds the window and
- * an output of at most expectedSize + 128 KiB (a growing buffer may reserve twice that).
+ * Walks a zstd frame's block headers (RFC 8878 section 3.1.1): one frame, no dictionary,
+ * a window of at most 8 MiB, a content size (when stated) of exactly expectedSize, raw
+ * and RLE blocks (which decode to their stated size) adding up to no more, and nothing
+ * after the frame. The decoder then writes into exactly expectedSize bytes of room and
+ * fails beyond them, so no frame makes it allocate more.
  */
 function checkZstd(b: Uint8Array, expectedSize: number): void {
   const C = CODEC.zstd;
@@ -395,7 +421,7 @@ function checkZstd(b: Uint8Array, expectedSize: number): void {
   }
   if (window > MAX_WINDOW) throw corrupt(C, `declares a ${window}-byte window, over ${MAX_WINDOW}`);
   const blockMax = Math.min(window, ZSTD_BLOCK);
-  let bound = 0;
+  let exact = 0;
   for (;;) {
     if (p + 3 > b.length) throw corrupt(C, 'is truncated');
     const h = b[p] | (b[p + 1] << 8) | (b[p + 2] << 16);
@@ -404,9 +430,9 @@ function checkZstd(b: Uint8Array, expectedSize: number): void {
     p += 3;
     if (type === 3) throw corrupt(C, 'has a reserved block type');
     if (size > blockMax) throw corrupt(C, `has a ${size}-byte block, over ${blockMax}`);
-    bound += type === 2 ? blockMax : size;
+    if (type !== 2) exact += size;
     p += type === 1 ? 1 : size;
-    if (bound >= expectedSize + blockMax) throw sizeError(C, `may decode to more than ${expectedSize} bytes`);
+    if (exact > expectedSize) throw sizeError(C, `decodes to more than ${expectedSize} bytes`);
     if ((h & 1) !== 0) break;
   }
   if ((fhd & 0x04) !== 0) p += 4;

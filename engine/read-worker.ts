@@ -6,14 +6,15 @@
  * else to do meanwhile), cuts it into blocks, hashes each block with sha384 and derives
  * its keyed id, and compresses it unless the chain may hold it already (its Bloom
  * filter says so: then the main thread decides, and compresses only if the block is
- * really new). Compression runs on libuv's threads while this one hashes the next block.
+ * really new). zstd compresses on this thread; the codecs that run on libuv's threads
+ * (xz, lz4, brotli) do so while this one hashes the next block.
  * Events go back in order; the bytes posted but not yet taken by the main thread are
  * bounded by a credit, so a slow writer stops the readers instead of filling memory.
  */
 import { closeSync, fstatSync, openSync, readSync, type BigIntStats } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker } from './chunker.js';
-import { compressBlock } from './codec.js';
+import { compressBlock, compressBlockNow } from './codec.js';
 import { hmac, sha384 } from './hashes.js';
 import { IdBloom } from './sorter.js';
 import type { ReadEvent, ReaderInit, ToReader, FromReader, FileMeta, ReadFile } from './readers.js';
@@ -123,6 +124,8 @@ async function file(id: number, f: number, abs: Buffer, skip: boolean): Promise<
         offset += chunk.length;
         if (skip) return emit(id, { ...base, codec: 0, bytes: chunk }, chunk.length);
         if (bloom.has(blockId)) return emit(id, { ...base, codec: -1, bytes: chunk }, chunk.length);
+        const now = compressBlockNow(chunk, init.codec);
+        if (now) return emit(id, { ...base, codec: now.codec, bytes: now.bytes }, chunk.length);
         return emit(id, compressBlock(chunk, init.codec).then((c) => ({ ...base, codec: c.codec, bytes: c.bytes })), chunk.length);
       };
       let at = 0;
