@@ -6,7 +6,8 @@
  * else to do meanwhile), cuts it into blocks, hashes each block with sha384 and derives
  * its keyed id, and compresses it unless the chain may hold it already (its Bloom
  * filter says so: then the main thread decides, and compresses only if the block is
- * really new). zstd compresses on this thread; the codecs that run on libuv's threads
+ * really new) or the main thread is waiting for this one's events (it then compresses
+ * the block itself: engine/readers.ts). zstd compresses on this thread; the codecs that run on libuv's threads
  * (xz, lz4, brotli) do so while this one hashes the next block.
  * Events go back in order; the bytes posted but not yet taken by the main thread are
  * bounded by a credit, so a slow writer stops the readers instead of filling memory.
@@ -17,12 +18,15 @@ import { Chunker } from './chunker.js';
 import { compressBlock, compressBlockNow } from './codec.js';
 import { hmac, sha384 } from './hashes.js';
 import { IdBloom } from './sorter.js';
+import { Prefetch } from './prefetch.js';
 import type { ReadEvent, ReaderInit, ToReader, FromReader, FileMeta, ReadFile } from './readers.js';
 import { packEvents, unpackFiles } from './read-wire.js';
 
 const init = workerData as ReaderInit;
 const port = parentPort!;
 const bloom = IdBloom.of(init.bloom);
+/** Set by the main thread while it waits for this thread's events (engine/readers.ts). */
+const hungry = new Int32Array(init.hungry);
 const chunker = new Chunker(init.params);
 const buffer = Buffer.allocUnsafe(init.readSize);
 /** Posted at once when this many events wait, or this many bytes. */
@@ -30,8 +34,15 @@ const SEND_EVENTS = 256;
 const SEND_BYTES = 2 * 1024 * 1024;
 /** Compressions this thread lets run ahead of it. */
 const AHEAD = 4;
+/** Files of small-file jobs read ahead, and bytes of a large file. */
+const AHEAD_FILES = 32;
+const AHEAD_BYTES = 2 * init.readSize;
+/** Bytes read ahead of a file in a later job: all of a small one, the first read of a large one. */
+const AHEAD_FIRST = Math.max(init.params.min + 1, init.readSize);
+const ahead = new Prefetch(AHEAD_FIRST);
 
-const jobs: { id: number; files: ReadFile[] }[] = [];
+interface Job { id: number; files: ReadFile[]; warmed: number }
+const jobs: Job[] = [];
 let running = false;
 /** Bytes posted and not yet given back by the main thread. */
 let outstanding = 0;
@@ -39,7 +50,7 @@ let wake: (() => void) | null = null;
 
 port.on('message', (m: ToReader) => {
   if (m.t === 'job') {
-    jobs.push({ id: m.id, files: unpackFiles(m.files) });
+    jobs.push({ id: m.id, files: unpackFiles(m.files), warmed: 0 });
     if (!running) void drain();
   } else {
     outstanding -= m.bytes;
@@ -52,7 +63,11 @@ port.on('message', (m: ToReader) => {
 async function drain(): Promise<void> {
   running = true;
   try {
-    while (jobs.length) await job(jobs.shift()!);
+    while (jobs.length) {
+      await job(jobs.shift()!);
+      // Lets the read-ahead's answers close their descriptors, and new jobs arrive.
+      if (ahead.pending > 0) await new Promise<void>((r) => setImmediate(r));
+    }
   } catch (e) {
     post({ t: 'crash', message: e instanceof Error ? e.stack ?? e.message : String(e) }, []);
   }
@@ -99,9 +114,28 @@ function steady(before: BigIntStats, after: BigIntStats, read: number): boolean 
   return before.size === after.size && before.mtimeNs === after.mtimeNs && before.ctimeNs === after.ctimeNs && BigInt(read) === after.size;
 }
 
-async function job(j: { id: number; files: ReadFile[] }): Promise<void> {
-  for (let f = 0; f < j.files.length; f++) await file(j.id, f, Buffer.from(j.files[f].abs, 'latin1'), j.files[f].skip);
+async function job(j: Job): Promise<void> {
+  for (let f = 0; f < j.files.length; f++) {
+    warm(j, f);
+    await file(j.id, f, Buffer.from(j.files[f].abs, 'latin1'), j.files[f].skip);
+  }
   await send(j.id, 0, true);
+}
+
+/**
+ * Reads ahead (engine/prefetch.ts) the files after file `f` of job `j`, up to
+ * AHEAD_FILES of them, into the jobs queued after it; a large file reads ahead on its
+ * own past its first read.
+ */
+function warm(j: Job, f: number): void {
+  let want = AHEAD_FILES;
+  j.warmed = Math.max(j.warmed, f + 1);
+  for (const k of [j, ...jobs]) {
+    const to = Math.min(k.files.length, (k === j ? f + 1 : 0) + want);
+    for (; k.warmed < to; k.warmed++) ahead.start(Buffer.from(k.files[k.warmed].abs, 'latin1'), 0, AHEAD_FIRST);
+    want -= to - (k === j ? f + 1 : 0);
+    if (want <= 0 || k.warmed < k.files.length) break;
+  }
 }
 
 /** Reads one file; a file that changed while it was read is read once more. */
@@ -123,7 +157,8 @@ async function file(id: number, f: number, abs: Buffer, skip: boolean): Promise<
         const base = { t: 'block' as const, f, index: index++, offset, size: chunk.length, digest, blockId };
         offset += chunk.length;
         if (skip) return emit(id, { ...base, codec: 0, bytes: chunk }, chunk.length);
-        if (bloom.has(blockId)) return emit(id, { ...base, codec: -1, bytes: chunk }, chunk.length);
+        // Left to the main thread: a block the chain may hold, and any while it waits.
+        if (bloom.has(blockId) || Atomics.load(hungry, 0) === 1) return emit(id, { ...base, codec: -1, bytes: chunk }, chunk.length);
         const now = compressBlockNow(chunk, init.codec);
         if (now) return emit(id, { ...base, codec: now.codec, bytes: now.bytes }, chunk.length);
         return emit(id, compressBlock(chunk, init.codec).then((c) => ({ ...base, codec: c.codec, bytes: c.bytes })), chunk.length);
@@ -142,11 +177,16 @@ async function file(id: number, f: number, abs: Buffer, skip: boolean): Promise<
         }
         if (at > 0) await block(new Uint8Array(whole.buffer, 0, at));
       } else {
+        // The first read was read ahead when the file was queued (see `warm`); the rest
+        // AHEAD_BYTES ahead of this thread.
+        let warmed = AHEAD_FIRST;
         for (;;) {
+          for (; warmed < at + buffer.length + AHEAD_BYTES && warmed < before.size; warmed += buffer.length) ahead.start(abs, warmed, buffer.length);
           const n = readSync(fd, buffer, 0, buffer.length, at);
           if (n === 0) break;
           at += n;
           for (const chunk of chunker.push(buffer.subarray(0, n))) await block(chunk);
+          if (ahead.pending > 0) await new Promise<void>((r) => setImmediate(r));
         }
         for (const chunk of chunker.end()) await block(chunk);
       }

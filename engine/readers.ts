@@ -6,6 +6,12 @@
  * cut, hash and compress; the main thread takes the events of each job in submission
  * order through its `ReadJob`, and gives back the credit of each block it has taken, so
  * each thread has at most `credit` bytes posted and not yet taken.
+ *
+ * Compression is the largest part of a reader's work, and on two cores the main thread
+ * was idle half of a full backup while the reader worked. So while the main thread waits
+ * for a reader's events, it says so through a flag in shared memory, and the reader
+ * sends the blocks it cuts meanwhile uncompressed (codec -1): the main thread compresses
+ * those itself. The share moved settles where neither thread waits for the other.
  */
 import { Worker } from 'node:worker_threads';
 import { IebsError } from '../formats/errors.js';
@@ -26,7 +32,10 @@ export interface FileMeta { size: bigint; mtimeNs: bigint; ctimeNs: bigint; ino:
 export type ReadEvent =
   | {
     t: 'block'; f: number; index: number; offset: number; size: number; digest: Uint8Array; blockId: Uint8Array;
-    /** The codec of `bytes`, or -1: not compressed yet, because the chain may hold the block. */
+    /**
+     * The codec of `bytes`, or -1: not compressed yet, because the chain may hold the
+     * block, or because the main thread was waiting for it.
+     */
     codec: number; bytes: Uint8Array;
   }
   | { t: 'end'; f: number; meta: FileMeta; read: number }
@@ -49,6 +58,8 @@ export interface ReaderInit {
   bloom: Uint32Array;
   readSize: number;
   credit: number;
+  /** One Int32 the main thread sets to 1 while it waits for this reader's events. */
+  hungry: SharedArrayBuffer;
 }
 
 /** Messages to a reader. */
@@ -63,7 +74,7 @@ const CREDIT = 8 * 1024 * 1024;
 /** Credit is given back in amounts of at least this, or when the main thread would wait. */
 const GIVE_BACK = 1024 * 1024;
 
-interface Reader { worker: Worker; queued: number; owed: number }
+interface Reader { worker: Worker; queued: number; owed: number; hungry: Int32Array }
 
 /** The events of one submitted job, taken in order. */
 export class ReadJob {
@@ -90,8 +101,10 @@ export class ReadJob {
     while (this.pos >= this.events.length) {
       this.pool.check();
       this.pool.giveBack(this.reader, true);
+      Atomics.store(this.reader.hungry, 0, 1);
       await new Promise<void>((r) => (this.waiter = r));
     }
+    Atomics.store(this.reader.hungry, 0, 0);
     return this.poll()!;
   }
 
@@ -118,10 +131,12 @@ export class ReaderPool {
   private nextId = 0;
   private failure: IebsError | null = null;
 
-  constructor(count: number, init: Omit<ReaderInit, 'readSize' | 'credit'>, credit = CREDIT) {
-    const data: ReaderInit = { ...init, readSize: READ_SIZE, credit };
+  constructor(count: number, init: Omit<ReaderInit, 'readSize' | 'credit' | 'hungry'>, credit = CREDIT) {
     this.readers = Array.from({ length: Math.max(1, count) }, () => {
-      const r: Reader = { worker: new Worker(new URL('./read-worker.js', import.meta.url), { workerData: data, resourceLimits: HELPER_HEAP }), queued: 0, owed: 0 };
+      const hungry = new SharedArrayBuffer(4);
+      const data: ReaderInit = { ...init, readSize: READ_SIZE, credit, hungry };
+      const worker = new Worker(new URL('./read-worker.js', import.meta.url), { workerData: data, resourceLimits: HELPER_HEAP });
+      const r: Reader = { worker, queued: 0, owed: 0, hungry: new Int32Array(hungry) };
       r.worker.on('message', (m: FromReader) => this.receive(r, m));
       r.worker.on('error', (e) => this.fail(`a reader thread failed: ${e.message}`));
       r.worker.on('exit', (code) => { if (code !== 0) this.fail(`a reader thread exited with code ${code}`); });

@@ -120,3 +120,34 @@ test('a reader pool stopped while a job is awaited rejects the wait instead of h
   await pool.close();
   await assert.rejects(rest, (e: unknown) => e instanceof IebsError && /^reader-/.test(e.code));
 });
+
+test('blocks cut while the main thread waits for them come uncompressed (codec -1); blocks it did not wait for come compressed', { timeout: 60_000 }, async () => {
+  const dir = tempDir('readers-hungry');
+  const file = join(dir, 'text.log');
+  const lines: string[] = [];
+  for (let i = 0; i < 200_000; i++) lines.push(`line ${i} of a log that compresses well, ${(i * 7919) % 10007} and ${i % 97}\n`);
+  writeFileSync(file, lines.join(''));
+  const key = new Uint8Array(32).fill(9);
+  const pool = new ReaderPool(1, { blockIdKey: key, params: chunkParams(key), codec: DEFAULT_CODEC, bloom: new IdBloom(0).words });
+  try {
+    const codecs = async (wait: boolean): Promise<number[]> => {
+      const job = pool.submit([{ abs: Buffer.from(file).toString('latin1'), skip: false }], 9 * MiB);
+      const seen: number[] = [];
+      for (;;) {
+        // next() says the main thread waits; poll() alone never does.
+        let ev = job.poll();
+        while (!ev) ev = wait ? await job.next() : (await new Promise((r) => setTimeout(r, 5)), job.poll());
+        job.taken(ev);
+        if (ev.t === 'block') seen.push(ev.codec);
+        if (ev.t === 'end') return seen;
+      }
+    };
+    const waited = await codecs(true);
+    assert.ok(waited.length >= 4, `${waited.length} blocks`);
+    assert.ok(waited.includes(-1), `codecs when the main thread waited: ${waited}`);
+    const polled = await codecs(false);
+    assert.deepEqual(polled, polled.map(() => 1), `codecs when it never waited: ${polled}`);
+  } finally {
+    await pool.close();
+  }
+});
