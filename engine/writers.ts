@@ -85,6 +85,9 @@ export class WriterPool {
    * slower.
    */
   private sendable(data: Uint8Array): Uint8Array {
+    // Nothing to move; and a buffer moved away already reads as empty, and would make
+    // the message undeliverable if listed to move again.
+    if (data.byteLength === 0) return new Uint8Array(0);
     const buf = data.buffer;
     if (!(buf instanceof ArrayBuffer) || data.byteOffset !== 0 || data.byteLength !== buf.byteLength) return new Uint8Array(data);
     if (!this.transfer.includes(buf)) this.transfer.push(buf);
@@ -111,7 +114,12 @@ export class WriterPool {
     const id = this.nextId++;
     this.batches.set(id, { writer: w, waiting: this.waiting });
     w.queued += this.items.length;
-    w.worker.postMessage({ id, items: this.items }, this.transfer);
+    try {
+      w.worker.postMessage({ id, items: this.items }, this.transfer);
+    } catch (e) {
+      // Content that cannot be cloned: the batch fails, not hangs.
+      this.receive({ id, results: this.items.map(() => ({ code: 'EINVAL', message: `cannot hand a batch to a writer: ${(e as Error).message}` })) });
+    }
     this.items = []; this.waiting = []; this.transfer = []; this.bytes = 0;
   }
 

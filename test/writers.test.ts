@@ -81,3 +81,18 @@ test('views into larger buffers are copied, not moved: the buffers they belong t
     await pool.close();
   }
 });
+
+test('content handed over twice (its buffer already moved away) is refused instead of hanging the write', { timeout: 30_000 }, async () => {
+  const dir = tempDir('writers');
+  const pool = new WriterPool(1);
+  try {
+    const data = new Uint8Array(Buffer.from('moved once\n'.repeat(100)));
+    const digest = sha384(data);
+    await pool.write({ tmp: join(dir, '.tmp-1'), final: join(dir, 'one'), data, sha384: digest, mode: 0o600, mtime: 0 });
+    assert.equal(data.byteLength, 0);
+    await assert.rejects(pool.write({ tmp: join(dir, '.tmp-2'), final: join(dir, 'two'), data, sha384: digest, mode: 0o600, mtime: 0 }), (e: NodeJS.ErrnoException) => e.code === 'BAD-HASH');
+    assert.deepEqual(readdirSync(dir), ['one']);
+  } finally {
+    await pool.close();
+  }
+});
