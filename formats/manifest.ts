@@ -159,16 +159,23 @@ export type DocItem =
   | { type: 'deleted'; uuid: string }
   | { type: 'end' };
 
+/** Characters of lines gathered before they go into a document's running hash. */
+const DOC_HASH_PIECE = 64 * 1024;
+
 /**
  * A strict, streaming parser of manifests and catalogues. Feed it one line at a time
  * (without the LF); it returns an item when one is complete. `finish()` throws unless
- * the closing line was seen. It never holds more than one record.
+ * the closing line was seen. It never holds more than one record (and up to 64 KiB of
+ * lines not yet hashed).
  */
 export class DocParser {
   private readonly hash: Hash = createHash('sha384');
+  /** Lines hashed into `hash` in pieces of about DOC_HASH_PIECE, not one call per line. */
+  private unhashed = '';
   private state: 'magic' | 'archive' | 'meta' | 'records' | 'blocks' | 'done' = 'magic';
   private lineNo = 0;
-  private recordHash: Hash | null = null;
+  /** The current record's lines so far, hashed at once at its closing line. */
+  private recordText = '';
   private current: FileRecord | null = null;
   private header: ManifestHeader | null = null;
   private cat: CatalogHeader | null = null;
@@ -177,6 +184,15 @@ export class DocParser {
   constructor(readonly kind: DocKind, readonly source: string) {}
 
   private where(): string { return `${this.source} line ${this.lineNo}`; }
+
+  /** Adds a line to the document's hash. */
+  private hashLine(full: string): void {
+    this.unhashed += full;
+    if (this.unhashed.length >= DOC_HASH_PIECE) {
+      this.hash.update(this.unhashed);
+      this.unhashed = '';
+    }
+  }
 
   /** Feeds one line (ASCII, no LF). */
   line(text: string): DocItem | null {
@@ -188,26 +204,32 @@ export class DocParser {
     const full = text + '\n';
     if (this.state === 'blocks') {
       if (text.startsWith(END_OF_FILE)) {
-        const want = parseSha384(text.slice(END_OF_FILE.length), where);
-        const got = this.recordHash!.digest();
-        if (!Buffer.from(got).equals(want)) throw new FormatError('bad-checksum', `${where}: END OF FILE checksum does not match the record`);
-        this.hash.update(full);
+        // The line is right only as written from the digest (lower-case hex): anything else
+        // is a malformed line or a wrong checksum, told apart by parsing it.
+        if (text !== END_OF_FILE + 'sha384(' + hash('sha384', this.recordText, 'hex') + ')') {
+          parseSha384(text.slice(END_OF_FILE.length), where);
+          throw new FormatError('bad-checksum', `${where}: END OF FILE checksum does not match the record`);
+        }
+        this.hashLine(full);
         const record = this.current!;
         this.finishRecord(record, where);
-        this.current = null; this.recordHash = null; this.state = 'records';
+        this.current = null; this.recordText = ''; this.state = 'records';
         return { type: 'record', record };
       }
       this.current!.blocks.push(this.parseBlock(text, where));
-      this.recordHash!.update(full); this.hash.update(full);
+      this.recordText += full;
+      this.hashLine(full);
       return null;
     }
     if (this.state === 'records' && text.startsWith(END[this.kind])) {
       const want = parseSha384(text.slice(END[this.kind].length), where);
+      this.hash.update(this.unhashed);
+      this.unhashed = '';
       if (!Buffer.from(this.hash.digest()).equals(want)) throw new FormatError('bad-checksum', `${where}: END checksum does not match the document`);
       this.state = 'done';
       return { type: 'end' };
     }
-    this.hash.update(full);
+    this.hashLine(full);
     switch (this.state) {
       case 'magic':
         if (text !== MAGIC[this.kind]) {
@@ -228,7 +250,7 @@ export class DocParser {
           return { type: 'deleted', uuid };
         }
         this.current = this.parseFileLine(text, where);
-        this.recordHash = createHash('sha384').update(full);
+        this.recordText = full;
         this.state = 'blocks';
         return null;
     }
