@@ -14,4 +14,4 @@ export function helperThreads(): number {
  * A helper's heap. Its data lives outside the heap and its live objects are few (a queue
  * of jobs, a few hundred events), so a small heap only makes it collect sooner.
  */
-export const HELPER_HEAP = { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 16 };
+export const HELPER_HEAP = { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 8 };
