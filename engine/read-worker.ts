@@ -7,8 +7,9 @@
  * its keyed id, and compresses it unless the chain may hold it already (its Bloom
  * filter says so: then the main thread decides, and compresses only if the block is
  * really new) or the main thread is waiting for this one's events (it then compresses
- * the block itself: engine/readers.ts). zstd compresses on this thread; the codecs that run on libuv's threads
- * (xz, lz4, brotli) do so while this one hashes the next block.
+ * the block itself: engine/readers.ts). zstd compresses on this thread; the codecs that
+ * run on libuv's threads (xz, lz4, brotli) do so while this one hashes the next block.
+ * Its reads are synchronous, so it reads ahead on libuv's threads (engine/prefetch.ts).
  * Events go back in order; the bytes posted but not yet taken by the main thread are
  * bounded by a credit, so a slow writer stops the readers instead of filling memory.
  */
@@ -180,8 +181,9 @@ async function file(id: number, f: number, abs: Buffer, skip: boolean): Promise<
         // The first read was read ahead when the file was queued (see `warm`); the rest
         // AHEAD_BYTES ahead of this thread.
         let warmed = AHEAD_FIRST;
+        const size = Number(before.size);
         for (;;) {
-          for (; warmed < at + buffer.length + AHEAD_BYTES && warmed < before.size; warmed += buffer.length) ahead.start(abs, warmed, buffer.length);
+          for (; warmed < at + buffer.length + AHEAD_BYTES && warmed < size; warmed += buffer.length) ahead.start(abs, warmed, buffer.length);
           const n = readSync(fd, buffer, 0, buffer.length, at);
           if (n === 0) break;
           at += n;
