@@ -137,13 +137,15 @@ test('mutated real block envelopes: never authenticate, always an IebsError', as
   const ctx = blockContext(real.volumeId, real.envelopeEntry);
   openEnvelope(real.dataKey, real.envelope, ctx, MAX_BLOCK, 'ok');
   let opened = 0;
+  const original = Buffer.from(real.envelope);
   await fuzz('block envelope', real.envelope, async (b) => {
     const e = openEnvelope(real.dataKey, b, ctx, MAX_BLOCK, 'fuzz');
-    opened++;
+    // Only a mutation that leaves the bytes as they were may authenticate (how many do
+    // depends on how many mutants the time budget allows).
+    if (!original.equals(b)) opened++;
     await decompressBlock(e.codec, e.payload, e.plainLength);
   }, 15);
-  // Only a mutation that leaves the bytes as they were may authenticate.
-  assert.ok(opened <= 5, `${opened} mutated envelopes authenticated`);
+  assert.equal(opened, 0, `${opened} changed envelopes authenticated`);
 });
 
 test('mutated real indexes: decoded or a FormatError, sealed ones never open', async () => {
