@@ -7,8 +7,8 @@
  * one. It holds no file content and changes nothing the reader sees: a file that
  * changes in between is read as it is when the reader reads it.
  *
- * Each read has its own descriptor, opened here and closed when its reads have answered,
- * which needs the thread to return to its event loop now and then (`settled`).
+ * Each read has its own descriptor, opened here and closed when its read has answered,
+ * which needs the thread to return to its event loop while reads are `pending`.
  */
 import { closeSync, openSync, read } from 'node:fs';
 

@@ -23,7 +23,7 @@ import { encodeTarHeader, decodeTarHeader, tarPadding, tarEntrySize, TAR_BLOCK }
 import { CATALOG_ENTRY_PREFIX, VOLUME_HEADER_ENTRY, decodeVolumeHeader, encodeVolumeHeader, encodeVolumeKey, decodeVolumeKey } from '../formats/volume.js';
 import type { ObjectRef } from '../formats/snapshot.js';
 import { openEnvelope, pgpOpenBytes, pgpSealBytes, random, sealEnvelope } from './crypto.js';
-import { compressBlock, compressBlockNow, decompressBlock, decompressBlockNow, type CodecChoice } from './codec.js';
+import { compressBlock, decompressBlock, type CodecChoice } from './codec.js';
 import type { ObjectWriter, Storage } from './storage.js';
 import { LAYOUT } from './repo.js';
 
@@ -198,7 +198,7 @@ export class VolumeSet {
     const name = CATALOG_ENTRY_PREFIX + String(v.catalogPieces).padStart(6, '0');
     const plain = Buffer.from(v.catalog.join(''), 'latin1');
     v.catalog = []; v.catalogBytes = 0;
-    const c = compressBlockNow(plain, this.o.codec) ?? (await compressBlock(plain, this.o.codec));
+    const c = await compressBlock(plain, this.o.codec);
     this.sealAt(v, name, c.codec, plain.length, c.bytes);
   }
 
@@ -374,7 +374,7 @@ export class VolumeReader {
     const env = await this.envelope(ref, v.size);
     const opened = openEnvelope(v.key, env, blockContext(v.id, ref.entry), MAX_BLOCK, where);
     if (opened.plainLength !== ref.size) throw new FormatError('bad-size', `${where}: block holds ${opened.plainLength} bytes, the manifest says ${ref.size}`);
-    return decompressBlockNow(opened.codec, opened.payload, ref.size) ?? decompressBlock(opened.codec, opened.payload, ref.size);
+    return decompressBlock(opened.codec, opened.payload, ref.size);
   }
 }
 

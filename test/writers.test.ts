@@ -96,3 +96,22 @@ test('content handed over twice (its buffer already moved away) is refused inste
     await pool.close();
   }
 });
+
+test('a batch that cannot be posted to its thread fails its writes instead of hanging them', { timeout: 30_000 }, async () => {
+  const dir = tempDir('writers');
+  const pool = new WriterPool(1);
+  try {
+    // A value structured cloning refuses stands in for any batch the thread cannot take.
+    const data = new Uint8Array(Buffer.from('never posted\n'));
+    const unsendable = Object.assign({ tmp: join(dir, '.tmp-u'), final: join(dir, 'u'), data, mode: 0o600, mtime: 0 }, { mtime: (() => 0) as unknown as number });
+    await assert.rejects(pool.write(unsendable), (e: NodeJS.ErrnoException) => e.code === 'EINVAL' && /cannot hand a batch/.test(e.message));
+    assert.deepEqual(readdirSync(dir), []);
+    // The pool still works afterwards.
+    const ok = new Uint8Array(Buffer.from('posted\n'));
+    const digest = sha384(ok);
+    await pool.write({ tmp: join(dir, '.tmp-2'), final: join(dir, 'two'), data: ok, sha384: digest, mode: 0o600, mtime: 0 });
+    assert.deepEqual(readdirSync(dir), ['two']);
+  } finally {
+    await pool.close();
+  }
+});
