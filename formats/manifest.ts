@@ -180,6 +180,8 @@ export class DocParser {
   private header: ManifestHeader | null = null;
   private cat: CatalogHeader | null = null;
   private sawParent = false;
+  /** The last volume name a block line gave, already checked: most lines repeat it. */
+  private lastVolume = '';
 
   constructor(readonly kind: DocKind, readonly source: string) {}
 
@@ -364,7 +366,7 @@ export class DocParser {
       size: parseUint(f[1], where, MAX_BLOCK),
       sha384: parseSha384(f[2], where),
       offset: parseUint(f[3], where),
-      volume: checkName(VOLUME_RE, f[4], 'volume name', where),
+      volume: f[4] === this.lastVolume ? this.lastVolume : (this.lastVolume = checkName(VOLUME_RE, f[4], 'volume name', where)),
       dataOffset: parseUint(f[5], where),
       length: parseUint(f[6], where, MAX_BLOCK + MAX_ENVELOPE_OVERHEAD),
       entry: f[7],

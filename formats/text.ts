@@ -94,9 +94,15 @@ export const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
 /** Strict non-negative decimal without leading zeros, at most `max`. */
 export function parseUint(text: string, where: string, max: number = MAX_SAFE): number {
-  if (!/^(0|[1-9][0-9]*)$/.test(text)) throw new FormatError('bad-number', `${where}: expected a decimal number, got ${JSON.stringify(text.slice(0, 32))}`);
-  const n = Number(text);
-  if (text.length > 16 || n > max) throw new FormatError('absurd-size', `${where}: ${text} is larger than ${max}`);
+  const len = text.length;
+  let n = 0;
+  for (let i = 0; i < len; i++) {
+    const c = text.charCodeAt(i) - 0x30;
+    if (c < 0 || c > 9 || (c === 0 && i === 0 && len > 1)) { n = -1; break; }
+    n = n * 10 + c;
+  }
+  if (len === 0 || n < 0) throw new FormatError('bad-number', `${where}: expected a decimal number, got ${JSON.stringify(text.slice(0, 32))}`);
+  if (len > 16 || n > max) throw new FormatError('absurd-size', `${where}: ${text} is larger than ${max}`);
   return n;
 }
 
@@ -109,6 +115,38 @@ export function parseBigInt(text: string, where: string, signed = false): bigint
 
 const NS = 1_000_000_000n;
 
+/** Days from 1970-01-01 to a proleptic Gregorian date (month 1-12), by whole-number arithmetic. */
+function daysFromCivil(y: number, m: number, d: number): number {
+  if (m <= 2) y--;
+  const era = Math.floor(y / 400);
+  const yoe = y - era * 400;
+  const doy = Math.floor((153 * (m + (m > 2 ? -3 : 9)) + 2) / 5) + d - 1;
+  return era * 146097 + yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy - 719468;
+}
+
+/** The date `days` after 1970-01-01, as year, month (1-12) and day; the inverse of daysFromCivil. */
+function civilFromDays(days: number): [number, number, number] {
+  const z = days + 719468;
+  const era = Math.floor(z / 146097);
+  const doe = z - era * 146097;
+  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36524) - Math.floor(doe / 146096)) / 365);
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const m = mp < 10 ? mp + 3 : mp - 9;
+  return [era * 400 + yoe + (m <= 2 ? 1 : 0), m, d];
+}
+
+/** Seconds since the epoch of 0000-01-01T00:00:00Z and just past 9999-12-31T23:59:59Z. */
+const FIRST_SECOND = daysFromCivil(0, 1, 1) * 86400;
+const END_SECOND = daysFromCivil(10000, 1, 1) * 86400;
+
+const two = (n: number) => (n < 10 ? '0' : '') + n;
+
+/** The last second formatted, and its text up to the fraction: files of one tree share seconds. */
+let lastSecond = NaN;
+let lastPrefix = '';
+
 /**
  * Formats nanoseconds since the Unix epoch as RFC 3339 UTC with exactly nine fraction
  * digits: `2026-11-22T10:00:00.123456789Z`. Years 0000..9999.
@@ -117,27 +155,45 @@ export function formatTime(ns: bigint): string {
   let sec = ns / NS;
   let frac = ns % NS;
   if (frac < 0n) { frac += NS; sec -= 1n; }
-  const d = new Date(Number(sec) * 1000);
-  const y = d.getUTCFullYear();
-  if (y < 0 || y > 9999 || Number.isNaN(y)) throw new FormatError('bad-time', `time ${ns}ns is outside the years 0000..9999`);
-  const p = (n: number, w = 2) => String(n).padStart(w, '0');
-  return `${p(y, 4)}-${p(d.getUTCMonth() + 1)}-${p(d.getUTCDate())}T${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())}.${frac.toString().padStart(9, '0')}Z`;
+  const s = Number(sec);
+  if (s !== lastSecond) {
+    if (!(s >= FIRST_SECOND && s < END_SECOND)) throw new FormatError('bad-time', `time ${ns}ns is outside the years 0000..9999`);
+    const days = Math.floor(s / 86400);
+    const t = s - days * 86400;
+    const [y, m, d] = civilFromDays(days);
+    lastPrefix = `${String(y).padStart(4, '0')}-${two(m)}-${two(d)}T${two(Math.floor(t / 3600))}:${two(Math.floor(t / 60) % 60)}:${two(t % 60)}.`;
+    lastSecond = s;
+  }
+  const f = String(frac);
+  return lastPrefix + (f.length === 9 ? f : '000000000'.slice(f.length) + f) + 'Z';
 }
+
+/** The number in `text` from `at`, `n` decimal digits long; -1 if any is not a digit. */
+function digits(text: string, at: number, n: number): number {
+  let v = 0;
+  for (let i = at; i < at + n; i++) {
+    const c = text.charCodeAt(i) - 0x30;
+    if (c < 0 || c > 9) return -1;
+    v = v * 10 + c;
+  }
+  return v;
+}
+
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
 /** Parses exactly the form `formatTime` writes; returns nanoseconds since the epoch. */
 export function parseTime(text: string, where: string): bigint {
-  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{9})Z$/.exec(text);
-  if (!m) throw new FormatError('bad-time', `${where}: expected a time like 2026-11-22T10:00:00.000000000Z, got ${JSON.stringify(text.slice(0, 40))}`);
-  const [y, mo, d, h, mi, s] = m.slice(1, 7).map(Number);
-  const back = new Date(0);
-  back.setUTCFullYear(y, mo - 1, d);
-  back.setUTCHours(h, mi, s, 0);
-  const t = back.getTime();
-  const check = new Date(t);
-  if (check.getUTCFullYear() !== y || check.getUTCMonth() !== mo - 1 || check.getUTCDate() !== d || check.getUTCHours() !== h || check.getUTCMinutes() !== mi || check.getUTCSeconds() !== s) {
+  const bad = () => new FormatError('bad-time', `${where}: expected a time like 2026-11-22T10:00:00.000000000Z, got ${JSON.stringify(text.slice(0, 40))}`);
+  if (text.length !== 30 || text.charCodeAt(4) !== 0x2d || text.charCodeAt(7) !== 0x2d || text.charCodeAt(10) !== 0x54 || text.charCodeAt(13) !== 0x3a ||
+    text.charCodeAt(16) !== 0x3a || text.charCodeAt(19) !== 0x2e || text.charCodeAt(29) !== 0x5a) throw bad();
+  const y = digits(text, 0, 4), mo = digits(text, 5, 2), d = digits(text, 8, 2);
+  const h = digits(text, 11, 2), mi = digits(text, 14, 2), s = digits(text, 17, 2), frac = digits(text, 20, 9);
+  if (y < 0 || mo < 0 || d < 0 || h < 0 || mi < 0 || s < 0 || frac < 0) throw bad();
+  const leap = y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0);
+  if (mo < 1 || mo > 12 || d < 1 || d > (mo === 2 && leap ? 29 : DAYS_IN_MONTH[mo - 1]) || h > 23 || mi > 59 || s > 59) {
     throw new FormatError('bad-time', `${where}: ${text} is not a valid date`);
   }
-  return BigInt(t / 1000) * NS + BigInt(m[7]);
+  return BigInt(daysFromCivil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s) * NS + BigInt(frac);
 }
 
 /** Splits a line on single spaces; rejects empty fields (double spaces, leading or trailing space). */

@@ -46,6 +46,20 @@ test('formatTime agrees with Date.toISOString where both apply', () => {
   }), runs(200));
 });
 
+test('parseTime accepts a calendar date and time exactly when Date does, and agrees with it', () => {
+  fc.assert(fc.property(fc.integer({ min: 0, max: 9999 }), fc.integer({ min: 0, max: 13 }), fc.integer({ min: 0, max: 32 }), fc.integer({ min: 0, max: 25 }), fc.integer({ min: 0, max: 61 }), fc.integer({ min: 0, max: 61 }), fc.integer({ min: 0, max: 999_999_999 }),
+    (y, mo, d, h, mi, s, frac) => {
+      const p = (n: number, w = 2) => String(n).padStart(w, '0');
+      const text = `${p(y, 4)}-${p(mo)}-${p(d)}T${p(h)}:${p(mi)}:${p(s)}.${p(frac, 9)}Z`;
+      const at = new Date(0);
+      at.setUTCFullYear(y, mo - 1, d);
+      at.setUTCHours(h, mi, s, 0);
+      const valid = at.getUTCFullYear() === y && at.getUTCMonth() === mo - 1 && at.getUTCDate() === d && at.getUTCHours() === h && at.getUTCMinutes() === mi && at.getUTCSeconds() === s;
+      if (valid) assert.equal(parseTime(text, 'prop'), BigInt(at.getTime() / 1000) * 1_000_000_000n + BigInt(frac));
+      else assert.throws(() => parseTime(text, 'prop'), { code: 'bad-time' });
+    }), runs(2000));
+});
+
 test('blockEntry/parseBlockEntry is the identity', () => {
   fc.assert(fc.property(uuidArb, fc.integer({ min: 0, max: 99_999_999 }), (uuid, index) => {
     assert.deepEqual(parseBlockEntry(blockEntry(uuid, index), 'prop'), { uuid, index });
