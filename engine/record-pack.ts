@@ -39,6 +39,16 @@ export function packRecord(r: FileRecord): Buffer {
   return out;
 }
 
+/** The kind of a packed record, read without unpacking it. */
+export function packedKind(v: Uint8Array): FileRecord['kind'] | undefined {
+  return ENTRY_KINDS[v[36]];
+}
+
+/** The size field of a packed record, read without unpacking it. */
+export function packedSize(v: Uint8Array): number {
+  return new DataView(v.buffer, v.byteOffset, v.length).getFloat64(47);
+}
+
 /** Unpacks what `packRecord` made; byte fields are views into `v`. */
 export function unpackRecord(v: Uint8Array): FileRecord {
   const b = Buffer.from(v.buffer, v.byteOffset, v.length);

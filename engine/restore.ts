@@ -26,7 +26,7 @@ import type { Storage } from './storage.js';
 import { VolumeReader, blockHashError } from './volumes.js';
 import { ExternalSorter, SORT_ARENA } from './sorter.js';
 import { WriterPool } from './writers.js';
-import { packRecord, unpackRecord } from './record-pack.js';
+import { packRecord, packedKind, packedSize, unpackRecord } from './record-pack.js';
 import { helperThreads } from './threads.js';
 
 /** Options of a restore. */
@@ -172,6 +172,26 @@ export class ComposedSnapshot {
   }
 
   /**
+   * The regular files and bytes that `chosen(include)` yields (what a restore's progress
+   * counts), counted without unpacking the records when nothing is filtered. Throws, as `records` does, if two records have one
+   * path: a restore calls it before it writes anything.
+   */
+  totals(include: RegExp[] | undefined): { files: number; bytes: number } {
+    let files = 0, bytes = 0;
+    if (include?.length) {
+      for (const r of this.chosen(include)) if (r.kind === 'file') { files++; bytes += r.size; }
+      return { files, bytes };
+    }
+    let prev: Buffer | null = null;
+    for (const [k, v] of this.byPath.sorted()) {
+      if (prev && prev.equals(k)) throw new FormatError('duplicate-path', `snapshot names ${fromTreeKey(k).toString('utf8')} twice`);
+      prev = Buffer.from(k);
+      if (packedKind(v) === 'file') { files++; bytes += packedSize(v); }
+    }
+    return { files, bytes };
+  }
+
+  /**
    * The records `include` chooses (all without it), in tree order, each preceded by the
    * directories above it that were not chosen themselves.
    */
@@ -257,8 +277,7 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
   const verifiers = await verifiersFor(storage, key);
   // A first pass counts (for progress) and refuses a snapshot that names a path twice
   // before anything is written.
-  let totalFiles = 0, totalBytes = 0;
-  for (const r of composed.chosen(o.include)) { totalFiles++; totalBytes += r.size; }
+  const { files: totalFiles, bytes: totalBytes } = composed.totals(o.include);
   const result: RestoreResult = { snapshot: composed.snapshot.record.name, files: 0, dirs: 0, symlinks: 0, bytes: 0, failures: [] };
   const root = Buffer.from(o.target.replace(/\/+$/, '') || '/');
   await mkdir(root, { recursive: true });

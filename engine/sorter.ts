@@ -116,13 +116,15 @@ class RunReader {
 
 /**
  * Sorts (key, value) pairs by key (bytewise), stably, in bounded memory.
- * Use once: add everything, then iterate `sorted()`, then `close()`.
+ * Add everything, then iterate `sorted()` (as often as needed), then `close()`.
  */
 export class ExternalSorter {
   private arena: Buffer;
   private used = 0;
   private offsets: number[] = [];
   private runs: string[] = [];
+  /** The arena's entries in key order, once sorted, until another is added. */
+  private ordered: number[] | null = null;
 
   /** The arena starts small and doubles up to `limit`, so a sorter that gets little costs little. */
   constructor(private readonly dir: string, private readonly name: string, private readonly limit = SORT_ARENA) {
@@ -148,6 +150,7 @@ export class ExternalSorter {
     write(a, at + 8 + key.length);
     this.used += n;
     this.offsets.push(at);
+    this.ordered = null;
   }
 
   /** Makes room for an entry of `n` bytes: a bigger arena while under the limit, else a spill. */
@@ -231,14 +234,19 @@ export class ExternalSorter {
     w.close();
     this.runs.push(path);
     this.offsets = [];
+    this.ordered = null;
     this.used = 0;
   }
 
-  /** Every pair in key order; equal keys in the order they were added. */
+  /**
+   * Every pair in key order; equal keys in the order they were added. May be iterated
+   * again: the order of an arena that never spilled is kept, not sorted twice.
+   */
   *sorted(): Generator<[key: Buffer, value: Buffer]> {
     if (this.runs.length === 0) {
       const a = this.arena;
-      for (const at of this.order()) {
+      this.ordered ??= this.order();
+      for (const at of this.ordered) {
         const kl = a.readUInt32BE(at), vl = a.readUInt32BE(at + 4);
         yield [a.subarray(at + 8, at + 8 + kl), a.subarray(at + 8 + kl, at + 8 + kl + vl)];
       }
@@ -262,6 +270,7 @@ export class ExternalSorter {
     this.runs = [];
     this.arena = Buffer.alloc(0);
     this.offsets = [];
+    this.ordered = null;
   }
 }
 

@@ -98,8 +98,10 @@ test('a chain made and restored with every scratch structure spilling equals the
 
   for (const [i, s] of a.entries()) {
     const out = join(spilled, `out-${i}`);
-    const r = await restore(openStorage(join(spilled, 'repo')), rk, { target: out, snapshot: s.snapshot, arena: 2048 });
+    let last: { files: number; bytes: number; totalFiles: number; totalBytes: number } | null = null;
+    const r = await restore(openStorage(join(spilled, 'repo')), rk, { target: out, snapshot: s.snapshot, arena: 2048, onProgress: (p) => { last = { ...p }; } });
     assert.deepEqual(r.failures, []);
+    assert.deepEqual(last, { files: r.files, bytes: r.bytes, totalFiles: r.files, totalBytes: r.bytes }, `snapshot ${i}: progress ends at the totals it announced`);
     assert.deepEqual(diffTrees(readTree(s.copy), readTree(out)), [], `snapshot ${i} restores as the tree was`);
   }
 });
@@ -108,8 +110,10 @@ test('restore --include with spilling brings the chosen entries and the director
   const dir = tempDir('spill-include');
   const steps = await chain(dir, TINY);
   const out = join(dir, 'out');
-  const r = await restore(openStorage(join(dir, 'repo')), rk, { target: out, include: [/^d1[0-2]\/sub\/f0\.txt$/], arena: 1024 });
+  let totals: number[] = [];
+  const r = await restore(openStorage(join(dir, 'repo')), rk, { target: out, include: [/^d1[0-2]\/sub\/f0\.txt$/], arena: 1024, onProgress: (p) => { totals = [p.totalFiles, p.totalBytes]; } });
   assert.deepEqual(r.failures, []);
+  assert.deepEqual(totals, [r.files, r.bytes], 'the totals count what the filter chose');
   const only = (p: string) => /^d1[0-2](\/sub(\/f0\.txt)?)?$/.test(p);
   assert.deepEqual(diffTrees(readTree(steps[2].copy), readTree(out), { only }), []);
   assert.equal(r.files, 3);
