@@ -9,7 +9,7 @@
  *
  * Any authentication failure is one `AuthError`; no partial plaintext ever escapes.
  */
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import * as openpgp from 'openpgp';
 import { AuthError, FormatError, KeyError, IebsError } from '../formats/errors.js';
 import { Readable } from 'node:stream';
@@ -42,32 +42,40 @@ export { hmac, sha384 } from './hashes.js';
  * Seals `payload` (already compressed by `codec`) into an envelope under `key`, binding
  * `context`. `plainLength` is the length before compression.
  */
-export function sealEnvelope(key: Uint8Array, nonce: Uint8Array, codec: number, plainLength: number, payload: Uint8Array, context: Uint8Array): Uint8Array {
+export function sealEnvelope(key: Uint8Array | KeyObject, nonce: Uint8Array, codec: number, plainLength: number, payload: Uint8Array, context: Uint8Array): Uint8Array {
+  return concatBytes(...sealEnvelopeParts(key, nonce, codec, plainLength, payload, context));
+}
+
+/**
+ * `sealEnvelope` as its pieces in order (header, ciphertext, tag), for a writer that
+ * appends them one after another: joining them would copy every stored byte once more.
+ */
+export function sealEnvelopeParts(key: Uint8Array | KeyObject, nonce: Uint8Array, codec: number, plainLength: number, payload: Uint8Array, context: Uint8Array): Uint8Array[] {
   const header = encodeEnvelopeHeader({ codec, plainLength, nonce });
   const c = createCipheriv('aes-256-gcm', key, nonce);
   c.setAAD(concatBytes(header, context));
-  const out = new Uint8Array(ENVELOPE_HEADER + payload.length + TAG_LENGTH);
-  out.set(header, 0);
-  const body = c.update(payload);
-  out.set(body, ENVELOPE_HEADER);
+  const parts: Uint8Array[] = [header, c.update(payload)];
   const fin = c.final();
-  out.set(fin, ENVELOPE_HEADER + body.length);
-  out.set(c.getAuthTag(), ENVELOPE_HEADER + body.length + fin.length);
-  return out;
+  if (fin.length) parts.push(fin);
+  parts.push(c.getAuthTag());
+  return parts;
 }
 
 /**
  * Opens an envelope; returns the codec, the recorded plain length and the compressed
  * payload. Throws AuthError if it does not authenticate under `key` and `context`.
  */
-export function openEnvelope(key: Uint8Array, env: Uint8Array, context: Uint8Array, maxPlain: number, where: string): { codec: number; plainLength: number; payload: Uint8Array } {
+export function openEnvelope(key: Uint8Array | KeyObject, env: Uint8Array, context: Uint8Array, maxPlain: number, where: string): { codec: number; plainLength: number; payload: Uint8Array } {
   const h = decodeEnvelopeHeader(env, maxPlain, where);
   const d = createDecipheriv('aes-256-gcm', key, h.nonce);
   d.setAAD(concatBytes(env.subarray(0, ENVELOPE_HEADER), context));
   d.setAuthTag(env.subarray(env.length - TAG_LENGTH));
   let payload: Buffer;
   try {
-    payload = Buffer.concat([d.update(env.subarray(ENVELOPE_HEADER, env.length - TAG_LENGTH)), d.final()]);
+    payload = d.update(env.subarray(ENVELOPE_HEADER, env.length - TAG_LENGTH));
+    // GCM gives all of its output from update; final only checks the tag (no copy to join).
+    const rest = d.final();
+    if (rest.length) payload = Buffer.concat([payload, rest]);
   } catch (cause) {
     throw new AuthError('auth-failed', `${where}: data does not authenticate (damaged, moved or wrong key)`, { cause });
   }

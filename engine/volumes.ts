@@ -13,7 +13,7 @@
  * Reading: `VolumeReader` opens a volume's header once (unsealing its data key with the
  * restore key) and then reads single envelopes by range.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, createSecretKey, type Hash, type KeyObject } from 'node:crypto';
 import type * as openpgp from 'openpgp';
 import { FormatError, NotFoundError } from '../formats/errors.js';
 import { blockContext, counterNonce, ENVELOPE_HEADER, TAG_LENGTH } from '../formats/envelope.js';
@@ -22,7 +22,7 @@ import { blockEntry, volumeName } from '../formats/names.js';
 import { encodeTarHeader, decodeTarHeader, tarPadding, tarEntrySize, TAR_BLOCK } from '../formats/tar.js';
 import { CATALOG_ENTRY_PREFIX, VOLUME_HEADER_ENTRY, decodeVolumeHeader, encodeVolumeHeader, encodeVolumeKey, decodeVolumeKey } from '../formats/volume.js';
 import type { ObjectRef } from '../formats/snapshot.js';
-import { openEnvelope, pgpOpenBytes, pgpSealBytes, random, sealEnvelope } from './crypto.js';
+import { openEnvelope, pgpOpenBytes, pgpSealBytes, random, sealEnvelopeParts } from './crypto.js';
 import { compressBlock, decompressBlock, type CodecChoice } from './codec.js';
 import type { ObjectWriter, Storage } from './storage.js';
 import { LAYOUT } from './repo.js';
@@ -48,7 +48,8 @@ interface OpenVolume {
   name: string;
   number: number;
   id: Uint8Array;
-  key: Uint8Array;
+  /** The data key, made a KeyObject once: a cipher is made from it for every envelope. */
+  key: KeyObject;
   writer: ObjectWriter;
   hash: Hash;
   size: number;
@@ -144,11 +145,14 @@ export class VolumeSet {
     return v && v.queued > MAX_QUEUED ? v.writes : undefined;
   }
 
-  private entry(v: OpenVolume, name: string, data: Uint8Array): number {
-    this.append(v, encodeTarHeader(name, data.length, Number(this.o.time / 1_000_000_000n)));
+  /** Appends tar entry `name` whose content is `parts` in order; returns its data offset. */
+  private entry(v: OpenVolume, name: string, ...parts: Uint8Array[]): number {
+    let length = 0;
+    for (const p of parts) length += p.length;
+    this.append(v, encodeTarHeader(name, length, Number(this.o.time / 1_000_000_000n)));
     const dataOffset = v.size;
-    this.append(v, data);
-    const pad = tarPadding(data.length);
+    for (const p of parts) this.append(v, p);
+    const pad = tarPadding(length);
     if (pad) this.append(v, ZEROS.subarray(0, pad));
     return dataOffset;
   }
@@ -160,7 +164,7 @@ export class VolumeSet {
     const sealed = await pgpSealBytes(encodeVolumeKey(id, key), this.o.recipients, this.o.signer);
     const writer = await this.o.storage.create(`${LAYOUT.volumes}/${name}`);
     const v: OpenVolume = {
-      name, number, id, key, writer, hash: createHash('sha384'), size: 0, entries: 0, catalogPieces: 0, catalog: [], catalogBytes: 0, enc: null,
+      name, number, id, key: createSecretKey(key), writer, hash: createHash('sha384'), size: 0, entries: 0, catalogPieces: 0, catalog: [], catalogBytes: 0, enc: null,
       pending: [], pendingBytes: 0, writes: Promise.resolve(), queued: 0,
     };
     this.entry(v, VOLUME_HEADER_ENTRY, encodeVolumeHeader({ volumeId: id, name, snapshot: this.o.snapshot, time: this.o.time, sealed }));
@@ -175,8 +179,10 @@ export class VolumeSet {
   /** Seals an already compressed payload as entry `name` of `v`; returns where it went. */
   private sealAt(v: OpenVolume, name: string, codec: number, plainLength: number, payload: Uint8Array): { dataOffset: number; length: number } {
     v.entries++;
-    const env = sealEnvelope(v.key, counterNonce(v.entries), codec, plainLength, payload, blockContext(v.id, name));
-    return { dataOffset: this.entry(v, name, env), length: env.length };
+    const env = sealEnvelopeParts(v.key, counterNonce(v.entries), codec, plainLength, payload, blockContext(v.id, name));
+    let length = 0;
+    for (const p of env) length += p.length;
+    return { dataOffset: this.entry(v, name, ...env), length };
   }
 
   /** Adds a record to the catalogue; `encoded`, if given, is `encodeRecord(r)` made already. */
@@ -298,7 +304,7 @@ export class VolumeSet {
 }
 
 /** An opened volume: its header, data key and size. */
-interface OpenedVolume { id: Uint8Array; key: Uint8Array; snapshot: string; size: number }
+interface OpenedVolume { id: Uint8Array; key: KeyObject; snapshot: string; size: number }
 
 /** Envelopes up to this size, read in order, are read through a window of the volume. */
 const WINDOW_ENVELOPE = 64 * 1024;
@@ -335,7 +341,7 @@ export class VolumeReader {
     const h = decodeVolumeHeader(await this.storage.getRange(object, TAR_BLOCK, th.size), volume);
     if (h.name !== volume) throw new FormatError('bad-volume', `${volume}: header names it ${h.name} (renamed or swapped)`);
     const plain = await pgpOpenBytes(h.sealed, this.decryptionKeys, this.verifiers, `${volume} sealed key`);
-    return { id: h.volumeId, key: decodeVolumeKey(plain, h.volumeId, volume), snapshot: h.snapshot, size };
+    return { id: h.volumeId, key: createSecretKey(decodeVolumeKey(plain, h.volumeId, volume)), snapshot: h.snapshot, size };
   }
 
   /** The envelope of `ref`, from the window when it lies there (see the class). */

@@ -70,8 +70,15 @@ const enc = new TextEncoder();
  * `"iebs-volume-entry" || 0x00 || volume id (16) || entry name (ASCII)`.
  */
 export function blockContext(volumeId: Uint8Array, entry: string): Uint8Array {
-  return concatBytes(enc.encode('iebs-volume-entry\0'), volumeId, enc.encode(entry));
+  // Written into one buffer: one is made for every block stored or read.
+  const out = Buffer.allocUnsafe(VOLUME_ENTRY.length + volumeId.length + Buffer.byteLength(entry));
+  out.set(VOLUME_ENTRY, 0);
+  out.set(volumeId, VOLUME_ENTRY.length);
+  out.write(entry, VOLUME_ENTRY.length + volumeId.length, 'utf8');
+  return out;
 }
+
+const VOLUME_ENTRY = enc.encode('iebs-volume-entry\0');
 
 /**
  * The context bound into piece number `piece` (from 0) of an index object:
