@@ -102,8 +102,19 @@ export interface BackupResult {
   created: boolean;
 }
 
+/**
+ * What a backup keeps of an entry's lstat. The walk hands entries on ahead of their
+ * turn (up to LOOKAHEAD of them), so they live long enough to be copied by the garbage
+ * collector; Node's BigIntStats, with its 18 BigInts, would be copied with them.
+ */
+interface EntryStat extends FileMeta { uid: bigint; gid: bigint }
+
+function entryStat(st: BigIntStats): EntryStat {
+  return { size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, mode: st.mode, uid: st.uid, gid: st.gid };
+}
+
 /** One entry the walker yields. */
-interface WalkEntry { rel: Buffer; abs: Buffer; st: BigIntStats; kind: EntryKind }
+interface WalkEntry { rel: Buffer; abs: Buffer; st: EntryStat; kind: EntryKind }
 
 const SEP = Buffer.from('/');
 
@@ -176,8 +187,8 @@ function* walk(sources: string[], o: BackupOptions, warn: (w: Warning) => void):
       if (!kind) { warn({ path: crel.toString('utf8'), message: 'skipped: not a regular file, directory or symlink' }); continue; }
       if (kind === 'dir') {
         const inner = yield* dir(cabs, crel);
-        if (inner || included(crel)) { any = true; yield { rel: crel, abs: cabs, st, kind }; }
-      } else if (included(crel)) { any = true; yield { rel: crel, abs: cabs, st, kind }; }
+        if (inner || included(crel)) { any = true; yield { rel: crel, abs: cabs, st: entryStat(st), kind }; }
+      } else if (included(crel)) { any = true; yield { rel: crel, abs: cabs, st: entryStat(st), kind }; }
     }
     return any;
   }
@@ -186,14 +197,14 @@ function* walk(sources: string[], o: BackupOptions, warn: (w: Warning) => void):
     const kind = kindOf(r.st);
     if (kind === 'dir') {
       const inner = yield* dir(r.abs, r.prefix);
-      if (r.prefix.length && (inner || included(r.prefix))) yield { rel: r.prefix, abs: r.abs, st: r.st, kind };
+      if (r.prefix.length && (inner || included(r.prefix))) yield { rel: r.prefix, abs: r.abs, st: entryStat(r.st), kind };
     } else if (kind) {
-      if (included(r.prefix)) yield { rel: r.prefix, abs: r.abs, st: r.st, kind };
+      if (included(r.prefix)) yield { rel: r.prefix, abs: r.abs, st: entryStat(r.st), kind };
     } else throw new UsageError('bad-source', `${r.abs.toString()}: not a file, directory or symlink`);
   }
 }
 
-function sameMeta(prev: PathState | undefined, kind: EntryKind, st: BigIntStats): boolean {
+function sameMeta(prev: PathState | undefined, kind: EntryKind, st: FileMeta): boolean {
   return !!prev && prev.kind === kind && prev.size === (kind === 'file' ? Number(st.size) : 0) && prev.mtimeNs === st.mtimeNs &&
     prev.ctimeNs === st.ctimeNs && prev.ino === st.ino && prev.mode === Number(st.mode & 0o7777n);
 }
@@ -487,7 +498,7 @@ type Op =
   | { t: 'begin' }
   | { t: 'block'; id: Uint8Array; ref: Part['ref']; packed: CompressedBlock | Promise<CompressedBlock>; writing: Writing }
   | { t: 'drop' }
-  | { t: 'end'; st: Pick<BigIntStats, keyof FileMeta>; parts: Part[] };
+  | { t: 'end'; st: FileMeta; parts: Part[] };
 
 /** New blocks' bytes a file gathers before it submits them as one writer step. */
 const STEP_BYTES = 4 * 1024 * 1024;
@@ -717,7 +728,7 @@ function placeOf(p: Placement | Writing): Placement {
  * Ends an entry whose blocks are placed: its catalogue record, manifest record and index
  * line. `st` is the metadata the entry was read with; `pathId` its keyed path id.
  */
-async function writeEntry(w: FileWriter, pathId: Uint8Array, rec: FileRecord, st: Pick<BigIntStats, keyof FileMeta>, parts: Part[]): Promise<void> {
+async function writeEntry(w: FileWriter, pathId: Uint8Array, rec: FileRecord, st: FileMeta, parts: Part[]): Promise<void> {
   const blocks: BlockRef[] = [];
   for (const { ref, place } of parts) {
     const at = placeOf(place);
@@ -735,14 +746,14 @@ async function writeEntry(w: FileWriter, pathId: Uint8Array, rec: FileRecord, st
 }
 
 /** Takes the metadata an entry was read with into its record. */
-function settleMeta(rec: FileRecord, st: Pick<BigIntStats, keyof FileMeta>): void {
+function settleMeta(rec: FileRecord, st: FileMeta): void {
   rec.size = rec.kind === 'file' ? Number(st.size) : 0;
   rec.mtimeNs = st.mtimeNs;
   rec.mode = Number(st.mode & 0o7777n);
 }
 
 /** Submits the step that ends an entry without blocks of its own to read (a directory or symlink). */
-function finishEntry(w: FileWriter, pathId: Uint8Array, rec: FileRecord, st: Pick<BigIntStats, keyof FileMeta>): void {
+function finishEntry(w: FileWriter, pathId: Uint8Array, rec: FileRecord, st: FileMeta): void {
   settleMeta(rec, st);
   w.pipe.after(() => writeEntry(w, pathId, rec, st, []));
 }
