@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
 import type * as openpgp from 'openpgp';
 import { FormatError, IebsError, IoError, AuthError, KeyError } from '../formats/errors.js';
-import { DocParser, LineSplitter, type FileRecord, type ManifestHeader } from '../formats/manifest.js';
+import { DocParser, LineSplitter, type BlockRef, type FileRecord, type ManifestHeader } from '../formats/manifest.js';
 import { pgpOpenStreamThreaded } from './pgp-thread.js';
 import { chainOf, findSnapshot, LAYOUT, listSnapshots, readConfig, repoPublicKeys, type Snapshot } from './repo.js';
 import type { RestoreKey } from './keys.js';
@@ -27,6 +27,7 @@ import { VolumeReader, blockHashError } from './volumes.js';
 import { ExternalSorter, SORT_ARENA } from './sorter.js';
 import { WriterPool } from './writers.js';
 import { packRecord, packedKind, packedSize, unpackRecord } from './record-pack.js';
+import { sha384 } from './hashes.js';
 import { helperThreads } from './threads.js';
 
 /** Options of a restore. */
@@ -39,6 +40,12 @@ export interface RestoreOptions {
   arena?: number;
   /** Writer threads for small files (default: one per core beside the main one, 1 to 4). */
   writers?: number;
+  /**
+   * Bytes handed to the writer threads and not yet written above which this thread checks
+   * blocks against their sha384 itself (default CHECK_HERE_BACKLOG; 0 always, Infinity
+   * never: tests take each path).
+   */
+  checkHereAbove?: number;
 }
 
 /** A file that could not be restored, and why. */
@@ -57,6 +64,13 @@ const IN_FLIGHT_BYTES = 32 * 1024 * 1024;
 const MAX_HELD = 4 * 1024 * 1024;
 /** Blocks of one file restored at once. */
 const BLOCKS_AHEAD = 4;
+
+/**
+ * Writer backlog above which blocks are checked here. The writers check blocks while they
+ * keep up; on large files they fall behind (hashing is most of their work) while this
+ * thread waits for them, so it takes the check over for as long as they lag.
+ */
+const CHECK_HERE_BACKLOG = 8 * 1024 * 1024;
 
 /** Largest manifest a reader accepts. */
 const MAX_MANIFEST = 4 * 1024 * 1024 * 1024;
@@ -297,7 +311,7 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
     let heldBytes = 0;
     const one = async (r: FileRecord) => {
       try {
-        await restoreFile(safe, reader, r, writers, asRoot, (n) => { progress.bytes += n; o.onProgress?.(progress); });
+        await restoreFile(safe, reader, r, writers, o.checkHereAbove ?? CHECK_HERE_BACKLOG, asRoot, (n) => { progress.bytes += n; o.onProgress?.(progress); });
         result.files++; result.bytes += r.size;
       } catch (e) {
         if (!(e instanceof IebsError)) throw e;
@@ -391,8 +405,18 @@ function writeError(e: unknown, safe: SafeTarget, final: Buffer): unknown {
   return e;
 }
 
-async function restoreFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord, writers: WriterPool, asRoot: boolean, onBytes: (n: number) => void): Promise<void> {
-  if (r.blocks.length <= 1) return restoreSmallFile(safe, reader, r, writers, asRoot, onBytes);
+/**
+ * The digest a writer must check `data` against: block `b`'s, or none when the writers
+ * are more than `above` bytes behind and it was checked here (it throws if it failed).
+ */
+function digestForWriter(writers: WriterPool, above: number, b: BlockRef, data: Uint8Array): Uint8Array | undefined {
+  if (writers.backlog() <= above) return b.sha384;
+  if (!Buffer.from(sha384(data)).equals(b.sha384)) throw blockHashError(b);
+  return undefined;
+}
+
+async function restoreFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord, writers: WriterPool, checkAbove: number, asRoot: boolean, onBytes: (n: number) => void): Promise<void> {
+  if (r.blocks.length <= 1) return restoreSmallFile(safe, reader, r, writers, checkAbove, asRoot, onBytes);
   const final = await safe.leaf(r.path);
   const tmp = besides(final);
   const fh = await open(tmp, 'wx', 0o600);
@@ -410,8 +434,9 @@ async function restoreFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord
       const p: Promise<void> = (async () => {
         const data = await reader.readUnchecked(b);
         const size = data.length;
+        const digest = digestForWriter(writers, checkAbove, b, data);
         try {
-          await writers.writeBlock({ fd: fh.fd, offset: b.offset, data, sha384: b.sha384 });
+          await writers.writeBlock({ fd: fh.fd, offset: b.offset, data, sha384: digest });
         } catch (e) {
           throw (e as NodeJS.ErrnoException).code === 'BAD-HASH' ? blockHashError(b) : e;
         }
@@ -443,15 +468,16 @@ async function restoreFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord
  * Restores a file of at most one block: the block is read here, then a writer thread
  * checks it, and writes, stamps and renames the file (engine/writers.ts).
  */
-async function restoreSmallFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord, writers: WriterPool, asRoot: boolean, onBytes: (n: number) => void): Promise<void> {
+async function restoreSmallFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord, writers: WriterPool, checkAbove: number, asRoot: boolean, onBytes: (n: number) => void): Promise<void> {
   const b = r.blocks[0];
   const data = b ? await reader.readUnchecked(b) : new Uint8Array(0);
   const size = data.length;
   if (size !== r.size || (b && b.offset !== 0)) throw new FormatError('bad-size', `${Buffer.from(r.path).toString('utf8')}: restored ${size} bytes, expected ${r.size}`);
+  const digest = b ? digestForWriter(writers, checkAbove, b, data) : undefined;
   const final = await safe.leaf(r.path);
   try {
     await writers.write({
-      tmp: besides(final).toString('latin1'), final: final.toString('latin1'), data, sha384: b?.sha384, mode: r.mode, mtime: Number(r.mtimeNs) / 1e9,
+      tmp: besides(final).toString('latin1'), final: final.toString('latin1'), data, sha384: digest, mode: r.mode, mtime: Number(r.mtimeNs) / 1e9,
       owner: asRoot ? { uid: r.uid, gid: r.gid } : undefined,
     });
     onBytes(size);

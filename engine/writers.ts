@@ -19,11 +19,11 @@ import { HELPER_HEAP } from './threads.js';
 export interface SmallFile { tmp: string; final: string; data: Uint8Array; sha384?: Uint8Array; mode: number; mtime: number; owner?: { uid: number; gid: number } }
 
 /**
- * A block of a larger file: written at `offset` into the open file `fd` once its content
- * hashes to `sha384` (else the error code is BAD-HASH and nothing is written). The caller
- * keeps `fd` open until the write has answered.
+ * A block of a larger file: written at `offset` into the open file `fd`, once its content
+ * hashes to `sha384` when that is given (else the error code is BAD-HASH and nothing is
+ * written). The caller keeps `fd` open until the write has answered.
  */
-export interface BlockWrite { fd: number; offset: number; data: Uint8Array; sha384: Uint8Array }
+export interface BlockWrite { fd: number; offset: number; data: Uint8Array; sha384?: Uint8Array }
 
 /** What a batch carries. */
 export type WriterItem = { t: 'file'; file: SmallFile } | { t: 'block'; block: BlockWrite };
@@ -36,12 +36,12 @@ const BATCH_FILES = 32;
 const BATCH_BYTES = 1024 * 1024;
 
 interface Waiting { resolve: () => void; reject: (e: Error) => void }
-interface Writer { worker: Worker; queued: number }
+interface Writer { worker: Worker; queued: number; queuedBytes: number }
 
 /** A set of writer threads. */
 export class WriterPool {
   private readonly writers: Writer[];
-  private readonly batches = new Map<number, { writer: Writer; waiting: Waiting[] }>();
+  private readonly batches = new Map<number, { writer: Writer; waiting: Waiting[]; bytes: number }>();
   private items: WriterItem[] = [];
   private transfer: ArrayBuffer[] = [];
   private waiting: Waiting[] = [];
@@ -52,7 +52,7 @@ export class WriterPool {
 
   constructor(count: number) {
     this.writers = Array.from({ length: Math.max(1, count) }, () => {
-      const w: Writer = { worker: new Worker(new URL('./write-worker.js', import.meta.url), { resourceLimits: HELPER_HEAP }), queued: 0 };
+      const w: Writer = { worker: new Worker(new URL('./write-worker.js', import.meta.url), { resourceLimits: HELPER_HEAP }), queued: 0, queuedBytes: 0 };
       w.worker.on('message', (m: FromWriter) => this.receive(m));
       w.worker.on('error', (e) => this.fail(`a writer thread failed: ${e.message}`));
       w.worker.on('exit', (code) => { if (code !== 0) this.fail(`a writer thread exited with code ${code}`); });
@@ -70,12 +70,19 @@ export class WriterPool {
   }
 
   /**
-   * Checks and writes a block of an open file; rejects with an Error whose `code` is
-   * the errno code, or BAD-HASH. `b.data` is moved to the thread when it owns its buffer.
+   * Checks (when `b.sha384` is given) and writes a block of an open file; rejects with an
+   * Error whose `code` is the errno code, or BAD-HASH. `b.data` is moved to the thread when it owns its buffer.
    */
   writeBlock(b: BlockWrite): Promise<void> {
     const data = this.sendable(b.data);
-    return this.add({ t: 'block', block: { ...b, data, sha384: new Uint8Array(b.sha384) } }, data.length);
+    return this.add({ t: 'block', block: { ...b, data, sha384: b.sha384 && new Uint8Array(b.sha384) } }, data.length);
+  }
+
+  /** Bytes handed to the pool and not yet written: how far the threads are behind. */
+  backlog(): number {
+    let n = this.bytes;
+    for (const w of this.writers) n += w.queuedBytes;
+    return n;
   }
 
   /**
@@ -112,8 +119,9 @@ export class WriterPool {
     if (this.items.length === 0) return;
     const w = this.writers.reduce((a, b) => (b.queued < a.queued ? b : a));
     const id = this.nextId++;
-    this.batches.set(id, { writer: w, waiting: this.waiting });
+    this.batches.set(id, { writer: w, waiting: this.waiting, bytes: this.bytes });
     w.queued += this.items.length;
+    w.queuedBytes += this.bytes;
     try {
       w.worker.postMessage({ id, items: this.items }, this.transfer);
     } catch (e) {
@@ -128,6 +136,7 @@ export class WriterPool {
     if (!b) return;
     this.batches.delete(m.id);
     b.writer.queued -= b.waiting.length;
+    b.writer.queuedBytes -= b.bytes;
     m.results.forEach((r, i) => {
       if (r === null) b.waiting[i].resolve();
       else b.waiting[i].reject(Object.assign(new Error(r.message), { code: r.code }));

@@ -68,7 +68,7 @@ test('a snapshot whose manifest names one path twice is refused before anything 
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('a block that does not hash to what its record says is reported, and its file is not written', async () => {
+for (const [where, checkHereAbove] of [['the writer threads', Infinity], ['the main thread', 0]] as const) test(`a block that does not hash to what its record says is reported, and its file is not written (checked on ${where})`, async () => {
   const { bk, rk } = await loadKeys();
   const dir = tempDir('forged-hash');
   const src = join(dir, 'src');
@@ -88,7 +88,7 @@ test('a block that does not hash to what its record says is reported, and its fi
   }));
 
   const out = join(dir, 'out');
-  const result = await restore(openStorage(join(dir, 'repo')), rk, { target: out });
+  const result = await restore(openStorage(join(dir, 'repo')), rk, { target: out, checkHereAbove });
   assert.deepEqual(result.failures.map((f) => f.path), ['big.bin', 'small.txt']);
   for (const f of result.failures) assert.match(f.message, /block content does not match its sha384/);
   assert.deepEqual(readdirSync(out), ['untouched.txt'], 'no file or temporary file of the two is left');
