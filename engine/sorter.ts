@@ -16,6 +16,9 @@ import { openSync, writeSync, readSync, closeSync, rmSync, fstatSync } from 'nod
 import { createHash, type Hash } from 'node:crypto';
 import { join } from 'node:path';
 
+/** Entry numbers an arena sort tells apart (24 bits). */
+const ENTRY_SPAN = 2 ** 24;
+
 /** Default arena of a sorter: entries beyond it spill to disk. */
 export const SORT_ARENA = 16 * 1024 * 1024;
 
@@ -171,56 +174,74 @@ export class ExternalSorter {
   }
 
   /**
-   * Offsets of the arena's entries in key order (ties in insertion order). Five bytes of
-   * each key, the five after the prefix all the keys share (paths share their leading
-   * folders), go with the entry's number into one 64-bit integer, and a typed array of
-   * those sorts natively; only entries whose five bytes are equal are then compared
-   * whole. Sorting 100,000 keyed ids took 0.7 s by `Buffer.compare` alone.
+   * Offsets of the arena's entries in key order (ties in insertion order): a radix sort
+   * on bytes, three at a time. Three bytes of each key, after the prefix the keys of a
+   * range share (paths share their leading folders), go with the entry's number into one
+   * integer below 2^53 (each byte as 1 to 256, a key that has ended as 0), and a
+   * Float64Array of those sorts natively; a run of entries whose three bytes are equal
+   * and whose keys go on is sorted the same way on the bytes after them. Small ranges are sorted by
+   * comparing keys. Sorting 100,000 keyed ids took 0.7 s by `Buffer.compare` alone, and
+   * 41,000 paths that share their first five bytes 0.25 s when those runs were sorted by
+   * comparing whole keys.
    */
   private order(): number[] {
+    // 257^3 digit values times ENTRY_SPAN entry numbers stay below 2^53: exact as doubles.
     const a = this.arena;
     const offsets = this.offsets;
     const n = offsets.length;
-    let shared = n ? a.readUInt32BE(offsets[0]) : 0;
-    for (let i = 1; i < n && shared > 0; i++) {
-      const at = offsets[i];
-      const kl = Math.min(shared, a.readUInt32BE(at));
-      let j = 0;
-      while (j < kl && a[at + 8 + j] === a[offsets[0] + 8 + j]) j++;
-      shared = j;
-    }
-    // A key that ends within the five bytes is padded with zeros; equal prefixes are settled below.
-    if (n > 0xffffff) throw new RangeError(`${n} entries in one sort arena`);
-    const prefix = new Float64Array(n);
-    const packed = new BigUint64Array(n);
-    for (let i = 0; i < n; i++) {
-      const at = offsets[i];
-      const kl = a.readUInt32BE(at);
-      let p = 0;
-      for (let j = shared; j < shared + 5; j++) p = p * 256 + (j < kl ? a[at + 8 + j] : 0);
-      prefix[i] = p;
-      packed[i] = (BigInt(p) << 24n) | BigInt(i);
-    }
-    packed.sort();
+    if (n >= ENTRY_SPAN) throw new RangeError(`${n} entries in one sort arena`);
     const entry = new Uint32Array(n);
-    for (let i = 0; i < n; i++) entry[i] = Number(packed[i] & 0xffffffn);
+    for (let i = 0; i < n; i++) entry[i] = i;
+    const digits = new Float64Array(n);
+    const packed = new Float64Array(n);
+    const keyLength = (e: number) => a.readUInt32BE(offsets[e]);
+    const whole = (x: number, y: number) => {
+      const xo = offsets[x], yo = offsets[y];
+      return a.compare(a, yo + 8, yo + 8 + a.readUInt32BE(yo), xo + 8, xo + 8 + a.readUInt32BE(xo)) || x - y;
+    };
+    // Ranges of `entry` still to sort, each with the key bytes its entries share.
+    const stack: number[] = [0, n, 0];
+    while (stack.length) {
+      let depth = stack.pop()!;
+      const hi = stack.pop()!, lo = stack.pop()!;
+      if (hi - lo <= 32) {
+        const run = Array.from(entry.subarray(lo, hi)).sort(whole);
+        for (let k = 0; k < run.length; k++) entry[lo + k] = run[k];
+        continue;
+      }
+      // Skip the bytes all keys of the range share beyond `depth`.
+      const first = offsets[entry[lo]] + 8;
+      let shared = keyLength(entry[lo]);
+      for (let i = lo + 1; i < hi && shared > depth; i++) {
+        const at = offsets[entry[i]] + 8;
+        const kl = Math.min(shared, keyLength(entry[i]));
+        let j = depth;
+        while (j < kl && a[at + j] === a[first + j]) j++;
+        shared = j;
+      }
+      depth = Math.max(depth, shared);
+      for (let i = lo; i < hi; i++) {
+        const e = entry[i];
+        const at = offsets[e] + 8;
+        const kl = keyLength(e);
+        let d = 0;
+        for (let j = depth; j < depth + 3; j++) d = d * 257 + (j < kl ? a[at + j] + 1 : 0);
+        digits[e] = d;
+        packed[i] = d * ENTRY_SPAN + e;
+      }
+      packed.subarray(lo, hi).sort();
+      for (let i = lo; i < hi; i++) entry[i] = packed[i] % ENTRY_SPAN;
+      for (let i = lo; i < hi;) {
+        const d = digits[entry[i]];
+        let j = i + 1;
+        while (j < hi && digits[entry[j]] === d) j++;
+        // Equal digits ending in 0: equal keys, already in insertion order.
+        if (j - i > 1 && d % 257 !== 0) stack.push(i, j, depth + 3);
+        i = j;
+      }
+    }
     const out = new Array<number>(n);
     for (let i = 0; i < n; i++) out[i] = offsets[entry[i]];
-    // Runs of equal prefixes: compare the whole keys (entry numbers keep ties stable).
-    const whole = (x: number, y: number) => {
-      const xk = a.readUInt32BE(x), yk = a.readUInt32BE(y);
-      return a.compare(a, y + 8, y + 8 + yk, x + 8, x + 8 + xk) || x - y;
-    };
-    for (let i = 0; i < n;) {
-      const p = prefix[entry[i]];
-      let j = i + 1;
-      while (j < n && prefix[entry[j]] === p) j++;
-      if (j - i > 1) {
-        const run = out.slice(i, j).sort(whole);
-        for (let k = 0; k < run.length; k++) out[i + k] = run[k];
-      }
-      i = j;
-    }
     return out;
   }
 

@@ -58,6 +58,28 @@ test('keys that share a long prefix, end inside it or just after it, sort bytewi
   }
 });
 
+test('tree keys: folders within folders, runs that share long prefixes, zero bytes and repeats sort bytewise and stably', () => {
+  // The sorter takes four bytes at a time, deeper only within runs whose bytes so far
+  // are equal; a key that ends must sort before one that goes on with a zero byte.
+  const words = ['', '\0', '\0\0', 'a', 'a\0', 'a\0b', 'ab', 'abc', 'abcd', 'abcd\0', 'abcde', '\xff\xff', 'src', 'src\0main'];
+  const long = 'x'.repeat(3000);
+  const input: [Buffer, Buffer][] = [];
+  for (let i = 0; i < 6000; i++) {
+    const depth = 1 + Math.floor(Math.random() * 4);
+    const parts = Array.from({ length: depth }, () => words[Math.floor(Math.random() * words.length)]);
+    if (i % 5 === 0) parts.unshift(long);
+    if (i % 7 === 0) parts.push(randomBytes(Math.floor(Math.random() * 6)).toString('latin1'));
+    input.push([Buffer.from(parts.join('\0'), 'latin1'), Buffer.from(String(i))]);
+  }
+  for (const arena of [1 << 22, 20000]) {
+    const s = new ExternalSorter(tempDir('sort'), 'tree', arena);
+    for (const [k, v] of input) s.add(k, v);
+    const got = [...s.sorted()].map(([k, v]) => `${k.toString('hex')}:${v}`);
+    assert.deepEqual(got, stableSorted(input).map(([k, v]) => `${k.toString('hex')}:${v}`), `arena ${arena}`);
+    s.close();
+  }
+});
+
 test('an entry larger than the arena is sorted with the rest', () => {
   const s = new ExternalSorter(tempDir('sort'), 'big', 256);
   s.add(Buffer.from('m'), Buffer.alloc(10000, 1));
