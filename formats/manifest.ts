@@ -129,15 +129,24 @@ export function encodeCatalogHeader(h: CatalogHeader): string {
   return `${MAGIC.catalog}\n${h.volume} ${h.snapshot} ${formatTime(h.time)} ${h.host}\n\n`;
 }
 
+/** Characters of text gathered before they go into a document's running hash. */
+const DOC_HASH_PIECE = 64 * 1024;
+
 /**
  * Builds a manifest or catalogue text piece by piece and keeps the running sha384 that
  * the closing line carries. Each method returns the text to append.
  */
 export class DocEncoder {
   private readonly hash: Hash = createHash('sha384');
+  /** Text not yet hashed: it goes into the hash in pieces of about DOC_HASH_PIECE, not a call per record. */
+  private unhashed = '';
   constructor(readonly kind: DocKind) {}
   /** Appends raw text that is part of the hashed document. */
-  private add(text: string): string { this.hash.update(text); return text; }
+  private add(text: string): string {
+    this.unhashed += text;
+    if (this.unhashed.length >= DOC_HASH_PIECE) { this.hash.update(this.unhashed); this.unhashed = ''; }
+    return text;
+  }
   header(h: ManifestHeader | CatalogHeader): string {
     return this.add(this.kind === 'manifest' ? encodeManifestHeader(h as ManifestHeader) : encodeCatalogHeader(h as CatalogHeader));
   }
@@ -149,7 +158,11 @@ export class DocEncoder {
     return this.add(encodeDeletion(uuid));
   }
   /** The closing line; the encoder must not be used after it. */
-  end(): string { return encodeDocEnd(this.kind, this.hash.digest()); }
+  end(): string {
+    this.hash.update(this.unhashed);
+    this.unhashed = '';
+    return encodeDocEnd(this.kind, this.hash.digest());
+  }
 }
 
 /** One item a parser yields. */
@@ -158,9 +171,6 @@ export type DocItem =
   | { type: 'record'; record: FileRecord }
   | { type: 'deleted'; uuid: string }
   | { type: 'end' };
-
-/** Characters of lines gathered before they go into a document's running hash. */
-const DOC_HASH_PIECE = 64 * 1024;
 
 /**
  * A strict, streaming parser of manifests and catalogues. Feed it one line at a time
