@@ -18,6 +18,9 @@ installPulledDecompression();
 const init = workerData as PgpInit;
 const port = parentPort!;
 
+/** Bytes of plaintext posted to the main thread at a time. */
+const PLAIN_BATCH = 256 * 1024;
+
 let nextPiece: ((m: ToPgp) => void) | null = null;
 let unacked = 0;
 let acked: (() => void) | null = null;
@@ -51,12 +54,29 @@ async function main(): Promise<void> {
   try {
     const keys = await Promise.all(init.keys.map((armoredKey) => openpgp.readPrivateKey({ armoredKey })));
     const verifiers = await Promise.all(init.verifiers.map((armoredKey) => openpgp.readKey({ armoredKey })));
-    await pgpOpenStream(ciphertext(), keys, verifiers, init.where, async (chunk) => {
-      const own = new Uint8Array(chunk); // a copy: Buffer.slice would share the stream's memory
+    // Plaintext is copied into batches of PLAIN_BATCH bytes (the stream's chunks are a few
+    // KiB, and a message each cost both threads more than the data), and each batch is
+    // moved to the main thread whole.
+    let batch = new Uint8Array(PLAIN_BATCH);
+    let used = 0;
+    const send = async () => {
+      if (used === 0) return;
+      const own = used === batch.length ? batch : batch.slice(0, used);
+      batch = new Uint8Array(PLAIN_BATCH);
+      used = 0;
       unacked += own.length;
       post({ t: 'plain', chunk: own }, [own.buffer as ArrayBuffer]);
       while (unacked > init.credit) await new Promise<void>((r) => (acked = r));
+    };
+    await pgpOpenStream(ciphertext(), keys, verifiers, init.where, async (chunk) => {
+      for (let off = 0; off < chunk.length;) {
+        const n = Math.min(chunk.length - off, batch.length - used);
+        batch.set(chunk.subarray(off, off + n), used);
+        used += n; off += n;
+        if (used === batch.length) await send();
+      }
     });
+    await send();
     post({ t: 'done' });
   } catch (e) {
     if (e instanceof IebsError) post({ t: 'error', kind: e.name, code: e.code, message: e.message });
