@@ -16,6 +16,9 @@ import { Readable } from 'node:stream';
 import { createDeflate } from 'node:zlib';
 import { decodeEnvelopeHeader, encodeEnvelopeHeader, concatBytes, ENVELOPE_HEADER, TAG_LENGTH } from '../formats/envelope.js';
 
+/** Bytes of compressed data per piece of the OpenPGP streams iebs writes (manifests). */
+const PGP_PIECE = 256 * 1024;
+
 /** OpenPGP settings that keep every message readable by GnuPG 2.2. */
 export const PGP_CONFIG: Partial<openpgp.Config> = {
   v6Keys: false,
@@ -151,7 +154,10 @@ export async function pgpSealStream(source: AsyncIterable<Uint8Array>, recipient
   const signed = await sign.call(message, [signer], [], null, [], new Date(), [], [], [], { ...openpgp.config, ...PGP_CONFIG });
   const compressed = new openpgp.CompressedDataPacket() as unknown as { algorithm: number; compressed: unknown };
   compressed.algorithm = openpgp.enums.compression.zlib;
-  compressed.compressed = pullStream(Readable.fromWeb(signed.packets.write() as never).pipe(createDeflate()));
+  // Output in pieces of 256 KiB, which become the message's partial packets: with zlib's
+  // 16 KiB, a reader's chain of streams took the 6.9 MB manifest of the bench corpus in
+  // 700 pieces, and decrypted it about a fifth slower.
+  compressed.compressed = pullStream(Readable.fromWeb(signed.packets.write() as never).pipe(createDeflate({ chunkSize: PGP_PIECE })));
   const list = new openpgp.PacketList();
   list.push(compressed as unknown as openpgp.CompressedDataPacket);
   const uncompressed = { ...PGP_CONFIG, preferredCompressionAlgorithm: openpgp.enums.compression.uncompressed };

@@ -6,12 +6,15 @@
  * the manifest of a 400,000-file snapshot (64 MB), the decryption thread held 66 MiB of
  * ciphertext while the records trickled out, so a restore's peak memory grew with the
  * number of files. This one is node:zlib behind a readable side that pulls: zlib stops
- * taking input while its output (16 KiB) is unread, so a write waits, and the stream
+ * taking input while its output (256 KiB) is unread, so a write waits, and the stream
  * feeding it waits too. The thread that decrypts manifests installs it
  * (engine/pgp-worker.ts); the deflate side needs nothing of the kind (engine/crypto.ts
  * compresses with node:zlib itself).
  */
 import { createGunzip, createInflate, createInflateRaw, type Gunzip, type Inflate, type InflateRaw } from 'node:zlib';
+
+/** Output zlib produces at a time, and holds while it is unread. */
+const OUTPUT_PIECE = 256 * 1024;
 
 export class PulledDecompressionStream {
   readonly readable: ReadableStream<Uint8Array>;
@@ -20,9 +23,9 @@ export class PulledDecompressionStream {
   /** `format` as for DecompressionStream: deflate, deflate-raw or gzip. */
   constructor(format: string) {
     const z: Inflate | InflateRaw | Gunzip =
-      format === 'deflate' ? createInflate()
-      : format === 'deflate-raw' ? createInflateRaw()
-      : format === 'gzip' ? createGunzip()
+      format === 'deflate' ? createInflate({ chunkSize: OUTPUT_PIECE })
+      : format === 'deflate-raw' ? createInflateRaw({ chunkSize: OUTPUT_PIECE })
+      : format === 'gzip' ? createGunzip({ chunkSize: OUTPUT_PIECE })
       : (() => { throw new TypeError(`unsupported compression format: ${format}`); })();
     let failure: Error | null = null;
     let ended = false;
