@@ -41,9 +41,9 @@ export interface RestoreOptions {
   /** Writer threads for small files (default: one per core beside the main one, 1 to 4). */
   writers?: number;
   /**
-   * Bytes handed to the writer threads and not yet written above which this thread checks
-   * blocks against their sha384 itself (default CHECK_HERE_BACKLOG; 0 always, Infinity
-   * never: tests take each path).
+   * Bytes handed to the writer threads and not yet written from which on this thread
+   * checks blocks against their sha384 itself (default CHECK_HERE_BACKLOG; 0 always,
+   * Infinity never: tests take each path).
    */
   checkHereAbove?: number;
 }
@@ -66,7 +66,7 @@ const MAX_HELD = 4 * 1024 * 1024;
 const BLOCKS_AHEAD = 4;
 
 /**
- * Writer backlog above which blocks are checked here. The writers check blocks while they
+ * Writer backlog from which on blocks are checked here. The writers check blocks while they
  * keep up; on large files they fall behind (hashing is most of their work) while this
  * thread waits for them, so it takes the check over for as long as they lag.
  */
@@ -187,8 +187,9 @@ export class ComposedSnapshot {
 
   /**
    * The regular files and bytes that `chosen(include)` yields (what a restore's progress
-   * counts), counted without unpacking the records when nothing is filtered. Throws, as `records` does, if two records have one
-   * path: a restore calls it before it writes anything.
+   * counts), counted without unpacking the records when nothing is filtered. Throws, as
+   * `records` does, if two records have one path: a restore calls it before it writes
+   * anything.
    */
   totals(include: RegExp[] | undefined): { files: number; bytes: number } {
     let files = 0, bytes = 0;
@@ -407,16 +408,16 @@ function writeError(e: unknown, safe: SafeTarget, final: Buffer): unknown {
 
 /**
  * The digest a writer must check `data` against: block `b`'s, or none when the writers
- * are more than `above` bytes behind and it was checked here (it throws if it failed).
+ * are `from` bytes or more behind and it was checked here (it throws if it failed).
  */
-function digestForWriter(writers: WriterPool, above: number, b: BlockRef, data: Uint8Array): Uint8Array | undefined {
-  if (writers.backlog() <= above) return b.sha384;
+function digestForWriter(writers: WriterPool, from: number, b: BlockRef, data: Uint8Array): Uint8Array | undefined {
+  if (writers.backlog() < from) return b.sha384;
   if (!Buffer.from(sha384(data)).equals(b.sha384)) throw blockHashError(b);
   return undefined;
 }
 
-async function restoreFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord, writers: WriterPool, checkAbove: number, asRoot: boolean, onBytes: (n: number) => void): Promise<void> {
-  if (r.blocks.length <= 1) return restoreSmallFile(safe, reader, r, writers, checkAbove, asRoot, onBytes);
+async function restoreFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord, writers: WriterPool, checkFrom: number, asRoot: boolean, onBytes: (n: number) => void): Promise<void> {
+  if (r.blocks.length <= 1) return restoreSmallFile(safe, reader, r, writers, checkFrom, asRoot, onBytes);
   const final = await safe.leaf(r.path);
   const tmp = besides(final);
   const fh = await open(tmp, 'wx', 0o600);
@@ -434,7 +435,7 @@ async function restoreFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord
       const p: Promise<void> = (async () => {
         const data = await reader.readUnchecked(b);
         const size = data.length;
-        const digest = digestForWriter(writers, checkAbove, b, data);
+        const digest = digestForWriter(writers, checkFrom, b, data);
         try {
           await writers.writeBlock({ fd: fh.fd, offset: b.offset, data, sha384: digest });
         } catch (e) {
@@ -468,12 +469,12 @@ async function restoreFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord
  * Restores a file of at most one block: the block is read here, then a writer thread
  * checks it, and writes, stamps and renames the file (engine/writers.ts).
  */
-async function restoreSmallFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord, writers: WriterPool, checkAbove: number, asRoot: boolean, onBytes: (n: number) => void): Promise<void> {
+async function restoreSmallFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord, writers: WriterPool, checkFrom: number, asRoot: boolean, onBytes: (n: number) => void): Promise<void> {
   const b = r.blocks[0];
   const data = b ? await reader.readUnchecked(b) : new Uint8Array(0);
   const size = data.length;
   if (size !== r.size || (b && b.offset !== 0)) throw new FormatError('bad-size', `${Buffer.from(r.path).toString('utf8')}: restored ${size} bytes, expected ${r.size}`);
-  const digest = b ? digestForWriter(writers, checkAbove, b, data) : undefined;
+  const digest = b ? digestForWriter(writers, checkFrom, b, data) : undefined;
   const final = await safe.leaf(r.path);
   try {
     await writers.write({
