@@ -11,13 +11,19 @@
  * others go on. Nothing is installed and nothing is written outside the temp directory.
  *
  *   npm run bench -- [--size-mib 1024] [--source PATH] [--dir /path/with/space]
- *                        [--tools iebs,restic,borg] [--keep]
+ *                        [--tools iebs,restic,borg] [--rounds N] [--keep]
  *   npm run bench -- --generate DIR [--size-mib N]   (writes the corpus only, for profiling)
  *
  * The generated corpus (deterministic) is shaped like a home directory: 60% of the bytes
  * source-like text in ~40k files per GiB, 20% semi-compressible binaries, 20%
  * incompressible video in a few big files. With --source the given tree is never
  * modified: the incremental is then an unchanged one.
+ *
+ * With --rounds N, the full backup (each time into a fresh repository), the restore and
+ * the check run N times per tool, the tools taking turns, and the tables show each
+ * tool's median run: on a machine shared with others, a burst of load then hits one run
+ * of a tool rather than the tool's only run. The incremental runs once (a second one
+ * would be an unchanged one).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
@@ -36,6 +42,8 @@ const sizeMiB = Number(opt('size-mib', '1024'));
 const givenSource = opt('source', '');
 const keep = flag('keep');
 const wanted = opt('tools', 'iebs,restic,borg').split(',').filter(Boolean);
+const rounds = Number(opt('rounds', '1'));
+if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) throw new Error('--rounds takes a whole number from 1 to 20');
 const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 const MiB = 1048576;
 const TIME = '/usr/bin/time';
@@ -324,6 +332,8 @@ interface Tool {
   repo: string;
   /** Untimed preparation (keys, repository init); throws on failure. */
   setup(): Promise<void>;
+  /** Untimed: an empty repository (and cache) again, for another full backup. */
+  reset(): Promise<void>;
   cmd(step: Step, target: string): Cmd;
   /** Where the source's contents are after `restore` into target. */
   restoredRoot(target: string): string;
@@ -358,6 +368,8 @@ function iebs(): Tool {
     name: 'iebs', repo,
     about: `iebs ${version([...node, '--version']).replace(/^iebs /, '')} (node ${process.version}), zstd:3, 1 MiB FastCDC, cache in a temp IEBS_CACHE_DIR, verify with recipient.asc (records, chain, object sizes and sha384; no block decryption)`,
     setup: () => must([...node, 'keygen', '--out', keys, '--name', 'bench']),
+    // The first backup creates the repository.
+    reset: async () => { rmSync(repo, { recursive: true, force: true }); rmSync(cache, { recursive: true, force: true }); },
     cmd: (step, target) => ({
       'full backup': { argv: [...node, 'backup', src, '--repo', repo, '--key', join(keys, 'backup.key'), '--name', 'bench'], env },
       incremental: { argv: [...node, 'backup', src, '--repo', repo, '--key', join(keys, 'backup.key'), '--name', 'bench'], env },
@@ -377,6 +389,10 @@ function restic(): Tool {
     name: 'restic', repo,
     about: `${version(['restic', 'version'])}, repository v2, compression auto, default cache in a temp XDG_CACHE_HOME; check without --read-data (structure and index)`,
     setup: () => must(['restic', 'init'], { env }),
+    reset: async () => {
+      rmSync(repo, { recursive: true, force: true }); rmSync(cache, { recursive: true, force: true });
+      await must(['restic', 'init'], { env });
+    },
     cmd: (step, target) => ({
       'full backup': { argv: ['restic', 'backup', srcName], cwd: srcParent, env },
       incremental: { argv: ['restic', 'backup', srcName], cwd: srcParent, env },
@@ -397,6 +413,10 @@ function borg(): Tool {
     name: 'borg', repo,
     about: `${version(['borg', '--version'])}, repokey, --compression lz4, default chunker (2 MiB average); check without --verify-data (reads and CRCs every segment, checks archives)`,
     setup: () => must(['borg', 'init', '-e', 'repokey', repo], { env }),
+    reset: async () => {
+      rmSync(repo, { recursive: true, force: true }); rmSync(home, { recursive: true, force: true });
+      await must(['borg', 'init', '-e', 'repokey', repo], { env });
+    },
     cmd: (step, target) => ({
       'full backup': { argv: ['borg', 'create', '--compression', 'lz4', `${repo}::a`, srcName], cwd: srcParent, env, okCodes: [0, 1] },
       incremental: { argv: ['borg', 'create', '--compression', 'lz4', `${repo}::b`, srcName], cwd: srcParent, env, okCodes: [0, 1] },
@@ -434,6 +454,7 @@ try {
   header.push(`iebs e2e benchmark, ${new Date().toISOString()}`);
   header.push(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM; load average at start ${load0.map((x) => x.toFixed(2)).join(' ')}`);
   if (!hasTime) header.push(`${TIME} not found: CPU seconds and peak RSS are not measured`);
+  if (rounds > 1) header.push(`rounds: ${rounds} (full backup, restore and check run ${rounds} times per tool, tools taking turns; the tables show each tool's median run)`);
 
   let corpus: Corpus | undefined;
   if (givenSource) {
@@ -465,15 +486,33 @@ try {
   record({ tool: 'tar | cat', step: 'read source', run: tar, bytes: fullBytes, repoBytes: NaN, note: '' });
 
   const stepAll = async (step: Step, bytes: number, target?: (t: Tool) => string) => {
+    const n = step === 'incremental' ? 1 : rounds;
+    const runs = new Map<string, Run[]>(tools.map((t) => [t.name, []]));
+    for (let round = 0; round < n; round++) {
+      for (const t of tools) {
+        if (failed.has(t.name)) continue;
+        if (step === 'full backup' && round > 0) {
+          try { await t.reset(); } catch (e) { failed.add(t.name); runs.get(t.name)!.push({ ok: false, seconds: NaN, cpu: NaN, rssMiB: NaN, error: `reset: ${(e as Error).message}` }); continue; }
+        }
+        const dir = target ? target(t) : '';
+        if (dir) { rmSync(dir, { recursive: true, force: true }); mkdirSync(dir, { recursive: true }); }
+        dropCaches();
+        const c = t.cmd(step, dir);
+        const r = await run(c.argv, c);
+        runs.get(t.name)!.push(r);
+        if (n > 1) process.stderr.write(`    ${t.name} ${step} round ${round + 1}: ${r.ok ? `${fmt(r.seconds, 2)} s` : `FAILED ${r.error}`}\n`);
+        if (!r.ok && step !== 'check') failed.add(t.name);
+      }
+    }
     for (const t of tools) {
-      if (failed.has(t.name)) { record({ tool: t.name, step, bytes: 0, repoBytes: NaN, note: 'skipped (an earlier step failed)' }); continue; }
-      const dir = target ? target(t) : '';
-      if (dir) mkdirSync(dir, { recursive: true });
-      dropCaches();
-      const c = t.cmd(step, dir);
-      const r = await run(c.argv, c);
-      record({ tool: t.name, step, run: r, bytes, repoBytes: duBytes(t.repo), note: '' });
-      if (!r.ok && step !== 'check') failed.add(t.name);
+      const all = runs.get(t.name)!;
+      if (all.length === 0) { record({ tool: t.name, step, bytes: 0, repoBytes: NaN, note: 'skipped (an earlier step failed)' }); continue; }
+      const bad = all.find((r) => !r.ok);
+      // The median run by wall time (the lower of the two middle ones for an even count).
+      const byTime = [...all].sort((a, b) => a.seconds - b.seconds);
+      const r = bad ?? byTime[Math.floor((byTime.length - 1) / 2)];
+      const note = all.length > 1 && !bad ? `median of ${all.length}: ${all.map((x) => fmt(x.seconds, 2)).join(' ')} s` : '';
+      record({ tool: t.name, step, run: r, bytes, repoBytes: duBytes(t.repo), note });
     }
   };
 
