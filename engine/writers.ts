@@ -4,7 +4,8 @@
  * batches: the files handed over in one turn of the event loop go together, to the
  * thread with the fewest items queued. So do the blocks of larger files. The thread
  * checks each block against its sha384 before it writes it (the check was half of the
- * main thread's time on a large file).
+ * main thread's time on a large file), unless the caller checked it and gave no digest
+ * (a restore does while the threads lag behind: `backlog`).
  */
 import { Worker } from 'node:worker_threads';
 import { IebsError } from '../formats/errors.js';
@@ -70,8 +71,9 @@ export class WriterPool {
   }
 
   /**
-   * Checks (when `b.sha384` is given) and writes a block of an open file; rejects with an
-   * Error whose `code` is the errno code, or BAD-HASH. `b.data` is moved to the thread when it owns its buffer.
+   * Checks (when `b.sha384` is given) and writes a block of an open file; rejects with
+   * an Error whose `code` is the errno code, or BAD-HASH. `b.data` is moved to the
+   * thread when it owns its buffer.
    */
   writeBlock(b: BlockWrite): Promise<void> {
     const data = this.sendable(b.data);

@@ -129,24 +129,34 @@ export function encodeCatalogHeader(h: CatalogHeader): string {
   return `${MAGIC.catalog}\n${h.volume} ${h.snapshot} ${formatTime(h.time)} ${h.host}\n\n`;
 }
 
-/** Characters of text gathered before they go into a document's running hash. */
-const DOC_HASH_PIECE = 64 * 1024;
+/**
+ * The running sha384 of a document, fed text in pieces of about 64 KiB: a call to
+ * `update` per line or record cost more than hashing its bytes.
+ */
+class DocHash {
+  private readonly hash: Hash = createHash('sha384');
+  private unhashed = '';
+  add(text: string): void {
+    this.unhashed += text;
+    if (this.unhashed.length >= 64 * 1024) { this.hash.update(this.unhashed); this.unhashed = ''; }
+  }
+  /** The digest of all text added; the hash must not be used after it. */
+  digest(): Buffer {
+    this.hash.update(this.unhashed);
+    this.unhashed = '';
+    return this.hash.digest();
+  }
+}
 
 /**
  * Builds a manifest or catalogue text piece by piece and keeps the running sha384 that
  * the closing line carries. Each method returns the text to append.
  */
 export class DocEncoder {
-  private readonly hash: Hash = createHash('sha384');
-  /** Text not yet hashed: it goes into the hash in pieces of about DOC_HASH_PIECE, not a call per record. */
-  private unhashed = '';
+  private readonly hash = new DocHash();
   constructor(readonly kind: DocKind) {}
   /** Appends raw text that is part of the hashed document. */
-  private add(text: string): string {
-    this.unhashed += text;
-    if (this.unhashed.length >= DOC_HASH_PIECE) { this.hash.update(this.unhashed); this.unhashed = ''; }
-    return text;
-  }
+  private add(text: string): string { this.hash.add(text); return text; }
   header(h: ManifestHeader | CatalogHeader): string {
     return this.add(this.kind === 'manifest' ? encodeManifestHeader(h as ManifestHeader) : encodeCatalogHeader(h as CatalogHeader));
   }
@@ -158,11 +168,7 @@ export class DocEncoder {
     return this.add(encodeDeletion(uuid));
   }
   /** The closing line; the encoder must not be used after it. */
-  end(): string {
-    this.hash.update(this.unhashed);
-    this.unhashed = '';
-    return encodeDocEnd(this.kind, this.hash.digest());
-  }
+  end(): string { return encodeDocEnd(this.kind, this.hash.digest()); }
 }
 
 /** One item a parser yields. */
@@ -179,9 +185,7 @@ export type DocItem =
  * lines not yet hashed).
  */
 export class DocParser {
-  private readonly hash: Hash = createHash('sha384');
-  /** Lines hashed into `hash` in pieces of about DOC_HASH_PIECE, not one call per line. */
-  private unhashed = '';
+  private readonly hash = new DocHash();
   private state: 'magic' | 'archive' | 'meta' | 'records' | 'blocks' | 'done' = 'magic';
   private lineNo = 0;
   /** The current record's lines so far, hashed at once at its closing line. */
@@ -196,15 +200,6 @@ export class DocParser {
   constructor(readonly kind: DocKind, readonly source: string) {}
 
   private where(): string { return `${this.source} line ${this.lineNo}`; }
-
-  /** Adds a line to the document's hash. */
-  private hashLine(full: string): void {
-    this.unhashed += full;
-    if (this.unhashed.length >= DOC_HASH_PIECE) {
-      this.hash.update(this.unhashed);
-      this.unhashed = '';
-    }
-  }
 
   /** Feeds one line (ASCII, no LF). */
   line(text: string): DocItem | null {
@@ -222,7 +217,7 @@ export class DocParser {
           parseSha384(text.slice(END_OF_FILE.length), where);
           throw new FormatError('bad-checksum', `${where}: END OF FILE checksum does not match the record`);
         }
-        this.hashLine(full);
+        this.hash.add(full);
         const record = this.current!;
         this.finishRecord(record, where);
         this.current = null; this.recordText = ''; this.state = 'records';
@@ -230,18 +225,16 @@ export class DocParser {
       }
       this.current!.blocks.push(this.parseBlock(text, where));
       this.recordText += full;
-      this.hashLine(full);
+      this.hash.add(full);
       return null;
     }
     if (this.state === 'records' && text.startsWith(END[this.kind])) {
       const want = parseSha384(text.slice(END[this.kind].length), where);
-      this.hash.update(this.unhashed);
-      this.unhashed = '';
-      if (!Buffer.from(this.hash.digest()).equals(want)) throw new FormatError('bad-checksum', `${where}: END checksum does not match the document`);
+      if (!this.hash.digest().equals(want)) throw new FormatError('bad-checksum', `${where}: END checksum does not match the document`);
       this.state = 'done';
       return { type: 'end' };
     }
-    this.hashLine(full);
+    this.hash.add(full);
     switch (this.state) {
       case 'magic':
         if (text !== MAGIC[this.kind]) {
