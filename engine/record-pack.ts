@@ -12,6 +12,9 @@
 import { ENTRY_KINDS, type BlockRef, type FileRecord } from '../formats/manifest.js';
 
 const HEAD = 36 + 1 + 2 + 4 + 4 + 8 + 8 + 8;
+/** Where the kind and the size lie: read on their own by `packedKind` and `packedSize`. */
+const KIND_AT = 36;
+const SIZE_AT = 47;
 const BLOCK = 8 + 8 + 48 + 8 + 8 + 8 + 2 + 2;
 
 /** Packs a record. */
@@ -21,9 +24,9 @@ export function packRecord(r: FileRecord): Buffer {
   const out = Buffer.allocUnsafe(size);
   const dv = new DataView(out.buffer, out.byteOffset, out.length);
   out.write(r.uuid, 0, 36, 'latin1');
-  out[36] = ENTRY_KINDS.indexOf(r.kind);
+  out[KIND_AT] = ENTRY_KINDS.indexOf(r.kind);
   dv.setUint16(37, r.mode); dv.setUint32(39, r.uid); dv.setUint32(43, r.gid);
-  dv.setFloat64(47, r.size); dv.setBigInt64(55, r.mtimeNs); dv.setFloat64(63, r.blockSize);
+  dv.setFloat64(SIZE_AT, r.size); dv.setBigInt64(55, r.mtimeNs); dv.setFloat64(63, r.blockSize);
   let p = HEAD;
   dv.setUint32(p, r.path.length); out.set(r.path, p + 4); p += 4 + r.path.length;
   if (r.target) { dv.setInt32(p, r.target.length); out.set(r.target, p + 4); p += 4 + r.target.length; } else { dv.setInt32(p, -1); p += 4; }
@@ -41,12 +44,12 @@ export function packRecord(r: FileRecord): Buffer {
 
 /** The kind of a packed record, read without unpacking it. */
 export function packedKind(v: Uint8Array): FileRecord['kind'] | undefined {
-  return ENTRY_KINDS[v[36]];
+  return ENTRY_KINDS[v[KIND_AT]];
 }
 
 /** The size field of a packed record, read without unpacking it. */
 export function packedSize(v: Uint8Array): number {
-  return new DataView(v.buffer, v.byteOffset, v.length).getFloat64(47);
+  return new DataView(v.buffer, v.byteOffset, v.length).getFloat64(SIZE_AT);
 }
 
 /** Unpacks what `packRecord` made; byte fields are views into `v`. */
@@ -73,10 +76,10 @@ export function unpackRecord(v: Uint8Array): FileRecord {
     });
     p += 92 + vl + el;
   }
-  if (p !== v.length || !ENTRY_KINDS[b[36]]) throw new Error('a packed record is malformed');
+  if (p !== v.length || !packedKind(v)) throw new Error('a packed record is malformed');
   const r: FileRecord = {
-    uuid: b.toString('latin1', 0, 36), kind: ENTRY_KINDS[b[36]], mode: dv.getUint16(37), uid: dv.getUint32(39), gid: dv.getUint32(43),
-    size: dv.getFloat64(47), mtimeNs: dv.getBigInt64(55), blockSize: dv.getFloat64(63), path, blocks,
+    uuid: b.toString('latin1', 0, 36), kind: packedKind(v)!, mode: dv.getUint16(37), uid: dv.getUint32(39), gid: dv.getUint32(43),
+    size: packedSize(v), mtimeNs: dv.getBigInt64(55), blockSize: dv.getFloat64(63), path, blocks,
   };
   if (target) r.target = target;
   return r;

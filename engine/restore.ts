@@ -175,14 +175,19 @@ export class ComposedSnapshot {
     }
   }
 
-  /** Every record, in tree order. Two records with one path are refused. */
-  *records(): Generator<FileRecord> {
+  /** Every packed record, in tree order. Two records with one path are refused. */
+  private *packed(): Generator<Uint8Array> {
     let prev: Buffer | null = null;
     for (const [k, v] of this.byPath.sorted()) {
       if (prev && prev.equals(k)) throw new FormatError('duplicate-path', `snapshot names ${fromTreeKey(k).toString('utf8')} twice`);
       prev = Buffer.from(k);
-      yield unpackRecord(v);
+      yield v;
     }
+  }
+
+  /** Every record, in tree order. Two records with one path are refused. */
+  *records(): Generator<FileRecord> {
+    for (const v of this.packed()) yield unpackRecord(v);
   }
 
   /**
@@ -197,12 +202,7 @@ export class ComposedSnapshot {
       for (const r of this.chosen(include)) if (r.kind === 'file') { files++; bytes += r.size; }
       return { files, bytes };
     }
-    let prev: Buffer | null = null;
-    for (const [k, v] of this.byPath.sorted()) {
-      if (prev && prev.equals(k)) throw new FormatError('duplicate-path', `snapshot names ${fromTreeKey(k).toString('utf8')} twice`);
-      prev = Buffer.from(k);
-      if (packedKind(v) === 'file') { files++; bytes += packedSize(v); }
-    }
+    for (const v of this.packed()) if (packedKind(v) === 'file') { files++; bytes += packedSize(v); }
     return { files, bytes };
   }
 

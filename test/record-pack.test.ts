@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { packRecord, unpackRecord } from '../engine/record-pack.js';
+import { packRecord, packedKind, packedSize, unpackRecord } from '../engine/record-pack.js';
 import type { BlockRef, FileRecord } from '../formats/manifest.js';
 
 const block = (i: number): BlockRef => ({
@@ -31,6 +31,17 @@ test('a packed record comes back as it went, at the edges of each field', () => 
   const packed = packRecord(records[2]);
   const inside = Buffer.concat([randomBytes(13), packed, randomBytes(7)]).subarray(13, 13 + packed.length);
   assert.deepEqual(plain(unpackRecord(inside)), plain(records[2]));
+});
+
+test('the kind and size read straight from a packed record are the record\'s, inside a larger buffer too', () => {
+  for (const r of records) {
+    const packed = packRecord(r);
+    const inside = Buffer.concat([randomBytes(5), packed]).subarray(5);
+    for (const v of [packed, inside]) {
+      assert.equal(packedKind(v), r.kind);
+      assert.equal(packedSize(v), r.size);
+    }
+  }
 });
 
 test('a packed record with bytes left over or cut short is refused', () => {
