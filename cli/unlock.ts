@@ -6,11 +6,14 @@ import { need } from './common.js';
 
 export const help = `iebs unlock --repo REPO
   Removes the repository lock. Use it only when the process that held it is gone (a
-  lock left by a dead process on the same host is removed automatically).`;
+  lock left by a dead process on the same host is removed automatically; a lock whose
+  holder still runs on this host is never removed).`;
 
 export async function main(argv: string[]): Promise<number> {
   const { flags } = parseArgs('unlock', argv, { repo: 'string' });
   const storage = openStorage(need(flags.repo as string | undefined, 'unlock', '--repo REPO'));
-  process.stdout.write((await breakLock(storage)) ? 'lock removed\n' : 'no lock\n');
+  const r = await breakLock(storage);
+  const who = r.holder ? ` (held by pid ${r.holder.pid} on ${r.holder.host} since ${r.holder.time})` : '';
+  process.stdout.write(r.removed ? `lock removed${who}\n` : 'no lock\n');
   return 0;
 }

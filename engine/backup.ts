@@ -18,7 +18,7 @@ import { tmpdir, hostname } from 'node:os';
 import { basename, join } from 'node:path';
 import { randomUUID, createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { IebsError, UsageError, FormatError, KeyError } from '../formats/errors.js';
+import { IebsError, UsageError, FormatError, KeyError, LockedError } from '../formats/errors.js';
 import { encodeRecord, encodeDeletion, encodeDocEnd, encodeManifestHeader, type BlockRef, type FileRecord, type EntryKind, checkPath } from '../formats/manifest.js';
 import { HOST_RE, SYSTEM_RE, snapshotName } from '../formats/names.js';
 import { encodeIndexItem, INDEX_PIECE, INDEX_PIECE_FRAME, type IndexItem } from '../formats/blockindex.js';
@@ -28,7 +28,7 @@ import { hmac, sealEnvelope, random, pgpSealStream } from './crypto.js';
 import { DEFAULT_SIZES, type ChunkerParams } from './chunker.js';
 import { compressBlock, compressBlockNow, skipByExtension, DEFAULT_CODEC, type CodecChoice, type CompressedBlock } from './codec.js';
 import type { BackupKey } from './keys.js';
-import { acquireLock, chainOf, initRepo, LAYOUT, listSnapshots, readConfig, repoPublicKeys, writeRecord, type Snapshot } from './repo.js';
+import { acquireLock, chainOf, type Lock, initRepo, LAYOUT, listSnapshots, readConfig, repoPublicKeys, writeRecord, type Snapshot } from './repo.js';
 import { ChainState, StateDelta, parsePlacement, placementValue, type PathState } from './state.js';
 import { StateCache } from './cache.js';
 import { IdBloom, SortedTable } from './sorter.js';
@@ -227,8 +227,15 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
     exists = false;
   }
   if (!exists && !o.dryRun) {
-    repoId = (await initRepo(storage, key.publicArmored, now())).id;
-    created = true;
+    try {
+      repoId = (await initRepo(storage, key.publicArmored, now())).id;
+      created = true;
+    } catch (e) {
+      // Another run created it in the meantime: use theirs (the key check below decides).
+      if (!(e instanceof IebsError) || e.code !== 'exists') throw e;
+      repoId = (await readConfig(storage)).id;
+    }
+    exists = !created;
   }
   if (exists) {
     // A repository holds the snapshots of one key set: refuse another host key rather
@@ -264,7 +271,7 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
     // The latest snapshot of every other system: the states a later run may start from.
     const heads = new Map(snapshots.map((s) => [s.record.system, s.record.name]));
     heads.delete(system);
-    return await run(storage, key, o, { system, type, head, chain, state, params, codec, now, created, tmp, delta, keep: cache && delta ? { cache, heads: new Set(heads.values()) } : null });
+    return await run(storage, key, o, { system, type, head, chain, state, params, codec, now, created, tmp, delta, lock, keep: cache && delta ? { cache, heads: new Set(heads.values()) } : null });
   } finally {
     delta?.close();
     state?.close();
@@ -571,6 +578,8 @@ class Readers {
 interface RunContext {
   system: string; type: 'full' | 'increment'; head: Snapshot | undefined; chain: Snapshot[]; state: ChainState;
   params: ChunkerParams; codec: CodecChoice; now: () => bigint; created: boolean;
+  /** The repository lock (null on a dry run): checked to be still this run's before the record is written. */
+  lock: Lock | null;
   /** Scratch folder of the run: spooled records and index lines, on-disk tables. */
   tmp: string;
   /** The run's index items, to compose the state after it; null without a cache. */
@@ -693,6 +702,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
       name, system: c.system, host, type: c.type, time, sequence: c.head ? c.head.record.sequence + 1 : 0,
       chain: c.type === 'full' ? name : c.chain[0].record.name, parent, manifest: manifestRef, index: indexRef, volumes: vols, counts,
     };
+    await c.lock?.check();
     await writeRecord(storage, record, key.signer);
     if (c.keep && c.delta) {
       const { cache, heads } = c.keep;
@@ -702,8 +712,10 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     return { snapshot: name, type: c.type, dryRun: false, counts, read, volumes: vols.map((v) => ({ name: v.name, size: v.size })), warnings, created: c.created };
   } catch (e) {
     // Leave the repository as it was: drop what this run committed (no record names it).
+    // A run that lost its lock deletes nothing: the objects under its names may now be
+    // another run's.
     await volumes?.abort();
-    if (!o.dryRun) await removeSnapshotObjects(storage, name).catch(() => {});
+    if (!o.dryRun && !(e instanceof LockedError)) await removeSnapshotObjects(storage, name).catch(() => {});
     throw e;
   } finally {
     w.newBlocks.close();

@@ -5,6 +5,7 @@
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type * as openpgp from 'openpgp';
 import { FormatError, LockedError, NotFoundError, AuthError, IebsError } from '../formats/errors.js';
 import { decodeSnapshotRecord, encodeSnapshotRecord, type SnapshotRecord } from '../formats/snapshot.js';
@@ -56,11 +57,16 @@ export async function readConfig(storage: Storage): Promise<RepoConfig> {
   return decodeConfig(Buffer.from(await storage.get(LAYOUT.config)).toString('latin1'), `${storage.where}/config`);
 }
 
-/** Creates a repository; refuses a destination that already holds one. */
+/** Creates a repository; refuses (code `exists`) a destination that already holds one. */
 export async function initRepo(storage: Storage, publicArmored: string, now: bigint): Promise<RepoConfig> {
   if ((await storage.stat(LAYOUT.config)) !== null) throw new IebsError('exists', `${storage.where}: already an iebs repository`);
   const config = { id: toHex(new Uint8Array(randomBytes(16))), created: now };
-  await storage.put(LAYOUT.publicKeys, publicArmored);
+  try { await storage.put(LAYOUT.publicKeys, publicArmored); } catch (e) {
+    if (!(e instanceof IebsError) || e.code !== 'exists') throw e;
+    // Another run creates it at this moment: go on only if it uses the same keys.
+    if (Buffer.from(await storage.get(LAYOUT.publicKeys)).toString('utf8') !== publicArmored) throw new IebsError('exists', `${storage.where}: already an iebs repository (being created with other keys)`);
+  }
+  // Puts never replace: of two runs creating the repository at once, one config wins.
   await storage.put(LAYOUT.config, encodeConfig(config));
   return config;
 }
@@ -145,51 +151,141 @@ export function findSnapshot(all: Snapshot[], id: string | undefined, system?: s
   throw new NotFoundError('no-snapshot', pre.length ? `${id} names ${pre.length} snapshots; give more of the name` : `no snapshot named ${id}`);
 }
 
-/** What a lock file says. */
-interface LockInfo { host: string; pid: number; time: string; run: string }
+/** What a lock file says (SPEC.md "Locks"). `start` identifies the process beyond its pid. */
+interface LockInfo { host: string; pid: number; time: string; run: string; start?: string }
 
-/** Holds the repository lock; `release()` removes it. */
-export interface Lock { release(): Promise<void> }
+/** Holds the repository lock. */
+export interface Lock {
+  /** Throws a LockedError unless the lock is still this run's (call it before committing). */
+  check(): Promise<void>;
+  /** Removes the lock if it is still this run's. */
+  release(): Promise<void>;
+}
+
+/** What reading the lock found. */
+type LockState = { kind: 'none' } | { kind: 'unreadable'; why: string } | { kind: 'held'; info: LockInfo };
+
+/** The tokens that stop two runs from both removing one stale lock. */
+const breakToken = (run: string) => `locks/break-${run}`;
 
 /**
- * Takes the exclusive repository lock. A lock left by a dead process on this host is
- * removed; one held by a live process or another host is a LockedError that says who.
+ * Takes the exclusive repository lock (SPEC.md "Locks"). The lock is created whole and
+ * never replaced, so of two runs exactly one gets it. A lock left by a dead process on
+ * this host is removed, by one run only (through its break token). A lock that cannot
+ * be read counts as held. Anything else is a LockedError that says who holds it.
  */
-export async function acquireLock(storage: Storage, forceStale = false): Promise<Lock> {
-  const me: LockInfo = { host: hostname(), pid: process.pid, time: new Date().toISOString(), run: randomBytes(8).toString('hex') };
-  for (let attempt = 0; attempt < 2; attempt++) {
-    if (await storage.createExclusive(LAYOUT.lock, JSON.stringify(me) + '\n')) {
+export async function acquireLock(storage: Storage): Promise<Lock> {
+  const me: LockInfo = { host: hostname(), pid: process.pid, time: new Date().toISOString(), run: randomBytes(8).toString('hex'), start: processStart(process.pid) };
+  const body = JSON.stringify(me) + '\n';
+  const where = `${storage.where}/${LAYOUT.lock}`;
+  for (let attempt = 0; attempt < 8; attempt++) {
+    if (await storage.createExclusive(LAYOUT.lock, body)) {
+      const check = async () => {
+        const cur = await readLock(storage);
+        if (cur.kind !== 'held' || cur.info.run !== me.run) throw new LockedError('lock-lost', `${where}: this run's lock was removed or replaced while it ran (iebs unlock?); nothing was committed`);
+      };
       return {
+        check,
         release: async () => {
           const cur = await readLock(storage);
-          if (cur?.run === me.run) await storage.delete(LAYOUT.lock);
+          if (cur.kind === 'held' && cur.info.run === me.run) await storage.delete(LAYOUT.lock);
         },
       };
     }
     const held = await readLock(storage);
-    if (held && held.host === me.host && !alive(held.pid)) { await storage.delete(LAYOUT.lock); continue; }
-    if (!held && attempt === 0) { await storage.delete(LAYOUT.lock); continue; }
-    if (forceStale) { await storage.delete(LAYOUT.lock); continue; }
-    throw new LockedError('locked', `${storage.where} is locked by pid ${held?.pid ?? '?'} on ${held?.host ?? '?'} since ${held?.time ?? '?'} (if that process is gone, run iebs unlock --repo ${storage.where})`);
+    if (held.kind === 'unreadable') {
+      throw new LockedError('locked', `${where} exists but cannot be read (${held.why}); another run may hold it (if no iebs run uses this repository, run iebs unlock --repo ${storage.where})`);
+    }
+    if (held.kind === 'held' && (held.info.host !== me.host || holderAlive(held.info))) {
+      const h = held.info;
+      throw new LockedError('locked', `${storage.where} is locked by pid ${h.pid} on ${h.host} since ${h.time} (if that process is gone, run iebs unlock --repo ${storage.where})`);
+    }
+    if (held.kind === 'held') await breakStale(storage, held.info, body);
+    await new Promise((r) => setTimeout(r, 20 + Math.floor(Math.random() * 80)));
   }
-  throw new LockedError('locked', `${storage.where}: could not take the lock`);
+  throw new LockedError('locked', `${where}: could not take the lock (other runs keep taking or breaking it; if none is running, run iebs unlock --repo ${storage.where})`);
 }
 
-/** Removes the lock whoever holds it (`iebs unlock`). Returns whether there was one. */
-export async function breakLock(storage: Storage): Promise<boolean> {
-  const had = (await storage.stat(LAYOUT.lock)) !== null;
-  if (had) await storage.delete(LAYOUT.lock);
-  return had;
-}
-
-async function readLock(storage: Storage): Promise<LockInfo | null> {
+/**
+ * Removes the stale lock `stale`, unless another run is doing so or it has changed. Only
+ * the run that creates the break token of `stale.run` may delete the lock, and only while
+ * the lock is still `stale`; run ids are never reused, so a lock taken afresh is safe.
+ */
+async function breakStale(storage: Storage, stale: LockInfo, body: string): Promise<void> {
+  const token = breakToken(stale.run);
+  if (!(await storage.createExclusive(token, body))) return;
   try {
-    const j = JSON.parse(Buffer.from(await storage.get(LAYOUT.lock)).toString('utf8'));
-    if (typeof j.host === 'string' && Number.isInteger(j.pid) && typeof j.run === 'string') return j as LockInfo;
-    return null;
-  } catch { return null; }
+    const again = await readLock(storage);
+    if (again.kind === 'held' && again.info.run === stale.run) await storage.delete(LAYOUT.lock);
+  } finally {
+    await storage.delete(token);
+  }
 }
 
-function alive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+/** What `iebs unlock` removed. */
+export interface BrokenLock { removed: boolean; holder?: LockInfo }
+
+/**
+ * Removes the lock by hand (`iebs unlock`), with any break tokens. Refuses (LockedError)
+ * while its holder runs on this host: removing it would let another run delete that
+ * run's objects as debris.
+ */
+export async function breakLock(storage: Storage): Promise<BrokenLock> {
+  const held = await readLock(storage);
+  if (held.kind === 'held' && held.info.host === hostname() && holderAlive(held.info)) {
+    throw new LockedError('lock-live', `${storage.where} is locked by pid ${held.info.pid} on this host, which is still running (since ${held.info.time}); not removed`);
+  }
+  for (const t of await storage.list('locks')) if (t.startsWith('locks/break-')) await storage.delete(t);
+  if (held.kind === 'none') return { removed: false };
+  await storage.delete(LAYOUT.lock);
+  return { removed: true, holder: held.kind === 'held' ? held.info : undefined };
+}
+
+async function readLock(storage: Storage): Promise<LockState> {
+  let bytes: Uint8Array;
+  try { bytes = await storage.get(LAYOUT.lock); } catch (e) {
+    if (e instanceof NotFoundError) return { kind: 'none' };
+    throw e;
+  }
+  if (bytes.length > 4096) return { kind: 'unreadable', why: `${bytes.length} bytes` };
+  try {
+    const j = JSON.parse(Buffer.from(bytes).toString('utf8'));
+    if (typeof j?.host === 'string' && Number.isSafeInteger(j.pid) && j.pid > 0 && typeof j.run === 'string' && typeof j.time === 'string' && (j.start === undefined || typeof j.start === 'string')) {
+      return { kind: 'held', info: j as LockInfo };
+    }
+    return { kind: 'unreadable', why: 'not a lock of a known form' };
+  } catch {
+    return { kind: 'unreadable', why: bytes.length ? 'not JSON' : 'empty' };
+  }
+}
+
+/**
+ * When the process `pid` started, from /proc (clock ticks since boot), so that a pid the
+ * system reused for another process is not taken for the lock's holder. Undefined where
+ * /proc is not there.
+ */
+function processStart(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const start = fields[19];
+    return start && /^\d+$/.test(start) ? `${bootId()}:${start}` : undefined;
+  } catch { return undefined; }
+}
+
+let boot: string | undefined;
+function bootId(): string {
+  if (boot === undefined) {
+    try { boot = readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim(); } catch { boot = ''; }
+  }
+  return boot;
+}
+
+/** Whether the lock's holder (on this host) is still running. */
+function holderAlive(h: LockInfo): boolean {
+  try { process.kill(h.pid, 0); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false; }
+  if (h.start === undefined) return true;
+  const now = processStart(h.pid);
+  return now === undefined || now === h.start;
 }

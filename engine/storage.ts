@@ -2,12 +2,15 @@
  * The storage interface every destination implements (SPEC.md "Repository layout"),
  * small enough for a new destination in an afternoon: put (atomic, streamed), get
  * (whole or a byte range), stat, list, delete. Objects are flat names with `/` folders.
- * A put is all or nothing: until `commit()` the object is invisible under its name.
+ * A put is all or nothing: until `commit()` the object is invisible under its name, and
+ * a put never replaces a committed object (SPEC.md "Write order", I1).
  *
- * LocalStorage writes `name.tmp-<run>` then fsyncs, renames and fsyncs the folder, so a
- * crash leaves either the old state or the whole new object.
+ * LocalStorage writes `name.tmp-<random>`, fsyncs it, then links it to its final name
+ * (which fails if the name exists, so two writers can never both commit one name),
+ * removes the temporary name and fsyncs the folder: a crash leaves either the old state
+ * or the whole new object (and at worst a temporary name for the next run to remove).
  */
-import { open, readdir, rename, rm, stat, mkdir, readFile, type FileHandle } from 'node:fs/promises';
+import { link, open, readdir, rename, rm, stat, mkdir, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { IoError, NotFoundError, UsageError, IebsError } from '../formats/errors.js';
@@ -15,7 +18,10 @@ import { IoError, NotFoundError, UsageError, IebsError } from '../formats/errors
 /** A streamed, all-or-nothing write of one object. */
 export interface ObjectWriter {
   write(data: Uint8Array): Promise<void>;
-  /** Makes the object durable and visible under its name. */
+  /**
+   * Makes the object durable and visible under its name. Never replaces an object that
+   * exists: that is an IebsError with code `exists`, and what was written is dropped.
+   */
   commit(): Promise<void>;
   /** Drops what was written. */
   abort(): Promise<void>;
@@ -95,12 +101,18 @@ export class LocalStorage implements Storage {
       commit: async () => {
         if (failed) throw failed;
         done = true;
+        let placed = false;
         try {
           await fh.sync();
           await fh.close();
-          await rename(tmp, final);
-          await syncDir(dirname(final));
+          placed = await placeNew(tmp, final);
+          if (placed) await syncDir(dirname(final));
         } catch (cause) { await fail(cause, 'committing'); }
+        if (!placed) {
+          await rm(tmp, { force: true }).catch(() => {});
+          failed = new IebsError('exists', `${final}: already exists (written by another run); not replaced`);
+          throw failed;
+        }
       },
       abort: async () => {
         done = true;
@@ -192,16 +204,22 @@ export class LocalStorage implements Storage {
   }
 
   async createExclusive(name: string, data: string): Promise<boolean> {
+    // Whole the moment it exists: the content is written and flushed under a temporary
+    // name first, so no reader ever sees an empty or partial object under `name`, and a
+    // full disk leaves nothing under it.
     const p = this.path(name);
+    const tmp = `${p}${TMP}${randomBytes(6).toString('hex')}`;
     try {
       await mkdir(dirname(p), { recursive: true });
-      const fh = await open(p, 'wx', 0o644);
+      const fh = await open(tmp, 'wx', 0o644);
       try { await fh.writeFile(data); await fh.sync(); } finally { await fh.close(); }
-      await syncDir(dirname(p));
-      return true;
+      const placed = await placeNew(tmp, p);
+      if (placed) await syncDir(dirname(p));
+      return placed;
     } catch (cause) {
-      if ((cause as NodeJS.ErrnoException).code === 'EEXIST') return false;
       throw ioError('creating', p, cause);
+    } finally {
+      await rm(tmp, { force: true }).catch(() => {});
     }
   }
 
@@ -209,6 +227,31 @@ export class LocalStorage implements Storage {
     for (const h of this.handles.values()) await (await h.fh.catch(() => null))?.close().catch(() => {});
     this.handles.clear();
   }
+}
+
+/** File systems that cannot make hard links (FAT, exFAT, some network shares) say so with these. */
+const NO_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EMLINK']);
+
+/**
+ * Gives the complete file `tmp` the name `final` unless that name exists; false if it
+ * does. link(2) is atomic and never replaces, so of two writers exactly one wins. Where
+ * the file system has no hard links, a rename after a check: a race there needs two runs
+ * past the lock, which the lock's own exclusive create (this function) makes unlikely
+ * but cannot exclude on such file systems (SPEC.md "Locks").
+ */
+async function placeNew(tmp: string, final: string): Promise<boolean> {
+  try {
+    await link(tmp, final);
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code ?? '';
+    if (code === 'EEXIST') return false;
+    if (!NO_LINKS.has(code)) throw cause;
+    try { await stat(final); return false; } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; }
+    await rename(tmp, final);
+    return true;
+  }
+  await unlink(tmp);
+  return true;
 }
 
 async function syncDir(path: string): Promise<void> {
