@@ -273,10 +273,14 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
     heads.delete(system);
     return await run(storage, key, o, { system, type, head, chain, state, params, codec, now, created, tmp, delta, lock, keep: cache && delta ? { cache, heads: new Set(heads.values()) } : null });
   } finally {
-    delta?.close();
-    state?.close();
-    if (tmp) await rm(tmp, { recursive: true, force: true });
-    await lock?.release();
+    // The lock goes whatever else fails here: a lock left behind stops every later run.
+    try {
+      delta?.close();
+      state?.close();
+      if (tmp) await rm(tmp, { recursive: true, force: true });
+    } finally {
+      await lock?.release();
+    }
   }
 }
 

@@ -104,3 +104,38 @@ test('a backup that fills the destination: exit 1, one line, the repository exac
     rmSync(`${mnt}.img`, { force: true });
   }
 });
+
+test('a destination already full when the lock is taken: exit 1, one line, no lock and no temporary object left', () => {
+  const dir = tempDir('dest-full-lock');
+  const mnt = join(dir, 'mnt');
+  mkdirSync(mnt);
+  mountSmall(mnt, 4);
+  try {
+    const src = join(dir, 'src');
+    const repo = join(mnt, 'repo');
+    mkdirSync(src);
+    writeFileSync(join(src, 'a.txt'), 'a\n');
+    iebsOk(['backup', src, '--repo', repo, '--key', keys.backup]);
+    const before = fileDigests(repo);
+    // Fill every last byte: the filler is written until the file system refuses.
+    const filler = join(mnt, 'filler');
+    spawnSync('dd', ['if=/dev/zero', `of=${filler}`, 'bs=4k'], { encoding: 'utf8' });
+    writeFileSync(join(src, 'b.txt'), 'b\n');
+    const r = iebs(['backup', src, '--repo', repo, '--key', keys.backup]);
+    assert.equal(r.code, 1, r.stderr);
+    assertOneLine(r.stderr, /destination is full|no space/i);
+    assert.deepEqual([...fileDigests(repo).keys()].sort(), [...before.keys()].sort(), 'no lock, no temporary object, nothing else left');
+    rmSync(filler);
+    iebsOk(['backup', src, '--repo', repo, '--key', keys.backup]);
+    assert.equal(snapshots(repo).length, 2);
+  } finally {
+    unmount(mnt);
+    rmSync(`${mnt}.img`, { force: true });
+  }
+});
+
+function assertOneLine(stderr: string, re: RegExp): void {
+  const lines = stderr.split('\n').filter((l) => l);
+  assert.equal(lines.length, 1, `one line on stderr, got ${JSON.stringify(stderr)}`);
+  assert.match(lines[0], re);
+}
