@@ -18,7 +18,7 @@ import { tmpdir, hostname } from 'node:os';
 import { basename, join } from 'node:path';
 import { randomUUID, createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { IebsError, UsageError, FormatError, KeyError, LockedError } from '../formats/errors.js';
+import { AuthError, IebsError, UsageError, FormatError, KeyError, LockedError, NotFoundError } from '../formats/errors.js';
 import { encodeRecord, encodeDeletion, encodeDocEnd, encodeManifestHeader, type BlockRef, type FileRecord, type EntryKind, checkPath } from '../formats/manifest.js';
 import { HOST_RE, SYSTEM_RE, snapshotName } from '../formats/names.js';
 import { encodeIndexItem, INDEX_PIECE, INDEX_PIECE_FRAME, type IndexItem } from '../formats/blockindex.js';
@@ -28,7 +28,7 @@ import { hmac, sealEnvelope, random, pgpSealStream } from './crypto.js';
 import { DEFAULT_SIZES, type ChunkerParams } from './chunker.js';
 import { compressBlock, compressBlockNow, skipByExtension, DEFAULT_CODEC, type CodecChoice, type CompressedBlock } from './codec.js';
 import type { BackupKey } from './keys.js';
-import { acquireLock, chainOf, type Lock, initRepo, LAYOUT, listSnapshots, readConfig, repoPublicKeys, writeRecord, type Snapshot } from './repo.js';
+import { acquireLock, chainDamage, chainOf, type Lock, initRepo, LAYOUT, listSnapshots, readConfig, repoPublicKeys, writeRecord, type Snapshot } from './repo.js';
 import { ChainState, StateDelta, parsePlacement, placementValue, type PathState } from './state.js';
 import { StateCache } from './cache.js';
 import { IdBloom, SortedTable } from './sorter.js';
@@ -251,27 +251,50 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
   let delta: StateDelta | null = null;
   try {
     const verifiers = [key.signer.toPublic()];
-    const { snapshots } = exists ? await listSnapshots(storage, verifiers) : { snapshots: [] as Snapshot[] };
+    const { snapshots, bad } = exists ? await listSnapshots(storage, verifiers) : { snapshots: [] as Snapshot[], bad: [] };
     if (!o.dryRun) await cleanDebris(storage, snapshots);
     const mine = snapshots.filter((s) => s.record.system === system);
     const head = mine[mine.length - 1];
+    const early: Warning[] = [];
+    for (const b of bad) {
+      if (b.object.startsWith(`${LAYOUT.snapshots}/${system}_`)) early.push({ path: b.object, message: `a record of ${system} that does not verify (${b.error.message}); this backup follows the last one that does` });
+    }
     let type: 'full' | 'increment' = 'increment';
     let chain: Snapshot[] = [];
+    // An increment needs every object of its chain; on a damaged chain it would be a
+    // snapshot nobody can restore, so the run makes a new full and says why.
+    const damaged = (why: string) => {
+      early.push({ path: `${LAYOUT.snapshots}/${head!.record.name}`, message: `the chain of ${system} is damaged (${why}): this backup is a new full instead of an increment; run iebs verify` });
+      type = 'full';
+      chain = [];
+    };
     if (!head || o.full) type = 'full';
     else {
-      chain = chainOf(head, snapshots);
-      if (chain.length - 1 >= maxIncrements) type = 'full';
+      let why: string | null = null;
+      try { chain = chainOf(head, snapshots); } catch (e) {
+        if (!(e instanceof IebsError)) throw e;
+        why = e.message;
+      }
+      why ??= await chainDamage(storage, chain);
+      if (why) damaged(why);
+      else if (chain.length - 1 >= maxIncrements) type = 'full';
     }
     if (type === 'full') chain = [];
     tmp = await mkdtemp(join(tmpdir(), 'iebs-backup-'));
     const cache = o.cacheDir && repoId ? StateCache.open(o.cacheDir, repoId, key.indexKey) : null;
-    state = await ChainState.load(storage, key.indexKey, chain, tmp, o.limits?.arena, cache ?? undefined);
+    try {
+      state = await ChainState.load(storage, key.indexKey, chain, tmp, o.limits?.arena, cache ?? undefined);
+    } catch (e) {
+      if (!(e instanceof FormatError || e instanceof AuthError || e instanceof NotFoundError) || chain.length === 0) throw e;
+      damaged(e.message);
+      state = await ChainState.load(storage, key.indexKey, chain, tmp, o.limits?.arena, cache ?? undefined);
+    }
     if (cache && !o.dryRun) delta = new StateDelta(tmp, o.limits?.arena);
     const params: ChunkerParams = { ...DEFAULT_SIZES, gear: key.gear };
     // The latest snapshot of every other system: the states a later run may start from.
     const heads = new Map(snapshots.map((s) => [s.record.system, s.record.name]));
     heads.delete(system);
-    return await run(storage, key, o, { system, type, head, chain, state, params, codec, now, created, tmp, delta, lock, keep: cache && delta ? { cache, heads: new Set(heads.values()) } : null });
+    return await run(storage, key, o, { system, type, head, chain, state, params, codec, now, created, tmp, delta, lock, early, keep: cache && delta ? { cache, heads: new Set(heads.values()) } : null });
   } finally {
     // The lock goes whatever else fails here: a lock left behind stops every later run.
     try {
@@ -582,6 +605,8 @@ class Readers {
 interface RunContext {
   system: string; type: 'full' | 'increment'; head: Snapshot | undefined; chain: Snapshot[]; state: ChainState;
   params: ChunkerParams; codec: CodecChoice; now: () => bigint; created: boolean;
+  /** Warnings found before the run (a damaged chain). */
+  early: Warning[];
   /** The repository lock (null on a dry run): checked to be still this run's before the record is written. */
   lock: Lock | null;
   /** Scratch folder of the run: spooled records and index lines, on-disk tables. */
@@ -598,7 +623,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   const taken = new Set((await storage.list(LAYOUT.snapshots)).map((n) => n.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')));
   const fullTime = c.type === 'full' ? time : c.chain[0].record.time;
   const name = snapshotName(c.system, c.type, fullTime, time, (n) => taken.has(n));
-  const warnings: Warning[] = [];
+  const warnings: Warning[] = [...c.early];
   const warn = (w: Warning) => warnings.push(w);
   const counts: SnapshotCounts = { files: 0, bytes: 0, new: 0, changed: 0, unchanged: 0, deleted: 0, stored: 0 };
   const progress: Progress = { phase: 'backup', files: 0, bytes: 0 };

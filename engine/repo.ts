@@ -4,7 +4,7 @@
  * works with public keys only.
  */
 import { hostname } from 'node:os';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type * as openpgp from 'openpgp';
 import { FormatError, LockedError, NotFoundError, AuthError, IebsError } from '../formats/errors.js';
@@ -137,6 +137,43 @@ export function chainOf(target: Snapshot, all: Snapshot[]): Snapshot[] {
     cur = parent;
   }
   return chain;
+}
+
+const READ = 8 * 1024 * 1024;
+
+/** The sha384 of an object of `size` bytes, read in pieces of 8 MiB. */
+export async function hashObject(storage: Storage, name: string, size: number, onBytes: (n: number) => void = () => {}): Promise<Uint8Array> {
+  const h = createHash('sha384');
+  for (let off = 0; off < size; off += READ) {
+    const piece = await storage.getRange(name, off, Math.min(READ, size - off));
+    h.update(piece);
+    onBytes(piece.length);
+  }
+  return new Uint8Array(h.digest());
+}
+
+/**
+ * What is wrong with the objects a chain's increments depend on, or null (SPEC.md "Write
+ * order"): every manifest, index and volume present at its recorded size, and every
+ * manifest of its recorded sha384. Volumes are not hashed (that is reading the whole
+ * chain: verify does it); an index is hashed when it is read.
+ */
+export async function chainDamage(storage: Storage, chain: Snapshot[]): Promise<string | null> {
+  for (const s of chain) {
+    const r = s.record;
+    const objects = [
+      { name: `${LAYOUT.manifests}/${r.manifest.name}`, ref: r.manifest, hash: true },
+      { name: `${LAYOUT.indexes}/${r.index.name}`, ref: r.index, hash: false },
+      ...r.volumes.map((v) => ({ name: `${LAYOUT.volumes}/${v.name}`, ref: v, hash: false })),
+    ];
+    for (const o of objects) {
+      const size = await storage.stat(o.name);
+      if (size === null) return `${o.name} is missing`;
+      if (size !== o.ref.size) return `${o.name} is ${size} bytes, its record says ${o.ref.size}`;
+      if (o.hash && !Buffer.from(await hashObject(storage, o.name, size)).equals(o.ref.sha384)) return `${o.name} does not match its sha384 (damaged or replaced)`;
+    }
+  }
+  return null;
 }
 
 /** Finds a snapshot by name, `latest` (of an optional system) or a unique prefix. */

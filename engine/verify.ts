@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type * as openpgp from 'openpgp';
 import { IebsError, KeyError } from '../formats/errors.js';
 import type { BlockRef } from '../formats/manifest.js';
-import { LAYOUT, listSnapshots, type Snapshot } from './repo.js';
+import { hashObject, LAYOUT, listSnapshots, type Snapshot } from './repo.js';
 import type { RestoreKey } from './keys.js';
 import { readManifest } from './restore.js';
 import type { Storage } from './storage.js';
@@ -40,18 +40,6 @@ export interface VerifyOptions {
   restoreKey?: RestoreKey;
   readData?: boolean;
   onProgress?: (p: { objects: number; bytes: number; blocks: number }) => void;
-}
-
-const READ = 8 * 1024 * 1024;
-
-async function hashObject(storage: Storage, name: string, size: number, onBytes: (n: number) => void): Promise<Uint8Array> {
-  const h = createHash('sha384');
-  for (let off = 0; off < size; off += READ) {
-    const piece = await storage.getRange(name, off, Math.min(READ, size - off));
-    h.update(piece);
-    onBytes(piece.length);
-  }
-  return new Uint8Array(h.digest());
 }
 
 /** The snapshot and every later one of its chain: what a damaged object of it affects. */
