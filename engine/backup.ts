@@ -834,8 +834,8 @@ async function runOps(w: FileWriter, t: Task, ops: Op[]): Promise<void> {
 /**
  * Takes the events of one file from its reader and submits what to write, in writer
  * steps of up to STEP_BYTES of new blocks (a small file is one step). Returns null
- * (with a warning) if it could not be read or changed while it was read: a torn file is
- * never recorded as if whole (its blocks may be written, but no record names them).
+ * (with a warning) if it could not be read. A file that changed on every reading is
+ * stored as its last reading saw it, with a warning: never silently.
  */
 async function takeFile(w: FileWriter, t: Task, job: ReadJob, f: number): Promise<{ read: number } | null> {
   const { progress, o } = w;
@@ -885,12 +885,12 @@ async function takeFile(w: FileWriter, t: Task, job: ReadJob, f: number): Promis
         submit();
         return { read: ev.read };
       case 'torn':
-        ops.push({ t: 'drop' });
         if (ev.last) {
-          submit();
-          w.warn({ path: t.path, message: 'changed while it was read; not stored (the previous version, if any, is kept)' });
-          return null;
+          // A file written all night (a log, a mailbox) would otherwise never be backed up.
+          w.warn({ path: t.path, message: 'changed on every one of 3 readings; stored as the last reading saw it, which may mix old and new contents' });
+          break;
         }
+        ops.push({ t: 'drop' });
         parts = [];
         ops.push({ t: 'begin' });
         break;

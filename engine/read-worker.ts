@@ -139,7 +139,14 @@ function warm(j: Job, f: number): void {
   }
 }
 
-/** Reads one file; a file that changed while it was read is read once more. */
+/** Passes over a file that changes while it is read; the last one is stored as read. */
+const TORN_TRIES = 3;
+
+/**
+ * Reads one file. A file that changed while it was read is read again, up to TORN_TRIES
+ * passes; if the last pass changed too it is reported (`torn`, last) and then stored as
+ * that pass read it, with its ctime recorded as 0 so that the next backup reads it again.
+ */
 async function file(id: number, f: number, abs: Buffer, skip: boolean): Promise<void> {
   let fd: number;
   try { fd = openSync(abs, 'r'); } catch (cause) {
@@ -147,7 +154,7 @@ async function file(id: number, f: number, abs: Buffer, skip: boolean): Promise<
     return emit(id, { t: 'fail', f, message: code === 'ENOENT' ? 'vanished before it was read' : `cannot read (${code ?? 'error'})` }, 0);
   }
   try {
-    for (let attempt = 0; attempt < 2; attempt++) {
+    for (let attempt = 0; attempt < TORN_TRIES; attempt++) {
       const before = fstatSync(fd, { bigint: true });
       chunker.reset();
       let index = 0;
@@ -194,7 +201,9 @@ async function file(id: number, f: number, abs: Buffer, skip: boolean): Promise<
       }
       const after = fstatSync(fd, { bigint: true });
       if (steady(before, after, at)) return emit(id, { t: 'end', f, meta: meta(after), read: at }, 0);
-      await emit(id, { t: 'torn', f, last: attempt === 1 }, 0);
+      const last = attempt === TORN_TRIES - 1;
+      await emit(id, { t: 'torn', f, last }, 0);
+      if (last) return emit(id, { t: 'end', f, meta: { ...meta(after), size: BigInt(at), ctimeNs: 0n }, read: at }, 0);
     }
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code;

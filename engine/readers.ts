@@ -26,8 +26,8 @@ export interface FileMeta { size: bigint; mtimeNs: bigint; ctimeNs: bigint; ino:
 /**
  * What a reader reports of file `f` of a job, in order: its blocks, then `end` (read
  * whole and steady), `fail` (a warning: it could not be read), or `torn` (it changed
- * while it was read; its blocks so far are void; unless `last`, blocks of a second
- * reading follow).
+ * while it was read: unless `last`, its blocks so far are void and those of another
+ * reading follow; when `last`, the blocks of this reading stand and `end` follows).
  */
 export type ReadEvent =
   | {
