@@ -176,9 +176,17 @@ export async function chainDamage(storage: Storage, chain: Snapshot[]): Promise<
   return null;
 }
 
-/** Finds a snapshot by name, `latest` (of an optional system) or a unique prefix. */
-export function findSnapshot(all: Snapshot[], id: string | undefined, system?: string): Snapshot {
+/**
+ * Finds a snapshot by name, `latest` (of an optional system) or a unique prefix. `bad`,
+ * the records that did not load, makes a failure say why rather than that there is none.
+ */
+export function findSnapshot(all: Snapshot[], id: string | undefined, system?: string, bad: BadRecord[] = []): Snapshot {
   const pool = system ? all.filter((s) => s.record.system === system) : all;
+  const named = id && id !== 'latest' ? bad.find((b) => b.object === recordObject(id)) : undefined;
+  if (named) throw new NotFoundError('bad-snapshot', `snapshot ${id} cannot be used: ${named.error.message}`);
+  if (pool.length === 0 && bad.length > 0) {
+    throw new NotFoundError('no-snapshot', `no snapshot record${system ? ` of system ${system}` : ''} could be read: ${bad.length} failed, the first: ${bad[0].error.message}`);
+  }
   if (pool.length === 0) throw new NotFoundError('no-snapshot', system ? `no snapshot of system ${system}` : 'the repository holds no snapshot');
   if (!id || id === 'latest') return pool.reduce((a, b) => (b.record.time > a.record.time ? b : a));
   const exact = pool.find((s) => s.record.name === id);

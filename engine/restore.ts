@@ -143,7 +143,7 @@ export class ComposedSnapshot {
     if (snapshots.length === 0 && bad.some((b) => b.error.code === 'bad-signature')) {
       throw new KeyError('wrong-key', `no snapshot record of ${storage.where} is signed by the host key this restore key names (wrong key for this repository?)`);
     }
-    const snapshot = findSnapshot(snapshots, id);
+    const snapshot = findSnapshot(snapshots, id, undefined, bad);
     const dir = await mkdtemp(join(tmpdir(), 'iebs-restore-'));
     const byUuid = new ExternalSorter(dir, 'uuid', arena);
     const byPath = new ExternalSorter(dir, 'path', arena);
