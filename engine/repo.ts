@@ -153,17 +153,17 @@ export async function hashObject(storage: Storage, name: string, size: number, o
 }
 
 /**
- * What is wrong with the objects a chain's increments depend on, or null (SPEC.md "Write
- * order"): every manifest, index and volume present at its recorded size, and every
- * manifest of its recorded sha384. Volumes are not hashed (that is reading the whole
- * chain: verify does it); an index is hashed when it is read.
+ * What is wrong with the objects a restore of the chain's next increment would need, or
+ * null (SPEC.md "Write order"): every manifest and volume present at its recorded size,
+ * and every manifest of its recorded sha384. Volumes are not hashed (that is reading the
+ * whole chain: verify does it). Indexes are not needed to restore; one is checked when a
+ * backup reads it.
  */
 export async function chainDamage(storage: Storage, chain: Snapshot[]): Promise<string | null> {
   for (const s of chain) {
     const r = s.record;
     const objects = [
       { name: `${LAYOUT.manifests}/${r.manifest.name}`, ref: r.manifest, hash: true },
-      { name: `${LAYOUT.indexes}/${r.index.name}`, ref: r.index, hash: false },
       ...r.volumes.map((v) => ({ name: `${LAYOUT.volumes}/${v.name}`, ref: v, hash: false })),
     ];
     for (const o of objects) {
