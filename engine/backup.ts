@@ -34,7 +34,7 @@ import { StateCache } from './cache.js';
 import { IdBloom, SortedTable } from './sorter.js';
 import { ReaderPool, type FileMeta, type ReadEvent, type ReadFile, type ReadJob } from './readers.js';
 import { helperThreads } from './threads.js';
-import type { Storage } from './storage.js';
+import type { Storage } from './storage/storage.js';
 import { VolumeSet, MIN_VOLUME_SIZE, type Placement } from './volumes.js';
 
 /** Options of one backup run. */

@@ -11,7 +11,7 @@ import { FormatError, LockedError, NotFoundError, AuthError, IebsError } from '.
 import { decodeSnapshotRecord, encodeSnapshotRecord, type SnapshotRecord } from '../formats/snapshot.js';
 import { formatTime, parseTime, toHex } from '../formats/text.js';
 import { SNAPSHOT_RE } from '../formats/names.js';
-import type { Storage } from './storage.js';
+import type { Storage } from './storage/storage.js';
 import { pgpClearSign, pgpClearVerify, sha384 } from './crypto.js';
 import { parsePublicKeys } from './keys.js';
 

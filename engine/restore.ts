@@ -22,7 +22,7 @@ import { DocParser, LineSplitter, type BlockRef, type FileRecord, type ManifestH
 import { pgpOpenStreamThreaded } from './pgp-thread.js';
 import { chainOf, findSnapshot, LAYOUT, listSnapshots, readConfig, repoPublicKeys, type Snapshot } from './repo.js';
 import type { RestoreKey } from './keys.js';
-import type { Storage } from './storage.js';
+import type { Storage } from './storage/storage.js';
 import { VolumeReader, blockHashError } from './volumes.js';
 import { ExternalSorter, SORT_ARENA } from './sorter.js';
 import { WriterPool } from './writers.js';

@@ -18,7 +18,7 @@ import { openEnvelope } from './crypto.js';
 import { decompressBlock } from './codec.js';
 import { LAYOUT, type Snapshot } from './repo.js';
 import { Bitset, ExternalSorter, IdBloom, SortedTable, SORT_ARENA } from './sorter.js';
-import type { Storage } from './storage.js';
+import type { Storage } from './storage/storage.js';
 import type { Placement } from './volumes.js';
 
 /** What the chain last recorded of a path. */

@@ -16,7 +16,7 @@ import type { BlockRef } from '../formats/manifest.js';
 import { hashObject, LAYOUT, listSnapshots, readConfig, repoPublicKeys, type Snapshot } from './repo.js';
 import type { RestoreKey } from './keys.js';
 import { readManifest } from './restore.js';
-import type { Storage } from './storage.js';
+import type { Storage } from './storage/storage.js';
 import { VolumeReader } from './volumes.js';
 import { ExternalSorter } from './sorter.js';
 import { packRecord, unpackRecord } from './record-pack.js';

@@ -24,7 +24,7 @@ import { CATALOG_ENTRY_PREFIX, VOLUME_HEADER_ENTRY, decodeVolumeHeader, encodeVo
 import type { ObjectRef } from '../formats/snapshot.js';
 import { openEnvelope, pgpOpenBytes, pgpSealBytes, random, sealEnvelopeParts } from './crypto.js';
 import { compressBlock, decompressBlock, type CodecChoice } from './codec.js';
-import type { ObjectWriter, Storage } from './storage.js';
+import type { ObjectWriter, Storage } from './storage/storage.js';
 import { LAYOUT } from './repo.js';
 
 /** Catalogue text is flushed into an entry once it passes this size. */

@@ -16,7 +16,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { backup } from '../engine/backup.js';
 import { restore } from '../engine/restore.js';
 import type { BackupKey, RestoreKey } from '../engine/keys.js';
-import { openStorage, type Storage } from '../engine/storage.js';
+import { openStorage, type Storage } from '../engine/storage/storage.js';
 import { LAYOUT, listSnapshots, recordObject, writeRecord } from '../engine/repo.js';
 import { pgpOpenBytes, pgpSealBytes, sha384 } from '../engine/crypto.js';
 import { decodeDoc, encodeDocEnd, encodeManifestHeader, encodeRecord, type FileRecord, type ManifestHeader } from '../formats/manifest.js';

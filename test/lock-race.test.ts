@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { LocalStorage, type Storage } from '../engine/storage.js';
+import { LocalStorage, type Storage } from '../engine/storage/storage.js';
 import { acquireLock, breakLock, type Lock } from '../engine/repo.js';
 import { LockedError } from '../formats/errors.js';
 import { MiB, diffTrees, iebs, iebsOk, makeKeys, readTree, tempDir, writeSeeded, type Keys } from './helpers.js';

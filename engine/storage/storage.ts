@@ -13,7 +13,7 @@
 import { link, open, readdir, rename, rm, stat, mkdir, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { IoError, NotFoundError, UsageError, IebsError } from '../formats/errors.js';
+import { IoError, NotFoundError, UsageError, IebsError } from '../../formats/errors.js';
 
 /** A streamed, all-or-nothing write of one object. */
 export interface ObjectWriter {
