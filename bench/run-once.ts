@@ -9,7 +9,7 @@ import { ENGINE_HEAP } from '../cli/heap.js';
 import { backup } from '../engine/backup.js';
 import { loadBackupKey, loadRestoreKey } from '../engine/keys.js';
 import { restore } from '../engine/restore.js';
-import { openStorage } from '../engine/storage/storage.js';
+import { openStorage } from '../engine/storage/open.js';
 
 // As the iebs command does (cli/main.ts), the work runs on a thread with a capped heap.
 if (isMainThread && process.env.IEBS_NO_THREAD !== '1') {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { backup, defaultSystem } from '../engine/backup.js';
 import { keygen, loadBackupKey } from '../engine/keys.js';
 import { parseCodecChoice } from '../engine/codec.js';
-import { openStorage } from '../engine/storage/storage.js';
+import { openStorage } from '../engine/storage/open.js';
 import { defaultCacheDir } from '../engine/cache.js';
 import { MEDIA } from '../engine/volumes.js';
 import { UsageError } from '../formats/errors.js';

@@ -1,7 +1,7 @@
 /** `iebs init`: creates an empty repository. */
 import { loadBackupKey } from '../engine/keys.js';
 import { initRepo } from '../engine/repo.js';
-import { openStorage } from '../engine/storage/storage.js';
+import { openStorage } from '../engine/storage/open.js';
 import { parseArgs } from './args.js';
 import { defaultBackupKey, need } from './common.js';
 

@@ -1,7 +1,7 @@
 /** `iebs ls`: the entries of a snapshot (needs the restore key: names are encrypted). */
 import { loadRestoreKey } from '../engine/keys.js';
 import { listSnapshotFiles } from '../engine/restore.js';
-import { openStorage } from '../engine/storage/storage.js';
+import { openStorage } from '../engine/storage/open.js';
 import { formatTime, quoteBytes } from '../formats/text.js';
 import { parseArgs } from './args.js';
 import { need, passphrase } from './common.js';

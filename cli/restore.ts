@@ -1,7 +1,7 @@
 /** `iebs restore`: a snapshot (or part of it) into a target directory. */
 import { loadRestoreKey } from '../engine/keys.js';
 import { restore } from '../engine/restore.js';
-import { openStorage } from '../engine/storage/storage.js';
+import { openStorage } from '../engine/storage/open.js';
 import { parseArgs, regexes } from './args.js';
 import { need, passphrase, printJson } from './common.js';
 import { EXIT } from './errors.js';

@@ -1,7 +1,7 @@
 /** `iebs snapshots`: lists snapshots from the signed public records (no private key). */
 import { listSnapshots, readConfig, repoPublicKeys } from '../engine/repo.js';
 import { loadVerifyKeys } from '../engine/keys.js';
-import { openStorage } from '../engine/storage/storage.js';
+import { openStorage } from '../engine/storage/open.js';
 import { formatTime } from '../formats/text.js';
 import { parseArgs } from './args.js';
 import { need, printJson } from './common.js';

@@ -1,6 +1,6 @@
 /** `iebs unlock`: removes a lock left by a process that is gone. */
 import { breakLock } from '../engine/repo.js';
-import { openStorage } from '../engine/storage/storage.js';
+import { openStorage } from '../engine/storage/open.js';
 import { parseArgs } from './args.js';
 import { need } from './common.js';
 

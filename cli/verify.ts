@@ -1,7 +1,7 @@
 /** `iebs verify`: checks a repository with public keys; with --read-data, every block. */
 import { loadRestoreKey, loadVerifyKeys } from '../engine/keys.js';
 import { LAYOUT, readConfig, repoPublicKeys } from '../engine/repo.js';
-import { openStorage } from '../engine/storage/storage.js';
+import { openStorage } from '../engine/storage/open.js';
 import { verify } from '../engine/verify.js';
 import { UsageError } from '../formats/errors.js';
 import { parseArgs } from './args.js';

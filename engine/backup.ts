@@ -34,7 +34,7 @@ import { StateCache } from './cache.js';
 import { IdBloom, SortedTable } from './sorter.js';
 import { ReaderPool, type FileMeta, type ReadEvent, type ReadFile, type ReadJob } from './readers.js';
 import { helperThreads } from './threads.js';
-import type { Storage } from './storage/storage.js';
+import { listAll, type Storage } from './storage/storage.js';
 import { VolumeSet, MIN_VOLUME_SIZE, type Placement } from './volumes.js';
 
 /** Options of one backup run. */
@@ -620,7 +620,7 @@ interface RunContext {
 async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunContext): Promise<BackupResult> {
   const time = c.now();
   const host = hostName();
-  const taken = new Set((await storage.list(LAYOUT.snapshots)).map((n) => n.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')));
+  const taken = new Set((await listAll(storage, `${LAYOUT.snapshots}/`)).map((n) => n.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')));
   const fullTime = c.type === 'full' ? time : c.chain[0].record.time;
   const name = snapshotName(c.system, c.type, fullTime, time, (n) => taken.has(n));
   const warnings: Warning[] = [...c.early];
@@ -982,10 +982,7 @@ async function writeIndex(storage: Storage, key: BackupKey, name: string, lines:
 async function removeSnapshotObjects(storage: Storage, name: string): Promise<void> {
   if ((await storage.stat(`${LAYOUT.snapshots}/${name}.snapshot.asc`)) !== null) return;
   for (const folder of [LAYOUT.volumes, LAYOUT.manifests, LAYOUT.indexes]) {
-    for (const obj of await storage.list(folder)) {
-      const base = obj.slice(folder.length + 1);
-      if (base.startsWith(name + '.')) await storage.delete(obj);
-    }
+    for (const obj of await listAll(storage, `${folder}/${name}.`)) await storage.delete(obj);
   }
 }
 
@@ -994,7 +991,7 @@ async function removeSnapshotObjects(storage: Storage, name: string): Promise<vo
  * indexes of snapshots that have no record. Runs under the lock.
  */
 async function cleanDebris(storage: Storage, snapshots: Snapshot[]): Promise<void> {
-  const recorded = new Set((await storage.list(LAYOUT.snapshots)).map((n) => n.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')));
+  const recorded = new Set((await listAll(storage, `${LAYOUT.snapshots}/`)).map((n) => n.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')));
   // Objects a verified record names; a record that does not verify keeps all its objects
   // (it may be a key problem, not debris).
   const named = new Set<string>();
@@ -1004,12 +1001,14 @@ async function cleanDebris(storage: Storage, snapshots: Snapshot[]): Promise<voi
     named.add(`${LAYOUT.manifests}/${s.record.manifest.name}`).add(`${LAYOUT.indexes}/${s.record.index.name}`);
     for (const v of s.record.volumes) named.add(`${LAYOUT.volumes}/${v.name}`);
   }
-  for (const folder of [LAYOUT.volumes, LAYOUT.manifests, LAYOUT.indexes, LAYOUT.snapshots, 'keys', '']) {
-    for (const d of await storage.listDebris(folder)) await storage.delete(d);
+  // What interrupted writes left is the backend's to find (temporary files, incomplete
+  // uploads). Under locks/ too: a run taking the lock now can only find it taken.
+  for (const prefix of [`${LAYOUT.volumes}/`, `${LAYOUT.manifests}/`, `${LAYOUT.indexes}/`, `${LAYOUT.snapshots}/`, 'keys/', 'locks/', LAYOUT.config]) {
+    await storage.removeDebris(prefix);
   }
   const owner = (obj: string) => obj.replace(/^[^/]+\//, '').replace(/(\.files\.\d{4}\.tar|\.manifest\.pgp|\.index)$/, '');
   for (const folder of [LAYOUT.volumes, LAYOUT.manifests, LAYOUT.indexes]) {
-    for (const obj of await storage.list(folder)) {
+    for (const obj of await listAll(storage, `${folder}/`)) {
       const o = owner(obj);
       if (!recorded.has(o) || (verified.has(o) && !named.has(obj))) await storage.delete(obj);
     }

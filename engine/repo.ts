@@ -11,7 +11,7 @@ import { FormatError, LockedError, NotFoundError, AuthError, IebsError } from '.
 import { decodeSnapshotRecord, encodeSnapshotRecord, type SnapshotRecord } from '../formats/snapshot.js';
 import { formatTime, parseTime, toHex } from '../formats/text.js';
 import { SNAPSHOT_RE } from '../formats/names.js';
-import type { Storage } from './storage/storage.js';
+import { isStorageCode, listAll, type Storage } from './storage/storage.js';
 import { pgpClearSign, pgpClearVerify, sha384 } from './crypto.js';
 import { parsePublicKeys } from './keys.js';
 
@@ -98,7 +98,7 @@ export interface BadRecord { object: string; error: IebsError }
 export async function listSnapshots(storage: Storage, verifiers: openpgp.PublicKey[]): Promise<{ snapshots: Snapshot[]; bad: BadRecord[] }> {
   const snapshots: Snapshot[] = [];
   const bad: BadRecord[] = [];
-  for (const object of await storage.list(LAYOUT.snapshots)) {
+  for (const object of await listAll(storage, `${LAYOUT.snapshots}/`)) {
     try {
       const m = /^snapshots\/(.+)\.snapshot\.asc$/.exec(object);
       if (!m || !SNAPSHOT_RE.test(m[1])) throw new FormatError('bad-name', `${object}: not a snapshot record name`);
@@ -224,7 +224,9 @@ export async function acquireLock(storage: Storage): Promise<Lock> {
   const body = JSON.stringify(me) + '\n';
   const where = `${storage.where}/${LAYOUT.lock}`;
   for (let attempt = 0; attempt < 8; attempt++) {
-    if (await storage.createExclusive(LAYOUT.lock, body)) {
+    // A create that failed on the way back may have landed: then the lock is this run's.
+    const mine = async () => { const cur = await readLock(storage); return cur.kind === 'held' && cur.info.run === me.run; };
+    if (await createOnce(storage, LAYOUT.lock, body).catch(async (e) => { if (await mine().catch(() => false)) return true; throw e; }) || await mine()) {
       const check = async () => {
         const cur = await readLock(storage);
         if (cur.kind !== 'held' || cur.info.run !== me.run) throw new LockedError('lock-lost', `${where}: this run's lock was removed or replaced while it ran (iebs unlock?); nothing was committed`);
@@ -258,12 +260,25 @@ export async function acquireLock(storage: Storage): Promise<Lock> {
  */
 async function breakStale(storage: Storage, stale: LockInfo, body: string): Promise<void> {
   const token = breakToken(stale.run);
-  if (!(await storage.createExclusive(token, body))) return;
+  if (!(await createOnce(storage, token, body))) return;
   try {
     const again = await readLock(storage);
     if (again.kind === 'held' && again.info.run === stale.run) await storage.delete(LAYOUT.lock);
   } finally {
     await storage.delete(token);
+  }
+}
+
+/**
+ * Creates a small object only if its name is free: the backend's conditional create
+ * where it has one, else a put (which never replaces, but on a store without
+ * conditional writes two puts may race: SPEC.md "Locks").
+ */
+async function createOnce(storage: Storage, name: string, data: string): Promise<boolean> {
+  if (storage.createExclusive) return storage.createExclusive(name, data);
+  try { await storage.put(name, data); return true; } catch (e) {
+    if (isStorageCode(e, 'exists')) return false;
+    throw e;
   }
 }
 
@@ -280,7 +295,7 @@ export async function breakLock(storage: Storage): Promise<BrokenLock> {
   if (held.kind === 'held' && held.info.host === hostname() && holderAlive(held.info)) {
     throw new LockedError('lock-live', `${storage.where} is locked by pid ${held.info.pid} on this host, which is still running (since ${held.info.time}); not removed`);
   }
-  for (const t of await storage.list('locks')) if (t.startsWith('locks/break-')) await storage.delete(t);
+  for (const t of await listAll(storage, 'locks/break-')) await storage.delete(t);
   if (held.kind === 'none') return { removed: false };
   await storage.delete(LAYOUT.lock);
   return { removed: true, holder: held.kind === 'held' ? held.info : undefined };

@@ -20,7 +20,7 @@ import { CATALOG_ENTRY_PREFIX, VOLUME_HEADER_ENTRY, decodeVolumeHeader, decodeVo
 import { openEnvelope, pgpOpenBytes } from './crypto.js';
 import { decompressBlock } from './codec.js';
 import type { RestoreKey } from './keys.js';
-import { LocalStorage } from './storage/storage.js';
+import { LocalStorage } from './storage/local.js';
 import { SafeTarget, removeNonDir } from './restore.js';
 
 /** What salvage recovered. */

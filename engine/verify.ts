@@ -116,7 +116,7 @@ export async function verify(storage: Storage, verifiers: openpgp.PublicKey[], o
   }
 
   for (const folder of [LAYOUT.snapshots, LAYOUT.manifests, LAYOUT.indexes, LAYOUT.volumes]) {
-    for (const name of await storage.list(folder)) if (!referenced.has(name) && !bad.some((b) => b.object === name)) res.unreferenced.push(name);
+    for await (const name of storage.list(`${folder}/`)) if (!referenced.has(name) && !bad.some((b) => b.object === name)) res.unreferenced.push(name);
   }
 
   if (o.readData && o.restoreKey) await readAllData(storage, o.restoreKey, verifiers, snapshots, res, progress);

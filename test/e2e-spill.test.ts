@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { backup, type Limits } from '../engine/backup.js';
 import { restore } from '../engine/restore.js';
 import type { BackupKey, RestoreKey } from '../engine/keys.js';
-import { openStorage } from '../engine/storage/storage.js';
+import { openStorage } from '../engine/storage/open.js';
 import { copyTree, diffTrees, loadKeys, readTree, tempDir, writeSeeded, MiB } from './helpers.js';
 
 let bk: BackupKey;

@@ -17,7 +17,7 @@ import { decodeTarHeader } from '../formats/tar.js';
 import { blockContext, indexContext } from '../formats/envelope.js';
 import { keygen, loadBackupKey, loadRestoreKey } from '../engine/keys.js';
 import { backup } from '../engine/backup.js';
-import { openStorage } from '../engine/storage/storage.js';
+import { openStorage } from '../engine/storage/open.js';
 import { listSnapshots } from '../engine/repo.js';
 import { openEnvelope, pgpOpenBytes } from '../engine/crypto.js';
 import { decompressBlock } from '../engine/codec.js';

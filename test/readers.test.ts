@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { backup } from '../engine/backup.js';
 import { restore } from '../engine/restore.js';
 import type { BackupKey, RestoreKey } from '../engine/keys.js';
-import { openStorage } from '../engine/storage/storage.js';
+import { openStorage } from '../engine/storage/open.js';
 import { ReaderPool } from '../engine/readers.js';
 import { chunkParams } from '../engine/chunker.js';
 import { DEFAULT_CODEC } from '../engine/codec.js';

@@ -10,7 +10,8 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { backup } from '../engine/backup.js';
 import { restore } from '../engine/restore.js';
-import { openStorage, type Storage } from '../engine/storage/storage.js';
+import { openStorage } from '../engine/storage/open.js';
+import type { Storage } from '../engine/storage/storage.js';
 import { loadKeys, tempDir, MiB } from './helpers.js';
 
 /** A storage that counts range reads of volumes, and their bytes. */
