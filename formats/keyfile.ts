@@ -42,21 +42,33 @@ export function encodeKeyFile(k: KeyFile): string {
   return s;
 }
 
-/** Finds the armored key blocks of a text, in order. */
+/**
+ * The text with CRLF line ends turned into LF: a key file mailed, or edited on Windows,
+ * reads as the one keygen wrote (SPEC.md "Keys": readers accept CRLF).
+ */
+export function lfLineEnds(text: string): string {
+  return text.includes('\r\n') ? text.replace(/\r\n/g, '\n') : text;
+}
+
+/** Finds the armored key blocks of a text, in order; each block's text has LF line ends. */
 export function armorBlocks(text: string): ArmorBlock[] {
   const out: ArmorBlock[] = [];
+  const lf = lfLineEnds(text);
   const re = /-----BEGIN PGP (PRIVATE|PUBLIC) KEY BLOCK-----[\s\S]*?-----END PGP \1 KEY BLOCK-----/g;
-  for (let m = re.exec(text); m; m = re.exec(text)) out.push({ type: m[1] as 'PRIVATE' | 'PUBLIC', text: m[0] + '\n' });
+  for (let m = re.exec(lf); m; m = re.exec(lf)) out.push({ type: m[1] as 'PRIVATE' | 'PUBLIC', text: m[0] + '\n' });
   return out;
 }
 
 /**
  * Decodes a key file. `where` is the file name for messages. Returns null when the text
  * has no iebs header (a bare armored key, as `gpg --export-secret-keys -a` writes).
+ * CRLF line ends are read as LF; the last line may lack its line end.
  */
-export function decodeKeyFile(text: string, where: string): KeyFile | null {
-  if (text.length > MAX_KEY_FILE) throw new FormatError('absurd-size', `${where}: key file larger than 1 MiB`);
-  const first = text.slice(0, text.indexOf('\n'));
+export function decodeKeyFile(crlfOrLf: string, where: string): KeyFile | null {
+  if (crlfOrLf.length > MAX_KEY_FILE) throw new FormatError('absurd-size', `${where}: key file larger than 1 MiB`);
+  const text = lfLineEnds(crlfOrLf);
+  const nl = text.indexOf('\n');
+  const first = nl < 0 ? text : text.slice(0, nl);
   const kind = (Object.keys(MAGIC) as KeyFileKind[]).find((k) => MAGIC[k] === first);
   if (!kind) {
     if (first.startsWith('IEBS-')) throw new FormatError('unknown-version', `${where}: unknown key file kind or version ${JSON.stringify(first.slice(0, 40))}`);
