@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import { FormatError } from './errors.js';
 import { checkName, parseBlockEntry, SNAPSHOT_RE, UUID_RE, VOLUME_RE } from './names.js';
-import { formatSha384, fromHex, parseBigInt, parseSha384, parseUint, toHex } from './text.js';
+import { formatSha384, fromHex, parseBigInt, parseSha384, parseUint, TIME_NS_MAX, TIME_NS_MIN, toHex, U64_MAX } from './text.js';
 import { MAX_BLOCK, MAX_ENVELOPE_OVERHEAD, type EntryKind } from './manifest.js';
 
 /** A stored block: where the envelope with this keyed id lives. */
@@ -112,7 +112,7 @@ export class IndexDecoder {
       if (!UUID_RE.test(f[2])) throw new FormatError('bad-uuid', `${w}: bad UUID`);
       if (f[3] !== 'file' && f[3] !== 'dir' && f[3] !== 'symlink') throw new FormatError('bad-kind', `${w}: bad kind`);
       if (!/^[0-7]{4}$/.test(f[8])) throw new FormatError('bad-mode', `${w}: bad mode`);
-      this.each({ t: 'F', file: { pathId: fromHex(f[1], 32, w), uuid: f[2], kind: f[3], size: parseUint(f[4], w), mtimeNs: parseBigInt(f[5], w, true), ctimeNs: parseBigInt(f[6], w, true), ino: parseBigInt(f[7], w), mode: parseInt(f[8], 8) } });
+      this.each({ t: 'F', file: { pathId: fromHex(f[1], 32, w), uuid: f[2], kind: f[3], size: parseUint(f[4], w), mtimeNs: parseBigInt(f[5], w, TIME_NS_MIN, TIME_NS_MAX), ctimeNs: parseBigInt(f[6], w, TIME_NS_MIN, TIME_NS_MAX), ino: parseBigInt(f[7], w, 0n, U64_MAX), mode: parseInt(f[8], 8) } });
     } else if (f[0] === 'D' && f.length === 2) {
       this.each({ t: 'D', pathId: fromHex(f[1], 32, w) });
     } else throw new FormatError('bad-line', `${w}: unknown index line`);

@@ -83,8 +83,15 @@ const MAGIC: Record<DocKind, string> = { manifest: 'IEBS-MANIFEST 1', catalog: '
 const END: Record<DocKind, string> = { manifest: '-- END OF MANIFEST -- ', catalog: '-- END OF CATALOG -- ' };
 const END_OF_FILE = '-- END OF FILE -- ';
 
-/** Longest line a reader accepts; longer input is rejected before it is buffered. */
-export const MAX_LINE = 65536;
+/**
+ * Longest line a reader accepts, not counting its LF; longer input is rejected before it
+ * is buffered. It is the longest line the grammar allows (SPEC.md "Limits"): the file
+ * line of a symlink whose path and target are MAX_PATH bytes each, every byte escaped but
+ * the 64 slashes the path needs to keep its components at most 255 bytes.
+ */
+export const MAX_LINE = 130992;
+/** Largest uid or gid (POSIX ids are unsigned 32-bit). */
+export const MAX_OWNER_ID = 4294967295;
 /** Largest plaintext block a reader accepts. */
 export const MAX_BLOCK = 16 * 1024 * 1024;
 /** Largest envelope overhead over a block's compressed size a reader accepts. */
@@ -344,13 +351,13 @@ export class DocParser {
     const size = parseUint(f[1], where);
     const mtimeNs = parseTime(f[2], where);
     const owner = /^(0|[1-9][0-9]{0,9}):(0|[1-9][0-9]{0,9})$/.exec(f[3]);
-    if (!owner) throw new FormatError('bad-owner', `${where}: owner must be uid:gid`);
+    if (!owner || Number(owner[1]) > MAX_OWNER_ID || Number(owner[2]) > MAX_OWNER_ID) throw new FormatError('bad-owner', `${where}: owner must be uid:gid, each at most ${MAX_OWNER_ID}`);
     const blockSize = parseUint(f[4], where, MAX_BLOCK);
     const kind = f[5] as EntryKind;
     if (!ENTRY_KINDS.includes(kind)) throw new FormatError('bad-kind', `${where}: unknown kind ${JSON.stringify(f[5].slice(0, 20))}`);
     if (!/^[0-7]{4}$/.test(f[6])) throw new FormatError('bad-mode', `${where}: mode must be four octal digits`);
     if ((kind === 'symlink') !== (target !== undefined)) throw new FormatError('bad-line', `${where}: a symlink and only a symlink carries a target`);
-    if (kind !== 'file' && size !== 0) throw new FormatError('bad-line', `${where}: a ${kind} has size 0`);
+    if (kind !== 'file' && (size !== 0 || blockSize !== 0)) throw new FormatError('bad-line', `${where}: a ${kind} has size 0 and block size 0`);
     const r: FileRecord = { uuid, path: q.bytes, size, mtimeNs, uid: Number(owner[1]), gid: Number(owner[2]), blockSize, kind, mode: parseInt(f[6], 8), blocks: [] };
     if (target !== undefined) {
       if (target.length === 0 || target.length > MAX_PATH || target.includes(0)) throw new FormatError('bad-path', `${where}: bad symlink target`);

@@ -106,11 +106,22 @@ export function parseUint(text: string, where: string, max: number = MAX_SAFE): 
   return n;
 }
 
-/** Strict decimal bigint (optionally negative), used for nanosecond times and inode numbers. */
-export function parseBigInt(text: string, where: string, signed = false): bigint {
-  const re = signed ? /^(0|-?[1-9][0-9]{0,29})$/ : /^(0|[1-9][0-9]{0,29})$/;
+/** Smallest and largest time in nanoseconds a 64-bit signed count of seconds with nanoseconds can hold (SPEC.md "Index"). */
+export const TIME_NS_MIN = -(2n ** 63n) * 1_000_000_000n;
+export const TIME_NS_MAX = 2n ** 63n * 1_000_000_000n - 1n;
+/** Largest unsigned 64-bit integer (inode numbers). */
+export const U64_MAX = 2n ** 64n - 1n;
+
+/**
+ * Strict decimal bigint without leading zeros (negative only when `min` is), from `min`
+ * to `max`: nanosecond times and inode numbers. At most 30 digits are looked at.
+ */
+export function parseBigInt(text: string, where: string, min: bigint, max: bigint): bigint {
+  const re = min < 0n ? /^(0|-?[1-9][0-9]{0,29})$/ : /^(0|[1-9][0-9]{0,29})$/;
   if (!re.test(text)) throw new FormatError('bad-number', `${where}: expected a decimal integer, got ${JSON.stringify(text.slice(0, 32))}`);
-  return BigInt(text);
+  const n = BigInt(text);
+  if (n < min || n > max) throw new FormatError('absurd-size', `${where}: ${text} is outside ${min}..${max}`);
+  return n;
 }
 
 const NS = 1_000_000_000n;

@@ -13,6 +13,7 @@ import { blockEntry, HOST_RE, SNAPSHOT_RE, VOLUME_RE } from '../formats/names.js
 import type { IndexItem } from '../formats/blockindex.js';
 import type { SnapshotRecord } from '../formats/snapshot.js';
 import type { VolumeHeader } from '../formats/volume.js';
+import { TIME_NS_MAX, TIME_NS_MIN, U64_MAX } from '../formats/text.js';
 
 /** fast-check runs: few by default, 20 times more with SLOW=1. */
 export const RUNS = process.env.SLOW === '1' ? 20 : 1;
@@ -156,7 +157,8 @@ export const recordArb: fc.Arbitrary<FileRecord> = fc
     blocks: fc.array(blockSpecArb, { maxLength: 4 }),
   })
   .map((x) => {
-    const r: FileRecord = { uuid: x.uuid, path: x.path, size: 0, mtimeNs: x.mtimeNs, uid: x.uid, gid: x.gid, blockSize: x.blockSize, kind: x.kind, mode: x.mode, blocks: [] };
+    // Directories and symlinks have block size 0 (SPEC.md "Manifest grammar").
+    const r: FileRecord = { uuid: x.uuid, path: x.path, size: 0, mtimeNs: x.mtimeNs, uid: x.uid, gid: x.gid, blockSize: x.kind === 'file' ? x.blockSize : 0, kind: x.kind, mode: x.mode, blocks: [] };
     if (x.kind === 'symlink') r.target = x.target;
     if (x.kind === 'file') {
       let offset = 0;
@@ -222,13 +224,14 @@ export const snapshotRecordArb: fc.Arbitrary<SnapshotRecord> = fc
     counts: x.counts,
   }));
 
-const bigNs = fc.bigInt({ min: -(10n ** 30n) + 1n, max: 10n ** 30n - 1n });
+/** Index times: the nanoseconds of a 64-bit signed count of seconds (SPEC.md "Index"). */
+const bigNs = fc.bigInt({ min: TIME_NS_MIN, max: TIME_NS_MAX });
 /** The lines of an index. */
 export const indexItemsArb: fc.Arbitrary<IndexItem[]> = fc.array(
   fc.oneof(
     rec({ id: fc.uint8Array({ minLength: 32, maxLength: 32 }), volume: volumeNameArb, dataOffset: safeUint, length: fc.integer({ min: 0, max: MAX_BLOCK + MAX_ENVELOPE_OVERHEAD }), uuid: uuidArb, index: fc.integer({ min: 0, max: 99_999_999 }) })
       .map((b): IndexItem => ({ t: 'B', block: { id: b.id, volume: b.volume, dataOffset: b.dataOffset, length: b.length, entry: blockEntry(b.uuid, b.index) } })),
-    rec({ pathId: fc.uint8Array({ minLength: 32, maxLength: 32 }), uuid: uuidArb, kind: fc.constantFrom('file', 'dir', 'symlink') as fc.Arbitrary<FileRecord['kind']>, size: safeUint, mtimeNs: bigNs, ctimeNs: bigNs, ino: fc.bigInt({ min: 0n, max: 10n ** 30n - 1n }), mode: fc.integer({ min: 0, max: 0o7777 }) })
+    rec({ pathId: fc.uint8Array({ minLength: 32, maxLength: 32 }), uuid: uuidArb, kind: fc.constantFrom('file', 'dir', 'symlink') as fc.Arbitrary<FileRecord['kind']>, size: safeUint, mtimeNs: bigNs, ctimeNs: bigNs, ino: fc.bigInt({ min: 0n, max: U64_MAX }), mode: fc.integer({ min: 0, max: 0o7777 }) })
       .map((file): IndexItem => ({ t: 'F', file })),
     fc.uint8Array({ minLength: 32, maxLength: 32 }).map((pathId): IndexItem => ({ t: 'D', pathId })),
   ),

@@ -8,7 +8,7 @@ import { blockContext, counterNonce, decodeEnvelopeHeader, encodeEnvelopeHeader,
 import { decodeTarHeader, encodeTarHeader, tarEntrySize, tarPadding } from '../formats/tar.js';
 import { decodeVolumeKey, encodeVolumeKey, VOLUME_HEADER_ENTRY } from '../formats/volume.js';
 import { blockEntry, parseBlockEntry, snapshotName, volumeName } from '../formats/names.js';
-import { fields, formatTime, parseBigInt, parseSha384, parseTime, parseUint } from '../formats/text.js';
+import { fields, formatTime, parseBigInt, parseSha384, parseTime, parseUint, TIME_NS_MAX, TIME_NS_MIN, U64_MAX } from '../formats/text.js';
 import { DocParser, LineSplitter, MAX_LINE } from '../formats/manifest.js';
 import { loadVectors } from './vectors.js';
 import { expectFormatError } from './formats-helpers.js';
@@ -154,17 +154,23 @@ test('times: 0000-02-29 (year 0 is a leap year) round-trips', () => {
   assert.equal(parseTime('0000-02-29T12:00:00.000000000Z', 'x'), ns);
 });
 
-test('numbers: strict decimal, 2^53 - 1 at most', () => {
+test('numbers: strict decimal, within the range of each field', () => {
   assert.equal(parseUint('0', 'x'), 0);
   assert.equal(parseUint('9007199254740991', 'x'), Number.MAX_SAFE_INTEGER);
   assert.equal(parseUint('16777216', 'x', 16777216), 16777216);
   expectFormatError(() => parseUint('16777217', 'x', 16777216), 'absurd-size', 'over max');
   expectFormatError(() => parseUint('9007199254740992', 'x'), 'absurd-size', '2^53');
   for (const bad of ['', '01', '-1', '+1', '1e3', '0x10', ' 1', '1 ', '1.0', '١']) expectFormatError(() => parseUint(bad, 'x'), 'bad-number', JSON.stringify(bad));
-  assert.equal(parseBigInt('-123456789012345678901234567890', 'x', true), -123456789012345678901234567890n);
-  expectFormatError(() => parseBigInt('-1', 'x'), 'bad-number', 'unsigned');
-  expectFormatError(() => parseBigInt('-0', 'x', true), 'bad-number', '-0');
-  expectFormatError(() => parseBigInt('1'.repeat(31), 'x'), 'bad-number', '31 digits');
+  // Index times: the nanoseconds of a 64-bit signed count of seconds; inodes: unsigned 64-bit.
+  assert.equal(parseBigInt('-9223372036854775808000000000', 'x', TIME_NS_MIN, TIME_NS_MAX), TIME_NS_MIN);
+  assert.equal(parseBigInt('9223372036854775807999999999', 'x', TIME_NS_MIN, TIME_NS_MAX), TIME_NS_MAX);
+  expectFormatError(() => parseBigInt('-9223372036854775808000000001', 'x', TIME_NS_MIN, TIME_NS_MAX), 'absurd-size', 'below the smallest time');
+  expectFormatError(() => parseBigInt('9223372036854775808000000000', 'x', TIME_NS_MIN, TIME_NS_MAX), 'absurd-size', 'past the largest time');
+  assert.equal(parseBigInt('18446744073709551615', 'x', 0n, U64_MAX), U64_MAX);
+  expectFormatError(() => parseBigInt('18446744073709551616', 'x', 0n, U64_MAX), 'absurd-size', '2^64');
+  expectFormatError(() => parseBigInt('-1', 'x', 0n, U64_MAX), 'bad-number', 'unsigned');
+  expectFormatError(() => parseBigInt('-0', 'x', TIME_NS_MIN, TIME_NS_MAX), 'bad-number', '-0');
+  expectFormatError(() => parseBigInt('1'.repeat(31), 'x', 0n, 10n ** 40n), 'bad-number', '31 digits');
   expectFormatError(() => parseSha384('sha384(' + 'a'.repeat(96) + ')x', 'x'), 'bad-hash', 'suffix');
   expectFormatError(() => parseSha384('sha256(' + 'a'.repeat(96) + ')', 'x'), 'bad-hash', 'sha256');
   expectFormatError(() => fields('a  b', 'x'), 'bad-line', 'double space');
