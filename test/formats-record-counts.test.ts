@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { loadRestoreKey } from '../engine/keys.js';
 import { listSnapshots } from '../engine/repo.js';
 import { readManifest } from '../engine/restore.js';
-import { openStorage } from '../engine/storage/storage.js';
+import { openStorage } from '../engine/storage/open.js';
 import { iebsOk, makeKeys, tempDir } from './helpers.js';
 
 test('record counts: kind changes, mode changes, deletions and the deletion lines', async () => {
