@@ -1,5 +1,5 @@
 /** `iebs snapshots`: lists snapshots from the signed public records (no private key). */
-import { listSnapshots, readConfig, repoPublicKeys } from '../engine/repo.js';
+import { listSnapshots, readConfig, repoHostKeys } from '../engine/repo.js';
 import { loadVerifyKeys } from '../engine/keys.js';
 import { openStorage } from '../engine/storage/open.js';
 import { formatTime } from '../formats/text.js';
@@ -16,7 +16,7 @@ export async function main(argv: string[]): Promise<number> {
   const { flags } = parseArgs('snapshots', argv, { repo: 'string', key: 'string', json: 'boolean' });
   const storage = openStorage(need(flags.repo as string | undefined, 'snapshots', '--repo REPO'));
   await readConfig(storage);
-  const verifiers = flags.key ? await loadVerifyKeys(flags.key as string) : await repoPublicKeys(storage);
+  const verifiers = flags.key ? await loadVerifyKeys(flags.key as string) : await repoHostKeys(storage);
   const { snapshots, bad } = await listSnapshots(storage, verifiers);
   for (const b of bad) process.stderr.write(`iebs: warning: ${b.error.message}\n`);
   if (flags.json) {

@@ -1,6 +1,6 @@
 /** `iebs verify`: checks a repository with public keys; with --read-data, every block. */
-import { loadRestoreKey, loadVerifyKeys } from '../engine/keys.js';
-import { LAYOUT, readConfig, repoPublicKeys } from '../engine/repo.js';
+import { loadRestoreKey, loadTrustAnchors } from '../engine/keys.js';
+import { LAYOUT, readConfig, repoHostKeys } from '../engine/repo.js';
 import { openStorage } from '../engine/storage/open.js';
 import { verify } from '../engine/verify.js';
 import { UsageError } from '../formats/errors.js';
@@ -24,9 +24,11 @@ export async function main(argv: string[]): Promise<number> {
   const keyPath = flags.key as string | undefined;
   if (flags['read-data'] && !keyPath) throw new UsageError('missing', 'iebs verify --read-data needs --key restore.key');
   const restoreKey = flags['read-data'] ? await loadRestoreKey(keyPath!, await passphrase(flags['passphrase-file'] as string | undefined)) : undefined;
-  const verifiers = keyPath ? await loadVerifyKeys(keyPath) : await repoPublicKeys(storage);
+  const anchors = keyPath ? await loadTrustAnchors(keyPath) : undefined;
+  // A private key alone (a gpg export) names no host key: the repository's copy does.
+  const verifiers = anchors?.hostKeys.length ? anchors.hostKeys : await repoHostKeys(storage);
   const progress = new ProgressLine(!flags.json && stderrIsTerminal());
-  const r = await verify(storage, verifiers, { anchored: !!keyPath, restoreKey, readData: !!flags['read-data'], onProgress: (p) => progress.update('verify', p.objects, p.bytes) });
+  const r = await verify(storage, verifiers, { anchors: anchors?.all, restoreKey, readData: !!flags['read-data'], onProgress: (p) => progress.update('verify', p.objects, p.bytes) });
   progress.done();
   if (flags.json) { printJson({ ...r, ok: r.problems.length === 0 }); return r.problems.length ? 1 : 0; }
   if (!keyPath) process.stderr.write('iebs: note: signatures checked against the keys stored in the repository; pass --key recipient.asc to check against your own copy\n');

@@ -28,7 +28,7 @@ import { hmac, sealEnvelope, random, pgpSealStream } from './crypto.js';
 import { DEFAULT_SIZES, type ChunkerParams } from './chunker.js';
 import { compressBlock, compressBlockNow, skipByExtension, DEFAULT_CODEC, type CodecChoice, type CompressedBlock } from './codec.js';
 import type { BackupKey } from './keys.js';
-import { acquireLock, chainDamage, chainOf, type Lock, initRepo, LAYOUT, listSnapshots, readConfig, repoPublicKeys, writeRecord, type Snapshot } from './repo.js';
+import { acquireLock, chainDamage, chainOf, type Lock, initRepo, LAYOUT, listSnapshots, readConfig, repoHostKeys, writeRecord, type Snapshot } from './repo.js';
 import { ChainState, StateDelta, parsePlacement, placementValue, type PathState } from './state.js';
 import { StateCache } from './cache.js';
 import { IdBloom, SortedTable } from './sorter.js';
@@ -241,7 +241,7 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
     // A repository holds the snapshots of one key set: refuse another host key rather
     // than write records that nobody with this repository's keys can verify.
     const fingerprint = key.signer.getFingerprint();
-    if (!(await repoPublicKeys(storage)).some((k) => k.getFingerprint() === fingerprint)) {
+    if (!(await repoHostKeys(storage)).some((k) => k.getFingerprint() === fingerprint)) {
       throw new KeyError('wrong-key', `${storage.where} was created for other keys: its public keys do not include this backup key's signing key ${fingerprint.slice(-16)}`);
     }
   }

@@ -204,21 +204,53 @@ export async function loadRestoreKey(path: string, passphrase: string | undefine
   return { decryptionKeys, verifiers };
 }
 
+/** The keys a key file holds, as a verifier sees them (SPEC.md "Which key is which"). */
+export interface TrustAnchors {
+  /** The host signing keys: the only keys whose signatures make a record, manifest or sealed key valid. */
+  hostKeys: openpgp.PublicKey[];
+  /** Every public key the file holds or implies (recipients too), to hold keys/public.asc against. */
+  all: openpgp.PublicKey[];
+}
+
 /**
- * Loads the public keys any key file names, for signature checks: a recipient.asc, a
- * backup.key (its signer's public part) or a restore.key (the host key it names).
+ * Reads a key file as trust anchors, telling the keys apart by where they stand: in a
+ * backup.key the private key is the host's; in a restore.key its public key block; in a
+ * recipient.asc the last key. A bare armored private key (a gpg export) names no host
+ * key: then `hostKeys` is empty and the caller must find them elsewhere.
+ */
+export async function loadTrustAnchors(path: string): Promise<TrustAnchors> {
+  const text = await readKeyText(path);
+  let k;
+  try { k = decodeKeyFile(text, path); } catch (cause) {
+    if (cause instanceof FormatError) throw new KeyError('bad-key', cause.message, { cause });
+    throw cause;
+  }
+  const blocks = k ? k.blocks : armorBlocks(text);
+  const publics: openpgp.PublicKey[] = [];
+  const fromPrivate: openpgp.PublicKey[] = [];
+  for (const b of blocks) {
+    if (b.type === 'PUBLIC') publics.push(...(await readPublicKeys(b.text, path)));
+    else fromPrivate.push((await readPrivate(b, path)).toPublic());
+  }
+  const all = [...fromPrivate, ...publics];
+  for (const key of all) await checkKey(key, path, 'any');
+  if (all.length === 0) throw new KeyError('bad-key', `${path}: no OpenPGP key in it`);
+  let hostKeys: openpgp.PublicKey[];
+  if (k?.kind === 'backup') hostKeys = fromPrivate;
+  else if (k?.kind === 'restore') hostKeys = publics;
+  else hostKeys = fromPrivate.length ? [] : publics.slice(-1);
+  return { hostKeys, all };
+}
+
+/**
+ * The host signing keys a key file names, for signature checks: a recipient.asc (its
+ * last key), a backup.key (its signer's public part) or a restore.key (the host key it
+ * names). Never the recipients' keys: a signature by the owner's key is no snapshot.
  */
 export async function loadVerifyKeys(path: string): Promise<openpgp.PublicKey[]> {
-  const text = await readKeyText(path);
-  const blocks = armorBlocks(text);
-  const out: openpgp.PublicKey[] = [];
-  for (const b of blocks) {
-    if (b.type === 'PUBLIC') out.push(...(await readPublicKeys(b.text, path)));
-    else out.push((await readPrivate(b, path)).toPublic());
-  }
-  for (const k of out) await checkKey(k, path, 'any');
-  if (out.length === 0) throw new KeyError('bad-key', `${path}: no OpenPGP key in it`);
-  return out;
+  const { hostKeys } = await loadTrustAnchors(path);
+  if (hostKeys.length === 0) throw new KeyError('no-verifier', `${path} names no host signing key (a private key alone); pass recipient.asc or backup.key`);
+  return hostKeys;
 }
 
 /** Parses armored public keys held in memory (the repository's copy). */

@@ -76,6 +76,11 @@ export async function repoPublicKeys(storage: Storage): Promise<openpgp.PublicKe
   return parsePublicKeys(Buffer.from(await storage.get(LAYOUT.publicKeys)).toString('utf8'), `${storage.where}/${LAYOUT.publicKeys}`);
 }
 
+/** The repository's host signing key: the last key of keys/public.asc (SPEC.md "Which key is which"). */
+export async function repoHostKeys(storage: Storage): Promise<openpgp.PublicKey[]> {
+  return (await repoPublicKeys(storage)).slice(-1);
+}
+
 /** A verified snapshot record with the sha384 of its text. */
 export interface Snapshot { record: SnapshotRecord; sha384: Uint8Array; object: string }
 

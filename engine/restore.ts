@@ -20,7 +20,7 @@ import type * as openpgp from 'openpgp';
 import { FormatError, IebsError, IoError, AuthError, KeyError } from '../formats/errors.js';
 import { DocParser, LineSplitter, type BlockRef, type FileRecord, type ManifestHeader } from '../formats/manifest.js';
 import { pgpOpenStreamThreaded } from './pgp-thread.js';
-import { chainOf, findSnapshot, LAYOUT, listSnapshots, readConfig, repoPublicKeys, type Snapshot } from './repo.js';
+import { chainOf, findSnapshot, LAYOUT, listSnapshots, readConfig, repoHostKeys, type Snapshot } from './repo.js';
 import type { RestoreKey } from './keys.js';
 import type { Storage } from './storage/storage.js';
 import { VolumeReader, blockHashError } from './volumes.js';
@@ -77,7 +77,7 @@ const MAX_MANIFEST = 4 * 1024 * 1024 * 1024;
 
 /** Verifying keys: the restore key's own, else the repository's copy of the public keys. */
 export async function verifiersFor(storage: Storage, key: RestoreKey): Promise<openpgp.PublicKey[]> {
-  return key.verifiers.length ? key.verifiers : repoPublicKeys(storage);
+  return key.verifiers.length ? key.verifiers : repoHostKeys(storage);
 }
 
 /** Decrypts and parses one manifest, checked against its record. */

@@ -40,8 +40,8 @@ export interface VerifyOptions {
   restoreKey?: RestoreKey;
   readData?: boolean;
   onProgress?: (p: { objects: number; bytes: number; blocks: number }) => void;
-  /** Whether `verifiers` come from the user's own key file (then the repository's public keys are checked against them). */
-  anchored?: boolean;
+  /** Every key of the user's own key file: keys/public.asc must hold each of them, packet for packet. */
+  anchors?: openpgp.PublicKey[];
 }
 
 /** The snapshot and every later one of its chain: what a damaged object of it affects. */
@@ -53,7 +53,7 @@ function affected(s: Snapshot, all: Snapshot[]): string[] {
 export async function verify(storage: Storage, verifiers: openpgp.PublicKey[], o: VerifyOptions = {}): Promise<VerifyResult> {
   const res: VerifyResult = { snapshots: 0, objects: 0, bytes: 0, blocks: 0, problems: [], unreferenced: [] };
   const progress = () => o.onProgress?.({ objects: res.objects, bytes: res.bytes, blocks: res.blocks });
-  await checkRepoObjects(storage, verifiers, !!o.anchored, res);
+  await checkRepoObjects(storage, o.anchors, res);
   const { snapshots, bad } = await listSnapshots(storage, verifiers);
   res.snapshots = snapshots.length;
   if (snapshots.length === 0 && bad.length > 0 && bad.every((b) => b.error.code === 'bad-signature')) {
@@ -127,9 +127,9 @@ export async function verify(storage: Storage, verifiers: openpgp.PublicKey[], o
 /**
  * Checks the two unsigned conveniences (SPEC.md "Verify"): the config must decode, and
  * keys/public.asc must parse, every key in it must carry valid self-signatures, and with
- * the user's own keys (`anchored`) each of those must be in it, packet for packet.
+ * the user's own keys (`anchors`) each of those must be in it, packet for packet.
  */
-async function checkRepoObjects(storage: Storage, verifiers: openpgp.PublicKey[], anchored: boolean, res: VerifyResult): Promise<void> {
+async function checkRepoObjects(storage: Storage, anchors: openpgp.PublicKey[] | undefined, res: VerifyResult): Promise<void> {
   try { await readConfig(storage); } catch (e) {
     if (!(e instanceof IebsError)) throw e;
     res.problems.push({ object: LAYOUT.config, message: `${e.message} (no snapshot depends on it; backups need it to recognise the repository)`, affects: [] });
@@ -146,9 +146,9 @@ async function checkRepoObjects(storage: Storage, verifiers: openpgp.PublicKey[]
       res.problems.push({ object, message: `${object}: key ${k.getFingerprint().slice(-16)} does not verify (${(e as Error).message}): damaged or tampered with`, affects: [] });
     }
   }
-  if (!anchored) return;
+  if (!anchors) return;
   const stored = new Map(keys.map((k) => [k.getFingerprint(), k]));
-  for (const v of verifiers) {
+  for (const v of anchors) {
     const k = stored.get(v.getFingerprint());
     if (!k) res.problems.push({ object, message: `${object} lacks key ${v.getFingerprint().slice(-16)} of your key file (replaced?)`, affects: [] });
     else if (!Buffer.from(k.write()).equals(Buffer.from(v.write()))) res.problems.push({ object, message: `${object}: key ${v.getFingerprint().slice(-16)} differs from your copy (damaged or tampered with)`, affects: [] });
