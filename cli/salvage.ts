@@ -7,25 +7,29 @@ import { need, passphrase, printJson } from './common.js';
 import { EXIT } from './errors.js';
 import { human } from './progress.js';
 
-export const help = `iebs salvage VOLUME... --key restore.key --target DIR [--public recipient.asc] [--json]
+export const help = `iebs salvage VOLUME... --key restore.key --target DIR [--public recipient.asc] [--setuid] [--json]
   Restores everything the given tar volumes hold, with names, using no manifest and no
   repository. Files with parts in other (missing) volumes are written as NAME.incomplete
   (missing ranges as zeros) and listed; exit code 3 then. --public gives the host's public
-  signing key when the restore key is a bare gpg key.`;
+  signing key when the restore key is a bare gpg key. Paths that cannot be written (a
+  non-empty directory where a file was) are listed, exit code 3. Files get their setuid
+  and setgid bits only with --setuid; owners are not restored.`;
 
 export async function main(argv: string[]): Promise<number> {
-  const { flags, positionals } = parseArgs('salvage', argv, { key: 'string', target: 'string', public: 'string', json: 'boolean', 'passphrase-file': 'string' });
+  const { flags, positionals } = parseArgs('salvage', argv, { key: 'string', target: 'string', public: 'string', setuid: 'boolean', json: 'boolean', 'passphrase-file': 'string' });
   if (positionals.length === 0) throw new UsageError('missing', 'iebs salvage: name at least one VOLUME file');
   const key = await loadRestoreKey(need(flags.key as string | undefined, 'salvage', '--key restore.key'), await passphrase(flags['passphrase-file'] as string | undefined));
   const verifiers = flags.public ? await loadVerifyKeys(flags.public as string) : key.verifiers;
   const target = need(flags.target as string | undefined, 'salvage', '--target DIR');
-  const r = await salvage(positionals, key, verifiers, target);
-  const partial = r.incomplete.length > 0 || r.volumes.some((v) => v.error || v.damaged) || r.unnamedBlocks > 0;
+  const r = await salvage(positionals, key, verifiers, target, { keepSetid: flags.setuid === true });
+  const partial = r.incomplete.length > 0 || r.failures.length > 0 || r.volumes.some((v) => v.error || v.damaged) || r.unnamedBlocks > 0;
   if (flags.json) { printJson(r); return partial ? EXIT.partial : EXIT.ok; }
   for (const v of r.volumes) {
     if (v.error) process.stderr.write(`iebs: ${v.error}\n`);
     else if (v.damaged) process.stderr.write(`iebs: ${v.path}: ${v.damaged} damaged entr${v.damaged === 1 ? 'y' : 'ies'} skipped\n`);
   }
+  for (const f of r.failures) process.stderr.write(`iebs: not salvaged: ${f.path}: ${f.message}\n`);
+  if (r.setidDropped) process.stderr.write(`iebs: ${r.setidDropped} file(s) written without their setuid/setgid bits (pass --setuid to keep them)\n`);
   for (const f of r.incomplete) process.stdout.write(`incomplete: ${f.path} (${human(f.missing)} of ${human(f.size)} missing)\n`);
   if (r.unnamedBlocks) process.stderr.write(`iebs: ${r.unnamedBlocks} block(s) are described by no surviving catalogue and were not restored\n`);
   process.stdout.write(`salvaged ${r.files} complete files (${human(r.bytes)}), ${r.incomplete.length} incomplete, ${r.dirs} directories, ${r.symlinks} symlinks into ${target}\n`);

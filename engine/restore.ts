@@ -10,12 +10,14 @@
  * directory modes and times are set deepest first.
  *
  * The target is treated as hostile ground too: no write ever goes through a symlink or
- * outside `--target`, whatever a manifest says.
+ * outside `--target`, whatever a manifest says (engine/target.ts, shared with salvage).
+ * A fatal error (a full target) lets the files in flight finish before it is thrown, and
+ * no temporary file of the run stays behind.
  */
-import { lstat, mkdir, mkdtemp, open, rename, rm, symlink, chmod, utimes, lutimes, lchown, unlink } from 'node:fs/promises';
+import { mkdtemp, open, rename, rm, symlink, chmod, utimes, lutimes, lchown, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes, createHash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type * as openpgp from 'openpgp';
 import { FormatError, IebsError, IoError, AuthError, KeyError } from '../formats/errors.js';
 import { DocParser, LineSplitter, type BlockRef, type FileRecord, type ManifestHeader } from '../formats/manifest.js';
@@ -29,6 +31,7 @@ import { WriterPool } from './writers.js';
 import { packRecord, packedKind, packedSize, unpackRecord } from './record-pack.js';
 import { sha384 } from './hashes.js';
 import { helperThreads } from './threads.js';
+import { SafeTarget, SETID_BITS, fileMode, makeRoom, targetError, tempBeside, timeArg } from './target.js';
 
 /** Options of a restore. */
 export interface RestoreOptions {
@@ -46,13 +49,21 @@ export interface RestoreOptions {
    * Infinity never: tests take each path).
    */
   checkHereAbove?: number;
+  /** Give regular files their setuid and setgid bits (SPEC.md "Restore": off unless asked). */
+  keepSetid?: boolean;
 }
 
 /** A file that could not be restored, and why. */
 export interface RestoreFailure { path: string; message: string }
 
 /** What a restore did. */
-export interface RestoreResult { snapshot: string; files: number; dirs: number; symlinks: number; bytes: number; failures: RestoreFailure[] }
+export interface RestoreResult {
+  snapshot: string; files: number; dirs: number; symlinks: number; bytes: number; failures: RestoreFailure[];
+  /** Files restored without the setuid or setgid bits they were recorded with. */
+  setidDropped: number;
+  /** Temporary files of an earlier, interrupted run that were removed. */
+  staleRemoved: number;
+}
 
 /** Bytes read from storage at a time when streaming a manifest. */
 const READ_PIECE = 1024 * 1024;
@@ -288,44 +299,61 @@ export async function restore(storage: Storage, key: RestoreKey, o: RestoreOptio
   }
 }
 
+/** What the restore of one file needs besides its record. */
+interface FileContext {
+  safe: SafeTarget;
+  reader: VolumeReader;
+  writers: WriterPool;
+  /** Writer backlog from which on blocks are checked here. */
+  checkFrom: number;
+  asRoot: boolean;
+  keepSetid: boolean;
+  /** Temporary names handed out and not yet renamed or removed: removed at the end, whatever happened. */
+  pending: Set<string>;
+  onBytes: (n: number) => void;
+}
+
 async function restoreComposed(storage: Storage, key: RestoreKey, composed: ComposedSnapshot, o: RestoreOptions): Promise<RestoreResult> {
   const verifiers = await verifiersFor(storage, key);
   // A first pass counts (for progress) and refuses a snapshot that names a path twice
   // before anything is written.
   const { files: totalFiles, bytes: totalBytes } = composed.totals(o.include);
-  const result: RestoreResult = { snapshot: composed.snapshot.record.name, files: 0, dirs: 0, symlinks: 0, bytes: 0, failures: [] };
-  const root = Buffer.from(o.target.replace(/\/+$/, '') || '/');
-  await mkdir(root, { recursive: true });
-  const safe = new SafeTarget(root);
-  const reader = new VolumeReader(storage, key.decryptionKeys, verifiers);
+  const result: RestoreResult = { snapshot: composed.snapshot.record.name, files: 0, dirs: 0, symlinks: 0, bytes: 0, failures: [], setidDropped: 0, staleRemoved: 0 };
+  const safe = await SafeTarget.open(o.target);
   const progress = { files: 0, bytes: 0, totalFiles, totalBytes };
-  const asRoot = process.getuid?.() === 0;
+  const keepSetid = o.keepSetid ?? false;
+  const ctx: FileContext = {
+    safe, reader: new VolumeReader(storage, key.decryptionKeys, verifiers), writers: new WriterPool(o.writers ?? helperThreads()),
+    checkFrom: o.checkHereAbove ?? CHECK_HERE_BACKLOG, asRoot: process.getuid?.() === 0, keepSetid, pending: new Set(),
+    onBytes: (n) => { progress.bytes += n; o.onProgress?.(progress); },
+  };
+  const fail = (r: FileRecord, e: unknown) => {
+    if (!(e instanceof IebsError)) throw e;
+    if ((e instanceof IoError && (e.code === 'disk-full' || e.code === 'permission')) || e.code === 'writer-failed') throw e;
+    result.failures.push({ path: Buffer.from(r.path).toString('utf8'), message: e.message });
+  };
   // Symlinks are made after every file, and directory modes and times are set last,
   // deepest first; both wait in scratch sorters.
   const links = new ExternalSorter(composed.dir, 'links', o.arena);
   const dirs = new ExternalSorter(composed.dir, 'dirs', o.arena);
-  const writers = new WriterPool(o.writers ?? helperThreads());
+  // Files are independent: several are restored at once, so reading, decrypting,
+  // decompressing and writing of different files overlap.
+  const running = new Set<Promise<void>>();
   try {
-    // Files are independent: several are restored at once, so reading, decrypting,
-    // decompressing and writing of different files overlap.
-    const running = new Set<Promise<void>>();
     let heldBytes = 0;
     const one = async (r: FileRecord) => {
       try {
-        await restoreFile(safe, reader, r, writers, o.checkHereAbove ?? CHECK_HERE_BACKLOG, asRoot, (n) => { progress.bytes += n; o.onProgress?.(progress); });
+        await restoreFile(ctx, r);
         result.files++; result.bytes += r.size;
-      } catch (e) {
-        if (!(e instanceof IebsError)) throw e;
-        if ((e instanceof IoError && (e.code === 'disk-full' || e.code === 'permission')) || e.code === 'writer-failed') throw e;
-        result.failures.push({ path: Buffer.from(r.path).toString('utf8'), message: e.message });
-      }
+        if (!keepSetid && r.mode & SETID_BITS) result.setidDropped++;
+      } catch (e) { fail(r, e); }
       progress.files++;
       o.onProgress?.(progress);
     };
     const none = Buffer.alloc(0);
     for (const r of composed.chosen(o.include)) {
       if (r.kind === 'dir') {
-        await safe.dir(r.path);
+        try { await safe.dir(r.path); } catch (e) { fail(r, e); continue; }
         result.dirs++;
         const depth = Buffer.alloc(4);
         depth.writeUInt32BE(0xffffffff - countSlashes(r.path));
@@ -345,29 +373,37 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
       const r = unpackRecord(v);
       try {
         const p = await safe.leaf(r.path);
-        await removeNonDir(p);
-        await symlink(Buffer.from(r.target!), p);
-        if (asRoot) await lchown(p, r.uid, r.gid).catch(() => {});
-        const t = Number(r.mtimeNs) / 1e9;
-        await lutimes(p, t, t).catch(() => {});
+        try {
+          await makeRoom(p);
+          await symlink(Buffer.from(r.target!), p);
+          if (ctx.asRoot) await lchown(p, r.uid, r.gid).catch(() => {});
+          const t = timeArg(r.mtimeNs);
+          await lutimes(p, t, t).catch(() => {});
+        } catch (e) { throw targetError(e, p); }
         result.symlinks++;
-      } catch (e) {
-        if (!(e instanceof IebsError) && !(e as NodeJS.ErrnoException).code) throw e;
-        result.failures.push({ path: Buffer.from(r.path).toString('utf8'), message: (e as Error).message });
-      }
+      } catch (e) { fail(r, e); }
     }
     for (const [, v] of dirs.sorted()) {
       const r = unpackRecord(v);
-      const p = await safe.dir(r.path);
-      if (asRoot) await lchown(p, r.uid, r.gid).catch(() => {});
-      await chmod(p, r.mode);
-      const t = Number(r.mtimeNs) / 1e9;
-      await utimes(p, t, t);
+      try {
+        const p = await safe.dir(r.path);
+        try {
+          if (ctx.asRoot) await lchown(p, r.uid, r.gid).catch(() => {});
+          await chmod(p, r.mode);
+          const t = timeArg(r.mtimeNs);
+          await utimes(p, t, t);
+        } catch (e) { throw targetError(e, p); }
+      } catch (e) { fail(r, e); }
     }
   } finally {
+    // After a fatal error, the files still being restored finish (or fail) before the
+    // writers stop, and no temporary file of this run stays behind.
+    await Promise.allSettled(running);
     links.close(); dirs.close();
-    await writers.close();
+    await ctx.writers.close();
+    for (const t of ctx.pending) await rm(Buffer.from(t, 'latin1'), { force: true }).catch(() => {});
   }
+  result.staleRemoved = safe.staleRemoved;
   result.failures.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   return result;
 }
@@ -376,34 +412,6 @@ function countSlashes(p: Uint8Array): number {
   let n = 0;
   for (const b of p) if (b === 0x2f) n++;
   return n;
-}
-
-/** Removes what is at `p` unless it is a directory (an error then). */
-export async function removeNonDir(p: Buffer): Promise<void> {
-  try {
-    const st = await lstat(p);
-    if (st.isDirectory()) throw new IoError('exists', `${p.toString()}: a directory is in the way`);
-    await unlink(p);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-  }
-}
-
-/** Temporary names: random per process, then counted (`wx` refuses a name in use). */
-const TEMP_PREFIX = `.iebs-restore-${randomBytes(6).toString('hex')}-`;
-let tempCount = 0;
-
-/** A temporary name in the same directory as `final`, for write-then-rename. */
-function besides(final: Buffer): Buffer {
-  return Buffer.concat([final.subarray(0, final.lastIndexOf(0x2f) + 1), Buffer.from(TEMP_PREFIX + (tempCount++).toString(36))]);
-}
-
-/** What a failed write of `final` is reported as: a full target, an I/O error, or itself. */
-function writeError(e: unknown, safe: SafeTarget, final: Buffer): unknown {
-  const code = (e as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC') return new IoError('disk-full', `${safe.rootText}: target is full`, { cause: e });
-  if (!(e instanceof IebsError) && typeof code === 'string') return new IoError('io', `${final.toString()}: ${code}`, { cause: e });
-  return e;
 }
 
 /**
@@ -416,13 +424,17 @@ function digestForWriter(writers: WriterPool, from: number, b: BlockRef, data: U
   return undefined;
 }
 
-async function restoreFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord, writers: WriterPool, checkFrom: number, asRoot: boolean, onBytes: (n: number) => void): Promise<void> {
-  if (r.blocks.length <= 1) return restoreSmallFile(safe, reader, r, writers, checkFrom, asRoot, onBytes);
-  const final = await safe.leaf(r.path);
-  const tmp = besides(final);
-  const fh = await open(tmp, 'wx', 0o600);
+async function restoreFile(c: FileContext, r: FileRecord): Promise<void> {
+  if (r.blocks.length <= 1) return restoreSmallFile(c, r);
+  const final = await c.safe.leaf(r.path);
+  const tmp = tempBeside(final);
+  const tmpKey = tmp.toString('latin1');
+  c.pending.add(tmpKey);
+  let fh: FileHandle | null = null;
   let ok = false;
   try {
+    fh = await open(tmp, 'wx', 0o600);
+    const fd = fh.fd;
     // Blocks go to their own offsets, so several are read, decrypted and decompressed
     // here while a writer thread checks and writes those before them. Every write has
     // answered before the file is closed (its descriptor must not be reused under one).
@@ -433,16 +445,16 @@ async function restoreFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord
       while (running.size >= BLOCKS_AHEAD) await Promise.race(running);
       if (failure) break;
       const p: Promise<void> = (async () => {
-        const data = await reader.readUnchecked(b);
+        const data = await c.reader.readUnchecked(b);
         const size = data.length;
-        const digest = digestForWriter(writers, checkFrom, b, data);
+        const digest = digestForWriter(c.writers, c.checkFrom, b, data);
         try {
-          await writers.writeBlock({ fd: fh.fd, offset: b.offset, data, sha384: digest });
+          await c.writers.writeBlock({ fd, offset: b.offset, data, sha384: digest });
         } catch (e) {
           throw (e as NodeJS.ErrnoException).code === 'BAD-HASH' ? blockHashError(b) : e;
         }
         written += size;
-        onBytes(size);
+        c.onBytes(size);
       })().catch((e) => { failure ??= e; }).finally(() => running.delete(p));
       running.add(p);
     }
@@ -451,17 +463,19 @@ async function restoreFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord
     if (written !== r.size) throw new FormatError('bad-size', `${Buffer.from(r.path).toString('utf8')}: restored ${written} bytes, expected ${r.size}`);
     await fh.truncate(r.size);
     await fh.close();
-    if (asRoot) await lchown(tmp, r.uid, r.gid).catch(() => {});
-    await chmod(tmp, r.mode);
-    const t = Number(r.mtimeNs) / 1e9;
+    fh = null;
+    if (c.asRoot) await lchown(tmp, r.uid, r.gid).catch(() => {});
+    await chmod(tmp, fileMode(r.mode, c.keepSetid));
+    const t = timeArg(r.mtimeNs);
     await utimes(tmp, t, t);
-    await removeNonDir(final);
+    await makeRoom(final);
     await rename(tmp, final);
     ok = true;
   } catch (e) {
-    throw writeError(e, safe, final);
+    throw targetError(e, final);
   } finally {
-    if (!ok) { await fh.close().catch(() => {}); await rm(tmp, { force: true }).catch(() => {}); }
+    if (!ok) { await fh?.close().catch(() => {}); await rm(tmp, { force: true }).catch(() => {}); }
+    c.pending.delete(tmpKey);
   }
 }
 
@@ -469,74 +483,28 @@ async function restoreFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord
  * Restores a file of at most one block: the block is read here, then a writer thread
  * checks it, and writes, stamps and renames the file (engine/writers.ts).
  */
-async function restoreSmallFile(safe: SafeTarget, reader: VolumeReader, r: FileRecord, writers: WriterPool, checkFrom: number, asRoot: boolean, onBytes: (n: number) => void): Promise<void> {
+async function restoreSmallFile(c: FileContext, r: FileRecord): Promise<void> {
   const b = r.blocks[0];
-  const data = b ? await reader.readUnchecked(b) : new Uint8Array(0);
+  const data = b ? await c.reader.readUnchecked(b) : new Uint8Array(0);
   const size = data.length;
   if (size !== r.size || (b && b.offset !== 0)) throw new FormatError('bad-size', `${Buffer.from(r.path).toString('utf8')}: restored ${size} bytes, expected ${r.size}`);
-  const digest = b ? digestForWriter(writers, checkFrom, b, data) : undefined;
-  const final = await safe.leaf(r.path);
+  const digest = b ? digestForWriter(c.writers, c.checkFrom, b, data) : undefined;
+  const final = await c.safe.leaf(r.path);
+  const tmp = tempBeside(final).toString('latin1');
+  c.pending.add(tmp);
   try {
-    await writers.write({
-      tmp: besides(final).toString('latin1'), final: final.toString('latin1'), data, sha384: digest, mode: r.mode, mtime: Number(r.mtimeNs) / 1e9,
-      owner: asRoot ? { uid: r.uid, gid: r.gid } : undefined,
+    await c.writers.write({
+      tmp, final: final.toString('latin1'), data, sha384: digest, mode: fileMode(r.mode, c.keepSetid), mtime: timeArg(r.mtimeNs),
+      owner: c.asRoot ? { uid: r.uid, gid: r.gid } : undefined,
     });
-    onBytes(size);
+    c.onBytes(size);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'BAD-HASH') throw blockHashError(b);
-    if (code === 'IN-THE-WAY') throw new IoError('exists', `${final.toString()}: a directory is in the way`);
-    throw writeError(e, safe, final);
-  }
-}
-
-/**
- * Resolves paths under the restore target, making parent directories as needed and
- * refusing to pass through anything that is not a real directory (a symlink planted by
- * an earlier entry or already in the target).
- */
-export class SafeTarget {
-  private readonly known = new Set<string>();
-  constructor(readonly root: Buffer) {}
-  get rootText(): string { return this.root.toString(); }
-
-  private async ensureDir(p: Buffer): Promise<void> {
-    const k = p.toString('latin1');
-    if (this.known.has(k)) return;
-    // A cache of checks, bounded: a directory forgotten is only checked again.
-    if (this.known.size >= 65536) this.known.clear();
-    try {
-      const st = await lstat(p);
-      if (!st.isDirectory()) throw new IoError('unsafe-path', `${p.toString()}: not a directory (refusing to write through it)`);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      try {
-        await mkdir(p, { mode: 0o700 });
-      } catch (m) {
-        // Another file's restore made it first: fine if it is a real directory.
-        if ((m as NodeJS.ErrnoException).code !== 'EEXIST' || !(await lstat(p)).isDirectory()) throw m;
-      }
-    }
-    this.known.add(k);
-  }
-
-  /** Makes sure every parent of `rel` is a real directory; returns the full path. */
-  async leaf(rel: Uint8Array): Promise<Buffer> {
-    let end = 0;
-    const path = Buffer.from(rel);
-    for (;;) {
-      const slash = path.indexOf(0x2f, end);
-      if (slash < 0) break;
-      await this.ensureDir(Buffer.concat([this.root, Buffer.from('/'), path.subarray(0, slash)]));
-      end = slash + 1;
-    }
-    return Buffer.concat([this.root, Buffer.from('/'), path]);
-  }
-
-  /** Makes `rel` itself a directory (and its parents). */
-  async dir(rel: Uint8Array): Promise<Buffer> {
-    const p = await this.leaf(rel);
-    await this.ensureDir(p);
-    return p;
+    if (code === 'IN-THE-WAY') throw new IoError('exists', `${final.toString()}: a directory is in the way (not empty, so not removed)`);
+    throw targetError(e, final);
+  } finally {
+    // The writer removed the temporary file unless it renamed it.
+    c.pending.delete(tmp);
   }
 }

@@ -8,11 +8,11 @@
  * parts missing (in other volumes, or damaged) are written with those ranges as zeros
  * under `<name>.incomplete` and listed.
  */
-import { open, rename, rm, chmod, utimes, symlink } from 'node:fs/promises';
+import { open, rename, rm, chmod, utimes, lutimes, symlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type * as openpgp from 'openpgp';
-import { FormatError, IebsError, KeyError } from '../formats/errors.js';
+import { FormatError, IebsError, IoError, KeyError } from '../formats/errors.js';
 import { blockContext } from '../formats/envelope.js';
 import { DocParser, LineSplitter, MAX_BLOCK, type CatalogHeader, type FileRecord } from '../formats/manifest.js';
 import { decodeTarHeader, TAR_BLOCK } from '../formats/tar.js';
@@ -21,7 +21,7 @@ import { openEnvelope, pgpOpenBytes } from './crypto.js';
 import { decompressBlock } from './codec.js';
 import type { RestoreKey } from './keys.js';
 import { LocalStorage } from './storage/local.js';
-import { SafeTarget, removeNonDir } from './restore.js';
+import { SafeTarget, fileMode, makeRoom, targetError, tempBeside, timeArg, SETID_BITS } from './target.js';
 
 /** What salvage recovered. */
 export interface SalvageResult {
@@ -33,6 +33,10 @@ export interface SalvageResult {
   bytes: number;
   /** Blocks no surviving catalogue piece describes. */
   unnamedBlocks: number;
+  /** Paths that could not be written in the target, and why. */
+  failures: { path: string; message: string }[];
+  /** Files written without the setuid or setgid bits they were recorded with. */
+  setidDropped: number;
 }
 
 interface Source { storage: LocalStorage; object: string; volumeId: Uint8Array; key: Uint8Array; entries: Map<string, { dataOffset: number; size: number }> }
@@ -40,10 +44,16 @@ interface Version { record: FileRecord; time: bigint; blocks: Map<number, { sour
 
 const MAX_CATALOG = 64 * 1024 * 1024;
 
+/** Options of a salvage. */
+export interface SalvageOptions {
+  /** Give regular files their setuid and setgid bits (SPEC.md "Restore": off unless asked). */
+  keepSetid?: boolean;
+}
+
 /** Salvages `paths` into `target`. */
-export async function salvage(paths: string[], key: RestoreKey, verifiers: openpgp.PublicKey[], target: string): Promise<SalvageResult> {
+export async function salvage(paths: string[], key: RestoreKey, verifiers: openpgp.PublicKey[], target: string, o: SalvageOptions = {}): Promise<SalvageResult> {
   if (verifiers.length === 0) throw new KeyError('no-verifier', 'salvage needs the host signing public key: use an iebs restore.key or pass --public recipient.asc');
-  const res: SalvageResult = { volumes: [], files: 0, incomplete: [], dirs: 0, symlinks: 0, bytes: 0, unnamedBlocks: 0 };
+  const res: SalvageResult = { volumes: [], files: 0, incomplete: [], dirs: 0, symlinks: 0, bytes: 0, unnamedBlocks: 0, failures: [], setidDropped: 0 };
   const versions = new Map<string, Version>();
   const others = new Map<string, { record: FileRecord; time: bigint }>();
   const sources: Source[] = [];
@@ -121,43 +131,88 @@ export async function salvage(paths: string[], key: RestoreKey, verifiers: openp
   const wrong = res.volumes.filter((v) => v.error?.includes('not to this restore key'));
   if (wrong.length && wrong.length === res.volumes.length) throw new KeyError('wrong-key', `no volume given is sealed to this restore key (${wrong.length} tried): wrong key?`);
 
-  // The newest version of each path.
+  // The newest version of each path, whatever its kind: a path that was a file and then
+  // a directory (or the other way) is restored as it was last.
   const newest = new Map<string, Version>();
   for (const v of versions.values()) {
     const k = Buffer.from(v.record.path).toString('latin1');
     const cur = newest.get(k);
     if (!cur || cur.time < v.time) newest.set(k, v);
   }
-  const safe = new SafeTarget(Buffer.from(target.replace(/\/+$/, '') || '/'));
-  await (await import('node:fs/promises')).mkdir(target, { recursive: true });
-  for (const { record: r } of [...others.values()].filter((o) => o.record.kind === 'dir')) { await safe.dir(r.path); res.dirs++; }
+  for (const [k, v] of newest) {
+    const other = others.get(k);
+    if (!other) continue;
+    if (other.time < v.time) others.delete(k); else newest.delete(k);
+  }
+  // What lay under a path that later became a file or symlink belongs to the older
+  // directory: the newer kind wins, as it does for the path itself.
+  const nonDirTime = new Map<string, bigint>();
+  for (const [k, v] of newest) nonDirTime.set(k, v.time);
+  for (const [k, o] of others) if (o.record.kind !== 'dir') nonDirTime.set(k, o.time);
+  const shadowed = (k: string, time: bigint) => {
+    for (let i = k.indexOf('/'); i >= 0; i = k.indexOf('/', i + 1)) {
+      const t = nonDirTime.get(k.slice(0, i));
+      if (t !== undefined && t > time) return true;
+    }
+    return false;
+  };
+  for (const [k, v] of newest) if (shadowed(k, v.time)) newest.delete(k);
+  for (const [k, o] of others) if (shadowed(k, o.time)) others.delete(k);
+  const recordedDirs = new Set<string>();
+  for (const [k, { record: r }] of others) if (r.kind === 'dir') recordedDirs.add(k);
+  // Directories no record describes (their catalogue is lost, or they were never listed)
+  // get what `mkdir -p` would give them.
+  const unrecorded: Buffer[] = [];
+  const safe = await SafeTarget.open(target, (rel) => { if (!recordedDirs.has(rel.toString('latin1'))) unrecorded.push(Buffer.from(rel)); });
+  const failed = (r: FileRecord, e: unknown) => {
+    if (!(e instanceof IebsError) || (e instanceof IoError && e.code === 'disk-full')) throw e;
+    res.failures.push({ path: Buffer.from(r.path).toString('utf8'), message: e.message });
+  };
+  const dirs = [...others.values()].map((o) => o.record).filter((r) => r.kind === 'dir');
+  for (const r of dirs) {
+    try { await safe.dir(r.path); res.dirs++; } catch (e) { failed(r, e); }
+  }
   for (const v of [...newest.values()].sort((a, b) => Buffer.compare(Buffer.from(a.record.path), Buffer.from(b.record.path)))) {
-    await salvageFile(safe, v, res);
+    try { await salvageFile(safe, v, res, o.keepSetid ?? false); } catch (e) { failed(v.record, e); }
   }
   for (const { record: r } of others.values()) {
     if (r.kind !== 'symlink') continue;
-    const p = await safe.leaf(r.path);
-    await removeNonDir(p);
-    await symlink(Buffer.from(r.target!), p);
-    res.symlinks++;
+    try {
+      const p = await safe.leaf(r.path);
+      try {
+        await makeRoom(p);
+        await symlink(Buffer.from(r.target!), p);
+        const t = timeArg(r.mtimeNs);
+        await lutimes(p, t, t).catch(() => {});
+      } catch (e) { throw targetError(e, p); }
+      res.symlinks++;
+    } catch (e) { failed(r, e); }
   }
-  for (const { record: r } of [...others.values()].filter((o) => o.record.kind === 'dir').sort((a, b) => b.record.path.length - a.record.path.length)) {
-    const p = await safe.dir(r.path);
-    await chmod(p, r.mode);
-    const t = Number(r.mtimeNs) / 1e9;
-    await utimes(p, t, t);
+  const normal = 0o777 & ~process.umask();
+  for (const rel of unrecorded) await chmod(Buffer.concat([safe.root, Buffer.from('/'), rel]), normal).catch(() => {});
+  for (const r of dirs.sort((a, b) => b.path.length - a.path.length)) {
+    try {
+      const p = await safe.dir(r.path);
+      try {
+        await chmod(p, r.mode);
+        const t = timeArg(r.mtimeNs);
+        await utimes(p, t, t);
+      } catch (e) { throw targetError(e, p); }
+    } catch (e) { failed(r, e); }
   }
   for (const s of sources) await s.storage.close();
+  res.failures.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   return res;
 }
 
-async function salvageFile(safe: SafeTarget, v: Version, res: SalvageResult): Promise<void> {
+async function salvageFile(safe: SafeTarget, v: Version, res: SalvageResult, keepSetid: boolean): Promise<void> {
   const r = v.record;
   const final = await safe.leaf(r.path);
-  const tmp = Buffer.concat([final.subarray(0, final.lastIndexOf(0x2f) + 1), Buffer.from(`.iebs-salvage-${randomBytes(6).toString('hex')}`)]);
-  const fh = await open(tmp, 'wx', 0o600);
+  const tmp = tempBeside(final);
+  let fh: FileHandle | null = null;
   let covered = 0, missing = 0, ok = false;
   try {
+    fh = await open(tmp, 'wx', 0o600);
     let expectOffset = 0;
     const indexes = [...v.blocks.keys()].sort((a, b) => a - b);
     for (const i of indexes) {
@@ -178,17 +233,21 @@ async function salvageFile(safe: SafeTarget, v: Version, res: SalvageResult): Pr
     }
     await fh.truncate(r.size);
     await fh.close();
+    fh = null;
     const complete = covered === r.size && missing === 0 && expectOffset === r.size;
-    await chmod(tmp, r.mode);
-    const t = Number(r.mtimeNs) / 1e9;
+    await chmod(tmp, fileMode(r.mode, keepSetid));
+    const t = timeArg(r.mtimeNs);
     await utimes(tmp, t, t);
     const dest = complete ? final : Buffer.concat([final, Buffer.from('.incomplete')]);
-    await removeNonDir(dest);
+    await makeRoom(dest);
     await rename(tmp, dest);
     ok = true;
+    if (!keepSetid && r.mode & SETID_BITS) res.setidDropped++;
     if (complete) { res.files++; res.bytes += r.size; }
     else res.incomplete.push({ path: Buffer.from(r.path).toString('utf8') + '.incomplete', missing: r.size - covered, size: r.size });
+  } catch (e) {
+    throw targetError(e, final);
   } finally {
-    if (!ok) { await fh.close().catch(() => {}); await rm(tmp, { force: true }).catch(() => {}); }
+    if (!ok) { await fh?.close().catch(() => {}); await rm(tmp, { force: true }).catch(() => {}); }
   }
 }

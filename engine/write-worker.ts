@@ -6,7 +6,7 @@
  * offsets. It uses synchronous calls: this thread has nothing else to do
  * meanwhile, and the main thread goes on reading while the file system works.
  */
-import { closeSync, fchmodSync, fchownSync, futimesSync, lstatSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, fchownSync, futimesSync, lstatSync, openSync, renameSync, rmdirSync, rmSync, writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { sha384 } from './hashes.js';
 import type { BlockWrite, FromWriter, SmallFile, WriterItem } from './writers.js';
@@ -50,11 +50,13 @@ function write(f: SmallFile): void {
     futimesSync(fd, f.mtime, f.mtime);
     closeSync(fd);
     fd = -1;
-    // rename replaces a file or symlink in the way, and fails on a directory (EISDIR), which
-    // is refused by name; a look before each rename cost 6% of this thread's time.
+    // rename replaces a file or symlink in the way, and fails on a directory (EISDIR): an
+    // empty one is removed (a path that changed kind), one with anything in it is refused
+    // by name. A look before each rename cost 6% of this thread's time.
     try { renameSync(tmp, final); } catch (e) {
-      if (lstatSync(final, { throwIfNoEntry: false })?.isDirectory()) throw Object.assign(new Error('a directory is in the way'), { code: 'IN-THE-WAY' });
-      throw e;
+      if (!lstatSync(final, { throwIfNoEntry: false })?.isDirectory()) throw e;
+      try { rmdirSync(final); } catch { throw Object.assign(new Error('a directory is in the way'), { code: 'IN-THE-WAY' }); }
+      renameSync(tmp, final);
     }
     ok = true;
   } finally {

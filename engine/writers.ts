@@ -13,11 +13,12 @@ import { HELPER_HEAP } from './threads.js';
 
 /**
  * A small file to write: temporary and final paths as latin1 strings (byte for byte),
- * its content, mode, mtime in seconds, and owner when restoring as root. With `sha384`,
+ * its content, mode, mtime (as engine/target.ts `timeArg` gives it), and owner when
+ * restoring as root. With `sha384`,
  * the content is checked against it first (else the error code is BAD-HASH and nothing
  * is written).
  */
-export interface SmallFile { tmp: string; final: string; data: Uint8Array; sha384?: Uint8Array; mode: number; mtime: number; owner?: { uid: number; gid: number } }
+export interface SmallFile { tmp: string; final: string; data: Uint8Array; sha384?: Uint8Array; mode: number; mtime: string | number; owner?: { uid: number; gid: number } }
 
 /**
  * A block of a larger file: written at `offset` into the open file `fd`, once its content
