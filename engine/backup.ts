@@ -19,7 +19,7 @@ import { basename, join } from 'node:path';
 import { randomUUID, createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { AuthError, IebsError, UsageError, FormatError, KeyError, LockedError, NotFoundError } from '../formats/errors.js';
-import { encodeRecord, encodeDeletion, encodeDocEnd, encodeManifestHeader, type BlockRef, type FileRecord, type EntryKind, checkPath } from '../formats/manifest.js';
+import { encodeRecord, encodeDeletion, encodeDocEnd, encodeManifestHeader, type BlockRef, type FileRecord, type EntryKind, type RootMeta, checkPath } from '../formats/manifest.js';
 import { HOST_RE, SYSTEM_RE, snapshotName } from '../formats/names.js';
 import { encodeIndexItem, INDEX_PIECE, INDEX_PIECE_FRAME, type IndexItem } from '../formats/blockindex.js';
 import { indexObject, manifestObject, type SnapshotRecord, type SnapshotCounts } from '../formats/snapshot.js';
@@ -152,6 +152,19 @@ function roots(sources: string[]): { abs: Buffer; prefix: Buffer; st: BigIntStat
     out.push({ abs: Buffer.from(s), prefix, st });
   }
   return out;
+}
+
+/**
+ * The metadata of the snapshot root, for the manifest's root line (SPEC.md "Manifest
+ * grammar"): with one directory source the snapshot's paths are its contents, and it is
+ * no entry of its own. Several sources, or one that is not a directory, have no root.
+ */
+function snapshotRoot(sources: string[]): RootMeta | undefined {
+  if (sources.length !== 1) return undefined;
+  let st: BigIntStats | undefined;
+  try { st = lstatSync(sources[0], { bigint: true, throwIfNoEntry: false }); } catch { return undefined; }
+  if (!st?.isDirectory()) return undefined;
+  return { mtimeNs: st.mtimeNs, uid: Number(st.uid), gid: Number(st.gid), mode: Number(st.mode & 0o7777n) };
 }
 
 /**
@@ -724,7 +737,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     const vols = await volumes!.finish();
     counts.stored = vols.reduce((a, v) => a + v.size, 0);
     const parent = c.head ? { name: c.head.record.name, sha384: c.head.sha384 } : undefined;
-    const header = encodeManifestHeader({ snapshot: name, time, host, full: c.type === 'increment' ? c.chain[0].record.name : undefined, parent, volumes: vols });
+    const header = encodeManifestHeader({ snapshot: name, time, host, full: c.type === 'increment' ? c.chain[0].record.name : undefined, parent, root: snapshotRoot(o.sources), volumes: vols });
     const manifestRef = await writeManifest(storage, key, name, header, records);
     const indexRef = await writeIndex(storage, key, name, index, c.codec, o.limits?.indexPiece);
     const record: SnapshotRecord = {

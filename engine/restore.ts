@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import type * as openpgp from 'openpgp';
 import { FormatError, IebsError, IoError, AuthError, KeyError } from '../formats/errors.js';
-import { DocParser, LineSplitter, type BlockRef, type FileRecord, type ManifestHeader } from '../formats/manifest.js';
+import { DocParser, LineSplitter, type BlockRef, type FileRecord, type ManifestHeader, type RootMeta } from '../formats/manifest.js';
 import { pgpOpenStreamThreaded } from './pgp-thread.js';
 import { chainOf, findSnapshot, LAYOUT, listSnapshots, readConfig, repoHostKeys, type Snapshot } from './repo.js';
 import type { RestoreKey } from './keys.js';
@@ -63,6 +63,8 @@ export interface RestoreResult {
   setidDropped: number;
   /** Temporary files of an earlier, interrupted run that were removed. */
   staleRemoved: number;
+  /** Whether the target was given the snapshot root's mode and mtime (and owner, as root). */
+  rootRestored: boolean;
 }
 
 /** Bytes read from storage at a time when streaming a manifest. */
@@ -140,7 +142,7 @@ export async function readManifest(storage: Storage, key: RestoreKey, verifiers:
  */
 export class ComposedSnapshot {
   /** `dir` is the scratch folder, removed by `close`; callers may keep scratch files of their own there. */
-  private constructor(readonly snapshot: Snapshot, readonly dir: string, private readonly byPath: ExternalSorter) {}
+  private constructor(readonly snapshot: Snapshot, readonly dir: string, private readonly byPath: ExternalSorter, readonly root: RootMeta | undefined) {}
 
   /**
    * Reads the manifests of the chain of snapshot `id` (default: the latest), full first,
@@ -160,11 +162,13 @@ export class ComposedSnapshot {
     const byPath = new ExternalSorter(dir, 'path', arena);
     try {
       const none = Buffer.alloc(0);
+      // The snapshot's own manifest comes last: its root line is the snapshot root's.
+      let root: RootMeta | undefined;
       for (const s of chainOf(snapshot, snapshots)) {
-        await readManifest(storage, key, verifiers, s, (r) => {
+        ({ root } = await readManifest(storage, key, verifiers, s, (r) => {
           if ('deleted' in r) byUuid.add(Buffer.from(r.deleted, 'latin1'), none);
           else byUuid.add(Buffer.from(r.uuid, 'latin1'), withTreeKey(r));
-        });
+        }));
       }
       let last: [Buffer, Buffer] | null = null;
       const keep = () => {
@@ -178,7 +182,7 @@ export class ComposedSnapshot {
       }
       keep();
       byUuid.close();
-      return new ComposedSnapshot(snapshot, dir, byPath);
+      return new ComposedSnapshot(snapshot, dir, byPath, root);
     } catch (e) {
       byUuid.close(); byPath.close();
       await rm(dir, { recursive: true, force: true });
@@ -318,7 +322,7 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
   // A first pass counts (for progress) and refuses a snapshot that names a path twice
   // before anything is written.
   const { files: totalFiles, bytes: totalBytes } = composed.totals(o.include);
-  const result: RestoreResult = { snapshot: composed.snapshot.record.name, files: 0, dirs: 0, symlinks: 0, bytes: 0, failures: [], setidDropped: 0, staleRemoved: 0 };
+  const result: RestoreResult = { snapshot: composed.snapshot.record.name, files: 0, dirs: 0, symlinks: 0, bytes: 0, failures: [], setidDropped: 0, staleRemoved: 0, rootRestored: false };
   const safe = await SafeTarget.open(o.target);
   const progress = { files: 0, bytes: 0, totalFiles, totalBytes };
   const keepSetid = o.keepSetid ?? false;
@@ -394,6 +398,18 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
           await utimes(p, t, t);
         } catch (e) { throw targetError(e, p); }
       } catch (e) { fail(r, e); }
+    }
+    // The snapshot root's metadata goes to a target that this restore made or found
+    // empty; a directory that held something already is the user's, and keeps its own.
+    const top = composed.root;
+    if (top && safe.wasEmpty) {
+      try {
+        if (ctx.asRoot) await lchown(safe.root, top.uid, top.gid).catch(() => {});
+        await chmod(safe.root, top.mode);
+        const t = timeArg(top.mtimeNs);
+        await utimes(safe.root, t, t);
+      } catch (e) { throw targetError(e, safe.root); }
+      result.rootRestored = true;
     }
   } finally {
     // After a fatal error, the files still being restored finish (or fail) before the

@@ -56,6 +56,12 @@ export interface FileRecord {
   blocks: BlockRef[];
 }
 
+/**
+ * The snapshot root's own metadata (SPEC.md "Manifest grammar", root line): the one
+ * directory that was backed up, whose contents are the snapshot's paths.
+ */
+export interface RootMeta { mtimeNs: bigint; uid: number; gid: number; mode: number }
+
 /** The archive lines that open a manifest. */
 export interface ManifestHeader {
   snapshot: string;
@@ -65,6 +71,8 @@ export interface ManifestHeader {
   full?: string;
   /** Previous snapshot of the system and the sha384 of its snapshot record. */
   parent?: { name: string; sha384: Uint8Array };
+  /** The root directory's metadata: present exactly in a version 2 manifest. */
+  root?: RootMeta;
   volumes: { name: string; size: number; sha384: Uint8Array }[];
 }
 
@@ -80,6 +88,8 @@ export interface CatalogHeader {
 export type DocKind = 'manifest' | 'catalog';
 
 const MAGIC: Record<DocKind, string> = { manifest: 'IEBS-MANIFEST 1', catalog: 'IEBS-CATALOG 1' };
+/** A manifest with a root line (SPEC.md "Changes by version"): version 1 readers reject it. */
+const MAGIC_MANIFEST_2 = 'IEBS-MANIFEST 2';
 const END: Record<DocKind, string> = { manifest: '-- END OF MANIFEST -- ', catalog: '-- END OF CATALOG -- ' };
 const END_OF_FILE = '-- END OF FILE -- ';
 
@@ -104,13 +114,17 @@ export const ENTRY_KINDS: readonly EntryKind[] = ['file', 'dir', 'symlink'];
 
 /** Encodes the lines of one record, including its `-- END OF FILE --` line. */
 export function encodeRecord(r: FileRecord): string {
-  let body = `${r.uuid} ${quoteBytes(r.path)} ${r.size} ${formatTime(r.mtimeNs)} ${r.uid}:${r.gid} ${r.blockSize} ${r.kind} ${r.mode.toString(8).padStart(4, '0')}`;
+  let body = `${r.uuid} ${quoteBytes(r.path)} ${r.size} ${formatTime(r.mtimeNs)} ${r.uid}:${r.gid} ${r.blockSize} ${r.kind} ${formatMode(r.mode)}`;
   if (r.kind === 'symlink') body += ` ${quoteBytes(r.target ?? new Uint8Array())}`;
   body += '\n';
   for (const b of r.blocks) {
     body += `${b.index} ${b.size} ${formatSha384(b.sha384)} ${b.offset} ${b.volume} ${b.dataOffset} ${b.length} ${b.entry}\n`;
   }
   return body + END_OF_FILE + 'sha384(' + hash('sha384', body, 'hex') + ')\n';
+}
+
+function formatMode(mode: number): string {
+  return mode.toString(8).padStart(4, '0');
 }
 
 /** Encodes a deletion line (increments only). */
@@ -125,8 +139,9 @@ export function encodeDocEnd(kind: DocKind, digest: Uint8Array): string {
 
 /** Encodes the opening lines of a manifest, up to and including the blank line. */
 export function encodeManifestHeader(h: ManifestHeader): string {
-  let s = `${MAGIC.manifest}\n${h.snapshot} ${formatTime(h.time)} ${h.host}${h.full ? ' ' + h.full : ''}\n`;
+  let s = `${h.root ? MAGIC_MANIFEST_2 : MAGIC.manifest}\n${h.snapshot} ${formatTime(h.time)} ${h.host}${h.full ? ' ' + h.full : ''}\n`;
   s += h.parent ? `parent ${h.parent.name} ${formatSha384(h.parent.sha384)}\n` : 'parent -\n';
+  if (h.root) s += `root ${formatTime(h.root.mtimeNs)} ${h.root.uid}:${h.root.gid} ${formatMode(h.root.mode)}\n`;
   for (const v of h.volumes) s += `volume ${v.name} ${v.size} ${formatSha384(v.sha384)}\n`;
   return s + '\n';
 }
@@ -201,6 +216,8 @@ export class DocParser {
   private header: ManifestHeader | null = null;
   private cat: CatalogHeader | null = null;
   private sawParent = false;
+  /** A version 2 manifest, which has a root line. */
+  private v2 = false;
   /** The last volume name a block line gave, already checked: most lines repeat it. */
   private lastVolume = '';
 
@@ -244,7 +261,8 @@ export class DocParser {
     this.hash.add(full);
     switch (this.state) {
       case 'magic':
-        if (text !== MAGIC[this.kind]) {
+        if (this.kind === 'manifest' && text === MAGIC_MANIFEST_2) this.v2 = true;
+        else if (text !== MAGIC[this.kind]) {
           if (text.startsWith(MAGIC[this.kind].slice(0, -1))) throw new FormatError('unknown-version', `${where}: unknown ${this.kind} version ${JSON.stringify(text.slice(0, 40))}`);
           throw new FormatError('bad-magic', `${where}: not an iebs ${this.kind}`);
         }
@@ -302,6 +320,7 @@ export class DocParser {
   private parseMeta(text: string, where: string): DocItem | null {
     if (text === '') {
       if (this.kind === 'manifest' && !this.sawParent) throw new FormatError('bad-line', `${where}: manifest has no parent line`);
+      if (this.kind === 'manifest' && this.v2 && !this.header!.root) throw new FormatError('bad-line', `${where}: a version 2 manifest has no root line`);
       this.state = 'records';
       const header = this.kind === 'manifest' ? this.header! : this.cat!;
       return { type: 'header', header };
@@ -313,6 +332,13 @@ export class DocParser {
       if (h.volumes.length > 0 || this.sawParent || (f.length === 2 && f[1] !== '-') || (f.length !== 2 && f.length !== 3)) throw new FormatError('bad-line', `${where}: bad parent line`);
       if (f.length === 3) h.parent = { name: checkName(SNAPSHOT_RE, f[1], 'snapshot name', where), sha384: parseSha384(f[2], where) };
       this.sawParent = true;
+      return null;
+    }
+    if (f[0] === 'root') {
+      if (!this.v2) throw new FormatError('bad-line', `${where}: a root line in a version 1 manifest`);
+      if (!this.sawParent || h.root || h.volumes.length > 0 || f.length !== 4) throw new FormatError('bad-line', `${where}: bad root line (once, after the parent line, with time, owner and mode)`);
+      const owner = parseOwner(f[2], where);
+      h.root = { mtimeNs: parseTime(f[1], where), uid: owner.uid, gid: owner.gid, mode: parseMode(f[3], where) };
       return null;
     }
     if (f[0] === 'volume' && f.length === 4) {
@@ -350,15 +376,14 @@ export class DocParser {
     f.unshift('');
     const size = parseUint(f[1], where);
     const mtimeNs = parseTime(f[2], where);
-    const owner = /^(0|[1-9][0-9]{0,9}):(0|[1-9][0-9]{0,9})$/.exec(f[3]);
-    if (!owner || Number(owner[1]) > MAX_OWNER_ID || Number(owner[2]) > MAX_OWNER_ID) throw new FormatError('bad-owner', `${where}: owner must be uid:gid, each at most ${MAX_OWNER_ID}`);
+    const owner = parseOwner(f[3], where);
     const blockSize = parseUint(f[4], where, MAX_BLOCK);
     const kind = f[5] as EntryKind;
     if (!ENTRY_KINDS.includes(kind)) throw new FormatError('bad-kind', `${where}: unknown kind ${JSON.stringify(f[5].slice(0, 20))}`);
-    if (!/^[0-7]{4}$/.test(f[6])) throw new FormatError('bad-mode', `${where}: mode must be four octal digits`);
+    const mode = parseMode(f[6], where);
     if ((kind === 'symlink') !== (target !== undefined)) throw new FormatError('bad-line', `${where}: a symlink and only a symlink carries a target`);
     if (kind !== 'file' && (size !== 0 || blockSize !== 0)) throw new FormatError('bad-line', `${where}: a ${kind} has size 0 and block size 0`);
-    const r: FileRecord = { uuid, path: q.bytes, size, mtimeNs, uid: Number(owner[1]), gid: Number(owner[2]), blockSize, kind, mode: parseInt(f[6], 8), blocks: [] };
+    const r: FileRecord = { uuid, path: q.bytes, size, mtimeNs, uid: owner.uid, gid: owner.gid, blockSize, kind, mode, blocks: [] };
     if (target !== undefined) {
       if (target.length === 0 || target.length > MAX_PATH || target.includes(0)) throw new FormatError('bad-path', `${where}: bad symlink target`);
       r.target = target;
@@ -406,6 +431,17 @@ export class DocParser {
       if (covered !== r.size) throw new FormatError('bad-size', `${where}: blocks cover ${covered} bytes of a ${r.size}-byte file`);
     }
   }
+}
+
+function parseOwner(text: string, where: string): { uid: number; gid: number } {
+  const owner = /^(0|[1-9][0-9]{0,9}):(0|[1-9][0-9]{0,9})$/.exec(text);
+  if (!owner || Number(owner[1]) > MAX_OWNER_ID || Number(owner[2]) > MAX_OWNER_ID) throw new FormatError('bad-owner', `${where}: owner must be uid:gid, each at most ${MAX_OWNER_ID}`);
+  return { uid: Number(owner[1]), gid: Number(owner[2]) };
+}
+
+function parseMode(text: string, where: string): number {
+  if (!/^[0-7]{4}$/.test(text)) throw new FormatError('bad-mode', `${where}: mode must be four octal digits`);
+  return parseInt(text, 8);
 }
 
 /**
