@@ -91,3 +91,23 @@ test('a restore that fails on a damaged volume leaves no temporary file', () => 
   assert.equal(r.code, 3, r.stderr);
   assert.deepEqual(temps(target), []);
 });
+
+test('a restore stopped by a full target leaves no temporary file', (t) => {
+  const keys = makeKeys();
+  const dir = tempDir('temps-full');
+  const src = join(dir, 'src');
+  mkdirSync(src);
+  for (let i = 0; i < 4; i++) writeSeeded(join(src, `big-${i}.bin`), `temps-full-${i}`, 8 * MiB);
+  for (let i = 0; i < 200; i++) writeSeeded(join(src, `small-${i}`), `temps-full-small-${i}`, 20 * 1024);
+  const repo = join(dir, 'repo');
+  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup]);
+  const target = join(dir, 'target');
+  mkdirSync(target);
+  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=12m', 'tmpfs', target], { encoding: 'utf8' });
+  assert.equal(m.status, 0, `this test mounts a 12 MiB tmpfs (it needs root): ${m.stderr}`);
+  t.after(() => { spawnSync('umount', [target]); });
+  const r = iebs(['restore', '--repo', repo, '--key', keys.restore, '--target', target]);
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.match(r.stderr, /^iebs: .*target is full\n$/);
+  assert.deepEqual(temps(target), []);
+});
