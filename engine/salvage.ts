@@ -6,7 +6,9 @@
  * the restore key), its catalogue pieces give names and the place of every block in its
  * file. Files whose blocks all came through are restored under their names; files with
  * parts missing (in other volumes, or damaged) are written with those ranges as zeros
- * under `<name>.incomplete` and listed.
+ * under `<name>.incomplete` and listed. The target is written as a restore writes it
+ * (engine/target.ts): of the records of one path the newest wins whatever its kind, and
+ * a path that cannot be written is listed, not fatal.
  */
 import { open, rename, rm, chmod, utimes, lutimes, symlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
