@@ -5,7 +5,7 @@
  * (bench/chunker.ts, bench/codecs.ts); `npm run bench:hot` runs all three.
  */
 import { createCipheriv, randomBytes } from 'node:crypto';
-import { hmac, sha384, sealEnvelope } from '../engine/crypto.js';
+import { hmac, sha384, sealEnvelope } from '../engine/crypto/crypto.js';
 import { counterNonce, blockContext } from '../formats/envelope.js';
 import { encodeTarHeader } from '../formats/tar.js';
 

@@ -1,7 +1,7 @@
 /** `iebs backup`: a full or incremental backup of one or more sources. */
 import { join } from 'node:path';
 import { backup, defaultSystem } from '../engine/backup.js';
-import { keygen, loadBackupKey } from '../engine/keys.js';
+import { keygen, loadBackupKey } from '../engine/crypto/keys.js';
 import { parseCodecChoice } from '../engine/codec.js';
 import { openStorage } from '../engine/storage/open.js';
 import { defaultCacheDir } from '../engine/cache.js';

@@ -1,5 +1,5 @@
 /** `iebs init`: creates an empty repository. */
-import { loadBackupKey } from '../engine/keys.js';
+import { loadBackupKey } from '../engine/crypto/keys.js';
 import { initRepo } from '../engine/repo.js';
 import { openStorage } from '../engine/storage/open.js';
 import { parseArgs } from './args.js';

@@ -1,6 +1,6 @@
 /** `iebs keygen`: writes restore.key, backup.key and recipient.asc. */
 import { readFile } from 'node:fs/promises';
-import { keygen } from '../engine/keys.js';
+import { keygen } from '../engine/crypto/keys.js';
 import { KeyError } from '../formats/errors.js';
 import { parseArgs } from './args.js';
 import { need, passphrase, printJson } from './common.js';

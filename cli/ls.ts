@@ -1,5 +1,5 @@
 /** `iebs ls`: the entries of a snapshot (needs the restore key: names are encrypted). */
-import { loadRestoreKey } from '../engine/keys.js';
+import { loadRestoreKey } from '../engine/crypto/keys.js';
 import { listSnapshotFiles } from '../engine/restore.js';
 import { openStorage } from '../engine/storage/open.js';
 import { formatTime, quoteBytes } from '../formats/text.js';

@@ -1,5 +1,5 @@
 /** `iebs restore`: a snapshot (or part of it) into a target directory. */
-import { loadRestoreKey } from '../engine/keys.js';
+import { loadRestoreKey } from '../engine/crypto/keys.js';
 import { restore } from '../engine/restore.js';
 import { openStorage } from '../engine/storage/open.js';
 import { parseArgs, regexes } from './args.js';

@@ -1,5 +1,5 @@
 /** `iebs salvage`: restores what the given volume files hold, with nothing else. */
-import { loadRestoreKey, loadVerifyKeys } from '../engine/keys.js';
+import { loadRestoreKey, loadVerifyKeys } from '../engine/crypto/keys.js';
 import { salvage } from '../engine/salvage.js';
 import { UsageError } from '../formats/errors.js';
 import { parseArgs } from './args.js';

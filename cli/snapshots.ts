@@ -1,6 +1,6 @@
 /** `iebs snapshots`: lists snapshots from the signed public records (no private key). */
 import { listSnapshots, readConfig, repoHostKeys } from '../engine/repo.js';
-import { loadVerifyKeys } from '../engine/keys.js';
+import { loadVerifyKeys } from '../engine/crypto/keys.js';
 import { openStorage } from '../engine/storage/open.js';
 import { formatTime } from '../formats/text.js';
 import { parseArgs } from './args.js';

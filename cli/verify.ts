@@ -1,5 +1,5 @@
 /** `iebs verify`: checks a repository with public keys; with --read-data, every block. */
-import { loadRestoreKey, loadTrustAnchors } from '../engine/keys.js';
+import { loadRestoreKey, loadTrustAnchors } from '../engine/crypto/keys.js';
 import { LAYOUT, readConfig, repoHostKeys } from '../engine/repo.js';
 import { openStorage } from '../engine/storage/open.js';
 import { verify } from '../engine/verify.js';

@@ -17,7 +17,7 @@ import { closeSync, fstatSync, openSync, readSync, type BigIntStats } from 'node
 import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker } from './chunker.js';
 import { compressBlock, compressBlockNow } from './codec.js';
-import { hmac, sha384 } from './hashes.js';
+import { hmac, sha384 } from './crypto/hashes.js';
 import { IdBloom } from './sorter.js';
 import { Prefetch } from './prefetch.js';
 import type { ReadEvent, ReaderInit, ToReader, FromReader, FileMeta, ReadFile } from './readers.js';

@@ -12,8 +12,8 @@ import { decodeSnapshotRecord, encodeSnapshotRecord, type SnapshotRecord } from 
 import { formatTime, parseTime, toHex } from '../formats/text.js';
 import { SNAPSHOT_RE } from '../formats/names.js';
 import { isStorageCode, listAll, type Storage } from './storage/storage.js';
-import { pgpClearSign, pgpClearVerify, sha384 } from './crypto.js';
-import { parsePublicKeys } from './keys.js';
+import { pgpClearSign, pgpClearVerify, sha384 } from './crypto/crypto.js';
+import { parsePublicKeys } from './crypto/keys.js';
 
 /** Object names of the layout. */
 export const LAYOUT = {

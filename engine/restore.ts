@@ -21,15 +21,15 @@ import { createHash } from 'node:crypto';
 import type * as openpgp from 'openpgp';
 import { FormatError, IebsError, IoError, AuthError, KeyError } from '../formats/errors.js';
 import { DocParser, LineSplitter, type BlockRef, type FileRecord, type ManifestHeader, type RootMeta } from '../formats/manifest.js';
-import { pgpOpenStreamThreaded } from './pgp-thread.js';
+import { pgpOpenStreamThreaded } from './crypto/pgp-thread.js';
 import { chainOf, findSnapshot, LAYOUT, listSnapshots, readConfig, repoHostKeys, type Snapshot } from './repo.js';
-import type { RestoreKey } from './keys.js';
+import type { RestoreKey } from './crypto/keys.js';
 import type { Storage } from './storage/storage.js';
 import { VolumeReader, blockHashError } from './volumes.js';
 import { ExternalSorter, SORT_ARENA } from './sorter.js';
 import { WriterPool } from './writers.js';
 import { packRecord, packedKind, packedSize, unpackRecord } from './record-pack.js';
-import { sha384 } from './hashes.js';
+import { sha384 } from './crypto/hashes.js';
 import { helperThreads } from './threads.js';
 import { SafeTarget, SETID_BITS, fileMode, makeRoom, targetError, tempBeside, timeArg } from './target.js';
 

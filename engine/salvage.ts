@@ -19,9 +19,9 @@ import { blockContext } from '../formats/envelope.js';
 import { DocParser, LineSplitter, MAX_BLOCK, type CatalogHeader, type FileRecord } from '../formats/manifest.js';
 import { decodeTarHeader, TAR_BLOCK } from '../formats/tar.js';
 import { CATALOG_ENTRY_PREFIX, VOLUME_HEADER_ENTRY, decodeVolumeHeader, decodeVolumeKey } from '../formats/volume.js';
-import { openEnvelope, pgpOpenBytes } from './crypto.js';
+import { openEnvelope, pgpOpenBytes } from './crypto/crypto.js';
 import { decompressBlock } from './codec.js';
-import type { RestoreKey } from './keys.js';
+import type { RestoreKey } from './crypto/keys.js';
 import { LocalStorage } from './storage/local.js';
 import { SafeTarget, fileMode, makeRoom, targetError, tempBeside, timeArg, SETID_BITS } from './target.js';
 

@@ -14,7 +14,7 @@ import { FormatError } from '../formats/errors.js';
 import { IndexDecoder, INDEX_PIECE, INDEX_PIECE_FRAME, type IndexFile, type IndexItem } from '../formats/blockindex.js';
 import { indexContext } from '../formats/envelope.js';
 import { ENTRY_KINDS, MAX_ENVELOPE_OVERHEAD } from '../formats/manifest.js';
-import { openEnvelope } from './crypto.js';
+import { openEnvelope } from './crypto/crypto.js';
 import { decompressBlock } from './codec.js';
 import { LAYOUT, type Snapshot } from './repo.js';
 import { Bitset, ExternalSorter, IdBloom, SortedTable, SORT_ARENA } from './sorter.js';

@@ -14,7 +14,7 @@ import type * as openpgp from 'openpgp';
 import { IebsError, KeyError } from '../formats/errors.js';
 import type { BlockRef } from '../formats/manifest.js';
 import { hashObject, LAYOUT, listSnapshots, readConfig, repoPublicKeys, type Snapshot } from './repo.js';
-import type { RestoreKey } from './keys.js';
+import type { RestoreKey } from './crypto/keys.js';
 import { readManifest } from './restore.js';
 import type { Storage } from './storage/storage.js';
 import { VolumeReader } from './volumes.js';

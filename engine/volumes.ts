@@ -22,7 +22,7 @@ import { blockEntry, volumeName } from '../formats/names.js';
 import { encodeTarHeader, decodeTarHeader, tarPadding, tarEntrySize, TAR_BLOCK } from '../formats/tar.js';
 import { CATALOG_ENTRY_PREFIX, VOLUME_HEADER_ENTRY, decodeVolumeHeader, encodeVolumeHeader, encodeVolumeKey, decodeVolumeKey } from '../formats/volume.js';
 import type { ObjectRef } from '../formats/snapshot.js';
-import { openEnvelope, pgpOpenBytes, pgpSealBytes, random, sealEnvelopeParts } from './crypto.js';
+import { openEnvelope, pgpOpenBytes, pgpSealBytes, random, sealEnvelopeParts } from './crypto/crypto.js';
 import { compressBlock, decompressBlock, type CodecChoice } from './codec.js';
 import type { ObjectWriter, Storage } from './storage/storage.js';
 import { LAYOUT } from './repo.js';

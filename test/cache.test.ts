@@ -16,7 +16,7 @@ import { StateCache } from '../engine/cache.js';
 import { ChainState } from '../engine/state.js';
 import { SortedTable } from '../engine/sorter.js';
 import { chainOf, listSnapshots, readConfig, LAYOUT, type Snapshot } from '../engine/repo.js';
-import type { BackupKey, RestoreKey } from '../engine/keys.js';
+import type { BackupKey, RestoreKey } from '../engine/crypto/keys.js';
 import { openStorage } from '../engine/storage/open.js';
 import type { Storage } from '../engine/storage/storage.js';
 import { diffTrees, iebsOk, makeKeys, readTree, tempDir, writeSeeded, MiB } from './helpers.js';

@@ -12,7 +12,7 @@ import { appendFileSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSyn
 import { join } from 'node:path';
 import { backup, type Limits } from '../engine/backup.js';
 import { restore } from '../engine/restore.js';
-import type { BackupKey, RestoreKey } from '../engine/keys.js';
+import type { BackupKey, RestoreKey } from '../engine/crypto/keys.js';
 import { openStorage } from '../engine/storage/open.js';
 import { copyTree, diffTrees, loadKeys, readTree, tempDir, writeSeeded, MiB } from './helpers.js';
 

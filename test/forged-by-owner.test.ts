@@ -8,8 +8,8 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadRestoreKey, loadVerifyKeys } from '../engine/keys.js';
-import { pgpClearSign, pgpClearVerify } from '../engine/crypto.js';
+import { loadRestoreKey, loadVerifyKeys } from '../engine/crypto/keys.js';
+import { pgpClearSign, pgpClearVerify } from '../engine/crypto/crypto.js';
 import { iebs, iebsOk, makeKeys, tempDir, type Keys } from './helpers.js';
 
 let keys: Keys;

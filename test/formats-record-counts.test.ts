@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadRestoreKey } from '../engine/keys.js';
+import { loadRestoreKey } from '../engine/crypto/keys.js';
 import { listSnapshots } from '../engine/repo.js';
 import { readManifest } from '../engine/restore.js';
 import { openStorage } from '../engine/storage/open.js';

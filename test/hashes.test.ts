@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
-import { hmac, sha384 } from '../engine/hashes.js';
+import { hmac, sha384 } from '../engine/crypto/hashes.js';
 
 test('hmac equals createHmac sha256 for every key and message length around the edges', () => {
   for (const keyLength of [0, 1, 31, 32, 63, 64, 65, 200]) {

@@ -14,7 +14,7 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadBackupKey, loadRestoreKey, type BackupKey, type RestoreKey } from '../engine/keys.js';
+import { loadBackupKey, loadRestoreKey, type BackupKey, type RestoreKey } from '../engine/crypto/keys.js';
 
 /** The compiled CLI, next to this module's own directory once compiled (dist/test → dist/cli). */
 export const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));

@@ -7,9 +7,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { deflateSync, deflateRawSync, gzipSync } from 'node:zlib';
-import { PulledDecompressionStream } from '../engine/inflate.js';
-import { pgpSealStream } from '../engine/crypto.js';
-import { pgpOpenStreamThreaded } from '../engine/pgp-thread.js';
+import { PulledDecompressionStream } from '../engine/crypto/inflate.js';
+import { pgpSealStream } from '../engine/crypto/crypto.js';
+import { pgpOpenStreamThreaded } from '../engine/crypto/pgp-thread.js';
 import { loadKeys } from './helpers.js';
 
 /** Text that compresses about fivefold, like a manifest: repeated words and numbers. */

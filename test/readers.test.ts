@@ -11,7 +11,7 @@ import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { backup } from '../engine/backup.js';
 import { restore } from '../engine/restore.js';
-import type { BackupKey, RestoreKey } from '../engine/keys.js';
+import type { BackupKey, RestoreKey } from '../engine/crypto/keys.js';
 import { openStorage } from '../engine/storage/open.js';
 import { ReaderPool } from '../engine/readers.js';
 import { chunkParams } from '../engine/chunker.js';

@@ -11,10 +11,10 @@
  */
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import * as openpgp from 'openpgp';
-import { AuthError, FormatError, KeyError, IebsError } from '../formats/errors.js';
+import { AuthError, FormatError, KeyError, IebsError } from '../../formats/errors.js';
 import { Readable } from 'node:stream';
 import { createDeflate } from 'node:zlib';
-import { decodeEnvelopeHeader, encodeEnvelopeHeader, concatBytes, ENVELOPE_HEADER, TAG_LENGTH } from '../formats/envelope.js';
+import { decodeEnvelopeHeader, encodeEnvelopeHeader, concatBytes, ENVELOPE_HEADER, TAG_LENGTH } from '../../formats/envelope.js';
 
 /** Bytes of compressed data per piece of the OpenPGP streams iebs writes (manifests). */
 const PGP_PIECE = 256 * 1024;

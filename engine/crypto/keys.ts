@@ -10,10 +10,10 @@ import { readFile, writeFile, mkdir, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { join } from 'node:path';
 import * as openpgp from 'openpgp';
-import { KeyError, FormatError, UsageError, IebsError } from '../formats/errors.js';
-import { armorBlocks, decodeKeyFile, encodeKeyFile, KEY_NAME_RE, type ArmorBlock } from '../formats/keyfile.js';
+import { KeyError, FormatError, UsageError, IebsError } from '../../formats/errors.js';
+import { armorBlocks, decodeKeyFile, encodeKeyFile, KEY_NAME_RE, type ArmorBlock } from '../../formats/keyfile.js';
 import { deriveKey, random, PGP_CONFIG } from './crypto.js';
-import { gearTable } from './chunker.js';
+import { gearTable } from '../chunker.js';
 
 /** What the backup host holds. */
 export interface BackupKey {

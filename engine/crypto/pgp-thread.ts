@@ -8,7 +8,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import type * as openpgp from 'openpgp';
-import { AuthError, FormatError, IebsError, KeyError } from '../formats/errors.js';
+import { AuthError, FormatError, IebsError, KeyError } from '../../formats/errors.js';
 
 /** What the thread starts with: armored keys (the private ones unlocked already). */
 export interface PgpInit { keys: string[]; verifiers: string[]; where: string; credit: number }

@@ -9,7 +9,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as openpgp from 'openpgp';
-import { IebsError } from '../formats/errors.js';
+import { IebsError } from '../../formats/errors.js';
 import { pgpOpenStream } from './crypto.js';
 import { installPulledDecompression } from './inflate.js';
 import type { FromPgp, PgpInit, ToPgp } from './pgp-thread.js';
