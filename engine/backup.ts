@@ -31,7 +31,7 @@ import type { BackupKey } from './crypto/keys.js';
 import { acquireLock, chainDamage, chainOf, type Lock, initRepo, LAYOUT, listSnapshots, readConfig, repoHostKeys, writeRecord, type Snapshot } from './repo.js';
 import { ChainState, StateDelta, parsePlacement, placementValue, type PathState } from './state.js';
 import { StateCache } from './cache.js';
-import { IdBloom, SortedTable } from './sorter.js';
+import { IdBloom, SortedTable } from './scratch/sorter.js';
 import { ReaderPool, type FileMeta, type ReadEvent, type ReadFile, type ReadJob } from './readers.js';
 import { helperThreads } from './threads.js';
 import { listAll, type Storage } from './storage/storage.js';

@@ -26,9 +26,9 @@ import { chainOf, findSnapshot, LAYOUT, listSnapshots, readConfig, repoHostKeys,
 import type { RestoreKey } from './crypto/keys.js';
 import type { Storage } from './storage/storage.js';
 import { VolumeReader, blockHashError } from './volumes.js';
-import { ExternalSorter, SORT_ARENA } from './sorter.js';
+import { ExternalSorter, SORT_ARENA } from './scratch/sorter.js';
 import { WriterPool } from './writers.js';
-import { packRecord, packedKind, packedSize, unpackRecord } from './record-pack.js';
+import { packRecord, packedKind, packedSize, unpackRecord } from './scratch/record-pack.js';
 import { sha384 } from './crypto/hashes.js';
 import { helperThreads } from './threads.js';
 import { SafeTarget, SETID_BITS, fileMode, makeRoom, targetError, tempBeside, timeArg } from './target.js';

@@ -17,7 +17,7 @@ import { ENTRY_KINDS, MAX_ENVELOPE_OVERHEAD } from '../formats/manifest.js';
 import { openEnvelope } from './crypto/crypto.js';
 import { decompressBlock } from './codec.js';
 import { LAYOUT, type Snapshot } from './repo.js';
-import { Bitset, ExternalSorter, IdBloom, SortedTable, SORT_ARENA } from './sorter.js';
+import { Bitset, ExternalSorter, IdBloom, SortedTable, SORT_ARENA } from './scratch/sorter.js';
 import type { Storage } from './storage/storage.js';
 import type { Placement } from './volumes.js';
 

@@ -18,8 +18,8 @@ import type { RestoreKey } from './crypto/keys.js';
 import { readManifest } from './restore.js';
 import type { Storage } from './storage/storage.js';
 import { VolumeReader } from './volumes.js';
-import { ExternalSorter } from './sorter.js';
-import { packRecord, unpackRecord } from './record-pack.js';
+import { ExternalSorter } from './scratch/sorter.js';
+import { packRecord, unpackRecord } from './scratch/record-pack.js';
 
 /** One thing found wrong. */
 export interface Problem { object: string; message: string; affects: string[]; files?: number }

@@ -16,7 +16,7 @@ import { openStorage } from '../engine/storage/open.js';
 import { ReaderPool } from '../engine/readers.js';
 import { chunkParams } from '../engine/chunker.js';
 import { DEFAULT_CODEC } from '../engine/codec.js';
-import { IdBloom } from '../engine/sorter.js';
+import { IdBloom } from '../engine/scratch/sorter.js';
 import { IebsError } from '../formats/errors.js';
 import { copyTree, diffTrees, loadKeys, readTree, seededBytes, tempDir, writeSeeded, MiB } from './helpers.js';
 

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { packRecord, packedKind, packedSize, unpackRecord } from '../engine/record-pack.js';
+import { packRecord, packedKind, packedSize, unpackRecord } from '../engine/scratch/record-pack.js';
 import type { BlockRef, FileRecord } from '../formats/manifest.js';
 
 const block = (i: number): BlockRef => ({

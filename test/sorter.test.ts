@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
-import { ExternalSorter, SortedTable, IdBloom, Bitset } from '../engine/sorter.js';
+import { ExternalSorter, SortedTable, IdBloom, Bitset } from '../engine/scratch/sorter.js';
 import { tempDir } from './helpers.js';
 
 /** Pairs with many repeated keys (so stability shows) and values of every length. */

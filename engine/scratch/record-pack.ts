@@ -9,7 +9,7 @@
  * sha384 (48), offset (f64), data offset (f64), length (f64), volume (u16 n, n latin1
  * bytes), entry (u16 n, n latin1 bytes).
  */
-import { ENTRY_KINDS, type BlockRef, type FileRecord } from '../formats/manifest.js';
+import { ENTRY_KINDS, type BlockRef, type FileRecord } from '../../formats/manifest.js';
 
 const HEAD = 36 + 1 + 2 + 4 + 4 + 8 + 8 + 8;
 /** Where the kind and the size lie: read on their own by `packedKind` and `packedSize`. */
