@@ -5,7 +5,7 @@ import { keygen, loadBackupKey } from '../engine/crypto/keys.js';
 import { parseCodecChoice } from '../engine/codec.js';
 import { openStorage } from '../engine/storage/open.js';
 import { defaultCacheDir } from '../engine/cache.js';
-import { MEDIA } from '../engine/volumes.js';
+import { MEDIA } from '../engine/repo/volumes.js';
 import { UsageError } from '../formats/errors.js';
 import { parseArgs, parseSize, regexes } from './args.js';
 import { configDir, exists, need, passphrase, printJson } from './common.js';

@@ -1,6 +1,6 @@
 /** `iebs init`: creates an empty repository. */
 import { loadBackupKey } from '../engine/crypto/keys.js';
-import { initRepo } from '../engine/repo.js';
+import { initRepo } from '../engine/repo/repo.js';
 import { openStorage } from '../engine/storage/open.js';
 import { parseArgs } from './args.js';
 import { defaultBackupKey, need } from './common.js';

@@ -1,5 +1,5 @@
 /** `iebs snapshots`: lists snapshots from the signed public records (no private key). */
-import { listSnapshots, readConfig, repoHostKeys } from '../engine/repo.js';
+import { listSnapshots, readConfig, repoHostKeys } from '../engine/repo/repo.js';
 import { loadVerifyKeys } from '../engine/crypto/keys.js';
 import { openStorage } from '../engine/storage/open.js';
 import { formatTime } from '../formats/text.js';

@@ -1,6 +1,6 @@
 /** `iebs verify`: checks a repository with public keys; with --read-data, every block. */
 import { loadRestoreKey, loadTrustAnchors } from '../engine/crypto/keys.js';
-import { LAYOUT, readConfig, repoHostKeys } from '../engine/repo.js';
+import { LAYOUT, readConfig, repoHostKeys } from '../engine/repo/repo.js';
 import { openStorage } from '../engine/storage/open.js';
 import { verify } from '../engine/verify.js';
 import { UsageError } from '../formats/errors.js';

@@ -28,14 +28,14 @@ import { hmac, sealEnvelope, random, pgpSealStream } from './crypto/crypto.js';
 import { DEFAULT_SIZES, type ChunkerParams } from './chunker.js';
 import { compressBlock, compressBlockNow, skipByExtension, DEFAULT_CODEC, type CodecChoice, type CompressedBlock } from './codec.js';
 import type { BackupKey } from './crypto/keys.js';
-import { acquireLock, chainDamage, chainOf, type Lock, initRepo, LAYOUT, listSnapshots, readConfig, repoHostKeys, writeRecord, type Snapshot } from './repo.js';
+import { acquireLock, chainDamage, chainOf, type Lock, initRepo, LAYOUT, listSnapshots, readConfig, repoHostKeys, writeRecord, type Snapshot } from './repo/repo.js';
 import { ChainState, StateDelta, parsePlacement, placementValue, type PathState } from './state.js';
 import { StateCache } from './cache.js';
 import { IdBloom, SortedTable } from './scratch/sorter.js';
 import { ReaderPool, type FileMeta, type ReadEvent, type ReadFile, type ReadJob } from './readers.js';
 import { helperThreads } from './threads.js';
 import { listAll, type Storage } from './storage/storage.js';
-import { VolumeSet, MIN_VOLUME_SIZE, type Placement } from './volumes.js';
+import { VolumeSet, MIN_VOLUME_SIZE, type Placement } from './repo/volumes.js';
 
 /** Options of one backup run. */
 export interface BackupOptions {

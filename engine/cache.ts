@@ -19,7 +19,7 @@ import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { IdBloom, SortedTable, type TableSeal } from './scratch/sorter.js';
 import type { KeptState, StateKeeper, TableSource } from './state.js';
-import type { Snapshot } from './repo.js';
+import type { Snapshot } from './repo/repo.js';
 
 /** First line of a `.state` file. */
 const MAGIC = 'iebs-state-cache 2';

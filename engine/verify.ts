@@ -13,11 +13,11 @@ import { join } from 'node:path';
 import type * as openpgp from 'openpgp';
 import { IebsError, KeyError } from '../formats/errors.js';
 import type { BlockRef } from '../formats/manifest.js';
-import { hashObject, LAYOUT, listSnapshots, readConfig, repoPublicKeys, type Snapshot } from './repo.js';
+import { hashObject, LAYOUT, listSnapshots, readConfig, repoPublicKeys, type Snapshot } from './repo/repo.js';
 import type { RestoreKey } from './crypto/keys.js';
 import { readManifest } from './restore.js';
 import type { Storage } from './storage/storage.js';
-import { VolumeReader } from './volumes.js';
+import { VolumeReader } from './repo/volumes.js';
 import { ExternalSorter } from './scratch/sorter.js';
 import { packRecord, unpackRecord } from './scratch/record-pack.js';
 

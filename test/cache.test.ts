@@ -15,7 +15,7 @@ import { restore } from '../engine/restore.js';
 import { StateCache } from '../engine/cache.js';
 import { ChainState } from '../engine/state.js';
 import { SortedTable } from '../engine/scratch/sorter.js';
-import { chainOf, listSnapshots, readConfig, LAYOUT, type Snapshot } from '../engine/repo.js';
+import { chainOf, listSnapshots, readConfig, LAYOUT, type Snapshot } from '../engine/repo/repo.js';
 import type { BackupKey, RestoreKey } from '../engine/crypto/keys.js';
 import { openStorage } from '../engine/storage/open.js';
 import type { Storage } from '../engine/storage/storage.js';

@@ -18,7 +18,7 @@ import { restore } from '../engine/restore.js';
 import type { BackupKey, RestoreKey } from '../engine/crypto/keys.js';
 import { openStorage } from '../engine/storage/open.js';
 import type { Storage } from '../engine/storage/storage.js';
-import { LAYOUT, listSnapshots, recordObject, writeRecord } from '../engine/repo.js';
+import { LAYOUT, listSnapshots, recordObject, writeRecord } from '../engine/repo/repo.js';
 import { pgpOpenBytes, pgpSealBytes, sha384 } from '../engine/crypto/crypto.js';
 import { decodeDoc, encodeDocEnd, encodeManifestHeader, encodeRecord, type FileRecord, type ManifestHeader } from '../formats/manifest.js';
 import { FormatError } from '../formats/errors.js';

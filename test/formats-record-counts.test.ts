@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadRestoreKey } from '../engine/crypto/keys.js';
-import { listSnapshots } from '../engine/repo.js';
+import { listSnapshots } from '../engine/repo/repo.js';
 import { readManifest } from '../engine/restore.js';
 import { openStorage } from '../engine/storage/open.js';
 import { iebsOk, makeKeys, tempDir } from './helpers.js';

@@ -18,7 +18,7 @@ import { blockContext, indexContext } from '../formats/envelope.js';
 import { keygen, loadBackupKey, loadRestoreKey } from '../engine/crypto/keys.js';
 import { backup } from '../engine/backup.js';
 import { openStorage } from '../engine/storage/open.js';
-import { listSnapshots } from '../engine/repo.js';
+import { listSnapshots } from '../engine/repo/repo.js';
 import { openEnvelope, pgpOpenBytes } from '../engine/crypto/crypto.js';
 import { decompressBlock } from '../engine/codec.js';
 import { decodeVolumeKey } from '../formats/volume.js';

@@ -7,13 +7,13 @@ import { hostname } from 'node:os';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type * as openpgp from 'openpgp';
-import { FormatError, LockedError, NotFoundError, AuthError, IebsError } from '../formats/errors.js';
-import { decodeSnapshotRecord, encodeSnapshotRecord, type SnapshotRecord } from '../formats/snapshot.js';
-import { formatTime, parseTime, toHex } from '../formats/text.js';
-import { SNAPSHOT_RE } from '../formats/names.js';
-import { isStorageCode, listAll, type Storage } from './storage/storage.js';
-import { pgpClearSign, pgpClearVerify, sha384 } from './crypto/crypto.js';
-import { parsePublicKeys } from './crypto/keys.js';
+import { FormatError, LockedError, NotFoundError, AuthError, IebsError } from '../../formats/errors.js';
+import { decodeSnapshotRecord, encodeSnapshotRecord, type SnapshotRecord } from '../../formats/snapshot.js';
+import { formatTime, parseTime, toHex } from '../../formats/text.js';
+import { SNAPSHOT_RE } from '../../formats/names.js';
+import { isStorageCode, listAll, type Storage } from '../storage/storage.js';
+import { pgpClearSign, pgpClearVerify, sha384 } from '../crypto/crypto.js';
+import { parsePublicKeys } from '../crypto/keys.js';
 
 /** Object names of the layout. */
 export const LAYOUT = {
