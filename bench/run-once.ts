@@ -6,7 +6,7 @@
  */
 import { isMainThread, Worker } from 'node:worker_threads';
 import { ENGINE_HEAP } from '../cli/heap.js';
-import { backup } from '../engine/backup.js';
+import { backup } from '../engine/backup/backup.js';
 import { loadBackupKey, loadRestoreKey } from '../engine/crypto/keys.js';
 import { restore } from '../engine/restore.js';
 import { openStorage } from '../engine/storage/open.js';

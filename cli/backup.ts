@@ -1,10 +1,10 @@
 /** `iebs backup`: a full or incremental backup of one or more sources. */
 import { join } from 'node:path';
-import { backup, defaultSystem } from '../engine/backup.js';
+import { backup, defaultSystem } from '../engine/backup/backup.js';
 import { keygen, loadBackupKey } from '../engine/crypto/keys.js';
 import { parseCodecChoice } from '../engine/codec.js';
 import { openStorage } from '../engine/storage/open.js';
-import { defaultCacheDir } from '../engine/cache.js';
+import { defaultCacheDir } from '../engine/backup/cache.js';
 import { MEDIA } from '../engine/repo/volumes.js';
 import { UsageError } from '../formats/errors.js';
 import { parseArgs, parseSize, regexes } from './args.js';

@@ -10,7 +10,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { appendFileSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { backup, type Limits } from '../engine/backup.js';
+import { backup, type Limits } from '../engine/backup/backup.js';
 import { restore } from '../engine/restore.js';
 import type { BackupKey, RestoreKey } from '../engine/crypto/keys.js';
 import { openStorage } from '../engine/storage/open.js';

@@ -17,7 +17,7 @@ import { decodeIndex, encodeIndex, INDEX_PIECE_FRAME, type IndexItem } from '../
 import { decodeEnvelopeHeader, encodeEnvelopeHeader, ENVELOPE_HEADER, indexContext, TAG_LENGTH } from '../formats/envelope.js';
 import { AuthError, FormatError } from '../formats/errors.js';
 import { deriveKey, hmac, pgpClearVerify, sealEnvelope, sha384 } from '../engine/crypto/crypto.js';
-import { openIndexObject } from '../engine/state.js';
+import { openIndexObject } from '../engine/backup/state.js';
 import { decodeTarHeader, encodeTarHeader } from '../formats/tar.js';
 import { decodeVolumeHeader, encodeVolumeHeader } from '../formats/volume.js';
 import { decodeKeyFile, encodeKeyFile } from '../formats/keyfile.js';

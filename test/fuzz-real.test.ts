@@ -16,7 +16,7 @@ import { decodeIndex } from '../formats/blockindex.js';
 import { decodeTarHeader } from '../formats/tar.js';
 import { blockContext, indexContext } from '../formats/envelope.js';
 import { keygen, loadBackupKey, loadRestoreKey } from '../engine/crypto/keys.js';
-import { backup } from '../engine/backup.js';
+import { backup } from '../engine/backup/backup.js';
 import { openStorage } from '../engine/storage/open.js';
 import { listSnapshots } from '../engine/repo/repo.js';
 import { openEnvelope, pgpOpenBytes } from '../engine/crypto/crypto.js';

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Prefetch } from '../engine/prefetch.js';
+import { Prefetch } from '../engine/backup/prefetch.js';
 import { seededBytes, tempDir, MiB } from './helpers.js';
 
 const openDescriptors = (): number => readdirSync('/proc/self/fd').length;

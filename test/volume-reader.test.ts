@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { backup } from '../engine/backup.js';
+import { backup } from '../engine/backup/backup.js';
 import { restore } from '../engine/restore.js';
 import { openStorage } from '../engine/storage/open.js';
 import type { Storage } from '../engine/storage/storage.js';

@@ -10,16 +10,16 @@
  */
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { FormatError } from '../formats/errors.js';
-import { IndexDecoder, INDEX_PIECE, INDEX_PIECE_FRAME, type IndexFile, type IndexItem } from '../formats/blockindex.js';
-import { indexContext } from '../formats/envelope.js';
-import { ENTRY_KINDS, MAX_ENVELOPE_OVERHEAD } from '../formats/manifest.js';
-import { openEnvelope } from './crypto/crypto.js';
-import { decompressBlock } from './codec.js';
-import { LAYOUT, type Snapshot } from './repo/repo.js';
-import { Bitset, ExternalSorter, IdBloom, SortedTable, SORT_ARENA } from './scratch/sorter.js';
-import type { Storage } from './storage/storage.js';
-import type { Placement } from './repo/volumes.js';
+import { FormatError } from '../../formats/errors.js';
+import { IndexDecoder, INDEX_PIECE, INDEX_PIECE_FRAME, type IndexFile, type IndexItem } from '../../formats/blockindex.js';
+import { indexContext } from '../../formats/envelope.js';
+import { ENTRY_KINDS, MAX_ENVELOPE_OVERHEAD } from '../../formats/manifest.js';
+import { openEnvelope } from '../crypto/crypto.js';
+import { decompressBlock } from '../codec.js';
+import { LAYOUT, type Snapshot } from '../repo/repo.js';
+import { Bitset, ExternalSorter, IdBloom, SortedTable, SORT_ARENA } from '../scratch/sorter.js';
+import type { Storage } from '../storage/storage.js';
+import type { Placement } from '../repo/volumes.js';
 
 /** What the chain last recorded of a path. */
 export type PathState = Omit<IndexFile, 'pathId'>;

@@ -14,11 +14,11 @@
  * those itself. The share moved settles where neither thread waits for the other.
  */
 import { Worker } from 'node:worker_threads';
-import { IebsError } from '../formats/errors.js';
-import type { CodecChoice } from './codec.js';
-import type { ChunkerParams } from './chunker.js';
-import { HELPER_HEAP } from './threads.js';
-import { packFiles, unpackEvents, type PackedEvents, type PackedFiles } from './read-wire.js';
+import { IebsError } from '../../formats/errors.js';
+import type { CodecChoice } from '../codec.js';
+import type { ChunkerParams } from '../chunker.js';
+import { HELPER_HEAP } from '../threads.js';
+import { packFiles, unpackEvents, type PackedEvents, type PackedFiles } from './read-protocol.js';
 
 /** The metadata of a file after it was read whole. */
 export interface FileMeta { size: bigint; mtimeNs: bigint; ctimeNs: bigint; ino: bigint; mode: bigint }

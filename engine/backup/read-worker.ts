@@ -15,13 +15,13 @@
  */
 import { closeSync, fstatSync, openSync, readSync, type BigIntStats } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { Chunker } from './chunker.js';
-import { compressBlock, compressBlockNow } from './codec.js';
-import { hmac, sha384 } from './crypto/hashes.js';
-import { IdBloom } from './scratch/sorter.js';
+import { Chunker } from '../chunker.js';
+import { compressBlock, compressBlockNow } from '../codec.js';
+import { hmac, sha384 } from '../crypto/hashes.js';
+import { IdBloom } from '../scratch/sorter.js';
 import { Prefetch } from './prefetch.js';
 import type { ReadEvent, ReaderInit, ToReader, FromReader, FileMeta, ReadFile } from './readers.js';
-import { packEvents, unpackFiles } from './read-wire.js';
+import { packEvents, unpackFiles } from './read-protocol.js';
 
 const init = workerData as ReaderInit;
 const port = parentPort!;

@@ -17,9 +17,9 @@ import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, 
 import { createHash, randomBytes } from 'node:crypto';
 import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { IdBloom, SortedTable, type TableSeal } from './scratch/sorter.js';
+import { IdBloom, SortedTable, type TableSeal } from '../scratch/sorter.js';
 import type { KeptState, StateKeeper, TableSource } from './state.js';
-import type { Snapshot } from './repo/repo.js';
+import type { Snapshot } from '../repo/repo.js';
 
 /** First line of a `.state` file. */
 const MAGIC = 'iebs-state-cache 2';
