@@ -8,7 +8,7 @@ import { isMainThread, Worker } from 'node:worker_threads';
 import { ENGINE_HEAP } from '../cli/heap.js';
 import { backup } from '../engine/backup/backup.js';
 import { loadBackupKey, loadRestoreKey } from '../engine/crypto/keys.js';
-import { restore } from '../engine/restore.js';
+import { restore } from '../engine/restore/restore.js';
 import { openStorage } from '../engine/storage/open.js';
 
 // As the iebs command does (cli/main.ts), the work runs on a thread with a capped heap.

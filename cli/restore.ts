@@ -1,6 +1,6 @@
 /** `iebs restore`: a snapshot (or part of it) into a target directory. */
 import { loadRestoreKey } from '../engine/crypto/keys.js';
-import { restore } from '../engine/restore.js';
+import { restore } from '../engine/restore/restore.js';
 import { openStorage } from '../engine/storage/open.js';
 import { parseArgs, regexes } from './args.js';
 import { need, passphrase, printJson } from './common.js';

@@ -1,6 +1,6 @@
 /** `iebs salvage`: restores what the given volume files hold, with nothing else. */
 import { loadRestoreKey, loadVerifyKeys } from '../engine/crypto/keys.js';
-import { salvage } from '../engine/salvage.js';
+import { salvage } from '../engine/restore/salvage.js';
 import { UsageError } from '../formats/errors.js';
 import { parseArgs } from './args.js';
 import { need, passphrase, printJson } from './common.js';

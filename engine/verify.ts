@@ -15,7 +15,7 @@ import { IebsError, KeyError } from '../formats/errors.js';
 import type { BlockRef } from '../formats/manifest.js';
 import { hashObject, LAYOUT, listSnapshots, readConfig, repoPublicKeys, type Snapshot } from './repo/repo.js';
 import type { RestoreKey } from './crypto/keys.js';
-import { readManifest } from './restore.js';
+import { readManifest } from './restore/restore.js';
 import type { Storage } from './storage/storage.js';
 import { VolumeReader } from './repo/volumes.js';
 import { ExternalSorter } from './scratch/sorter.js';

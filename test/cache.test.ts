@@ -11,7 +11,7 @@ import { randomBytes, createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { backup, type BackupOptions, type Limits } from '../engine/backup/backup.js';
-import { restore } from '../engine/restore.js';
+import { restore } from '../engine/restore/restore.js';
 import { StateCache } from '../engine/backup/cache.js';
 import { ChainState } from '../engine/backup/state.js';
 import { SortedTable } from '../engine/scratch/sorter.js';

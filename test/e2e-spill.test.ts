@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { appendFileSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { backup, type Limits } from '../engine/backup/backup.js';
-import { restore } from '../engine/restore.js';
+import { restore } from '../engine/restore/restore.js';
 import type { BackupKey, RestoreKey } from '../engine/crypto/keys.js';
 import { openStorage } from '../engine/storage/open.js';
 import { copyTree, diffTrees, loadKeys, readTree, tempDir, writeSeeded, MiB } from './helpers.js';

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { lstatSync, mkdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { timeArg } from '../engine/target.js';
+import { timeArg } from '../engine/restore/target.js';
 import { MiB, iebsOk, makeKeys, tempDir, writeSeeded, type Keys } from './helpers.js';
 
 let keys: Keys;

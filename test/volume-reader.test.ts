@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { backup } from '../engine/backup/backup.js';
-import { restore } from '../engine/restore.js';
+import { restore } from '../engine/restore/restore.js';
 import { openStorage } from '../engine/storage/open.js';
 import type { Storage } from '../engine/storage/storage.js';
 import { loadKeys, tempDir, MiB } from './helpers.js';

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { WriterPool } from '../engine/writers.js';
+import { WriterPool } from '../engine/restore/writers.js';
 import { tempDir } from './helpers.js';
 
 const sha384 = (b: Uint8Array) => createHash('sha384').update(b).digest();

@@ -8,8 +8,8 @@
  * (a restore does while the threads lag behind: `backlog`).
  */
 import { Worker } from 'node:worker_threads';
-import { IebsError } from '../formats/errors.js';
-import { HELPER_HEAP } from './threads.js';
+import { IebsError } from '../../formats/errors.js';
+import { HELPER_HEAP } from '../threads.js';
 
 /**
  * A small file to write: temporary and final paths as latin1 strings (byte for byte),

@@ -10,7 +10,7 @@
  */
 import { lstat, mkdir, readdir, rmdir, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { IebsError, IoError } from '../formats/errors.js';
+import { IebsError, IoError } from '../../formats/errors.js';
 
 /** The error a failed file system call on `p` is reported as: one line naming the path. */
 export function targetError(e: unknown, p: Buffer): unknown {

@@ -14,15 +14,15 @@ import { open, rename, rm, chmod, utimes, lutimes, symlink, type FileHandle } fr
 import { basename, dirname } from 'node:path';
 import { createHash } from 'node:crypto';
 import type * as openpgp from 'openpgp';
-import { FormatError, IebsError, IoError, KeyError } from '../formats/errors.js';
-import { blockContext } from '../formats/envelope.js';
-import { DocParser, LineSplitter, MAX_BLOCK, type CatalogHeader, type FileRecord } from '../formats/manifest.js';
-import { decodeTarHeader, TAR_BLOCK } from '../formats/tar.js';
-import { CATALOG_ENTRY_PREFIX, VOLUME_HEADER_ENTRY, decodeVolumeHeader, decodeVolumeKey } from '../formats/volume.js';
-import { openEnvelope, pgpOpenBytes } from './crypto/crypto.js';
-import { decompressBlock } from './codec.js';
-import type { RestoreKey } from './crypto/keys.js';
-import { LocalStorage } from './storage/local.js';
+import { FormatError, IebsError, IoError, KeyError } from '../../formats/errors.js';
+import { blockContext } from '../../formats/envelope.js';
+import { DocParser, LineSplitter, MAX_BLOCK, type CatalogHeader, type FileRecord } from '../../formats/manifest.js';
+import { decodeTarHeader, TAR_BLOCK } from '../../formats/tar.js';
+import { CATALOG_ENTRY_PREFIX, VOLUME_HEADER_ENTRY, decodeVolumeHeader, decodeVolumeKey } from '../../formats/volume.js';
+import { openEnvelope, pgpOpenBytes } from '../crypto/crypto.js';
+import { decompressBlock } from '../codec.js';
+import type { RestoreKey } from '../crypto/keys.js';
+import { LocalStorage } from '../storage/local.js';
 import { SafeTarget, fileMode, makeRoom, targetError, tempBeside, timeArg, SETID_BITS } from './target.js';
 
 /** What salvage recovered. */
