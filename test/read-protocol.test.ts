@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { packEvents, packFiles, unpackEvents, unpackFiles } from '../engine/backup/read-protocol.js';
-import type { ReadEvent } from '../engine/backup/readers.js';
+import type { ReadEvent } from '../engine/backup/read-protocol.js';
 
 const events: ReadEvent[] = [
   { t: 'block', f: 0, index: 0, offset: 0, size: 0, digest: new Uint8Array(randomBytes(48)), blockId: new Uint8Array(randomBytes(32)), codec: 0, bytes: new Uint8Array(0) },

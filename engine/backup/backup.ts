@@ -32,7 +32,8 @@ import { acquireLock, chainDamage, chainOf, type Lock, initRepo, LAYOUT, listSna
 import { ChainState, StateDelta, parsePlacement, placementValue, type PathState } from './state.js';
 import { StateCache } from './cache.js';
 import { IdBloom, SortedTable } from '../scratch/sorter.js';
-import { ReaderPool, type FileMeta, type ReadEvent, type ReadFile, type ReadJob } from './readers.js';
+import { ReaderPool, type ReadJob } from './readers.js';
+import type { FileMeta, ReadEvent, ReadFile } from './read-protocol.js';
 import { helperThreads } from '../threads.js';
 import { listAll, type Storage } from '../storage/storage.js';
 import { VolumeSet, MIN_VOLUME_SIZE, type Placement } from '../repo/volumes.js';

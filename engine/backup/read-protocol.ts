@@ -13,7 +13,56 @@
  *   torn:  3, f u32, last u8
  *   fail:  4, f u32, n u32, message (n bytes of UTF-8)
  */
-import type { FileMeta, ReadEvent, ReadFile } from './readers.js';
+import type { CodecChoice } from '../codec.js';
+import type { ChunkerParams } from '../chunker.js';
+
+/** The metadata of a file after it was read whole. */
+export interface FileMeta { size: bigint; mtimeNs: bigint; ctimeNs: bigint; ino: bigint; mode: bigint }
+
+/**
+ * What a reader reports of file `f` of a job, in order: its blocks, then `end` (read
+ * whole and steady), `fail` (a warning: it could not be read), or `torn` (it changed
+ * while it was read: unless `last`, its blocks so far are void and those of another
+ * reading follow; when `last`, the blocks of this reading stand and `end` follows).
+ */
+export type ReadEvent =
+  | {
+    t: 'block'; f: number; index: number; offset: number; size: number; digest: Uint8Array; blockId: Uint8Array;
+    /**
+     * The codec of `bytes`, or -1: not compressed yet, because the chain may hold the
+     * block, or because the main thread was waiting for it.
+     */
+    codec: number; bytes: Uint8Array;
+  }
+  | { t: 'end'; f: number; meta: FileMeta; read: number }
+  | { t: 'torn'; f: number; last: boolean }
+  | { t: 'fail'; f: number; message: string };
+
+/**
+ * A file for a reader: its path as a latin1 string (byte for byte: a string crosses to
+ * the thread without copying the pool slab a small Buffer lives in), and whether its
+ * name says it is compressed already.
+ */
+export interface ReadFile { abs: string; skip: boolean }
+
+/** What every reader thread starts with. */
+export interface ReaderInit {
+  blockIdKey: Uint8Array;
+  params: ChunkerParams;
+  codec: CodecChoice;
+  /** The words of the chain's block Bloom filter. */
+  bloom: Uint32Array;
+  readSize: number;
+  credit: number;
+  /** One Int32 the main thread sets to 1 while it waits for this reader's events. */
+  hungry: SharedArrayBuffer;
+}
+
+/** Messages to a reader. */
+export type ToReader = { t: 'job'; id: number; files: PackedFiles } | { t: 'credit'; bytes: number };
+/** Messages from a reader; `events` is packed (below). */
+export type FromReader = { t: 'events'; id: number; events: PackedEvents; done: boolean } | { t: 'crash'; message: string };
+
 
 /** A job's files as they cross: their paths (latin1) joined by NUL, which no name holds, and a '1' or '0' each for `skip`. */
 export interface PackedFiles { paths: string; skip: string }

@@ -20,7 +20,7 @@ import { compressBlock, compressBlockNow } from '../codec.js';
 import { hmac, sha384 } from '../crypto/hashes.js';
 import { IdBloom } from '../scratch/sorter.js';
 import { Prefetch } from './prefetch.js';
-import type { ReadEvent, ReaderInit, ToReader, FromReader, FileMeta, ReadFile } from './readers.js';
+import type { ReadEvent, ReaderInit, ToReader, FromReader, FileMeta, ReadFile } from './read-protocol.js';
 import { packEvents, unpackFiles } from './read-protocol.js';
 
 const init = workerData as ReaderInit;

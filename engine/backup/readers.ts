@@ -1,5 +1,6 @@
 /**
- * The reader threads of the backup pipeline (their code: engine/read-worker.ts).
+ * The reader threads of the backup pipeline (their code: read-worker.ts; what crosses
+ * between the threads: read-protocol.ts).
  *
  * The main thread walks the tree and submits jobs: a large file on its own, small files
  * in batches. Each job goes to the thread with the fewest bytes queued. The threads read,
@@ -15,57 +16,8 @@
  */
 import { Worker } from 'node:worker_threads';
 import { IebsError } from '../../formats/errors.js';
-import type { CodecChoice } from '../codec.js';
-import type { ChunkerParams } from '../chunker.js';
 import { HELPER_HEAP } from '../threads.js';
-import { packFiles, unpackEvents, type PackedEvents, type PackedFiles } from './read-protocol.js';
-
-/** The metadata of a file after it was read whole. */
-export interface FileMeta { size: bigint; mtimeNs: bigint; ctimeNs: bigint; ino: bigint; mode: bigint }
-
-/**
- * What a reader reports of file `f` of a job, in order: its blocks, then `end` (read
- * whole and steady), `fail` (a warning: it could not be read), or `torn` (it changed
- * while it was read: unless `last`, its blocks so far are void and those of another
- * reading follow; when `last`, the blocks of this reading stand and `end` follows).
- */
-export type ReadEvent =
-  | {
-    t: 'block'; f: number; index: number; offset: number; size: number; digest: Uint8Array; blockId: Uint8Array;
-    /**
-     * The codec of `bytes`, or -1: not compressed yet, because the chain may hold the
-     * block, or because the main thread was waiting for it.
-     */
-    codec: number; bytes: Uint8Array;
-  }
-  | { t: 'end'; f: number; meta: FileMeta; read: number }
-  | { t: 'torn'; f: number; last: boolean }
-  | { t: 'fail'; f: number; message: string };
-
-/**
- * A file for a reader: its path as a latin1 string (byte for byte: a string crosses to
- * the thread without copying the pool slab a small Buffer lives in), and whether its
- * name says it is compressed already.
- */
-export interface ReadFile { abs: string; skip: boolean }
-
-/** What every reader thread starts with. */
-export interface ReaderInit {
-  blockIdKey: Uint8Array;
-  params: ChunkerParams;
-  codec: CodecChoice;
-  /** The words of the chain's block Bloom filter. */
-  bloom: Uint32Array;
-  readSize: number;
-  credit: number;
-  /** One Int32 the main thread sets to 1 while it waits for this reader's events. */
-  hungry: SharedArrayBuffer;
-}
-
-/** Messages to a reader. */
-export type ToReader = { t: 'job'; id: number; files: PackedFiles } | { t: 'credit'; bytes: number };
-/** Messages from a reader; `events` is packed (engine/read-wire.ts). */
-export type FromReader = { t: 'events'; id: number; events: PackedEvents; done: boolean } | { t: 'crash'; message: string };
+import { packFiles, unpackEvents, type FromReader, type ReaderInit, type ReadEvent, type ReadFile, type ToReader } from './read-protocol.js';
 
 /** Bytes a reader reads at a time. */
 const READ_SIZE = 4 * 1024 * 1024;
