@@ -1,5 +1,5 @@
 /** `iebs unlock`: removes a lock left by a process that is gone. */
-import { breakLock } from '../engine/repo/repo.js';
+import { breakLock } from '../engine/repo/lock.js';
 import { openStorage } from '../engine/storage/open.js';
 import { parseArgs } from './args.js';
 import { need } from './common.js';

@@ -1,6 +1,7 @@
 /** `iebs verify`: checks a repository with public keys; with --read-data, every block. */
 import { loadRestoreKey, loadTrustAnchors } from '../engine/crypto/keys.js';
-import { LAYOUT, readConfig, repoHostKeys } from '../engine/repo/repo.js';
+import { readConfig, repoHostKeys } from '../engine/repo/repo.js';
+import { LAYOUT } from '../formats/names.js';
 import { openStorage } from '../engine/storage/open.js';
 import { verify } from '../engine/verify.js';
 import { UsageError } from '../formats/errors.js';

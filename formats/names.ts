@@ -71,3 +71,17 @@ export function snapshotName(system: string, type: 'full' | 'increment', fullTim
   for (let i = 2; i < 1_000_000; i++) if (!taken(`${base}-${i}`)) return `${base}-${i}`;
   throw new FormatError('absurd-size', `no free snapshot name for ${base}`);
 }
+
+/** Object names of the layout (SPEC.md "Repository layout"). */
+export const LAYOUT = {
+  config: 'config',
+  publicKeys: 'keys/public.asc',
+  snapshots: 'snapshots',
+  manifests: 'manifests',
+  indexes: 'indexes',
+  volumes: 'volumes',
+  lock: 'locks/lock',
+} as const;
+
+/** Object name of a snapshot record. */
+export const recordObject = (name: string) => `${LAYOUT.snapshots}/${name}.snapshot.asc`;

@@ -15,7 +15,8 @@ import { restore } from '../engine/restore/restore.js';
 import { StateCache } from '../engine/backup/cache.js';
 import { ChainState } from '../engine/backup/state.js';
 import { SortedTable } from '../engine/scratch/sorter.js';
-import { chainOf, listSnapshots, readConfig, LAYOUT, type Snapshot } from '../engine/repo/repo.js';
+import { chainOf, listSnapshots, readConfig, type Snapshot } from '../engine/repo/repo.js';
+import { LAYOUT } from '../formats/names.js';
 import type { BackupKey, RestoreKey } from '../engine/crypto/keys.js';
 import { openStorage } from '../engine/storage/open.js';
 import type { Storage } from '../engine/storage/storage.js';
@@ -167,7 +168,7 @@ for (const limits of [undefined, { arena: 2048 } as Limits]) {
 }
 
 test('an increment with a kept state reads none of the indexes it stands for', async () => {
-  const { dir, src, cacheDir, storage, o } = setup('cache-noindex', 'idx');
+  const { dir, src, storage, o } = setup('cache-noindex', 'idx');
   const full = await backup(storage, bk, o);
   // Hide the full's index: only the kept state can tell the increment what the chain holds.
   const index = join(dir, 'repo', LAYOUT.indexes, `${full.snapshot}.index`);

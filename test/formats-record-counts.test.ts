@@ -11,7 +11,7 @@ import { chmodSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:f
 import { join } from 'node:path';
 import { loadRestoreKey } from '../engine/crypto/keys.js';
 import { listSnapshots } from '../engine/repo/repo.js';
-import { readManifest } from '../engine/restore/restore.js';
+import { readManifest } from '../engine/repo/manifest-object.js';
 import { openStorage } from '../engine/storage/open.js';
 import { iebsOk, makeKeys, tempDir } from './helpers.js';
 

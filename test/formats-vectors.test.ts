@@ -17,15 +17,17 @@ import { decodeIndex, encodeIndex, INDEX_PIECE_FRAME, type IndexItem } from '../
 import { decodeEnvelopeHeader, encodeEnvelopeHeader, ENVELOPE_HEADER, indexContext, TAG_LENGTH } from '../formats/envelope.js';
 import { AuthError, FormatError } from '../formats/errors.js';
 import { deriveKey, hmac, pgpClearVerify, sealEnvelope, sha384 } from '../engine/crypto/crypto.js';
-import { openIndexObject } from '../engine/backup/state.js';
+import { openIndexObject } from '../engine/repo/index-object.js';
 import { decodeTarHeader, encodeTarHeader } from '../formats/tar.js';
 import { decodeVolumeHeader, encodeVolumeHeader } from '../formats/volume.js';
 import { decodeKeyFile, encodeKeyFile } from '../formats/keyfile.js';
 import { quoteBytes, unquoteBytes } from '../formats/text.js';
+import { decodeConfig, encodeConfig } from '../formats/config.js';
+import { decodeLock, encodeLock } from '../formats/lock.js';
 import { loadVectors, VECTOR_ROOT, type Vector } from './vectors.js';
 import { encodeItems, expectFormatError, slices } from './formats-helpers.js';
 
-const STRUCTURES = ['manifest', 'catalog', 'envelope-header', 'tar-header', 'volume-header', 'snapshot', 'snapshot-signed', 'index', 'index-object', 'keyfile', 'quote', 'keyed-ids'];
+const STRUCTURES = ['manifest', 'catalog', 'envelope-header', 'tar-header', 'volume-header', 'snapshot', 'snapshot-signed', 'index', 'index-object', 'keyfile', 'quote', 'keyed-ids', 'config', 'lock'];
 
 test('every structure of formats/ has vectors, successes and failures', () => {
   const dirs = readdirSync(VECTOR_ROOT);
@@ -271,4 +273,16 @@ eachVector('quote', (v) => {
   const q = unquoteBytes(text, 0, v.name);
   assert.deepEqual(Buffer.from(q.bytes), bytes);
   assert.equal(q.end, text.length);
+});
+
+eachVector('config', (v) => {
+  const where = `config/${v.name}`;
+  if (v.keys.expect === 'failure') return expectFormatError(() => decodeConfig(v.body.toString('latin1'), where), v.keys.code, where);
+  assert.equal(encodeConfig(decodeConfig(v.body.toString('latin1'), where)), v.body.toString('latin1'));
+});
+
+eachVector('lock', (v) => {
+  const where = `lock/${v.name}`;
+  if (v.keys.expect === 'failure') return expectFormatError(() => decodeLock(v.body), v.keys.code, where);
+  assert.equal(encodeLock(decodeLock(v.body)), v.body.toString('utf8'));
 });

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { LocalStorage } from '../engine/storage/local.js';
 import type { Storage } from '../engine/storage/storage.js';
-import { acquireLock, breakLock, type Lock } from '../engine/repo/repo.js';
+import { acquireLock, breakLock, type Lock } from '../engine/repo/lock.js';
 import { LockedError } from '../formats/errors.js';
 import { MiB, diffTrees, iebs, iebsOk, makeKeys, readTree, tempDir, writeSeeded, type Keys } from './helpers.js';
 import { iebsAsync, verifyRepo } from './fault-helpers.js';

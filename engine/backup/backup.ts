@@ -16,24 +16,26 @@ import { readlink, mkdtemp, rm, appendFile } from 'node:fs/promises';
 import { createReadStream, readdirSync, lstatSync, type BigIntStats } from 'node:fs';
 import { tmpdir, hostname } from 'node:os';
 import { basename, join } from 'node:path';
-import { randomUUID, createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { randomUUID } from 'node:crypto';
 import { AuthError, IebsError, UsageError, FormatError, KeyError, LockedError, NotFoundError } from '../../formats/errors.js';
-import { encodeRecord, encodeDeletion, encodeDocEnd, encodeManifestHeader, type BlockRef, type FileRecord, type EntryKind, type RootMeta, checkPath } from '../../formats/manifest.js';
-import { HOST_RE, SYSTEM_RE, snapshotName } from '../../formats/names.js';
-import { encodeIndexItem, INDEX_PIECE, INDEX_PIECE_FRAME, type IndexItem } from '../../formats/blockindex.js';
-import { indexObject, manifestObject, type SnapshotRecord, type SnapshotCounts } from '../../formats/snapshot.js';
-import { indexContext } from '../../formats/envelope.js';
-import { hmac, sealEnvelope, random, pgpSealStream } from '../crypto/crypto.js';
+import { encodeRecord, encodeDeletion, encodeManifestHeader, type BlockRef, type FileRecord, type EntryKind, type RootMeta, checkPath } from '../../formats/manifest.js';
+import { HOST_RE, SYSTEM_RE, snapshotName, LAYOUT } from '../../formats/names.js';
+import { encodeIndexItem, type IndexItem } from '../../formats/blockindex.js';
+import { type SnapshotRecord, type SnapshotCounts } from '../../formats/snapshot.js';
+import { hmac } from '../crypto/crypto.js';
 import { DEFAULT_SIZES, type ChunkerParams } from '../chunker.js';
 import { compressBlock, compressBlockNow, skipByExtension, DEFAULT_CODEC, type CodecChoice, type CompressedBlock } from '../codec.js';
 import type { BackupKey } from '../crypto/keys.js';
-import { acquireLock, chainDamage, chainOf, type Lock, initRepo, LAYOUT, listSnapshots, readConfig, repoHostKeys, writeRecord, type Snapshot } from '../repo/repo.js';
+import { chainDamage, chainOf, initRepo, listSnapshots, readConfig, repoHostKeys, writeRecord, type Snapshot } from '../repo/repo.js';
+import { cleanDebris, removeSnapshotObjects } from '../repo/debris.js';
+import { writeIndex } from '../repo/index-object.js';
+import { writeManifest } from '../repo/manifest-object.js';
+import { acquireLock, type Lock } from '../repo/lock.js';
 import { ChainState, StateDelta, parsePlacement, placementValue, type PathState } from './state.js';
 import { StateCache } from './cache.js';
 import { IdBloom, SortedTable } from '../scratch/sorter.js';
 import { ReaderPool, type ReadJob } from './readers.js';
-import type { FileMeta, ReadEvent, ReadFile } from './read-protocol.js';
+import type { FileMeta, ReadFile } from './read-protocol.js';
 import { helperThreads } from '../threads.js';
 import { listAll, type Storage } from '../storage/storage.js';
 import { VolumeSet, MIN_VOLUME_SIZE, type Placement } from '../repo/volumes.js';
@@ -739,8 +741,8 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     counts.stored = vols.reduce((a, v) => a + v.size, 0);
     const parent = c.head ? { name: c.head.record.name, sha384: c.head.sha384 } : undefined;
     const header = encodeManifestHeader({ snapshot: name, time, host, full: c.type === 'increment' ? c.chain[0].record.name : undefined, parent, root: snapshotRoot(o.sources), volumes: vols });
-    const manifestRef = await writeManifest(storage, key, name, header, records);
-    const indexRef = await writeIndex(storage, key, name, index, c.codec, o.limits?.indexPiece);
+    const manifestRef = await writeManifest(storage, key, name, header, records.read());
+    const indexRef = await writeIndex(storage, key, name, index.read(), c.codec, o.limits?.indexPiece);
     const record: SnapshotRecord = {
       name, system: c.system, host, type: c.type, time, sequence: c.head ? c.head.record.sequence + 1 : 0,
       chain: c.type === 'full' ? name : c.chain[0].record.name, parent, manifest: manifestRef, index: indexRef, volumes: vols, counts,
@@ -917,114 +919,3 @@ async function takeFile(w: FileWriter, t: Task, job: ReadJob, f: number): Promis
   }
 }
 
-/** Streams header + records + closing line into one signed, encrypted, compressed OpenPGP message. */
-async function writeManifest(storage: Storage, key: BackupKey, name: string, header: string, records: Spool) {
-  const object = `${LAYOUT.manifests}/${manifestObject(name)}`;
-  async function* text(): AsyncGenerator<Uint8Array> {
-    const running = createHash('sha384');
-    const first = Buffer.from(header, 'latin1');
-    running.update(first);
-    yield first;
-    for await (const chunk of records.read()) { running.update(chunk); yield chunk; }
-    yield Buffer.from(encodeDocEnd('manifest', running.digest()), 'latin1');
-  }
-  const out = await pgpSealStream(text(), key.recipients, key.signer);
-  const w = await storage.create(object);
-  const h = createHash('sha384');
-  let size = 0;
-  try {
-    for await (const chunk of Readable.fromWeb(out as never)) {
-      const b = chunk as Uint8Array;
-      h.update(b); size += b.length;
-      await w.write(b);
-    }
-    await w.commit();
-  } catch (e) { await w.abort(); throw e; }
-  return { name: manifestObject(name), size, sha384: new Uint8Array(h.digest()) };
-}
-
-/**
- * Writes the index as a sequence of pieces, each whole lines of at most INDEX_PIECE
- * bytes, compressed and sealed with the index key (SPEC.md "Index").
- */
-async function writeIndex(storage: Storage, key: BackupKey, name: string, lines: Spool, codec: CodecChoice, pieceSize = INDEX_PIECE) {
-  const w = await storage.create(`${LAYOUT.indexes}/${indexObject(name)}`);
-  const whole = createHash('sha384');
-  let size = 0;
-  let piece = 0;
-  const seal = async (plain: Buffer) => {
-    const packed = await compressBlock(plain, codec);
-    const env = sealEnvelope(key.indexKey, random(12), packed.codec, plain.length, packed.bytes, indexContext(name, piece++));
-    const frame = Buffer.alloc(INDEX_PIECE_FRAME);
-    frame.writeUInt32BE(env.length);
-    whole.update(frame).update(env);
-    size += frame.length + env.length;
-    await w.write(frame);
-    await w.write(env);
-  };
-  try {
-    const running = createHash('sha384');
-    // Chunks are gathered until a piece's worth and joined once, not copied per chunk.
-    let held: Buffer[] = [];
-    let heldBytes = 0;
-    const take = async (b: Buffer) => {
-      held.push(b);
-      heldBytes += b.length;
-      if (heldBytes < pieceSize) return;
-      let rest = Buffer.concat(held);
-      while (rest.length >= pieceSize) {
-        const cut = rest.lastIndexOf(0x0a, pieceSize - 1) + 1;
-        if (cut === 0) throw new FormatError('bad-line', `${name}: index line longer than a piece`);
-        await seal(rest.subarray(0, cut));
-        rest = rest.subarray(cut);
-      }
-      held = [rest];
-      heldBytes = rest.length;
-    };
-    const head = Buffer.from(`IEBS-INDEX 1\n${name}\n`, 'latin1');
-    running.update(head);
-    await take(head);
-    for await (const chunk of lines.read()) { running.update(chunk); await take(chunk); }
-    await take(Buffer.from(`-- END OF INDEX -- sha384(${running.digest('hex')})\n`, 'latin1'));
-    if (heldBytes) await seal(Buffer.concat(held));
-    await w.commit();
-  } catch (e) { await w.abort(); throw e; }
-  return { name: indexObject(name), size, sha384: new Uint8Array(whole.digest()) };
-}
-
-/** Deletes the volumes, manifest and index of a snapshot that has no record. */
-async function removeSnapshotObjects(storage: Storage, name: string): Promise<void> {
-  if ((await storage.stat(`${LAYOUT.snapshots}/${name}.snapshot.asc`)) !== null) return;
-  for (const folder of [LAYOUT.volumes, LAYOUT.manifests, LAYOUT.indexes]) {
-    for (const obj of await listAll(storage, `${folder}/${name}.`)) await storage.delete(obj);
-  }
-}
-
-/**
- * Removes what interrupted runs left: temporary objects, and volumes, manifests and
- * indexes of snapshots that have no record. Runs under the lock.
- */
-async function cleanDebris(storage: Storage, snapshots: Snapshot[]): Promise<void> {
-  const recorded = new Set((await listAll(storage, `${LAYOUT.snapshots}/`)).map((n) => n.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')));
-  // Objects a verified record names; a record that does not verify keeps all its objects
-  // (it may be a key problem, not debris).
-  const named = new Set<string>();
-  const verified = new Set<string>();
-  for (const s of snapshots) {
-    verified.add(s.record.name);
-    named.add(`${LAYOUT.manifests}/${s.record.manifest.name}`).add(`${LAYOUT.indexes}/${s.record.index.name}`);
-    for (const v of s.record.volumes) named.add(`${LAYOUT.volumes}/${v.name}`);
-  }
-  // What interrupted writes left is the backend's to find (temporary files, incomplete
-  // uploads). Under locks/ too: a run taking the lock now can only find it taken.
-  for (const prefix of [`${LAYOUT.volumes}/`, `${LAYOUT.manifests}/`, `${LAYOUT.indexes}/`, `${LAYOUT.snapshots}/`, 'keys/', 'locks/', LAYOUT.config]) {
-    await storage.removeDebris(prefix);
-  }
-  const owner = (obj: string) => obj.replace(/^[^/]+\//, '').replace(/(\.files\.\d{4}\.tar|\.manifest\.pgp|\.index)$/, '');
-  for (const folder of [LAYOUT.volumes, LAYOUT.manifests, LAYOUT.indexes]) {
-    for (const obj of await listAll(storage, `${folder}/`)) {
-      const o = owner(obj);
-      if (!recorded.has(o) || (verified.has(o) && !named.has(obj))) await storage.delete(obj);
-    }
-  }
-}

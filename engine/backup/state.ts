@@ -8,70 +8,17 @@
  * index is read piece by piece, its lines go through an external sort, and the last word
  * on each id is kept. A lookup then reads one 4 KiB page.
  */
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { FormatError } from '../../formats/errors.js';
-import { IndexDecoder, INDEX_PIECE, INDEX_PIECE_FRAME, type IndexFile, type IndexItem } from '../../formats/blockindex.js';
-import { indexContext } from '../../formats/envelope.js';
-import { ENTRY_KINDS, MAX_ENVELOPE_OVERHEAD } from '../../formats/manifest.js';
-import { openEnvelope } from '../crypto/crypto.js';
-import { decompressBlock } from '../codec.js';
-import { LAYOUT, type Snapshot } from '../repo/repo.js';
+import { type IndexFile, type IndexItem } from '../../formats/blockindex.js';
+import { ENTRY_KINDS } from '../../formats/manifest.js';
+import { type Snapshot } from '../repo/repo.js';
+import { readIndex } from '../repo/index-object.js';
 import { Bitset, ExternalSorter, IdBloom, SortedTable, SORT_ARENA } from '../scratch/sorter.js';
 import type { Storage } from '../storage/storage.js';
 import type { Placement } from '../repo/volumes.js';
 
 /** What the chain last recorded of a path. */
 export type PathState = Omit<IndexFile, 'pathId'>;
-
-/** Largest envelope of one index piece. */
-const MAX_PIECE_ENVELOPE = INDEX_PIECE + MAX_ENVELOPE_OVERHEAD;
-
-/**
- * Reads the index object of `s`, checked against its record, piece by piece; calls
- * `each` per line. What `each` saw counts only if this resolves.
- */
-export async function readIndex(storage: Storage, indexKey: Uint8Array, s: Snapshot, each: (it: IndexItem) => void): Promise<void> {
-  const object = `${LAYOUT.indexes}/${s.record.index.name}`;
-  const size = await storage.stat(object);
-  if (size === null) throw new FormatError('missing', `${object}: missing`);
-  if (size !== s.record.index.size) throw new FormatError('bad-hash', `${object}: ${size} bytes, its record says ${s.record.index.size} (damaged or replaced)`);
-  const digest = createHash('sha384');
-  const snap = await openIndexObject(async (off, len) => {
-    const b = await storage.getRange(object, off, len);
-    digest.update(b);
-    return b;
-  }, size, indexKey, s.record.name, object, each);
-  if (!digest.digest().equals(s.record.index.sha384)) throw new FormatError('bad-hash', `${object}: does not match its snapshot record (damaged or replaced)`);
-  if (snap !== s.record.name) throw new FormatError('bad-index', `${object}: belongs to ${snap}`);
-}
-
-/**
- * Opens and decodes an index object of `size` bytes (SPEC.md "Index") read through
- * `read`, in order and once each, for the snapshot `name`; returns the snapshot the
- * document names. Every piece is authenticated before its lines are decoded.
- */
-export async function openIndexObject(read: (offset: number, length: number) => Promise<Uint8Array>, size: number, indexKey: Uint8Array, name: string, where: string, each: (it: IndexItem) => void): Promise<string> {
-  const dec = new IndexDecoder(where, each);
-  let off = 0;
-  const exactly = async (offset: number, length: number) => {
-    const b = await read(offset, length);
-    if (b.length !== length) throw new FormatError('truncated', `${where}: ${length} bytes at ${offset} read as ${b.length}`);
-    return b;
-  };
-  for (let piece = 0; off < size; piece++) {
-    if (dec.closed) throw new FormatError('trailing-data', `${where}: data after the closing piece`);
-    if (size - off < INDEX_PIECE_FRAME) throw new FormatError('truncated', `${where}: piece ${piece} is cut short`);
-    const len = Buffer.from(await exactly(off, INDEX_PIECE_FRAME)).readUInt32BE(0);
-    if (len > MAX_PIECE_ENVELOPE) throw new FormatError('absurd-size', `${where}: piece ${piece} claims ${len} bytes`);
-    if (len > size - off - INDEX_PIECE_FRAME) throw new FormatError('truncated', `${where}: piece ${piece} runs past the end`);
-    const env = await exactly(off + INDEX_PIECE_FRAME, len);
-    off += INDEX_PIECE_FRAME + len;
-    const opened = openEnvelope(indexKey, env, indexContext(name, piece), INDEX_PIECE, `${where} piece ${piece}`);
-    dec.push(Buffer.from(await decompressBlock(opened.codec, opened.payload, opened.plainLength)).toString('latin1'));
-  }
-  return dec.end();
-}
 
 /**
  * A path state in a table: uuid (36 ASCII bytes), kind (u8, ENTRY_KINDS), mode (u16), size

@@ -18,14 +18,13 @@ import type * as openpgp from 'openpgp';
 import { FormatError, NotFoundError } from '../../formats/errors.js';
 import { blockContext, counterNonce, ENVELOPE_HEADER, TAG_LENGTH } from '../../formats/envelope.js';
 import { DocEncoder, MAX_BLOCK, type FileRecord, type BlockRef } from '../../formats/manifest.js';
-import { blockEntry, volumeName } from '../../formats/names.js';
+import { blockEntry, volumeName, LAYOUT } from '../../formats/names.js';
 import { encodeTarHeader, decodeTarHeader, tarPadding, tarEntrySize, TAR_BLOCK } from '../../formats/tar.js';
 import { CATALOG_ENTRY_PREFIX, VOLUME_HEADER_ENTRY, decodeVolumeHeader, encodeVolumeHeader, encodeVolumeKey, decodeVolumeKey } from '../../formats/volume.js';
 import type { ObjectRef } from '../../formats/snapshot.js';
 import { openEnvelope, pgpOpenBytes, pgpSealBytes, random, sealEnvelopeParts } from '../crypto/crypto.js';
 import { compressBlock, decompressBlock, type CodecChoice } from '../codec.js';
 import type { ObjectWriter, Storage } from '../storage/storage.js';
-import { LAYOUT } from './repo.js';
 
 /** Catalogue text is flushed into an entry once it passes this size. */
 const CATALOG_FLUSH = 256 * 1024;

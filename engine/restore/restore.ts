@@ -17,12 +17,10 @@
 import { mkdtemp, open, rename, rm, symlink, chmod, utimes, lutimes, lchown, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createHash } from 'node:crypto';
-import type * as openpgp from 'openpgp';
-import { FormatError, IebsError, IoError, AuthError, KeyError } from '../../formats/errors.js';
-import { DocParser, LineSplitter, type BlockRef, type FileRecord, type ManifestHeader, type RootMeta } from '../../formats/manifest.js';
-import { pgpOpenStreamThreaded } from '../crypto/pgp-thread.js';
-import { chainOf, findSnapshot, LAYOUT, listSnapshots, readConfig, repoHostKeys, type Snapshot } from '../repo/repo.js';
+import { FormatError, IebsError, IoError, KeyError } from '../../formats/errors.js';
+import { type BlockRef, type FileRecord, type RootMeta } from '../../formats/manifest.js';
+import { chainOf, findSnapshot, listSnapshots, readConfig, type Snapshot } from '../repo/repo.js';
+import { readManifest, verifiersFor } from '../repo/manifest-object.js';
 import type { RestoreKey } from '../crypto/keys.js';
 import type { Storage } from '../storage/storage.js';
 import { VolumeReader, blockHashError } from '../repo/volumes.js';
@@ -67,9 +65,6 @@ export interface RestoreResult {
   rootRestored: boolean;
 }
 
-/** Bytes read from storage at a time when streaming a manifest. */
-const READ_PIECE = 1024 * 1024;
-
 /** Files restored at once, and the bytes of blocks they may hold. */
 const IN_FLIGHT_FILES = 64;
 const IN_FLIGHT_BYTES = 32 * 1024 * 1024;
@@ -84,57 +79,6 @@ const BLOCKS_AHEAD = 4;
  * thread waits for them, so it takes the check over for as long as they lag.
  */
 const CHECK_HERE_BACKLOG = 8 * 1024 * 1024;
-
-/** Largest manifest a reader accepts. */
-const MAX_MANIFEST = 4 * 1024 * 1024 * 1024;
-
-/** Verifying keys: the restore key's own, else the repository's copy of the public keys. */
-export async function verifiersFor(storage: Storage, key: RestoreKey): Promise<openpgp.PublicKey[]> {
-  return key.verifiers.length ? key.verifiers : repoHostKeys(storage);
-}
-
-/** Decrypts and parses one manifest, checked against its record. */
-export async function readManifest(storage: Storage, key: RestoreKey, verifiers: openpgp.PublicKey[], s: Snapshot, each: (r: FileRecord | { deleted: string }) => void): Promise<ManifestHeader> {
-  const object = `${LAYOUT.manifests}/${s.record.manifest.name}`;
-  const size = await storage.stat(object);
-  if (size === null) throw new IoError('missing-manifest', `${object}: missing`);
-  if (size !== s.record.manifest.size || size > MAX_MANIFEST) throw new FormatError('bad-size', `${object}: ${size} bytes, its record says ${s.record.manifest.size}`);
-  // One pass: the ciphertext is hashed (against the record) while it is decrypted and
-  // parsed; what was parsed counts only once both the hash and the signature hold.
-  const digest = createHash('sha384');
-  async function* ciphertext(): AsyncGenerator<Uint8Array> {
-    for (let off = 0; off < size!; off += READ_PIECE) {
-      const piece = await storage.getRange(object, off, Math.min(READ_PIECE, size! - off));
-      digest.update(piece);
-      yield piece;
-    }
-  }
-  const parser = new DocParser('manifest', object);
-  const split = new LineSplitter(object);
-  let header: ManifestHeader | null = null;
-  let parseError: unknown = null;
-  await pgpOpenStreamThreaded(ciphertext(), key.decryptionKeys, verifiers, object, (chunk) => {
-    if (parseError) return;
-    try {
-      for (const line of split.push(chunk)) {
-        const it = parser.line(line);
-        if (!it) continue;
-        if (it.type === 'header') header = it.header as ManifestHeader;
-        else if (it.type === 'record') each(it.record);
-        else if (it.type === 'deleted') each({ deleted: it.uuid });
-      }
-    } catch (e) { parseError = e; }
-  });
-  // A damaged or replaced object is reported as such, before any parse error it caused.
-  if (!Buffer.from(digest.digest()).equals(s.record.manifest.sha384)) throw new AuthError('bad-hash', `${object}: does not match its snapshot record (damaged or replaced)`);
-  if (parseError) throw parseError;
-  split.end();
-  parser.finish();
-  const h = header!;
-  if (h.snapshot !== s.record.name) throw new AuthError('replayed', `${object}: manifest of ${h.snapshot}, not ${s.record.name}`);
-  if ((h.parent?.name ?? null) !== (s.record.parent?.name ?? null)) throw new AuthError('replayed', `${object}: parent differs from its record`);
-  return h;
-}
 
 /**
  * A snapshot composed through its chain, in scratch files: its records in tree order

@@ -1,0 +1,45 @@
+/**
+ * Debris (SPEC.md "Write order"): what interrupted or failed runs left. Temporary objects
+ * are the backend's to find (removeDebris); volumes, manifests and indexes that no
+ * record names are found here, from the records. Only the holder of the lock calls this.
+ */
+import { LAYOUT } from '../../formats/names.js';
+import { listAll, type Storage } from '../storage/storage.js';
+import type { Snapshot } from './repo.js';
+
+/** Deletes the volumes, manifest and index of a snapshot that has no record. */
+export async function removeSnapshotObjects(storage: Storage, name: string): Promise<void> {
+  if ((await storage.stat(`${LAYOUT.snapshots}/${name}.snapshot.asc`)) !== null) return;
+  for (const folder of [LAYOUT.volumes, LAYOUT.manifests, LAYOUT.indexes]) {
+    for (const obj of await listAll(storage, `${folder}/${name}.`)) await storage.delete(obj);
+  }
+}
+
+/**
+ * Removes what interrupted runs left: temporary objects, and volumes, manifests and
+ * indexes of snapshots that have no record. Runs under the lock.
+ */
+export async function cleanDebris(storage: Storage, snapshots: Snapshot[]): Promise<void> {
+  const recorded = new Set((await listAll(storage, `${LAYOUT.snapshots}/`)).map((n) => n.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')));
+  // Objects a verified record names; a record that does not verify keeps all its objects
+  // (it may be a key problem, not debris).
+  const named = new Set<string>();
+  const verified = new Set<string>();
+  for (const s of snapshots) {
+    verified.add(s.record.name);
+    named.add(`${LAYOUT.manifests}/${s.record.manifest.name}`).add(`${LAYOUT.indexes}/${s.record.index.name}`);
+    for (const v of s.record.volumes) named.add(`${LAYOUT.volumes}/${v.name}`);
+  }
+  // What interrupted writes left is the backend's to find (temporary files, incomplete
+  // uploads). Under locks/ too: a run taking the lock now can only find it taken.
+  for (const prefix of [`${LAYOUT.volumes}/`, `${LAYOUT.manifests}/`, `${LAYOUT.indexes}/`, `${LAYOUT.snapshots}/`, 'keys/', 'locks/', LAYOUT.config]) {
+    await storage.removeDebris(prefix);
+  }
+  const owner = (obj: string) => obj.replace(/^[^/]+\//, '').replace(/(\.files\.\d{4}\.tar|\.manifest\.pgp|\.index)$/, '');
+  for (const folder of [LAYOUT.volumes, LAYOUT.manifests, LAYOUT.indexes]) {
+    for (const obj of await listAll(storage, `${folder}/`)) {
+      const o = owner(obj);
+      if (!recorded.has(o) || (verified.has(o) && !named.has(obj))) await storage.delete(obj);
+    }
+  }
+}
