@@ -9,17 +9,7 @@
 import { Worker } from 'node:worker_threads';
 import type * as openpgp from 'openpgp';
 import { AuthError, FormatError, IebsError, KeyError } from '../../formats/errors.js';
-
-/** What the thread starts with: armored keys (the private ones unlocked already). */
-export interface PgpInit { keys: string[]; verifiers: string[]; where: string; credit: number }
-/** Messages to the thread. */
-export type ToPgp = { t: 'data'; chunk: Uint8Array } | { t: 'end' } | { t: 'ack'; bytes: number };
-/** Messages from the thread. */
-export type FromPgp =
-  | { t: 'more' }
-  | { t: 'plain'; chunk: Uint8Array }
-  | { t: 'done' }
-  | { t: 'error'; kind: string; code: string; message: string };
+import type { FromPgp, PgpInit, ToPgp } from './pgp-protocol.js';
 
 /** Plaintext the thread may post before the main thread has taken it. */
 const CREDIT = 4 * 1024 * 1024;

@@ -12,7 +12,7 @@ import * as openpgp from 'openpgp';
 import { IebsError } from '../../formats/errors.js';
 import { pgpOpenStream } from './crypto.js';
 import { installPulledDecompression } from './inflate.js';
-import type { FromPgp, PgpInit, ToPgp } from './pgp-thread.js';
+import type { FromPgp, PgpInit, ToPgp } from './pgp-protocol.js';
 
 installPulledDecompression();
 const init = workerData as PgpInit;

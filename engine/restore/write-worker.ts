@@ -9,7 +9,7 @@
 import { closeSync, fchmodSync, fchownSync, futimesSync, lstatSync, openSync, renameSync, rmdirSync, rmSync, writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { sha384 } from '../crypto/hashes.js';
-import type { BlockWrite, FromWriter, SmallFile, WriterItem } from './writers.js';
+import type { BlockWrite, FromWriter, SmallFile, WriterItem } from './write-protocol.js';
 
 const port = parentPort!;
 
