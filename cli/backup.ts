@@ -35,7 +35,7 @@ export async function main(argv: string[]): Promise<number> {
     'cache-dir': 'string', 'no-cache': 'boolean',
   });
   const repo = need(flags.repo as string | undefined, 'backup', '--repo REPO');
-  if (positionals.length === 0) throw new UsageError('missing', 'iebs backup: name at least one SOURCE to back up');
+  if (positionals.length === 0) throw new UsageError('missing-argument', 'iebs backup: name at least one SOURCE to back up');
   const json = !!flags.json;
   let keyPath = flags.key as string | undefined;
   if (!keyPath) {
@@ -76,5 +76,5 @@ export async function main(argv: string[]): Promise<number> {
     if (dryRun) process.stdout.write(`dry run: ${r.type} ${r.snapshot} would hold ${what}; up to ${human(r.estimate!.bytes)} to store before compression and dedup, about ${r.estimate!.volumes} volume(s) of ${human(volumeSize)}\n`);
     else process.stdout.write(`snapshot ${r.snapshot} (${r.type}): ${what}; read ${human(r.read)}, stored ${human(c.stored)} in ${r.volumes.length} volume(s)\n`);
   }
-  return r.warnings.some((w) => !w.message.startsWith('skipped')) ? EXIT.partial : EXIT.ok;
+  return r.warnings.some((w) => w.code !== 'skipped') ? EXIT.partial : EXIT.ok;
 }

@@ -37,7 +37,7 @@ export async function passphrase(file: string | undefined): Promise<string | und
 
 /** Requires a flag. */
 export function need<T>(value: T | undefined, verb: string, what: string): T {
-  if (value === undefined || value === '') throw new UsageError('missing', `iebs ${verb}: ${what} is required (see iebs ${verb} --help)`);
+  if (value === undefined || value === '') throw new UsageError('missing-argument', `iebs ${verb}: ${what} is required (see iebs ${verb} --help)`);
   return value;
 }
 

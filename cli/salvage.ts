@@ -17,7 +17,7 @@ export const help = `iebs salvage VOLUME... --key restore.key --target DIR [--pu
 
 export async function main(argv: string[]): Promise<number> {
   const { flags, positionals } = parseArgs('salvage', argv, { key: 'string', target: 'string', public: 'string', setuid: 'boolean', json: 'boolean', 'passphrase-file': 'string' });
-  if (positionals.length === 0) throw new UsageError('missing', 'iebs salvage: name at least one VOLUME file');
+  if (positionals.length === 0) throw new UsageError('missing-argument', 'iebs salvage: name at least one VOLUME file');
   const key = await loadRestoreKey(need(flags.key as string | undefined, 'salvage', '--key restore.key'), await passphrase(flags['passphrase-file'] as string | undefined));
   const verifiers = flags.public ? await loadVerifyKeys(flags.public as string) : key.verifiers;
   const target = need(flags.target as string | undefined, 'salvage', '--target DIR');

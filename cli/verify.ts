@@ -23,7 +23,7 @@ export async function main(argv: string[]): Promise<number> {
   // Only whether there is a repository here: a damaged config is a problem verify reports.
   if ((await storage.stat(LAYOUT.config)) === null) await readConfig(storage);
   const keyPath = flags.key as string | undefined;
-  if (flags['read-data'] && !keyPath) throw new UsageError('missing', 'iebs verify --read-data needs --key restore.key');
+  if (flags['read-data'] && !keyPath) throw new UsageError('missing-argument', 'iebs verify --read-data needs --key restore.key');
   const restoreKey = flags['read-data'] ? await loadRestoreKey(keyPath!, await passphrase(flags['passphrase-file'] as string | undefined)) : undefined;
   const anchors = keyPath ? await loadTrustAnchors(keyPath) : undefined;
   // A private key alone (a gpg export) names no host key: the repository's copy does.

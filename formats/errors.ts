@@ -4,13 +4,39 @@
  * `data`. The CLI maps the class to an exit code in one place (cli/errors.ts).
  */
 
+/**
+ * Every code an IebsError may carry: one list, so a code is a name the compiler checks,
+ * never a string compared by hope. Grouped by the class that usually carries it.
+ */
+export type ErrorCode =
+  // FormatError: bytes that do not follow SPEC.md
+  | 'absurd-size' | 'bad-block-order' | 'bad-checksum' | 'bad-codec' | 'bad-entry' | 'bad-escape' | 'bad-flags' | 'bad-hash'
+  | 'bad-hex' | 'bad-id' | 'bad-index' | 'bad-key' | 'bad-kind' | 'bad-line' | 'bad-magic' | 'bad-mode' | 'bad-name' | 'bad-nonce'
+  | 'bad-number' | 'bad-owner' | 'bad-path' | 'bad-pgp' | 'bad-quote' | 'bad-size' | 'bad-time' | 'bad-uuid' | 'bad-volume'
+  | 'broken-chain' | 'codec-corrupt' | 'codec-size' | 'codec-unknown' | 'duplicate-path' | 'line-too-long' | 'trailing-data'
+  | 'truncated' | 'unknown-cipher' | 'unknown-version'
+  // AuthError: what does not authenticate
+  | 'auth-failed' | 'bad-signature' | 'renamed' | 'replayed'
+  // KeyError
+  | 'key-exists' | 'key-unreadable' | 'no-verifier' | 'passphrase-file' | 'passphrase-needed' | 'wrong-key' | 'wrong-passphrase'
+  // NotFoundError: one kind for what is missing
+  | 'not-found' | 'short-read' | 'missing-volume' | 'no-repository' | 'no-snapshot' | 'bad-snapshot'
+  // LockedError
+  | 'locked' | 'lock-live' | 'lock-lost'
+  // UsageError
+  | 'bad-flag' | 'bad-object' | 'bad-regex' | 'bad-repo' | 'bad-source' | 'bad-system' | 'missing-argument' | 'no-source' | 'unsupported-repo'
+  // IoError: the storage contract's codes (engine/storage/storage.ts), and the restore target's
+  | 'exists' | 'permission' | 'no-space' | 'transient' | 'permanent' | 'in-the-way' | 'io'
+  // IebsError: the machinery itself
+  | 'internal' | 'pgp-thread' | 'reader-closed' | 'reader-failed' | 'reader-order' | 'writer-closed' | 'writer-failed';
+
 /** Base class of every iebs error. */
 export class IebsError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly data: Record<string, unknown>;
   /** True when the run may go on after reporting it (a source file vanished). */
   readonly recoverable: boolean;
-  constructor(code: string, message: string, options: { cause?: unknown; data?: Record<string, unknown>; recoverable?: boolean } = {}) {
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; data?: Record<string, unknown>; recoverable?: boolean } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
@@ -21,7 +47,7 @@ export class IebsError extends Error {
 
 /** Bytes that do not follow SPEC.md: malformed, truncated, unknown version, absurd size. */
 export class FormatError extends IebsError {
-  constructor(code: string, message: string, options: { cause?: unknown; data?: Record<string, unknown> } = {}) {
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; data?: Record<string, unknown> } = {}) {
     super(code, message, options);
   }
 }

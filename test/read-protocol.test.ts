@@ -16,8 +16,8 @@ const events: ReadEvent[] = [
   { t: 'end', f: 2, meta: { size: 0n, mtimeNs: -(2n ** 63n), ctimeNs: 0n, ino: 1n, mode: 0o40755n }, read: 0 },
   { t: 'torn', f: 3, last: false },
   { t: 'torn', f: 4, last: true },
-  { t: 'fail', f: 5, message: 'cannot read (EACCES) — ünïcode 日本' },
-  { t: 'fail', f: 6, message: '' },
+  { t: 'fail', f: 5, vanished: false, message: 'cannot read (EACCES) — ünïcode 日本' },
+  { t: 'fail', f: 6, vanished: true, message: '' },
   { t: 'block', f: 7, index: 1, offset: 12345, size: 99, digest: new Uint8Array(randomBytes(48)), blockId: new Uint8Array(randomBytes(32)), codec: 4, bytes: new Uint8Array(randomBytes(99)) },
   // Large and owning its buffer: moves beside the packed buffer.
   { t: 'block', f: 8, index: 0, offset: 0, size: 1 << 20, digest: new Uint8Array(randomBytes(48)), blockId: new Uint8Array(randomBytes(32)), codec: 1, bytes: new Uint8Array(randomBytes(1 << 20).buffer.slice(0)) },

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { WriterPool } from '../engine/restore/writers.js';
+import { WriterError, WriterPool } from '../engine/restore/writers.js';
 import { tempDir } from './helpers.js';
 
 const sha384 = (b: Uint8Array) => createHash('sha384').update(b).digest();
@@ -46,11 +46,11 @@ test('a block or small file that does not match its sha384 is refused, and nothi
     const good = randomBytes(100_000);
     const bad = Buffer.from(good);
     bad[50_000] ^= 1;
-    await assert.rejects(pool.writeBlock({ fd, offset: 4096, data: bad, sha384: sha384(good) }), (e: NodeJS.ErrnoException) => e.code === 'BAD-HASH');
+    await assert.rejects(pool.writeBlock({ fd, offset: 4096, data: bad, sha384: sha384(good) }), (e: unknown) => e instanceof WriterError && e.failure.why === 'bad-hash');
     assert.equal(statSync(join(dir, 'big')).size, 0);
     // A small file likewise: neither it nor its temporary file is left.
     const small = Buffer.from('small file\n');
-    await assert.rejects(pool.write({ tmp: join(dir, '.tmp-s'), final: join(dir, 's'), data: Buffer.from('small filE\n'), sha384: sha384(small), mode: 0o644, mtime: 0 }), (e: NodeJS.ErrnoException) => e.code === 'BAD-HASH');
+    await assert.rejects(pool.write({ tmp: join(dir, '.tmp-s'), final: join(dir, 's'), data: Buffer.from('small filE\n'), sha384: sha384(small), mode: 0o644, mtime: 0 }), (e: unknown) => e instanceof WriterError && e.failure.why === 'bad-hash');
     assert.deepEqual(readdirSync(dir), ['big']);
     const want = Buffer.from(good); // the write moves `good` away
     await pool.writeBlock({ fd, offset: 4096, data: good, sha384: sha384(want) });
@@ -90,7 +90,7 @@ test('content handed over twice (its buffer already moved away) is refused inste
     const digest = sha384(data);
     await pool.write({ tmp: join(dir, '.tmp-1'), final: join(dir, 'one'), data, sha384: digest, mode: 0o600, mtime: 0 });
     assert.equal(data.byteLength, 0);
-    await assert.rejects(pool.write({ tmp: join(dir, '.tmp-2'), final: join(dir, 'two'), data, sha384: digest, mode: 0o600, mtime: 0 }), (e: NodeJS.ErrnoException) => e.code === 'BAD-HASH');
+    await assert.rejects(pool.write({ tmp: join(dir, '.tmp-2'), final: join(dir, 'two'), data, sha384: digest, mode: 0o600, mtime: 0 }), (e: unknown) => e instanceof WriterError && e.failure.why === 'bad-hash');
     assert.deepEqual(readdirSync(dir), ['one']);
   } finally {
     await pool.close();
@@ -104,7 +104,7 @@ test('a batch that cannot be posted to its thread fails its writes instead of ha
     // A value structured cloning refuses stands in for any batch the thread cannot take.
     const data = new Uint8Array(Buffer.from('never posted\n'));
     const unsendable = Object.assign({ tmp: join(dir, '.tmp-u'), final: join(dir, 'u'), data, mode: 0o600, mtime: 0 }, { mtime: (() => 0) as unknown as number });
-    await assert.rejects(pool.write(unsendable), (e: NodeJS.ErrnoException) => e.code === 'EINVAL' && /cannot hand a batch/.test(e.message));
+    await assert.rejects(pool.write(unsendable), (e: unknown) => e instanceof WriterError && e.code === 'EINVAL' && /cannot hand a batch/.test(e.message));
     assert.deepEqual(readdirSync(dir), []);
     // The pool still works afterwards.
     const ok = new Uint8Array(Buffer.from('posted\n'));

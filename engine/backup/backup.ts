@@ -87,7 +87,17 @@ export interface Limits {
 export interface Progress { phase: 'scan' | 'backup'; files: number; bytes: number; totalFiles?: number; totalBytes?: number }
 
 /** A problem with one source entry; the run goes on. */
-export interface Warning { path: string; message: string }
+/**
+ * What a warning is about: a source entry that could not be listed, found or read
+ * (`unreadable`, `vanished`), one of a kind iebs does not store (`skipped`), a file that
+ * changed on every reading and was stored as last read (`torn-stored`), or the
+ * repository: a record that does not verify, a damaged chain (`bad-record`,
+ * `chain-damaged`). Every one but `skipped` makes the backup exit 3.
+ */
+export type WarningCode = 'unreadable' | 'vanished' | 'skipped' | 'torn-stored' | 'bad-record' | 'chain-damaged';
+
+/** Something that did not stop the backup, and what it is about. */
+export interface Warning { code: WarningCode; path: string; message: string }
 
 /** What a run did. */
 export interface BackupResult {
@@ -184,7 +194,7 @@ function* walk(sources: string[], o: BackupOptions, warn: (w: Warning) => void):
   function* dir(abs: Buffer, rel: Buffer): Generator<WalkEntry, boolean> {
     let names: Buffer[];
     try { names = readdirSync(abs, { encoding: 'buffer' }); } catch (cause) {
-      warn({ path: rel.toString('utf8') || '.', message: `cannot list directory (${(cause as NodeJS.ErrnoException).code ?? 'error'})` });
+      warn({ code: 'unreadable', path: rel.toString('utf8') || '.', message: `cannot list directory (${(cause as NodeJS.ErrnoException).code ?? 'error'})` });
       return false;
     }
     names.sort(Buffer.compare);
@@ -195,12 +205,12 @@ function* walk(sources: string[], o: BackupOptions, warn: (w: Warning) => void):
       let st: BigIntStats;
       try { st = lstatSync(cabs, { bigint: true }); } catch (cause) {
         const code = (cause as NodeJS.ErrnoException).code;
-        warn({ path: crel.toString('utf8'), message: code === 'ENOENT' ? 'vanished before it was read' : `cannot stat (${code ?? 'error'})` });
+        warn(code === 'ENOENT' ? { code: 'vanished', path: crel.toString('utf8'), message: 'vanished before it was read' } : { code: 'unreadable', path: crel.toString('utf8'), message: `cannot stat (${code ?? 'error'})` });
         continue;
       }
       if (matches(o.exclude, crel)) continue;
       const kind = kindOf(st);
-      if (!kind) { warn({ path: crel.toString('utf8'), message: 'skipped: not a regular file, directory or symlink' }); continue; }
+      if (!kind) { warn({ code: 'skipped', path: crel.toString('utf8'), message: 'skipped: not a regular file, directory or symlink' }); continue; }
       if (kind === 'dir') {
         const inner = yield* dir(cabs, crel);
         if (inner || included(crel)) { any = true; yield { rel: crel, abs: cabs, st: entryStat(st), kind }; }
@@ -273,14 +283,14 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
     const head = mine[mine.length - 1];
     const early: Warning[] = [];
     for (const b of bad) {
-      if (b.object.startsWith(`${LAYOUT.snapshots}/${system}_`)) early.push({ path: b.object, message: `a record of ${system} that does not verify (${b.error.message}); this backup follows the last one that does` });
+      if (b.object.startsWith(`${LAYOUT.snapshots}/${system}_`)) early.push({ code: 'bad-record', path: b.object, message: `a record of ${system} that does not verify (${b.error.message}); this backup follows the last one that does` });
     }
     let type: 'full' | 'increment' = 'increment';
     let chain: Snapshot[] = [];
     // An increment needs every object of its chain; on a damaged chain it would be a
     // snapshot nobody can restore, so the run makes a new full and says why.
     const damaged = (why: string) => {
-      early.push({ path: `${LAYOUT.snapshots}/${head!.record.name}`, message: `the chain of ${system} is damaged (${why}): this backup is a new full instead of an increment; run iebs verify` });
+      early.push({ code: 'chain-damaged', path: `${LAYOUT.snapshots}/${head!.record.name}`, message: `the chain of ${system} is damaged (${why}): this backup is a new full instead of an increment; run iebs verify` });
       type = 'full';
       chain = [];
     };
@@ -671,10 +681,10 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     if (t.replaces) { const old = t.replaces; pipe.after(() => records.append(encodeDeletion(old))); }
     if (e.kind === 'symlink') {
       try { rec.target = (await readlink(e.abs, { encoding: 'buffer' })) as Buffer; } catch (cause) {
-        warn({ path, message: `cannot read symlink (${(cause as NodeJS.ErrnoException).code ?? 'error'})` });
+        warn({ code: 'unreadable', path, message: `cannot read symlink (${(cause as NodeJS.ErrnoException).code ?? 'error'})` });
         return;
       }
-      if (rec.target.length === 0) { warn({ path, message: 'empty symlink target' }); return; }
+      if (rec.target.length === 0) { warn({ code: 'unreadable', path, message: 'empty symlink target' }); return; }
       finishEntry(w, t.pathId, rec, e.st);
     } else if (t.slot) {
       const got = await takeFile(w, t, readers!.job(t.slot), t.slot.f);
@@ -903,7 +913,7 @@ async function takeFile(w: FileWriter, t: Task, job: ReadJob, f: number): Promis
       case 'torn':
         if (ev.last) {
           // A file written all night (a log, a mailbox) would otherwise never be backed up.
-          w.warn({ path: t.path, message: 'changed on every one of 3 readings; stored as the last reading saw it, which may mix old and new contents' });
+          w.warn({ code: 'torn-stored', path: t.path, message: 'changed on every one of 3 readings; stored as the last reading saw it, which may mix old and new contents' });
           break;
         }
         ops.push({ t: 'drop' });
@@ -913,7 +923,7 @@ async function takeFile(w: FileWriter, t: Task, job: ReadJob, f: number): Promis
       case 'fail':
         ops.push({ t: 'drop' });
         submit();
-        w.warn({ path: t.path, message: ev.message });
+        w.warn({ code: ev.vanished ? 'vanished' : 'unreadable', path: t.path, message: ev.message });
         return null;
     }
   }

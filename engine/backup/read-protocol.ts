@@ -11,7 +11,7 @@
  *          copies left the reader's heap holding tens of MiB of garbage)
  *   end:   2, f u32, size u64, mtime i64, ctime i64, inode u64, mode u32, read f64
  *   torn:  3, f u32, last u8
- *   fail:  4, f u32, n u32, message (n bytes of UTF-8)
+ *   fail:  4, f u32, vanished u8, n u32, message (n bytes of UTF-8)
  */
 import type { CodecChoice } from '../codec.js';
 import type { ChunkerParams } from '../chunker.js';
@@ -36,7 +36,7 @@ export type ReadEvent =
   }
   | { t: 'end'; f: number; meta: FileMeta; read: number }
   | { t: 'torn'; f: number; last: boolean }
-  | { t: 'fail'; f: number; message: string };
+  | { t: 'fail'; f: number; vanished: boolean; message: string };
 
 /**
  * A file for a reader: its path as a latin1 string (byte for byte: a string crosses to
@@ -104,7 +104,7 @@ export function packEvents(events: ReadEvent[]): PackedEvents {
     if (e.t === 'block') size += BLOCK_HEAD + (movable(e.bytes) ? 0 : e.bytes.length);
     else if (e.t === 'end') size += END;
     else if (e.t === 'torn') size += 6;
-    else { const m = Buffer.from(e.message, 'utf8'); messages.set(e, m); size += 9 + m.length; }
+    else { const m = Buffer.from(e.message, 'utf8'); messages.set(e, m); size += 10 + m.length; }
   }
   const out = new ArrayBuffer(size);
   const dv = new DataView(out);
@@ -139,9 +139,9 @@ export function packEvents(events: ReadEvent[]): PackedEvents {
         break;
       case 'fail': {
         const m = messages.get(e)!;
-        dv.setUint8(p, 4); dv.setUint32(p + 1, e.f); dv.setUint32(p + 5, m.length);
-        bytes.set(m, p + 9);
-        p += 9 + m.length;
+        dv.setUint8(p, 4); dv.setUint32(p + 1, e.f); dv.setUint8(p + 5, e.vanished ? 1 : 0); dv.setUint32(p + 6, m.length);
+        bytes.set(m, p + 10);
+        p += 10 + m.length;
         break;
       }
     }
@@ -185,11 +185,11 @@ export function unpackEvents({ buf, blobs }: PackedEvents): ReadEvent[] {
       events.push({ t: 'torn', f, last: dv.getUint8(p + 5) === 1 });
       p += 6;
     } else if (t === 4) {
-      need(p, 9);
-      const n = dv.getUint32(p + 5);
-      need(p + 9, n);
-      events.push({ t: 'fail', f, message: Buffer.from(buf, p + 9, n).toString('utf8') });
-      p += 9 + n;
+      need(p, 10);
+      const n = dv.getUint32(p + 6);
+      need(p + 10, n);
+      events.push({ t: 'fail', f, vanished: dv.getUint8(p + 5) === 1, message: Buffer.from(buf, p + 10, n).toString('utf8') });
+      p += 10 + n;
     } else throw new Error(`a packed event of unknown type ${t}`);
   }
   if (blob !== blobs.length) throw new Error(`${blobs.length - blob} blobs left over`);

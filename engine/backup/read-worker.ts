@@ -151,7 +151,7 @@ async function file(id: number, f: number, abs: Buffer, skip: boolean): Promise<
   let fd: number;
   try { fd = openSync(abs, 'r'); } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code;
-    return emit(id, { t: 'fail', f, message: code === 'ENOENT' ? 'vanished before it was read' : `cannot read (${code ?? 'error'})` }, 0);
+    return emit(id, { t: 'fail', f, vanished: code === 'ENOENT', message: code === 'ENOENT' ? 'vanished before it was read' : `cannot read (${code ?? 'error'})` }, 0);
   }
   try {
     for (let attempt = 0; attempt < TORN_TRIES; attempt++) {
@@ -208,7 +208,7 @@ async function file(id: number, f: number, abs: Buffer, skip: boolean): Promise<
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code;
     if (typeof code !== 'string') throw cause;
-    return emit(id, { t: 'fail', f, message: `read error (${code})` }, 0);
+    return emit(id, { t: 'fail', f, vanished: false, message: `read error (${code})` }, 0);
   } finally {
     closeSync(fd);
   }

@@ -8,7 +8,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import type * as openpgp from 'openpgp';
-import { AuthError, FormatError, IebsError, KeyError } from '../../formats/errors.js';
+import { AuthError, FormatError, IebsError, KeyError, type ErrorCode } from '../../formats/errors.js';
 import type { FromPgp, PgpInit, ToPgp } from './pgp-protocol.js';
 
 /** Plaintext the thread may post before the main thread has taken it. */
@@ -18,7 +18,7 @@ const ACK = 1024 * 1024;
 /** The thread's heap: enough for openpgp.js and its stream chain, small enough to keep it collected. */
 const LIMITS = { maxOldGenerationSizeMb: 96, maxYoungGenerationSizeMb: 16 };
 
-const KINDS: Record<string, new (code: string, message: string) => IebsError> = { AuthError, FormatError, KeyError };
+const KINDS: Record<string, new (code: ErrorCode, message: string) => IebsError> = { AuthError, FormatError, KeyError };
 
 /** A buffer of its own, so that moving it to another thread moves nothing else. */
 function own(b: Uint8Array): Uint8Array {

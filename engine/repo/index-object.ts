@@ -4,7 +4,7 @@
  * from a spool of lines, read piece by piece, so neither side holds it whole.
  */
 import { createHash } from 'node:crypto';
-import { FormatError } from '../../formats/errors.js';
+import { FormatError, NotFoundError } from '../../formats/errors.js';
 import { IndexDecoder, INDEX_PIECE, INDEX_PIECE_FRAME, type IndexItem } from '../../formats/blockindex.js';
 import { indexContext } from '../../formats/envelope.js';
 import { MAX_ENVELOPE_OVERHEAD } from '../../formats/manifest.js';
@@ -75,7 +75,7 @@ export async function writeIndex(storage: Storage, key: BackupKey, name: string,
 export async function readIndex(storage: Storage, indexKey: Uint8Array, s: Snapshot, each: (it: IndexItem) => void): Promise<void> {
   const object = `${LAYOUT.indexes}/${s.record.index.name}`;
   const size = await storage.stat(object);
-  if (size === null) throw new FormatError('missing', `${object}: missing`);
+  if (size === null) throw new NotFoundError('not-found', `${object}: missing`);
   if (size !== s.record.index.size) throw new FormatError('bad-hash', `${object}: ${size} bytes, its record says ${s.record.index.size} (damaged or replaced)`);
   const digest = createHash('sha384');
   const snap = await openIndexObject(async (off, len) => {

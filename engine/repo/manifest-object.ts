@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type * as openpgp from 'openpgp';
-import { AuthError, FormatError, IoError } from '../../formats/errors.js';
+import { AuthError, FormatError, NotFoundError } from '../../formats/errors.js';
 import { DocParser, LineSplitter, encodeDocEnd, type FileRecord, type ManifestHeader } from '../../formats/manifest.js';
 import { LAYOUT } from '../../formats/names.js';
 import { manifestObject, type ObjectRef } from '../../formats/snapshot.js';
@@ -58,7 +58,7 @@ export async function verifiersFor(storage: Storage, key: RestoreKey): Promise<o
 export async function readManifest(storage: Storage, key: RestoreKey, verifiers: openpgp.PublicKey[], s: Snapshot, each: (r: FileRecord | { deleted: string }) => void): Promise<ManifestHeader> {
   const object = `${LAYOUT.manifests}/${s.record.manifest.name}`;
   const size = await storage.stat(object);
-  if (size === null) throw new IoError('missing-manifest', `${object}: missing`);
+  if (size === null) throw new NotFoundError('not-found', `${object}: missing`);
   if (size !== s.record.manifest.size || size > MAX_MANIFEST) throw new FormatError('bad-size', `${object}: ${size} bytes, its record says ${s.record.manifest.size}`);
   // One pass: the ciphertext is hashed (against the record) while it is decrypted and
   // parsed; what was parsed counts only once both the hash and the signature hold.

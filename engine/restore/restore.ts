@@ -25,7 +25,7 @@ import type { RestoreKey } from '../crypto/keys.js';
 import type { Storage } from '../storage/storage.js';
 import { VolumeReader, blockHashError } from '../repo/volumes.js';
 import { ExternalSorter, SORT_ARENA } from '../scratch/sorter.js';
-import { WriterPool } from './writers.js';
+import { WriterError, WriterPool } from './writers.js';
 import { packRecord, packedKind, packedSize, unpackRecord } from '../scratch/record-pack.js';
 import { sha384 } from '../crypto/hashes.js';
 import { helperThreads } from '../threads.js';
@@ -277,7 +277,7 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
   };
   const fail = (r: FileRecord, e: unknown) => {
     if (!(e instanceof IebsError)) throw e;
-    if ((e instanceof IoError && (e.code === 'disk-full' || e.code === 'permission')) || e.code === 'writer-failed') throw e;
+    if ((e instanceof IoError && (e.code === 'no-space' || e.code === 'permission')) || e.code === 'writer-failed') throw e;
     result.failures.push({ path: Buffer.from(r.path).toString('utf8'), message: e.message });
   };
   // Symlinks are made after every file, and directory modes and times are set last,
@@ -411,7 +411,7 @@ async function restoreFile(c: FileContext, r: FileRecord): Promise<void> {
         try {
           await c.writers.writeBlock({ fd, offset: b.offset, data, sha384: digest });
         } catch (e) {
-          throw (e as NodeJS.ErrnoException).code === 'BAD-HASH' ? blockHashError(b) : e;
+          throw e instanceof WriterError && e.failure.why === 'bad-hash' ? blockHashError(b) : e;
         }
         written += size;
         c.onBytes(size);
@@ -459,9 +459,8 @@ async function restoreSmallFile(c: FileContext, r: FileRecord): Promise<void> {
     });
     c.onBytes(size);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'BAD-HASH') throw blockHashError(b);
-    if (code === 'IN-THE-WAY') throw new IoError('exists', `${final.toString()}: a directory is in the way (not empty, so not removed)`);
+    if (e instanceof WriterError && e.failure.why === 'bad-hash') throw blockHashError(b);
+    if (e instanceof WriterError && e.failure.why === 'in-the-way') throw new IoError('in-the-way', `${final.toString()}: a directory is in the way (not empty, so not removed)`);
     throw targetError(e, final);
   } finally {
     // The writer removed the temporary file unless it renamed it.

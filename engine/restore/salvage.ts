@@ -14,7 +14,7 @@ import { open, rename, rm, chmod, utimes, lutimes, symlink, type FileHandle } fr
 import { basename, dirname } from 'node:path';
 import { createHash } from 'node:crypto';
 import type * as openpgp from 'openpgp';
-import { FormatError, IebsError, IoError, KeyError } from '../../formats/errors.js';
+import { FormatError, IebsError, IoError, KeyError, NotFoundError } from '../../formats/errors.js';
 import { blockContext } from '../../formats/envelope.js';
 import { DocParser, LineSplitter, MAX_BLOCK, type CatalogHeader, type FileRecord } from '../../formats/manifest.js';
 import { decodeTarHeader, TAR_BLOCK } from '../../formats/tar.js';
@@ -66,7 +66,7 @@ export async function salvage(paths: string[], key: RestoreKey, verifiers: openp
     const object = basename(p);
     try {
       const size = await storage.stat(object);
-      if (size === null) throw new IebsError('missing', `${p}: no such volume file`);
+      if (size === null) throw new NotFoundError('not-found', `${p}: no such volume file`);
       const entries = new Map<string, { dataOffset: number; size: number }>();
       let off = 0;
       while (off + TAR_BLOCK <= size) {
@@ -167,7 +167,7 @@ export async function salvage(paths: string[], key: RestoreKey, verifiers: openp
   const unrecorded: Buffer[] = [];
   const safe = await SafeTarget.open(target, (rel) => { if (!recordedDirs.has(rel.toString('latin1'))) unrecorded.push(Buffer.from(rel)); });
   const failed = (r: FileRecord, e: unknown) => {
-    if (!(e instanceof IebsError) || (e instanceof IoError && e.code === 'disk-full')) throw e;
+    if (!(e instanceof IebsError) || (e instanceof IoError && e.code === 'no-space')) throw e;
     res.failures.push({ path: Buffer.from(r.path).toString('utf8'), message: e.message });
   };
   const dirs = [...others.values()].map((o) => o.record).filter((r) => r.kind === 'dir');

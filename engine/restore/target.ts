@@ -15,7 +15,7 @@ import { IebsError, IoError } from '../../formats/errors.js';
 /** The error a failed file system call on `p` is reported as: one line naming the path. */
 export function targetError(e: unknown, p: Buffer): unknown {
   const code = (e as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC') return new IoError('disk-full', `${p.toString()}: target is full`, { cause: e });
+  if (code === 'ENOSPC') return new IoError('no-space', `${p.toString()}: target is full`, { cause: e });
   if (!(e instanceof IebsError) && typeof code === 'string') return new IoError('io', `${p.toString()}: ${code}`, { cause: e });
   return e;
 }

@@ -7,14 +7,14 @@
  * A small file to write: temporary and final paths as latin1 strings (byte for byte),
  * its content, mode, mtime (as engine/target.ts `timeArg` gives it), and owner when
  * restoring as root. With `sha384`,
- * the content is checked against it first (else the error code is BAD-HASH and nothing
+ * the content is checked against it first (else the writer refuses it, `bad-hash`, and nothing
  * is written).
  */
 export interface SmallFile { tmp: string; final: string; data: Uint8Array; sha384?: Uint8Array; mode: number; mtime: string | number; owner?: { uid: number; gid: number } }
 
 /**
  * A block of a larger file: written at `offset` into the open file `fd`, once its content
- * hashes to `sha384` when that is given (else the error code is BAD-HASH and nothing is
+ * hashes to `sha384` when that is given (else the writer refuses it, `bad-hash`, and nothing is
  * written). The caller keeps `fd` open until the write has answered.
  */
 export interface BlockWrite { fd: number; offset: number; data: Uint8Array; sha384?: Uint8Array }
@@ -22,5 +22,12 @@ export interface BlockWrite { fd: number; offset: number; data: Uint8Array; sha3
 /** What a batch carries. */
 export type WriterItem = { t: 'file'; file: SmallFile } | { t: 'block'; block: BlockWrite };
 
-/** A writer's answer for a batch: per item, null or the error it met. */
-export interface FromWriter { id: number; results: ({ code: string; message: string } | null)[] }
+/**
+ * Why a writer did not write an item: the content did not hash to its sha384
+ * (`bad-hash`, nothing written), a directory with something in it is where the file
+ * goes (`in-the-way`), or the file system refused (`errno`, with its code).
+ */
+export type WriterFailure = { why: 'bad-hash' | 'in-the-way'; message: string } | { why: 'errno'; code: string; message: string };
+
+/** A writer's answer for a batch: per item, null or why it failed. */
+export interface FromWriter { id: number; results: (WriterFailure | null)[] }

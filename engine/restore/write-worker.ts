@@ -9,7 +9,7 @@
 import { closeSync, fchmodSync, fchownSync, futimesSync, lstatSync, openSync, renameSync, rmdirSync, rmSync, writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { sha384 } from '../crypto/hashes.js';
-import type { BlockWrite, FromWriter, SmallFile, WriterItem } from './write-protocol.js';
+import type { BlockWrite, FromWriter, SmallFile, WriterFailure, WriterItem } from './write-protocol.js';
 
 const port = parentPort!;
 
@@ -19,16 +19,22 @@ port.on('message', (m: { id: number; items: WriterItem[] }) => {
       if (item.t === 'file') write(item.file); else writeBlock(item.block);
       return null;
     } catch (e) {
+      if (e instanceof Refusal) return e.failure;
       const code = (e as NodeJS.ErrnoException).code;
-      return { code: typeof code === 'string' ? code : 'EIO', message: e instanceof Error ? e.message : String(e) };
+      return { why: 'errno', code: typeof code === 'string' ? code : 'EIO', message: e instanceof Error ? e.message : String(e) } satisfies WriterFailure;
     }
   });
   port.postMessage({ id: m.id, results } satisfies FromWriter);
 });
 
-/** Throws BAD-HASH unless `data` hashes to `digest`. */
+/** What this thread refuses to do, as it is reported. */
+class Refusal extends Error {
+  constructor(readonly failure: WriterFailure) { super(failure.message); }
+}
+
+/** Refuses (bad-hash) unless `data` hashes to `digest`. */
 function check(data: Uint8Array, digest: Uint8Array): void {
-  if (Buffer.compare(sha384(data), digest) !== 0) throw Object.assign(new Error('block content does not match its sha384'), { code: 'BAD-HASH' });
+  if (Buffer.compare(sha384(data), digest) !== 0) throw new Refusal({ why: 'bad-hash', message: 'block content does not match its sha384' });
 }
 
 function writeBlock(b: BlockWrite): void {
@@ -55,7 +61,7 @@ function write(f: SmallFile): void {
     // by name. A look before each rename cost 6% of this thread's time.
     try { renameSync(tmp, final); } catch (e) {
       if (!lstatSync(final, { throwIfNoEntry: false })?.isDirectory()) throw e;
-      try { rmdirSync(final); } catch { throw Object.assign(new Error('a directory is in the way'), { code: 'IN-THE-WAY' }); }
+      try { rmdirSync(final); } catch { throw new Refusal({ why: 'in-the-way', message: 'a directory is in the way' }); }
       renameSync(tmp, final);
     }
     ok = true;

@@ -10,7 +10,19 @@
 import { Worker } from 'node:worker_threads';
 import { IebsError } from '../../formats/errors.js';
 import { HELPER_HEAP } from '../threads.js';
-import type { BlockWrite, FromWriter, SmallFile, WriterItem } from './write-protocol.js';
+import type { BlockWrite, FromWriter, SmallFile, WriterFailure, WriterItem } from './write-protocol.js';
+
+/**
+ * A write a writer thread did not make, and why (`failure`); for a file system error,
+ * `code` is its errno code, as Node's own errors carry it.
+ */
+export class WriterError extends Error {
+  readonly code: string | undefined;
+  constructor(readonly failure: WriterFailure) {
+    super(failure.message);
+    this.code = failure.why === 'errno' ? failure.code : undefined;
+  }
+}
 
 /** A batch is sent once it holds this many files or bytes, or at the end of the turn. */
 const BATCH_FILES = 32;
@@ -42,8 +54,7 @@ export class WriterPool {
   }
 
   /**
-   * Writes a file; rejects with an Error whose `code` is the errno code, IN-THE-WAY or
-   * BAD-HASH. `f.data` is moved to the thread when it owns its buffer.
+   * Writes a file; rejects with a WriterError that says why not. `f.data` is moved to the thread when it owns its buffer.
    */
   write(f: SmallFile): Promise<void> {
     const data = this.sendable(f.data);
@@ -52,7 +63,7 @@ export class WriterPool {
 
   /**
    * Checks (when `b.sha384` is given) and writes a block of an open file; rejects with
-   * an Error whose `code` is the errno code, or BAD-HASH. `b.data` is moved to the
+   * a WriterError that says why not. `b.data` is moved to the
    * thread when it owns its buffer.
    */
   writeBlock(b: BlockWrite): Promise<void> {
@@ -108,7 +119,7 @@ export class WriterPool {
       w.worker.postMessage({ id, items: this.items }, this.transfer);
     } catch (e) {
       // Content that cannot be cloned: the batch fails, not hangs.
-      this.receive({ id, results: this.items.map(() => ({ code: 'EINVAL', message: `cannot hand a batch to a writer: ${(e as Error).message}` })) });
+      this.receive({ id, results: this.items.map(() => ({ why: 'errno', code: 'EINVAL', message: `cannot hand a batch to a writer: ${(e as Error).message}` })) });
     }
     this.items = []; this.waiting = []; this.transfer = []; this.bytes = 0;
   }
@@ -121,7 +132,7 @@ export class WriterPool {
     b.writer.queuedBytes -= b.bytes;
     m.results.forEach((r, i) => {
       if (r === null) b.waiting[i].resolve();
-      else b.waiting[i].reject(Object.assign(new Error(r.message), { code: r.code }));
+      else b.waiting[i].reject(new WriterError(r));
     });
   }
 
