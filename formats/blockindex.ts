@@ -35,11 +35,35 @@ export const INDEX_PIECE_FRAME = 4;
 const MAGIC = 'IEBS-INDEX 1';
 const END = '-- END OF INDEX -- ';
 
+/** The first two lines of an index document: its version and its snapshot. */
+export function encodeIndexHead(snapshot: string): string {
+  return `${MAGIC}\n${snapshot}\n`;
+}
+
+/** The closing line of an index document, given the sha384 of every byte before it. */
+export function encodeIndexEnd(digest: Uint8Array): string {
+  return END + formatSha384(digest) + '\n';
+}
+
 /** Encodes an index document. */
 export function encodeIndex(snapshot: string, items: Iterable<IndexItem>): string {
-  let s = `${MAGIC}\n${snapshot}\n`;
+  let s = encodeIndexHead(snapshot);
   for (const it of items) s += encodeIndexItem(it);
-  return s + END + formatSha384(createHash('sha384').update(s).digest()) + '\n';
+  return s + encodeIndexEnd(createHash('sha384').update(s).digest());
+}
+
+/** The frame before a piece's envelope in an index object: its length, u32 big-endian. */
+export function encodePieceFrame(envelopeLength: number): Uint8Array {
+  if (!Number.isInteger(envelopeLength) || envelopeLength < 0 || envelopeLength > 0xffffffff) throw new FormatError('absurd-size', `an index piece of ${envelopeLength} bytes`);
+  const b = new Uint8Array(INDEX_PIECE_FRAME);
+  new DataView(b.buffer).setUint32(0, envelopeLength);
+  return b;
+}
+
+/** The envelope length a piece frame gives. */
+export function decodePieceFrame(frame: Uint8Array): number {
+  if (frame.length !== INDEX_PIECE_FRAME) throw new FormatError('truncated', `a piece frame of ${frame.length} bytes`);
+  return new DataView(frame.buffer, frame.byteOffset, INDEX_PIECE_FRAME).getUint32(0);
 }
 
 /** Encodes one index line. */

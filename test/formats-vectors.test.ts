@@ -24,10 +24,11 @@ import { decodeKeyFile, encodeKeyFile } from '../formats/keyfile.js';
 import { quoteBytes, unquoteBytes } from '../formats/text.js';
 import { decodeConfig, encodeConfig } from '../formats/config.js';
 import { decodeLock, encodeLock } from '../formats/lock.js';
+import { decodeCacheState, encodeCacheState } from '../formats/cache-state.js';
 import { loadVectors, VECTOR_ROOT, type Vector } from './vectors.js';
 import { encodeItems, expectFormatError, slices } from './formats-helpers.js';
 
-const STRUCTURES = ['manifest', 'catalog', 'envelope-header', 'tar-header', 'volume-header', 'snapshot', 'snapshot-signed', 'index', 'index-object', 'keyfile', 'quote', 'keyed-ids', 'config', 'lock'];
+const STRUCTURES = ['manifest', 'catalog', 'envelope-header', 'tar-header', 'volume-header', 'snapshot', 'snapshot-signed', 'index', 'index-object', 'keyfile', 'quote', 'keyed-ids', 'config', 'lock', 'cache-state'];
 
 test('every structure of formats/ has vectors, successes and failures', () => {
   const dirs = readdirSync(VECTOR_ROOT);
@@ -285,4 +286,10 @@ eachVector('lock', (v) => {
   const where = `lock/${v.name}`;
   if (v.keys.expect === 'failure') return expectFormatError(() => decodeLock(v.body), v.keys.code, where);
   assert.equal(encodeLock(decodeLock(v.body)), v.body.toString('utf8'));
+});
+
+eachVector('cache-state', (v) => {
+  const where = `cache-state/${v.name}`;
+  if (v.keys.expect === 'failure') return expectFormatError(() => decodeCacheState(v.body.toString('latin1'), where), v.keys.code, where);
+  assert.equal(encodeCacheState(decodeCacheState(v.body.toString('latin1'), where)), v.body.toString('latin1'));
 });

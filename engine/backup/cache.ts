@@ -20,9 +20,8 @@ import { basename, dirname, join } from 'node:path';
 import { IdBloom, SortedTable, type TableSeal } from '../scratch/sorter.js';
 import type { KeptState, StateKeeper, TableSource } from './state.js';
 import type { Snapshot } from '../repo/repo.js';
+import { decodeCacheState, encodeCacheState, type CacheState } from '../../formats/cache-state.js';
 
-/** First line of a `.state` file. */
-const MAGIC = 'iebs-state-cache 2';
 /** Key length of both tables (keyed ids). */
 const KEY = 32;
 /**
@@ -40,30 +39,8 @@ export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
 /** Marks ROOT as a cache for backup tools that honour the Cache Directory Tagging Specification. */
 const CACHEDIR_TAG = 'Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by iebs.\n# For information about cache directory tags see https://bford.info/cachedir/\n';
 
-/** What a `.state` file says. */
-interface StateFile {
-  snapshot: string;
-  chain: string;
-  index: string;
-  paths: { file: string; seal: TableSeal };
-  blocks: { file: string; seal: TableSeal };
-}
-
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
-
-function encodeState(s: StateFile, key: string): string {
-  const table = (t: { file: string; seal: TableSeal }) => `${t.file} ${t.seal.size} ${t.seal.count} ${t.seal.sha256.toString('hex')}`;
-  return `${MAGIC}\nkey ${key}\nsnapshot ${s.snapshot}\nchain ${s.chain}\nindex ${s.index}\npaths ${table(s.paths)}\nblocks ${table(s.blocks)}\n`;
-}
-
-/** Parses a `.state` file; null if it is not one of this version for `key`. */
-function decodeState(text: string, key: string): StateFile | null {
-  const m = /^iebs-state-cache 2\nkey ([0-9a-f]{64})\nsnapshot (\S+)\nchain (\S+)\nindex ([0-9a-f]{96})\npaths (\S+) (\d{1,15}) (\d{1,15}) ([0-9a-f]{64})\nblocks (\S+) (\d{1,15}) (\d{1,15}) ([0-9a-f]{64})\n$/.exec(text);
-  if (!m || m[1] !== key) return null;
-  if (![m[2], m[3], m[5], m[9]].every((n) => NAME_RE.test(n))) return null;
-  const seal = (size: string, count: string, sha: string): TableSeal => ({ size: Number(size), count: Number(count), sha256: Buffer.from(sha, 'hex') });
-  return { snapshot: m[2], chain: m[3], index: m[4], paths: { file: m[5], seal: seal(m[6], m[7], m[8]) }, blocks: { file: m[9], seal: seal(m[10], m[11], m[12]) } };
-}
+/** A table's seal as the state file records it. */
+const sealOf = (t: CacheState['paths']): TableSeal => ({ size: t.size, count: t.count, sha256: Buffer.from(t.sha256) });
 
 /** The chain states kept for one repository and index key. */
 export class StateCache implements StateKeeper {
@@ -87,10 +64,10 @@ export class StateCache implements StateKeeper {
     return new StateCache(join(root, repoId), key);
   }
 
-  private read(snapshot: string): StateFile | null {
+  private read(snapshot: string): CacheState | null {
     try {
-      const s = decodeState(readFileSync(join(this.dir, `${snapshot}.state`), 'latin1'), this.key);
-      return s && s.snapshot === snapshot ? s : null;
+      const s = decodeCacheState(readFileSync(join(this.dir, `${snapshot}.state`), 'latin1'), `${snapshot}.state`);
+      return s.key === this.key && s.snapshot === snapshot ? s : null;
     } catch {
       return null;
     }
@@ -104,9 +81,9 @@ export class StateCache implements StateKeeper {
       if (s.chain !== chain[0].record.name || s.index !== Buffer.from(snap.index.sha384).toString('hex')) { this.remove(snap.name); continue; }
       let paths: SortedTable | undefined;
       try {
-        paths = SortedTable.open(join(this.dir, s.paths.file), KEY, s.paths.seal, undefined, HOLD_PATHS);
-        const bloom = new IdBloom(s.blocks.seal.count);
-        const blocks = SortedTable.open(join(this.dir, s.blocks.file), KEY, s.blocks.seal, (id) => bloom.add(id));
+        paths = SortedTable.open(join(this.dir, s.paths.file), KEY, sealOf(s.paths), undefined, HOLD_PATHS);
+        const bloom = new IdBloom(s.blocks.count);
+        const blocks = SortedTable.open(join(this.dir, s.blocks.file), KEY, sealOf(s.blocks), (id) => bloom.add(id));
         return { pos, paths, blocks, bloom };
       } catch {
         paths?.close();
@@ -127,19 +104,19 @@ export class StateCache implements StateKeeper {
     const made: SortedTable[] = [];
     let done = false;
     try {
-      const keep = (which: 'paths' | 'blocks'): { file: string; seal: TableSeal } => {
+      const keep = (which: 'paths' | 'blocks'): CacheState['paths'] => {
         const { same, write } = tables[which];
-        if (same?.seal && dirname(same.path) === this.dir) return { file: basename(same.path), seal: same.seal };
+        if (same?.seal && dirname(same.path) === this.dir) return { file: basename(same.path), ...same.seal };
         const file = `${snapshot}.${tag}.${which}`;
         const t = new SortedTable(join(this.dir, file), KEY, 'sealed');
         made.push(t);
         write(t);
-        return { file, seal: t.seal! };
+        return { file, ...t.seal! };
       };
-      const state: StateFile = { snapshot, chain, index: Buffer.from(indexSha384).toString('hex'), paths: keep('paths'), blocks: keep('blocks') };
+      const state: CacheState = { key: this.key, snapshot, chain, index: Buffer.from(indexSha384).toString('hex'), paths: keep('paths'), blocks: keep('blocks') };
       const tmp = join(this.dir, `${snapshot}.state.${tag}.tmp`);
       const fd = openSync(tmp, 'wx', 0o600);
-      try { writeSync(fd, encodeState(state, this.key)); fsyncSync(fd); } finally { closeSync(fd); }
+      try { writeSync(fd, encodeCacheState(state)); fsyncSync(fd); } finally { closeSync(fd); }
       renameSync(tmp, join(this.dir, `${snapshot}.state`));
       done = true;
     } finally {

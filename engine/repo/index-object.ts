@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { FormatError, NotFoundError } from '../../formats/errors.js';
-import { IndexDecoder, INDEX_PIECE, INDEX_PIECE_FRAME, type IndexItem } from '../../formats/blockindex.js';
+import { decodePieceFrame, encodeIndexEnd, encodeIndexHead, encodePieceFrame, IndexDecoder, INDEX_PIECE, INDEX_PIECE_FRAME, type IndexItem } from '../../formats/blockindex.js';
 import { indexContext } from '../../formats/envelope.js';
 import { MAX_ENVELOPE_OVERHEAD } from '../../formats/manifest.js';
 import { LAYOUT } from '../../formats/names.js';
@@ -31,8 +31,7 @@ export async function writeIndex(storage: Storage, key: BackupKey, name: string,
   const seal = async (plain: Buffer) => {
     const packed = await compressBlock(plain, codec);
     const env = sealEnvelope(key.indexKey, random(12), packed.codec, plain.length, packed.bytes, indexContext(name, piece++));
-    const frame = Buffer.alloc(INDEX_PIECE_FRAME);
-    frame.writeUInt32BE(env.length);
+    const frame = encodePieceFrame(env.length);
     whole.update(frame).update(env);
     size += frame.length + env.length;
     await w.write(frame);
@@ -57,11 +56,11 @@ export async function writeIndex(storage: Storage, key: BackupKey, name: string,
       held = [rest];
       heldBytes = rest.length;
     };
-    const head = Buffer.from(`IEBS-INDEX 1\n${name}\n`, 'latin1');
+    const head = Buffer.from(encodeIndexHead(name), 'latin1');
     running.update(head);
     await take(head);
     for await (const chunk of lines) { running.update(chunk); await take(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length)); }
-    await take(Buffer.from(`-- END OF INDEX -- sha384(${running.digest('hex')})\n`, 'latin1'));
+    await take(Buffer.from(encodeIndexEnd(running.digest()), 'latin1'));
     if (heldBytes) await seal(Buffer.concat(held));
     await w.commit();
   } catch (e) { await w.abort(); throw e; }
@@ -103,7 +102,7 @@ export async function openIndexObject(read: (offset: number, length: number) => 
   for (let piece = 0; off < size; piece++) {
     if (dec.closed) throw new FormatError('trailing-data', `${where}: data after the closing piece`);
     if (size - off < INDEX_PIECE_FRAME) throw new FormatError('truncated', `${where}: piece ${piece} is cut short`);
-    const len = Buffer.from(await exactly(off, INDEX_PIECE_FRAME)).readUInt32BE(0);
+    const len = decodePieceFrame(await exactly(off, INDEX_PIECE_FRAME));
     if (len > MAX_PIECE_ENVELOPE) throw new FormatError('absurd-size', `${where}: piece ${piece} claims ${len} bytes`);
     if (len > size - off - INDEX_PIECE_FRAME) throw new FormatError('truncated', `${where}: piece ${piece} runs past the end`);
     const env = await exactly(off + INDEX_PIECE_FRAME, len);
