@@ -1,6 +1,7 @@
 /** `iebs backup`: a full or incremental backup of one or more sources. */
 import { join } from 'node:path';
-import { backup, defaultSystem } from '../engine/backup/backup.js';
+import { backup } from '../engine/backup/backup.js';
+import { defaultSystem } from '../engine/backup/walk.js';
 import { keygen, loadBackupKey } from '../engine/crypto/keys.js';
 import { parseCodecChoice } from '../engine/codec.js';
 import { openStorage } from '../engine/storage/open.js';

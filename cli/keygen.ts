@@ -4,7 +4,7 @@ import { keygen } from '../engine/crypto/keys.js';
 import { KeyError } from '../formats/errors.js';
 import { parseArgs } from './args.js';
 import { need, passphrase, printJson } from './common.js';
-import { defaultSystem } from '../engine/backup/backup.js';
+import { defaultSystem } from '../engine/backup/walk.js';
 
 export const help = `iebs keygen --out DIR [--name NAME] [--passphrase-file F] [--recipient FILE.asc]... [--json]
   Generates the key files in DIR (never overwriting one):

@@ -1,0 +1,232 @@
+/**
+ * The steps of one entry: the events of a file's reader turned into blocks to store
+ * (in writer steps of bounded size), and the manifest record and index line that end
+ * each entry.
+ */
+import { IebsError } from '../../formats/errors.js';
+import { encodeRecord, type BlockRef, type FileRecord } from '../../formats/manifest.js';
+import { encodeIndexItem, type IndexItem } from '../../formats/blockindex.js';
+import { type ChunkerParams } from '../chunker.js';
+import { compressBlock, compressBlockNow, type CodecChoice, type CompressedBlock } from '../codec.js';
+import type { BackupKey } from '../crypto/keys.js';
+import { type Snapshot } from '../repo/repo.js';
+import { type Lock } from '../repo/lock.js';
+import { VolumeSet, type Placement } from '../repo/volumes.js';
+import { Pipeline, RunBlocks, Spool, Writing, isWriting } from './pipeline.js';
+import { BackupOptions, Progress, Warning } from './options.js';
+import { Slot } from './batches.js';
+import { WalkEntry } from './walk.js';
+import { ChainState, StateDelta } from './state.js';
+import { StateCache } from './cache.js';
+import { type ReadJob } from './readers.js';
+import type { FileMeta } from './read-protocol.js';
+
+/** What storing a file needs from the run. */
+export interface FileWriter {
+  key: BackupKey;
+  c: RunContext;
+  o: BackupOptions;
+  volumes: VolumeSet;
+  pipe: Pipeline;
+  /** Blocks stored (or being stored) by this run. */
+  newBlocks: RunBlocks;
+  records: Spool;
+  index: Spool;
+  warn: (w: Warning) => void;
+  progress: Progress;
+}
+
+/** A block of a file being read: what it is, and where it is or will be. */
+export interface Part { ref: Omit<BlockRef, keyof Placement>; place: Placement | Writing }
+
+/**
+ * What a writer step does for a file, in order: start its catalogue entry, write a new
+ * block, drop what was started (the file tore or failed), or end the entry.
+ */
+export type Op =
+  | { t: 'begin' }
+  | { t: 'block'; id: Uint8Array; ref: Part['ref']; packed: CompressedBlock | Promise<CompressedBlock>; writing: Writing }
+  | { t: 'drop' }
+  | { t: 'end'; st: FileMeta; parts: Part[] };
+
+/** New blocks' bytes a file gathers before it submits them as one writer step. */
+export const STEP_BYTES = 4 * 1024 * 1024;
+
+/** An entry to store, waiting for its turn in walk order. */
+export interface Task {
+  e: WalkEntry;
+  pathId: Uint8Array;
+  rec: FileRecord;
+  path: string;
+  status: 'new' | 'changed';
+  /** The UUID of the entry this one replaces with another kind. */
+  replaces?: string;
+  /** Where a file's events come from. */
+  slot?: Slot;
+}
+
+export interface RunContext {
+  system: string; type: 'full' | 'increment'; head: Snapshot | undefined; chain: Snapshot[]; state: ChainState;
+  params: ChunkerParams; codec: CodecChoice; now: () => bigint; created: boolean;
+  /** Warnings found before the run (a damaged chain). */
+  early: Warning[];
+  /** The repository lock (null on a dry run): checked to be still this run's before the record is written. */
+  lock: Lock | null;
+  /** Scratch folder of the run: spooled records and index lines, on-disk tables. */
+  tmp: string;
+  /** The run's index items, to compose the state after it; null without a cache. */
+  delta: StateDelta | null;
+  /** Where that state is kept, and the latest snapshots of other systems (whose states stay). */
+  keep: { cache: StateCache; heads: Set<string> } | null;
+}
+
+/** Writes an index line, and notes its item for the state after the run; a promise only when the spool writes. */
+export function addIndexItem(w: FileWriter, it: IndexItem): Promise<void> | undefined {
+  w.c.delta?.add(it);
+  return w.index.append(encodeIndexItem(it));
+}
+
+/** The place of a block, from a holder once its writer step has filled it in. */
+export function placeOf(p: Placement | Writing): Placement {
+  if (!isWriting(p)) return p;
+  if (!p.placement) throw new IebsError('internal', 'a block was named before the step that writes it had run');
+  return p.placement;
+}
+
+/**
+ * Ends an entry whose blocks are placed: its catalogue record, manifest record and index
+ * line. `st` is the metadata the entry was read with; `pathId` its keyed path id.
+ */
+export async function writeEntry(w: FileWriter, pathId: Uint8Array, rec: FileRecord, st: FileMeta, parts: Part[]): Promise<void> {
+  const blocks: BlockRef[] = [];
+  for (const { ref, place } of parts) {
+    const at = placeOf(place);
+    blocks.push({ index: ref.index, size: ref.size, sha384: ref.sha384, offset: ref.offset, volume: at.volume, dataOffset: at.dataOffset, length: at.length, entry: at.entry });
+  }
+  rec.blocks = blocks;
+  const text = encodeRecord(rec);
+  // Each call returns a promise only when it must wait; most return none.
+  let p = w.volumes.endFile(rec, text);
+  if (p) await p;
+  p = w.records.append(text);
+  if (p) await p;
+  p = addIndexItem(w, { t: 'F', file: { pathId, uuid: rec.uuid, kind: rec.kind, size: rec.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, mode: rec.mode } });
+  if (p) await p;
+}
+
+/** Takes the metadata an entry was read with into its record. */
+export function settleMeta(rec: FileRecord, st: FileMeta): void {
+  rec.size = rec.kind === 'file' ? Number(st.size) : 0;
+  rec.mtimeNs = st.mtimeNs;
+  rec.mode = Number(st.mode & 0o7777n);
+}
+
+/** Submits the step that ends an entry without blocks of its own to read (a directory or symlink). */
+export function finishEntry(w: FileWriter, pathId: Uint8Array, rec: FileRecord, st: FileMeta): void {
+  settleMeta(rec, st);
+  w.pipe.after(() => writeEntry(w, pathId, rec, st, []));
+}
+
+/** Runs a file's ops, as one writer step. */
+export async function runOps(w: FileWriter, t: Task, ops: Op[]): Promise<void> {
+  for (const op of ops) {
+    switch (op.t) {
+      case 'begin':
+        w.volumes.beginFile(t.rec);
+        break;
+      case 'drop':
+        w.volumes.dropFile();
+        break;
+      case 'block':
+        try {
+          const pk = op.packed instanceof Promise ? await op.packed : op.packed;
+          const placed = w.volumes.addBlock(t.rec.uuid, op.ref.index, { codec: pk.codec, bytes: pk.bytes, plainLength: op.ref.size }, op.ref);
+          const at = placed instanceof Promise ? await placed : placed;
+          op.writing.placement = at;
+          const p = addIndexItem(w, { t: 'B', block: { id: op.id, volume: at.volume, dataOffset: at.dataOffset, length: at.length, entry: at.entry } });
+          if (p) await p;
+          w.newBlocks.settle(op.id, at);
+          const backlog = w.volumes.backlog();
+          if (backlog) await backlog;
+        } finally {
+          w.pipe.release(op.ref.size);
+        }
+        break;
+      case 'end':
+        await writeEntry(w, t.pathId, t.rec, op.st, op.parts);
+        break;
+    }
+  }
+}
+
+/**
+ * Takes the events of one file from its reader and submits what to write, in writer
+ * steps of up to STEP_BYTES of new blocks (a small file is one step). Returns null
+ * (with a warning) if it could not be read. A file that changed on every reading is
+ * stored as its last reading saw it, with a warning: never silently.
+ */
+export async function takeFile(w: FileWriter, t: Task, job: ReadJob, f: number): Promise<{ read: number } | null> {
+  const { progress, o } = w;
+  let ops: Op[] = [{ t: 'begin' }];
+  let opBytes = 0;
+  const submit = () => {
+    const mine = ops;
+    ops = [];
+    opBytes = 0;
+    w.pipe.after(() => runOps(w, t, mine));
+  };
+  let parts: Part[] = [];
+  for (;;) {
+    const ev = job.poll() ?? (await job.next());
+    if (ev.f !== f) throw new IebsError('reader-order', `reader sent an event of file ${ev.f} of a job while file ${f} was expected`);
+    switch (ev.t) {
+      case 'block': {
+        const ref = { index: ev.index, size: ev.size, sha384: ev.digest, offset: ev.offset };
+        const known = w.c.state.block(ev.blockId) ?? w.newBlocks.get(ev.blockId);
+        if (known) parts.push({ ref, place: known });
+        else {
+          // Bytes gathered here are reserved but not yet submitted: submit them before
+          // waiting for room, or the wait could be for them.
+          if (opBytes > 0 && opBytes + ev.size > STEP_BYTES) submit();
+          if (!w.pipe.tryReserve(ev.size)) {
+            if (ops.length) submit();
+            await w.pipe.reserve(ev.size);
+          }
+          const packed = ev.codec >= 0 ? { codec: ev.codec, bytes: ev.bytes } : compressBlockNow(ev.bytes, w.c.codec) ?? compressBlock(ev.bytes, w.c.codec);
+          if (packed instanceof Promise) packed.catch(() => {}); // awaited by the step
+          const writing: Writing = { placement: null };
+          w.newBlocks.pending(ev.blockId, writing);
+          // The op keeps the block's id, not its event: the raw bytes of a block its
+          // reader compressed need not stay alive until the step runs.
+          ops.push({ t: 'block', id: ev.blockId, ref, packed, writing });
+          opBytes += ev.size;
+          parts.push({ ref, place: writing });
+        }
+        job.taken(ev);
+        progress.bytes += ev.size;
+        o.onProgress?.(progress);
+        break;
+      }
+      case 'end':
+        settleMeta(t.rec, ev.meta);
+        ops.push({ t: 'end', st: ev.meta, parts });
+        submit();
+        return { read: ev.read };
+      case 'torn':
+        if (ev.last) {
+          // A file written all night (a log, a mailbox) would otherwise never be backed up.
+          w.warn({ code: 'torn-stored', path: t.path, message: 'changed on every one of 3 readings; stored as the last reading saw it, which may mix old and new contents' });
+          break;
+        }
+        ops.push({ t: 'drop' });
+        parts = [];
+        ops.push({ t: 'begin' });
+        break;
+      case 'fail':
+        ops.push({ t: 'drop' });
+        submit();
+        w.warn({ code: ev.vanished ? 'vanished' : 'unreadable', path: t.path, message: ev.message });
+        return null;
+    }
+  }
+}

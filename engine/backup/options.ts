@@ -1,0 +1,81 @@
+/**
+ * What a backup is asked to do and what it reports (the options, limits, progress,
+ * warnings and result of `backup`).
+ */
+import { type SnapshotCounts } from '../../formats/snapshot.js';
+import { type CodecChoice } from '../codec.js';
+
+/** Options of one backup run. */
+export interface BackupOptions {
+  sources: string[];
+  system?: string;
+  full?: boolean;
+  /** Read every file even when its metadata says it is unchanged. */
+  reread?: boolean;
+  include?: RegExp[];
+  exclude?: RegExp[];
+  volumeSize: number;
+  codec?: CodecChoice;
+  /** Most increments after a full before a new full is forced. */
+  maxIncrements?: number;
+  dryRun?: boolean;
+  /** Count files and bytes first, so progress can show an ETA. */
+  scan?: boolean;
+  onProgress?: (p: Progress) => void;
+  /** Dry run: called for each entry that would be stored. */
+  onPlan?: (status: 'new' | 'changed' | 'deleted', path: string, size: number) => void;
+  now?: () => bigint;
+  /** Sizes of scratch structures; smaller only in tests, to make every spill happen. */
+  limits?: Limits;
+  /** Reader threads (default: one per core beside the main one, 1 to 4). */
+  readers?: number;
+  /**
+   * Root folder of the local cache of chain states (engine/cache.ts), so that an
+   * increment need not read the chain's indexes; none if unset.
+   */
+  cacheDir?: string;
+}
+
+/** Sizes of a run's scratch structures. */
+export interface Limits {
+  /** Memory of each external sorter. */
+  arena?: number;
+  /** Largest plaintext of an index piece (SPEC.md "Index"). */
+  indexPiece?: number;
+  /** Places of stored blocks kept in memory before they go to a table. */
+  blocksInMemory?: number;
+  /** Bytes a reader thread may post before the main thread takes them. */
+  readerCredit?: number;
+}
+
+/** Progress of a run. */
+export interface Progress { phase: 'scan' | 'backup'; files: number; bytes: number; totalFiles?: number; totalBytes?: number }
+
+/** A problem with one source entry; the run goes on. */
+/**
+ * What a warning is about: a source entry that could not be listed, found or read
+ * (`unreadable`, `vanished`), one of a kind iebs does not store (`skipped`), a file that
+ * changed on every reading and was stored as last read (`torn-stored`), or the
+ * repository: a record that does not verify, a damaged chain (`bad-record`,
+ * `chain-damaged`). Every one but `skipped` makes the backup exit 3.
+ */
+export type WarningCode = 'unreadable' | 'vanished' | 'skipped' | 'torn-stored' | 'bad-record' | 'chain-damaged';
+
+/** Something that did not stop the backup, and what it is about. */
+export interface Warning { code: WarningCode; path: string; message: string }
+
+/** What a run did. */
+export interface BackupResult {
+  snapshot: string;
+  type: 'full' | 'increment';
+  dryRun: boolean;
+  counts: SnapshotCounts;
+  /** Bytes read from the source. */
+  read: number;
+  volumes: { name: string; size: number }[];
+  warnings: Warning[];
+  /** Dry run: estimated bytes to store (before compression and dedup) and volumes. */
+  estimate?: { bytes: number; volumes: number };
+  /** Whether the repository was created by this run. */
+  created: boolean;
+}
