@@ -1,6 +1,6 @@
 /** `iebs ls`: the entries of a snapshot (needs the restore key: names are encrypted). */
 import { loadRestoreKey } from '../engine/crypto/keys.js';
-import { listSnapshotFiles } from '../engine/restore/restore.js';
+import { listSnapshotFiles } from '../engine/restore/compose.js';
 import { openStorage } from '../engine/storage/open.js';
 import { formatTime, quoteBytes } from '../formats/text.js';
 import { parseArgs } from './args.js';

@@ -60,6 +60,7 @@ function stage(file: string): number {
 const FS_ALLOWED: Record<string, string> = {
   'engine/storage/local.ts': 'the directory backend of the storage contract',
   'engine/restore/target.ts': 'the restore target: writes the restored tree',
+  'engine/restore/compose.ts': 'its scratch folder',
   'engine/restore/restore.ts': 'the restore target: makes directories and symlinks, sets times',
   'engine/restore/write-worker.ts': 'the restore target: writes file contents in a thread',
   'engine/restore/salvage.ts': 'the salvage target (volumes themselves are read through LocalStorage)',
