@@ -91,6 +91,15 @@ export async function keygen(o: KeygenOptions): Promise<KeygenResult> {
   return result;
 }
 
+/** Reads a key file: its text, and its iebs form (null for plain OpenPGP armour); damage is a KeyError. */
+async function readKeyFile(path: string): Promise<{ text: string; k: ReturnType<typeof decodeKeyFile> }> {
+  const text = await readKeyText(path);
+  try { return { text, k: decodeKeyFile(text, path) }; } catch (cause) {
+    if (cause instanceof FormatError) throw new KeyError('bad-key', cause.message, { cause });
+    throw cause;
+  }
+}
+
 async function readKeyText(path: string): Promise<string> {
   try {
     const s = await stat(path);
@@ -148,12 +157,7 @@ async function readPrivate(block: ArmorBlock, where: string): Promise<openpgp.Pr
 
 /** Loads backup.key. */
 export async function loadBackupKey(path: string): Promise<BackupKey> {
-  const text = await readKeyText(path);
-  let k;
-  try { k = decodeKeyFile(text, path); } catch (cause) {
-    if (cause instanceof FormatError) throw new KeyError('bad-key', cause.message, { cause });
-    throw cause;
-  }
+  const { k } = await readKeyFile(path);
   if (!k || k.kind !== 'backup') throw new KeyError('wrong-key', `${path}: not a backup key (${k ? 'it is a restore key' : 'no iebs header'})`);
   const signer = await readPrivate(k.blocks[0], path);
   if (!signer.isDecrypted()) throw new KeyError('bad-key', `${path}: the signing key must not be passphrase protected`);
@@ -174,12 +178,7 @@ export async function loadBackupKey(path: string): Promise<BackupKey> {
  * gpg. A protected key needs `passphrase`; a wrong one is a KeyError.
  */
 export async function loadRestoreKey(path: string, passphrase: string | undefined): Promise<RestoreKey> {
-  const text = await readKeyText(path);
-  let k;
-  try { k = decodeKeyFile(text, path); } catch (cause) {
-    if (cause instanceof FormatError) throw new KeyError('bad-key', cause.message, { cause });
-    throw cause;
-  }
+  const { text, k } = await readKeyFile(path);
   if (k && k.kind !== 'restore') throw new KeyError('wrong-key', `${path}: this is a backup key; restoring needs the restore key`);
   const blocks = k ? k.blocks : armorBlocks(text);
   const privates = blocks.filter((b) => b.type === 'PRIVATE');
@@ -219,12 +218,7 @@ export interface TrustAnchors {
  * key: then `hostKeys` is empty and the caller must find them elsewhere.
  */
 export async function loadTrustAnchors(path: string): Promise<TrustAnchors> {
-  const text = await readKeyText(path);
-  let k;
-  try { k = decodeKeyFile(text, path); } catch (cause) {
-    if (cause instanceof FormatError) throw new KeyError('bad-key', cause.message, { cause });
-    throw cause;
-  }
+  const { text, k } = await readKeyFile(path);
   const blocks = k ? k.blocks : armorBlocks(text);
   const publics: openpgp.PublicKey[] = [];
   const fromPrivate: openpgp.PublicKey[] = [];
