@@ -1,25 +1,31 @@
 /**
- * Which backend a REPO argument names (README "Destinations"). Today: a path or a
- * `file:` URL. Any other scheme, and the `host:path` of scp or borg, is refused with one
- * line that names the supported forms, rather than taken for a local folder.
+ * Which backend a REPO argument names (README "Destinations"): a path or a `file:` URL
+ * (LocalStorage), or `s3://BUCKET[/PREFIX]` (S3Storage, credentials and endpoint from the
+ * AWS environment). Any other scheme, and the `host:path` of scp or borg, is refused with
+ * one line that names the supported forms, rather than taken for a local folder.
  */
 import { UsageError } from '../../formats/errors.js';
 import { LocalStorage } from './local.js';
 import { withRetry } from './retry.js';
+import { S3Storage, parseS3Url } from './s3.js';
 import type { Storage } from './storage.js';
 
-const SUPPORTED = 'a directory path or file:PATH';
+const SUPPORTED = 'a directory path, file:PATH or s3://BUCKET/PREFIX';
 
 /** Opens the storage a REPO argument names, wrapped in retries. */
 export function openStorage(repo: string): Storage {
   if (repo.length === 0) throw new UsageError('bad-repo', 'empty repository path');
   if (repo.startsWith('file://')) return withRetry(new LocalStorage(decodeURIComponent(new URL(repo).pathname)));
   if (repo.startsWith('file:')) return withRetry(new LocalStorage(repo.slice(5)));
+  if (/^s3:\/\//i.test(repo)) return withRetry(new S3Storage(parseS3Url(repo)));
   // A colon before the first slash: a URL scheme, or scp's and borg's host:path. Never
   // taken for a local folder (a folder with such a name is reached as ./NAME).
   if (/^[^/]*:/.test(repo)) {
-    const kind = /^[a-z][a-z0-9+.-]*:\/\//i.test(repo) || repo.startsWith('rclone:') ? 'not a destination iebs supports yet' : 'looks like host:path (scp, borg), which iebs does not take';
-    throw new UsageError('unsupported-repo', `${repo}: ${kind} (use ${SUPPORTED})`);
+    const url = /^[a-z][a-z0-9+.-]*:\/\//i.test(repo);
+    const kind = url || repo.startsWith('rclone:') ? 'not a destination iebs supports yet' : 'looks like host:path (scp, borg), which iebs does not take';
+    // A URL's user information may hold a password: never repeated.
+    const shown = url ? repo.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, '$1…@') : repo;
+    throw new UsageError('unsupported-repo', `${shown}: ${kind} (use ${SUPPORTED})`);
   }
   return withRetry(new LocalStorage(repo));
 }

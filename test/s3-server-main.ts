@@ -1,0 +1,146 @@
+/**
+ * The S3 server of the tests, run in a process of its own by test/s3-server.ts (the CLI
+ * tests block their own event loop in spawnSync, so the server cannot live there). It is
+ * s3rver (npm @20minutes/s3rver), a real S3-protocol server over a folder, behind a front
+ * handler that adds what s3rver lacks and what the tests measure:
+ *
+ * - ListMultipartUploads and AbortMultipartUpload, which s3rver answers NotImplemented,
+ *   over s3rver's own folder of uploads (removeDebris needs both);
+ * - `If-None-Match: *` on PutObject and CompleteMultipartUpload (412 when the key
+ *   exists, one request per key at a time), which s3rver ignores; IEBS_S3_CONDITIONAL=0
+ *   leaves it ignored, as some stores do;
+ * - a listing's signature checked over `/BUCKET/`, the path the SDK signs (s3rver signs
+ *   `/BUCKET` and would refuse every listing);
+ * - counts of the requests and of the response body bytes per method, at `/__stats`
+ *   (reset by `POST /__stats`), so a test can see that a range read fetched no more than
+ *   its range.
+ *
+ * It starts only when IEBS_S3_SERVER_DIR names its folder (node --test runs every file
+ * under dist/test/), listens on 127.0.0.1 on a free port, and prints `{"port":N}`.
+ * IEBS_S3_DEBUG=1 prints each request line on stderr.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { createRequire } from 'node:module';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/** The part of s3rver this file uses. */
+interface S3rverInstance {
+  configureBuckets(): Promise<unknown>;
+  callback(): (req: IncomingMessage, res: ServerResponse) => void;
+  store: { existsObject(bucket: string, key: string): Promise<boolean> };
+}
+
+const dir = process.env.IEBS_S3_SERVER_DIR;
+if (dir) await main(dir);
+
+async function main(root: string): Promise<void> {
+  const bucket = process.env.IEBS_S3_BUCKET ?? 'iebs-test';
+  const conditional = process.env.IEBS_S3_CONDITIONAL !== '0';
+  const S3rver = createRequire(import.meta.url)('@20minutes/s3rver') as new (o: object) => S3rverInstance;
+  const s3 = new S3rver({ silent: true, directory: root, configureBuckets: [{ name: bucket }] });
+  await s3.configureBuckets();
+  // s3rver signs a bucket-level request (a listing) over `/BUCKET`, where the SDK sends and
+  // signs `/BUCKET/`: for those requests only, a signature mismatch is let through.
+  const bucketLevel = new AsyncLocalStorage<boolean>();
+  Object.defineProperty(s3, 'allowMismatchedSignatures', { get: () => bucketLevel.getStore() === true });
+  const callback = s3.callback();
+  const inner = (req: IncomingMessage, res: ServerResponse) => {
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    if (path === `/${bucket}/`) bucketLevel.run(true, () => callback(req, res));
+    else callback(req, res);
+  };
+  const uploadsDir = join(root, bucket, '._S3rver_uploads');
+  const stats: Record<string, { requests: number; bytes: number }> = {};
+  /** The tail of the promise chain of each key under a conditional write. */
+  const busy = new Map<string, Promise<void>>();
+
+  const xml = (res: ServerResponse, status: number, body: string) => {
+    res.writeHead(status, { 'content-type': 'application/xml' });
+    res.end(`<?xml version="1.0" encoding="UTF-8"?>\n${body}`);
+  };
+  const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  const error = (res: ServerResponse, status: number, code: string, message: string) => xml(res, status, `<Error><Code>${code}</Code><Message>${esc(message)}</Message></Error>`);
+
+  async function listUploads(res: ServerResponse, prefix: string): Promise<void> {
+    let ids: string[] = [];
+    try { ids = await readdir(uploadsDir); } catch { /* none yet */ }
+    const found: { key: string; id: string; time: Date }[] = [];
+    for (const id of ids) {
+      try {
+        const key = await readFile(join(uploadsDir, id, 'key'), 'utf8');
+        if (key.startsWith(prefix)) found.push({ key, id, time: (await stat(join(uploadsDir, id))).mtime });
+      } catch { /* completed or aborted meanwhile */ }
+    }
+    found.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.id < b.id ? -1 : 1));
+    xml(res, 200, `<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>${esc(bucket)}</Bucket><KeyMarker></KeyMarker><UploadIdMarker></UploadIdMarker><Prefix>${esc(prefix)}</Prefix><MaxUploads>1000</MaxUploads><IsTruncated>false</IsTruncated>${
+      found.map((u) => `<Upload><Key>${esc(u.key)}</Key><UploadId>${u.id}</UploadId><Initiated>${u.time.toISOString()}</Initiated><StorageClass>STANDARD</StorageClass></Upload>`).join('')
+    }</ListMultipartUploadsResult>`);
+  }
+
+  async function abortUpload(res: ServerResponse, id: string): Promise<void> {
+    if (!/^[0-9a-f]+$/.test(id)) return error(res, 404, 'NoSuchUpload', 'no such upload');
+    try { await stat(join(uploadsDir, id)); } catch { return error(res, 404, 'NoSuchUpload', 'no such upload'); }
+    await rm(join(uploadsDir, id), { recursive: true, force: true });
+    res.writeHead(204);
+    res.end();
+  }
+
+  /** A put or a completion that must not replace `key`: one at a time per key, refused when it exists. */
+  async function conditionalWrite(req: IncomingMessage, res: ServerResponse, key: string): Promise<void> {
+    const before = busy.get(key) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((r) => { release = r; });
+    const tail = before.then(() => mine);
+    busy.set(key, tail);
+    await before;
+    try {
+      if (await s3.store.existsObject(bucket, key)) {
+        req.resume();
+        error(res, 412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
+        await new Promise((r) => res.once('close', r));
+        return;
+      }
+      const finished = new Promise((r) => res.once('close', r));
+      inner(req, res);
+      await finished;
+    } finally {
+      release();
+      if (busy.get(key) === tail) busy.delete(key);
+    }
+  }
+
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    if (process.env.IEBS_S3_DEBUG) process.stderr.write(`${req.method} ${req.url}\n`);
+    if (url.pathname === '/__stats') {
+      if (req.method === 'POST') for (const k of Object.keys(stats)) delete stats[k];
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(stats));
+      return;
+    }
+    // Response body bytes per method, as a client receives them.
+    const entry = (stats[req.method ?? '?'] ??= { requests: 0, bytes: 0 });
+    entry.requests++;
+    const write = res.write.bind(res) as (chunk: unknown, ...rest: unknown[]) => boolean;
+    const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
+    const size = (c: unknown) => (typeof c === 'string' ? Buffer.byteLength(c) : c instanceof Uint8Array ? c.length : 0);
+    res.write = ((chunk: unknown, ...rest: unknown[]) => { entry.bytes += size(chunk); return write(chunk, ...rest); }) as typeof res.write;
+    res.end = ((...args: unknown[]) => { if (args.length && typeof args[0] !== 'function') entry.bytes += size(args[0]); return end(...args); }) as typeof res.end;
+
+    const [, b, ...rest] = url.pathname.split('/');
+    const key = rest.map(decodeURIComponent).join('/');
+    const q = url.searchParams;
+    const handled = (p: Promise<void>) => p.catch((e) => { if (!res.headersSent) error(res, 500, 'InternalError', String(e)); else res.destroy(); });
+    if (b === bucket && !key && req.method === 'GET' && q.has('uploads')) return void handled(listUploads(res, q.get('prefix') ?? ''));
+    if (b === bucket && key && req.method === 'DELETE' && q.has('uploadId')) return void handled(abortUpload(res, q.get('uploadId')!));
+    const guarded = (req.method === 'PUT' && !q.has('uploadId') && !req.headers['x-amz-copy-source']) || (req.method === 'POST' && q.has('uploadId'));
+    if (conditional && b === bucket && key && guarded && req.headers['if-none-match'] === '*') return void handled(conditionalWrite(req, res, key));
+    inner(req, res);
+  });
+  server.listen(0, '127.0.0.1', () => {
+    const a = server.address();
+    process.stdout.write(`${JSON.stringify({ port: typeof a === 'object' && a ? a.port : 0 })}\n`);
+  });
+}
