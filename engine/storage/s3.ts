@@ -126,13 +126,19 @@ const PHRASES: Record<StorageCode, string> = {
 /**
  * A failure while `what`, as a contract error. The message names the S3 error and the
  * HTTP status, never the SDK's own message or request, so no header, signature or key
- * id can reach a log.
+ * id can reach a log; a failure to connect names the endpoint (its origin only).
  */
-function s3Error(where: string, name: string, what: string, e: unknown): IebsError {
+function s3Error(where: string, name: string, what: string, e: unknown, endpoint?: string): IebsError {
   if (e instanceof IebsError) return e;
+  const id = nameOf(e);
+  if (id === 'CredentialsProviderError') {
+    return storageError('permission', where, name, `no AWS credentials found while ${what} (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)`, e);
+  }
   const code = s3CodeOf(e);
   const status = statusOf(e);
-  const detail = status ? `${nameOf(e)}, HTTP ${status}` : nameOf(e);
+  // A HEAD has no body, so its errors have no S3 code: the status says it all.
+  const known = id !== 'Unknown' && id !== 'Error' && id !== 'UnknownError';
+  const detail = status ? (known ? `${id}, HTTP ${status}` : `HTTP ${status}`) : `${id}${endpoint ? ` at ${endpoint}` : ''}`;
   return storageError(code, where, name, `${PHRASES[code]} (${detail}) while ${what}`, e);
 }
 
@@ -145,6 +151,8 @@ export class S3Storage implements Storage {
   private readonly queueSize: number;
   private readonly pageSize: number;
   private probe: Promise<boolean> | null = null;
+  /** The custom endpoint's origin (never its user information), for messages. */
+  private readonly endpoint: string | undefined;
 
   constructor(readonly location: S3Location, options: S3Options = {}) {
     this.where = `s3://${location.bucket}${location.prefix ? `/${location.prefix}` : ''}`;
@@ -158,6 +166,7 @@ export class S3Storage implements Storage {
     const endpoint = env.AWS_IGNORE_CONFIGURED_ENDPOINT_URLS === 'true' ? undefined : (env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined);
     // The SDK's own chain (AWS_REGION, then the profile in ~/.aws/config), asked lazily.
     const sdkRegion = quietly(() => new S3Client({})).config.region;
+    this.endpoint = endpoint ? originOf(endpoint) : undefined;
     const base: S3ClientConfig = {
       ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
       // Region from AWS_REGION or the profile; a custom endpoint usually has none, and
@@ -168,6 +177,11 @@ export class S3Storage implements Storage {
     };
     this.client = quietly(() => new S3Client({ ...base, maxAttempts: 1 }));
     this.uploadClient = quietly(() => new S3Client({ ...base, maxAttempts: options.partAttempts ?? 3 }));
+  }
+
+  /** A contract error about `name`, naming the custom endpoint when the store could not be reached. */
+  private error(name: string, what: string, e: unknown): IebsError {
+    return s3Error(this.where, name, what, e, this.endpoint);
   }
 
   private key(name: string): string {
@@ -192,12 +206,12 @@ export class S3Storage implements Storage {
       try {
         try { await put(); } catch (e) {
           if (nameOf(e) === 'NotImplemented' || statusOf(e) === 501) return false;
-          throw s3Error(this.where, name, 'checking for conditional writes', e);
+          throw this.error(name, 'checking for conditional writes', e);
         }
         try { await put(); return false; } catch (e) {
           if (s3CodeOf(e) === 'exists') return true;
           if (nameOf(e) === 'NotImplemented' || statusOf(e) === 501) return false;
-          throw s3Error(this.where, name, 'checking for conditional writes', e);
+          throw this.error(name, 'checking for conditional writes', e);
         }
       } finally {
         await this.client.send(new DeleteObjectCommand({ Bucket: this.location.bucket, Key })).catch(() => {});
@@ -215,7 +229,7 @@ export class S3Storage implements Storage {
   async create(name: string): Promise<ObjectWriter> {
     const Key = this.key(name);
     let conditional: boolean;
-    try { conditional = await this.conditionalWrites(); } catch (e) { throw s3Error(this.where, name, 'creating', e); }
+    try { conditional = await this.conditionalWrites(); } catch (e) { throw this.error(name, 'creating', e); }
     // A stream with room for one write at a time in front of the part being cut: `write`
     // resolves when the Upload has taken the data, so memory stays within the parts.
     const body = new PassThrough({ highWaterMark: 1 * MiB });
@@ -246,7 +260,7 @@ export class S3Storage implements Storage {
     let failed: IebsError | null = null;
     const fail = async (e: unknown, what: string): Promise<never> => {
       state = 'failed';
-      failed = s3Error(this.where, name, what, failure ?? e);
+      failed = this.error(name, what, failure ?? e);
       if (!body.destroyed) body.destroy(new Error('aborted'));
       await done.catch(() => {});
       throw failed;
@@ -270,7 +284,7 @@ export class S3Storage implements Storage {
         if (state !== 'open') throw storageError('permanent', this.where, name, 'commit after commit or abort');
         try { await this.refuseTaken(name, conditional); } catch (e) {
           state = 'failed';
-          failed = e instanceof IebsError ? e : s3Error(this.where, name, 'committing', e);
+          failed = e instanceof IebsError ? e : this.error(name, 'committing', e);
           if (!body.destroyed) body.destroy(new Error('aborted'));
           await done.catch(() => {});
           throw failed;
@@ -293,13 +307,13 @@ export class S3Storage implements Storage {
   async put(name: string, data: Uint8Array | string): Promise<void> {
     const Key = this.key(name);
     let conditional: boolean;
-    try { conditional = await this.conditionalWrites(); } catch (e) { throw s3Error(this.where, name, 'writing', e); }
+    try { conditional = await this.conditionalWrites(); } catch (e) { throw this.error(name, 'writing', e); }
     await this.refuseTaken(name, conditional);
     try {
       await this.client.send(new PutObjectCommand({ Bucket: this.location.bucket, Key, Body: typeof data === 'string' ? Buffer.from(data) : data, ...(conditional ? { IfNoneMatch: '*' } : {}) }));
     } catch (e) {
       if (s3CodeOf(e) === 'exists') throw storageError('exists', this.where, name, 'already exists (written by another run); not replaced', e);
-      throw s3Error(this.where, name, 'writing', e);
+      throw this.error(name, 'writing', e);
     }
   }
 
@@ -308,7 +322,7 @@ export class S3Storage implements Storage {
     try {
       const r = await this.client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key }));
       return r.Body ? await r.Body.transformToByteArray() : new Uint8Array(0);
-    } catch (e) { throw s3Error(this.where, name, 'reading', e); }
+    } catch (e) { throw this.error(name, 'reading', e); }
   }
 
   async getRange(name: string, offset: number, length: number): Promise<Uint8Array> {
@@ -328,7 +342,7 @@ export class S3Storage implements Storage {
       bytes = r.Body ? await r.Body.transformToByteArray() : new Uint8Array(0);
     } catch (e) {
       if (s3CodeOf(e) === 'short-read') throw storageError('short-read', this.where, name, `object ends before byte ${offset + length} (truncated?)`, e);
-      throw s3Error(this.where, name, 'reading', e);
+      throw this.error(name, 'reading', e);
     }
     // A range that runs past the end comes back cut at the end, not refused.
     if (bytes.length !== length) throw short();
@@ -343,7 +357,7 @@ export class S3Storage implements Storage {
     } catch (e) {
       // A HEAD has no body, so a missing bucket looks like a missing key (404 NotFound).
       if (s3CodeOf(e) === 'not-found') return null;
-      throw s3Error(this.where, name, 'stat', e);
+      throw this.error(name, 'stat', e);
     }
   }
 
@@ -355,7 +369,7 @@ export class S3Storage implements Storage {
       let page;
       try {
         page = await this.client.send(new ListObjectsV2Command({ Bucket: this.location.bucket, Prefix, ContinuationToken, MaxKeys: this.pageSize }));
-      } catch (e) { throw s3Error(this.where, prefix, 'listing', e); }
+      } catch (e) { throw this.error(prefix, 'listing', e); }
       for (const o of page.Contents ?? []) {
         if (!o.Key || o.Key.includes(TMP)) continue;
         yield this.nameOfKey(o.Key);
@@ -368,7 +382,7 @@ export class S3Storage implements Storage {
     const Key = this.key(name);
     try { await this.client.send(new DeleteObjectCommand({ Bucket: this.location.bucket, Key })); } catch (e) {
       if (s3CodeOf(e) === 'not-found') return;
-      throw s3Error(this.where, name, 'deleting', e);
+      throw this.error(name, 'deleting', e);
     }
   }
 
@@ -401,18 +415,18 @@ export class S3Storage implements Storage {
         UploadIdMarker = page.NextUploadIdMarker;
       }
     } catch (e) {
-      if (!(nameOf(e) === 'NotImplemented' || statusOf(e) === 501)) throw s3Error(this.where, prefix, 'listing incomplete uploads', e);
+      if (!(nameOf(e) === 'NotImplemented' || statusOf(e) === 501)) throw this.error(prefix, 'listing incomplete uploads', e);
     }
     for (const u of uploads) {
       try { await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key: u.Key, UploadId: u.UploadId })); n++; } catch (e) {
-        if (s3CodeOf(e) !== 'not-found') throw s3Error(this.where, this.nameOfKey(u.Key), 'aborting an incomplete upload', e);
+        if (s3CodeOf(e) !== 'not-found') throw this.error(this.nameOfKey(u.Key), 'aborting an incomplete upload', e);
       }
     }
     let ContinuationToken: string | undefined;
     const temporary: string[] = [];
     do {
       let page;
-      try { page = await this.client.send(new ListObjectsV2Command({ Bucket, Prefix, ContinuationToken })); } catch (e) { throw s3Error(this.where, prefix, 'listing', e); }
+      try { page = await this.client.send(new ListObjectsV2Command({ Bucket, Prefix, ContinuationToken })); } catch (e) { throw this.error(prefix, 'listing', e); }
       for (const o of page.Contents ?? []) if (o.Key?.includes(TMP)) temporary.push(o.Key);
       ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (ContinuationToken);
@@ -438,4 +452,9 @@ function quietly<T>(make: () => T): T {
   if (process.env[QUIET] !== undefined) return make();
   process.env[QUIET] = 'true';
   try { return make(); } finally { delete process.env[QUIET]; }
+}
+
+/** `scheme://host:port` of a URL, without user information or path; the text itself if it does not parse. */
+function originOf(url: string): string {
+  try { return new URL(url).origin; } catch { return 'the endpoint in AWS_ENDPOINT_URL_S3'; }
 }
