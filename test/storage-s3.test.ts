@@ -54,6 +54,23 @@ test('s3: the store honours If-None-Match, and a streamed put of several parts c
   } finally { await s.close(); }
 });
 
+test('s3: an aborted streamed put of several parts aborts its multipart upload', async () => {
+  const s = fresh();
+  try {
+    const w = await s.create('volumes/gone.tar');
+    for (let i = 0; i < 20; i++) await w.write(randomBytes(MiB));
+    const raw = new S3Client({ region: 'us-east-1', endpoint: server.endpoint, forcePathStyle: true });
+    try {
+      const uploads = async () => ((await raw.send(new ListMultipartUploadsCommand({ Bucket: server.bucket, Prefix: `${s.location.prefix}/` }))).Uploads ?? []).length;
+      assert.equal(await uploads(), 1, 'parts went up');
+      await w.abort();
+      assert.equal(await uploads(), 0, 'aborted');
+    } finally { raw.destroy(); }
+    assert.equal(await s.stat('volumes/gone.tar'), null);
+    await assert.rejects(w.write(Buffer.from('x')));
+  } finally { await s.close(); }
+});
+
 test('s3: on a store that ignores If-None-Match, the probe says so and a HEAD check still refuses a taken name', async () => {
   const s = fresh(plain);
   try {

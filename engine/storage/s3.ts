@@ -6,8 +6,9 @@
  *
  * A streamed put feeds an `Upload` (lib-storage) through a small stream: it cuts parts of
  * `partSize` and keeps at most `queueSize` of them in flight, so a writer holds about
- * (queueSize + 1) × partSize bytes whatever the size of the object, and `write` waits
- * while the parts are on their way. Nothing is visible before `commit`: a part is not an
+ * (queueSize + 2) × partSize bytes whatever the size of the object (the parts in flight,
+ * the one being gathered and its copy as it is cut; 38 MiB measured with the defaults),
+ * and `write` waits while the parts are on their way. Nothing is visible before `commit`: a part is not an
  * object, and the store makes the object only when the upload completes (or, for an
  * object smaller than one part, when its single PUT does). An abort or a failure aborts
  * the multipart upload; a writer that was killed leaves an incomplete upload, which
@@ -68,9 +69,14 @@ export interface S3Options {
   queueSize?: number;
   /** Keys per listing page (S3 gives at most 1000). */
   pageSize?: number;
-  /** Milliseconds to open a connection, and that a request may wait for a byte, before it counts as failed (transient). */
+  /** Milliseconds to open a connection before it counts as failed (transient). */
   connectTimeoutMs?: number;
-  requestTimeoutMs?: number;
+  /**
+   * Milliseconds a connection may go without a byte either way before the request counts
+   * as failed (transient): a store that stops answering. Not a limit on a whole request,
+   * which on a slow line may take minutes for one part.
+   */
+  idleTimeoutMs?: number;
   /** Attempts the SDK makes for each part of a streamed put (the only retries inside the backend). */
   partAttempts?: number;
   /** The environment the endpoint is read from (`process.env`). */
@@ -173,7 +179,7 @@ export class S3Storage implements Storage {
       // AWS itself redirects a request sent to the wrong region.
       region: async () => { try { return await sdkRegion(); } catch { return 'us-east-1'; } },
       followRegionRedirects: true,
-      requestHandler: { connectionTimeout: options.connectTimeoutMs ?? 10_000, requestTimeout: options.requestTimeoutMs ?? 120_000 },
+      requestHandler: { connectionTimeout: options.connectTimeoutMs ?? 10_000, socketTimeout: options.idleTimeoutMs ?? 120_000 },
     };
     this.client = quietly(() => new S3Client({ ...base, maxAttempts: 1 }));
     this.uploadClient = quietly(() => new S3Client({ ...base, maxAttempts: options.partAttempts ?? 3 }));
