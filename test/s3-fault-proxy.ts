@@ -29,6 +29,10 @@ export interface FaultProxy {
   endpoint: string;
   /** Queues a fault. */
   fail(f: Fault): void;
+  /** How many queued faults have not struck yet. */
+  pending(): number;
+  /** Drops the faults not yet used. */
+  clear(): void;
   /** Requests seen, by method, since the last reset. */
   seen(reset?: boolean): Record<string, number>;
   close(): Promise<void>;
@@ -95,6 +99,8 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   return {
     endpoint: `http://127.0.0.1:${port}`,
     fail: (f) => { faults.push({ ...f }); },
+    clear: () => { faults.length = 0; },
+    pending: () => faults.reduce((n, f) => n + f.times, 0),
     seen: (reset = false) => { const copy = { ...seen }; if (reset) for (const k of Object.keys(seen)) delete seen[k]; return copy; },
     close: async () => {
       for (const s of sockets) s.destroy();

@@ -6,17 +6,21 @@
  * more request); a connection cut while a part goes up is resent by the SDK's part retry,
  * and when every attempt is cut the upload fails and its multipart upload is aborted; a
  * connection cut mid-download and a server that stops answering are transient; a writer
- * holds bounded memory however much it writes.
+ * holds bounded memory however much it writes. And through the CLI: a backup, a restore
+ * and a verify --read-data that meet 503s, 500s and cut connections come out whole.
  */
-import { test, before, after } from 'node:test';
+import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { S3Client, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { S3Storage, type S3Options } from '../engine/storage/s3.js';
 import { withRetry } from '../engine/storage/retry.js';
 import { rejectsWith } from './storage-conformance.js';
+import { MiB as MB, diffTrees, iebsChild, makeKeys, readTree, tempDir, writeSeeded } from './helpers.js';
 import { startS3Server, type S3Server } from './s3-server.js';
 import { startFaultProxy, type FaultProxy } from './s3-fault-proxy.js';
 
@@ -32,6 +36,7 @@ before(async () => {
   proxy = await startFaultProxy(server.endpoint);
 });
 after(async () => { await proxy?.close(); await server?.close(); });
+beforeEach(() => { proxy?.clear(); });
 
 /** A fresh repository reached through the proxy. */
 const viaProxy = (o: S3Options = {}) => new S3Storage({ bucket: server.bucket, prefix: `f${serial++}` }, { env: { AWS_ENDPOINT_URL_S3: proxy.endpoint }, ...o });
@@ -153,4 +158,40 @@ test('s3 faults: a streamed put of 96 MiB holds bounded memory', async () => {
   // (queueSize + 2) parts of 8 MiB: two in flight, one being gathered and its copy when
   // it is cut; then a little stream buffer. Measured: about 38 MiB.
   assert.ok(peak < 48 * MiB, `peak ${Math.round(peak / MiB)} MiB of buffers while writing 96 MiB`);
+});
+
+/** Runs the CLI without blocking this process (the fault proxy lives here) and collects its output. */
+async function cli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = iebsChild(args, { env });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => { stdout += String(d); });
+  child.stderr!.on('data', (d) => { stderr += String(d); });
+  const code = await new Promise<number | null>((r) => child.on('close', r));
+  return { code, stdout, stderr };
+}
+
+test('s3 faults: a backup through 503s and a dropped upload, and a restore through cut downloads, still come out whole', async () => {
+  const keys = makeKeys();
+  const dir = tempDir('s3-faults-e2e');
+  const src = join(dir, 'src');
+  mkdirSync(src);
+  writeSeeded(join(src, 'big.bin'), 'faults', 10 * MB);
+  writeFileSync(join(src, 'small.txt'), 'small\n');
+  const env = { ...server.env, AWS_ENDPOINT_URL_S3: proxy.endpoint };
+  const repo = `s3://${server.bucket}/f${serial++}`;
+  proxy.fail({ method: 'PUT', times: 3, action: { kind: 'error', status: 503, code: 'SlowDown' } });
+  proxy.fail({ method: 'PUT', url: /partNumber=1/, times: 1, action: { kind: 'cut-request', afterBytes: 2 * MiB } });
+  proxy.fail({ method: 'HEAD', times: 1, action: { kind: 'error', status: 500, code: 'InternalError' } });
+  const b = await cli(['backup', src, '--repo', repo, '--key', keys.backup], env);
+  assert.equal(b.code, 0, b.stderr);
+  assert.equal(proxy.pending(), 0, 'every fault struck the backup');
+  proxy.fail({ method: 'GET', times: 3, action: { kind: 'cut-response', afterBytes: 5000 } });
+  const target = join(dir, 'restored');
+  const r = await cli(['restore', '--repo', repo, '--key', keys.restore, '--target', target], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(proxy.pending(), 0, 'every fault struck the restore');
+  assert.deepEqual(diffTrees(readTree(src), readTree(target)), []);
+  const v = await cli(['verify', '--repo', repo, '--key', keys.restore, '--read-data'], env);
+  assert.equal(v.code, 0, v.stderr);
 });
