@@ -51,6 +51,9 @@ test('s3: the store honours If-None-Match, and a streamed put of several parts c
     await rejectsWith(again.commit(), 'exists', s, 'volumes/big.tar');
     assert.equal(await s.stat('volumes/big.tar'), data.length, 'the first stays');
     assert.equal(await s.removeDebris('volumes/'), 0, 'the refused multipart upload was aborted, not left');
+    const empty = await s.create('indexes/empty');
+    await empty.commit();
+    assert.equal(await s.stat('indexes/empty'), 0, 'a streamed put of nothing is an empty object');
   } finally { await s.close(); }
 });
 
