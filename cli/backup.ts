@@ -9,7 +9,7 @@ import { defaultCacheDir } from '../engine/backup/cache.js';
 import { MEDIA } from '../engine/repo/volumes.js';
 import { UsageError } from '../formats/errors.js';
 import { parseArgs, parseSize, regexes } from './args.js';
-import { configDir, exists, need, passphrase, printJson } from './common.js';
+import { configDir, exists, need, passphrase, printJson, LIMIT_FLAGS, LIMIT_HELP, rates } from './common.js';
 import { EXIT } from './errors.js';
 import { human, ProgressLine, stderrIsTerminal } from './progress.js';
 
@@ -25,12 +25,13 @@ export const help = `iebs backup SOURCE... --repo REPO [--key backup.key] [--nam
   Without --key and with no key in the config directory, keys are created there first.
   The state of each backup is cached in --cache-dir (default $IEBS_CACHE_DIR,
   $XDG_CACHE_HOME/iebs or ~/.cache/iebs) so that the next one need not read the
-  chain's indexes; --no-cache reads them every time. The cache can be deleted at will.`;
+  chain's indexes; --no-cache reads them every time. The cache can be deleted at will.
+${LIMIT_HELP}`;
 
 const DEFAULT_VOLUME = 1024 * 1024 * 1024;
 
 export async function main(argv: string[]): Promise<number> {
-  const { flags, positionals } = parseArgs('backup', argv, {
+  const { flags, positionals } = parseArgs('backup', argv, { ...LIMIT_FLAGS,
     repo: 'string', key: 'string', name: 'string', full: 'boolean', reread: 'boolean', include: 'list', exclude: 'list',
     'volume-size': 'string', compression: 'string', 'max-increments': 'string', 'dry-run': 'boolean', json: 'boolean', 'passphrase-file': 'string',
     'cache-dir': 'string', 'no-cache': 'boolean',
@@ -58,7 +59,7 @@ export async function main(argv: string[]): Promise<number> {
   const progress = new ProgressLine(!json && stderrIsTerminal());
   const plan: { status: string; path: string; size: number }[] = [];
   const dryRun = !!flags['dry-run'];
-  const r = await backup(openStorage(repo), key, {
+  const r = await backup(openStorage(repo, rates(flags)), key, {
     sources: positionals, system: flags.name as string | undefined, full: !!flags.full, reread: !!flags.reread,
     include: regexes('include', flags.include as string[] | undefined), exclude: regexes('exclude', flags.exclude as string[] | undefined),
     volumeSize, codec: flags.compression ? parseCodecChoice(flags.compression as string) : undefined, maxIncrements, dryRun,

@@ -6,6 +6,8 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { readFile, stat } from 'node:fs/promises';
 import { UsageError, KeyError } from '../formats/errors.js';
+import type { Rates } from '../engine/storage/ratelimit.js';
+import { parseSize } from './args.js';
 
 /** The user's iebs config directory: $IEBS_CONFIG_DIR, $XDG_CONFIG_HOME/iebs or ~/.config/iebs. */
 export function configDir(): string {
@@ -44,4 +46,21 @@ export function need<T>(value: T | undefined, verb: string, what: string): T {
 /** Writes JSON to stdout. */
 export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n');
+}
+
+/** The bandwidth flags of every verb that opens a repository. */
+export const LIMIT_FLAGS = { 'limit-upload': 'string', 'limit-download': 'string' } as const;
+
+/** The help line of those flags. */
+export const LIMIT_HELP = `  --limit-upload RATE and --limit-download RATE cap the bytes per second written to and
+  read from the repository (10M, 512KiB, 2.5MB; any destination).`;
+
+/** The rates --limit-upload and --limit-download give, in bytes per second. */
+export function rates(flags: Record<string, unknown>): Rates {
+  const one = (name: string): number | undefined => {
+    const v = flags[name];
+    if (typeof v !== 'string') return undefined;
+    try { return parseSize(v, {}); } catch { throw new UsageError('bad-size', `--${name} ${JSON.stringify(v)}: not a rate (bytes per second: 10M, 512KiB, 2.5MB)`); }
+  };
+  return { uploadBps: one('limit-upload'), downloadBps: one('limit-download') };
 }

@@ -4,14 +4,15 @@ import { listSnapshotFiles } from '../engine/restore/compose.js';
 import { openStorage } from '../engine/storage/open.js';
 import { formatTime, quoteBytes } from '../formats/text.js';
 import { parseArgs } from './args.js';
-import { need, passphrase } from './common.js';
+import { need, passphrase, LIMIT_FLAGS, LIMIT_HELP, rates } from './common.js';
 
 export const help = `iebs ls --repo REPO --key restore.key [SNAPSHOT|latest] [--json]
-  Lists the files, directories and symlinks of a snapshot (default: the latest).`;
+  Lists the files, directories and symlinks of a snapshot (default: the latest).
+${LIMIT_HELP}`;
 
 export async function main(argv: string[]): Promise<number> {
-  const { flags, positionals } = parseArgs('ls', argv, { repo: 'string', key: 'string', json: 'boolean', 'passphrase-file': 'string' });
-  const storage = openStorage(need(flags.repo as string | undefined, 'ls', '--repo REPO'));
+  const { flags, positionals } = parseArgs('ls', argv, { ...LIMIT_FLAGS, repo: 'string', key: 'string', json: 'boolean', 'passphrase-file': 'string' });
+  const storage = openStorage(need(flags.repo as string | undefined, 'ls', '--repo REPO'), rates(flags));
   const key = await loadRestoreKey(need(flags.key as string | undefined, 'ls', '--key restore.key'), await passphrase(flags['passphrase-file'] as string | undefined));
   // Entries are printed as they come: a snapshot can hold millions.
   let first = true;

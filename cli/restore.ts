@@ -3,7 +3,7 @@ import { loadRestoreKey } from '../engine/crypto/keys.js';
 import { restore } from '../engine/restore/restore.js';
 import { openStorage } from '../engine/storage/open.js';
 import { parseArgs, regexes } from './args.js';
-import { need, passphrase, printJson } from './common.js';
+import { need, passphrase, printJson, LIMIT_FLAGS, LIMIT_HELP, rates } from './common.js';
 import { EXIT } from './errors.js';
 import { human, ProgressLine, stderrIsTerminal } from './progress.js';
 
@@ -13,11 +13,12 @@ export const help = `iebs restore --repo REPO --key restore.key --target DIR [--
   volumes, a non-empty directory where the snapshot has a file) are listed and the exit
   code is 3; no file is ever written with wrong content. Files get their setuid and
   setgid bits only with --setuid (a stolen backup key can forge a snapshot); owners are
-  restored when run as root.`;
+  restored when run as root.
+${LIMIT_HELP}`;
 
 export async function main(argv: string[]): Promise<number> {
-  const { flags } = parseArgs('restore', argv, { repo: 'string', key: 'string', target: 'string', snapshot: 'string', include: 'list', setuid: 'boolean', json: 'boolean', 'passphrase-file': 'string' });
-  const storage = openStorage(need(flags.repo as string | undefined, 'restore', '--repo REPO'));
+  const { flags } = parseArgs('restore', argv, { ...LIMIT_FLAGS, repo: 'string', key: 'string', target: 'string', snapshot: 'string', include: 'list', setuid: 'boolean', json: 'boolean', 'passphrase-file': 'string' });
+  const storage = openStorage(need(flags.repo as string | undefined, 'restore', '--repo REPO'), rates(flags));
   const key = await loadRestoreKey(need(flags.key as string | undefined, 'restore', '--key restore.key'), await passphrase(flags['passphrase-file'] as string | undefined));
   const target = need(flags.target as string | undefined, 'restore', '--target DIR');
   const progress = new ProgressLine(!flags.json && stderrIsTerminal());

@@ -4,17 +4,18 @@ import { loadVerifyKeys } from '../engine/crypto/keys.js';
 import { openStorage } from '../engine/storage/open.js';
 import { formatTime } from '../formats/text.js';
 import { parseArgs } from './args.js';
-import { need, printJson } from './common.js';
+import { need, printJson, LIMIT_FLAGS, LIMIT_HELP, rates } from './common.js';
 import { human } from './progress.js';
 
 export const help = `iebs snapshots --repo REPO [--key KEY] [--json]
   Lists the snapshots: name, system, type, time, files, bytes, volumes. Needs no private
   key; --key (recipient.asc, backup.key or restore.key) checks signatures against your
-  own copy of the public keys rather than the repository's.`;
+  own copy of the public keys rather than the repository's.
+${LIMIT_HELP}`;
 
 export async function main(argv: string[]): Promise<number> {
-  const { flags } = parseArgs('snapshots', argv, { repo: 'string', key: 'string', json: 'boolean' });
-  const storage = openStorage(need(flags.repo as string | undefined, 'snapshots', '--repo REPO'));
+  const { flags } = parseArgs('snapshots', argv, { ...LIMIT_FLAGS, repo: 'string', key: 'string', json: 'boolean' });
+  const storage = openStorage(need(flags.repo as string | undefined, 'snapshots', '--repo REPO'), rates(flags));
   await readConfig(storage);
   const verifiers = flags.key ? await loadVerifyKeys(flags.key as string) : await repoHostKeys(storage);
   const { snapshots, bad } = await listSnapshots(storage, verifiers);

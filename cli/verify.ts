@@ -6,7 +6,7 @@ import { openStorage } from '../engine/storage/open.js';
 import { verify } from '../engine/verify.js';
 import { UsageError } from '../formats/errors.js';
 import { parseArgs } from './args.js';
-import { need, passphrase, printJson } from './common.js';
+import { need, passphrase, printJson, LIMIT_FLAGS, LIMIT_HELP, rates } from './common.js';
 import { human, ProgressLine, stderrIsTerminal } from './progress.js';
 
 export const help = `iebs verify --repo REPO [--key KEY] [--read-data] [--json]
@@ -15,11 +15,12 @@ export const help = `iebs verify --repo REPO [--key KEY] [--read-data] [--json]
   and sha384. Needs only public keys: --key recipient.asc (or backup.key / restore.key);
   without --key, the repository's own copy of the public keys is used, which proves
   integrity but not authenticity. --read-data (with --key restore.key) also decrypts and
-  hashes every block. Exit 0 when all is well, 1 when a problem was found.`;
+  hashes every block. Exit 0 when all is well, 1 when a problem was found.
+${LIMIT_HELP}`;
 
 export async function main(argv: string[]): Promise<number> {
-  const { flags } = parseArgs('verify', argv, { repo: 'string', key: 'string', 'read-data': 'boolean', json: 'boolean', 'passphrase-file': 'string' });
-  const storage = openStorage(need(flags.repo as string | undefined, 'verify', '--repo REPO'));
+  const { flags } = parseArgs('verify', argv, { ...LIMIT_FLAGS, repo: 'string', key: 'string', 'read-data': 'boolean', json: 'boolean', 'passphrase-file': 'string' });
+  const storage = openStorage(need(flags.repo as string | undefined, 'verify', '--repo REPO'), rates(flags));
   // Only whether there is a repository here: a damaged config is a problem verify reports.
   if ((await storage.stat(LAYOUT.config)) === null) await readConfig(storage);
   const keyPath = flags.key as string | undefined;

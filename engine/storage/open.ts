@@ -7,17 +7,19 @@
 import { UsageError } from '../../formats/errors.js';
 import { LocalStorage } from './local.js';
 import { withRetry } from './retry.js';
+import { withRateLimit, type Rates } from './ratelimit.js';
 import { S3Storage, parseS3Url } from './s3.js';
 import type { Storage } from './storage.js';
 
 const SUPPORTED = 'a directory path, file:PATH or s3://BUCKET/PREFIX';
 
-/** Opens the storage a REPO argument names, wrapped in retries. */
-export function openStorage(repo: string): Storage {
+/** Opens the storage a REPO argument names, wrapped in retries and, given `rates`, bandwidth limits. */
+export function openStorage(repo: string, rates: Rates = {}): Storage {
+  const wrap = (s: Storage) => withRetry(withRateLimit(s, rates));
   if (repo.length === 0) throw new UsageError('bad-repo', 'empty repository path');
-  if (repo.startsWith('file://')) return withRetry(new LocalStorage(decodeURIComponent(new URL(repo).pathname)));
-  if (repo.startsWith('file:')) return withRetry(new LocalStorage(repo.slice(5)));
-  if (/^s3:\/\//i.test(repo)) return withRetry(new S3Storage(parseS3Url(repo)));
+  if (repo.startsWith('file://')) return wrap(new LocalStorage(decodeURIComponent(new URL(repo).pathname)));
+  if (repo.startsWith('file:')) return wrap(new LocalStorage(repo.slice(5)));
+  if (/^s3:\/\//i.test(repo)) return wrap(new S3Storage(parseS3Url(repo)));
   // A colon before the first slash: a URL scheme, or scp's and borg's host:path. Never
   // taken for a local folder (a folder with such a name is reached as ./NAME).
   if (/^[^/]*:/.test(repo)) {
@@ -27,5 +29,5 @@ export function openStorage(repo: string): Storage {
     const shown = url ? repo.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, '$1…@') : repo;
     throw new UsageError('unsupported-repo', `${shown}: ${kind} (use ${SUPPORTED})`);
   }
-  return withRetry(new LocalStorage(repo));
+  return wrap(new LocalStorage(repo));
 }
