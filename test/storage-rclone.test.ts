@@ -1,0 +1,179 @@
+/**
+ * The rclone backend (engine/storage/rclone.ts) against real rclone remotes, never a
+ * mock: the conformance suite on a `type = local` remote and on a WebDAV remote served by
+ * `rclone serve webdav` on 127.0.0.1 (a real network protocol, with a user and
+ * password); a put killed with SIGKILL; every CLI verb through `--repo rclone:...`; and
+ * the one-line errors of a missing remote and of a bad REPO.
+ *
+ * Every rclone here reads a temporary config file (RCLONE_CONFIG), never the user's.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { RcloneStorage, rcloneEnv } from '../engine/storage/rclone.js';
+import { withRetry } from '../engine/storage/retry.js';
+import { listAll } from '../engine/storage/storage.js';
+import { openStorage } from '../engine/storage/open.js';
+import { diffTrees, iebs, iebsOk, makeKeys, readTree, tempDir, writeSeeded, MiB, type Keys } from './helpers.js';
+import { storageConformance } from './storage-conformance.js';
+
+const dir = tempDir('rclone');
+const CONFIG = join(dir, 'rclone.conf');
+const DAV_ROOT = join(dir, 'dav-root');
+const DAV_USER = 'iebs-test';
+const DAV_PASS = randomBytes(12).toString('hex');
+mkdirSync(DAV_ROOT);
+// The local remote now; the webdav one once its server has a port (before()).
+writeFileSync(CONFIG, '[disk]\ntype = local\n');
+process.env.RCLONE_CONFIG = CONFIG;
+
+let dav: ChildProcess | null = null;
+let davPort = 0;
+
+/** A free port on 127.0.0.1 (the kernel's pick, released for rclone to take). */
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+before(async () => {
+  davPort = await freePort();
+  dav = spawn('rclone', ['serve', 'webdav', DAV_ROOT, '--addr', `127.0.0.1:${davPort}`, '--user', DAV_USER, '--pass', DAV_PASS], { env: rcloneEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
+  await new Promise<void>((resolve, reject) => {
+    let err = '';
+    dav!.stderr!.on('data', (d) => { err += d; if (/Serving|listening|WebDav Server started/i.test(err)) resolve(); });
+    dav!.on('exit', (c) => reject(new Error(`rclone serve webdav exited (${c}): ${err}`)));
+    setTimeout(() => reject(new Error(`rclone serve webdav did not start: ${err}`)), 20_000).unref();
+  });
+  const obscured = spawnSync('rclone', ['obscure', DAV_PASS], { env: rcloneEnv(), encoding: 'utf8' });
+  assert.equal(obscured.status, 0, obscured.stderr);
+  writeFileSync(CONFIG, `[disk]\ntype = local\n\n[dav]\ntype = webdav\nurl = http://127.0.0.1:${davPort}/\nvendor = other\nuser = ${DAV_USER}\npass = ${obscured.stdout.trim()}\n`);
+});
+
+after(() => { dav?.kill(); });
+
+storageConformance({ label: 'rclone local remote', make: async () => new RcloneStorage(`disk:${tempDir('conf-rclone')}`), manyNames: 1500 });
+storageConformance({ label: 'rclone local remote with retries', make: async () => withRetry(new RcloneStorage(`disk:${tempDir('conf-rclone-retry')}`)), manyNames: 300 });
+storageConformance({ label: 'rclone webdav remote', make: async () => new RcloneStorage(`dav:conf-${randomBytes(6).toString('hex')}`), manyNames: 150 });
+
+const RCLONE = fileURLToPath(new URL('../engine/storage/rclone.js', import.meta.url));
+
+test('rclone: a put killed with SIGKILL mid-upload leaves nothing under its name, and no rclone; removeDebris takes the rest', async () => {
+  const root = tempDir('rclone-kill');
+  const code = `
+    const { RcloneStorage } = await import(${JSON.stringify(RCLONE)});
+    const s = new RcloneStorage(${JSON.stringify(`disk:${root}`)});
+    const w = await s.create('volumes/big.tar');
+    for (let i = 0; i < 4; i++) await w.write(Buffer.alloc(1 << 20, 7));
+    process.stdout.write('written\\n');
+    setInterval(() => {}, 1000);
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'], env: process.env });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d) => { if (String(d).includes('written')) resolve(); });
+    child.on('exit', (c) => reject(new Error(`the writer exited early (${c})`)));
+  });
+  const descendants = (pid: number): number[] => {
+    const kids = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+    return kids.flatMap((k) => [k, ...descendants(k)]);
+  };
+  const mine = descendants(child.pid!);
+  const cmdline = (p: number) => { try { return readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' '); } catch { return ''; } };
+  assert.ok(mine.some((p) => cmdline(p).startsWith('rclone rcd')), `the writer runs an rclone rcd: ${mine.map(cmdline).join('; ')}`);
+  child.kill('SIGKILL');
+  await new Promise((r) => child.on('close', r));
+  // The watchdog sees its pipe close and stops rclone.
+  for (let i = 0; i < 50 && mine.some((p) => existsSync(`/proc/${p}`)); i++) await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(mine.filter((p) => existsSync(`/proc/${p}`)), [], 'no rclone left running');
+  const s = new RcloneStorage(`disk:${root}`);
+  try {
+    assert.equal(await s.stat('volumes/big.tar'), null, 'nothing under the name');
+    assert.deepEqual(await listAll(s, 'volumes/'), [], 'the listing does not show the half-written object');
+    const left = existsSync(join(root, 'volumes')) ? readdirSync(join(root, 'volumes')) : [];
+    assert.ok(left.every((n) => n.startsWith('big.tar.tmp-')), `only temporary objects left: ${left.join(', ')}`);
+    assert.equal(await s.removeDebris('volumes/'), left.length);
+    assert.deepEqual(existsSync(join(root, 'volumes')) ? readdirSync(join(root, 'volumes')) : [], []);
+    await s.put('volumes/big.tar', 'whole');
+    assert.equal(await s.stat('volumes/big.tar'), 5);
+  } finally { await s.close(); }
+});
+
+test('rclone: a missing remote, a bare path and a failed login are one clear line each, without the password', async () => {
+  const s = new RcloneStorage('nosuch:repo');
+  try {
+    await assert.rejects(s.stat('config'), (e: Error) => {
+      assert.match(e.message, /^rclone:nosuch:repo: no remote named "nosuch" in the file RCLONE_CONFIG names/);
+      assert.ok(!e.message.includes('\n'));
+      return true;
+    });
+  } finally { await s.close(); }
+  assert.throws(() => openStorage('rclone:/tmp/x'), /expected rclone:REMOTE:PATH/);
+  assert.throws(() => openStorage('rclone:'), /expected rclone:REMOTE:PATH/);
+  const where = openStorage('rclone::webdav,url=http://127.0.0.1:1,pass=SECRET:x').where;
+  assert.ok(!where.includes('SECRET'), where);
+  // The wrong password for the webdav server: permission, naming the object, no password in it.
+  const bad = new RcloneStorage(`:webdav,url='http://127.0.0.1:${davPort}/',user=${DAV_USER},pass=${spawnSync('rclone', ['obscure', 'wrong-password'], { env: rcloneEnv(), encoding: 'utf8' }).stdout.trim()}:x`);
+  try {
+    await assert.rejects(bad.put('config', 'x'), (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'permission', e.message);
+      assert.ok(e.message.includes('config') && e.message.startsWith('rclone:'), e.message);
+      assert.ok(!/wrong-password|pass=[^*]/.test(e.message), e.message);
+      return true;
+    });
+  } finally { await bad.close(); }
+});
+
+let keys: Keys;
+
+test('rclone: every CLI verb through rclone:REMOTE:PATH (local and webdav remotes)', async (t) => {
+  keys = makeKeys();
+  for (const remote of ['disk', 'dav']) {
+    await t.test(remote, () => {
+      const repo = remote === 'disk' ? `rclone:disk:${join(tempDir('cli-repo'), 'repo')}` : `rclone:dav:cli-${randomBytes(4).toString('hex')}`;
+      const src = join(tempDir('cli-src'), 'src');
+      mkdirSync(join(src, 'sub'), { recursive: true });
+      writeSeeded(join(src, 'big.bin'), 'big', 17 * MiB + 17);
+      writeFileSync(join(src, 'sub', 'note.txt'), 'first\n');
+      const env = { RCLONE_CONFIG: CONFIG };
+      iebsOk(['init', repo, '--key', keys.backup], { env });
+      iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--name', 'rc', '--volume-size', String(8 * MiB)], { env });
+      writeFileSync(join(src, 'sub', 'note.txt'), 'second\n');
+      writeSeeded(join(src, 'new.bin'), 'new', 200_000);
+      const inc = iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--name', 'rc', '--json'], { env });
+      assert.match(inc.stdout, /increment/);
+      const snaps = iebsOk(['snapshots', '--repo', repo, '--json'], { env });
+      assert.equal((JSON.parse(snaps.stdout) as unknown[]).length, 2, snaps.stdout);
+      const ls = iebsOk(['ls', '--repo', repo, '--key', keys.restore], { env });
+      assert.match(ls.stdout, /new\.bin/);
+      const target = join(tempDir('cli-target'), 't');
+      iebsOk(['restore', '--repo', repo, '--key', keys.restore, '--target', target], { env });
+      assert.deepEqual(diffTrees(readTree(src), readTree(target)), []);
+      iebsOk(['verify', '--repo', repo], { env });
+      iebsOk(['verify', '--repo', repo, '--key', keys.restore, '--read-data'], { env });
+      const unlock = iebsOk(['unlock', '--repo', repo], { env });
+      assert.ok(unlock.stdout.length + unlock.stderr.length > 0);
+    });
+  }
+});
+
+test('rclone: the CLI with a remote that is not in the config: one line, exit 2', () => {
+  const r = iebs(['snapshots', '--repo', 'rclone:nosuch:somewhere'], { env: { RCLONE_CONFIG: CONFIG } });
+  assert.equal(r.code, 2, 'a bad REPO argument');
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0], /no remote named "nosuch"/);
+  const bare = iebs(['snapshots', '--repo', 'rclone:nocolon'], { env: { RCLONE_CONFIG: CONFIG } });
+  assert.notEqual(bare.code, 0);
+  assert.equal(bare.stderr.trim().split('\n').length, 1, bare.stderr);
+});
