@@ -109,6 +109,26 @@ test('rclone: a put killed with SIGKILL mid-upload leaves nothing under its name
   } finally { await s.close(); }
 });
 
+test('rclone: a streamed put of 256 MiB holds memory bounded, and arrives whole', async () => {
+  const root = tempDir('rclone-big');
+  const s = new RcloneStorage(`disk:${root}`);
+  try {
+    const chunk = randomBytes(MiB);
+    let peak = 0;
+    const sample = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 5);
+    const rss0 = process.memoryUsage().rss;
+    const w = await s.create('volumes/big.tar');
+    for (let i = 0; i < 256; i++) { chunk[0] = i; await w.write(chunk); }
+    await w.commit();
+    clearInterval(sample);
+    assert.ok(peak - rss0 < 128 * MiB, `peak RSS grew by ${((peak - rss0) / MiB).toFixed(0)} MiB for 256 MiB`);
+    assert.equal(await s.stat('volumes/big.tar'), 256 * MiB);
+    const at = 200 * MiB;
+    const got = Buffer.from(await s.getRange('volumes/big.tar', at - 1, 2));
+    assert.deepEqual([...got], [chunk[MiB - 1], 200]);
+  } finally { await s.close(); }
+});
+
 test('rclone: a missing remote, a bare path and a failed login are one clear line each, without the password', async () => {
   const s = new RcloneStorage('nosuch:repo');
   try {
