@@ -19,6 +19,7 @@ import { RcloneStorage, rcloneEnv } from '../engine/storage/rclone.js';
 import { withRetry } from '../engine/storage/retry.js';
 import { listAll } from '../engine/storage/storage.js';
 import { openStorage } from '../engine/storage/open.js';
+import { encodeLock } from '../formats/lock.js';
 import { diffTrees, iebs, iebsOk, makeKeys, readTree, tempDir, writeSeeded, MiB, type Keys } from './helpers.js';
 import { storageConformance } from './storage-conformance.js';
 
@@ -34,6 +35,9 @@ process.env.RCLONE_CONFIG = CONFIG;
 
 let dav: ChildProcess | null = null;
 let davPort = 0;
+let sftp: ChildProcess | null = null;
+const SFTP_ROOT = join(dir, 'sftp-root');
+mkdirSync(SFTP_ROOT);
 
 /** A free port on 127.0.0.1 (the kernel's pick, released for rclone to take). */
 async function freePort(): Promise<number> {
@@ -47,25 +51,75 @@ async function freePort(): Promise<number> {
   });
 }
 
-before(async () => {
-  davPort = await freePort();
-  dav = spawn('rclone', ['serve', 'webdav', DAV_ROOT, '--addr', `127.0.0.1:${davPort}`, '--user', DAV_USER, '--pass', DAV_PASS], { env: rcloneEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
+/** Starts `rclone serve PROTOCOL` on ROOT at 127.0.0.1:PORT with the test's user and password. */
+async function serve(protocol: string, root: string, port: number): Promise<ChildProcess> {
+  // Its host keys (sftp) go to a cache of the test's own, not the user's.
+  const child = spawn('rclone', ['serve', protocol, root, '--addr', `127.0.0.1:${port}`, '--user', DAV_USER, '--pass', DAV_PASS],
+    { env: rcloneEnv({ RCLONE_CACHE_DIR: join(dir, 'cache') }), stdio: ['ignore', 'ignore', 'pipe'] });
   await new Promise<void>((resolve, reject) => {
     let err = '';
-    dav!.stderr!.on('data', (d) => { err += d; if (/Serving|listening|WebDav Server started/i.test(err)) resolve(); });
-    dav!.on('exit', (c) => reject(new Error(`rclone serve webdav exited (${c}): ${err}`)));
-    setTimeout(() => reject(new Error(`rclone serve webdav did not start: ${err}`)), 20_000).unref();
+    child.stderr!.on('data', (d) => { err += d; if (/listening|Server started|Serving/i.test(err)) resolve(); });
+    child.on('exit', (c) => reject(new Error(`rclone serve ${protocol} exited (${c}): ${err}`)));
+    setTimeout(() => reject(new Error(`rclone serve ${protocol} did not start: ${err}`)), 30_000).unref();
   });
+  return child;
+}
+
+before(async () => {
+  davPort = await freePort();
+  dav = await serve('webdav', DAV_ROOT, davPort);
+  const sftpPort = await freePort();
+  sftp = await serve('sftp', SFTP_ROOT, sftpPort);
   const obscured = spawnSync('rclone', ['obscure', DAV_PASS], { env: rcloneEnv(), encoding: 'utf8' });
   assert.equal(obscured.status, 0, obscured.stderr);
-  writeFileSync(CONFIG, `[disk]\ntype = local\n\n[dav]\ntype = webdav\nurl = http://127.0.0.1:${davPort}/\nvendor = other\nuser = ${DAV_USER}\npass = ${obscured.stdout.trim()}\n`);
+  const pass = obscured.stdout.trim();
+  writeFileSync(CONFIG, [
+    '[disk]', 'type = local', '',
+    '[dav]', 'type = webdav', `url = http://127.0.0.1:${davPort}/`, 'vendor = other', `user = ${DAV_USER}`, `pass = ${pass}`, '',
+    '[sf]', 'type = sftp', 'host = 127.0.0.1', `port = ${sftpPort}`, `user = ${DAV_USER}`, `pass = ${pass}`, 'shell_type = none', '',
+  ].join('\n'));
 });
 
-after(() => { dav?.kill(); });
+after(() => { dav?.kill(); sftp?.kill(); });
 
 storageConformance({ label: 'rclone local remote', make: async () => new RcloneStorage(`disk:${tempDir('conf-rclone')}`), manyNames: 1500 });
 storageConformance({ label: 'rclone local remote with retries', make: async () => withRetry(new RcloneStorage(`disk:${tempDir('conf-rclone-retry')}`)), manyNames: 300 });
-storageConformance({ label: 'rclone webdav remote', make: async () => new RcloneStorage(`dav:conf-${randomBytes(6).toString('hex')}`), manyNames: 150 });
+storageConformance({ label: 'rclone webdav remote', make: async () => new RcloneStorage(`dav:conf-${randomBytes(6).toString('hex')}`), manyNames: 100 });
+storageConformance({ label: 'rclone sftp remote', make: async () => new RcloneStorage(`sf:conf-${randomBytes(6).toString('hex')}`), manyNames: 300 });
+
+test('rclone: a listing is in byte order across folders (folder a holds a/x, which sorts after the file a-b)', async () => {
+  const s = new RcloneStorage(`disk:${tempDir('rclone-order')}`);
+  try {
+    for (const n of ['a/x', 'a-b', 'a.c', 'a0', 'b']) await s.put(n, n);
+    assert.deepEqual(await listAll(s, ''), ['a-b', 'a.c', 'a/x', 'a0', 'b']);
+    assert.deepEqual(await listAll(s, 'a'), ['a-b', 'a.c', 'a/x', 'a0']);
+  } finally { await s.close(); }
+});
+
+test('rclone: when its rclone dies, the next operation starts another (a transient failure at most, which retries absorb)', async () => {
+  const s = withRetry(new RcloneStorage(`disk:${tempDir('rclone-restart')}`), { tries: 3, baseMs: 50, maxMs: 200 });
+  try {
+    await s.put('config', 'one');
+    const rcd = descendants(process.pid).filter((p) => cmdline(p).startsWith('rclone rcd'));
+    assert.ok(rcd.length > 0, 'an rclone rcd runs');
+    for (const p of rcd) process.kill(p, 'SIGKILL');
+    for (let i = 0; i < 50 && rcd.some((p) => existsSync(`/proc/${p}`) && !readFileSync(`/proc/${p}/status`, 'utf8').includes('zombie')); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(Buffer.from(await s.get('config')).toString(), 'one');
+    await s.put('keys/public.asc', 'two');
+    assert.equal(await s.stat('keys/public.asc'), 3);
+  } finally { await s.close(); }
+});
+
+/** The processes under `pid`, children first. */
+function descendants(pid: number): number[] {
+  const kids = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+  return kids.flatMap((k) => [k, ...descendants(k)]);
+}
+
+/** A process's command line, arguments joined by spaces ('' once it is gone). */
+function cmdline(pid: number): string {
+  try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' '); } catch { return ''; }
+}
 
 const RCLONE = fileURLToPath(new URL('../engine/storage/rclone.js', import.meta.url));
 
@@ -84,12 +138,7 @@ test('rclone: a put killed with SIGKILL mid-upload leaves nothing under its name
     child.stdout!.on('data', (d) => { if (String(d).includes('written')) resolve(); });
     child.on('exit', (c) => reject(new Error(`the writer exited early (${c})`)));
   });
-  const descendants = (pid: number): number[] => {
-    const kids = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
-    return kids.flatMap((k) => [k, ...descendants(k)]);
-  };
   const mine = descendants(child.pid!);
-  const cmdline = (p: number) => { try { return readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' '); } catch { return ''; } };
   assert.ok(mine.some((p) => cmdline(p).startsWith('rclone rcd')), `the writer runs an rclone rcd: ${mine.map(cmdline).join('; ')}`);
   child.kill('SIGKILL');
   await new Promise((r) => child.on('close', r));
@@ -159,7 +208,7 @@ let keys: Keys;
 test('rclone: every CLI verb through rclone:REMOTE:PATH (local and webdav remotes)', async (t) => {
   keys = makeKeys();
   for (const remote of ['disk', 'dav']) {
-    await t.test(remote, () => {
+    await t.test(remote, async () => {
       const repo = remote === 'disk' ? `rclone:disk:${join(tempDir('cli-repo'), 'repo')}` : `rclone:dav:cli-${randomBytes(4).toString('hex')}`;
       const src = join(tempDir('cli-src'), 'src');
       mkdirSync(join(src, 'sub'), { recursive: true });
@@ -181,8 +230,18 @@ test('rclone: every CLI verb through rclone:REMOTE:PATH (local and webdav remote
       assert.deepEqual(diffTrees(readTree(src), readTree(target)), []);
       iebsOk(['verify', '--repo', repo], { env });
       iebsOk(['verify', '--repo', repo, '--key', keys.restore, '--read-data'], { env });
-      const unlock = iebsOk(['unlock', '--repo', repo], { env });
-      assert.ok(unlock.stdout.length + unlock.stderr.length > 0);
+      assert.equal(iebsOk(['unlock', '--repo', repo], { env }).stdout, 'no lock\n');
+      // A lock another machine left: the backup stops (exit 11), unlock removes it, the backup runs.
+      const fs = repo.slice('rclone:'.length);
+      const s = new RcloneStorage(fs);
+      await s.put('locks/lock', encodeLock({ host: 'another-host', pid: 4242, time: '2026-12-06T00:00:00.000Z', run: '0123456789abcdef' }));
+      await s.close();
+      const locked = iebs(['backup', src, '--repo', repo, '--key', keys.backup, '--name', 'rc'], { env });
+      assert.equal(locked.code, 11, locked.stderr);
+      assert.match(locked.stderr, /locked by pid 4242 on another-host/);
+      assert.match(iebsOk(['unlock', '--repo', repo], { env }).stdout, /^lock removed \(held by pid 4242 on another-host/);
+      iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--name', 'rc'], { env });
+      assert.equal((JSON.parse(iebsOk(['snapshots', '--repo', repo, '--json'], { env }).stdout) as unknown[]).length, 3);
     });
   }
 });

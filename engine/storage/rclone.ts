@@ -122,7 +122,7 @@ export class RcloneStorage implements Storage {
   }
 
   private restart(): Promise<Daemon> {
-    this.daemon = startDaemon(this.rclone, this.where);
+    this.daemon = startDaemon(this.rclone, this.fs, this.where);
     return this.daemon;
   }
 
@@ -146,7 +146,9 @@ export class RcloneStorage implements Storage {
   private async rc(method: string, params: Record<string, unknown>, name: string, what: string): Promise<Record<string, unknown>> {
     const r = await this.exchange(name, what, { method: 'POST', path: `/${method}`, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ fs: this.fs, ...params }) });
     if (r.status !== 200) throw this.failure(r, name, what);
-    return JSON.parse(r.body.toString('utf8')) as Record<string, unknown>;
+    try { return JSON.parse(r.body.toString('utf8')) as Record<string, unknown>; } catch (e) {
+      throw storageError('permanent', this.where, name, `${what}: rclone's reply is not JSON`, e);
+    }
   }
 
   /** The contract's error for a reply that is not a success. */
@@ -323,7 +325,9 @@ export class RcloneStorage implements Storage {
       if (e instanceof IebsError && e.code === 'not-found') return;
       throw e;
     }
-    entries.sort((a, b) => Buffer.compare(Buffer.from(a.Name), Buffer.from(b.Name)));
+    // A folder sorts as its name and a `/`: folder `a` holds `a/x`, which comes after a file `a-b`.
+    const key = (e: { Name: string; IsDir: boolean }) => Buffer.from(e.IsDir ? `${e.Name}/` : e.Name);
+    entries.sort((a, b) => Buffer.compare(key(a), key(b)));
     for (const e of entries) {
       const name = folder ? `${folder}/${e.Name}` : e.Name;
       if (e.IsDir) {
@@ -383,7 +387,7 @@ export function rcloneEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv
 }
 
 /** Starts `rclone rcd` and waits until it listens. */
-function startDaemon(rclone: string, where: string): Promise<Daemon> {
+function startDaemon(rclone: string, fs: string, where: string): Promise<Daemon> {
   const user = randomBytes(9).toString('hex');
   const pass = randomBytes(24).toString('base64url');
   const child = spawn('sh', ['-c', WATCHDOG, 'iebs-rclone', rclone, 'rcd', '--rc-addr', '127.0.0.1:0', '--rc-serve', '--log-level', 'NOTICE'], {
@@ -403,7 +407,7 @@ function startDaemon(rclone: string, where: string): Promise<Daemon> {
   return new Promise<Daemon>((resolve, reject) => {
     const timer = setTimeout(() => { child.kill(); fail(`rclone rcd did not start within 30 s: ${lastLine()}`); }, 30_000);
     timer.unref();
-    const lastLine = () => tail.trim().split('\n').pop()?.replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, '') ?? '';
+    const lastLine = () => redactMessage(tail.trim().split('\n').pop()?.replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, '') ?? '', fs);
     const fail = (what: string) => { clearTimeout(timer); unref(); reject(storageError('permanent', where, '', what)); };
     stderr.setEncoding('utf8');
     stderr.on('data', (s: string) => {
