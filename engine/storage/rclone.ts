@@ -112,16 +112,16 @@ export class RcloneStorage implements Storage {
     this.where = `rclone:${redactRemote(fs)}`;
   }
 
-  /** Starts the daemon on first use; again after it died. */
+  /** Starts the daemon on first use; again after it died or failed to start. */
   private start(): Promise<Daemon> {
-    if (this.daemon) {
-      const d = this.daemon;
-      return d.then((x) => (x.exited ? this.restart() : x), () => this.restart());
-    }
-    return this.restart();
+    const seen = this.daemon;
+    if (!seen) return this.restart(null);
+    return seen.then((x) => (x.exited ? this.restart(seen) : x), () => this.restart(seen));
   }
 
-  private restart(): Promise<Daemon> {
+  /** A new daemon in place of `seen`, unless a concurrent call has already started one. */
+  private restart(seen: Promise<Daemon> | null): Promise<Daemon> {
+    if (this.daemon !== seen && this.daemon) return this.daemon;
     this.daemon = startDaemon(this.rclone, this.fs, this.where);
     return this.daemon;
   }
@@ -390,7 +390,9 @@ export function rcloneEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv
 function startDaemon(rclone: string, fs: string, where: string): Promise<Daemon> {
   const user = randomBytes(9).toString('hex');
   const pass = randomBytes(24).toString('base64url');
-  const child = spawn('sh', ['-c', WATCHDOG, 'iebs-rclone', rclone, 'rcd', '--rc-addr', '127.0.0.1:0', '--rc-serve', '--log-level', 'NOTICE'], {
+  const child = spawn('sh', ['-c', WATCHDOG, 'iebs-rclone', rclone, 'rcd', '--rc-addr', '127.0.0.1:0', '--rc-serve', '--log-level', 'NOTICE',
+    // No time limit on a request: a volume's upload lasts as long as the backup takes to fill it.
+    '--rc-server-read-timeout', '0', '--rc-server-write-timeout', '0'], {
     env: rcloneEnv({ RCLONE_RC_USER: user, RCLONE_RC_PASS: pass }),
     stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
   });
