@@ -63,17 +63,30 @@ interface Daemon {
 interface Reply { status: number; body: Buffer }
 
 /**
- * `where` without secrets: the values of a connection string's parameters
- * (`:webdav,url=...,pass=...:path`, `remote,user=...:path`) are replaced by `***`.
+ * Checks a `REMOTE:PATH`: REMOTE must be a remote of rclone's config, so its settings and
+ * credentials stay in that file. Connection strings (`:webdav,url=...,pass=...:path`,
+ * `remote,user=...:path`) are refused: their options would show in messages and in
+ * process listings. PATH must be the same after the HTTP server cleans it (no `//`, `.`
+ * or `..`), which would otherwise answer a read with a redirect, and free of `]`, which
+ * ends the remote in the object URLs of `rclone rcd --rc-serve`.
  */
-export function redactRemote(fs: string): string {
-  return fs.replace(/(,[A-Za-z0-9_]+=)('[^']*'|"[^"]*"|[^,:]*)/g, '$1***');
+export function checkRemote(fs: string): void {
+  const m = /^([A-Za-z0-9_.+@-](?:[A-Za-z0-9_.+@ -]*[A-Za-z0-9_.+@-])?):(.*)$/s.exec(fs);
+  if (!m) {
+    if (/^:|^[^:/]*,/.test(fs)) {
+      throw new UsageError('bad-repo', `rclone:${fs.split(/[,:]/).filter(Boolean)[0] ?? ''}...: rclone connection strings (:backend,option=... or REMOTE,option=...) are not taken, as their options (passwords among them) would show in messages: add the remote with rclone config and use rclone:REMOTE:PATH`);
+    }
+    throw new UsageError('bad-repo', `rclone:${fs}: expected rclone:REMOTE:PATH, REMOTE being a remote of rclone's config (rclone listremotes shows them)`);
+  }
+  const path = m[2];
+  if (/[\x00-\x1f\]]/.test(path) || path.replace(/^\//, '').split('/').some((c, i, all) => c === '.' || c === '..' || (c === '' && i < all.length - 1))) {
+    throw new UsageError('bad-repo', `rclone:${fs}: the path on the remote has an empty, . or .. component, a control character or a ]; write it plainly`);
+  }
 }
 
 /** A message of rclone's with anything that looks like a credential taken out. */
-function redactMessage(text: string, fs: string): string {
-  let t = text.split(fs).join(redactRemote(fs));
-  t = t.replace(/(\b[a-z][a-z0-9+.-]*:\/\/)[^/\s@"']*@/gi, '$1***@');
+function redactMessage(text: string): string {
+  let t = text.replace(/(\b[a-z][a-z0-9+.-]*:\/\/?)[^/\s@"']*@/gi, '$1***@');
   t = t.replace(/([?&;,][^=&\s"',:]*(?:sig|signature|token|key|secret|pass|password|credential|auth)[^=&\s"',:]*=)[^&\s"',]*/gi, '$1***');
   return t.replace(/\s+/g, ' ').trim();
 }
@@ -87,14 +100,14 @@ function codeOf(status: number, message: string): StorageCode {
   const m = message.toLowerCase();
   if (status === 404 || /object not found|directory not found|file not found|doesn't exist|does not exist|no such file/.test(m)) return 'not-found';
   if (/no space left|quota|insufficient storage|\b507\b|storage (is )?full|disk full/.test(m)) return 'no-space';
-  if (/permission denied|access denied|forbidden|\b403\b|read-only file system|not authori[sz]ed|unauthori[sz]ed|\b401\b/.test(m)) return 'permission';
+  if (/permission denied|access denied|forbidden|\b403\b|read-only file system|not authori[sz]ed|unauthori[sz]ed|\b401\b|unable to authenticate|authentication failed|invalid credentials|invalid_grant/.test(m)) return 'permission';
   if (/timeout|timed out|connection reset|connection refused|broken pipe|\beof\b|temporar|try again|too many requests|\b429\b|\b50[0234]\b|rate ?limit|no route to host|network is unreachable|tls handshake/.test(m)) return 'transient';
   return 'permanent';
 }
 
-/** The remote's name in a `REMOTE:PATH` (or the backend of a `:backend:path` connection string). */
+/** The remote's name in a `REMOTE:PATH`. */
 function remoteName(fs: string): string {
-  return /^:?[^:,]*/.exec(fs)![0];
+  return fs.slice(0, fs.indexOf(':'));
 }
 
 /** A repository on an rclone remote. */
@@ -105,11 +118,12 @@ export class RcloneStorage implements Storage {
   private readonly placing = new Map<string, Promise<void>>();
 
   /**
-   * @param fs rclone's `REMOTE:PATH` (a configured remote or a connection string).
+   * @param fs rclone's `REMOTE:PATH`, REMOTE a remote of rclone's config (checkRemote).
    * @param rclone the rclone executable.
    */
   constructor(readonly fs: string, private readonly rclone = 'rclone') {
-    this.where = `rclone:${redactRemote(fs)}`;
+    checkRemote(fs);
+    this.where = `rclone:${fs}`;
   }
 
   /** Starts the daemon on first use; again after it died or failed to start. */
@@ -122,7 +136,7 @@ export class RcloneStorage implements Storage {
   /** A new daemon in place of `seen`, unless a concurrent call has already started one. */
   private restart(seen: Promise<Daemon> | null): Promise<Daemon> {
     if (this.daemon !== seen && this.daemon) return this.daemon;
-    this.daemon = startDaemon(this.rclone, this.fs, this.where);
+    this.daemon = startDaemon(this.rclone, this.where);
     return this.daemon;
   }
 
@@ -155,7 +169,7 @@ export class RcloneStorage implements Storage {
   private failure(r: Reply, name: string, what: string): IebsError {
     let message = r.body.toString('utf8');
     try { message = String((JSON.parse(message) as { error?: unknown }).error ?? message); } catch { /* not JSON: rclone's plain text */ }
-    message = redactMessage(message, this.fs);
+    message = redactMessage(message);
     if (/didn't find section in config file/.test(message)) {
       const file = process.env.RCLONE_CONFIG ? `the file RCLONE_CONFIG names, ${process.env.RCLONE_CONFIG}` : 'rclone\'s config file (`rclone config file` shows which; RCLONE_CONFIG names another)';
       return new UsageError('bad-repo', `${this.where}: no remote named "${remoteName(this.fs)}" in ${file}`);
@@ -226,7 +240,13 @@ export class RcloneStorage implements Storage {
         state = 'ended';
         req.end(`\r\n--${boundary}--\r\n`);
         try { await reply; } catch { /* failed says why */ }
-        if (failed) { await dropTmp(); throw failed; }
+        // Set by the reply's handler, which the compiler cannot see.
+        const upload = failed as IebsError | null;
+        if (upload) {
+          // Refused at the door (a wrong password), there is nothing to drop, and asking costs rclone's retries again.
+          if (upload.code !== 'permission') await dropTmp();
+          throw upload;
+        }
         state = 'done';
         try {
           await this.place(tmp, name);
@@ -363,9 +383,12 @@ export class RcloneStorage implements Storage {
     if (!d) return;
     d.agent.destroy();
     if (d.exited) return;
-    const gone = new Promise<void>((r) => d.child.once('exit', () => r()));
-    (d.child.stdio[3] as Writable).end();
-    await Promise.race([gone, new Promise((r) => setTimeout(r, 5000).unref())]);
+    // The timer is referenced: it keeps Node alive until rclone has gone (or 5 s passed).
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 5000);
+      d.child.once('exit', () => { clearTimeout(timer); resolve(); });
+      (d.child.stdio[3] as Writable).end();
+    });
   }
 }
 
@@ -387,7 +410,7 @@ export function rcloneEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv
 }
 
 /** Starts `rclone rcd` and waits until it listens. */
-function startDaemon(rclone: string, fs: string, where: string): Promise<Daemon> {
+function startDaemon(rclone: string, where: string): Promise<Daemon> {
   const user = randomBytes(9).toString('hex');
   const pass = randomBytes(24).toString('base64url');
   const child = spawn('sh', ['-c', WATCHDOG, 'iebs-rclone', rclone, 'rcd', '--rc-addr', '127.0.0.1:0', '--rc-serve', '--log-level', 'NOTICE',
@@ -409,7 +432,7 @@ function startDaemon(rclone: string, fs: string, where: string): Promise<Daemon>
   return new Promise<Daemon>((resolve, reject) => {
     const timer = setTimeout(() => { child.kill(); fail(`rclone rcd did not start within 30 s: ${lastLine()}`); }, 30_000);
     timer.unref();
-    const lastLine = () => redactMessage(tail.trim().split('\n').pop()?.replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, '') ?? '', fs);
+    const lastLine = () => redactMessage(tail.trim().split('\n').pop()?.replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, '') ?? '');
     const fail = (what: string) => { clearTimeout(timer); unref(); reject(storageError('permanent', where, '', what)); };
     stderr.setEncoding('utf8');
     stderr.on('data', (s: string) => {
