@@ -11,7 +11,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -254,7 +254,7 @@ test('rclone: every CLI verb through rclone:REMOTE:PATH (local and webdav remote
   }
 });
 
-test('rclone: the CLI with a remote that is not in the config: one line, exit 2', () => {
+test('rclone: the CLI with a remote that is not in the config, a bad REPO, or no rclone: one line each', () => {
   const r = iebs(['snapshots', '--repo', 'rclone:nosuch:somewhere'], { env: { RCLONE_CONFIG: CONFIG } });
   assert.equal(r.code, 2, 'a bad REPO argument');
   const lines = r.stderr.trim().split('\n');
@@ -263,4 +263,10 @@ test('rclone: the CLI with a remote that is not in the config: one line, exit 2'
   const bare = iebs(['snapshots', '--repo', 'rclone:nocolon'], { env: { RCLONE_CONFIG: CONFIG } });
   assert.notEqual(bare.code, 0);
   assert.equal(bare.stderr.trim().split('\n').length, 1, bare.stderr);
+  // No rclone on PATH (only node there): one line that says so.
+  const bin = tempDir('no-rclone');
+  symlinkSync(process.execPath, join(bin, 'node'));
+  const none = iebs(['snapshots', '--repo', 'rclone:disk:/nowhere'], { env: { RCLONE_CONFIG: CONFIG, PATH: bin } });
+  assert.equal(none.code, 1);
+  assert.match(none.stderr, /^iebs: rclone:disk:\/nowhere: rclone is not installed \(or not on PATH\)[^\n]*\n$/);
 });

@@ -415,7 +415,7 @@ export function rcloneEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv
 function startDaemon(rclone: string, where: string): Promise<Daemon> {
   const user = randomBytes(9).toString('hex');
   const pass = randomBytes(24).toString('base64url');
-  const child = spawn('sh', ['-c', WATCHDOG, 'iebs-rclone', rclone, 'rcd', '--rc-addr', '127.0.0.1:0', '--rc-serve', '--log-level', 'NOTICE',
+  const child = spawn('/bin/sh', ['-c', WATCHDOG, 'iebs-rclone', rclone, 'rcd', '--rc-addr', '127.0.0.1:0', '--rc-serve', '--log-level', 'NOTICE',
     // No time limit on a request: a volume's upload lasts as long as the backup takes to fill it.
     '--rc-server-read-timeout', '0', '--rc-server-write-timeout', '0'], {
     env: rcloneEnv({ RCLONE_RC_USER: user, RCLONE_RC_PASS: pass }),
