@@ -152,9 +152,13 @@ test('rclone: a put killed with SIGKILL mid-upload leaves nothing under its name
   try {
     assert.equal(await s.stat('volumes/big.tar'), null, 'nothing under the name');
     assert.deepEqual(await listAll(s, 'volumes/'), [], 'the listing does not show the half-written object');
-    const left = existsSync(join(root, 'volumes')) ? readdirSync(join(root, 'volumes')) : [];
-    assert.equal(left.length, 1, `the temporary object is there to clean: ${left.join(', ')}`);
-    assert.match(left[0], /^big\.tar\.tmp-[0-9a-f]{12}$/);
+    // rclone removes the partial upload when it sees the connection end before its own
+    // SIGTERM, and leaves it when not: a race. What it would leave is put there by hand.
+    mkdirSync(join(root, 'volumes'), { recursive: true });
+    writeFileSync(join(root, 'volumes', 'big.tar.tmp-0123456789ab'), Buffer.alloc(1000));
+    const left = readdirSync(join(root, 'volumes'));
+    assert.ok(left.length <= 2 && left.every((n) => /^big\.tar\.tmp-[0-9a-f]{12}$/.test(n)), `only temporary objects: ${left.join(', ')}`);
+    assert.deepEqual(await listAll(s, 'volumes/'), [], 'temporary objects are not listed');
     assert.equal(await s.removeDebris('volumes/'), left.length);
     assert.deepEqual(existsSync(join(root, 'volumes')) ? readdirSync(join(root, 'volumes')) : [], []);
     await s.put('volumes/big.tar', 'whole');
@@ -263,6 +267,14 @@ test('rclone: the CLI with a remote that is not in the config, a bad REPO, or no
   const bare = iebs(['snapshots', '--repo', 'rclone:nocolon'], { env: { RCLONE_CONFIG: CONFIG } });
   assert.notEqual(bare.code, 0);
   assert.equal(bare.stderr.trim().split('\n').length, 1, bare.stderr);
+  // An encrypted rclone config and no RCLONE_CONFIG_PASS: rclone's own reason, at once, not a prompt or a retry.
+  const encrypted = join(tempDir('rclone-enc'), 'rclone.conf');
+  writeFileSync(encrypted, '# Encrypted rclone configuration File\n\nRCLONE_ENCRYPT_V0:\nXZFQ3mgxTnQeVcbVB/HJ79vXxt8k+CmYsVZ9Kf1SIlRmF3Ng6ZjHxxbeKZqE7DvlnQ==\n');
+  const t0 = Date.now();
+  const enc = iebs(['snapshots', '--repo', 'rclone:disk:/nowhere'], { env: { RCLONE_CONFIG: encrypted, RCLONE_CONFIG_PASS: undefined } });
+  assert.equal(enc.code, 1);
+  assert.match(enc.stderr, /^iebs: rclone:disk:\/nowhere: rclone exited while stat: .*set RCLONE_CONFIG_PASS[^\n]*\n$/);
+  assert.ok(Date.now() - t0 < 10_000, 'not retried');
   // No rclone on PATH (only node there): one line that says so.
   const bin = tempDir('no-rclone');
   symlinkSync(process.execPath, join(bin, 'node'));

@@ -59,6 +59,10 @@ interface Daemon {
   agent: http.Agent;
   /** Set once the daemon has exited. */
   exited: boolean;
+  /** Resolves when it has exited. */
+  gone: Promise<void>;
+  /** The last line rclone wrote to stderr, credentials taken out: why it exited. */
+  lastLine(): string;
 }
 
 /** What one HTTP exchange with the daemon returned. */
@@ -153,9 +157,22 @@ export class RcloneStorage implements Storage {
         res.on('error', (e) => reject(storageError('transient', this.where, name, `connection to rclone broke while ${what}: ${e.message}`, e)));
         res.on('aborted', () => reject(storageError('transient', this.where, name, `connection to rclone broke while ${what}`)));
       });
-      req.on('error', (e) => reject(storageError('transient', this.where, name, `cannot reach rclone while ${what}: ${e.message}`, e)));
+      req.on('error', (e) => { void this.broken(d, name, what, e).then(reject); });
       req.end(o.body);
     });
+  }
+
+  /**
+   * The error for a connection to the daemon that failed: when rclone exited (it does on
+   * a config it cannot read, such as an encrypted one without RCLONE_CONFIG_PASS), its last
+   * words, which a retry cannot change; else `transient`, as a new daemon may do better.
+   */
+  private async broken(d: Daemon, name: string, what: string, e: Error): Promise<IebsError> {
+    await Promise.race([d.gone, new Promise((r) => setTimeout(r, 500))]);
+    if (!d.exited) return storageError('transient', this.where, name, `cannot reach rclone while ${what}: ${e.message}`, e);
+    const last = d.lastLine();
+    const config = /config/i.test(last);
+    return storageError(config ? 'permanent' : 'transient', this.where, config ? '' : name, `rclone exited while ${what}: ${last || e.message}`, e);
   }
 
   /** Calls an rc method; a failure becomes the contract's error. */
@@ -213,8 +230,8 @@ export class RcloneStorage implements Storage {
       if (r.status !== 200) failed ??= this.failure(r, name, 'uploading');
       else if (state === 'open') failed ??= storageError('transient', this.where, name, 'rclone ended the upload before it was complete');
       return r;
-    }, (e: Error) => {
-      failed ??= storageError('transient', this.where, name, `connection to rclone broke while uploading: ${e.message}`, e);
+    }, async (e: Error) => {
+      failed ??= await this.broken(d, name, 'uploading', e);
       throw failed;
     });
     reply.catch(() => {});
@@ -416,12 +433,20 @@ function startDaemon(rclone: string, where: string): Promise<Daemon> {
   const user = randomBytes(9).toString('hex');
   const pass = randomBytes(24).toString('base64url');
   const child = spawn('/bin/sh', ['-c', WATCHDOG, 'iebs-rclone', rclone, 'rcd', '--rc-addr', '127.0.0.1:0', '--rc-serve', '--log-level', 'NOTICE',
+    // Its stdin is not the user's terminal: an encrypted config says so rather than waiting for a password.
+    '--ask-password=false',
     // No time limit on a request: a volume's upload lasts as long as the backup takes to fill it.
     '--rc-server-read-timeout', '0', '--rc-server-write-timeout', '0'], {
     env: rcloneEnv({ RCLONE_RC_USER: user, RCLONE_RC_PASS: pass }),
     stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
   });
-  const d: Daemon = { child, port: 0, auth: `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`, agent: new http.Agent({ keepAlive: true }), exited: false };
+  let tail = '';
+  const lastLine = () => redactMessage(tail.trim().split('\n').pop()?.replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, '') ?? '');
+  const d: Daemon = {
+    child, port: 0, auth: `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`, agent: new http.Agent({ keepAlive: true }), exited: false,
+    // A moment after the exit, for rclone's last words still in the pipe.
+    gone: new Promise<void>((r) => child.once('exit', () => setTimeout(r, 50))), lastLine,
+  };
   const stderr = child.stderr as Readable & { unref(): void };
   // Referenced while it starts, so that a caller awaiting it keeps Node alive; once it
   // listens, only requests under way do.
@@ -430,11 +455,9 @@ function startDaemon(rclone: string, where: string): Promise<Daemon> {
     (child.stdio[3] as unknown as { unref(): void }).unref();
     stderr.unref();
   };
-  let tail = '';
   return new Promise<Daemon>((resolve, reject) => {
     const timer = setTimeout(() => { child.kill(); fail(`rclone rcd did not start within 30 s: ${lastLine()}`); }, 30_000);
     timer.unref();
-    const lastLine = () => redactMessage(tail.trim().split('\n').pop()?.replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, '') ?? '');
     const fail = (what: string) => { clearTimeout(timer); unref(); reject(storageError('permanent', where, '', what)); };
     stderr.setEncoding('utf8');
     stderr.on('data', (s: string) => {
@@ -447,6 +470,8 @@ function startDaemon(rclone: string, where: string): Promise<Daemon> {
     child.on('error', (e) => fail(`cannot run sh to start rclone: ${e.message}`));
     child.on('exit', (code) => {
       d.exited = true;
+      // The watchdog's reader is left waiting on the pipe: let it go.
+      (child.stdio[3] as Writable).end();
       d.agent.destroy();
       if (d.port) return;
       if (code === 127) fail('rclone is not installed (or not on PATH): see https://rclone.org/install/ or your system\'s rclone package');
