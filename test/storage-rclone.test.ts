@@ -1,9 +1,12 @@
 /**
  * The rclone backend (engine/storage/rclone.ts) against real rclone remotes, never a
- * mock: the conformance suite on a `type = local` remote and on a WebDAV remote served by
- * `rclone serve webdav` on 127.0.0.1 (a real network protocol, with a user and
- * password); a put killed with SIGKILL; every CLI verb through `--repo rclone:...`; and
- * the one-line errors of a missing remote and of a bad REPO.
+ * mock: the conformance suite on a `type = local` remote, and on a WebDAV and an SFTP
+ * remote served by `rclone serve` on 127.0.0.1 (real network protocols, with a user and
+ * password). Then: listing order across folders; a dead rclone restarted; a put killed
+ * with SIGKILL (nothing under its name, no rclone left, debris removed); a 256 MiB put in
+ * bounded memory; every CLI verb through `--repo rclone:...`, a stale lock included; and
+ * the one-line errors of a missing remote, a bad REPO, a wrong password (never shown), an
+ * encrypted config and a missing rclone.
  *
  * Every rclone here reads a temporary config file (RCLONE_CONFIG), never the user's.
  */
