@@ -6,8 +6,9 @@ import { parseArgs } from './args.js';
 import { defaultBackupKey, need, LIMIT_FLAGS, LIMIT_HELP, rates } from './common.js';
 
 export const help = `iebs init REPO [--key backup.key]
-  Creates an empty repository at REPO (a directory path or file: URL) for the keys in
-  backup.key (default: the one in the iebs config directory).
+  Creates an empty repository at REPO (a directory path, file: URL, s3://BUCKET/PREFIX
+  or rclone:REMOTE:PATH) for the keys in backup.key (default: the one in the iebs config
+  directory).
 ${LIMIT_HELP}`;
 
 export async function main(argv: string[]): Promise<number> {

@@ -1,17 +1,19 @@
 /**
  * Which backend a REPO argument names (README "Destinations"): a path or a `file:` URL
- * (LocalStorage), or `s3://BUCKET[/PREFIX]` (S3Storage, credentials and endpoint from the
- * AWS environment). Any other scheme, and the `host:path` of scp or borg, is refused with
- * one line that names the supported forms, rather than taken for a local folder.
+ * (LocalStorage), `s3://BUCKET[/PREFIX]` (S3Storage, credentials and endpoint from the
+ * AWS environment), or `rclone:REMOTE:PATH` (RcloneStorage, the remote from rclone's own
+ * config). Any other scheme, and the `host:path` of scp or borg, is refused with one line
+ * that names the supported forms, rather than taken for a local folder.
  */
 import { UsageError } from '../../formats/errors.js';
 import { LocalStorage } from './local.js';
+import { RcloneStorage } from './rclone.js';
 import { withRetry } from './retry.js';
 import { withRateLimit, type Rates } from './ratelimit.js';
 import { S3Storage, parseS3Url } from './s3.js';
 import type { Storage } from './storage.js';
 
-const SUPPORTED = 'a directory path, file:PATH or s3://BUCKET/PREFIX';
+const SUPPORTED = 'a directory path, file:PATH, s3://BUCKET/PREFIX or rclone:REMOTE:PATH';
 
 /** Opens the storage a REPO argument names, wrapped in retries and, given `rates`, bandwidth limits. */
 export function openStorage(repo: string, rates: Rates = {}): Storage {
@@ -20,11 +22,12 @@ export function openStorage(repo: string, rates: Rates = {}): Storage {
   if (repo.startsWith('file://')) return wrap(new LocalStorage(decodeURIComponent(new URL(repo).pathname)));
   if (repo.startsWith('file:')) return wrap(new LocalStorage(repo.slice(5)));
   if (/^s3:\/\//i.test(repo)) return wrap(new S3Storage(parseS3Url(repo)));
+  if (repo.startsWith('rclone:')) return wrap(new RcloneStorage(repo.slice('rclone:'.length)));
   // A colon before the first slash: a URL scheme, or scp's and borg's host:path. Never
   // taken for a local folder (a folder with such a name is reached as ./NAME).
   if (/^[^/]*:/.test(repo)) {
     const url = /^[a-z][a-z0-9+.-]*:\/\//i.test(repo);
-    const kind = url || repo.startsWith('rclone:') ? 'not a destination iebs supports yet' : 'looks like host:path (scp, borg), which iebs does not take';
+    const kind = url ? 'not a destination iebs supports' : 'looks like host:path (scp, borg), which iebs does not take';
     // A URL's user information may hold a password: never repeated.
     const shown = url ? repo.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, '$1…@') : repo;
     throw new UsageError('unsupported-repo', `${shown}: ${kind} (use ${SUPPORTED})`);
