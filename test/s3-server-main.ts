@@ -9,8 +9,11 @@
  * - `If-None-Match: *` on PutObject and CompleteMultipartUpload (412 when the key
  *   exists, one request per key at a time), which s3rver ignores; IEBS_S3_CONDITIONAL=0
  *   leaves it ignored, as some stores do;
- * - a listing's signature checked over `/BUCKET/`, the path the SDK signs (s3rver signs
- *   `/BUCKET` and would refuse every listing);
+ * - ListObjectsV2 answered here, in the byte order of the keys as S3 gives it (s3rver
+ *   lists folder by folder: `a/x` before `a-b`); like the two above it checks no
+ *   signature, while every object request goes through s3rver's check;
+ * - other bucket-level requests' signatures checked over `/BUCKET/`, the path the SDK
+ *   signs (s3rver signs `/BUCKET`);
  * - counts of the requests and of the response body bytes per method, at `/__stats`
  *   (reset by `POST /__stats`), so a test can see that a range read fetched no more than
  *   its range.
@@ -79,6 +82,45 @@ async function main(root: string): Promise<void> {
     }</ListMultipartUploadsResult>`);
   }
 
+  /**
+   * ListObjectsV2 over s3rver's folder of objects, in the byte order of the keys, as S3
+   * lists them (s3rver lists folder by folder, so `a/x` came before `a-b`); the
+   * continuation token is the last key given, base64url.
+   */
+  async function listObjects(res: ServerResponse, q: URLSearchParams): Promise<void> {
+    const prefix = q.get('prefix') ?? '';
+    const maxKeys = Math.min(1000, Math.max(1, Number(q.get('max-keys') ?? '1000') || 1000));
+    const token = q.get('continuation-token');
+    const after = token ? Buffer.from(token, 'base64url').toString('utf8') : (q.get('start-after') ?? '');
+    const SUFFIX = '._S3rver_object';
+    const found: { key: string; size: number; time: Date }[] = [];
+    const walk = async (dir: string, rel: string): Promise<void> => {
+      let names: string[] = [];
+      try { names = await readdir(dir); } catch { return; }
+      for (const n of names) {
+        if (rel === '' && n === '._S3rver_uploads') continue;
+        const p = join(dir, n);
+        const st = await stat(p).catch(() => null);
+        if (!st) continue;
+        if (st.isDirectory()) await walk(p, `${rel}${n}/`);
+        else if (n.endsWith(SUFFIX)) {
+          const key = rel + n.slice(0, -SUFFIX.length);
+          if (key.startsWith(prefix)) found.push({ key, size: st.size, time: st.mtime });
+        }
+      }
+    };
+    await walk(join(root, bucket), '');
+    const order = (a: { key: string }, b: { key: string }) => Buffer.compare(Buffer.from(a.key), Buffer.from(b.key));
+    found.sort(order);
+    const rest = after ? found.filter((o) => Buffer.compare(Buffer.from(o.key), Buffer.from(after)) > 0) : found;
+    const page = rest.slice(0, maxKeys);
+    const truncated = rest.length > page.length;
+    const next = truncated ? `<NextContinuationToken>${Buffer.from(page[page.length - 1].key).toString('base64url')}</NextContinuationToken>` : '';
+    xml(res, 200, `<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>${esc(bucket)}</Name><Prefix>${esc(prefix)}</Prefix><KeyCount>${page.length}</KeyCount><MaxKeys>${maxKeys}</MaxKeys><IsTruncated>${truncated}</IsTruncated>${next}${
+      page.map((o) => `<Contents><Key>${esc(o.key)}</Key><LastModified>${o.time.toISOString()}</LastModified><ETag>"0"</ETag><Size>${o.size}</Size><StorageClass>STANDARD</StorageClass></Contents>`).join('')
+    }</ListBucketResult>`);
+  }
+
   async function abortUpload(res: ServerResponse, id: string): Promise<void> {
     if (!/^[0-9a-f]+$/.test(id)) return error(res, 404, 'NoSuchUpload', 'no such upload');
     try { await stat(join(uploadsDir, id)); } catch { return error(res, 404, 'NoSuchUpload', 'no such upload'); }
@@ -134,6 +176,7 @@ async function main(root: string): Promise<void> {
     const q = url.searchParams;
     const handled = (p: Promise<void>) => p.catch((e) => { if (!res.headersSent) error(res, 500, 'InternalError', String(e)); else res.destroy(); });
     if (b === bucket && !key && req.method === 'GET' && q.has('uploads')) return void handled(listUploads(res, q.get('prefix') ?? ''));
+    if (b === bucket && !key && req.method === 'GET' && q.get('list-type') === '2') return void handled(listObjects(res, q));
     if (b === bucket && key && req.method === 'DELETE' && q.has('uploadId')) return void handled(abortUpload(res, q.get('uploadId')!));
     const guarded = (req.method === 'PUT' && !q.has('uploadId') && !req.headers['x-amz-copy-source']) || (req.method === 'POST' && q.has('uploadId'));
     if (conditional && b === bucket && key && guarded && req.headers['if-none-match'] === '*') return void handled(conditionalWrite(req, res, key));

@@ -126,6 +126,14 @@ export function storageConformance(b: Backend): void {
     assert.deepEqual(await listAll(s, 'nothing/'), []);
   });
 
+  t('list gives byte order across folders: a/x comes after a-b and a.c', async (s) => {
+    for (const n of ['x/a/1', 'x/a-b', 'x/a.c', 'x/a0', 'x/a/0/deep', 'x/b']) await s.put(n, n);
+    const want = ['x/a-b', 'x/a.c', 'x/a/0/deep', 'x/a/1', 'x/a0', 'x/b'];
+    assert.deepEqual(want, [...want].sort((p, q) => Buffer.compare(Buffer.from(p), Buffer.from(q))), 'the expectation is byte order');
+    assert.deepEqual(await listAll(s, 'x/'), want);
+    assert.deepEqual(await listAll(s, 'x/a'), want.slice(0, 5));
+  });
+
   t('names with every character a repository uses', async (s) => {
     const chars = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-';
     const names = [`snapshots/${chars}.snapshot.asc`, 'volumes/h0st.name-1_2026-12-06_increment_2026-12-06-04-25-7.files.0001.tar', 'a', 'keys/public.asc', 'locks/break-0123456789abcdef'];

@@ -179,7 +179,10 @@ export class LocalStorage implements Storage {
       if (codeOf(cause) === 'not-found') return;
       throw ioError(this.root, folder, 'listing', cause);
     }
-    entries.sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
+    // Byte order of the full names: a folder's names all start with `name/`, so it sorts
+    // as `name/` (after `name-x` and `name.x`, whose next byte is lower than '/').
+    const key = (e: { name: string; dir: boolean }) => Buffer.from(e.dir ? `${e.name}/` : e.name);
+    entries.sort((a, b) => Buffer.compare(key(a), key(b)));
     for (const e of entries) {
       const name = folder ? `${folder}/${e.name}` : e.name;
       if (e.dir) {
