@@ -11,7 +11,7 @@
  * others go on. Nothing is installed and nothing is written outside the temp directory.
  *
  *   npm run bench -- [--size-mib 1024] [--source PATH] [--dir /path/with/space]
- *                        [--tools iebs,restic,borg] [--rounds N] [--keep]
+ *                        [--tools iebs,restic,borg] [--rounds N] [--keep] [--repo-kind local|s3]
  *   npm run bench -- --generate DIR [--size-mib N]   (writes the corpus only, for profiling)
  *
  * The generated corpus (deterministic) is shaped like a home directory: 60% of the bytes
@@ -24,6 +24,11 @@
  * tool's median run: on a machine shared with others, a burst of load then hits one run
  * of a tool rather than the tool's only run. The incremental runs once (a second one
  * would be an unchanged one).
+ *
+ * With --repo-kind s3, iebs and restic write to the tests' S3-protocol server (s3rver
+ * behind test/s3-server-main.ts) on loopback, each full backup under a fresh prefix; the
+ * repository size is that of the server's folder for the prefix (borg has no S3 backend
+ * and is left out). The server runs on the same two cores, so the times include it.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
@@ -34,6 +39,7 @@ import {
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { basename, delimiter, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startS3Server, type S3Server } from '../test/s3-server.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: string) => { const i = args.indexOf(`--${name}`); return i >= 0 ? args[i + 1] : dflt; };
@@ -43,6 +49,8 @@ const givenSource = opt('source', '');
 const keep = flag('keep');
 const wanted = opt('tools', 'iebs,restic,borg').split(',').filter(Boolean);
 const rounds = Number(opt('rounds', '1'));
+const repoKind = opt('repo-kind', 'local');
+if (repoKind !== 'local' && repoKind !== 's3') throw new Error('--repo-kind takes local or s3');
 if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) throw new Error('--rounds takes a whole number from 1 to 20');
 const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 const MiB = 1048576;
@@ -358,23 +366,36 @@ async function must(argv: string[], o: Omit<Cmd, 'argv'> = {}) {
   if (!r.ok) throw new Error(`${argv.slice(0, 3).join(' ')}: ${r.error}`);
 }
 
+/** The S3 server of --repo-kind s3 (started before the tools are made). */
+let s3: S3Server | null = null;
+/** A fresh place for a tool's repository: a folder, or a prefix of the S3 server's bucket (and that prefix's folder there, to measure). */
+function place(tool: string, n: number): { arg: string; dir: string } {
+  if (!s3) return { arg: join(base, `${tool}-repo`), dir: join(base, `${tool}-repo`) };
+  return { arg: `${tool}-${n}`, dir: join(s3.dir, s3.bucket, `${tool}-${n}`) };
+}
+
 function iebs(): Tool {
   const keys = join(base, 'iebs-keys');
-  const repo = join(base, 'iebs-repo');
+  let n = 0;
   const cache = join(base, 'iebs-cache');
-  const env = { IEBS_CACHE_DIR: cache };
+  const env = { IEBS_CACHE_DIR: cache, ...(s3?.env ?? {}) };
   const node = [process.execPath, cli];
+  const repoArg = () => (s3 ? `s3://${s3.bucket}/${place('iebs', n).arg}` : place('iebs', n).arg);
   return {
-    name: 'iebs', repo,
+    name: 'iebs',
+    get repo() { return place('iebs', n).dir; },
     about: `iebs ${version([...node, '--version']).replace(/^iebs /, '')} (node ${process.version}), zstd:3, 1 MiB FastCDC, cache in a temp IEBS_CACHE_DIR, verify with recipient.asc (records, chain, object sizes and sha384; no block decryption)`,
     setup: () => must([...node, 'keygen', '--out', keys, '--name', 'bench']),
     // The first backup creates the repository.
-    reset: async () => { rmSync(repo, { recursive: true, force: true }); rmSync(cache, { recursive: true, force: true }); },
+    reset: async () => {
+      if (s3) n++; else rmSync(place('iebs', n).dir, { recursive: true, force: true });
+      rmSync(cache, { recursive: true, force: true });
+    },
     cmd: (step, target) => ({
-      'full backup': { argv: [...node, 'backup', src, '--repo', repo, '--key', join(keys, 'backup.key'), '--name', 'bench'], env },
-      incremental: { argv: [...node, 'backup', src, '--repo', repo, '--key', join(keys, 'backup.key'), '--name', 'bench'], env },
-      restore: { argv: [...node, 'restore', '--repo', repo, '--key', join(keys, 'restore.key'), '--target', target] },
-      check: { argv: [...node, 'verify', '--repo', repo, '--key', join(keys, 'recipient.asc')] },
+      'full backup': { argv: [...node, 'backup', src, '--repo', repoArg(), '--key', join(keys, 'backup.key'), '--name', 'bench'], env },
+      incremental: { argv: [...node, 'backup', src, '--repo', repoArg(), '--key', join(keys, 'backup.key'), '--name', 'bench'], env },
+      restore: { argv: [...node, 'restore', '--repo', repoArg(), '--key', join(keys, 'restore.key'), '--target', target], env },
+      check: { argv: [...node, 'verify', '--repo', repoArg(), '--key', join(keys, 'recipient.asc')], env },
     })[step],
     restoredRoot: (target) => target,
     extra: () => `iebs cache ${(duBytes(cache) / MiB).toFixed(1)} MiB`,
@@ -382,22 +403,28 @@ function iebs(): Tool {
 }
 
 function restic(): Tool {
-  const repo = join(base, 'restic-repo');
+  let n = 0;
   const cache = join(base, 'restic-cache');
-  const env = { RESTIC_PASSWORD: 'bench', RESTIC_REPOSITORY: repo, XDG_CACHE_HOME: cache };
+  const envOf = () => ({
+    RESTIC_PASSWORD: 'bench', XDG_CACHE_HOME: cache,
+    RESTIC_REPOSITORY: s3 ? `s3:${s3.endpoint}/${s3.bucket}/${place('restic', n).arg}` : place('restic', n).arg,
+    ...(s3?.env ?? {}),
+  });
   return {
-    name: 'restic', repo,
+    name: 'restic',
+    get repo() { return place('restic', n).dir; },
     about: `${version(['restic', 'version'])}, repository v2, compression auto, default cache in a temp XDG_CACHE_HOME; check without --read-data (structure and index)`,
-    setup: () => must(['restic', 'init'], { env }),
+    setup: () => must(['restic', 'init'], { env: envOf() }),
     reset: async () => {
-      rmSync(repo, { recursive: true, force: true }); rmSync(cache, { recursive: true, force: true });
-      await must(['restic', 'init'], { env });
+      if (s3) n++; else rmSync(place('restic', n).dir, { recursive: true, force: true });
+      rmSync(cache, { recursive: true, force: true });
+      await must(['restic', 'init'], { env: envOf() });
     },
     cmd: (step, target) => ({
-      'full backup': { argv: ['restic', 'backup', srcName], cwd: srcParent, env },
-      incremental: { argv: ['restic', 'backup', srcName], cwd: srcParent, env },
-      restore: { argv: ['restic', 'restore', 'latest', '--target', target], env },
-      check: { argv: ['restic', 'check'], env },
+      'full backup': { argv: ['restic', 'backup', srcName], cwd: srcParent, env: envOf() },
+      incremental: { argv: ['restic', 'backup', srcName], cwd: srcParent, env: envOf() },
+      restore: { argv: ['restic', 'restore', 'latest', '--target', target], env: envOf() },
+      check: { argv: ['restic', 'check'], env: envOf() },
     })[step],
     restoredRoot: (target) => existsSync(join(target, srcName)) ? join(target, srcName) : join(target, src),
     extra: () => `restic cache ${(duBytes(cache) / MiB).toFixed(1)} MiB`,
@@ -468,9 +495,14 @@ try {
   }
   const fullBytes = fileBytes(src);
 
+  if (repoKind === 's3') {
+    s3 = await startS3Server({ bucket: 'bench' });
+    header.push(`repository: S3 protocol, s3rver (test/s3-server-main.ts) at ${s3.endpoint} on this machine, a fresh prefix per full backup`);
+  }
   const tools: Tool[] = [];
   for (const [name, make, bin] of [['iebs', iebs, ''], ['restic', restic, 'restic'], ['borg', borg, 'borg']] as const) {
     if (!wanted.includes(name)) continue;
+    if (s3 && name === 'borg') { header.push('borg: left out (no S3 backend)'); continue; }
     if (bin && !onPath(bin)) { header.push(`${name}: not installed`); record({ tool: name, step: 'all', bytes: 0, repoBytes: NaN, note: 'not installed' }); continue; }
     const t = make();
     header.push(`${name}: ${t.about}`);
@@ -585,5 +617,6 @@ try {
   if (others.length) { print(ratios); console.log(''); }
   console.log(notes.join('\n'));
 } finally {
+  await s3?.close();
   cleanup();
 }

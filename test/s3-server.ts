@@ -15,6 +15,8 @@ const MAIN = fileURLToPath(new URL('./s3-server-main.js', import.meta.url));
 /** A running test server. */
 export interface S3Server {
   endpoint: string;
+  /** The folder the server keeps its buckets in (a bucket is a subfolder). */
+  dir: string;
   bucket: string;
   /** What a client needs in its environment to reach the server. */
   env: Record<string, string>;
@@ -26,8 +28,9 @@ export interface S3Server {
 /** Starts a server; `conditional: false` makes it ignore `If-None-Match`, as some stores do. */
 export async function startS3Server(o: { conditional?: boolean; bucket?: string } = {}): Promise<S3Server> {
   const bucket = o.bucket ?? 'iebs-test';
+  const dir = tempDir('s3rver');
   const child: ChildProcess = spawn(process.execPath, ['--openssl-legacy-provider', MAIN], {
-    env: { ...process.env, IEBS_S3_SERVER_DIR: tempDir('s3rver'), IEBS_S3_BUCKET: bucket, IEBS_S3_CONDITIONAL: o.conditional === false ? '0' : '1' },
+    env: { ...process.env, IEBS_S3_SERVER_DIR: dir, IEBS_S3_BUCKET: bucket, IEBS_S3_CONDITIONAL: o.conditional === false ? '0' : '1' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const port = await new Promise<number>((resolve, reject) => {
@@ -42,6 +45,7 @@ export async function startS3Server(o: { conditional?: boolean; bucket?: string 
   const endpoint = `http://127.0.0.1:${port}`;
   return {
     endpoint,
+    dir,
     bucket,
     env: {
       AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL_S3: endpoint,
