@@ -392,7 +392,7 @@ function iebs(): Tool {
       rmSync(cache, { recursive: true, force: true });
     },
     cmd: (step, target) => ({
-      'full backup': { argv: [...node, 'backup', src, '--repo', repoArg(), '--key', join(keys, 'backup.key'), '--name', 'bench'], env },
+      'full backup': { argv: [...node, 'backup', '--init', src, '--repo', repoArg(), '--key', join(keys, 'backup.key'), '--name', 'bench'], env },
       incremental: { argv: [...node, 'backup', src, '--repo', repoArg(), '--key', join(keys, 'backup.key'), '--name', 'bench'], env },
       restore: { argv: [...node, 'restore', '--repo', repoArg(), '--key', join(keys, 'restore.key'), '--target', target], env },
       check: { argv: [...node, 'verify', '--repo', repoArg(), '--key', join(keys, 'recipient.asc')], env },

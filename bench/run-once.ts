@@ -24,7 +24,7 @@ async function main(): Promise<void> {
   const cpu0 = process.cpuUsage();
   let detail: unknown;
   if (verb === 'backup') {
-    const r = await backup(openStorage(b), await loadBackupKey(c), { sources: [a], volumeSize: 1024 ** 3, system: 'bench', cacheDir: process.env.IEBS_CACHE_DIR || undefined });
+    const r = await backup(openStorage(b), await loadBackupKey(c), { create: true, sources: [a], volumeSize: 1024 ** 3, system: 'bench', cacheDir: process.env.IEBS_CACHE_DIR || undefined });
     detail = { snapshot: r.snapshot, files: r.counts.files, read: r.read, stored: r.counts.stored };
   } else if (verb === 'restore') {
     const r = await restore(openStorage(a), await loadRestoreKey(b, undefined), { target: c });

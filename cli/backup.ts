@@ -13,11 +13,14 @@ import { configDir, exists, need, passphrase, printJson, LIMIT_FLAGS, LIMIT_HELP
 import { EXIT } from './errors.js';
 import { human, ProgressLine, stderrIsTerminal } from './progress.js';
 
-export const help = `iebs backup SOURCE... --repo REPO [--key backup.key] [--name SYSTEM] [--full] [--reread]
+export const help = `iebs backup SOURCE... --repo REPO [--key backup.key] [--init] [--name SYSTEM] [--full] [--reread]
             [--include RE]... [--exclude RE]... [--volume-size SIZE|cd|dvd|bluray|bd-dl|bd-xl|bd-xx]
             [--compression zstd:N|xz:N|lz4|brotli:N|none] [--max-increments N] [--dry-run] [--json]
             [--cache-dir DIR | --no-cache]
-  Backs up the SOURCE trees into REPO (created if it does not exist). The first backup of
+  Backs up the SOURCE trees into the repository REPO. A backup creates a repository only
+  with --init, or when it also creates the keys (the first run without --key); else a
+  missing repository is an error, so that a drive that is not mounted or a wrong bucket
+  never gets a new repository (make one with iebs init, or once with --init). The first backup of
   a system is a full; later ones store only what changed, until a new full after
   --max-increments (default 50) or with --full. --reread reads every file even if its
   metadata is unchanged. --include/--exclude match the path relative to the source.
@@ -34,16 +37,18 @@ export async function main(argv: string[]): Promise<number> {
   const { flags, positionals } = parseArgs('backup', argv, { ...LIMIT_FLAGS,
     repo: 'string', key: 'string', name: 'string', full: 'boolean', reread: 'boolean', include: 'list', exclude: 'list',
     'volume-size': 'string', compression: 'string', 'max-increments': 'string', 'dry-run': 'boolean', json: 'boolean', 'passphrase-file': 'string',
-    'cache-dir': 'string', 'no-cache': 'boolean',
+    'cache-dir': 'string', 'no-cache': 'boolean', init: 'boolean',
   });
   const repo = need(flags.repo as string | undefined, 'backup', '--repo REPO');
   if (positionals.length === 0) throw new UsageError('missing-argument', 'iebs backup: name at least one SOURCE to back up');
   const json = !!flags.json;
   let keyPath = flags.key as string | undefined;
+  let madeKeys = false;
   if (!keyPath) {
     keyPath = join(configDir(), 'backup.key');
     if (!(await exists(keyPath))) {
       const made = await keygen({ out: configDir(), name: (flags.name as string | undefined) ?? defaultSystem(), passphrase: await passphrase(flags['passphrase-file'] as string | undefined) });
+      madeKeys = true;
       process.stderr.write(`iebs: created new keys in ${configDir()}\n`);
       process.stderr.write(`iebs: your RESTORE KEY is ${made.restoreKey}: it alone decrypts these backups.\n`);
       process.stderr.write(`iebs: copy it somewhere safe and offline, then delete it from this machine; backups need only ${made.backupKey}.\n`);
@@ -60,6 +65,8 @@ export async function main(argv: string[]): Promise<number> {
   const plan: { status: string; path: string; size: number }[] = [];
   const dryRun = !!flags['dry-run'];
   const r = await backup(openStorage(repo, rates(flags)), key, {
+    // Only `iebs init`, --init, or the first run that also makes the keys create a repository.
+    create: madeKeys || !!flags.init,
     sources: positionals, system: flags.name as string | undefined, full: !!flags.full, reread: !!flags.reread,
     include: regexes('include', flags.include as string[] | undefined), exclude: regexes('exclude', flags.exclude as string[] | undefined),
     volumeSize, codec: flags.compression ? parseCodecChoice(flags.compression as string) : undefined, maxIncrements, dryRun,

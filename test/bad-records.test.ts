@@ -17,7 +17,7 @@ test('a record over 4 MiB: restore names it and its size, not "no snapshot"', ()
   mkdirSync(join(dir, 'src'));
   writeFileSync(join(dir, 'src', 'a'), 'a\n');
   const repo = join(dir, 'repo');
-  iebsOk(['backup', join(dir, 'src'), '--repo', repo, '--key', keys.backup]);
+  iebsOk(['backup', '--init', join(dir, 'src'), '--repo', repo, '--key', keys.backup]);
   const [record] = readdirSync(join(repo, 'snapshots'));
   writeFileSync(join(repo, 'snapshots', record), Buffer.alloc(5 * MiB, 'A'));
   const name = record.replace(/\.snapshot\.asc$/, '');

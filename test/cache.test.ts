@@ -117,7 +117,7 @@ function setup(label: string, system: string) {
   const src = join(dir, 'src');
   makeTree(src);
   const cacheDir = join(dir, 'cache');
-  const o: BackupOptions = { sources: [src], volumeSize: 8 * MiB, system, cacheDir };
+  const o: BackupOptions = { create: true, sources: [src], volumeSize: 8 * MiB, system, cacheDir };
   return { dir, src, cacheDir, storage: openStorage(join(dir, 'repo')), o };
 }
 
@@ -138,7 +138,7 @@ for (const limits of [undefined, { arena: 2048 } as Limits]) {
     const cacheDir = join(dir, 'cache');
     const cached = openStorage(join(dir, 'repo'));
     const plain = openStorage(join(dir, 'plain'));
-    const o: BackupOptions = { sources: [src], volumeSize: 8 * MiB, system: 'cached', limits };
+    const o: BackupOptions = { create: true, sources: [src], volumeSize: 8 * MiB, system: 'cached', limits };
     for (let i = 0; i <= changes.length; i++) {
       if (i > 0) changes[i - 1](src);
       const a = await backup(cached, bk, { ...o, cacheDir });
@@ -243,8 +243,8 @@ test('old states go: one per system, none for a chain a new full replaced, no st
   writeFileSync(join(b, 'only.txt'), 'system b\n');
   const cacheDir = join(dir, 'cache');
   const storage = openStorage(join(dir, 'repo'));
-  const sa: BackupOptions = { sources: [a], volumeSize: 8 * MiB, system: 'sysa', cacheDir };
-  const sb: BackupOptions = { sources: [b], volumeSize: 8 * MiB, system: 'sysb', cacheDir };
+  const sa: BackupOptions = { create: true, sources: [a], volumeSize: 8 * MiB, system: 'sysa', cacheDir };
+  const sb: BackupOptions = { create: true, sources: [b], volumeSize: 8 * MiB, system: 'sysb', cacheDir };
   await backup(storage, bk, sa);
   const headB = (await backup(storage, bk, sb)).snapshot;
   const folder = join(cacheDir, (await readConfig(storage)).id);
@@ -267,15 +267,15 @@ test('the CLI keeps the cache in IEBS_CACHE_DIR or --cache-dir, nowhere with --n
   const envCache = join(dir, 'env-cache');
   const flagCache = join(dir, 'flag-cache');
   const env = { IEBS_CACHE_DIR: envCache };
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--no-cache'], { env });
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--no-cache'], { env });
   assert.ok(!existsSync(envCache), '--no-cache writes no cache');
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup], { env });
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup], { env });
   assert.ok(existsSync(join(envCache, 'CACHEDIR.TAG')));
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--cache-dir', flagCache], { env });
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--cache-dir', flagCache], { env });
   assert.ok(readdirSync(flagCache).includes('CACHEDIR.TAG'));
   const blocked = join(dir, 'a-file');
   writeFileSync(blocked, 'not a folder');
-  const r = iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--cache-dir', join(blocked, 'cache')], { env });
+  const r = iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--cache-dir', join(blocked, 'cache')], { env });
   assert.match(r.stdout, /increment/);
   assert.equal(r.stderr, '');
 });

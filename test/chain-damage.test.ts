@@ -25,16 +25,16 @@ function twoSnapshots(label: string): Setup {
   mkdirSync(src);
   writeSeeded(join(src, 'big.bin'), `${label}-big`, 3 * MiB);
   writeFileSync(join(src, 'a.txt'), 'first\n');
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--no-cache']);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--no-cache']);
   writeFileSync(join(src, 'a.txt'), 'second\n');
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--no-cache']);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--no-cache']);
   return { dir, src, repo, names: snapshots(repo).map((s) => s.name) };
 }
 
 /** The next backup after damage: a new full, a warning that says so, exit 3; it restores. */
 function nextIsFull(s: Setup, why: RegExp): void {
   writeFileSync(join(s.src, 'a.txt'), 'third\n');
-  const r = iebs(['backup', s.src, '--repo', s.repo, '--key', keys.backup, '--no-cache']);
+  const r = iebs(['backup', '--init', s.src, '--repo', s.repo, '--key', keys.backup, '--no-cache']);
   assert.equal(r.code, 3, `exit 3 (done with a problem), got ${r.code}: ${r.stderr}`);
   assert.match(r.stderr, /chain of \S+ is damaged/);
   assert.match(r.stderr, why);
@@ -59,7 +59,7 @@ test('a flipped bit in the newest manifest: the next backup is a new full, not a
   nextIsFull(s, /manifest.*does not match its sha384/);
   // And the one after it is an increment of the new full again.
   writeFileSync(join(s.src, 'a.txt'), 'fourth\n');
-  iebsOk(['backup', s.src, '--repo', s.repo, '--key', keys.backup, '--no-cache']);
+  iebsOk(['backup', '--init', s.src, '--repo', s.repo, '--key', keys.backup, '--no-cache']);
   const list = snapshots(s.repo);
   assert.equal(list[list.length - 1].type, 'increment');
   assert.equal(list[list.length - 1].chain, list[list.length - 2].name);
@@ -83,11 +83,11 @@ test('a missing index: without the cached state the next backup is a new full; w
   const c = twoSnapshots('damage-index-cached');
   // A backup with the cache keeps the chain's state; the index is then not read.
   writeFileSync(join(c.src, 'a.txt'), 'cached\n');
-  iebsOk(['backup', c.src, '--repo', c.repo, '--key', keys.backup]);
+  iebsOk(['backup', '--init', c.src, '--repo', c.repo, '--key', keys.backup]);
   const names = snapshots(c.repo).map((x) => x.name);
   rmSync(join(c.repo, 'indexes', readdirSync(join(c.repo, 'indexes')).find((n) => n.startsWith(names[2]))!));
   writeFileSync(join(c.src, 'a.txt'), 'cached again\n');
-  const r = iebsOk(['backup', c.src, '--repo', c.repo, '--key', keys.backup]);
+  const r = iebsOk(['backup', '--init', c.src, '--repo', c.repo, '--key', keys.backup]);
   assert.equal(r.stderr, '');
   assert.equal(snapshots(c.repo).pop()!.type, 'increment');
 });
@@ -95,7 +95,7 @@ test('a missing index: without the cached state the next backup is a new full; w
 test('a parent record deleted from the middle of the chain: the next backup is a new full', () => {
   const s = twoSnapshots('damage-record');
   writeFileSync(join(s.src, 'a.txt'), 'third-pre\n');
-  iebsOk(['backup', s.src, '--repo', s.repo, '--key', keys.backup, '--no-cache']);
+  iebsOk(['backup', '--init', s.src, '--repo', s.repo, '--key', keys.backup, '--no-cache']);
   rmSync(join(s.repo, 'snapshots', `${s.names[1]}.snapshot.asc`));
   nextIsFull(s, /parent .* is missing/);
 });
@@ -103,7 +103,7 @@ test('a parent record deleted from the middle of the chain: the next backup is a
 test('a sound chain is extended as before, with no warning', () => {
   const s = twoSnapshots('damage-none');
   writeFileSync(join(s.src, 'a.txt'), 'third\n');
-  const r = iebsOk(['backup', s.src, '--repo', s.repo, '--key', keys.backup, '--no-cache']);
+  const r = iebsOk(['backup', '--init', s.src, '--repo', s.repo, '--key', keys.backup, '--no-cache']);
   assert.equal(r.stderr, '');
   assert.equal(snapshots(s.repo).pop()!.type, 'increment');
 });

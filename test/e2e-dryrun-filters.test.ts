@@ -29,11 +29,11 @@ test('--dry-run of a first backup plans a full and creates no repository', () =>
   writeFileSync(join(src, 'a.txt'), 'a\n');
   writeFileSync(join(src, 'sub', 'b.txt'), 'b\n');
   const repo = join(dir, 'repo');
-  const r = iebs(['backup', src, '--repo', repo, '--key', keys.backup, '--dry-run']);
+  const r = iebs(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--dry-run']);
   assert.ok(!existsSync(repo), 'the dry run created the repository');
   assert.equal(r.code, 0, `exit ${r.code}: ${r.stderr}`);
   assert.deepEqual(planLines(r.stdout).map((p) => `${p.status} ${p.path}`).sort(), ['new a.txt', 'new sub', 'new sub/b.txt']);
-  const j = iebs(['backup', src, '--repo', repo, '--key', keys.backup, '--dry-run', '--json']);
+  const j = iebs(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--dry-run', '--json']);
   assert.equal(j.code, 0, j.stderr);
   const plan = (JSON.parse(j.stdout) as DryJson).plan;
   assert.deepEqual(plan.map((p) => `${p.status} ${p.path}`).sort(), ['new a.txt', 'new sub', 'new sub/b.txt']);
@@ -49,7 +49,7 @@ test('--dry-run on an existing repository writes nothing and lists new, changed 
   writeFileSync(join(src, 'del.txt'), 'del\n');
   writeFileSync(join(src, 'gone', 'inner'), 'inner\n');
   const repo = join(dir, 'repo');
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup]);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
 
   appendFileSync(join(src, 'edit.txt'), 'more\n');
   writeFileSync(join(src, 'added.txt'), 'added\n');
@@ -58,7 +58,7 @@ test('--dry-run on an existing repository writes nothing and lists new, changed 
   const before = readTree(repo);
   const repoMtime = statSync(repo).mtimeMs;
 
-  const r = iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--dry-run']);
+  const r = iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--dry-run']);
   const lines = planLines(r.stdout);
   const shown = lines.filter((l) => l.status !== 'deleted').map((l) => `${l.status} ${l.path}`).sort();
   assert.ok(shown.includes('new added.txt'), r.stdout);
@@ -69,7 +69,7 @@ test('--dry-run on an existing repository writes nothing and lists new, changed 
   assert.equal(lines.filter((l) => l.status === 'deleted').length, 3, r.stdout);
   assert.match(r.stdout, /dry run: increment /);
 
-  const j = JSON.parse(iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--dry-run', '--json']).stdout) as DryJson;
+  const j = JSON.parse(iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--dry-run', '--json']).stdout) as DryJson;
   assert.equal(j.dryRun, true);
   assert.equal(j.type, 'increment');
   assert.deepEqual({ new: j.counts.new, changed: j.counts.changed, deleted: j.counts.deleted }, { new: 1, changed: 1, deleted: 3 });
@@ -79,7 +79,7 @@ test('--dry-run on an existing repository writes nothing and lists new, changed 
   assert.equal(statSync(repo).mtimeMs, repoMtime, 'nothing created or removed at the top of the repository');
 
   // The real run then does what was planned.
-  const real = JSON.parse(iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--json']).stdout) as DryJson;
+  const real = JSON.parse(iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--json']).stdout) as DryJson;
   assert.deepEqual({ new: real.counts.new, changed: real.counts.changed, deleted: real.counts.deleted }, { new: 1, changed: 1, deleted: 3 });
 });
 
@@ -113,7 +113,7 @@ test('backup --exclude and --include select by the path relative to the source',
   ];
   for (const [i, c] of cases.entries()) {
     const repo = join(dir, `repo-${i}`);
-    iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, ...c.args]);
+    iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, ...c.args]);
     const target = join(dir, `restored-${i}`);
     iebsOk(['restore', '--repo', repo, '--key', keys.restore, '--target', target]);
     assert.deepEqual(diffTrees(tree, readTree(target), { only: c.expect }), [], c.label);
@@ -126,7 +126,7 @@ test('restore --include restores only matching paths', () => {
   filterTree(src);
   const tree = readTree(src);
   const repo = join(dir, 'repo');
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup]);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
 
   const target = join(dir, 'restored');
   iebsOk(['restore', '--repo', repo, '--key', keys.restore, '--target', target, '--include', '^keep/sub(/|$)', '--include', '^top\\.txt$']);

@@ -20,7 +20,7 @@ before(() => {
   repo = join(dir, 'repo');
   mkdirSync(src);
   writeFileSync(join(src, 'a'), 'a\n');
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup]);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
 });
 
 /** Runs and checks the exit code and the single line. */
@@ -32,14 +32,14 @@ function fails(args: string[], code: number, re?: RegExp) {
 }
 
 test('usage errors exit 2 with one line', () => {
-  fails(['backup', src, '--repo', repo, '--key', keys.backup, '--bogus'], 2, /--bogus/);
-  fails(['backup', src, '--key', keys.backup], 2, /--repo/);
-  fails(['backup', '--repo', repo, '--key', keys.backup], 2, /SOURCE/);
-  fails(['backup', join(dir, 'no-such-dir'), '--repo', repo, '--key', keys.backup], 2, /no-such-dir/);
-  fails(['backup', src, '--repo', repo, '--key', keys.backup, '--max-increments', 'many'], 2, /max-increments/);
-  fails(['backup', src, '--repo', repo, '--key', keys.backup, '--exclude', '(['], 2, /exclude/);
-  fails(['backup', src, '--repo', repo, '--key', keys.backup, '--full=yes'], 2, /--full/);
-  fails(['backup', src, '--repo', repo, '--key'], 2, /--key/);
+  fails(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--bogus'], 2, /--bogus/);
+  fails(['backup', '--init', src, '--key', keys.backup], 2, /--repo/);
+  fails(['backup', '--init', '--repo', repo, '--key', keys.backup], 2, /SOURCE/);
+  fails(['backup', '--init', join(dir, 'no-such-dir'), '--repo', repo, '--key', keys.backup], 2, /no-such-dir/);
+  fails(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--max-increments', 'many'], 2, /max-increments/);
+  fails(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--exclude', '(['], 2, /exclude/);
+  fails(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--full=yes'], 2, /--full/);
+  fails(['backup', '--init', src, '--repo', repo, '--key'], 2, /--key/);
   fails(['restore', '--repo', repo, '--key', keys.restore], 2, /--target/);
   fails(['restore', '--key', keys.restore, '--target', join(dir, 't')], 2, /--repo/);
   fails(['restore', '--repo', repo, '--key', keys.restore, '--target', join(dir, 't'), '--include', '*'], 2, /include/);
@@ -52,7 +52,7 @@ test('usage errors exit 2 with one line', () => {
 
 test('a backup refused for a missing source leaves no repository behind', () => {
   const fresh = join(dir, 'fresh-repo');
-  const r = iebs(['backup', join(dir, 'no-such-dir'), '--repo', fresh, '--key', keys.backup]);
+  const r = iebs(['backup', '--init', join(dir, 'no-such-dir'), '--repo', fresh, '--key', keys.backup]);
   assert.equal(r.code, 2, r.stderr);
   assert.ok(!existsSync(fresh), `${fresh} was created by a backup that backed up nothing`);
 });
@@ -75,15 +75,15 @@ test('a repository that does not exist: exit 1, says there is no repository', ()
 });
 
 test('the wrong kind of key file: exit 1, one line naming the problem', () => {
-  fails(['backup', src, '--repo', repo, '--key', keys.restore], 1, /not a backup key/);
-  fails(['backup', src, '--repo', repo, '--key', keys.recipient], 1, /backup key/);
+  fails(['backup', '--init', src, '--repo', repo, '--key', keys.restore], 1, /not a backup key/);
+  fails(['backup', '--init', src, '--repo', repo, '--key', keys.recipient], 1, /backup key/);
   fails(['restore', '--repo', repo, '--key', keys.backup, '--target', join(dir, 't2')], 1, /restore key/);
   fails(['restore', '--repo', repo, '--key', keys.recipient, '--target', join(dir, 't2')], 1, /private key|restore key/);
   const text = join(dir, 'not-a-key.txt');
   writeFileSync(text, 'hello, I am not a key\n');
-  fails(['backup', src, '--repo', repo, '--key', text], 1, /not-a-key\.txt/);
+  fails(['backup', '--init', src, '--repo', repo, '--key', text], 1, /not-a-key\.txt/);
   fails(['restore', '--repo', repo, '--key', text, '--target', join(dir, 't2')], 1, /not-a-key\.txt/);
-  fails(['backup', src, '--repo', repo, '--key', join(dir, 'missing.key')], 1, /missing\.key/);
+  fails(['backup', '--init', src, '--repo', repo, '--key', join(dir, 'missing.key')], 1, /missing\.key/);
   fails(['restore', '--repo', repo, '--key', join(dir, 'missing.key'), '--target', join(dir, 't2')], 1, /missing\.key/);
 });
 
@@ -94,7 +94,7 @@ test('truncated key files: exit 1, one line, no stack trace', () => {
       const file = join(dir, `${which}-cut-${cut}.key`);
       writeFileSync(file, whole.subarray(0, cut));
       const args = which === 'backup'
-        ? ['backup', src, '--repo', repo, '--key', file]
+        ? ['backup', '--init', src, '--repo', repo, '--key', file]
         : ['restore', '--repo', repo, '--key', file, '--target', join(dir, `t-${cut}`)];
       const r = iebs(args);
       assert.equal(r.code, 1, `${which}.key cut at ${cut}/${whole.length}: exit ${r.code}; stderr: ${r.stderr}`);
@@ -107,7 +107,7 @@ test('a backup key of another key set is refused by an existing repository, whic
   const other = makeKeys();
   const before = readFileSync(join(repo, 'config'));
   const snapshotsBefore = iebsOk(['snapshots', '--repo', repo, '--json']).stdout;
-  fails(['backup', src, '--repo', repo, '--key', other.backup], 1, /other keys/);
+  fails(['backup', '--init', src, '--repo', repo, '--key', other.backup], 1, /other keys/);
   assert.deepEqual(readFileSync(join(repo, 'config')), before);
   assert.equal(iebsOk(['snapshots', '--repo', repo, '--json']).stdout, snapshotsBefore);
 });

@@ -36,7 +36,7 @@ test('an increment chain stores only changes and every snapshot restores as it w
 
   const steps: { label: string; json: BackupJson; copy: string }[] = [];
   const backupStep = (label: string) => {
-    const json = JSON.parse(iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB', '--json']).stdout) as BackupJson;
+    const json = JSON.parse(iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB', '--json']).stdout) as BackupJson;
     const copy = join(dir, `copy-${steps.length}`);
     copyTree(src, copy);
     steps.push({ label, json, copy });
@@ -130,7 +130,7 @@ test('--full forces a full and --max-increments 2 makes the 4th backup a full', 
   mkdirSync(src);
   const run = (...extra: string[]) => {
     writeFileSync(join(src, `f${Date.now()}-${Math.random()}`), 'x\n');
-    return (JSON.parse(iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--json', ...extra]).stdout) as BackupJson).type;
+    return (JSON.parse(iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--json', ...extra]).stdout) as BackupJson).type;
   };
   const got = [run('--max-increments', '2'), run('--max-increments', '2'), run('--max-increments', '2'), run('--max-increments', '2'), run('--max-increments', '2'), run('--full'), run()];
   assert.deepEqual(got, ['full', 'increment', 'increment', 'full', 'increment', 'full', 'increment']);
@@ -153,7 +153,7 @@ test('a path that changes kind between snapshots (dir→symlink, file→dir, sym
   writeFileSync(join(src, 'd', 'f'), 'in d\n');
   writeFileSync(join(src, 'x'), 'x is a file\n');
   symlinkSync('x', join(src, 'y'));
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup]);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
   const first = join(dir, 'copy-0');
   copyTree(src, first);
 
@@ -164,7 +164,7 @@ test('a path that changes kind between snapshots (dir→symlink, file→dir, sym
   writeFileSync(join(src, 'x', 'inner'), 'x is a dir now\n');
   rmSync(join(src, 'y'));
   writeFileSync(join(src, 'y'), 'y is a file now\n');
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup]);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
 
   const target = join(dir, 'restored');
   iebsOk(['restore', '--repo', repo, '--key', keys.restore, '--target', target]);

@@ -25,11 +25,11 @@ test('backups need only backup.key; restore and ls refuse it with one line', () 
   const repo = join(dir, 'repo');
   mkdirSync(join(src, 'sub'), { recursive: true });
   writeFileSync(join(src, 'sub', 'a'), 'first\n');
-  const full = iebsOk(['backup', src, '--repo', repo], { env });
+  const full = iebsOk(['backup', '--init', src, '--repo', repo], { env });
   assert.doesNotMatch(full.stderr, /created new keys/, 'the existing backup.key is used');
   writeFileSync(join(src, 'sub', 'b'), 'second\n');
   writeFileSync(join(src, 'sub', 'a'), 'first, changed\n');
-  iebsOk(['backup', src, '--repo', repo], { env });
+  iebsOk(['backup', '--init', src, '--repo', repo], { env });
   assert.deepEqual(readdirSync(config), ['backup.key'], 'no key was created or copied onto the backup host');
   assert.deepEqual(snapshots(repo).map((s) => s.type), ['full', 'increment']);
 
@@ -54,7 +54,7 @@ test('with no key in the config directory, backup creates the keys there and say
   const src = join(dir, 'src');
   mkdirSync(src);
   writeFileSync(join(src, 'a'), 'a\n');
-  const r = iebsOk(['backup', src, '--repo', join(dir, 'repo')], { env: { IEBS_CONFIG_DIR: config } });
+  const r = iebsOk(['backup', '--init', src, '--repo', join(dir, 'repo')], { env: { IEBS_CONFIG_DIR: config } });
   assert.match(r.stderr, /restore\.key/);
   assert.deepEqual(readdirSync(config).sort(), ['backup.key', 'recipient.asc', 'restore.key']);
   const target = join(dir, 'restored');

@@ -24,7 +24,7 @@ function smallRepo(label: string): { src: string; repo: string; dir: string } {
   const repo = join(dir, 'repo');
   mkdirSync(src);
   writeFileSync(join(src, 'a'), 'a\n');
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup]);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
   return { src, repo, dir };
 }
 
@@ -35,7 +35,7 @@ function writeLock(repo: string, host: string, pid: number): void {
 test('a lock held on another host stops a backup with exit 11 until iebs unlock', () => {
   const { src, repo } = smallRepo('lock-foreign');
   writeLock(repo, 'otherhost', 1);
-  const r = iebs(['backup', src, '--repo', repo, '--key', keys.backup]);
+  const r = iebs(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
   assert.equal(r.code, 11, r.stderr);
   assertOneLineError(r, /lock/i);
   assert.match(r.stderr, /otherhost/, 'the message says who holds the lock');
@@ -44,7 +44,7 @@ test('a lock held on another host stops a backup with exit 11 until iebs unlock'
 
   const u = iebsOk(['unlock', '--repo', repo]);
   assert.match(u.stdout, /lock removed/);
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup]);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
   assert.equal(snapshots(repo).length, 2);
   assert.deepEqual(readdirSync(join(repo, 'locks')), [], 'the run released its lock');
 });
@@ -52,7 +52,7 @@ test('a lock held on another host stops a backup with exit 11 until iebs unlock'
 test('a lock held by a live process on this host stops a backup with exit 11', () => {
   const { src, repo } = smallRepo('lock-live');
   writeLock(repo, hostname(), 1);
-  const r = iebs(['backup', src, '--repo', repo, '--key', keys.backup]);
+  const r = iebs(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
   assert.equal(r.code, 11, r.stderr);
   assertOneLineError(r, /lock/i);
   assert.ok(existsSync(join(repo, 'locks', 'lock')));
@@ -63,7 +63,7 @@ test('a lock left by a dead process on this host is removed automatically', () =
   const gone = spawnSync('true');
   assert.equal(gone.status, 0);
   writeLock(repo, hostname(), gone.pid!);
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup]);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
   assert.equal(snapshots(repo).length, 2);
   assert.deepEqual(readdirSync(join(repo, 'locks')), []);
 });
@@ -72,7 +72,7 @@ test('a lock left by a dead process on this host is removed automatically', () =
 async function killAfterFirstVolume(src: string, repo: string): Promise<string[]> {
   const volumesDir = join(repo, 'volumes');
   const existing = new Set(existsSync(volumesDir) ? readdirSync(volumesDir) : []);
-  const child = iebsChild(['backup', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB']);
+  const child = iebsChild(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB']);
   let stderr = '';
   child.stderr!.on('data', (d) => { stderr += d; });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
@@ -123,7 +123,7 @@ test('a full killed with SIGKILL mid-volume: the next backup cleans up and resto
   assert.ok(left.some((f) => f.includes('.tmp-')), 'a half-written volume is left');
   assert.ok(!left.some((f) => f.startsWith('snapshots/') && f.endsWith('.snapshot.asc')), 'killed before its snapshot record');
 
-  const again = iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB', '--json']);
+  const again = iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB', '--json']);
   assert.equal((JSON.parse(again.stdout) as { type: string }).type, 'full');
   assertConsistent(repo);
   const target = join(dir, 'restored');
@@ -137,7 +137,7 @@ test('an increment killed with SIGKILL mid-volume: the next backup is an increme
   mkdirSync(src);
   writeSeeded(join(src, 'base.bin'), 'crash-base', 2 * MiB);
   const repo = join(dir, 'repo');
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB']);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB']);
   const fullCopy = readTree(src);
   for (let i = 0; i < 3; i++) writeSeeded(join(src, `new${i}.bin`), `crash-inc-${i}`, 10 * MiB);
 
@@ -146,7 +146,7 @@ test('an increment killed with SIGKILL mid-volume: the next backup is an increme
   assert.ok(left.some((f) => f.includes('.tmp-')), 'a half-written volume is left');
   assert.equal(snapshots(repo).length, 1, 'killed before its snapshot record');
 
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB']);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB']);
   assertConsistent(repo);
   const list = snapshots(repo);
   assert.deepEqual(list.map((s) => s.type), ['full', 'increment']);

@@ -25,7 +25,7 @@ test('restore over an earlier restore: paths that changed kind take the new kind
   writeFileSync(join(src, 'full', 'inside'), 'in a directory that becomes a file\n');
   writeFileSync(join(src, 'plain'), 'unchanged\n');
   const repo = join(dir, 'repo');
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup]);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
   const target = join(dir, 'target');
   iebsOk(['restore', '--repo', repo, '--key', keys.restore, '--target', target]);
 
@@ -40,7 +40,7 @@ test('restore over an earlier restore: paths that changed kind take the new kind
   writeFileSync(join(src, 'full'), 'full is a file now\n');
   rmSync(join(src, 'empty'), { recursive: true });
   writeFileSync(join(src, 'empty'), 'empty is a file now\n');
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup]);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
   assert.equal(snapshots(repo).at(-1)?.type, 'increment');
 
   const r = iebs(['restore', '--repo', repo, '--key', keys.restore, '--target', target]);
@@ -63,13 +63,13 @@ test('salvage of a chain where a path changed kind restores its newest kind', ()
   mkdirSync(join(src, 'd'));
   writeFileSync(join(src, 'd', 'in'), 'in d\n');
   const repo = join(dir, 'repo');
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup]);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
   unlinkSync(join(src, 'x'));
   mkdirSync(join(src, 'x'));
   writeFileSync(join(src, 'x', 'y'), 'now inside x\n');
   rmSync(join(src, 'd'), { recursive: true });
   writeFileSync(join(src, 'd'), 'd is a file now\n');
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup]);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
   const volumes = readdirSync(join(repo, 'volumes')).map((v) => join(repo, 'volumes', v));
   assert.equal(volumes.length, 2);
   const target = join(dir, 'salvaged');

@@ -36,7 +36,7 @@ test('one directory source: a new or empty target gets its mode, mtime and owner
   if (asRoot) chownSync(src, 1234, 5678);
   touchNs(src, 1_600_000_003_999_999_999n);
   const repo = join(dir, 'repo');
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup]);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
   const want = { mode: '750', mtimeNs: 1_600_000_003_999_999_000n, uid: asRoot ? 1234 : process.getuid!(), gid: asRoot ? 5678 : process.getgid!() };
 
   const fresh = join(dir, 'fresh');
@@ -64,7 +64,7 @@ test('one directory source: a new or empty target gets its mode, mtime and owner
   // An increment carries the root as it is then.
   chmodSync(src, 0o700);
   touchNs(src, 1_700_000_000_123_456_789n);
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup]);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
   assert.equal(snapshots(repo).at(-1)?.type, 'increment');
   const later = join(dir, 'later');
   iebsOk(['restore', '--repo', repo, '--key', keys.restore, '--target', later]);
@@ -84,7 +84,7 @@ test('several sources: the snapshot root is no directory of theirs, and the targ
     chmodSync(join(dir, s), 0o700);
   }
   const repo = join(dir, 'repo');
-  iebsOk(['backup', join(dir, 'a'), join(dir, 'b'), '--repo', repo, '--key', keys.backup]);
+  iebsOk(['backup', '--init', join(dir, 'a'), join(dir, 'b'), '--repo', repo, '--key', keys.backup]);
   const target = join(dir, 'target');
   const r = JSON.parse(iebsOk(['restore', '--repo', repo, '--key', keys.restore, '--target', target, '--json']).stdout) as { rootRestored: boolean };
   assert.equal(r.rootRestored, false);

@@ -33,7 +33,7 @@ test('a restore killed mid-file leaves temporary files; the next restore removes
   writeSeeded(join(src, 'sub', 'big.bin'), 'temps-big', 20 * MiB);
   writeFileSync(join(src, 'small.txt'), 'small\n');
   const repo = join(dir, 'repo');
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB']);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB']);
   const volumes = readdirSync(join(repo, 'volumes')).sort();
   assert.ok(volumes.length >= 3, `expected big.bin to span volumes: ${volumes.join(' ')}`);
   const second = join(repo, 'volumes', volumes[1]);
@@ -83,7 +83,7 @@ test('a restore that fails on a damaged volume leaves no temporary file', () => 
   mkdirSync(src);
   writeSeeded(join(src, 'big.bin'), 'temps-fail-big', 20 * MiB);
   const repo = join(dir, 'repo');
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB']);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB']);
   const volumes = readdirSync(join(repo, 'volumes')).sort();
   rmSync(join(repo, 'volumes', volumes[1]));
   const target = join(dir, 'target');
@@ -100,7 +100,7 @@ test('a restore stopped by a full target leaves no temporary file', (t) => {
   for (let i = 0; i < 4; i++) writeSeeded(join(src, `big-${i}.bin`), `temps-full-${i}`, 8 * MiB);
   for (let i = 0; i < 200; i++) writeSeeded(join(src, `small-${i}`), `temps-full-small-${i}`, 20 * 1024);
   const repo = join(dir, 'repo');
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup]);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
   const target = join(dir, 'target');
   mkdirSync(target);
   const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=12m', 'tmpfs', target], { encoding: 'utf8' });

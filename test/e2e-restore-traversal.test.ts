@@ -22,7 +22,7 @@ before(() => {
   writeFileSync(join(src, 'sub', 'file.txt'), 'snapshot content\n');
   writeFileSync(join(src, 'sub', 'deeper', 'x'), 'deeper\n');
   writeFileSync(join(src, 'top.txt'), 'top\n');
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup]);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
 });
 
 test('a symlink in the target where the snapshot has a directory: nothing is written through it', () => {

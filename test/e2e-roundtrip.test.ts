@@ -70,7 +70,7 @@ test('awkward names, kinds, modes and a 30 MiB file restore byte for byte', () =
   const repo = join(dir, 'repo');
   makeAwkwardTree(src);
   const before = readTree(src);
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB']);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB']);
   const target = join(dir, 'restored');
   iebsOk(['restore', '--repo', repo, '--key', keys.restore, '--target', target]);
   assert.deepEqual(diffTrees(before, readTree(target)), []);
@@ -116,7 +116,7 @@ test('--volume-size 8MiB splits a 30 MiB incompressible file into volumes of at 
   const file = join(dir, 'noise.bin');
   writeSeeded(file, 'volume-size', 30 * MiB);
   const repo = join(dir, 'repo');
-  const r = JSON.parse(iebsOk(['backup', file, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB', '--json']).stdout) as { volumes: { name: string; size: number }[] };
+  const r = JSON.parse(iebsOk(['backup', '--init', file, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB', '--json']).stdout) as { volumes: { name: string; size: number }[] };
   const files = readdirSync(join(repo, 'volumes'));
   assert.ok(files.length >= 4, `${files.length} volumes`);
   assert.equal(files.length, r.volumes.length);
@@ -136,10 +136,10 @@ test('--volume-size accepts media names and refuses nonsense with exit 2', () =>
   const src = join(dir, 'src');
   mkdirSync(src);
   writeFileSync(join(src, 'a'), 'a\n');
-  iebsOk(['backup', src, '--repo', join(dir, 'repo-cd'), '--key', keys.backup, '--volume-size', 'cd']);
+  iebsOk(['backup', '--init', src, '--repo', join(dir, 'repo-cd'), '--key', keys.backup, '--volume-size', 'cd']);
   assert.equal(readdirSync(join(dir, 'repo-cd', 'volumes')).length, 1);
 
-  const bad = iebs(['backup', src, '--repo', join(dir, 'repo-bad'), '--key', keys.backup, '--volume-size', '12XB']);
+  const bad = iebs(['backup', '--init', src, '--repo', join(dir, 'repo-bad'), '--key', keys.backup, '--volume-size', '12XB']);
   assert.equal(bad.code, 2, bad.stderr);
   assertOneLineError(bad, /12XB/);
   assert.ok(!existsSync(join(dir, 'repo-bad')), 'a refused run creates no repository');
@@ -150,7 +150,7 @@ test('--volume-size below the 8 MiB minimum is a usage error (exit 2) and create
   const src = join(dir, 'src');
   mkdirSync(src);
   writeFileSync(join(src, 'a'), 'a\n');
-  const r = iebs(['backup', src, '--repo', join(dir, 'repo'), '--key', keys.backup, '--volume-size', '1MiB']);
+  const r = iebs(['backup', '--init', src, '--repo', join(dir, 'repo'), '--key', keys.backup, '--volume-size', '1MiB']);
   assertOneLineError(r, /minimum/);
   assert.equal(r.code, 2, `exit ${r.code}: ${r.stderr}`);
   assert.ok(!existsSync(join(dir, 'repo')), 'a refused run creates no repository');
@@ -170,14 +170,14 @@ test('several sources restore side by side under their names; one source restore
   const expected = readTree(srcs);
 
   const repo = join(dir, 'repo');
-  iebsOk(['backup', join(srcs, 'alpha'), join(srcs, 'beta') + '/', '--repo', repo, '--key', keys.backup]);
+  iebsOk(['backup', '--init', join(srcs, 'alpha'), join(srcs, 'beta') + '/', '--repo', repo, '--key', keys.backup]);
   const target = join(dir, 'restored');
   iebsOk(['restore', '--repo', repo, '--key', keys.restore, '--target', target]);
   assert.deepEqual(readdirSync(target).sort(), ['alpha', 'beta']);
   assert.deepEqual(diffTrees(expected, readTree(target)), []);
 
   const repo1 = join(dir, 'repo1');
-  iebsOk(['backup', join(srcs, 'alpha'), '--repo', repo1, '--key', keys.backup]);
+  iebsOk(['backup', '--init', join(srcs, 'alpha'), '--repo', repo1, '--key', keys.backup]);
   const target1 = join(dir, 'restored1');
   iebsOk(['restore', '--repo', repo1, '--key', keys.restore, '--target', target1]);
   assert.deepEqual(diffTrees(readTree(join(srcs, 'alpha')), readTree(target1)), []);

@@ -47,12 +47,12 @@ test('s3: every verb through the CLI: init, full, increment, snapshots, ls, rest
 
   run(['init', repo, '--key', keys.backup]);
   await server.stats(true);
-  const full = run(['backup', src, '--repo', repo, '--key', keys.backup, '--name', 'laptop']);
+  const full = run(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--name', 'laptop']);
   assert.match(full.stdout, /\(full\)/);
   assert.ok(((await server.stats()).POST?.requests ?? 0) >= 2, 'the volume went up as a multipart upload (create and complete are POSTs)');
   appendFileSync(join(src, 'docs', 'note.txt'), 'second line\n');
   writeFileSync(join(src, 'docs', 'new.txt'), 'new\n');
-  const inc = run(['backup', src, '--repo', repo, '--key', keys.backup, '--name', 'laptop']);
+  const inc = run(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--name', 'laptop']);
   assert.match(inc.stdout, /\(increment\)/);
 
   const snaps = JSON.parse(run(['snapshots', '--repo', repo, '--json']).stdout) as SnapshotInfo[];
@@ -81,16 +81,16 @@ test('s3: a foreign lock stops a backup (exit 11) until unlock; the run then rel
   writeFileSync(join(src, 'a'), 'a\n');
   const prefix = 'hosts/locked';
   const repo = `s3://${server.bucket}/${prefix}`;
-  run(['backup', src, '--repo', repo, '--key', keys.backup]);
+  run(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
   const s = new S3Storage({ bucket: server.bucket, prefix }, { env: server.env });
   try {
     Object.assign(process.env, server.env);
     await s.put('locks/lock', JSON.stringify({ host: 'otherhost', pid: 1, time: new Date().toISOString(), run: 'x' }) + '\n');
-    const r = iebs(['backup', src, '--repo', repo, '--key', keys.backup], { env });
+    const r = iebs(['backup', '--init', src, '--repo', repo, '--key', keys.backup], { env });
     assert.equal(r.code, 11, r.stderr);
     assertOneLineError(r, /otherhost/);
     assert.match(run(['unlock', '--repo', repo]).stdout, /lock removed/);
-    run(['backup', src, '--repo', repo, '--key', keys.backup]);
+    run(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
     assert.deepEqual(await listAll(s, 'locks/'), [], 'the run released its lock');
     assert.equal((JSON.parse(run(['snapshots', '--repo', repo, '--json']).stdout) as SnapshotInfo[]).length, 2);
   } finally { await s.close(); }
@@ -106,7 +106,7 @@ test('s3: no credentials, a missing bucket, a missing repository: one line, no s
   assert.equal(wrongKey.code, 1, wrongKey.stderr);
   assertOneLineError(wrongKey, /permission denied \(HTTP 403\)/);
   assert.doesNotMatch(wrongKey.stderr, /not-the-secret-4711/);
-  const noBucket = iebs(['backup', src, '--repo', 's3://no-such-bucket/x', '--key', keys.backup], { env });
+  const noBucket = iebs(['backup', '--init', src, '--repo', 's3://no-such-bucket/x', '--key', keys.backup], { env });
   assert.equal(noBucket.code, 1, noBucket.stderr);
   assertOneLineError(noBucket, /no-such-bucket/);
   const noCredentials = iebs(['snapshots', '--repo', `s3://${server.bucket}/hosts/laptop`], { env: { ...env, AWS_ACCESS_KEY_ID: undefined, AWS_SECRET_ACCESS_KEY: undefined } });

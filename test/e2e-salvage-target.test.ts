@@ -23,7 +23,7 @@ test('salvage gives symlinks their mtimes, and directories no catalogue describe
   // Recorded modes unlike the umask's, so a described directory is told from one that is not.
   for (const d of ['p/q', 'p']) { chmodSync(join(src, d), 0o750); utimesSync(join(src, d), 1_500_000_000, 1_500_000_000); }
   const repo = join(dir, 'repo');
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB']);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB']);
   const volumes = readdirSync(join(repo, 'volumes')).sort().map((v) => join(repo, 'volumes', v));
   assert.ok(volumes.length >= 3);
 

@@ -66,7 +66,7 @@ async function chain(dir: string, limits: Limits | undefined): Promise<Step[]> {
   const steps: Step[] = [];
   for (let i = 0; i <= changes.length; i++) {
     if (i > 0) changes[i - 1](src);
-    const r = await backup(storage, bk, { sources: [src], volumeSize: 8 * MiB, system: 'spill', limits });
+    const r = await backup(storage, bk, { create: true, sources: [src], volumeSize: 8 * MiB, system: 'spill', limits });
     const copy = join(dir, `copy-${i}`);
     copyTree(src, copy);
     steps.push({ snapshot: r.snapshot, stored: r.counts.stored, copy });
@@ -129,7 +129,7 @@ test('restore refuses to replace a directory in the way of a file, small or larg
   writeSeeded(join(src, 'large.bin'), 'in-the-way', 5 * MiB);
   writeFileSync(join(src, 'other.txt'), 'restored\n');
   const storage = openStorage(join(dir, 'repo'));
-  await backup(storage, bk, { sources: [src], volumeSize: 8 * MiB, system: 'way' });
+  await backup(storage, bk, { create: true, sources: [src], volumeSize: 8 * MiB, system: 'way' });
   const out = join(dir, 'out');
   for (const n of ['small.txt', 'large.bin']) mkdirSync(join(out, n, 'kept'), { recursive: true });
   const r = await restore(openStorage(join(dir, 'repo')), rk, { target: out });

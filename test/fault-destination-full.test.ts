@@ -50,14 +50,14 @@ test('a backup that fills the destination: exit 1, one line, the repository exac
     mkdirSync(join(src, 'sub'), { recursive: true });
     writeSeeded(join(src, 'first.bin'), 'full-first', MiB);
     writeFileSync(join(src, 'sub', 'note.txt'), 'a note\n');
-    iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB']);
+    iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB']);
     const first = readTree(src);
     const [snap0] = snapshots(repo);
     const before = fileDigests(repo);
 
     // ~30 MiB more than the 11 MiB left: the first new volume fits, the second does not.
     for (let i = 0; i < 3; i++) writeSeeded(join(src, `big${i}.bin`), `full-big${i}`, 10 * MiB);
-    const r = iebs(['backup', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB']);
+    const r = iebs(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB']);
     const after = fileDigests(repo);
     const shown = (m: Map<string, string>) => [...m.keys()].map((k) => Buffer.from(k, 'latin1').toString()).sort().join(', ');
 
@@ -88,7 +88,7 @@ test('a backup that fills the destination: exit 1, one line, the repository exac
     await t.test('on a larger destination the next backup cleans up what is left and succeeds', () => {
       const bigger = join(dir, 'bigger');
       copyTree(repo, bigger);
-      iebsOk(['backup', src, '--repo', bigger, '--key', keys.backup, '--volume-size', '8MiB']);
+      iebsOk(['backup', '--init', src, '--repo', bigger, '--key', keys.backup, '--volume-size', '8MiB']);
       assert.deepEqual(debrisProblems(bigger), []);
       const list = snapshots(bigger);
       assert.equal(list.length, 2);
@@ -115,18 +115,18 @@ test('a destination already full when the lock is taken: exit 1, one line, no lo
     const repo = join(mnt, 'repo');
     mkdirSync(src);
     writeFileSync(join(src, 'a.txt'), 'a\n');
-    iebsOk(['backup', src, '--repo', repo, '--key', keys.backup]);
+    iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
     const before = fileDigests(repo);
     // Fill every last byte: the filler is written until the file system refuses.
     const filler = join(mnt, 'filler');
     spawnSync('dd', ['if=/dev/zero', `of=${filler}`, 'bs=4k'], { encoding: 'utf8' });
     writeFileSync(join(src, 'b.txt'), 'b\n');
-    const r = iebs(['backup', src, '--repo', repo, '--key', keys.backup]);
+    const r = iebs(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
     assert.equal(r.code, 1, r.stderr);
     assertOneLine(r.stderr, /destination is full|no space/i);
     assert.deepEqual([...fileDigests(repo).keys()].sort(), [...before.keys()].sort(), 'no lock, no temporary object, nothing else left');
     rmSync(filler);
-    iebsOk(['backup', src, '--repo', repo, '--key', keys.backup]);
+    iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
     assert.equal(snapshots(repo).length, 2);
   } finally {
     unmount(mnt);

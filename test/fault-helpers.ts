@@ -497,7 +497,7 @@ export async function runKillScenario(s: KillScenario): Promise<{ survived: numb
   const trees = new Map<string, Tree>();
   const restored = new Set<string>();
   const problems: string[] = [];
-  const backupArgs = ['backup', src, '--repo', repo, '--key', s.keys.backup, ...s.args];
+  const backupArgs = ['backup', '--init', src, '--repo', repo, '--key', s.keys.backup, ...s.args];
   const records = () => new Set(readdirSync(join(repo, 'snapshots')).filter((n) => n.endsWith('.snapshot.asc')).map((n) => n.replace(/\.snapshot\.asc$/, '')));
   // The type of each snapshot made, and the shortest run time of each type, so that plans
   // can aim at a fraction of the run they kill.

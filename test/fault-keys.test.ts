@@ -34,8 +34,8 @@ before(() => {
   mkdirSync(src);
   writeSeeded(join(src, 'a.bin'), 'keys-a', 9 * MiB);
   writeSeeded(join(src, 'b.txt'), 'keys-b', 1000);
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB']);
-  iebsOk(['backup', src, '--repo', lockedRepo, '--key', locked.backup, '--volume-size', '8MiB']);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB']);
+  iebsOk(['backup', '--init', src, '--repo', lockedRepo, '--key', locked.backup, '--volume-size', '8MiB']);
 });
 
 /** Runs the four commands that need the restore key; returns the problems found. */

@@ -40,7 +40,7 @@ before(() => {
   writeFileSync(join(src, 'empty'), '');
   symlinkSync('sub/note.txt', join(src, 'link'));
   repo = join(dir, 'repo');
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB']);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--volume-size', '8MiB']);
   tree = readTree(src);
   const [full] = snapshots(repo);
   vols = volumesOf(repo, full.name);

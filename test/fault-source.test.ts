@@ -71,7 +71,7 @@ test('a file that vanishes during the walk: a warning names it, exit 3, the rest
   writeFileSync(join(src, 'b-vanish.txt'), 'here when the walk began\n');
   writeFileSync(join(src, 'c-after.txt'), 'after\n');
   writeFileSync(join(src, 'sub', 'x.txt'), 'x\n');
-  const r = await deleteWhileReading(['backup', src, '--repo', repo, '--key', keys.backup, ...VOL], join(src, 'a-big.bin'), join(src, 'b-vanish.txt'));
+  const r = await deleteWhileReading(['backup', '--init', src, '--repo', repo, '--key', keys.backup, ...VOL], join(src, 'a-big.bin'), join(src, 'b-vanish.txt'));
   assert.ok(r.deleted, `the backup was never seen reading a-big.bin (exit ${r.run.code}: ${r.run.stderr})`);
   const problems: string[] = [];
   if (warningsFor(r.run, 'b-vanish.txt').length !== 1) problems.push(`expected one warning naming b-vanish.txt on stderr, got ${JSON.stringify(r.run.stderr)}`);
@@ -175,11 +175,11 @@ test('a file appended to during the whole backup is stored as last read, never s
 
   // An increment while the writer runs: the file was stored whole before.
   const repo = join(dir, 'repo');
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, ...VOL]);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, ...VOL]);
   const writer = await startWriter(grow);
   let inc: Run;
   try {
-    inc = iebs(['backup', src, '--repo', repo, '--key', keys.backup, ...VOL]);
+    inc = iebs(['backup', '--init', src, '--repo', repo, '--key', keys.backup, ...VOL]);
   } finally { await writer.stop(); }
   // A full, in a new repository, while the writer runs: no earlier version exists.
   writeFileSync(grow, base);
@@ -187,7 +187,7 @@ test('a file appended to during the whole backup is stored as last read, never s
   const writer2 = await startWriter(grow);
   let fresh: Run;
   try {
-    fresh = iebs(['backup', src, '--repo', repo2, '--key', keys.backup, ...VOL]);
+    fresh = iebs(['backup', '--init', src, '--repo', repo2, '--key', keys.backup, ...VOL]);
   } finally { await writer2.stop(); }
 
   for (const [label, run, r, target] of [['increment', () => inc, repo, 'restored-inc'], ['full', () => fresh, repo2, 'restored-full']] as const) {
@@ -206,7 +206,7 @@ test('a file appended to during the whole backup is stored as last read, never s
   }
 
   await t.test('with the writer stopped, the next backup stores the file as it now is', () => {
-    const r = iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, ...VOL]);
+    const r = iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, ...VOL]);
     assert.doesNotMatch(r.stderr, /warning/);
     const target = join(dir, 'restored-after');
     iebsOk(['restore', '--repo', repo, '--key', keys.restore, '--target', target]);
@@ -222,7 +222,7 @@ test('a directory replaced by a file, and a file by a directory, between two bac
   writeFileSync(join(src, 'x', 'a.txt'), 'a\n');
   writeSeeded(join(src, 'x', 'deeper', 'b.bin'), 'kind-b', MiB);
   writeFileSync(join(src, 'y'), 'y was a file\n');
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, ...VOL]);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, ...VOL]);
   const before = readTree(src);
 
   rmSync(join(src, 'x'), { recursive: true });
@@ -230,7 +230,7 @@ test('a directory replaced by a file, and a file by a directory, between two bac
   rmSync(join(src, 'y'));
   mkdirSync(join(src, 'y'));
   writeFileSync(join(src, 'y', 'inside.txt'), 'y is a directory now\n');
-  const r = iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, ...VOL]);
+  const r = iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, ...VOL]);
   assert.doesNotMatch(r.stderr, /warning/);
   const afterTree = readTree(src);
   assert.equal(afterTree.get(pathKey('x'))!.kind, 'file');

@@ -64,7 +64,7 @@ before(() => {
   writeFileSync(join(src, 'empty'), '');
   symlinkSync('small.txt', join(src, 'link'));
   base = join(work, 'repo');
-  iebsOk(['backup', src, '--repo', base, '--key', keys.backup, ...BACKUP]);
+  iebsOk(['backup', '--init', src, '--repo', base, '--key', keys.backup, ...BACKUP]);
   trees.set('full', readTree(src));
 
   // The increment: a few bytes of big2.bin change (its first block only), a file is
@@ -75,7 +75,7 @@ before(() => {
   writeSeeded(join(src, 'new.bin'), 'tamper-new', 1.5 * MiB);
   unlinkSync(join(src, 'sub', 'deep', 'e.bin'));
   writeFileSync(join(src, 'small.txt'), 'small, changed\n');
-  iebsOk(['backup', src, '--repo', base, '--key', keys.backup, ...BACKUP]);
+  iebsOk(['backup', '--init', src, '--repo', base, '--key', keys.backup, ...BACKUP]);
   trees.set('inc', readTree(src));
 
   const list = snapshots(base);
@@ -267,13 +267,13 @@ tamperCase('i', 'a bit of the increment\'s index', (repo) => {
     more: (r) => {
       const out: string[] = [];
       const before = snapshots(r).length;
-      const b = iebs(['backup', src, '--repo', r, '--key', keys.backup, ...BACKUP]);
+      const b = iebs(['backup', '--init', src, '--repo', r, '--key', keys.backup, ...BACKUP]);
       if (b.code === 1) {
         const lines = b.stderr.split('\n').filter((l) => l);
         if (lines.length !== 1 || !/index/.test(lines[0])) out.push(`backup after a damaged index: expected one line naming the index, got ${JSON.stringify(b.stderr)}`);
         if (snapshots(r).length !== before) out.push('backup after a damaged index exited 1 but committed a snapshot');
       } else if (b.code !== 0) out.push(`backup after a damaged index: exit ${b.code}: ${b.stderr}`);
-      const f = iebs(['backup', src, '--repo', r, '--key', keys.backup, ...BACKUP, '--full']);
+      const f = iebs(['backup', '--init', src, '--repo', r, '--key', keys.backup, ...BACKUP, '--full']);
       if (f.code !== 0) out.push(`backup --full after a damaged index: exit ${f.code}: ${f.stderr}`);
       else {
         const t = join(r, '..', 'after-full');
@@ -325,7 +325,7 @@ tamperCase('o', 'replay: the increment\'s record and manifest copied under a new
 });
 
 tamperCase('p', 'a middle snapshot record deleted (full, increment, increment)', (repo) => {
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, ...BACKUP]);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, ...BACKUP]);
   const list = snapshots(repo);
   assert.equal(list.length, 3);
   const last = list[2].name;
@@ -387,7 +387,7 @@ test('(j) a flipped bit inside the armored key of backup.key: backup refuses wit
     const repo = join(dir, `repo-${i}`);
     copyTree(base, repo);
     const before = fileDigests(repo);
-    const r = iebs(['backup', src, '--repo', repo, '--key', key, ...BACKUP]);
+    const r = iebs(['backup', '--init', src, '--repo', repo, '--key', key, ...BACKUP]);
     if (r.code !== 0) detected++;
     if (r.code === 0) missed.push(spot.label);
     problems.push(...keyLineProblems(`backup.key, ${spot.label}`, r, key));
@@ -395,7 +395,7 @@ test('(j) a flipped bit inside the armored key of backup.key: backup refuses wit
     const changed = [...new Set([...before.keys(), ...afterRun.keys()])].filter((k) => before.get(k) !== afterRun.get(k));
     if (r.code !== 0 && changed.length) problems.push(`backup.key, ${spot.label}: the failed backup changed the repository: ${changed.join(', ')}`);
     const fresh = join(dir, `fresh-${i}`);
-    const f = iebs(['backup', src, '--repo', fresh, '--key', key, ...BACKUP]);
+    const f = iebs(['backup', '--init', src, '--repo', fresh, '--key', key, ...BACKUP]);
     if (f.code !== 0 && existsSync(fresh)) problems.push(`backup.key, ${spot.label}: a refused backup created a repository at ${fresh}: ${listFiles(fresh).join(', ')}`);
   }
   tally.push(`fault-tamper (j) backup.key: ${spots.length - missed.length} of ${spots.length} flipped bits refused${missed.length ? `; NOT DETECTED: ${missed.join(', ')}` : ''}`);

@@ -20,7 +20,7 @@ test('a record re-signed with the owner\'s key is no snapshot to verify, snapsho
   mkdirSync(join(dir, 'src'));
   writeFileSync(join(dir, 'src', 'a'), 'a\n');
   const repo = join(dir, 'repo');
-  iebsOk(['backup', join(dir, 'src'), '--repo', repo, '--key', keys.backup]);
+  iebsOk(['backup', '--init', join(dir, 'src'), '--repo', repo, '--key', keys.backup]);
   const [name] = readdirSync(join(repo, 'snapshots'));
   const object = join(repo, 'snapshots', name);
   const text = await pgpClearVerify(readFileSync(object, 'utf8'), await loadVerifyKeys(keys.recipient), name);

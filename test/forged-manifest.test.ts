@@ -50,7 +50,7 @@ test('a snapshot whose manifest names one path twice is refused before anything 
   writeFileSync(join(src, 'a.txt'), 'first\n');
   writeFileSync(join(src, 'sub', 'b.txt'), 'second\n');
   const storage = openStorage(join(dir, 'repo'));
-  await backup(storage, bk, { sources: [src], volumeSize: 8 * MiB, system: 'dup' });
+  await backup(storage, bk, { create: true, sources: [src], volumeSize: 8 * MiB, system: 'dup' });
 
   // Re-sign the snapshot with a manifest that has a second record for sub/b.txt, whose
   // content is a.txt's.
@@ -79,7 +79,7 @@ for (const [where, checkHereAbove] of [['the writer threads', Infinity], ['the m
   writeFileSync(join(src, 'small.txt'), 'one block\n');
   writeFileSync(join(src, 'untouched.txt'), 'restored as usual\n');
   const storage = openStorage(join(dir, 'repo'));
-  await backup(storage, bk, { sources: [src], volumeSize: 64 * MiB, system: 'hash' });
+  await backup(storage, bk, { create: true, sources: [src], volumeSize: 64 * MiB, system: 'hash' });
 
   await reseal(storage, bk, rk, (records) => records.map((r) => {
     const name = Buffer.from(r.path).toString();

@@ -28,9 +28,9 @@ test('restore.key, backup.key and recipient.asc with CRLF line ends work through
   const repo = join(dir, 'repo');
   mkdirSync(join(src, 'sub'), { recursive: true });
   writeFileSync(join(src, 'sub', 'a'), 'mailed keys\n');
-  iebsOk(['backup', src, '--repo', repo, '--key', join(keys, 'backup.key'), '--name', 'crlf']);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', join(keys, 'backup.key'), '--name', 'crlf']);
   writeFileSync(join(src, 'sub', 'b'), 'second\n');
-  iebsOk(['backup', src, '--repo', repo, '--key', join(keys, 'backup.key'), '--name', 'crlf']);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', join(keys, 'backup.key'), '--name', 'crlf']);
 
   const listed = JSON.parse(iebsOk(['snapshots', '--repo', repo, '--key', join(keys, 'recipient.asc'), '--json']).stdout);
   assert.equal(listed.snapshots?.length ?? listed.length, 2);
@@ -55,7 +55,7 @@ test('a protected restore.key with CRLF line ends and no last line end restores'
   const repo = join(dir, 'repo');
   mkdirSync(src);
   writeFileSync(join(src, 'a'), 'protected\n');
-  iebsOk(['backup', src, '--repo', repo, '--key', join(keys, 'backup.key'), '--name', 'crlf']);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', join(keys, 'backup.key'), '--name', 'crlf']);
   const target = join(dir, 'restored');
   iebsOk(['restore', '--repo', repo, '--key', restoreKey, '--target', target, '--passphrase-file', pass]);
   assert.deepEqual(diffTrees(readTree(src), readTree(target)), []);

@@ -26,7 +26,7 @@ test('record counts: kind changes, mode changes, deletions and the deletion line
   writeFileSync(join(src, 'd', 'c'), 'untouched\n');
   writeFileSync(join(src, 'x'), 'deleted\n');
   symlinkSync('/nonexistent/absolute/target', join(src, 'l'));
-  const backup = () => iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--name', 'counts']);
+  const backup = () => iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--name', 'counts']);
   backup();
   rmSync(join(src, 'a'));
   mkdirSync(join(src, 'a'));

@@ -86,7 +86,7 @@ before(async () => {
   const bk = await loadBackupKey(k.backupKey);
   const rk = await loadRestoreKey(k.restoreKey!, undefined);
   repo = join(dir, 'repo');
-  await backup(openStorage(repo), bk, { sources: [src], volumeSize: 64 * MiB, system: 'fuzz' });
+  await backup(openStorage(repo), bk, { create: true, sources: [src], volumeSize: 64 * MiB, system: 'fuzz' });
   const storage = openStorage(repo);
   const { snapshots } = await listSnapshots(storage, rk.verifiers);
   const s = snapshots[0];

@@ -128,13 +128,13 @@ test('pairs of simultaneous backups: of each overlapping pair exactly one commit
   const repo = join(dir, 'repo');
   mkdirSync(src);
   for (let i = 0; i < 4; i++) writeSeeded(join(src, `f${i}.bin`), `pair-${i}`, 2 * MiB);
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--name', 'rt']);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--name', 'rt']);
   const made: { name: string; tree: ReturnType<typeof readTree> }[] = [];
   let overlapped = 0;
   for (let pair = 0; pair < 8; pair++) {
     writeFileSync(join(src, 'changing.txt'), `pair ${pair}\n`);
     const tree = readTree(src);
-    const runs = await Promise.all([0, 1].map(() => iebsAsync(['backup', src, '--repo', repo, '--key', keys.backup, '--name', 'rt', '--json'])));
+    const runs = await Promise.all([0, 1].map(() => iebsAsync(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--name', 'rt', '--json'])));
     const ok = runs.filter((r) => r.code === 0);
     const locked = runs.filter((r) => r.code === 11);
     assert.equal(ok.length + locked.length, 2, `pair ${pair}: each run commits or stops at the lock: ${runs.map((r) => `${r.code} ${r.stderr}`).join(' | ')}`);

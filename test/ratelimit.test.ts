@@ -75,14 +75,14 @@ test('the CLI takes --limit-upload and --limit-download on every verb that opens
   const repo = join(dir, 'repo');
   const lim = ['--limit-upload', '50M', '--limit-download', '50MiB'];
   iebsOk(['init', repo, '--key', keys.backup, ...lim]);
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, ...lim]);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, ...lim]);
   iebsOk(['snapshots', '--repo', repo, ...lim]);
   iebsOk(['ls', '--repo', repo, '--key', keys.restore, ...lim]);
   iebsOk(['verify', '--repo', repo, '--key', keys.restore, '--read-data', ...lim]);
   iebsOk(['restore', '--repo', repo, '--key', keys.restore, '--target', join(dir, 'out'), ...lim]);
   assert.deepEqual(diffTrees(readTree(src), readTree(join(dir, 'out'))), []);
   iebsOk(['unlock', '--repo', repo, ...lim]);
-  const bad = iebs(['backup', src, '--repo', repo, '--key', keys.backup, '--limit-upload', 'fast']);
+  const bad = iebs(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--limit-upload', 'fast']);
   assert.equal(bad.code, 2);
   assertOneLineError(bad, /--limit-upload "fast": not a rate/);
 });

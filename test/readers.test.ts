@@ -52,7 +52,7 @@ function change(src: string): void {
 
 async function chain(dir: string, src: string, readers: number) {
   const storage = openStorage(join(dir, `repo-${readers}`));
-  const full = await backup(storage, bk, { sources: [src], volumeSize: 8 * MiB, system: 'readers', readers });
+  const full = await backup(storage, bk, { create: true, sources: [src], volumeSize: 8 * MiB, system: 'readers', readers });
   return { storage, full };
 }
 
@@ -65,8 +65,8 @@ test('one reader and three readers store the same chain, and both restore every 
   const before = join(dir, 'before');
   copyTree(src, before);
   change(src);
-  const incOne = await backup(one.storage, bk, { sources: [src], volumeSize: 8 * MiB, system: 'readers', readers: 1 });
-  const incThree = await backup(three.storage, bk, { sources: [src], volumeSize: 8 * MiB, system: 'readers', readers: 3 });
+  const incOne = await backup(one.storage, bk, { create: true, sources: [src], volumeSize: 8 * MiB, system: 'readers', readers: 1 });
+  const incThree = await backup(three.storage, bk, { create: true, sources: [src], volumeSize: 8 * MiB, system: 'readers', readers: 3 });
 
   assert.equal(one.full.counts.files, three.full.counts.files);
   // Same blocks, same codecs: only the sealed volume keys differ in size by a few bytes.
@@ -98,7 +98,7 @@ test('a small file before a large one in the same folder: jobs reach one reader 
   writeSeeded(join(src, 'b-large.bin'), 'readers-order', 3 * MiB);
   writeFileSync(join(src, 'c-small.txt'), 'small too\n');
   const storage = openStorage(join(dir, 'repo'));
-  const r = await backup(storage, bk, { sources: [src], volumeSize: 8 * MiB, system: 'order', readers: 1, limits: { readerCredit: 64 * 1024 } });
+  const r = await backup(storage, bk, { create: true, sources: [src], volumeSize: 8 * MiB, system: 'order', readers: 1, limits: { readerCredit: 64 * 1024 } });
   assert.equal(r.counts.files, 3);
   const out = join(dir, 'out');
   const got = await restore(openStorage(join(dir, 'repo')), rk, { target: out });

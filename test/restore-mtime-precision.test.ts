@@ -79,7 +79,7 @@ test('restore gives files, a large file, directories and symlinks their mtimes t
   for (const [p, ns] of want) touchNs(join(src, p), ns);
   utimesSync(src, 1_600_000_000, 1_600_000_000);
   const repo = join(dir, 'repo');
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup]);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
   const target = join(dir, 'restored');
   iebsOk(['restore', '--repo', repo, '--key', keys.restore, '--target', target]);
   const problems: string[] = [];

@@ -32,7 +32,7 @@ before(() => {
   if (asRoot) chownSync(join(src, 'shared', 'owned'), 1234, 5678);
   chmodSync(join(src, 'shared'), 0o2775);
   repo = join(dir, 'repo');
-  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup]);
+  iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
 });
 
 const mode = (p: string) => lstatSync(p).mode & 0o7777;

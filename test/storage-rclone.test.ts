@@ -231,10 +231,10 @@ test('rclone: every CLI verb through rclone:REMOTE:PATH (local and webdav remote
       writeFileSync(join(src, 'sub', 'note.txt'), 'first\n');
       const env = { RCLONE_CONFIG: CONFIG };
       iebsOk(['init', repo, '--key', keys.backup], { env });
-      iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--name', 'rc', '--volume-size', String(8 * MiB)], { env });
+      iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--name', 'rc', '--volume-size', String(8 * MiB)], { env });
       writeFileSync(join(src, 'sub', 'note.txt'), 'second\n');
       writeSeeded(join(src, 'new.bin'), 'new', 200_000);
-      const inc = iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--name', 'rc', '--json'], { env });
+      const inc = iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--name', 'rc', '--json'], { env });
       assert.match(inc.stdout, /increment/);
       const snaps = iebsOk(['snapshots', '--repo', repo, '--json'], { env });
       assert.equal((JSON.parse(snaps.stdout) as unknown[]).length, 2, snaps.stdout);
@@ -251,11 +251,11 @@ test('rclone: every CLI verb through rclone:REMOTE:PATH (local and webdav remote
       const s = new RcloneStorage(fs);
       await s.put('locks/lock', encodeLock({ host: 'another-host', pid: 4242, time: '2026-12-06T00:00:00.000Z', run: '0123456789abcdef' }));
       await s.close();
-      const locked = iebs(['backup', src, '--repo', repo, '--key', keys.backup, '--name', 'rc'], { env });
+      const locked = iebs(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--name', 'rc'], { env });
       assert.equal(locked.code, 11, locked.stderr);
       assert.match(locked.stderr, /locked by pid 4242 on another-host/);
       assert.match(iebsOk(['unlock', '--repo', repo], { env }).stdout, /^lock removed \(held by pid 4242 on another-host/);
-      iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--name', 'rc'], { env });
+      iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup, '--name', 'rc'], { env });
       assert.equal((JSON.parse(iebsOk(['snapshots', '--repo', repo, '--json'], { env }).stdout) as unknown[]).length, 3);
     });
   }

@@ -183,7 +183,7 @@ test('s3 faults: a backup through 503s and a dropped upload, and a restore throu
   proxy.fail({ method: 'PUT', times: 3, action: { kind: 'error', status: 503, code: 'SlowDown' } });
   proxy.fail({ method: 'PUT', url: /partNumber=1/, times: 1, action: { kind: 'cut-request', afterBytes: 2 * MiB } });
   proxy.fail({ method: 'HEAD', times: 1, action: { kind: 'error', status: 500, code: 'InternalError' } });
-  const b = await cli(['backup', src, '--repo', repo, '--key', keys.backup], env);
+  const b = await cli(['backup', '--init', src, '--repo', repo, '--key', keys.backup], env);
   assert.equal(b.code, 0, b.stderr);
   assert.equal(proxy.pending(), 0, 'every fault struck the backup');
   proxy.fail({ method: 'GET', times: 3, action: { kind: 'cut-response', afterBytes: 5000 } });

@@ -19,7 +19,7 @@ before(() => {
   mkdirSync(join(dir, 'src'));
   writeFileSync(join(dir, 'src', 'a'), 'a\n');
   repo = join(dir, 'repo');
-  iebsOk(['backup', join(dir, 'src'), '--repo', repo, '--key', keys.backup]);
+  iebsOk(['backup', '--init', join(dir, 'src'), '--repo', repo, '--key', keys.backup]);
 });
 
 function copyRepo(label: string): string {

@@ -36,7 +36,7 @@ test('small files in order are read through windows; a subset and large files re
   }
   files.set('big.bin', randomBytes(5 * MiB));
   for (const [p, b] of files) writeFileSync(join(src, p), b);
-  await backup(openStorage(join(dir, 'repo')), bk, { sources: [src], volumeSize: 64 * MiB, system: 'win' });
+  await backup(openStorage(join(dir, 'repo')), bk, { create: true, sources: [src], volumeSize: 64 * MiB, system: 'win' });
 
   const all = counting(openStorage(join(dir, 'repo')));
   const out = join(dir, 'out');

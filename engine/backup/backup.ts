@@ -59,6 +59,9 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
     exists = false;
   }
   if (!exists && !o.dryRun) {
+    if (!o.create) {
+      throw new NotFoundError('no-repository', `${storage.where}: no iebs repository here, and a backup does not create one unless told to (iebs init ${storage.where}, or backup --init): a drive that is not mounted or a wrong bucket is never replaced by a new repository`);
+    }
     try {
       repoId = (await initRepo(storage, key.publicArmored, now())).id;
       created = true;

@@ -19,6 +19,12 @@ export interface BackupOptions {
   /** Most increments after a full before a new full is forced. */
   maxIncrements?: number;
   dryRun?: boolean;
+  /**
+   * Create the repository when the destination holds none (what iebs init does). Without
+   * it a missing repository is an error: a scheduled backup to an unmounted drive or a
+   * wrong bucket must never start a new repository somewhere else.
+   */
+  create?: boolean;
   /** Count files and bytes first, so progress can show an ETA. */
   scan?: boolean;
   onProgress?: (p: Progress) => void;
