@@ -63,7 +63,7 @@ const FS_ALLOWED: Record<string, string> = {
   'engine/restore/compose.ts': 'its scratch folder',
   'engine/restore/restore.ts': 'the restore target: makes directories and symlinks, sets times',
   'engine/restore/write-worker.ts': 'the restore target: writes file contents in a thread',
-  'engine/restore/salvage.ts': 'the salvage target (volumes themselves are read through LocalStorage)',
+  'engine/restore/salvage.ts': 'the salvage target (volumes themselves are read through the storage contract)',
   'engine/backup/backup.ts': 'reads symlink targets of the source, and makes its scratch folder',
   'engine/backup/walk.ts': 'walks the source tree',
   'engine/backup/pipeline.ts': 'spools manifest and index text to the scratch folder',

@@ -11,7 +11,6 @@
  * a path that cannot be written is listed, not fatal.
  */
 import { open, rename, rm, chmod, utimes, lutimes, symlink, type FileHandle } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
 import { createHash } from 'node:crypto';
 import type * as openpgp from 'openpgp';
 import { FormatError, IebsError, IoError, KeyError, NotFoundError } from '../../formats/errors.js';
@@ -22,7 +21,7 @@ import { CATALOG_ENTRY_PREFIX, VOLUME_HEADER_ENTRY, decodeVolumeHeader, decodeVo
 import { openEnvelope, pgpOpenBytes } from '../crypto/crypto.js';
 import { decompressBlock } from '../codec.js';
 import type { RestoreKey } from '../crypto/keys.js';
-import { LocalStorage } from '../storage/local.js';
+import type { Storage } from '../storage/storage.js';
 import { SafeTarget, fileMode, makeRoom, targetError, tempBeside, timeArg, SETID_BITS } from './target.js';
 
 /** What salvage recovered. */
@@ -41,7 +40,7 @@ export interface SalvageResult {
   setidDropped: number;
 }
 
-interface Source { storage: LocalStorage; object: string; volumeId: Uint8Array; key: Uint8Array; entries: Map<string, { dataOffset: number; size: number }> }
+interface Source { storage: Storage; object: string; volumeId: Uint8Array; key: Uint8Array; entries: Map<string, { dataOffset: number; size: number }> }
 interface Version { record: FileRecord; time: bigint; blocks: Map<number, { source: Source; ref: FileRecord['blocks'][number] }> }
 
 const MAX_CATALOG = 64 * 1024 * 1024;
@@ -52,18 +51,22 @@ export interface SalvageOptions {
   keepSetid?: boolean;
 }
 
-/** Salvages `paths` into `target`. */
-export async function salvage(paths: string[], key: RestoreKey, verifiers: openpgp.PublicKey[], target: string, o: SalvageOptions = {}): Promise<SalvageResult> {
+/**
+ * A volume to salvage: object `object` of `storage` (a file beside others in a folder, or
+ * an object of a repository on any destination), shown to the user as `label`.
+ */
+export interface SalvageVolume { storage: Storage; object: string; label: string }
+
+/** Salvages `volumes` into `target`. The caller closes their storages. */
+export async function salvage(volumes: SalvageVolume[], key: RestoreKey, verifiers: openpgp.PublicKey[], target: string, o: SalvageOptions = {}): Promise<SalvageResult> {
   if (verifiers.length === 0) throw new KeyError('no-verifier', 'salvage needs the host signing public key: use an iebs restore.key or pass --public recipient.asc');
   const res: SalvageResult = { volumes: [], files: 0, incomplete: [], dirs: 0, symlinks: 0, bytes: 0, unnamedBlocks: 0, failures: [], setidDropped: 0 };
   const versions = new Map<string, Version>();
   const others = new Map<string, { record: FileRecord; time: bigint }>();
   const sources: Source[] = [];
-  for (const p of paths) {
+  for (const { storage, object, label: p } of volumes) {
     const info = { path: p, entries: 0, damaged: 0 } as SalvageResult['volumes'][number];
     res.volumes.push(info);
-    const storage = new LocalStorage(dirname(p));
-    const object = basename(p);
     try {
       const size = await storage.stat(object);
       if (size === null) throw new NotFoundError('not-found', `${p}: no such volume file`);
@@ -202,7 +205,6 @@ export async function salvage(paths: string[], key: RestoreKey, verifiers: openp
       } catch (e) { throw targetError(e, p); }
     } catch (e) { failed(r, e); }
   }
-  for (const s of sources) await s.storage.close();
   res.failures.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   return res;
 }
