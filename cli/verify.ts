@@ -1,10 +1,9 @@
 /** `iebs verify`: checks a repository with public keys; with --read-data, every block. */
 import { loadRestoreKey, loadTrustAnchors } from '../engine/crypto/keys.js';
 import { readConfig, repoHostKeys } from '../engine/repo/repo.js';
-import { LAYOUT } from '../formats/names.js';
 import { openStorage } from '../engine/storage/open.js';
 import { verify } from '../engine/verify.js';
-import { UsageError } from '../formats/errors.js';
+import { FormatError, UsageError } from '../formats/errors.js';
 import { parseArgs } from './args.js';
 import { need, passphrase, printJson, LIMIT_FLAGS, LIMIT_HELP, rates } from './common.js';
 import { human, ProgressLine, stderrIsTerminal } from './progress.js';
@@ -21,8 +20,8 @@ ${LIMIT_HELP}`;
 export async function main(argv: string[]): Promise<number> {
   const { flags } = parseArgs('verify', argv, { ...LIMIT_FLAGS, repo: 'string', key: 'string', 'read-data': 'boolean', json: 'boolean', 'passphrase-file': 'string' });
   const storage = openStorage(need(flags.repo as string | undefined, 'verify', '--repo REPO'), rates(flags));
-  // Only whether there is a repository here: a damaged config is a problem verify reports.
-  if ((await storage.stat(LAYOUT.config)) === null) await readConfig(storage);
+  // Only whether there is a repository here: a config that does not decode is a problem verify reports.
+  await readConfig(storage).catch((e) => { if (!(e instanceof FormatError)) throw e; });
   const keyPath = flags.key as string | undefined;
   if (flags['read-data'] && !keyPath) throw new UsageError('missing-argument', 'iebs verify --read-data needs --key restore.key');
   const restoreKey = flags['read-data'] ? await loadRestoreKey(keyPath!, await passphrase(flags['passphrase-file'] as string | undefined)) : undefined;

@@ -23,7 +23,8 @@ export interface Lock {
 type LockState = { kind: 'none' } | { kind: 'unreadable'; why: string } | { kind: 'held'; info: LockInfo };
 
 /** The tokens that stop two runs from both removing one stale lock. */
-const breakToken = (run: string) => `locks/break-${run}`;
+const BREAK = 'locks/break-';
+const breakToken = (run: string) => `${BREAK}${run}`;
 
 /**
  * Takes the exclusive repository lock (SPEC.md "Locks"). The lock is created whole and
@@ -35,23 +36,24 @@ export async function acquireLock(storage: Storage): Promise<Lock> {
   const me: LockInfo = { host: hostname(), pid: process.pid, time: new Date().toISOString(), run: randomBytes(8).toString('hex'), start: processStart(process.pid) };
   const body = encodeLock(me);
   const where = `${storage.where}/${LAYOUT.lock}`;
+  const isMine = (s: LockState) => s.kind === 'held' && s.info.run === me.run;
+  const mine = async () => isMine(await readLock(storage));
   for (let attempt = 0; attempt < 8; attempt++) {
-    // A create that failed on the way back may have landed: then the lock is this run's.
-    const mine = async () => { const cur = await readLock(storage); return cur.kind === 'held' && cur.info.run === me.run; };
-    if (await createOnce(storage, LAYOUT.lock, body).catch(async (e) => { if (await mine().catch(() => false)) return true; throw e; }) || await mine()) {
-      const check = async () => {
-        const cur = await readLock(storage);
-        if (cur.kind !== 'held' || cur.info.run !== me.run) throw new LockedError('lock-lost', `${where}: this run's lock was removed or replaced while it ran (iebs unlock?); nothing was committed`);
-      };
+    let created: boolean;
+    try { created = await createOnce(storage, LAYOUT.lock, body); } catch (e) {
+      // A create that failed on the way back may have landed: then the lock is this run's.
+      if (!(await mine().catch(() => false))) throw e;
+      created = true;
+    }
+    const held: LockState = created ? { kind: 'held', info: me } : await readLock(storage);
+    if (isMine(held)) {
       return {
-        check,
-        release: async () => {
-          const cur = await readLock(storage);
-          if (cur.kind === 'held' && cur.info.run === me.run) await storage.delete(LAYOUT.lock);
+        check: async () => {
+          if (!(await mine())) throw new LockedError('lock-lost', `${where}: this run's lock was removed or replaced while it ran (iebs unlock?); nothing was committed`);
         },
+        release: async () => { if (await mine()) await storage.delete(LAYOUT.lock); },
       };
     }
-    const held = await readLock(storage);
     if (held.kind === 'unreadable') {
       throw new LockedError('locked', `${where} exists but cannot be read (${held.why}); another run may hold it (if no iebs run uses this repository, run iebs unlock --repo ${storage.where})`);
     }
@@ -107,7 +109,7 @@ export async function breakLock(storage: Storage): Promise<BrokenLock> {
   if (held.kind === 'held' && held.info.host === hostname() && holderAlive(held.info)) {
     throw new LockedError('lock-live', `${storage.where} is locked by pid ${held.info.pid} on this host, which is still running (since ${held.info.time}); not removed`);
   }
-  for (const t of await listAll(storage, 'locks/break-')) await storage.delete(t);
+  for (const t of await listAll(storage, BREAK)) await storage.delete(t);
   if (held.kind === 'none') return { removed: false };
   await storage.delete(LAYOUT.lock);
   return { removed: true, holder: held.kind === 'held' ? held.info : undefined };

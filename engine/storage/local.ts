@@ -11,7 +11,7 @@ import { link, open, readdir, rename, rm, stat, mkdir, readFile, unlink, type Fi
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { IebsError } from '../../formats/errors.js';
-import { checkObjectName, storageError, putThrough, type ObjectWriter, type Storage, type StorageCode } from './storage.js';
+import { checkObjectName, storageError, putThrough, walkFolders, folderOf, type ObjectWriter, type Storage, type StorageCode } from './storage.js';
 
 const TMP = '.tmp-';
 
@@ -164,47 +164,31 @@ export class LocalStorage implements Storage {
    * largest, one name per volume).
    */
   async *list(prefix: string): AsyncIterable<string> {
-    const cut = prefix.lastIndexOf('/');
-    const folder = cut < 0 ? '' : prefix.slice(0, cut);
+    const folder = folderOf(prefix);
     if (folder) checkObjectName(folder);
     yield* this.walk(folder, prefix, false);
   }
 
-  private async *walk(folder: string, prefix: string, debris: boolean): AsyncGenerator<string> {
-    const p = folder ? join(this.root, ...folder.split('/')) : this.root;
-    let entries: { name: string; dir: boolean }[];
-    try {
-      entries = (await readdir(p, { withFileTypes: true })).map((d) => ({ name: d.name, dir: d.isDirectory() }));
-    } catch (cause) {
-      if (codeOf(cause) === 'not-found') return;
-      throw ioError(this.root, folder, 'listing', cause);
-    }
-    // Byte order of the full names: a folder's names all start with `name/`, so it sorts
-    // as `name/` (after `name-x` and `name.x`, whose next byte is lower than '/').
-    const key = (e: { name: string; dir: boolean }) => Buffer.from(e.dir ? `${e.name}/` : e.name);
-    entries.sort((a, b) => Buffer.compare(key(a), key(b)));
-    for (const e of entries) {
-      const name = folder ? `${folder}/${e.name}` : e.name;
-      if (e.dir) {
-        // Descend only where the prefix can still match.
-        if (name.startsWith(prefix) || prefix.startsWith(`${name}/`)) yield* this.walk(name, prefix, debris);
-        continue;
+  /** The files under `folder` that start with `prefix`: temporary ones (`debris`) or the others. */
+  private walk(folder: string, prefix: string, debris: boolean): AsyncGenerator<string> {
+    return walkFolders(async (f) => {
+      try {
+        return (await readdir(f ? join(this.root, ...f.split('/')) : this.root, { withFileTypes: true })).map((d) => ({ name: d.name, dir: d.isDirectory() }));
+      } catch (cause) {
+        if (codeOf(cause) === 'not-found') return [];
+        throw ioError(this.root, f, 'listing', cause);
       }
-      if (!name.startsWith(prefix)) continue;
-      if (e.name.includes(TMP) === debris) yield name;
-    }
+    }, folder, prefix, (n) => n.includes(TMP) === debris);
   }
 
+
   async removeDebris(prefix: string): Promise<number> {
-    const cut = prefix.lastIndexOf('/');
-    const folder = cut < 0 ? '' : prefix.slice(0, cut);
-    let n = 0;
     const found: string[] = [];
-    for await (const d of this.walk(folder, prefix, true)) found.push(d);
+    for await (const d of this.walk(folderOf(prefix), prefix, true)) found.push(d);
     for (const d of found) {
-      try { await rm(join(this.root, ...d.split('/')), { force: true }); n++; } catch (cause) { throw ioError(this.root, d, 'deleting', cause); }
+      try { await rm(join(this.root, ...d.split('/')), { force: true }); } catch (cause) { throw ioError(this.root, d, 'deleting', cause); }
     }
-    return n;
+    return found.length;
   }
 
   async delete(name: string): Promise<void> {

@@ -36,7 +36,7 @@ import http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 import { IebsError, UsageError } from '../../formats/errors.js';
-import { checkObjectName, putThrough, storageError, type ObjectWriter, type Storage, type StorageCode } from './storage.js';
+import { checkObjectName, putThrough, storageError, walkFolders, folderOf, type ObjectWriter, type Storage, type StorageCode } from './storage.js';
 
 const TMP = '.tmp-';
 
@@ -354,28 +354,20 @@ export class RcloneStorage implements Storage {
     yield* this.walk(folderOf(prefix), prefix, false);
   }
 
-  private async *walk(folder: string, prefix: string, debris: boolean): AsyncGenerator<string> {
-    if (folder) checkObjectName(folder);
-    let entries: { Name: string; IsDir: boolean }[];
-    try {
-      const r = await this.rc('operations/list', { remote: folder, opt: { noModTime: true, noMimeType: true } }, folder, 'listing');
-      entries = (r.list as { Name: string; IsDir: boolean }[] | undefined) ?? [];
-    } catch (e) {
-      if (e instanceof IebsError && e.code === 'not-found') return;
-      throw e;
-    }
-    // A folder sorts as its name and a `/`: folder `a` holds `a/x`, which comes after a file `a-b`.
-    const key = (e: { Name: string; IsDir: boolean }) => Buffer.from(e.IsDir ? `${e.Name}/` : e.Name);
-    entries.sort((a, b) => Buffer.compare(key(a), key(b)));
-    for (const e of entries) {
-      const name = folder ? `${folder}/${e.Name}` : e.Name;
-      if (e.IsDir) {
-        if (name.startsWith(prefix) || prefix.startsWith(`${name}/`)) yield* this.walk(name, prefix, debris);
-        continue;
+  /** The files under `folder` that start with `prefix`: temporary ones (`debris`) or the others. */
+  private walk(folder: string, prefix: string, debris: boolean): AsyncGenerator<string> {
+    return walkFolders(async (f) => {
+      if (f) checkObjectName(f);
+      try {
+        const r = await this.rc('operations/list', { remote: f, opt: { noModTime: true, noMimeType: true } }, f, 'listing');
+        return ((r.list as { Name: string; IsDir: boolean }[] | undefined) ?? []).map((e) => ({ name: e.Name, dir: e.IsDir }));
+      } catch (e) {
+        if (e instanceof IebsError && e.code === 'not-found') return [];
+        throw e;
       }
-      if (name.startsWith(prefix) && e.Name.includes(TMP) === debris) yield name;
-    }
+    }, folder, prefix, (n) => n.includes(TMP) === debris);
   }
+
 
   async delete(name: string): Promise<void> {
     checkObjectName(name);
@@ -409,12 +401,6 @@ export class RcloneStorage implements Storage {
       (d.child.stdio[3] as Writable).end();
     });
   }
-}
-
-/** The folder a listing of `prefix` starts in. */
-function folderOf(prefix: string): string {
-  const cut = prefix.lastIndexOf('/');
-  return cut < 0 ? '' : prefix.slice(0, cut);
 }
 
 /** The environment of rclone's processes: the user's, without what would change how the daemon listens or logs. */

@@ -111,3 +111,30 @@ export async function putThrough(storage: Storage, name: string, data: Uint8Arra
     await w.commit();
   } catch (e) { await w.abort(); throw e; }
 }
+
+/** The folder a listing of `prefix` starts in: all before its last `/`. */
+export function folderOf(prefix: string): string {
+  const cut = prefix.lastIndexOf('/');
+  return cut < 0 ? '' : prefix.slice(0, cut);
+}
+
+/** An entry of one folder's listing, for backends whose store has folders. */
+export interface FolderEntry { name: string; dir: boolean }
+
+/**
+ * The files under `folder` whose names start with `prefix` and pass `keep`, in the byte
+ * order of their full names, for backends whose store has folders (list and
+ * removeDebris): each folder is read once with `read` (a missing one reads as empty) and
+ * sorted, a folder as `name/` (so `a/x` comes after `a-b` and `a.c`), and descended
+ * only where the prefix can still match. Memory holds one listing per level.
+ */
+export async function* walkFolders(read: (folder: string) => Promise<FolderEntry[]>, folder: string, prefix: string, keep: (name: string) => boolean): AsyncGenerator<string> {
+  const key = (e: FolderEntry) => Buffer.from(e.dir ? `${e.name}/` : e.name);
+  const entries = (await read(folder)).sort((a, b) => Buffer.compare(key(a), key(b)));
+  for (const e of entries) {
+    const name = folder ? `${folder}/${e.name}` : e.name;
+    if (e.dir) {
+      if (name.startsWith(prefix) || prefix.startsWith(`${name}/`)) yield* walkFolders(read, name, prefix, keep);
+    } else if (name.startsWith(prefix) && keep(e.name)) yield name;
+  }
+}
