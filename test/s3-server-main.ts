@@ -139,7 +139,9 @@ async function main(root: string): Promise<void> {
     await before;
     try {
       if (await s3.store.existsObject(bucket, key)) {
-        req.resume();
+        // As S3 does, answer once the request is read: a 412 sent while the client still
+        // sends its body breaks the connection under it (EPIPE, a transient error).
+        await new Promise<void>((r) => { req.once('end', r); req.once('error', () => r()); req.resume(); });
         error(res, 412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
         await new Promise((r) => res.once('close', r));
         return;
