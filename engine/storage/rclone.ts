@@ -122,6 +122,8 @@ export class RcloneStorage implements Storage {
   private daemon: Promise<Daemon> | null = null;
   /** The check-then-move of each name being committed, one at a time per name. */
   private readonly placing = new Map<string, Promise<void>>();
+  /** Folders made (or being made) by this process, so uploads into one never race to make it. */
+  private readonly folders = new Map<string, Promise<void>>();
 
   /**
    * @param fs rclone's `REMOTE:PATH`, REMOTE a remote of rclone's config (checkRemote).
@@ -209,6 +211,7 @@ export class RcloneStorage implements Storage {
     const dir = cut < 0 ? '' : tmp.slice(0, cut);
     const base = tmp.slice(cut + 1);
     const d = await this.start();
+    await this.folder(dir);
     const boundary = `iebs-${randomBytes(12).toString('hex')}`;
     const query = new URLSearchParams({ fs: this.fs, remote: dir }).toString();
     const req = http.request({
@@ -286,6 +289,22 @@ export class RcloneStorage implements Storage {
         await dropTmp();
       },
     };
+  }
+
+  /**
+   * Makes `dir` on the remote once per process before the first upload into it: uploads
+   * that each create a missing folder race on some remotes (SFTP), and the loser fails as
+   * if the folder were not there.
+   */
+  private folder(dir: string): Promise<void> {
+    if (!dir) return Promise.resolve();
+    let made = this.folders.get(dir);
+    if (!made) {
+      made = this.rc('operations/mkdir', { fs: this.fs, remote: dir }, dir, 'making the folder').then(() => {});
+      made.catch(() => this.folders.delete(dir));
+      this.folders.set(dir, made);
+    }
+    return made;
   }
 
   /** Moves the whole temporary object `tmp` onto `name` unless `name` exists. */
