@@ -169,7 +169,7 @@ export class VolumeSet {
     const name = volumeName(this.o.snapshot, number);
     const id = random(16), key = random(32);
     const sealed = await pgpSealBytes(encodeVolumeKey(id, key), this.o.recipients, this.o.signer);
-    const writer = await this.o.storage.create(`${LAYOUT.volumes}/${name}`);
+    const writer = await this.o.storage.create(`${LAYOUT.volumes}/${name}`, { maxSize: this.o.limit });
     const v: OpenVolume = {
       name, number, id, key: createSecretKey(key), writer, hash: createHash('sha384'), size: 0, entries: 0, catalogPieces: 0, catalog: [], catalogBytes: 0, enc: null,
       pending: [], pendingBytes: 0, writes: Promise.resolve(), queued: 0,
