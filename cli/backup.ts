@@ -11,6 +11,7 @@ import { UsageError } from '../formats/errors.js';
 import { parseArgs, parseSize, regexes } from './args.js';
 import { configDir, exists, need, passphrase, printJson, LIMIT_FLAGS, LIMIT_HELP, rates } from './common.js';
 import { EXIT } from './errors.js';
+import { publishResult } from './job.js';
 import { human, ProgressLine, stderrIsTerminal } from './progress.js';
 
 export const help = `iebs backup SOURCE... --repo REPO [--key backup.key] [--init] [--name SYSTEM] [--full] [--reread]
@@ -72,10 +73,11 @@ export async function main(argv: string[]): Promise<number> {
     volumeSize, codec: flags.compression ? parseCodecChoice(flags.compression as string) : undefined, maxIncrements, dryRun,
     scan: !json && stderrIsTerminal(),
     cacheDir: flags['no-cache'] ? undefined : (flags['cache-dir'] as string | undefined) ?? defaultCacheDir(),
-    onProgress: (p) => progress.update(p.phase === 'scan' ? 'scanning' : 'backup', p.files, p.bytes, p.totalFiles, p.totalBytes),
+    onProgress: (p) => progress.update(p.phase === 'scan' ? 'scanning' : 'backup', p.files, p.bytes, p.totalFiles, p.totalBytes, p.path),
     onPlan: (status, path, size) => { if (json) plan.push({ status, path, size }); else process.stdout.write(`${status.padEnd(8)} ${path}${status === 'deleted' ? '' : '  ' + human(size)}\n`); },
   });
   progress.done();
+  publishResult({ snapshot: r.snapshot, type: r.type, dryRun, read: r.read, stored: r.counts.stored, volumes: r.dryRun ? r.estimate!.volumes : r.volumes.length }, r.warnings.length);
   if (json) printJson(dryRun ? { ...r, plan } : r);
   else {
     for (const w of r.warnings) process.stderr.write(`iebs: warning: ${w.path}: ${w.message}\n`);

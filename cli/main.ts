@@ -3,6 +3,7 @@
 import { isMainThread, Worker } from 'node:worker_threads';
 import { report } from './errors.js';
 import { ENGINE_HEAP } from './heap.js';
+import { JOB_VERBS, prepareJob, runAsJob } from './job.js';
 /** A verb: its help text and its entry point. */
 interface Verb { help: string; main(argv: string[]): Promise<number> }
 
@@ -18,6 +19,8 @@ const VERBS: Record<string, () => Promise<Verb>> = {
   verify: () => import('./verify.js'),
   salvage: () => import('./salvage.js'),
   unlock: () => import('./unlock.js'),
+  status: () => import('./status.js'),
+  serve: () => import('./serve.js'),
 };
 
 async function usage(): Promise<string> {
@@ -42,6 +45,7 @@ async function run(argv: string[]): Promise<number> {
   if (!Object.hasOwn(VERBS, verb)) { process.stderr.write(`iebs: unknown command ${JSON.stringify(verb)}\n${await usage()}`); return 2; }
   const v = await VERBS[verb]();
   if (rest.includes('--help') || rest.includes('-h')) { process.stdout.write(v.help + '\n'); return 0; }
+  if (JOB_VERBS.has(verb)) return runAsJob(verb, rest, () => v.main(rest), (e) => report(e, debug));
   try {
     return await v.main(rest);
   } catch (e) {
@@ -51,6 +55,9 @@ async function run(argv: string[]): Promise<number> {
 
 /** Verbs whose work grows with the repository: run on a thread with a capped heap (cli/heap.ts). */
 const ON_THREAD = new Set(['backup', 'restore', 'verify', 'salvage']);
+
+// A long verb is a published job (cli/job.ts): its id is set here, before its thread starts.
+if (isMainThread && JOB_VERBS.has(process.argv[2]) && !process.argv.includes('--help') && !process.argv.includes('-h')) prepareJob();
 
 if (isMainThread && ON_THREAD.has(process.argv[2]) && process.env.IEBS_NO_THREAD !== '1') {
   // The thread's stdio passes through this one; it is told whether stderr is a terminal.

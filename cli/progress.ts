@@ -1,9 +1,12 @@
 /**
  * Progress lines on a terminal: files, bytes, rate and ETA, redrawn at most five times
- * a second on stderr. Silent when stderr is not a TTY (cron, pipes) or with --json.
+ * a second on stderr. Silent when stderr is not a TTY (cron, pipes) or with --json. The
+ * same figures (engine/jobs/progress.ts) go to the run's published job in every case.
  */
 
 import { isMainThread, workerData } from 'node:worker_threads';
+import { ProgressMeter, progressText, type ProgressState } from '../engine/jobs/progress.js';
+import { currentJob } from './job.js';
 
 /**
  * Whether stderr is a terminal. A verb run on its own thread (cli/main.ts) writes
@@ -13,41 +16,52 @@ export function stderrIsTerminal(): boolean {
   return isMainThread ? !!process.stderr.isTTY : !!(workerData as { tty?: boolean } | null)?.tty;
 }
 
-/** Formats bytes with binary units. */
-export function human(n: number): string {
-  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
-  return `${i === 0 ? Math.round(n) : n.toFixed(1)} ${u[i]}`;
-}
+export { human } from '../engine/jobs/progress.js';
 
-function clock(s: number): string {
-  if (!Number.isFinite(s) || s < 0) return '?';
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = Math.floor(s % 60);
-  return `${h ? h + ':' : ''}${String(m).padStart(h ? 2 : 1, '0')}:${String(sec).padStart(2, '0')}`;
-}
-
-/** A progress reporter for one phase-labelled run. */
+/**
+ * A progress reporter for one run: the terminal line, and the published job (cli/job.ts).
+ * Counts that arrive within 200 ms of the last shown ones are shown when that time is up,
+ * so a run that stalls (an upload under a rate limit) still shows its latest counts.
+ */
 export class ProgressLine {
   private last = 0;
-  private readonly start = Date.now();
+  private readonly meter = new ProgressMeter();
   private shown = false;
+  private pending: Parameters<ProgressMeter['update']> | null = null;
+  private timer: NodeJS.Timeout | null = null;
   constructor(private readonly enabled: boolean) {}
 
-  update(label: string, files: number, bytes: number, totalFiles?: number, totalBytes?: number): void {
+  update(label: string, files: number, bytes: number, totalFiles?: number, totalBytes?: number, path?: string): void {
+    if (!this.enabled && !currentJob()) return;
+    const wait = 200 - (Date.now() - this.last);
+    if (wait > 0) {
+      this.pending = [label, files, bytes, totalFiles, totalBytes, path];
+      this.timer ??= setTimeout(() => { this.timer = null; this.showPending(); }, wait).unref();
+      return;
+    }
+    this.show(this.meter.update(label, files, bytes, totalFiles, totalBytes, path));
+  }
+
+  private showPending(): void {
+    if (this.pending) this.show(this.meter.update(...this.pending));
+  }
+
+  private show(s: ProgressState): void {
+    this.last = Date.now();
+    this.pending = null;
+    currentJob()?.progress(s);
     if (!this.enabled) return;
-    const now = Date.now();
-    if (now - this.last < 200) return;
-    this.last = now;
-    const secs = (now - this.start) / 1000;
-    const rate = bytes / Math.max(secs, 0.001);
-    let line = `${label}: ${files}${totalFiles !== undefined ? '/' + totalFiles : ''} files, ${human(bytes)}${totalBytes !== undefined ? '/' + human(totalBytes) : ''}, ${human(rate)}/s`;
-    if (totalBytes !== undefined && rate > 0) line += `, ETA ${clock((totalBytes - bytes) / rate)}`;
-    process.stderr.write(`\r\x1b[K${line}`);
+    process.stderr.write(`\r\x1b[K${progressText(s)}`);
     this.shown = true;
   }
 
+  /** Ends the line; the job gets the last counts. */
   done(): void {
+    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    const job = currentJob();
+    if (job && this.pending) job.progress(this.meter.update(...this.pending));
+    this.pending = null;
+    job?.flush();
     if (this.shown) process.stderr.write('\r\x1b[K');
     this.shown = false;
   }

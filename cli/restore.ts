@@ -5,6 +5,7 @@ import { openStorage } from '../engine/storage/open.js';
 import { parseArgs, regexes } from './args.js';
 import { need, passphrase, printJson, LIMIT_FLAGS, LIMIT_HELP, rates } from './common.js';
 import { EXIT } from './errors.js';
+import { publishResult } from './job.js';
 import { human, ProgressLine, stderrIsTerminal } from './progress.js';
 
 export const help = `iebs restore --repo REPO --key restore.key --target DIR [--snapshot ID|latest] [--include RE]... [--setuid] [--json]
@@ -27,6 +28,7 @@ export async function main(argv: string[]): Promise<number> {
     onProgress: (p) => progress.update('restore', p.files, p.bytes, p.totalFiles, p.totalBytes),
   });
   progress.done();
+  publishResult({ snapshot: r.snapshot, failures: r.failures.length }, r.failures.length);
   if (flags.json) printJson(r);
   else {
     for (const f of r.failures) process.stderr.write(`iebs: not restored: ${f.path}: ${f.message}\n`);

@@ -6,6 +6,7 @@ import { verify } from '../engine/verify.js';
 import { FormatError, UsageError } from '../formats/errors.js';
 import { parseArgs } from './args.js';
 import { need, passphrase, printJson, LIMIT_FLAGS, LIMIT_HELP, rates } from './common.js';
+import { publishResult } from './job.js';
 import { human, ProgressLine, stderrIsTerminal } from './progress.js';
 
 export const help = `iebs verify --repo REPO [--key KEY] [--read-data] [--json]
@@ -31,6 +32,7 @@ export async function main(argv: string[]): Promise<number> {
   const progress = new ProgressLine(!flags.json && stderrIsTerminal());
   const r = await verify(storage, verifiers, { anchors: anchors?.all, restoreKey, readData: !!flags['read-data'], onProgress: (p) => progress.update('verify', p.objects, p.bytes) });
   progress.done();
+  publishResult({ snapshots: r.snapshots, objects: r.objects, problems: r.problems.length }, r.problems.length);
   if (flags.json) { printJson({ ...r, ok: r.problems.length === 0 }); return r.problems.length ? 1 : 0; }
   if (!keyPath) process.stderr.write('iebs: note: signatures checked against the keys stored in the repository; pass --key recipient.asc to check against your own copy\n');
   for (const p of r.problems) process.stdout.write(`PROBLEM ${p.object}: ${p.message}${p.affects.length ? `\n  affects: ${p.affects.join(', ')}` : ''}\n`);

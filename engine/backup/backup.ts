@@ -233,6 +233,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
       const path = e.rel.toString('utf8');
       const size = e.kind === 'file' ? Number(e.st.size) : 0;
       progress.files++;
+      progress.path = path;
       if (!o.reread && sameMeta(prev, e.kind, e.st)) {
         counts.unchanged++; counts.files++; counts.bytes += size;
         o.onProgress?.(progress);

@@ -54,8 +54,8 @@ export interface Limits {
   readerCredit?: number;
 }
 
-/** Progress of a run. */
-export interface Progress { phase: 'scan' | 'backup'; files: number; bytes: number; totalFiles?: number; totalBytes?: number }
+/** Progress of a run; `path` is the entry the walk is at, relative to its source. */
+export interface Progress { phase: 'scan' | 'backup'; files: number; bytes: number; totalFiles?: number; totalBytes?: number; path?: string }
 
 /** A problem with one source entry; the run goes on. */
 /**

@@ -1,0 +1,1 @@
+export const help = 'iebs serve'; export async function main(_argv: string[]): Promise<number> { return 0; }
