@@ -17,7 +17,7 @@ import { human, ProgressLine, stderrIsTerminal } from './progress.js';
 export const help = `iebs backup SOURCE... --repo REPO [--key backup.key] [--init] [--name SYSTEM] [--full] [--reread]
             [--include RE]... [--exclude RE]... [--volume-size SIZE|cd|dvd|bluray|bd-dl|bd-xl|bd-xx]
             [--compression zstd:N|xz:N|lz4|brotli:N|none] [--max-increments N] [--dry-run] [--json]
-            [--cache-dir DIR | --no-cache]
+            [--cache-dir DIR | --no-cache] [--scan]
   Backs up the SOURCE trees into the repository REPO. A backup creates a repository only
   with --init, or when it also creates the keys (the first run without --key); else a
   missing repository is an error, so that a drive that is not mounted or a wrong bucket
@@ -30,6 +30,8 @@ export const help = `iebs backup SOURCE... --repo REPO [--key backup.key] [--ini
   The state of each backup is cached in --cache-dir (default $IEBS_CACHE_DIR,
   $XDG_CACHE_HOME/iebs or ~/.cache/iebs) so that the next one need not read the
   chain's indexes; --no-cache reads them every time. The cache can be deleted at will.
+  --scan counts files and bytes first, so that progress has totals and an ETA (the
+  default on a terminal; iebs serve asks for it).
 ${LIMIT_HELP}`;
 
 const DEFAULT_VOLUME = 1024 * 1024 * 1024;
@@ -38,7 +40,7 @@ export async function main(argv: string[]): Promise<number> {
   const { flags, positionals } = parseArgs('backup', argv, { ...LIMIT_FLAGS,
     repo: 'string', key: 'string', name: 'string', full: 'boolean', reread: 'boolean', include: 'list', exclude: 'list',
     'volume-size': 'string', compression: 'string', 'max-increments': 'string', 'dry-run': 'boolean', json: 'boolean', 'passphrase-file': 'string',
-    'cache-dir': 'string', 'no-cache': 'boolean', init: 'boolean',
+    'cache-dir': 'string', 'no-cache': 'boolean', init: 'boolean', scan: 'boolean',
   });
   const repo = need(flags.repo as string | undefined, 'backup', '--repo REPO');
   if (positionals.length === 0) throw new UsageError('missing-argument', 'iebs backup: name at least one SOURCE to back up');
@@ -71,7 +73,7 @@ export async function main(argv: string[]): Promise<number> {
     sources: positionals, system: flags.name as string | undefined, full: !!flags.full, reread: !!flags.reread,
     include: regexes('include', flags.include as string[] | undefined), exclude: regexes('exclude', flags.exclude as string[] | undefined),
     volumeSize, codec: flags.compression ? parseCodecChoice(flags.compression as string) : undefined, maxIncrements, dryRun,
-    scan: !json && stderrIsTerminal(),
+    scan: (!json && stderrIsTerminal()) || !!flags.scan,
     cacheDir: flags['no-cache'] ? undefined : (flags['cache-dir'] as string | undefined) ?? defaultCacheDir(),
     onProgress: (p) => progress.update(p.phase === 'scan' ? 'scanning' : 'backup', p.files, p.bytes, p.totalFiles, p.totalBytes, p.path),
     onPlan: (status, path, size) => { if (json) plan.push({ status, path, size }); else process.stdout.write(`${status.padEnd(8)} ${path}${status === 'deleted' ? '' : '  ' + human(size)}\n`); },

@@ -1,1 +1,75 @@
-export const help = 'iebs serve'; export async function main(_argv: string[]): Promise<number> { return 0; }
+/** `iebs serve`: the status service, its JSON API, web page and scheduler (service/). */
+import { chmodSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { jobsDir } from '../engine/jobs/jobs.js';
+import { UsageError } from '../formats/errors.js';
+import { isLoopback, loadToken } from '../service/auth.js';
+import { loadConfig } from '../service/config.js';
+import { Service } from '../service/server.js';
+import { parseArgs } from './args.js';
+import { configDir } from './common.js';
+
+export const help = `iebs serve [--listen HOST:PORT | --socket PATH] [--login-link]
+  Runs the status service: a JSON API under /api/ (docs/openapi.json), the web page, and
+  the scheduled jobs of serve.json in the config directory. Listens on 127.0.0.1:8750 by
+  default. Every API request needs the token kept in serve.token in the config directory
+  (made on the first start, mode 0600) as "Authorization: Bearer TOKEN"; the page logs in
+  with the one-time link printed at start. Jobs it starts run as iebs processes of their
+  own and go on if the service stops; iebs status sees them too.
+  --login-link asks the service running at --listen for a new one-time login link.
+  A listen address other than loopback is plain HTTP: reach the page over an SSH tunnel
+  instead (README).`;
+
+/** Parses HOST:PORT (HOST may be [v6]). */
+function listenAddress(text: string): { host: string; port: number } {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]+):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new UsageError('bad-flag', `--listen ${JSON.stringify(text)}: give HOST:PORT, e.g. 127.0.0.1:8750`);
+  const host = m[1].replace(/^\[(.*)\]$/, '$1');
+  if (host === '0.0.0.0' || host === '::') throw new UsageError('bad-flag', `--listen ${text}: name one address, not all of them (the Host check needs it); better, keep loopback and use an SSH tunnel`);
+  return { host, port };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const { flags, positionals } = parseArgs('serve', argv, { listen: 'string', socket: 'string', 'login-link': 'boolean' });
+  if (positionals.length) throw new UsageError('bad-flag', `serve: unexpected argument ${JSON.stringify(positionals[0])}`);
+  if (flags.listen !== undefined && flags.socket !== undefined) throw new UsageError('bad-flag', 'serve: --listen or --socket, not both');
+  const dir = configDir();
+  const token = loadToken(join(dir, 'serve.token'), dir);
+  const addr = listenAddress((flags.listen as string | undefined) ?? '127.0.0.1:8750');
+  const hostText = addr.host.includes(':') ? `[${addr.host}]` : addr.host;
+  if (flags['login-link']) {
+    const res = await fetch(`http://${hostText}:${addr.port}/api/login-links`, { method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, body: '{}' })
+      .catch((cause) => { throw new UsageError('bad-flag', `serve: no service answers at ${hostText}:${addr.port} (${(cause as Error).message})`, { cause }); });
+    if (!res.ok) throw new UsageError('bad-flag', `serve: the service at ${hostText}:${addr.port} refused (${res.status})`);
+    process.stdout.write(`http://${hostText}:${addr.port}${((await res.json()) as { path: string }).path}\n`);
+    return 0;
+  }
+  const config = loadConfig(join(dir, 'serve.json'));
+  const socket = flags.socket as string | undefined;
+  const log = (line: string) => process.stderr.write(`iebs serve: ${line}\n`);
+  const service = new Service({ config, token, jobs: jobsDir(), stateFile: join(dir, 'serve-state.json'), listenHost: socket ? undefined : addr.host, log });
+  const server = service.server();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) => reject(new UsageError('bad-flag', `serve: cannot listen on ${socket ?? `${hostText}:${addr.port}`} (${e.code ?? e.message})`, { cause: e })));
+    if (socket) { rmSync(socket, { force: true }); server.listen(socket, () => resolve()); } else server.listen(addr.port, addr.host, () => resolve());
+  });
+  if (socket) {
+    chmodSync(socket, 0o600);
+    log(`listening on ${socket} (mode 0600)`);
+  } else {
+    const port = (server.address() as { port: number }).port;
+    const base = `http://${hostText}:${port}`;
+    if (!isLoopback(addr.host)) log(`warning: ${addr.host} is not loopback: the API and the page go over plain HTTP there`);
+    log(`listening on ${base}/ (${config.repositories.size} repositories, ${config.schedule.length} scheduled jobs)`);
+    log(`open the page with this one-time link (valid 10 minutes): ${base}/login?once=${service.sessions.code()}`);
+  }
+  service.startScheduler();
+  await new Promise<void>((resolve) => {
+    const bye = () => { service.stopScheduler(); server.close(() => resolve()); server.closeAllConnections(); };
+    process.once('SIGINT', bye);
+    process.once('SIGTERM', bye);
+  });
+  log('stopped (jobs it started go on; iebs status shows them)');
+  return 0;
+}

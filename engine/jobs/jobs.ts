@@ -312,3 +312,24 @@ export async function* watchJob(dir: string, id: string, o: { interval?: number;
     });
   }
 }
+
+/** Whether a job's process is alive (and the same one that published it). */
+export function processAliveJob(r: JobRecord): boolean {
+  return processAlive(r.pid, r.pidStart);
+}
+
+/**
+ * Publishes the record of a job another process is about to run (the service's child,
+ * whose own publisher then takes the same id over), so that the job is listed at once.
+ */
+export function publishStarting(dir: string, start: JobStart & { id: string }, pid: number): void {
+  ensureDir(dir);
+  if (readJob(dir, start.id)) return;
+  const t = new Date().toISOString();
+  try {
+    writeRecord(dir, {
+      v: 1, id: start.id, verb: start.verb, repo: publicRepo(start.repo), origin: start.origin ?? 'service', pid, pidStart: processStart(pid),
+      started: t, updated: t, state: 'running', progress: { phase: 'starting', files: 0, bytes: 0, rate: 0, elapsed: 0 }, warnings: 0,
+    });
+  } catch { /* the child's own record follows */ }
+}
