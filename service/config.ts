@@ -26,6 +26,9 @@ export interface RepoConfig {
   exclude: string[];
   volumeSize?: string;
   compression?: string;
+  /** --limit-upload and --limit-download of every run on it. */
+  limitUpload?: string;
+  limitDownload?: string;
   /** Where restores from the page go, each in a folder named after its job. */
   restoreTarget: string;
 }
@@ -97,7 +100,7 @@ export function parseConfig(raw: unknown, file: string): ServeConfig {
     const w = `repositories.${name}`;
     if (!NAME.test(name)) bad(file, `${w}: a repository name is letters, digits, _ and - (up to 64)`);
     const r = obj(v, w);
-    const known = ['repo', 'key', 'verifyKey', 'restoreKey', 'passphraseFile', 'sources', 'include', 'exclude', 'volumeSize', 'compression', 'restoreTarget'];
+    const known = ['repo', 'key', 'verifyKey', 'restoreKey', 'passphraseFile', 'sources', 'include', 'exclude', 'volumeSize', 'compression', 'limitUpload', 'limitDownload', 'restoreTarget'];
     for (const k of Object.keys(r)) if (!known.includes(k)) bad(file, `${w}: unknown key ${JSON.stringify(k)}`);
     const repo = str(r.repo, `${w}.repo`)!;
     repositories.set(name, {
@@ -107,6 +110,7 @@ export function parseConfig(raw: unknown, file: string): ServeConfig {
       sources: strings(r.sources, `${w}.sources`).map((s, i) => path(s, `${w}.sources[${i}]`)!),
       include: strings(r.include, `${w}.include`), exclude: strings(r.exclude, `${w}.exclude`),
       volumeSize: str(r.volumeSize, `${w}.volumeSize`, true), compression: str(r.compression, `${w}.compression`, true),
+      limitUpload: str(r.limitUpload, `${w}.limitUpload`, true), limitDownload: str(r.limitDownload, `${w}.limitDownload`, true),
       restoreTarget: path(r.restoreTarget ?? '~/iebs-restored', `${w}.restoreTarget`)!,
     });
   }

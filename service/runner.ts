@@ -7,7 +7,7 @@
  * as flags; nothing of their contents passes through here.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { markInterrupted, newJobId, processAliveJob, publishStarting, readJob } from '../engine/jobs/jobs.js';
@@ -30,6 +30,7 @@ export class Runner {
   /** Starts `iebs VERB --json ARGS...` as a job and returns its id. */
   start(verb: string, args: string[], o: { repo?: string; origin?: string; label?: string } = {}): string {
     const id = newJobId();
+    mkdirSync(this.jobs, { recursive: true, mode: 0o700 });
     const out = openSync(join(this.jobs, `${id}.out`), 'wx', 0o600);
     const err = openSync(join(this.jobs, `${id}.err`), 'wx', 0o600);
     let child;

@@ -250,6 +250,8 @@ export class Service {
   /** Starts a job for a repository; `what` is backup, plan (a dry run), verify or restore. */
   startJob(r: RepoConfig, what: 'backup' | 'plan' | 'verify' | 'restore', body: Record<string, unknown>, origin = 'service'): { id: string; target?: string } {
     const args = ['--repo', r.repo];
+    if (r.limitUpload) args.push('--limit-upload', r.limitUpload);
+    if (r.limitDownload) args.push('--limit-download', r.limitDownload);
     if (r.passphraseFile && (what === 'restore' || (what === 'verify' && body.readData === true))) args.push('--passphrase-file', r.passphraseFile);
     if (what === 'backup' || what === 'plan') {
       if (r.sources.length === 0) throw new HttpError(409, `repository ${r.name} names no sources to back up`);
