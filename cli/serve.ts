@@ -1,5 +1,5 @@
 /** `iebs serve`: the status service, its JSON API, web page and scheduler (service/). */
-import { chmodSync, rmSync } from 'node:fs';
+import { chmodSync, realpathSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { jobsDir } from '../engine/jobs/jobs.js';
 import { UsageError } from '../formats/errors.js';
@@ -47,8 +47,9 @@ export async function main(argv: string[]): Promise<number> {
   }
   const config = loadConfig(join(dir, 'serve.json'));
   const socket = flags.socket as string | undefined;
+  // The jobs run the very program that runs this service (node dist/cli/main.js).
   const log = (line: string) => process.stderr.write(`iebs serve: ${line}\n`);
-  const service = new Service({ config, token, jobs: jobsDir(), stateFile: join(dir, 'serve-state.json'), listenHost: socket ? undefined : addr.host, log });
+  const service = new Service({ config, token, jobs: jobsDir(), cli: realpathSync(process.argv[1]), stateFile: join(dir, 'serve-state.json'), listenHost: socket ? undefined : addr.host, log });
   const server = service.server();
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) => reject(new UsageError('bad-flag', `serve: cannot listen on ${socket ?? `${hostText}:${addr.port}`} (${e.code ?? e.message})`, { cause: e })));

@@ -9,11 +9,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { markInterrupted, newJobId, processAliveJob, publishStarting, readJob } from '../engine/jobs/jobs.js';
-
-/** The compiled CLI next to this module (dist/service → dist/cli). */
-export const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 
 /** A job this service started. */
 interface Child { pid: number; verb: string; exited: boolean; stopping: boolean }
@@ -25,7 +21,8 @@ export interface CallResult { code: number | null; stdout: string; stderr: strin
 export class Runner {
   private readonly children = new Map<string, Child>();
 
-  constructor(readonly jobs: string, private readonly env: NodeJS.ProcessEnv = process.env) {}
+  /** `cli` is the iebs CLI's main.js, which the children run (given by cli/serve.ts). */
+  constructor(readonly jobs: string, private readonly cli: string, private readonly env: NodeJS.ProcessEnv = process.env) {}
 
   /** Starts `iebs VERB --json ARGS...` as a job and returns its id. */
   start(verb: string, args: string[], o: { repo?: string; origin?: string; label?: string } = {}): string {
@@ -35,7 +32,7 @@ export class Runner {
     const err = openSync(join(this.jobs, `${id}.err`), 'wx', 0o600);
     let child;
     try {
-      child = spawn(process.execPath, [CLI, verb, '--json', ...args], {
+      child = spawn(process.execPath, [this.cli, verb, '--json', ...args], {
         detached: true, stdio: ['ignore', out, err],
         env: { ...this.env, IEBS_JOB_ID: id, IEBS_JOB_ORIGIN: o.origin ?? 'service' },
       });
@@ -89,7 +86,7 @@ export class Runner {
   /** Runs `iebs VERB ARGS...` to its end and gives its output. */
   call(verb: string, args: string[], o: { maxBytes?: number } = {}): Promise<CallResult> {
     return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [CLI, verb, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...this.env, IEBS_JOB_ID: undefined } });
+      const child = spawn(process.execPath, [this.cli, verb, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...this.env, IEBS_JOB_ID: undefined } });
       const out: Buffer[] = [], err: Buffer[] = [];
       let size = 0;
       child.stdout.on('data', (d: Buffer) => {

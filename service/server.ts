@@ -40,6 +40,8 @@ export interface ServeOptions {
   token: string;
   /** Job folder (engine/jobs). */
   jobs: string;
+  /** The iebs CLI's main.js, which runs the jobs. */
+  cli: string;
   /** Scheduler state file. */
   stateFile: string;
   /** The host the server listens on (for the Host check); undefined on a Unix socket. */
@@ -105,7 +107,7 @@ export class Service {
   private readonly log: (line: string) => void;
 
   constructor(private readonly o: ServeOptions) {
-    this.runner = new Runner(o.jobs, o.env);
+    this.runner = new Runner(o.jobs, o.cli, o.env);
     this.log = o.log ?? (() => {});
     this.scheduler = new Scheduler({
       entries: o.config.schedule, stateFile: o.stateFile, now: o.now ?? (() => new Date()),

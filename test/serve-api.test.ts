@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { iebs, iebsOk, makeKeys, tempDir, writeSeeded, seededBytes, MiB } from './helpers.js';
+import { CLI, iebs, iebsOk, makeKeys, tempDir, writeSeeded, seededBytes, MiB } from './helpers.js';
 import { api, events, http, startServe, type Served } from './serve-helpers.js';
 import { readJob } from '../engine/jobs/jobs.js';
 import { Service } from '../service/server.js';
@@ -247,7 +247,7 @@ test('docs/openapi.json lists exactly the routes the server has, and the server 
   await started;
   const doc = JSON.parse(readFileSync(fileURLToPath(new URL('../../docs/openapi.json', import.meta.url)), 'utf8'));
   const documented = Object.entries(doc.paths as Record<string, Record<string, unknown>>).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`)).sort();
-  const service = new Service({ config: parseConfig({}, 'x'), token: 'x', jobs: tempDir('oa'), stateFile: join(tempDir('oa'), 's') });
+  const service = new Service({ config: parseConfig({}, 'x'), token: 'x', jobs: tempDir('oa'), cli: CLI, stateFile: join(tempDir('oa'), 's') });
   const served = service.routes.map((r) => `${r.method} ${r.path}`).sort();
   assert.deepEqual(documented, served);
   // Each documented path and method reaches a handler (not "no such route" nor 405).

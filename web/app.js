@@ -118,7 +118,8 @@ async function refreshJobs() {
     for (const r of list) {
       jobs.set(r.id, r);
       if (r.state === 'running') follow(r.id);
-      else if (mine.has(r.id) && !streams.has(r.id)) { mine.delete(r.id); showResult(r.id); }
+      // A job of ours that ended without its stream telling us (a dropped connection).
+      else if (mine.has(r.id)) { mine.delete(r.id); streams.get(r.id)?.close(); streams.delete(r.id); showResult(r.id); if (current) loadSnapshots(current); }
     }
     renderJobs();
   } catch (e) { if (!(e instanceof Unauthorized)) console.error(e); }
@@ -242,7 +243,8 @@ function drawCharts(snaps) {
     box.replaceChildren();
     charts.push(new uPlot({
       width: Math.max(300, box.clientWidth - 4), height: 200,
-      scales: { x: { time: true } },
+      // One snapshot gets a day either side; sizes and durations start at zero.
+      scales: { x: { time: true, range: (u, min, max) => (min === max ? [min - 86400, max + 86400] : [min, max]) }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.15 : 1] } },
       series: [{}, { label, stroke, fill: stroke + '22', width: 2, points: { show: true, size: 7 }, spanGaps: true, value: (u, v) => (v === null ? '—' : fmt(v)) }],
       axes: [{}, { values: (u, vals) => vals.map(fmt), size: 70 }],
     }, [xs, ys], box));
