@@ -32,7 +32,7 @@ export async function startServe(serveJson: unknown, o: { state?: unknown; dir?:
   mkdirSync(config, { recursive: true, mode: 0o700 });
   writeFileSync(join(config, 'serve.json'), JSON.stringify(serveJson, null, 2));
   if (o.state) writeFileSync(join(config, 'serve-state.json'), JSON.stringify(o.state));
-  const env = { IEBS_CONFIG_DIR: config, IEBS_JOBS_DIR: jobs, IEBS_CACHE_DIR: cache };
+  const env = { IEBS_CONFIG_DIR: config, IEBS_JOBS_DIR: jobs, IEBS_CACHE_DIR: cache, IEBS_STATE_DIR: join(dir, 'state') };
   const child = iebsChild(['serve', '--listen', '127.0.0.1:0'], { env });
   let err = '';
   child.stderr!.on('data', (d) => { err += d; });

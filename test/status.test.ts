@@ -16,7 +16,7 @@ import { publicRepo, readJob, type JobRecord } from '../engine/jobs/jobs.js';
 const keys = makeKeys();
 
 /** A source, a repository and a job folder of their own. */
-function setup(label: string, size = 6 * MiB, key = keys.backup): { src: string; repo: string; jobs: string; cache: string; env: Record<string, string> } {
+function setup(label: string, size = 6 * MiB, key = keys.backup): { src: string; repo: string; jobs: string; state: string; env: Record<string, string> } {
   const d = tempDir(label);
   const src = join(d, 'src');
   mkdirSync(src);
@@ -24,8 +24,8 @@ function setup(label: string, size = 6 * MiB, key = keys.backup): { src: string;
   writeFileSync(join(src, 'small.txt'), 'hello\n');
   const repo = join(d, 'repo');
   iebsOk(['init', repo, '--key', key]);
-  const jobs = join(d, 'jobs'), cache = join(d, 'cache');
-  return { src, repo, jobs, cache, env: { IEBS_JOBS_DIR: jobs, IEBS_CACHE_DIR: cache } };
+  const jobs = join(d, 'jobs'), state = join(d, 'state');
+  return { src, repo, jobs, state, env: { IEBS_JOBS_DIR: jobs, IEBS_STATE_DIR: state } };
 }
 
 function records(jobs: string): JobRecord[] {
@@ -60,7 +60,7 @@ test('a backup publishes its job: final state, counts and result in a 0600 file 
   assert.match(job.summary ?? '', /^done: 2 files/);
   assert.equal(statSync(s.jobs).mode & 0o777, 0o700);
   assert.equal(statSync(join(s.jobs, `${job.id}.json`)).mode & 0o777, 0o600);
-  const history = readFileSync(join(s.cache, 'history.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const history = readFileSync(join(s.state, 'history.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   assert.equal(history.length, 1);
   assert.equal(history[0].id, job.id);
   assert.equal(history[0].result.snapshot, snap);
@@ -154,7 +154,7 @@ test('no passphrase and no URL password is published', async () => {
   iebsOk(['restore', '--repo', s.repo, '--key', join(d, 'k', 'restore.key'), '--passphrase-file', join(d, 'pass'), '--target', join(d, 'out')], { env: { ...s.env, IEBS_PASSPHRASE: pass } });
   const rs = records(s.jobs);
   assert.deepEqual(rs.map((r) => r.verb).sort(), ['backup', 'restore']);
-  const published = readdirSync(s.jobs).map((n) => readFileSync(join(s.jobs, n), 'utf8')).join('') + readFileSync(join(s.cache, 'history.jsonl'), 'utf8');
+  const published = readdirSync(s.jobs).map((n) => readFileSync(join(s.jobs, n), 'utf8')).join('') + readFileSync(join(s.state, 'history.jsonl'), 'utf8');
   assert.ok(!published.includes(pass), 'the passphrase is not published');
   assert.ok(!published.includes('BEGIN PGP'), 'no key material is published');
 });

@@ -9,13 +9,14 @@
  * half a record) at most a few times a second; at its end it writes its final state. A
  * record whose process is gone without a final state is reported as `lost`. Finished
  * jobs are removed after a week (and beyond the newest 200); a line per finished job is
- * appended to `history.jsonl` in the cache directory, which the page's charts read.
+ * appended to `history.jsonl` in the state folder (historyFile), which the page's charts read.
  *
  * A record never holds a key, a key file's contents or a passphrase, and a repository
  * URL is stored without user information.
  */
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { defaultCacheDir } from '../backup/cache.js';
 import { processAlive, processStart } from '../repo/lock.js';
@@ -59,9 +60,14 @@ export function jobsDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(defaultCacheDir(env), 'jobs');
 }
 
-/** The history file of finished jobs. */
+/**
+ * The history file of finished jobs, in the user's state folder: `$IEBS_STATE_DIR`, else
+ * `$XDG_STATE_HOME/iebs`, else `~/.local/state/iebs` (not the cache: `--no-cache` writes
+ * nothing there, and a history is what XDG puts in the state folder).
+ */
 export function historyFile(env: NodeJS.ProcessEnv = process.env): string {
-  return join(defaultCacheDir(env), 'history.jsonl');
+  const dir = env.IEBS_STATE_DIR || join(env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'iebs');
+  return join(dir, 'history.jsonl');
 }
 
 const ID = /^\d{8}-\d{6}-[0-9a-f]{6}$/;
