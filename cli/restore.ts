@@ -7,23 +7,23 @@ import { need, passphrase, printJson, LIMIT_FLAGS, LIMIT_HELP, rates } from './c
 import { EXIT } from './errors.js';
 import { human, ProgressLine, stderrIsTerminal } from './progress.js';
 
-export const help = `iebs restore --repo REPO --key restore.key --target DIR [--snapshot ID|latest] [--include RE]... [--setuid] [--json]
+export const help = `iebs restore --repo REPO --key restore.key --target DIR [--snapshot ID|latest] [--system S] [--include RE]... [--setuid] [--json]
   Restores the snapshot (default: the latest) into DIR. --include restores only paths
   matching one of the expressions. Files that cannot be restored (damaged or missing
   volumes, a non-empty directory where the snapshot has a file) are listed and the exit
   code is 3; no file is ever written with wrong content. Files get their setuid and
   setgid bits only with --setuid (a stolen backup key can forge a snapshot); owners are
-  restored when run as root.
+  restored when run as root. --system S makes latest (and prefixes) mean those of S.
 ${LIMIT_HELP}`;
 
 export async function main(argv: string[]): Promise<number> {
-  const { flags } = parseArgs('restore', argv, { ...LIMIT_FLAGS, repo: 'string', key: 'string', target: 'string', snapshot: 'string', include: 'list', setuid: 'boolean', json: 'boolean', 'passphrase-file': 'string' });
+  const { flags } = parseArgs('restore', argv, { ...LIMIT_FLAGS, repo: 'string', key: 'string', target: 'string', snapshot: 'string', system: 'string', include: 'list', setuid: 'boolean', json: 'boolean', 'passphrase-file': 'string' });
   const storage = openStorage(need(flags.repo as string | undefined, 'restore', '--repo REPO'), rates(flags));
   const key = await loadRestoreKey(need(flags.key as string | undefined, 'restore', '--key restore.key'), await passphrase(flags['passphrase-file'] as string | undefined));
   const target = need(flags.target as string | undefined, 'restore', '--target DIR');
   const progress = new ProgressLine(!flags.json && stderrIsTerminal());
   const r = await restore(storage, key, {
-    target, snapshot: flags.snapshot as string | undefined, keepSetid: flags.setuid === true, include: regexes('include', flags.include as string[] | undefined),
+    target, snapshot: flags.snapshot as string | undefined, system: flags.system as string | undefined, keepSetid: flags.setuid === true, include: regexes('include', flags.include as string[] | undefined),
     onProgress: (p) => progress.update('restore', p.files, p.bytes, p.totalFiles, p.totalBytes),
   });
   progress.done();

@@ -34,6 +34,8 @@ import { ComposedSnapshot } from './compose.js';
 export interface RestoreOptions {
   target: string;
   snapshot?: string;
+  /** With `snapshot` `latest` (or none): the latest of this system. */
+  system?: string;
   include?: RegExp[];
   onProgress?: (p: { files: number; bytes: number; totalFiles: number; totalBytes: number }) => void;
   /** Memory of each scratch sorter; smaller only in tests, to make them spill. */
@@ -82,7 +84,7 @@ const CHECK_HERE_BACKLOG = 8 * 1024 * 1024;
 /** Restores a snapshot into `o.target`. */
 export async function restore(storage: Storage, key: RestoreKey, o: RestoreOptions): Promise<RestoreResult> {
   try {
-    const composed = await ComposedSnapshot.open(storage, key, o.snapshot, o.arena);
+    const composed = await ComposedSnapshot.open(storage, key, o.snapshot, o.arena, o.system);
     try {
       return await restoreComposed(storage, key, composed, o);
     } finally {
