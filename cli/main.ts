@@ -22,6 +22,7 @@ const VERBS: Record<string, () => Promise<Verb>> = {
   verify: () => import('./verify.js'),
   salvage: () => import('./salvage.js'),
   unlock: () => import('./unlock.js'),
+  key: () => import('./key.js'),
 };
 
 async function usage(): Promise<string> {

@@ -73,6 +73,7 @@ const FS_ALLOWED: Record<string, string> = {
   'engine/scratch/sorter.ts': 'scratch files of external sorts',
   'engine/verify.ts': 'its scratch folder',
   'engine/crypto/keys.ts': 'key files',
+  'engine/crypto/key-admin.ts': 'rewrites key files (write, fsync, rename)',
   'engine/repo/lock.ts': 'reads /proc to tell a live lock holder from a reused pid',
 };
 

@@ -86,3 +86,13 @@ test('find and diff answer the same when every sort spills to disk', async () =>
   assert.equal(big.summary.added, 1);
   await storage.close();
 });
+
+test('public keys generations: keys/public.asc is the first, keys/public.N.asc (N from 2) the later ones', async () => {
+  const { publicKeysGeneration, publicKeysObject } = await import('../formats/names.js');
+  assert.equal(publicKeysObject(1), 'keys/public.asc');
+  assert.equal(publicKeysObject(2), 'keys/public.2.asc');
+  assert.equal(publicKeysGeneration('keys/public.asc'), 1);
+  assert.equal(publicKeysGeneration('keys/public.12.asc'), 12);
+  for (const n of ['keys/public.1.asc', 'keys/public.02.asc', 'keys/public.0.asc', 'keys/public.x.asc', 'keys/public.2.asc.tmp-abc', 'keys/other.asc']) assert.equal(publicKeysGeneration(n), null, n);
+  assert.throws(() => publicKeysObject(0), { code: 'absurd-size' });
+});
