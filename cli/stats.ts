@@ -38,7 +38,7 @@ export async function main(argv: string[]): Promise<number> {
   const rep = s.repository;
   const out: string[] = [];
   out.push(`repository: ${rep.snapshots} snapshots, ${rep.systems} system(s), ${rep.chains} chain(s)`);
-  out.push(`  all snapshots restore ${human(rep.restoreBytes)}; stored ${human(rep.volumeBytes)} in volumes + ${human(rep.metadataBytes)} of manifests and indexes ${rep.ratio === 0 ? '' : rep.ratio >= 1 ? ` (${x(rep.ratio)} smaller)` : ` (${x(1 / rep.ratio)} larger)`}`);
+  out.push(`  all snapshots restore ${human(rep.restoreBytes)}; stored ${human(rep.volumeBytes)} in volumes + ${human(rep.metadataBytes)} of manifests and indexes${rep.ratio === 0 ? '' : rep.ratio >= 1 ? ` (${x(rep.ratio)} smaller)` : ` (${x(1 / rep.ratio)} larger)`}`);
   const c = s.contents?.repository;
   if (c) {
     out.push(`  blocks: ${c.blocks} distinct, ${human(c.plainBytes)} plain, ${human(c.storedBytes)} stored; volume overhead ${human(c.overheadBytes)}`);
