@@ -142,6 +142,11 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
   }
 }
 
+/** Throws when the run was told to stop (BackupOptions.signal). */
+function interrupted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new IebsError('interrupted', 'interrupted: nothing was committed');
+}
+
 /** Entries submitted ahead of the one being stored. */
 const LOOKAHEAD = 1024;
 async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunContext): Promise<BackupResult> {
@@ -153,15 +158,16 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   const warnings: Warning[] = [...c.early];
   const warn = (w: Warning) => warnings.push(w);
   const counts: SnapshotCounts = { files: 0, bytes: 0, new: 0, changed: 0, unchanged: 0, deleted: 0, stored: 0 };
-  const progress: Progress = { phase: 'backup', files: 0, bytes: 0 };
+  const progress: Progress = { phase: 'backup', files: 0, dirs: 0, bytes: 0 };
   if (o.scan) {
-    const scan: Progress = { phase: 'scan', files: 0, bytes: 0 };
+    const scan: Progress = { phase: 'scan', files: 0, dirs: 0, bytes: 0 };
     for (const e of walk(o.sources, o, () => {})) {
-      scan.files++;
+      interrupted(o.signal);
+      if (e.kind === 'dir') scan.dirs++; else scan.files++;
       if (e.kind === 'file' && (o.reread || !sameMeta(c.state.path(hmac(key.pathIdKey, e.rel), false), e.kind, e.st))) scan.bytes += Number(e.st.size);
       o.onProgress?.(scan);
     }
-    progress.totalFiles = scan.files; progress.totalBytes = scan.bytes;
+    progress.totalFiles = scan.files; progress.totalDirs = scan.dirs; progress.totalBytes = scan.bytes;
   }
   let estimate = 0;
   let read = 0;
@@ -177,6 +183,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   const tasks: Task[] = [];
   let head = 0;
   const take = async (t: Task): Promise<void> => {
+    interrupted(o.signal);
     if (!pipe.hasRoom()) await pipe.room();
     const { e, rec, path } = t;
     if (t.replaces) { const old = t.replaces; pipe.after(() => records.append(encodeDeletion(old))); }
@@ -198,13 +205,14 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
 
   try {
     for (const e of walk(o.sources, o, warn)) {
+      interrupted(o.signal);
       checkPath(e.rel, 'source path');
       // Marked as seen: what the walk never sees was deleted.
       const pathId = hmac(key.pathIdKey, e.rel);
       const prev = c.state.path(pathId, true);
       const path = e.rel.toString('utf8');
       const size = e.kind === 'file' ? Number(e.st.size) : 0;
-      progress.files++;
+      if (e.kind === 'dir') progress.dirs++; else progress.files++;
       if (!o.reread && sameMeta(prev, e.kind, e.st)) {
         counts.unchanged++; counts.files++; counts.bytes += size;
         o.onProgress?.(progress);
@@ -259,6 +267,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
       chain: c.type === 'full' ? name : c.chain[0].record.name, parent, manifest: manifestRef, index: indexRef, volumes: vols, counts,
     };
     await c.lock?.check();
+    interrupted(o.signal);
     await writeRecord(storage, record, key.signer);
     if (c.keep && c.delta) {
       const { cache, heads } = c.keep;

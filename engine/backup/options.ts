@@ -40,6 +40,12 @@ export interface BackupOptions {
    * increment need not read the chain's indexes; none if unset.
    */
   cacheDir?: string;
+  /**
+   * Stops the run when aborted (SIGINT, SIGTERM): it then fails as any failure does,
+   * leaving the repository as it was (nothing committed, its objects removed, the lock
+   * released), unless the snapshot record was already written.
+   */
+  signal?: AbortSignal;
 }
 
 /** Sizes of a run's scratch structures. */
@@ -54,8 +60,8 @@ export interface Limits {
   readerCredit?: number;
 }
 
-/** Progress of a run. */
-export interface Progress { phase: 'scan' | 'backup'; files: number; bytes: number; totalFiles?: number; totalBytes?: number }
+/** Progress of a run: entries other than directories (files, symlinks) and directories are counted apart. */
+export interface Progress { phase: 'scan' | 'backup'; files: number; dirs: number; bytes: number; totalFiles?: number; totalDirs?: number; totalBytes?: number }
 
 /** A problem with one source entry; the run goes on. */
 /**
