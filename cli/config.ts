@@ -2,8 +2,8 @@
  * The config file (README "Settings"): `$IEBS_CONFIG_DIR/config`, else
  * `$XDG_CONFIG_HOME/iebs/config`, else `~/.config/iebs/config`. Lines of `name = value`
  * give defaults for the flags of the same name; a `[VERB]` line starts a section whose
- * settings apply to that verb only and come before the top's. `#` starts a comment line;
- * a value in double quotes is read as a JSON string; `~/` starts a path in the home
+ * settings apply to that verb only and come before the top's. `#` at the start of a line
+ * or after a space starts a comment; a value in double quotes is read as a JSON string; `~/` starts a path in the home
  * directory; a repeatable flag (exclude) may be set on several lines. A flag or its
  * environment variable wins over the file.
  */
@@ -76,9 +76,9 @@ export function parseConfig(path: string, text: string, verbs?: string[]): Confi
     if (section === '' && !SETTINGS.includes(m[1])) throw new UsageError('bad-flag', `${path}:${line}: no setting named ${m[1]}`);
     let value = m[2];
     if (value.startsWith('"')) {
-      try { value = JSON.parse(value) as string; } catch { throw new UsageError('bad-flag', `${path}:${line}: a quoted value is a JSON string`); }
-      if (typeof value !== 'string') throw new UsageError('bad-flag', `${path}:${line}: a quoted value is a JSON string`);
-    }
+      const q = /^("(?:[^"\\]|\\.)*")\s*(?:#.*)?$/.exec(value);
+      try { value = JSON.parse(q?.[1] ?? '') as string; } catch { throw new UsageError('bad-flag', `${path}:${line}: a quoted value is a JSON string`); }
+    } else value = value.replace(/\s+#.*$/, '');
     sections.get(section)!.push({ name: m[1], value, line });
   });
   return new Config(path, sections);

@@ -279,6 +279,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     // Leave the repository as it was: drop what this run committed (no record names it).
     // A run that lost its lock deletes nothing: the objects under its names may now be
     // another run's.
+    await pipe.stop(e);
     await volumes?.abort();
     if (!o.dryRun && !(e instanceof LockedError)) await removeSnapshotObjects(storage, name).catch(() => {});
     throw e;
