@@ -121,7 +121,7 @@ if (isMainThread && entry?.thread && process.env.IEBS_NO_THREAD !== '1') {
   const { ENGINE_HEAP } = await import('./heap.js');
   quietOnClosedPipe(false);
   // The thread's stdio passes through this one; it is told whether stderr and stdin are terminals.
-  const w = new Worker(new URL(import.meta.url), { argv: process.argv.slice(2), workerData: { tty: !!process.stderr.isTTY, stdinTty: !!process.stdin.isTTY }, resourceLimits: ENGINE_HEAP });
+  const w = new Worker(new URL(import.meta.url), { argv: process.argv.slice(2), workerData: { tty: !!process.stderr.isTTY, stdinTty: !!process.stdin.isTTY, columns: process.stderr.columns }, resourceLimits: ENGINE_HEAP });
   onSignals((sig) => {
     if (!entry.abort) process.exit(SIGNAL_EXIT[sig]);
     w.postMessage({ t: 'abort', signal: sig } satisfies ThreadMessage);
