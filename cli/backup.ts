@@ -20,7 +20,7 @@ const DEFAULT_VOLUME = 1024 * 1024 * 1024;
 export const verb: Verb = {
   summary: 'full or incremental backup of one or more source trees',
   args: 'SOURCE...',
-  about: `Backs up the SOURCE trees into the repository REPO. A backup creates a repository only with --init, or when it also creates the keys (the first run without --key); else a missing repository is an error, so that a drive that is not mounted or a wrong bucket never gets a new repository (make one with iebs init, or once with --init). The first backup of a system is a full; later ones store only what changed, until a new full after --max-increments (default 50) or with --full. --reread reads every file even if its metadata is unchanged. --include/--exclude match the path relative to the source. --dry-run lists what would be stored and estimates space and volumes; writes nothing. Without --key and with no key in the config directory, keys are created there first (never next to an existing repository: then pass the --key it was made for). The state of each backup is cached in --cache-dir (default $IEBS_CACHE_DIR, $XDG_CACHE_HOME/iebs or ~/.cache/iebs) so that the next one need not read the chain's indexes; --no-cache reads them every time. The cache can be deleted at will. SIGINT or SIGTERM stops a backup cleanly: nothing is committed, what it wrote is removed, and the lock is released (exit 130 or 143).`,
+  about: `Backs up the SOURCE trees into the repository REPO. A backup creates a repository only with --init, or when it also creates the keys (the first run without --key); else a missing repository is an error, so that a drive that is not mounted or a wrong bucket never gets a new repository (make one with iebs init, or once with --init). The first backup of a system is a full; later ones store only what changed, until a new full after --max-increments (default 50) or with --full. --reread reads every file even if its metadata is unchanged. One system name is one history of one set of sources: a backup of another set under the same name is refused (it would read as deleting the first set) unless --new-sources says so; give another set its own --name. --include/--exclude match the path relative to the source. --dry-run lists what would be stored and estimates space and volumes; writes nothing. Without --key and with no key in the config directory, keys are created there first (never next to an existing repository: then pass the --key it was made for). The state of each backup is cached in --cache-dir (default $IEBS_CACHE_DIR, $XDG_CACHE_HOME/iebs or ~/.cache/iebs) so that the next one need not read the chain's indexes; --no-cache reads them every time. The cache can be deleted at will. SIGINT or SIGTERM stops a backup cleanly: nothing is committed, what it wrote is removed, and the lock is released (exit 130 or 143).`,
   flags: [
     REPO,
     keyFlag('backup.key', 'the backup key (default: backup.key in the config directory)'),
@@ -28,6 +28,7 @@ export const verb: Verb = {
     { name: 'name', value: 'SYSTEM', help: 'the system name snapshots are filed under (default: the host name)' },
     { name: 'full', help: 'make a full backup, not an increment' },
     { name: 'reread', help: 'read every file, even those whose metadata is unchanged' },
+    { name: 'new-sources', help: "back up another set of sources under this system name (what only the old set held reads as deleted)" },
     { name: 'include', value: 'RE', many: true, help: 'back up only paths matching this regular expression' },
     { name: 'exclude', value: 'RE', many: true, help: 'leave out paths matching this regular expression' },
     { name: 'volume-size', value: 'SIZE', help: `volume size: bytes, 700MB, 4.7GB, 512MiB, or ${Object.keys(MEDIA).join(', ')} (default 1 GiB)` },
@@ -79,7 +80,7 @@ export const verb: Verb = {
     const r = await backup(openStorage(repo, rate), key, {
       // Only `iebs init`, --init, or the first run that also makes the keys create a repository.
       create: madeKeys || a.bool('init'),
-      sources: a.positionals, system: a.str('name'), full: a.bool('full'), reread: a.bool('reread'),
+      sources: a.positionals, system: a.str('name'), full: a.bool('full'), reread: a.bool('reread'), newSources: a.bool('new-sources'),
       include: regexes('include', a.list('include')), exclude: regexes('exclude', a.list('exclude')),
       volumeSize, codec: compression ? parseCodecChoice(compression) : undefined, maxIncrements, dryRun,
       scan: show,

@@ -19,7 +19,7 @@ import type { Flag } from './verb.js';
  */
 export const SETTINGS = [
   'cache-dir', 'compression', 'exclude', 'full', 'include', 'init', 'json', 'key', 'limit-download', 'limit-upload',
-  'max-increments', 'name', 'no-cache', 'out', 'overwrite', 'passphrase-file', 'public', 'quiet', 'read-data', 'recipient',
+  'max-increments', 'name', 'new-sources', 'no-cache', 'out', 'overwrite', 'passphrase-file', 'public', 'quiet', 'read-data', 'recipient',
   'repo', 'reread', 'setuid', 'snapshot', 'target', 'volume-size', 'dry-run',
 ];
 

@@ -2,7 +2,7 @@
  * README's walk-through is true: its commands, taken from README.md (the block after the
  * `walk-through:` marker; a line `#   TEXT` under a command is its output), run in a scratch home against a small Documents tree, each
  * exits 0, and every output line README shows under a command is printed by it, in
- * order. Numbers (sizes with their units, counts, dates, times), the repository id and `...` may differ;
+ * order. Numbers (sizes with their units, counts, dates, times), the repository and sources ids and `...` may differ;
  * the words and the shape may not.
  */
 import { test } from 'node:test';
@@ -39,11 +39,12 @@ function steps(): Step[] {
 function pattern(shown: string, home: string): RegExp {
   const paths = [['/home/you', ''], ['/mnt/usb/backups', '/usb/backups'], ['/tmp/restored', '/restored'], ['/tmp/old', '/old']];
   for (const [readme, here] of paths) shown = shown.replaceAll(readme, `\u0000HOME\u0000${here}`);
-  const parts = shown.split(/(\.\.\.|[0-9a-f]{32}|\d+(?:\.\d+)? (?:B|KiB|MiB|GiB|TiB)\b|\d+(?:\.\d+)?| +|\u0000HOME\u0000)/);
+  const parts = shown.split(/(\.\.\.|[0-9a-f]{32}|\bsources [0-9a-f]{8}$|\d+(?:\.\d+)? (?:B|KiB|MiB|GiB|TiB)\b|\d+(?:\.\d+)?| +|\u0000HOME\u0000)/);
   const re = parts.map((p) => {
     if (p === '...') return '.*';
     if (/^\d.* [KMGT]?i?B$/.test(p)) return '\\d+(?:\\.\\d+)? (?:B|KiB|MiB|GiB|TiB)';
     if (/^[0-9a-f]{32}$/.test(p)) return '[0-9a-f]{32}';
+    if (/^sources [0-9a-f]{8}$/.test(p)) return 'sources [0-9a-f]{8}';
     if (/^\d/.test(p)) return '\\d+(?:\\.\\d+)?';
     if (/^ +$/.test(p)) return ' +';
     if (p === '\u0000HOME\u0000') return home.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

@@ -14,7 +14,7 @@
  */
 import { readlink, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { AuthError, IebsError, UsageError, FormatError, KeyError, LockedError, NotFoundError } from '../../formats/errors.js';
 import { encodeDeletion, encodeManifestHeader, type FileRecord, checkPath } from '../../formats/manifest.js';
@@ -32,7 +32,7 @@ import { acquireLock } from '../repo/lock.js';
 import { helperThreads } from '../threads.js';
 import { listAll, type Storage } from '../storage/storage.js';
 import { VolumeSet, MIN_VOLUME_SIZE } from '../repo/volumes.js';
-import { defaultSystem, hostName, roots, sameMeta, snapshotRoot, walk } from './walk.js';
+import { defaultSystem, hostName, roots, sameMeta, snapshotRoot, sourcesId, walk } from './walk.js';
 import { IN_FLIGHT, Pipeline, RunBlocks, Spool } from './pipeline.js';
 import { BackupOptions, BackupResult, Progress, Warning } from './options.js';
 import { FileWriter, RunContext, Task, addIndexItem, finishEntry, takeFile } from './file-steps.js';
@@ -51,6 +51,7 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
   const maxIncrements = o.maxIncrements ?? 50;
   if (o.volumeSize < MIN_VOLUME_SIZE) throw new UsageError('bad-size', `--volume-size ${o.volumeSize} is below the minimum of ${MIN_VOLUME_SIZE} bytes (8 MiB)`);
   roots(o.sources); // refuse missing or odd sources before anything is written
+  const sources = sourcesId(key.pathIdKey, o.sources);
   let created = false;
   let exists = true;
   let repoId: string | undefined;
@@ -90,6 +91,11 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
     if (!o.dryRun) await cleanDebris(storage, snapshots);
     const mine = snapshots.filter((s) => s.record.system === system);
     const head = mine[mine.length - 1];
+    // One system is one history of one set of sources: another set would read as the
+    // deletion of the first (SPEC.md section 10, sources).
+    if (head?.record.sources !== undefined && head.record.sources !== sources && !o.newSources) {
+      throw new UsageError('bad-source', `the last snapshot of ${system} (${head.record.name}) backed up another set of sources (${head.record.sources.slice(0, 8)}, these are ${sources.slice(0, 8)}): back them up under a system name of their own (--name ${system}-${suggestName(o.sources)}), or pass --new-sources to make them ${system}'s from now on (what only the old set held then reads as deleted)`);
+    }
     const early: Warning[] = [];
     for (const b of bad) {
       if (b.object.startsWith(`${LAYOUT.snapshots}/${system}_`)) early.push({ code: 'bad-record', path: b.object, message: `a record of ${system} that does not verify (${b.error.message}); this backup follows the last one that does` });
@@ -129,7 +135,7 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
     // The latest snapshot of every other system: the states a later run may start from.
     const heads = new Map(snapshots.map((s) => [s.record.system, s.record.name]));
     heads.delete(system);
-    return await run(storage, key, o, { system, type, head, chain, state, params, codec, now, created, tmp, delta, lock, early, keep: cache && delta ? { cache, heads: new Set(heads.values()) } : null });
+    return await run(storage, key, o, { sources, system, type, head, chain, state, params, codec, now, created, tmp, delta, lock, early, keep: cache && delta ? { cache, heads: new Set(heads.values()) } : null });
   } finally {
     // The lock goes whatever else fails here: a lock left behind stops every later run.
     try {
@@ -140,6 +146,12 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
       await lock?.release();
     }
   }
+}
+
+/** A name part for a system of its own for `sources`: the last folder's name, made valid. */
+function suggestName(sources: string[]): string {
+  const base = basename(resolve(sources[sources.length - 1])).toLowerCase().replace(/[^a-z0-9.-]+/g, '-').replace(/^[.-]+|[.-]+$/g, '');
+  return base.slice(0, 30) || 'other';
 }
 
 /** Throws when the run was told to stop (BackupOptions.signal). */
@@ -263,7 +275,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     const manifestRef = await writeManifest(storage, key, name, header, records.read());
     const indexRef = await writeIndex(storage, key, name, index.read(), c.codec, o.limits?.indexPiece);
     const record: SnapshotRecord = {
-      name, system: c.system, host, type: c.type, time, sequence: c.head ? c.head.record.sequence + 1 : 0,
+      name, system: c.system, host, sources: c.sources, type: c.type, time, sequence: c.head ? c.head.record.sequence + 1 : 0,
       chain: c.type === 'full' ? name : c.chain[0].record.name, parent, manifest: manifestRef, index: indexRef, volumes: vols, counts,
     };
     await c.lock?.check();

@@ -46,6 +46,12 @@ export interface BackupOptions {
    * released), unless the snapshot record was already written.
    */
   signal?: AbortSignal;
+  /**
+   * Back up these sources under a system whose last snapshot backed up another set (its
+   * sources id differs): entries of the old set then read as deleted. Without it such a
+   * run is refused before anything is written (one system name, one set of sources).
+   */
+  newSources?: boolean;
 }
 
 /** Sizes of a run's scratch structures. */
