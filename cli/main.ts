@@ -21,6 +21,8 @@
 import { isMainThread, parentPort, Worker } from 'node:worker_threads';
 import type { Verb } from './verb.js';
 import type { ThreadMessage } from './prompt.js';
+import { EXIT, report } from './errors.js';
+import { UsageError } from '../formats/errors.js';
 
 /** A registered verb: how to load it (on demand: the thread that hands a verb to its own thread never loads the engine). */
 interface Entry { load: () => Promise<{ verb: Verb }>; thread?: boolean; abort?: boolean }
@@ -38,7 +40,8 @@ const VERBS: Record<string, Entry> = {
 };
 
 const VERSION = 'iebs 0.1.0';
-const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
+/** The exit code of a run stopped by a signal (cli/errors.ts EXIT). */
+const SIGNAL_EXIT = { SIGINT: EXIT.SIGINT, SIGTERM: EXIT.SIGTERM } as const;
 
 async function allVerbs(): Promise<[string, Verb][]> {
   return Promise.all(Object.entries(VERBS).map(async ([n, e]) => [n, (await e.load()).verb] as [string, Verb]));
@@ -50,8 +53,7 @@ async function run(argv: string[], abort: AbortController): Promise<number> {
   const args = argv.filter((a) => a !== '--debug');
   const [name, ...rest] = args;
   if (name === '--version' || name === '-V') { process.stdout.write(`${VERSION}\n`); return 0; }
-  const { generalHelp, parseVerb, usageLine, bashCompletion, zshCompletion } = await import('./verb.js');
-  const { report } = await import('./errors.js');
+  const { generalHelp, parseVerb, bashCompletion, zshCompletion } = await import('./verb.js');
   if (!name || name === '--help' || name === '-h' || (name === 'help' && rest.length === 0)) {
     process.stdout.write(generalHelp(await allVerbs()));
     return 0;
@@ -59,7 +61,7 @@ async function run(argv: string[], abort: AbortController): Promise<number> {
   if (name === 'help') return run([rest[0], '--help'], abort);
   if (name === 'completion') {
     const shell = rest[0];
-    if (shell !== 'bash' && shell !== 'zsh') { process.stderr.write(usageLine('completion', 'name a shell: bash or zsh')); return 2; }
+    if (shell !== 'bash' && shell !== 'zsh') return report(new UsageError('bad-flag', 'name a shell: bash or zsh'), debug, 'completion');
     process.stdout.write((shell === 'bash' ? bashCompletion : zshCompletion)(await allVerbs()));
     return 0;
   }
@@ -67,7 +69,6 @@ async function run(argv: string[], abort: AbortController): Promise<number> {
     process.stderr.write(`iebs: unknown command ${JSON.stringify(name)} (iebs help lists them)\n`);
     return 2;
   }
-  const { UsageError } = await import('../formats/errors.js');
   try {
     const { configFile } = await import('./config.js');
     const { verb } = await VERBS[name].load();
@@ -82,12 +83,7 @@ async function run(argv: string[], abort: AbortController): Promise<number> {
       process.stderr.write(`iebs: interrupted (${sig})${name === 'backup' ? ': nothing was committed' : name === 'restore' ? ': the files restored so far are in place, no temporary file is left' : ''}\n`);
       return SIGNAL_EXIT[sig] ?? 130;
     }
-    if (e instanceof UsageError) {
-      process.stderr.write(usageLine(name, e.message));
-      if (debug) process.stderr.write(`${e.stack}\n`);
-      return 2;
-    }
-    return report(e, debug);
+    return report(e, debug, name);
   }
 }
 

@@ -93,11 +93,6 @@ export function missing(what: string, env?: string): UsageError {
   return new UsageError('missing-argument', `${what} is required${env ? ` (or set ${env}${name ? `, or ${name} = ... in the config file` : ''})` : ''}`);
 }
 
-/** A usage error as printed: one line, the verb named once. */
-export function usageLine(verb: string, message: string): string {
-  return `iebs ${verb}: ${message}\n`;
-}
-
 /** The synopsis of a verb as `iebs VERB --help` and README's table show it. */
 export function synopsis(name: string, v: Verb): string {
   const parts = [`iebs ${name}`];
@@ -108,11 +103,6 @@ export function synopsis(name: string, v: Verb): string {
     parts.push(f.required ? one : `[${one}]${f.many ? '...' : ''}`);
   }
   return parts.join(' ');
-}
-
-/** The text shown for a flag in the help: `-q, --quiet`, `--repo REPO`. */
-function term(f: Flag): string {
-  return `${f.short ? `-${f.short}, ` : ''}--${f.name}${f.value ? ' ' + f.value : ''}`;
 }
 
 /** Commander's help, with our synopsis and flags written as README writes them. */
@@ -194,8 +184,12 @@ export function parseVerb(name: string, v: Verb, argv: string[], signal: AbortSi
   cfg.check(name, v.flags);
   for (const f of v.flags) {
     const attr = new Option(`--${f.name}`).attributeName();
-    let value = opts[attr] as Value;
-    let source: Source = value === undefined ? undefined : c.getOptionValueSource(attr) === 'env' ? 'env' : 'flag';
+    // Only what the command line or the environment gave (commander also fills in
+    // defaults: a --no-X flag is its negation, X, with true by default).
+    const from = c.getOptionValueSource(attr);
+    const given = from === 'cli' || from === 'env';
+    let value: Value = !given ? undefined : f.name.startsWith('no-') ? opts[attr] === false : (opts[attr] as Value);
+    let source: Source = !given ? undefined : from === 'env' ? 'env' : 'flag';
     if (value === undefined) {
       const fromConfig = cfg.value(name, f);
       if (fromConfig !== undefined) { value = fromConfig; source = 'config'; }
@@ -303,6 +297,3 @@ ${cases.join('\n')}
 if [ "$funcstack[1]" = "_iebs" ]; then _iebs "$@"; else compdef _iebs iebs; fi
 `;
 }
-
-/** Where a flag's term would appear in help, exported for the README check. */
-export { term as flagTerm };
