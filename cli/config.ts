@@ -19,8 +19,8 @@ import type { Flag } from './verb.js';
  */
 export const SETTINGS = [
   'cache-dir', 'compression', 'exclude', 'full', 'include', 'init', 'json', 'key', 'limit-download', 'limit-upload',
-  'max-increments', 'name', 'new-sources', 'no-cache', 'out', 'overwrite', 'passphrase-file', 'public', 'quiet', 'read-data', 'recipient',
-  'repo', 'reread', 'setuid', 'snapshot', 'target', 'volume-size', 'dry-run',
+  'max-increments', 'name', 'new-sources', 'no-cache', 'out', 'overwrite', 'passphrase-file', 'public', 'quick', 'quiet', 'read-data', 'recipient',
+  'repo', 'reread', 'setuid', 'snapshot', 'subset', 'target', 'volume-size', 'dry-run',
 ];
 
 interface Line { name: string; value: string; line: number }
