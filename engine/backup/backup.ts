@@ -14,8 +14,7 @@
  */
 import { readlink, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { randomUUID } from 'node:crypto';
+import { basename, join, resolve } from 'node:path';
 import { AuthError, IebsError, UsageError, FormatError, KeyError, LockedError, NotFoundError } from '../../formats/errors.js';
 import { encodeDeletion, encodeManifestHeader, type FileRecord, checkPath } from '../../formats/manifest.js';
 import { SYSTEM_RE, snapshotName, LAYOUT } from '../../formats/names.js';
@@ -30,9 +29,9 @@ import { writeIndex } from '../repo/index-object.js';
 import { writeManifest } from '../repo/manifest-object.js';
 import { acquireLock } from '../repo/lock.js';
 import { helperThreads } from '../threads.js';
-import { listAll, type Storage } from '../storage/storage.js';
+import { isStorageCode, listAll, type Storage } from '../storage/storage.js';
 import { VolumeSet, MIN_VOLUME_SIZE } from '../repo/volumes.js';
-import { defaultSystem, hostName, roots, sameMeta, snapshotRoot, walk } from './walk.js';
+import { defaultSystem, hostName, roots, sameMeta, snapshotRoot, sourcesId, walk } from './walk.js';
 import { IN_FLIGHT, Pipeline, RunBlocks, Spool } from './pipeline.js';
 import { BackupOptions, BackupResult, Progress, Warning } from './options.js';
 import { FileWriter, RunContext, Task, addIndexItem, finishEntry, takeFile } from './file-steps.js';
@@ -40,6 +39,7 @@ import { Readers } from './batches.js';
 import { ChainState, StateDelta } from './state.js';
 import { StateCache } from './cache.js';
 import { ReaderPool } from './readers.js';
+import { Journal, findResumable, journalIn, journalKey, resumedBlocks, rmJournal, runUuid, type Resumable } from './resume.js';
 
 /** Makes a backup (or, with dryRun, plans one). */
 export async function backup(storage: Storage, key: BackupKey, o: BackupOptions): Promise<BackupResult> {
@@ -51,6 +51,7 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
   const maxIncrements = o.maxIncrements ?? 50;
   if (o.volumeSize < MIN_VOLUME_SIZE) throw new UsageError('bad-size', `--volume-size ${o.volumeSize} is below the minimum of ${MIN_VOLUME_SIZE} bytes (8 MiB)`);
   roots(o.sources); // refuse missing or odd sources before anything is written
+  const sources = sourcesId(key.pathIdKey, o.sources);
   let created = false;
   let exists = true;
   let repoId: string | undefined;
@@ -87,9 +88,19 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
   try {
     const verifiers = [key.signer.toPublic()];
     const { snapshots, bad } = exists ? await listSnapshots(storage, verifiers) : { snapshots: [] as Snapshot[], bad: [] };
-    if (!o.dryRun) await cleanDebris(storage, snapshots);
     const mine = snapshots.filter((s) => s.record.system === system);
     const head = mine[mine.length - 1];
+    // One system is one history of one set of sources: another set would read as the
+    // deletion of the first (SPEC.md section 10, sources).
+    if (head?.record.sources !== undefined && head.record.sources !== sources && !o.newSources) {
+      throw new UsageError('bad-source', `the last snapshot of ${system} (${head.record.name}) backed up another set of sources (${head.record.sources.slice(0, 8)}, these are ${sources.slice(0, 8)}): back them up under a system name of their own (--name ${system}-${suggestName(o.sources)}), or pass --new-sources to make them ${system}'s from now on (what only the old set held then reads as deleted)`);
+    }
+    // The journal of an interrupted run of this system, if the repository still holds
+    // what it says: its committed volumes are kept, not cleaned up as debris.
+    const journalFile = !o.dryRun && o.cacheDir && repoId ? journalIn(o.cacheDir, repoId, system) : null;
+    const jkey = journalKey(key.indexKey);
+    let resume = journalFile ? await findResumable(journalFile, { storage, repoId: repoId!, key: jkey, system, head }) : null;
+    if (!o.dryRun) await cleanDebris(storage, snapshots, resume?.volumes.map((v) => v.name));
     const early: Warning[] = [];
     for (const b of bad) {
       if (b.object.startsWith(`${LAYOUT.snapshots}/${system}_`)) early.push({ code: 'bad-record', path: b.object, message: `a record of ${system} that does not verify (${b.error.message}); this backup follows the last one that does` });
@@ -114,6 +125,10 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
       if (why) damaged(why);
       else if (chain.length - 1 >= maxIncrements) type = 'full';
     }
+    // A resumed run makes the snapshot the interrupted one began. A full can always be
+    // made; an increment only on the chain it extends, which is the head's (the parent
+    // matched), unless this run must make a full (checked once the chain's state is read).
+    if (resume?.head.type === 'full') type = 'full';
     if (type === 'full') chain = [];
     tmp = await mkdtemp(join(tmpdir(), 'iebs-backup-'));
     const cache = o.cacheDir && repoId ? StateCache.open(o.cacheDir, repoId, key.indexKey) : null;
@@ -129,7 +144,13 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
     // The latest snapshot of every other system: the states a later run may start from.
     const heads = new Map(snapshots.map((s) => [s.record.system, s.record.name]));
     heads.delete(system);
-    return await run(storage, key, o, { system, type, head, chain, state, params, codec, now, created, tmp, delta, lock, early, keep: cache && delta ? { cache, heads: new Set(heads.values()) } : null });
+    if (resume && resume.head.type !== type) {
+      await removeSnapshotObjects(storage, resume.head.snapshot);
+      rmJournal(resume.file);
+      resume = null;
+    }
+    const journal = journalFile ? { file: journalFile, key: jkey, repoId: repoId!, resume } : null;
+    return await run(storage, key, o, { sources, system, type, head, chain, state, params, codec, now, created, tmp, delta, lock, early, journal, keep: cache && delta ? { cache, heads: new Set(heads.values()) } : null });
   } finally {
     // The lock goes whatever else fails here: a lock left behind stops every later run.
     try {
@@ -142,41 +163,65 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
   }
 }
 
+/** A name part for a system of its own for `sources`: the last folder's name, made valid. */
+function suggestName(sources: string[]): string {
+  const base = basename(resolve(sources[sources.length - 1])).toLowerCase().replace(/[^a-z0-9.-]+/g, '-').replace(/^[.-]+|[.-]+$/g, '');
+  return base.slice(0, 30) || 'other';
+}
+
+/** Throws when the run was told to stop (BackupOptions.signal). */
+function interrupted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new IebsError('interrupted', 'interrupted: nothing was committed');
+}
+
 /** Entries submitted ahead of the one being stored. */
 const LOOKAHEAD = 1024;
 async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunContext): Promise<BackupResult> {
-  const time = c.now();
+  const resume = c.journal?.resume ?? null;
   const host = hostName();
-  const taken = new Set((await listAll(storage, `${LAYOUT.snapshots}/`)).map((n) => n.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')));
-  const fullTime = c.type === 'full' ? time : c.chain[0].record.time;
-  const name = snapshotName(c.system, c.type, fullTime, time, (n) => taken.has(n));
+  let time: bigint, name: string;
+  if (resume) ({ time, snapshot: name } = resume.head);
+  else {
+    time = c.now();
+    const taken = new Set((await listAll(storage, `${LAYOUT.snapshots}/`)).map((n) => n.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')));
+    const fullTime = c.type === 'full' ? time : c.chain[0].record.time;
+    name = snapshotName(c.system, c.type, fullTime, time, (n) => taken.has(n));
+  }
+  const parent = c.head ? { name: c.head.record.name, sha384: c.head.sha384 } : undefined;
+  const journalHead = resume?.head ?? Journal.head({ key: c.journal?.key ?? '', repository: c.journal?.repoId ?? '', system: c.system, snapshot: name, type: c.type, time, parent });
+  const journal = c.journal && !o.dryRun ? Journal.start(c.journal.file, journalHead) : null;
   const warnings: Warning[] = [...c.early];
   const warn = (w: Warning) => warnings.push(w);
   const counts: SnapshotCounts = { files: 0, bytes: 0, new: 0, changed: 0, unchanged: 0, deleted: 0, stored: 0 };
-  const progress: Progress = { phase: 'backup', files: 0, bytes: 0 };
+  const progress: Progress = { phase: 'backup', files: 0, dirs: 0, bytes: 0 };
   if (o.scan) {
-    const scan: Progress = { phase: 'scan', files: 0, bytes: 0 };
+    const scan: Progress = { phase: 'scan', files: 0, dirs: 0, bytes: 0 };
     for (const e of walk(o.sources, o, () => {})) {
-      scan.files++;
+      interrupted(o.signal);
+      if (e.kind === 'dir') scan.dirs++; else scan.files++;
       if (e.kind === 'file' && (o.reread || !sameMeta(c.state.path(hmac(key.pathIdKey, e.rel), false), e.kind, e.st))) scan.bytes += Number(e.st.size);
       o.onProgress?.(scan);
     }
-    progress.totalFiles = scan.files; progress.totalBytes = scan.bytes;
+    progress.totalFiles = scan.files; progress.totalDirs = scan.dirs; progress.totalBytes = scan.bytes;
   }
   let estimate = 0;
   let read = 0;
 
   const records = new Spool(join(c.tmp, 'records'));
   const index = new Spool(join(c.tmp, 'index'));
-  const volumes = o.dryRun ? null : new VolumeSet({ storage, snapshot: name, host, time, limit: o.volumeSize, recipients: key.recipients, signer: key.signer, codec: c.codec });
+  const volumes = o.dryRun ? null : new VolumeSet({
+    storage, snapshot: name, host, time, limit: o.volumeSize, recipients: key.recipients, signer: key.signer, codec: c.codec,
+    resumed: resume?.volumes, onCommit: (ref, id) => journal?.commit(ref, id),
+  });
   const pipe = new Pipeline(IN_FLIGHT);
-  const w: FileWriter = { key, c, o, volumes: volumes!, pipe, newBlocks: new RunBlocks(c.tmp, o.limits?.blocksInMemory), records, index, warn, progress };
+  const w: FileWriter = { key, c, o, volumes: volumes!, pipe, newBlocks: new RunBlocks(c.tmp, o.limits?.blocksInMemory), records, index, warn, progress, journal };
 
   const readers = o.dryRun ? null : new Readers(new ReaderPool(o.readers ?? helperThreads(), { blockIdKey: key.blockIdKey, params: c.params, codec: c.codec, bloom: c.state.blockBloom.words }, o.limits?.readerCredit));
   // Entries to store wait here in walk order while their files are read ahead.
   const tasks: Task[] = [];
   let head = 0;
   const take = async (t: Task): Promise<void> => {
+    interrupted(o.signal);
     if (!pipe.hasRoom()) await pipe.room();
     const { e, rec, path } = t;
     if (t.replaces) { const old = t.replaces; pipe.after(() => records.append(encodeDeletion(old))); }
@@ -197,14 +242,17 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   };
 
   try {
+    if (resume) await carryOver(w, resume, journal);
+    journal?.open();
     for (const e of walk(o.sources, o, warn)) {
+      interrupted(o.signal);
       checkPath(e.rel, 'source path');
       // Marked as seen: what the walk never sees was deleted.
       const pathId = hmac(key.pathIdKey, e.rel);
       const prev = c.state.path(pathId, true);
       const path = e.rel.toString('utf8');
       const size = e.kind === 'file' ? Number(e.st.size) : 0;
-      progress.files++;
+      if (e.kind === 'dir') progress.dirs++; else progress.files++;
       if (!o.reread && sameMeta(prev, e.kind, e.st)) {
         counts.unchanged++; counts.files++; counts.bytes += size;
         o.onProgress?.(progress);
@@ -218,7 +266,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
       }
       // A path keeps its UUID while it keeps its kind; a path that changed kind is a
       // deletion of the old entry and a new one.
-      const uuid = prev && prev.kind === e.kind ? prev.uuid : randomUUID();
+      const uuid = prev && prev.kind === e.kind ? prev.uuid : runUuid(journalHead.uuids, pathId, e.kind);
       const rec: FileRecord = {
         uuid, path: e.rel, size, mtimeNs: e.st.mtimeNs, uid: Number(e.st.uid), gid: Number(e.st.gid),
         blockSize: e.kind === 'file' ? c.params.avg : 0, kind: e.kind, mode: Number(e.st.mode & 0o7777n), blocks: [],
@@ -250,31 +298,59 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     await index.flush();
     const vols = await volumes!.finish();
     counts.stored = vols.reduce((a, v) => a + v.size, 0);
-    const parent = c.head ? { name: c.head.record.name, sha384: c.head.sha384 } : undefined;
     const header = encodeManifestHeader({ snapshot: name, time, host, full: c.type === 'increment' ? c.chain[0].record.name : undefined, parent, root: snapshotRoot(o.sources), volumes: vols });
     const manifestRef = await writeManifest(storage, key, name, header, records.read());
     const indexRef = await writeIndex(storage, key, name, index.read(), c.codec, o.limits?.indexPiece);
     const record: SnapshotRecord = {
-      name, system: c.system, host, type: c.type, time, sequence: c.head ? c.head.record.sequence + 1 : 0,
+      name, system: c.system, host, sources: c.sources, type: c.type, time, sequence: c.head ? c.head.record.sequence + 1 : 0,
       chain: c.type === 'full' ? name : c.chain[0].record.name, parent, manifest: manifestRef, index: indexRef, volumes: vols, counts,
     };
     await c.lock?.check();
+    interrupted(o.signal);
     await writeRecord(storage, record, key.signer);
+    journal?.remove();
     if (c.keep && c.delta) {
       const { cache, heads } = c.keep;
       // The snapshot is committed; a state that cannot be kept only makes the next run slower.
       try { cache.save(name, record.chain, indexRef.sha384, heads, c.delta.tables(c.state)); } catch { /* rebuilt next time */ }
     }
-    return { snapshot: name, type: c.type, dryRun: false, counts, read, volumes: vols.map((v) => ({ name: v.name, size: v.size })), warnings, created: c.created };
+    return {
+      snapshot: name, type: c.type, dryRun: false, counts, read, volumes: vols.map((v) => ({ name: v.name, size: v.size })), warnings, created: c.created,
+      ...(resume ? { resumed: { volumes: resume.volumes.length, bytes: resume.volumes.reduce((a, v) => a + v.size, 0) } } : {}),
+    };
   } catch (e) {
     // Leave the repository as it was: drop what this run committed (no record names it).
     // A run that lost its lock deletes nothing: the objects under its names may now be
     // another run's.
+    // Volumes committed whole stay for the next run to resume (the journal names them),
+    // unless the destination is full: then the space is given back. Steps in flight
+    // stop first: one could open a volume after the abort.
+    await pipe.stop(e);
     await volumes?.abort();
-    if (!o.dryRun && !(e instanceof LockedError)) await removeSnapshotObjects(storage, name).catch(() => {});
+    if (isStorageCode(e, 'no-space')) journal?.remove();
+    if (!o.dryRun && !(e instanceof LockedError)) await removeSnapshotObjects(storage, name, journal?.volumes()).catch(() => {});
     throw e;
   } finally {
+    journal?.close();
     w.newBlocks.close();
     await readers?.close();
   }
+}
+
+/**
+ * Takes over what the interrupted run committed: each journaled block becomes a block
+ * this run stored (so it is not stored again) with its index line, and is journaled
+ * again in the new journal, with its volume's line.
+ */
+async function carryOver(w: FileWriter, r: Resumable, journal: Journal | null): Promise<void> {
+  let i = 0;
+  for await (const { volume, block } of resumedBlocks(r)) {
+    while (r.volumes[i].name !== volume) { const v = r.volumes[i++]; journal?.commit(v, v.volumeId); }
+    const place = { volume, dataOffset: block.dataOffset, length: block.length, entry: block.entry };
+    w.newBlocks.settle(block.id, place);
+    journal?.block(block.id, place);
+    const p = addIndexItem(w, { t: 'B', block: { id: block.id, ...place } });
+    if (p) await p;
+  }
+  for (; i < r.volumes.length; i++) journal?.commit(r.volumes[i], r.volumes[i].volumeId);
 }
