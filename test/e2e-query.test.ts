@@ -249,7 +249,7 @@ test('dump: a missing path, an unknown snapshot, a wrong key and bad arguments a
   const backupKey = iebs(['dump', 'latest', 'taxes', '--repo', repo, '--key', keys.backup]);
   assert.equal(backupKey.code, 1);
   assertOneLineError(backupKey, /restoring needs the restore key/);
-  assertOneLineError(iebs(['dump', 'latest', ...R()]), /SNAPSHOT and PATH are required/);
+  assertOneLineError(iebs(['dump', 'latest', ...R()]), /^iebs dump: missing required argument 'PATH'/);
   assert.equal(iebs(['dump', 'latest', 'a', '--archive', 'zip', ...R()]).code, 2);
   assert.equal(iebs(['dump', 'latest', '../etc', ...R()]).code, 2);
 });
