@@ -10,6 +10,8 @@ import type { Rates } from '../engine/storage/ratelimit.js';
 import { parseSize } from './args.js';
 import type { Args, Flag } from './verb.js';
 import { configDir } from './config.js';
+import type { FileRecord } from '../formats/manifest.js';
+import { formatTime, quoteBytes } from '../formats/text.js';
 
 export { configDir };
 import { askHidden, canPrompt } from './prompt.js';
@@ -112,3 +114,45 @@ export async function restoreKey<K>(load: (path: string, pass: string | undefine
     }
   }
 }
+/**
+ * A path (or symlink target) as text: UTF-8 shown as itself with control characters
+ * escaped as JSON does; bytes that are not UTF-8 in the manifest's exact quoting.
+ */
+export function showBytes(b: Uint8Array): string {
+  const text = Buffer.from(b).toString('utf8');
+  return Buffer.from(text, 'utf8').equals(Buffer.from(b)) ? JSON.stringify(text).slice(1, -1) : quoteBytes(b);
+}
+
+/** `ls -l`'s mode column: the kind, then rwx three times with setuid, setgid and sticky. */
+export function modeString(kind: 'file' | 'dir' | 'symlink', mode: number): string {
+  const bit = (m: number, c: string) => (mode & m ? c : '-');
+  const x = (m: number, special: number, on: string, off: string) => (mode & special ? (mode & m ? on : off) : bit(m, 'x'));
+  return (kind === 'dir' ? 'd' : kind === 'symlink' ? 'l' : '-')
+    + bit(0o400, 'r') + bit(0o200, 'w') + x(0o100, 0o4000, 's', 'S')
+    + bit(0o040, 'r') + bit(0o020, 'w') + x(0o010, 0o2000, 's', 'S')
+    + bit(0o004, 'r') + bit(0o002, 'w') + x(0o001, 0o1000, 't', 'T');
+}
+
+/** An entry as `--json` prints it: path as UTF-8 (and quoted exactly), kind, size, mode, owner, mtime. */
+export function entryJson(f: FileRecord): Record<string, unknown> {
+  return {
+    path: Buffer.from(f.path).toString('utf8'), pathQuoted: quoteBytes(f.path), kind: f.kind, size: f.size, mode: f.mode.toString(8).padStart(4, '0'),
+    uid: f.uid, gid: f.gid, mtime: formatTime(f.mtimeNs), uuid: f.uuid, ...(f.target ? { target: Buffer.from(f.target).toString('utf8') } : {}),
+  };
+}
+
+/** An entry as `--long` prints it: mode, owner, size, mtime (UTC), path, and a symlink's target. */
+export function entryLong(f: FileRecord): string {
+  return `${modeString(f.kind, f.mode)} ${`${f.uid}:${f.gid}`.padEnd(11)} ${String(f.size).padStart(12)} ${formatTime(f.mtimeNs).slice(0, 19)}Z ${showBytes(f.path)}${f.kind === 'dir' ? '/' : ''}${f.target ? ' -> ' + showBytes(f.target) : ''}`;
+}
+
+/** A shown path with `/` after a directory, as `ls -p` and restic show them. */
+export function entryName(f: FileRecord): string {
+  return showBytes(f.path) + (f.kind === 'dir' ? '/' : '');
+}
+
+/** --system: a SNAPSHOT (a name, a unique prefix of one, or latest) is one of system S. */
+export const SYSTEM: Flag = { name: 'system', value: 'S', help: 'latest is the newest snapshot of system S, and a name prefix matches only its snapshots' };
+
+/** What every verb that takes a SNAPSHOT says of it. */
+export const SNAPSHOT_ABOUT = 'SNAPSHOT is a name, a unique prefix of one, or latest (the newest; with --system S, the newest of system S).';

@@ -21,6 +21,7 @@ export const SETTINGS = [
   'cache-dir', 'compression', 'exclude', 'full', 'include', 'init', 'json', 'key', 'limit-download', 'limit-upload',
   'max-increments', 'name', 'new-sources', 'no-cache', 'out', 'overwrite', 'passphrase-file', 'public', 'quick', 'quiet', 'read-data', 'recipient',
   'repo', 'reread', 'setuid', 'snapshot', 'subset', 'target', 'volume-size', 'dry-run',
+  'archive', 'long', 'new-passphrase-file', 'no-passphrase', 'system',
 ];
 
 interface Line { name: string; value: string; line: number }

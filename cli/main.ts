@@ -33,10 +33,17 @@ const VERBS: Record<string, Entry> = {
   backup: { load: () => import('./backup.js'), thread: true, abort: true },
   snapshots: { load: () => import('./snapshots.js') },
   ls: { load: () => import('./ls.js') },
+  // Listings stay on this thread: a closed stdout (| head) stops them at once, and dump's
+  // output keeps its backpressure. stats reads every manifest: its work grows with the repository.
+  find: { load: () => import('./find.js') },
+  diff: { load: () => import('./diff.js') },
+  dump: { load: () => import('./dump.js') },
+  stats: { load: () => import('./stats.js'), thread: true },
   restore: { load: () => import('./restore.js'), thread: true, abort: true },
   verify: { load: () => import('./verify.js'), thread: true },
   salvage: { load: () => import('./salvage.js'), thread: true },
   unlock: { load: () => import('./unlock.js') },
+  key: { load: () => import('./key.js') },
 };
 
 const VERSION = 'iebs 0.1.0';

@@ -3,19 +3,20 @@ import { loadRestoreKey } from '../engine/crypto/keys.js';
 import { planRestore, restore, OVERWRITE, type Overwrite } from '../engine/restore/restore.js';
 import { openStorage } from '../engine/storage/open.js';
 import { regexes } from './args.js';
-import { JSON_FLAG, keyFlag, PASSPHRASE_FILE, printJson, rates, REPO, REPO_COMMON, restoreKey } from './common.js';
+import { JSON_FLAG, keyFlag, PASSPHRASE_FILE, printJson, rates, REPO, REPO_COMMON, restoreKey, SNAPSHOT_ABOUT, SYSTEM } from './common.js';
 import { EXIT } from './errors.js';
 import { human, ProgressLine, stderrIsTerminal } from './progress.js';
 import type { Verb } from './verb.js';
 
 export const verb: Verb = {
   summary: 'restores the latest or any snapshot, whole or in part',
-  about: `Restores the snapshot (default: the latest) into DIR. --include restores only paths matching one of the expressions; when none matches, that is said and the exit code is 3. What is already in DIR: with --overwrite never (the default) an existing file or symlink is kept and counted, and a file in the way of a directory is listed as not restored; if-changed replaces those whose size or mtime differ from the snapshot's; always replaces every one. A directory with anything in it is never deleted. --dry-run lists what would be written (new, replace, unchanged, keep) and writes nothing. Files that cannot be restored (damaged or missing volumes, a non-empty directory where the snapshot has a file) are listed and the exit code is 3; no file is ever written with wrong content. Files get their setuid and setgid bits only with --setuid (a stolen backup key can forge a snapshot); owners are restored when run as root. SIGINT or SIGTERM stops a restore: files already restored stay, no temporary file is left (exit 130 or 143).`,
+  about: `Restores the snapshot (default: the latest) into DIR. --include restores only paths matching one of the expressions; when none matches, that is said and the exit code is 3. What is already in DIR: with --overwrite never (the default) an existing file or symlink is kept and counted, and a file in the way of a directory is listed as not restored; if-changed replaces those whose size or mtime differ from the snapshot's; always replaces every one. A directory with anything in it is never deleted. --dry-run lists what would be written (new, replace, unchanged, keep) and writes nothing. Files that cannot be restored (damaged or missing volumes, a non-empty directory where the snapshot has a file) are listed and the exit code is 3; no file is ever written with wrong content. Files get their setuid and setgid bits only with --setuid (a stolen backup key can forge a snapshot); owners are restored when run as root. ${SNAPSHOT_ABOUT} SIGINT or SIGTERM stops a restore: files already restored stay, no temporary file is left (exit 130 or 143).`,
   flags: [
     REPO,
     keyFlag('restore.key', 'the restore key', true),
     { name: 'target', value: 'DIR', required: true, path: true, help: 'the directory to restore into (made if missing)' },
     { name: 'snapshot', value: 'ID|latest', help: 'the snapshot to restore (default: the latest)' },
+    SYSTEM,
     { name: 'include', value: 'RE', many: true, help: 'restore only paths matching this regular expression' },
     { name: 'overwrite', value: 'never|if-changed|always', choices: OVERWRITE, help: 'what to do with a file already in DIR (default: never)' },
     { name: 'dry-run', help: 'list what would be written; write nothing' },
@@ -32,7 +33,7 @@ export const verb: Verb = {
     const nothing = (snapshot: string) => process.stderr.write(`iebs: warning: --include matched nothing in ${snapshot}\n`);
     if (a.bool('dry-run')) {
       const plan: { action: string; path: string; kind: string; size: number }[] = [];
-      const r = await planRestore(storage, key, { target, snapshot: a.str('snapshot'), include, overwrite }, (action, path, kind, size) => {
+      const r = await planRestore(storage, key, { target, snapshot: a.str('snapshot'), system: a.str('system'), include, overwrite }, (action, path, kind, size) => {
         if (json) plan.push({ action, path, kind, size });
         else process.stdout.write(`${action.padEnd(9)} ${path}${kind === 'dir' ? '/' : ''}${kind === 'file' ? '  ' + human(size) : ''}\n`);
       });
@@ -43,7 +44,7 @@ export const verb: Verb = {
     }
     const progress = new ProgressLine(!json && !a.quiet && stderrIsTerminal());
     const r = await restore(storage, key, {
-      target, snapshot: a.str('snapshot'), keepSetid: a.bool('setuid'), include, overwrite, signal: a.signal,
+      target, snapshot: a.str('snapshot'), system: a.str('system'), keepSetid: a.bool('setuid'), include, overwrite, signal: a.signal,
       onProgress: (p) => progress.restore(p),
     });
     progress.done();

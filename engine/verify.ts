@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as openpgp from 'openpgp';
 import { IebsError, KeyError } from '../formats/errors.js';
-import { hashObject, listSnapshots, readConfig, repoPublicKeys, type Snapshot } from './repo/repo.js';
+import { currentPublicKeys, hashObject, listSnapshots, readConfig, repoPublicKeys, type Snapshot } from './repo/repo.js';
 import { LAYOUT } from '../formats/names.js';
 import type { RestoreKey } from './crypto/keys.js';
 import { readManifest } from './repo/manifest-object.js';
@@ -151,9 +151,9 @@ async function checkRepoObjects(storage: Storage, anchors: openpgp.PublicKey[] |
     if (!(e instanceof IebsError)) throw e;
     res.problems.push({ object: LAYOUT.config, message: `${e.message} (no snapshot depends on it; backups need it to recognise the repository)`, affects: [] });
   }
-  const object = LAYOUT.publicKeys;
+  let object: string = LAYOUT.publicKeys;
   let keys: openpgp.PublicKey[];
-  try { keys = await repoPublicKeys(storage); } catch (e) {
+  try { object = (await currentPublicKeys(storage)).object; keys = await repoPublicKeys(storage); } catch (e) {
     if (!(e instanceof IebsError)) throw e;
     res.problems.push({ object, message: `${e.message} (damaged or replaced; verify with --key recipient.asc)`, affects: [] });
     return;

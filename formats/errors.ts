@@ -20,11 +20,11 @@ export type ErrorCode =
   // KeyError
   | 'key-exists' | 'key-unreadable' | 'no-key' | 'no-verifier' | 'passphrase-file' | 'passphrase-needed' | 'wrong-key' | 'wrong-passphrase'
   // NotFoundError: one kind for what is missing
-  | 'not-found' | 'short-read' | 'missing-volume' | 'no-repository' | 'no-snapshot' | 'bad-snapshot'
+  | 'not-found' | 'short-read' | 'missing-volume' | 'no-repository' | 'no-snapshot' | 'bad-snapshot' | 'no-path'
   // LockedError
   | 'locked' | 'lock-live' | 'lock-lost'
   // UsageError
-  | 'bad-flag' | 'bad-object' | 'bad-regex' | 'bad-repo' | 'bad-source' | 'bad-system' | 'missing-argument' | 'no-source' | 'unsupported-repo'
+  | 'bad-flag' | 'bad-object' | 'bad-pattern' | 'bad-regex' | 'bad-repo' | 'bad-source' | 'bad-system' | 'missing-argument' | 'no-source' | 'unsupported-repo'
   // IoError: the storage contract's codes (engine/storage/storage.ts), and the restore target's
   | 'exists' | 'permission' | 'no-space' | 'transient' | 'permanent' | 'in-the-way' | 'io'
   // IebsError: the machinery itself

@@ -15,7 +15,7 @@ import { assertOneLineError, CLI, iebs, iebsOk, makeKeys, tempDir, type Keys } f
 import { synopsis, type Verb } from '../cli/verb.js';
 import { SETTINGS } from '../cli/config.js';
 
-const NAMES = ['keygen', 'init', 'backup', 'snapshots', 'ls', 'restore', 'verify', 'salvage', 'unlock'];
+const NAMES = ['keygen', 'init', 'backup', 'snapshots', 'ls', 'find', 'diff', 'dump', 'stats', 'restore', 'verify', 'salvage', 'unlock', 'key'];
 const README = readFileSync(fileURLToPath(new URL('../../README.md', import.meta.url)), 'utf8');
 
 let verbs: [string, Verb][];
@@ -125,7 +125,7 @@ test('IEBS_PASSPHRASE_FILE stands in for --passphrase-file', () => {
   assert.equal(without.code, 1);
   assertOneLineError(without, /passphrase protected/);
   const withEnv = iebsOk(['ls', '--repo', join(d, 'r'), '--key', join(d, 'k', 'restore.key')], { env: { IEBS_PASSPHRASE_FILE: pass } });
-  assert.match(withEnv.stdout, / a\n/);
+  assert.match(withEnv.stdout, /^a\n/m);
 });
 
 test('a closed stdout (iebs ls | head -1) ends quietly, exit 0', () => {

@@ -34,6 +34,8 @@ import { ComposedSnapshot } from './compose.js';
 export interface RestoreOptions {
   target: string;
   snapshot?: string;
+  /** With `snapshot` `latest` (or none): the latest of this system. */
+  system?: string;
   include?: RegExp[];
   onProgress?: (p: { files: number; bytes: number; totalFiles: number; totalBytes: number }) => void;
   /** Memory of each scratch sorter; smaller only in tests, to make them spill. */
@@ -106,7 +108,7 @@ const CHECK_HERE_BACKLOG = 8 * 1024 * 1024;
 /** Restores a snapshot into `o.target`. */
 export async function restore(storage: Storage, key: RestoreKey, o: RestoreOptions): Promise<RestoreResult> {
   try {
-    const composed = await ComposedSnapshot.open(storage, key, o.snapshot, o.arena);
+    const composed = await ComposedSnapshot.open(storage, key, o.snapshot, o.arena, o.system);
     try {
       return await restoreComposed(storage, key, composed, o);
     } finally {
@@ -287,7 +289,7 @@ export async function planRestore(storage: Storage, key: RestoreKey, o: RestoreO
   try {
     const root = Buffer.from(o.target.replace(/\/+$/, '') || '/');
     await checkTarget(root);
-    const composed = await ComposedSnapshot.open(storage, key, o.snapshot, o.arena);
+    const composed = await ComposedSnapshot.open(storage, key, o.snapshot, o.arena, o.system);
     try {
       const plan: RestorePlan = { snapshot: composed.snapshot.record.name, matched: 0, write: 0, bytes: 0, unchanged: 0, kept: 0 };
       for (const r of composed.chosen(o.include)) {
