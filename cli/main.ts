@@ -18,6 +18,7 @@ const VERBS: Record<string, () => Promise<Verb>> = {
   verify: () => import('./verify.js'),
   salvage: () => import('./salvage.js'),
   unlock: () => import('./unlock.js'),
+  disc: () => import('./disc.js'),
 };
 
 async function usage(): Promise<string> {
