@@ -6,7 +6,7 @@ import { keygen, loadBackupKey } from '../engine/crypto/keys.js';
 import { parseCodecChoice } from '../engine/codec.js';
 import { openStorage } from '../engine/storage/open.js';
 import { defaultCacheDir } from '../engine/backup/cache.js';
-import { MEDIA } from '../engine/repo/volumes.js';
+import { MEDIA, mediaVolumeSizes } from '../engine/disc/plan.js';
 import { UsageError } from '../formats/errors.js';
 import { parseArgs, parseSize, regexes } from './args.js';
 import { configDir, exists, need, passphrase, printJson, LIMIT_FLAGS, LIMIT_HELP, rates } from './common.js';
@@ -24,7 +24,9 @@ export const help = `iebs backup SOURCE... --repo REPO [--key backup.key] [--ini
   a system is a full; later ones store only what changed, until a new full after
   --max-increments (default 50) or with --full. --reread reads every file even if its
   metadata is unchanged. --include/--exclude match the path relative to the source.
-  --dry-run lists what would be stored and estimates space and volumes; writes nothing.
+  --dry-run lists what would be stored and estimates space and volumes (and discs, when
+  --volume-size names a medium: such volumes are 88% of it, leaving room on each disc
+  for its parity and metadata; see iebs disc); writes nothing.
   Without --key and with no key in the config directory, keys are created there first.
   The state of each backup is cached in --cache-dir (default $IEBS_CACHE_DIR,
   $XDG_CACHE_HOME/iebs or ~/.cache/iebs) so that the next one need not read the
@@ -60,7 +62,9 @@ export async function main(argv: string[]): Promise<number> {
     maxIncrements = Number(flags['max-increments']);
     if (!Number.isInteger(maxIncrements) || maxIncrements < 0 || maxIncrements > 100000) throw new UsageError('bad-number', '--max-increments must be a whole number');
   }
-  const volumeSize = flags['volume-size'] ? parseSize(flags['volume-size'] as string, MEDIA) : DEFAULT_VOLUME;
+  // A medium's name cuts volumes to the share of the disc that leaves room for its parity and metadata (README "Discs").
+  const volumeSize = flags['volume-size'] ? parseSize(flags['volume-size'] as string, mediaVolumeSizes()) : DEFAULT_VOLUME;
+  const mediaName = typeof flags['volume-size'] === 'string' && Object.hasOwn(MEDIA, flags['volume-size'].toLowerCase()) ? flags['volume-size'].toLowerCase() : undefined;
   const progress = new ProgressLine(!json && stderrIsTerminal());
   const plan: { status: string; path: string; size: number }[] = [];
   const dryRun = !!flags['dry-run'];
@@ -69,7 +73,7 @@ export async function main(argv: string[]): Promise<number> {
     create: madeKeys || !!flags.init,
     sources: positionals, system: flags.name as string | undefined, full: !!flags.full, reread: !!flags.reread,
     include: regexes('include', flags.include as string[] | undefined), exclude: regexes('exclude', flags.exclude as string[] | undefined),
-    volumeSize, codec: flags.compression ? parseCodecChoice(flags.compression as string) : undefined, maxIncrements, dryRun,
+    volumeSize, media: mediaName ? MEDIA[mediaName] : undefined, codec: flags.compression ? parseCodecChoice(flags.compression as string) : undefined, maxIncrements, dryRun,
     scan: !json && stderrIsTerminal(),
     cacheDir: flags['no-cache'] ? undefined : (flags['cache-dir'] as string | undefined) ?? defaultCacheDir(),
     onProgress: (p) => progress.update(p.phase === 'scan' ? 'scanning' : 'backup', p.files, p.bytes, p.totalFiles, p.totalBytes),
@@ -82,7 +86,7 @@ export async function main(argv: string[]): Promise<number> {
     if (r.created) process.stdout.write(`created repository at ${repo}\n`);
     const c = r.counts;
     const what = `${c.files} entries (${c.new} new, ${c.changed} changed, ${c.unchanged} unchanged, ${c.deleted} deleted), ${human(c.bytes)}`;
-    if (dryRun) process.stdout.write(`dry run: ${r.type} ${r.snapshot} would hold ${what}; up to ${human(r.estimate!.bytes)} to store before compression and dedup, about ${r.estimate!.volumes} volume(s) of ${human(volumeSize)}\n`);
+    if (dryRun) process.stdout.write(`dry run: ${r.type} ${r.snapshot} would hold ${what}; up to ${human(r.estimate!.bytes)} to store before compression and dedup, about ${r.estimate!.volumes} volume(s) of ${human(volumeSize)}${r.estimate!.discs !== undefined ? `, about ${r.estimate!.discs} ${mediaName} disc(s) with parity (iebs disc plan counts the repository's)` : ''}\n`);
     else {
       if (r.resumed) process.stdout.write(`resumed ${r.snapshot}: ${r.resumed.volumes} volume(s), ${human(r.resumed.bytes)}, committed by an interrupted run were kept, not stored again\n`);
       process.stdout.write(`snapshot ${r.snapshot} (${r.type}): ${what}; read ${human(r.read)}, stored ${human(c.stored)} in ${r.volumes.length} volume(s)\n`);
