@@ -42,6 +42,18 @@ export interface BackupOptions {
    * increment need not read the chain's indexes; none if unset.
    */
   cacheDir?: string;
+  /**
+   * Stops the run when aborted (SIGINT, SIGTERM): it then fails as any failure does,
+   * leaving the repository as it was (nothing committed, its objects removed, the lock
+   * released), unless the snapshot record was already written.
+   */
+  signal?: AbortSignal;
+  /**
+   * Back up these sources under a system whose last snapshot backed up another set (its
+   * sources id differs): entries of the old set then read as deleted. Without it such a
+   * run is refused before anything is written (one system name, one set of sources).
+   */
+  newSources?: boolean;
 }
 
 /** Sizes of a run's scratch structures. */
@@ -56,8 +68,8 @@ export interface Limits {
   readerCredit?: number;
 }
 
-/** Progress of a run. */
-export interface Progress { phase: 'scan' | 'backup'; files: number; bytes: number; totalFiles?: number; totalBytes?: number }
+/** Progress of a run: entries other than directories (files, symlinks) and directories are counted apart. */
+export interface Progress { phase: 'scan' | 'backup'; files: number; dirs: number; bytes: number; totalFiles?: number; totalDirs?: number; totalBytes?: number }
 
 /** A problem with one source entry; the run goes on. */
 /**
