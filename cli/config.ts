@@ -21,6 +21,7 @@ export const SETTINGS = [
   'cache-dir', 'compression', 'exclude', 'full', 'include', 'init', 'json', 'key', 'limit-download', 'limit-upload',
   'max-increments', 'name', 'new-sources', 'no-cache', 'out', 'overwrite', 'passphrase-file', 'public', 'quick', 'quiet', 'read-data', 'recipient',
   'repo', 'reread', 'setuid', 'snapshot', 'subset', 'target', 'volume-size', 'dry-run',
+  'all', 'chain', 'disc', 'media', 'parity', 'repair', 'scratch',
 ];
 
 interface Line { name: string; value: string; line: number }

@@ -15,7 +15,7 @@ import { assertOneLineError, CLI, iebs, iebsOk, makeKeys, tempDir, type Keys } f
 import { synopsis, type Verb } from '../cli/verb.js';
 import { SETTINGS } from '../cli/config.js';
 
-const NAMES = ['keygen', 'init', 'backup', 'snapshots', 'ls', 'restore', 'verify', 'salvage', 'unlock'];
+const NAMES = ['keygen', 'init', 'backup', 'snapshots', 'ls', 'restore', 'verify', 'salvage', 'unlock', 'disc'];
 const README = readFileSync(fileURLToPath(new URL('../../README.md', import.meta.url)), 'utf8');
 
 let verbs: [string, Verb][];
