@@ -7,7 +7,7 @@ import { parseCodecChoice } from '../engine/codec.js';
 import { openStorage } from '../engine/storage/open.js';
 import { defaultCacheDir } from '../engine/backup/cache.js';
 import { readConfig } from '../engine/repo/repo.js';
-import { MEDIA } from '../engine/repo/volumes.js';
+import { MEDIA, mediaVolumeSizes } from '../engine/disc/plan.js';
 import { IebsError, KeyError, UsageError } from '../formats/errors.js';
 import { parseSize, regexes } from './args.js';
 import { configDir, exists, JSON_FLAG, keyFlag, passphrase, printJson, rates, REPO, REPO_COMMON } from './common.js';
@@ -20,7 +20,7 @@ const DEFAULT_VOLUME = 1024 * 1024 * 1024;
 export const verb: Verb = {
   summary: 'full or incremental backup of one or more source trees',
   args: 'SOURCE...',
-  about: `Backs up the SOURCE trees into the repository REPO. A backup creates a repository only with --init, or when it also creates the keys (the first run without --key); else a missing repository is an error, so that a drive that is not mounted or a wrong bucket never gets a new repository (make one with iebs init, or once with --init). The first backup of a system is a full; later ones store only what changed, until a new full after --max-increments (default 50) or with --full. --reread reads every file even if its metadata is unchanged. One system name is one history of one set of sources: a backup of another set under the same name is refused (it would read as deleting the first set) unless --new-sources says so; give another set its own --name. --include/--exclude match the path relative to the source. --dry-run lists what would be stored and estimates space and volumes; writes nothing. Without --key and with no key in the config directory, keys are created there first (never next to an existing repository: then pass the --key it was made for). The state of each backup is cached in --cache-dir (default $IEBS_CACHE_DIR, $XDG_CACHE_HOME/iebs or ~/.cache/iebs) so that the next one need not read the chain's indexes; --no-cache reads them every time. The cache can be deleted at will. SIGINT or SIGTERM stops a backup cleanly: nothing is committed, what it wrote is removed, and the lock is released (exit 130 or 143).`,
+  about: `Backs up the SOURCE trees into the repository REPO. A backup creates a repository only with --init, or when it also creates the keys (the first run without --key); else a missing repository is an error, so that a drive that is not mounted or a wrong bucket never gets a new repository (make one with iebs init, or once with --init). The first backup of a system is a full; later ones store only what changed, until a new full after --max-increments (default 50) or with --full. --reread reads every file even if its metadata is unchanged. One system name is one history of one set of sources: a backup of another set under the same name is refused (it would read as deleting the first set) unless --new-sources says so; give another set its own --name. --include/--exclude match the path relative to the source. --dry-run lists what would be stored and estimates space and volumes (and discs, when --volume-size names a medium: such volumes are 88% of it, leaving room on each disc for its parity and metadata; see iebs disc); writes nothing. Without --key and with no key in the config directory, keys are created there first (never next to an existing repository: then pass the --key it was made for). The state of each backup is cached in --cache-dir (default $IEBS_CACHE_DIR, $XDG_CACHE_HOME/iebs or ~/.cache/iebs) so that the next one need not read the chain's indexes; --no-cache reads them every time. The cache can be deleted at will. SIGINT or SIGTERM stops a backup cleanly: nothing is committed, what it wrote is removed, and the lock is released (exit 130 or 143).`,
   flags: [
     REPO,
     keyFlag('backup.key', 'the backup key (default: backup.key in the config directory)'),
@@ -31,7 +31,7 @@ export const verb: Verb = {
     { name: 'new-sources', help: "back up another set of sources under this system name (what only the old set held reads as deleted)" },
     { name: 'include', value: 'RE', many: true, help: 'back up only paths matching this regular expression' },
     { name: 'exclude', value: 'RE', many: true, help: 'leave out paths matching this regular expression' },
-    { name: 'volume-size', value: 'SIZE', help: `volume size: bytes, 700MB, 4.7GB, 512MiB, or ${Object.keys(MEDIA).join(', ')} (default 1 GiB)` },
+    { name: 'volume-size', value: 'SIZE', help: `volume size: bytes, 700MB, 4.7GB, 512MiB, or a medium, ${Object.keys(MEDIA).join(', ')}: 88% of it (default 1 GiB)` },
     { name: 'compression', value: 'C', help: 'zstd:N (default zstd:3), xz:N, lz4, brotli:N or none' },
     { name: 'max-increments', value: 'N', help: 'make a new full after N increments (default 50)' },
     { name: 'dry-run', help: 'list what would be stored and estimate its size; write nothing' },
@@ -71,7 +71,10 @@ export const verb: Verb = {
       maxIncrements = Number(a.str('max-increments'));
       if (!Number.isInteger(maxIncrements) || maxIncrements < 0 || maxIncrements > 100000) throw new UsageError('bad-number', '--max-increments must be a whole number');
     }
-    const volumeSize = a.str('volume-size') ? parseSize(a.str('volume-size')!, MEDIA) : DEFAULT_VOLUME;
+    // A medium's name cuts volumes to the share of the disc that leaves room for its parity and metadata (README "Discs").
+    const sizeGiven = a.str('volume-size');
+    const volumeSize = sizeGiven ? parseSize(sizeGiven, mediaVolumeSizes()) : DEFAULT_VOLUME;
+    const mediaName = sizeGiven !== undefined && Object.hasOwn(MEDIA, sizeGiven.toLowerCase()) ? sizeGiven.toLowerCase() : undefined;
     const show = !json && !a.quiet && stderrIsTerminal();
     const progress = new ProgressLine(show);
     const plan: { status: string; path: string; size: number }[] = [];
@@ -82,7 +85,7 @@ export const verb: Verb = {
       create: madeKeys || a.bool('init'),
       sources: a.positionals, system: a.str('name'), full: a.bool('full'), reread: a.bool('reread'), newSources: a.bool('new-sources'),
       include: regexes('include', a.list('include')), exclude: regexes('exclude', a.list('exclude')),
-      volumeSize, codec: compression ? parseCodecChoice(compression) : undefined, maxIncrements, dryRun,
+      volumeSize, media: mediaName ? MEDIA[mediaName] : undefined, codec: compression ? parseCodecChoice(compression) : undefined, maxIncrements, dryRun,
       scan: show,
       cacheDir: a.bool('no-cache') ? undefined : a.str('cache-dir') ?? defaultCacheDir(),
       signal: a.signal,
@@ -96,7 +99,7 @@ export const verb: Verb = {
       if (r.created && !a.quiet) process.stdout.write(`created repository at ${repo}\n`);
       const c = r.counts;
       const what = `${c.files} entries (${c.new} new, ${c.changed} changed, ${c.unchanged} unchanged, ${c.deleted} deleted), ${human(c.bytes)}`;
-      if (dryRun) process.stdout.write(`dry run: ${r.type} ${r.snapshot} would hold ${what}; up to ${human(r.estimate!.bytes)} to store before compression and dedup, about ${r.estimate!.volumes} volume(s) of ${human(volumeSize)}\n`);
+      if (dryRun) process.stdout.write(`dry run: ${r.type} ${r.snapshot} would hold ${what}; up to ${human(r.estimate!.bytes)} to store before compression and dedup, about ${r.estimate!.volumes} volume(s) of ${human(volumeSize)}${r.estimate!.discs !== undefined ? `, about ${r.estimate!.discs} ${mediaName} disc(s) with parity (iebs disc plan counts the repository's)` : ''}\n`);
       else if (!a.quiet) {
         if (r.resumed) process.stdout.write(`resumed ${r.snapshot}: ${r.resumed.volumes} volume(s), ${human(r.resumed.bytes)}, committed by an interrupted run were kept, not stored again\n`);
         process.stdout.write(`snapshot ${r.snapshot} (${r.type}): ${what}; read ${human(r.read)}, stored ${human(c.stored)} in ${r.volumes.length} volume(s)\n`);

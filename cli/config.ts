@@ -22,6 +22,7 @@ export const SETTINGS = [
   'max-increments', 'name', 'new-sources', 'no-cache', 'out', 'overwrite', 'passphrase-file', 'public', 'quick', 'quiet', 'read-data', 'recipient',
   'repo', 'reread', 'setuid', 'snapshot', 'subset', 'target', 'volume-size', 'dry-run',
   'archive', 'long', 'new-passphrase-file', 'no-passphrase', 'system',
+  'all', 'chain', 'disc', 'media', 'parity', 'repair', 'scratch',
 ];
 
 interface Line { name: string; value: string; line: number }

@@ -44,6 +44,8 @@ const VERBS: Record<string, Entry> = {
   salvage: { load: () => import('./salvage.js'), thread: true },
   unlock: { load: () => import('./unlock.js') },
   key: { load: () => import('./key.js') },
+  // Its work grows with the repository (every volume hashed, par2 over each disc); par2 and xorriso run as child processes.
+  disc: { load: () => import('./disc.js'), thread: true },
 };
 
 const VERSION = 'iebs 0.1.0';

@@ -16,7 +16,7 @@ import { currentPublicKeys, hashObject, listSnapshots, readConfig, repoPublicKey
 import { LAYOUT } from '../formats/names.js';
 import type { RestoreKey } from './crypto/keys.js';
 import { readManifest } from './repo/manifest-object.js';
-import type { Storage } from './storage/storage.js';
+import { absentNote, type Storage } from './storage/storage.js';
 import { VolumeReader } from './repo/volumes.js';
 import { ExternalSorter } from './scratch/sorter.js';
 import { packRecord, unpackRecord } from './scratch/record-pack.js';
@@ -119,7 +119,7 @@ export async function verify(storage: Storage, verifiers: openpgp.PublicKey[], o
       const consequence = obj.what === 'index' ? ' (restores are not affected; the next backup of this chain will fail, make a --full)' : '';
       try {
         const size = await storage.stat(obj.name);
-        if (size === null) { res.problems.push({ object: obj.name, message: `${obj.what} ${obj.name} is missing${consequence}`, affects: hurt }); continue; }
+        if (size === null) { res.problems.push({ object: obj.name, message: `${obj.what} ${obj.name} is missing${await absentNote(storage, obj.name)}${consequence}`, affects: hurt }); continue; }
         if (size !== obj.ref.size) { res.problems.push({ object: obj.name, message: `${obj.what} ${obj.name} is ${size} bytes, its record says ${obj.ref.size} (truncated or replaced)${consequence}`, affects: hurt }); continue; }
         if (obj.what === 'volume' && !hashesVolume(obj.name, o.volumes)) { res.sizeOnly++; continue; }
         const digest = await hashObject(storage, obj.name, size, (n) => { res.bytes += n; progress(); });

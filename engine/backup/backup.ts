@@ -31,6 +31,7 @@ import { acquireLock } from '../repo/lock.js';
 import { helperThreads } from '../threads.js';
 import { isStorageCode, listAll, type Storage } from '../storage/storage.js';
 import { VolumeSet, MIN_VOLUME_SIZE } from '../repo/volumes.js';
+import { discsFor } from '../disc/plan.js';
 import { defaultSystem, hostName, roots, sameMeta, snapshotRoot, sourcesId, walk } from './walk.js';
 import { IN_FLIGHT, Pipeline, RunBlocks, Spool } from './pipeline.js';
 import { BackupOptions, BackupResult, Progress, Warning } from './options.js';
@@ -292,7 +293,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
       await addIndexItem(w, { t: 'D', pathId });
     }
     if (o.dryRun) {
-      return { snapshot: name, type: c.type, dryRun: true, counts, read, volumes: [], warnings, estimate: { bytes: estimate, volumes: Math.ceil(estimate / o.volumeSize) }, created: c.created };
+      return { snapshot: name, type: c.type, dryRun: true, counts, read, volumes: [], warnings, estimate: { bytes: estimate, volumes: Math.ceil(estimate / o.volumeSize), ...(o.media ? { discs: discsFor(estimate, o.volumeSize, o.media) } : {}) }, created: c.created };
     }
     await records.flush();
     await index.flush();

@@ -15,6 +15,8 @@ export interface BackupOptions {
   include?: RegExp[];
   exclude?: RegExp[];
   volumeSize: number;
+  /** The disc capacity `--volume-size MEDIA` named, for the dry run's count of discs (engine/disc/plan.ts). */
+  media?: number;
   codec?: CodecChoice;
   /** Most increments after a full before a new full is forced. */
   maxIncrements?: number;
@@ -92,8 +94,8 @@ export interface BackupResult {
   read: number;
   volumes: { name: string; size: number }[];
   warnings: Warning[];
-  /** Dry run: estimated bytes to store (before compression and dedup) and volumes. */
-  estimate?: { bytes: number; volumes: number };
+  /** Dry run: estimated bytes to store (before compression and dedup), volumes, and discs when a medium was named. */
+  estimate?: { bytes: number; volumes: number; discs?: number };
   /** Whether the repository was created by this run. */
   created: boolean;
   /** Volumes an interrupted run had committed that this run took over instead of storing them again. */
