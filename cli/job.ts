@@ -1,14 +1,18 @@
 /**
- * Long verbs (backup, restore, verify, salvage) run as published jobs (engine/jobs), so
- * that `iebs status`, `iebs serve` and its page can follow them from another process.
- * cli/main.ts wraps those verbs here; their progress reaches the job through
- * cli/progress.ts, and each verb hands its result over with one publishResult call.
+ * Long verbs (backup, restore, verify, salvage, disc write) run as published jobs
+ * (engine/jobs), so that `iebs status`, `iebs serve` and its page can follow them from
+ * another process. cli/main.ts wraps those verbs here; their progress reaches the job
+ * through cli/progress.ts, and each verb hands its result over with one publishResult call.
  */
 import { resolve } from 'node:path';
 import { JobPublisher, jobsDir, markInterrupted, newJobId, type JobEnd } from '../engine/jobs/jobs.js';
 
-/** The verbs that publish a job record. */
-export const JOB_VERBS = new Set(['backup', 'restore', 'verify', 'salvage']);
+
+/** The name a run of a job verb (cli/main.ts VERBS) is published under; undefined: not a job (disc plan, disc verify). */
+export function jobName(verb: string, positionals: string[], dryRun: boolean): string | undefined {
+  if (verb === 'disc') return positionals[0] === 'write' ? 'disc write' : undefined;
+  return dryRun ? `${verb} --dry-run` : verb;
+}
 
 let current: JobPublisher | null = null;
 
@@ -23,16 +27,6 @@ export function publishResult(fields: Record<string, string | number | boolean>,
   current?.warnings(warnings);
 }
 
-/** The value of `--NAME V` or `--NAME=V` in argv. */
-function flag(argv: string[], name: string): string | undefined {
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '--') break;
-    if (argv[i] === `--${name}`) return argv[i + 1];
-    if (argv[i].startsWith(`--${name}=`)) return argv[i].slice(name.length + 3);
-  }
-  return undefined;
-}
-
 /** A repository argument as another process can read it: a local path made absolute. */
 function where(repo: string | undefined): string | undefined {
   return repo === undefined || /^[a-z][a-z0-9+.-]*:/i.test(repo) ? repo : resolve(repo);
@@ -40,38 +34,43 @@ function where(repo: string | undefined): string | undefined {
 
 /**
  * Gives this process its job id (IEBS_JOB_ID, kept if a parent such as `iebs serve` set
- * it) and records the job as interrupted when SIGINT or SIGTERM ends the process: the
- * handler writes the final state, then the signal ends the process as it would have.
- * Runs on the main thread, before a verb's own thread starts (which inherits the id).
+ * it). Runs on the main thread, before a verb's own thread starts (which inherits the id).
  */
 export function prepareJob(): string {
   const id = process.env.IEBS_JOB_ID || newJobId();
   process.env.IEBS_JOB_ID = id;
-  for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
-    process.once(sig, () => {
-      markInterrupted(jobsDir(), id, code, `stopped by ${sig}`);
-      process.kill(process.pid, sig);
-    });
-  }
   return id;
 }
 
-/** Runs a verb's main as a job: published at the start, its final state at the end. */
-export async function runAsJob(verb: string, argv: string[], main: () => Promise<number>, onError: (e: unknown) => number): Promise<number> {
-  const pub = JobPublisher.start(jobsDir(), {
-    id: process.env.IEBS_JOB_ID, verb: argv.includes('--dry-run') ? `${verb} --dry-run` : verb,
-    repo: where(flag(argv, 'repo')), origin: process.env.IEBS_JOB_ORIGIN,
-  });
+/**
+ * Records this process's job as interrupted by `sig`, when cli/main.ts ends the process at
+ * once (a verb that does not stop on its signal, or a second signal). A run that stops
+ * cleanly records it itself (runAsJob). Nothing happens if no job was published.
+ */
+export function interruptJob(sig: 'SIGINT' | 'SIGTERM', exitCode: number): void {
+  const id = process.env.IEBS_JOB_ID;
+  if (id) markInterrupted(jobsDir(), id, exitCode, `stopped by ${sig}`);
+}
+
+/**
+ * Runs a verb as job `name`: published at the start, its final state at the end. `onError`
+ * maps a thrown error to the exit code (cli/main.ts: 130/143 once the run was told to stop);
+ * exit 130 and 143 are recorded as interrupted.
+ */
+export async function runAsJob(name: string, repo: string | undefined, main: () => Promise<number>, onError: (e: unknown) => number): Promise<number> {
+  const pub = JobPublisher.start(jobsDir(), { id: process.env.IEBS_JOB_ID, verb: name, repo: where(repo), origin: process.env.IEBS_JOB_ORIGIN });
   current = pub;
-  let end: JobEnd;
   let code: number;
+  let error: string | undefined;
   try {
     code = await main();
-    end = { state: code === 130 || code === 143 ? 'interrupted' : code === 0 || code === 3 ? 'done' : 'failed', exitCode: code };
   } catch (e) {
     code = onError(e);
-    end = { state: 'failed', exitCode: code, error: (e as Error)?.message ?? String(e) };
+    error = (e as Error)?.message ?? String(e);
   }
+  const interrupted = code === 130 || code === 143;
+  const end: JobEnd = interrupted ? { state: 'interrupted', exitCode: code, error: `stopped by ${code === 130 ? 'SIGINT' : 'SIGTERM'}` }
+    : code === 0 || code === 3 ? { state: 'done', exitCode: code } : { state: 'failed', exitCode: code, ...(error !== undefined ? { error } : {}) };
   pub.finish(end);
   current = null;
   return code;

@@ -1,12 +1,19 @@
 /**
- * Progress lines on a terminal: files, bytes, rate and ETA, redrawn at most five times
- * a second on stderr. Silent when stderr is not a TTY (cron, pipes) or with --json. The
- * same figures (engine/jobs/progress.ts) go to the run's published job in every case.
+ * Progress lines on a terminal, redrawn in place on stderr at most five times a second
+ * and at least once a second (the elapsed time moves while a long step runs). A line is
+ * cut to the terminal's width, so a redraw never spills onto a new line. Files and
+ * directories are counted apart; an ETA shows only once it means something (after 5 s
+ * and 1% of the bytes). Silent when stderr is not a TTY (cron, pipes), with --json and
+ * with --quiet. The figures (rate, ETA) and the text are engine/jobs/progress.ts's, the
+ * same that go to the run's published job (cli/job.ts) in every case.
  */
 
 import { isMainThread, workerData } from 'node:worker_threads';
-import { ProgressMeter, progressText, type ProgressState } from '../engine/jobs/progress.js';
+import type { Progress } from '../engine/backup/options.js';
+import { clock, etaSeconds, ProgressMeter, progressText, type ProgressCounts } from '../engine/jobs/progress.js';
 import { currentJob } from './job.js';
+
+export { clock, count, human } from '../engine/jobs/progress.js';
 
 /**
  * Whether stderr is a terminal. A verb run on its own thread (cli/main.ts) writes
@@ -16,51 +23,79 @@ export function stderrIsTerminal(): boolean {
   return isMainThread ? !!process.stderr.isTTY : !!(workerData as { tty?: boolean } | null)?.tty;
 }
 
-export { human } from '../engine/jobs/progress.js';
+/** The terminal's width in columns (80 when unknown). */
+export function terminalColumns(): number {
+  const c = isMainThread ? process.stderr.columns : (workerData as { columns?: number } | null)?.columns;
+  return c && c > 0 ? c : 80;
+}
 
-/**
- * A progress reporter for one run: the terminal line, and the published job (cli/job.ts).
- * Counts that arrive within 200 ms of the last shown ones are shown when that time is up,
- * so a run that stalls (an upload under a rate limit) still shows its latest counts.
- */
+/** Cuts `line` to `width` columns (one column is kept free: a full line wraps on some terminals). */
+export function fit(line: string, width: number): string {
+  const room = Math.max(1, width - 1);
+  return line.length <= room ? line : `${line.slice(0, Math.max(0, room - 1))}…`;
+}
+
+/** The ETA part of a line, or '' while it would mean little (engine/jobs/progress.ts etaSeconds). */
+export function eta(elapsedS: number, done: number, total: number | undefined): string {
+  const s = etaSeconds(elapsedS, done, total);
+  return s === undefined ? '' : `, ETA ${clock(s)}`;
+}
+
+/** A progress reporter for one run: the terminal line, and the published job. */
 export class ProgressLine {
   private last = 0;
   private readonly meter = new ProgressMeter();
   private shown = false;
-  private pending: Parameters<ProgressMeter['update']> | null = null;
+  private started = false;
   private timer: NodeJS.Timeout | null = null;
-  constructor(private readonly enabled: boolean) {}
+  constructor(private readonly enabled: boolean, private readonly width = terminalColumns()) {}
 
-  update(label: string, files: number, bytes: number, totalFiles?: number, totalBytes?: number, path?: string): void {
-    if (!this.enabled && !currentJob()) return;
-    const wait = 200 - (Date.now() - this.last);
-    if (wait > 0) {
-      this.pending = [label, files, bytes, totalFiles, totalBytes, path];
-      this.timer ??= setTimeout(() => { this.timer = null; this.showPending(); }, wait).unref();
-      return;
+  /** Takes new counts: drawn now if the last redraw is 200 ms old; a timer redraws (and publishes) each second. */
+  private take(c: ProgressCounts): void {
+    const job = currentJob();
+    if (!this.enabled && !job) return;
+    const s = this.meter.update(c);
+    this.started = true;
+    job?.progress(s);
+    if (!this.timer) {
+      this.timer = setInterval(() => this.tick(), 1000);
+      this.timer.unref();
     }
-    this.show(this.meter.update(label, files, bytes, totalFiles, totalBytes, path));
+    if (this.enabled && Date.now() - this.last >= 200) this.draw();
   }
 
-  private showPending(): void {
-    if (this.pending) this.show(this.meter.update(...this.pending));
+  private tick(): void {
+    currentJob()?.progress(this.meter.current());
+    if (this.enabled) this.draw();
   }
 
-  private show(s: ProgressState): void {
+  private draw(): void {
     this.last = Date.now();
-    this.pending = null;
-    currentJob()?.progress(s);
-    if (!this.enabled) return;
-    process.stderr.write(`\r\x1b[K${progressText(s)}`);
+    process.stderr.write(`\r\x1b[K${fit(progressText(this.meter.current()), this.width)}`);
     this.shown = true;
   }
 
-  /** Ends the line; the job gets the last counts. */
+  /** Backup: the scan, then the backup itself. */
+  backup(p: Progress): void {
+    this.take({ phase: p.phase === 'scan' ? 'scanning' : 'backup', files: p.files, dirs: p.dirs, bytes: p.bytes, totalFiles: p.totalFiles, totalDirs: p.totalDirs, totalBytes: p.totalBytes, path: p.path });
+  }
+
+  /** Restore: files and bytes written of the totals. */
+  restore(p: { files: number; bytes: number; totalFiles: number; totalBytes: number }): void {
+    this.take({ phase: 'restore', files: p.files, bytes: p.bytes, totalFiles: p.totalFiles, totalBytes: p.totalBytes });
+  }
+
+  /** Verify: objects checked, then (--read-data) blocks decrypted. */
+  verify(p: { objects: number; bytes: number; blocks: number }): void {
+    this.take({ phase: 'verify', files: p.objects, bytes: p.bytes, blocks: p.blocks });
+  }
+
+  /** Clears the line; the job gets the last counts. */
   done(): void {
-    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
     const job = currentJob();
-    if (job && this.pending) job.progress(this.meter.update(...this.pending));
-    this.pending = null;
+    if (job && this.started) job.progress(this.meter.current());
     job?.flush();
     if (this.shown) process.stderr.write('\r\x1b[K');
     this.shown = false;

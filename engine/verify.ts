@@ -12,11 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as openpgp from 'openpgp';
 import { IebsError, KeyError } from '../formats/errors.js';
-import { hashObject, listSnapshots, readConfig, repoPublicKeys, type Snapshot } from './repo/repo.js';
+import { currentPublicKeys, hashObject, listSnapshots, readConfig, repoPublicKeys, type Snapshot } from './repo/repo.js';
 import { LAYOUT } from '../formats/names.js';
 import type { RestoreKey } from './crypto/keys.js';
 import { readManifest } from './repo/manifest-object.js';
-import type { Storage } from './storage/storage.js';
+import { absentNote, type Storage } from './storage/storage.js';
 import { VolumeReader } from './repo/volumes.js';
 import { ExternalSorter } from './scratch/sorter.js';
 import { packRecord, unpackRecord } from './scratch/record-pack.js';
@@ -33,6 +33,8 @@ export interface VerifyResult {
   problems: Problem[];
   /** Objects no signed record names: left by interrupted runs, or added. */
   unreferenced: string[];
+  /** Volumes checked by size only (`volumes` option), not downloaded and hashed. */
+  sizeOnly: number;
 }
 
 /** Options of verify. */
@@ -42,6 +44,20 @@ export interface VerifyOptions {
   onProgress?: (p: { objects: number; bytes: number; blocks: number }) => void;
   /** Every key of the user's own key file: keys/public.asc must hold each of them, packet for packet. */
   anchors?: openpgp.PublicKey[];
+  /**
+   * Which volumes are downloaded and hashed (the rest are checked by size only):
+   * all (the default), none (`quick`), or part `n` of `m` (by their names, so that
+   * parts 1..m of m runs together cover every volume once). Manifests and indexes,
+   * which are small, are always hashed.
+   */
+  volumes?: 'all' | 'none' | { n: number; m: number };
+}
+
+/** Whether volume object `name` is hashed under the option `volumes`. */
+export function hashesVolume(name: string, which: VerifyOptions['volumes'] = 'all'): boolean {
+  if (which === 'all') return true;
+  if (which === 'none') return false;
+  return createHash('sha256').update(name).digest().readUInt32BE(0) % which.m === which.n - 1;
 }
 
 /** The snapshot and every later one of its chain: what a damaged object of it affects. */
@@ -51,7 +67,7 @@ function affected(s: Snapshot, all: Snapshot[]): string[] {
 
 /** Verifies a repository against `verifiers` (the trusted host signing keys). */
 export async function verify(storage: Storage, verifiers: openpgp.PublicKey[], o: VerifyOptions = {}): Promise<VerifyResult> {
-  const res: VerifyResult = { snapshots: 0, objects: 0, bytes: 0, blocks: 0, problems: [], unreferenced: [] };
+  const res: VerifyResult = { snapshots: 0, objects: 0, bytes: 0, blocks: 0, problems: [], unreferenced: [], sizeOnly: 0 };
   const progress = () => o.onProgress?.({ objects: res.objects, bytes: res.bytes, blocks: res.blocks });
   await checkRepoObjects(storage, o.anchors, res);
   const { snapshots, bad } = await listSnapshots(storage, verifiers);
@@ -103,8 +119,9 @@ export async function verify(storage: Storage, verifiers: openpgp.PublicKey[], o
       const consequence = obj.what === 'index' ? ' (restores are not affected; the next backup of this chain will fail, make a --full)' : '';
       try {
         const size = await storage.stat(obj.name);
-        if (size === null) { res.problems.push({ object: obj.name, message: `${obj.what} ${obj.name} is missing${consequence}`, affects: hurt }); continue; }
+        if (size === null) { res.problems.push({ object: obj.name, message: `${obj.what} ${obj.name} is missing${await absentNote(storage, obj.name)}${consequence}`, affects: hurt }); continue; }
         if (size !== obj.ref.size) { res.problems.push({ object: obj.name, message: `${obj.what} ${obj.name} is ${size} bytes, its record says ${obj.ref.size} (truncated or replaced)${consequence}`, affects: hurt }); continue; }
+        if (obj.what === 'volume' && !hashesVolume(obj.name, o.volumes)) { res.sizeOnly++; continue; }
         const digest = await hashObject(storage, obj.name, size, (n) => { res.bytes += n; progress(); });
         if (!Buffer.from(digest).equals(obj.ref.sha384)) res.problems.push({ object: obj.name, message: `${obj.what} ${obj.name} does not match its sha384 (damaged or replaced)${consequence}`, affects: hurt });
       } catch (e) {
@@ -134,9 +151,9 @@ async function checkRepoObjects(storage: Storage, anchors: openpgp.PublicKey[] |
     if (!(e instanceof IebsError)) throw e;
     res.problems.push({ object: LAYOUT.config, message: `${e.message} (no snapshot depends on it; backups need it to recognise the repository)`, affects: [] });
   }
-  const object = LAYOUT.publicKeys;
+  let object: string = LAYOUT.publicKeys;
   let keys: openpgp.PublicKey[];
-  try { keys = await repoPublicKeys(storage); } catch (e) {
+  try { object = (await currentPublicKeys(storage)).object; keys = await repoPublicKeys(storage); } catch (e) {
     if (!(e instanceof IebsError)) throw e;
     res.problems.push({ object, message: `${e.message} (damaged or replaced; verify with --key recipient.asc)`, affects: [] });
     return;

@@ -94,7 +94,7 @@ test('status --follow shows a run started elsewhere until it ends, and ends with
   assert.equal(f.code, 0, f.stderr);
   const lines = f.stdout.trim().split('\n');
   assert.match(lines[0], new RegExp(`^${job.id}  backup  ${s.repo.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
-  assert.ok(lines.some((l) => /^backup: \d+\/?\d* files, [\d.]+ (B|KiB|MiB)/.test(l)), f.stdout);
+  assert.ok(lines.some((l) => /^backup: \d+\/?\d* files, \d+\/?\d* dirs, [\d.]+ (B|KiB|MiB)/.test(l)), f.stdout);
   assert.match(lines[lines.length - 1], /^done: 2 files, 6\.0 MiB/);
 });
 

@@ -63,7 +63,9 @@ const targets = new Map();       // restore job id -> the folder it restores int
 
 function progressText(p) {
   if (!p) return '';
-  let t = `${p.phase}: ${p.files}${p.totalFiles !== undefined ? '/' + p.totalFiles : ''} files, ${human(p.bytes)}${p.totalBytes !== undefined ? '/' + human(p.totalBytes) : ''}`;
+  let t = `${p.phase}: ${p.files}${p.totalFiles !== undefined ? '/' + p.totalFiles : ''} files`;
+  if (p.dirs !== undefined) t += `, ${p.dirs}${p.totalDirs !== undefined ? '/' + p.totalDirs : ''} dirs`;
+  t += `, ${human(p.bytes)}${p.totalBytes !== undefined ? '/' + human(p.totalBytes) : ''}`;
   if (p.rate) t += `, ${human(p.rate)}/s`;
   if (p.eta !== undefined) t += `, ETA ${clock(p.eta)}`;
   return t;
