@@ -49,7 +49,7 @@ test('the token file is made 0600 with 64 hex digits, and a token file others ca
   chmodSync(join(d, 'serve.token'), 0o644);
   const r = iebs(['serve', '--listen', '127.0.0.1:0'], { env: { IEBS_CONFIG_DIR: d }, timeoutMs: 20_000 });
   assert.equal(r.code, 2);
-  assert.match(r.stderr, /^iebs: .*serve\.token: the token file is readable by others \(mode 0644\)/);
+  assert.match(r.stderr, /^iebs serve: .*serve\.token: the token file is readable by others \(mode 0644\)/);
   assert.equal(r.stderr.trim().split('\n').length, 1);
 });
 
@@ -160,7 +160,9 @@ test('a backup through the API runs as an iebs job: SSE to its end, output, iebs
   const job = (await api(s, 'GET', `/api/jobs/${id}`)).json();
   assert.equal(job.origin, 'service');
   assert.equal(job.exitCode, 0);
-  assert.equal(job.progress.totalFiles, 4, 'the service asks for a scan: totals are known');
+  // Files and directories are counted apart (docs/ is the one directory under the source).
+  assert.equal(job.progress.totalFiles, 3, 'the service asks for a scan: totals are known');
+  assert.equal(job.progress.totalDirs, 1);
   const snapshot = job.output.snapshot as string;
   assert.equal(job.result.snapshot, snapshot);
   const st = JSON.parse(iebsOk(['status', '--json'], { env: s.env }).stdout);
@@ -240,7 +242,7 @@ test('a bad serve.json is one line naming the file, exit 2', () => {
   writeFileSync(join(d, 'serve.json'), JSON.stringify({ repositories: { main: { repo: '/r' } }, schedule: [{ name: 'n', repository: 'other', run: 'backup', at: '02:00' }] }));
   const r = iebs(['serve', '--listen', '127.0.0.1:0'], { env: { IEBS_CONFIG_DIR: d }, timeoutMs: 20_000 });
   assert.equal(r.code, 2);
-  assert.equal(r.stderr, `iebs: ${join(d, 'serve.json')}: schedule[0].repository: no repository "other"\n`);
+  assert.equal(r.stderr, `iebs serve: ${join(d, 'serve.json')}: schedule[0].repository: no repository "other"\n`);
 });
 
 test('docs/openapi.json lists exactly the routes the server has, and the server answers every path in it', async () => {
