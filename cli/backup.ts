@@ -12,6 +12,7 @@ import { IebsError, KeyError, UsageError } from '../formats/errors.js';
 import { parseSize, regexes } from './args.js';
 import { configDir, exists, JSON_FLAG, keyFlag, passphrase, printJson, rates, REPO, REPO_COMMON } from './common.js';
 import { EXIT } from './errors.js';
+import { publishResult } from './job.js';
 import { human, ProgressLine, stderrIsTerminal } from './progress.js';
 import type { Verb } from './verb.js';
 
@@ -20,7 +21,7 @@ const DEFAULT_VOLUME = 1024 * 1024 * 1024;
 export const verb: Verb = {
   summary: 'full or incremental backup of one or more source trees',
   args: 'SOURCE...',
-  about: `Backs up the SOURCE trees into the repository REPO. A backup creates a repository only with --init, or when it also creates the keys (the first run without --key); else a missing repository is an error, so that a drive that is not mounted or a wrong bucket never gets a new repository (make one with iebs init, or once with --init). The first backup of a system is a full; later ones store only what changed, until a new full after --max-increments (default 50) or with --full. --reread reads every file even if its metadata is unchanged. One system name is one history of one set of sources: a backup of another set under the same name is refused (it would read as deleting the first set) unless --new-sources says so; give another set its own --name. --include/--exclude match the path relative to the source. --dry-run lists what would be stored and estimates space and volumes (and discs, when --volume-size names a medium: such volumes are 88% of it, leaving room on each disc for its parity and metadata; see iebs disc); writes nothing. Without --key and with no key in the config directory, keys are created there first (never next to an existing repository: then pass the --key it was made for). The state of each backup is cached in --cache-dir (default $IEBS_CACHE_DIR, $XDG_CACHE_HOME/iebs or ~/.cache/iebs) so that the next one need not read the chain's indexes; --no-cache reads them every time. The cache can be deleted at will. SIGINT or SIGTERM stops a backup cleanly: nothing is committed, what it wrote is removed, and the lock is released (exit 130 or 143).`,
+  about: `Backs up the SOURCE trees into the repository REPO. A backup creates a repository only with --init, or when it also creates the keys (the first run without --key); else a missing repository is an error, so that a drive that is not mounted or a wrong bucket never gets a new repository (make one with iebs init, or once with --init). The first backup of a system is a full; later ones store only what changed, until a new full after --max-increments (default 50) or with --full. --reread reads every file even if its metadata is unchanged. One system name is one history of one set of sources: a backup of another set under the same name is refused (it would read as deleting the first set) unless --new-sources says so; give another set its own --name. --include/--exclude match the path relative to the source. --dry-run lists what would be stored and estimates space and volumes (and discs, when --volume-size names a medium: such volumes are 88% of it, leaving room on each disc for its parity and metadata; see iebs disc); writes nothing. Without --key and with no key in the config directory, keys are created there first (never next to an existing repository: then pass the --key it was made for). The state of each backup is cached in --cache-dir (default $IEBS_CACHE_DIR, $XDG_CACHE_HOME/iebs or ~/.cache/iebs) so that the next one need not read the chain's indexes; --no-cache reads them every time. The cache can be deleted at will. --scan counts the files and bytes first, so that progress has totals and an ETA (the default on a terminal; iebs serve asks for it). SIGINT or SIGTERM stops a backup cleanly: nothing is committed, what it wrote is removed, and the lock is released (exit 130 or 143).`,
   flags: [
     REPO,
     keyFlag('backup.key', 'the backup key (default: backup.key in the config directory)'),
@@ -38,6 +39,7 @@ export const verb: Verb = {
     JSON_FLAG,
     { name: 'cache-dir', value: 'DIR', path: true, help: 'where the state of each backup is cached (default $IEBS_CACHE_DIR, else ~/.cache/iebs)' },
     { name: 'no-cache', help: 'read the chain\'s indexes instead of the cache' },
+    { name: 'scan', help: 'count files and bytes first, for totals and an ETA in the progress (the default on a terminal)' },
     { name: 'passphrase-file', value: 'F', env: 'IEBS_PASSPHRASE_FILE', path: true, common: true, help: 'a passphrase for the restore key the first run creates' },
     ...REPO_COMMON,
   ],
@@ -86,13 +88,14 @@ export const verb: Verb = {
       sources: a.positionals, system: a.str('name'), full: a.bool('full'), reread: a.bool('reread'), newSources: a.bool('new-sources'),
       include: regexes('include', a.list('include')), exclude: regexes('exclude', a.list('exclude')),
       volumeSize, media: mediaName ? MEDIA[mediaName] : undefined, codec: compression ? parseCodecChoice(compression) : undefined, maxIncrements, dryRun,
-      scan: show,
+      scan: show || a.bool('scan'),
       cacheDir: a.bool('no-cache') ? undefined : a.str('cache-dir') ?? defaultCacheDir(),
       signal: a.signal,
       onProgress: (p) => progress.backup(p),
       onPlan: (status, path, size) => { if (json) plan.push({ status, path, size }); else process.stdout.write(`${status.padEnd(8)} ${path}${status === 'deleted' ? '' : '  ' + human(size)}\n`); },
     });
     progress.done();
+    publishResult({ snapshot: r.snapshot, type: r.type, dryRun, read: r.read, stored: r.counts.stored, volumes: r.dryRun ? r.estimate!.volumes : r.volumes.length }, r.warnings.length);
     if (json) printJson(dryRun ? { ...r, plan } : r);
     else {
       for (const w of r.warnings) process.stderr.write(`iebs: warning: ${w.path}: ${w.message}\n`);

@@ -23,6 +23,7 @@ export const SETTINGS = [
   'repo', 'reread', 'setuid', 'snapshot', 'subset', 'target', 'volume-size', 'dry-run',
   'archive', 'long', 'new-passphrase-file', 'no-passphrase', 'system',
   'all', 'chain', 'disc', 'media', 'parity', 'repair', 'scratch',
+  'scan', 'follow', 'last', 'listen', 'socket', 'login-link',
 ];
 
 interface Line { name: string; value: string; line: number }

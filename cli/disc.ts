@@ -10,6 +10,7 @@ import { checkDisc, type DiscCheck } from '../engine/disc/verify.js';
 import { UsageError } from '../formats/errors.js';
 import { parseSize } from './args.js';
 import { JSON_FLAG, keyFlag, printJson, rates, REPO, REPO_COMMON } from './common.js';
+import { publishResult } from './job.js';
 import { human } from './progress.js';
 import type { Args, Verb } from './verb.js';
 
@@ -91,6 +92,7 @@ async function planOrWrite(a: Args, sub: 'plan' | 'write', positionals: string[]
       if (json) printJson({ set: plan.set, name: plan.name, disc: w.number, of: plan.discs.length, path: w.path, bytes: w.bytes, volumes: w.volumes, parity: w.parity });
       else process.stdout.write(`wrote ${w.path}: disc ${w.number} of ${plan.discs.length} of set ${plan.name}, ${human(w.bytes)}, ${w.volumes} volume(s), parity ${w.parity.recovery} of ${w.parity.sourceBlocks} blocks of ${w.parity.blockSize} bytes\n`);
     }
+    publishResult({ set: plan.name, discs: numbers.length, of: plan.discs.length });
     return 0;
   } finally { await storage.close(); }
 }

@@ -14,9 +14,13 @@
  *      message is printed as `iebs VERB: message`.
  *   2. One line in VERBS below. `thread: true` runs it on a thread of its own with a
  *      capped heap (its work grows with the repository); `abort: true` when its run
- *      stops cleanly on `a.signal` (else SIGINT and SIGTERM end the process at once).
+ *      stops cleanly on `a.signal` (else SIGINT and SIGTERM end the process at once);
+ *      `job: true` publishes its runs for `iebs status` and `iebs serve` (cli/job.ts).
  * Help, `iebs help VERB`, the config file and the bash and zsh completion follow from
  * the declaration; README's table of commands must show the same synopsis (a test checks).
+ * A job's final state is written when its run ends, including a clean stop on a signal
+ * (exit 130/143); when a signal ends the process at once instead, onSignals below records
+ * the job as interrupted first.
  */
 import { isMainThread, parentPort, Worker } from 'node:worker_threads';
 import type { Verb } from './verb.js';
@@ -25,12 +29,12 @@ import { EXIT, report } from './errors.js';
 import { UsageError } from '../formats/errors.js';
 
 /** A registered verb: how to load it (on demand: the thread that hands a verb to its own thread never loads the engine). */
-interface Entry { load: () => Promise<{ verb: Verb }>; thread?: boolean; abort?: boolean }
+interface Entry { load: () => Promise<{ verb: Verb }>; thread?: boolean; abort?: boolean; job?: boolean }
 
 const VERBS: Record<string, Entry> = {
   keygen: { load: () => import('./keygen.js') },
   init: { load: () => import('./init.js') },
-  backup: { load: () => import('./backup.js'), thread: true, abort: true },
+  backup: { load: () => import('./backup.js'), thread: true, abort: true, job: true },
   snapshots: { load: () => import('./snapshots.js') },
   ls: { load: () => import('./ls.js') },
   // Listings stay on this thread: a closed stdout (| head) stops them at once, and dump's
@@ -39,13 +43,16 @@ const VERBS: Record<string, Entry> = {
   diff: { load: () => import('./diff.js') },
   dump: { load: () => import('./dump.js') },
   stats: { load: () => import('./stats.js'), thread: true },
-  restore: { load: () => import('./restore.js'), thread: true, abort: true },
-  verify: { load: () => import('./verify.js'), thread: true },
-  salvage: { load: () => import('./salvage.js'), thread: true },
+  restore: { load: () => import('./restore.js'), thread: true, abort: true, job: true },
+  verify: { load: () => import('./verify.js'), thread: true, job: true },
+  salvage: { load: () => import('./salvage.js'), thread: true, job: true },
   unlock: { load: () => import('./unlock.js') },
   key: { load: () => import('./key.js') },
   // Its work grows with the repository (every volume hashed, par2 over each disc); par2 and xorriso run as child processes.
-  disc: { load: () => import('./disc.js'), thread: true },
+  disc: { load: () => import('./disc.js'), thread: true, job: true },
+  // Both stop on a.signal: status --follow only stops watching, serve closes its listener.
+  status: { load: () => import('./status.js'), abort: true },
+  serve: { load: () => import('./serve.js'), abort: true },
 };
 
 const VERSION = 'iebs 0.1.0';
@@ -85,15 +92,23 @@ async function run(argv: string[], abort: AbortController): Promise<number> {
     const a = parseVerb(name, verb, rest, abort.signal, config);
     if (!a) return 0;
     if (a.str('repo') !== undefined) (await import('./common.js')).checkRepoPath(a.str('repo')!);
+    const job = VERBS[name].job ? await import('./job.js') : undefined;
+    const jobName = job?.jobName(name, a.positionals, a.bool('dry-run'));
+    if (job && jobName) return await job.runAsJob(jobName, a.str('repo'), () => verb.run(a), (e) => failed(e, abort, debug, name));
     return await verb.run(a);
   } catch (e) {
-    if (abort.signal.aborted) {
-      const sig = abort.signal.reason as keyof typeof SIGNAL_EXIT;
-      process.stderr.write(`iebs: interrupted (${sig})${name === 'backup' ? ': nothing was committed' : name === 'restore' ? ': the files restored so far are in place, no temporary file is left' : ''}\n`);
-      return SIGNAL_EXIT[sig] ?? 130;
-    }
-    return report(e, debug, name);
+    return failed(e, abort, debug, name);
   }
+}
+
+/** The exit code of a run that threw: 130/143 when it was told to stop, else the error's. */
+function failed(e: unknown, abort: AbortController, debug: boolean, name: string): number {
+  if (abort.signal.aborted) {
+    const sig = abort.signal.reason as keyof typeof SIGNAL_EXIT;
+    process.stderr.write(`iebs: interrupted (${sig})${name === 'backup' ? ': nothing was committed' : name === 'restore' ? ': the files restored so far are in place, no temporary file is left' : ''}\n`);
+    return SIGNAL_EXIT[sig] ?? 130;
+  }
+  return report(e, debug, name);
 }
 
 /**
@@ -108,27 +123,39 @@ function quietOnClosedPipe(stopNow: boolean): void {
   });
 }
 
-/** Aborts `abort` on the first SIGINT or SIGTERM; a second one ends the process at once. */
+/**
+ * Aborts `abort` on the first SIGINT or SIGTERM; a second one ends the process at once.
+ * A published job (cli/job.ts) is recorded as interrupted before the process ends at once.
+ */
 function onSignals(stop: (sig: 'SIGINT' | 'SIGTERM') => void): void {
   let first: 'SIGINT' | 'SIGTERM' | null = null;
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.on(sig, () => {
-      if (first) { process.stderr.write(`iebs: interrupted again (${sig}): stopping now\n`); process.exit(SIGNAL_EXIT[sig]); }
+      if (first) { process.stderr.write(`iebs: interrupted again (${sig}): stopping now\n`); exitNow(sig); }
       first = sig;
       stop(sig);
     });
   }
 }
 
+/** Ends the process on `sig` now, recording its job (if any) as interrupted. */
+function exitNow(sig: 'SIGINT' | 'SIGTERM'): never {
+  jobModule?.interruptJob(sig, SIGNAL_EXIT[sig]);
+  process.exit(SIGNAL_EXIT[sig]);
+}
+
 const verbName = process.argv[2];
 const entry = verbName !== undefined && Object.hasOwn(VERBS, verbName) ? VERBS[verbName] : undefined;
+// A job's id is set on the main thread, before the verb's own thread starts (it inherits it).
+const jobModule = isMainThread && entry?.job && !process.argv.includes('--help') && !process.argv.includes('-h') ? await import('./job.js') : undefined;
+jobModule?.prepareJob();
 if (isMainThread && entry?.thread && process.env.IEBS_NO_THREAD !== '1') {
   const { ENGINE_HEAP } = await import('./heap.js');
   quietOnClosedPipe(false);
   // The thread's stdio passes through this one; it is told whether stderr and stdin are terminals.
   const w = new Worker(new URL(import.meta.url), { argv: process.argv.slice(2), workerData: { tty: !!process.stderr.isTTY, stdinTty: !!process.stdin.isTTY, columns: process.stderr.columns }, resourceLimits: ENGINE_HEAP });
   onSignals((sig) => {
-    if (!entry.abort) process.exit(SIGNAL_EXIT[sig]);
+    if (!entry.abort) exitNow(sig);
     w.postMessage({ t: 'abort', signal: sig } satisfies ThreadMessage);
   });
   w.on('message', (m: ThreadMessage) => {
@@ -145,6 +172,8 @@ if (isMainThread && entry?.thread && process.env.IEBS_NO_THREAD !== '1') {
   if (isMainThread) {
     quietOnClosedPipe(!entry?.thread);
     if (entry?.abort) onSignals((sig) => abort.abort(sig));
+    // A job whose verb cannot stop cleanly is still recorded as interrupted.
+    else if (jobModule) onSignals((sig) => exitNow(sig));
   } else {
     parentPort!.on('message', (m: ThreadMessage) => { if (m.t === 'abort') abort.abort(m.signal); });
     parentPort!.unref();

@@ -5,6 +5,7 @@ import { openStorage } from '../engine/storage/open.js';
 import { regexes } from './args.js';
 import { JSON_FLAG, keyFlag, PASSPHRASE_FILE, printJson, rates, REPO, REPO_COMMON, restoreKey, SNAPSHOT_ABOUT, SYSTEM } from './common.js';
 import { EXIT } from './errors.js';
+import { publishResult } from './job.js';
 import { human, ProgressLine, stderrIsTerminal } from './progress.js';
 import type { Verb } from './verb.js';
 
@@ -48,6 +49,7 @@ export const verb: Verb = {
       onProgress: (p) => progress.restore(p),
     });
     progress.done();
+    publishResult({ snapshot: r.snapshot, failures: r.failures.length }, r.failures.length);
     const none = include.length > 0 && r.matched === 0;
     if (json) printJson(r);
     else {

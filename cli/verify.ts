@@ -5,6 +5,7 @@ import { openStorage } from '../engine/storage/open.js';
 import { verify, type VerifyOptions } from '../engine/verify.js';
 import { FormatError, UsageError } from '../formats/errors.js';
 import { JSON_FLAG, keyFlag, PASSPHRASE_FILE, printJson, rates, REPO, REPO_COMMON, restoreKey } from './common.js';
+import { publishResult } from './job.js';
 import { human, ProgressLine, stderrIsTerminal } from './progress.js';
 import type { Verb } from './verb.js';
 
@@ -35,6 +36,7 @@ export const verb: Verb = {
     const progress = new ProgressLine(!json && !a.quiet && stderrIsTerminal());
     const r = await verify(storage, verifiers, { anchors: anchors?.all, restoreKey: restoreKeyLoaded, readData, volumes, onProgress: (p) => progress.verify(p) });
     progress.done();
+    publishResult({ snapshots: r.snapshots, objects: r.objects, problems: r.problems.length }, r.problems.length);
     if (json) { printJson({ ...r, ok: r.problems.length === 0 }); return r.problems.length ? 1 : 0; }
     if (!keyPath && !a.quiet) process.stderr.write('iebs: note: signatures checked against the keys stored in the repository; pass --key recipient.asc to check against your own copy\n');
     for (const p of r.problems) process.stdout.write(`PROBLEM ${p.object}: ${p.message}${p.affects.length ? `\n  affects: ${p.affects.join(', ')}` : ''}\n`);

@@ -24,7 +24,7 @@ export type ErrorCode =
   // LockedError
   | 'locked' | 'lock-live' | 'lock-lost'
   // UsageError
-  | 'bad-flag' | 'bad-object' | 'bad-pattern' | 'bad-regex' | 'bad-repo' | 'bad-source' | 'bad-system' | 'missing-argument' | 'no-source' | 'unsupported-repo'
+  | 'bad-config' | 'bad-flag' | 'bad-object' | 'bad-pattern' | 'bad-regex' | 'bad-repo' | 'bad-source' | 'bad-system' | 'missing-argument' | 'no-source' | 'unsupported-repo'
   // IoError: the storage contract's codes (engine/storage/storage.ts), and the restore target's
   | 'exists' | 'permission' | 'no-space' | 'transient' | 'permanent' | 'in-the-way' | 'io'
   // IebsError: the machinery itself

@@ -4,7 +4,7 @@
  * for byte comparison of two trees (kinds, contents, modes, symlink targets, empty
  * directories, mtimes).
  *
- * Every CLI run gets IEBS_CONFIG_DIR, IEBS_CACHE_DIR and TMPDIR pointing into this process's temporary
+ * Every CLI run gets IEBS_CONFIG_DIR, IEBS_CACHE_DIR, IEBS_JOBS_DIR, IEBS_STATE_DIR and TMPDIR pointing into this process's temporary
  * directory unless the caller sets them, so no test ever touches ~/.config or ~/.cache.
  */
 import assert from 'node:assert/strict';
@@ -61,7 +61,7 @@ export interface Run { code: number | null; signal: NodeJS.Signals | null; stdou
 export interface RunOptions { env?: Record<string, string | undefined>; cwd?: string; timeoutMs?: number }
 
 function childEnv(extra: Record<string, string | undefined> | undefined): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, IEBS_CONFIG_DIR: join(tempRoot(), 'config'), IEBS_CACHE_DIR: join(tempRoot(), 'cache'), TMPDIR: join(tempRoot(), 'tmp') };
+  const env: NodeJS.ProcessEnv = { ...process.env, IEBS_CONFIG_DIR: join(tempRoot(), 'config'), IEBS_CACHE_DIR: join(tempRoot(), 'cache'), IEBS_JOBS_DIR: join(tempRoot(), 'jobs'), IEBS_STATE_DIR: join(tempRoot(), 'state'), TMPDIR: join(tempRoot(), 'tmp') };
   delete env.IEBS_DEBUG;
   delete env.IEBS_PASSPHRASE;
   delete env.IEBS_PASSPHRASE_FILE;

@@ -254,6 +254,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
       const path = e.rel.toString('utf8');
       const size = e.kind === 'file' ? Number(e.st.size) : 0;
       if (e.kind === 'dir') progress.dirs++; else progress.files++;
+      progress.path = path;
       if (!o.reread && sameMeta(prev, e.kind, e.st)) {
         counts.unchanged++; counts.files++; counts.bytes += size;
         o.onProgress?.(progress);

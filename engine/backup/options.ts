@@ -68,8 +68,8 @@ export interface Limits {
   readerCredit?: number;
 }
 
-/** Progress of a run: entries other than directories (files, symlinks) and directories are counted apart. */
-export interface Progress { phase: 'scan' | 'backup'; files: number; dirs: number; bytes: number; totalFiles?: number; totalDirs?: number; totalBytes?: number }
+/** Progress of a run: entries other than directories (files, symlinks) and directories are counted apart; `path` is the entry the walk is at, relative to its source. */
+export interface Progress { phase: 'scan' | 'backup'; files: number; dirs: number; bytes: number; totalFiles?: number; totalDirs?: number; totalBytes?: number; path?: string }
 
 /** A problem with one source entry; the run goes on. */
 /**
