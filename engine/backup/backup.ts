@@ -34,7 +34,7 @@ import { VolumeSet, MIN_VOLUME_SIZE } from '../repo/volumes.js';
 import { discsFor } from '../disc/plan.js';
 import { defaultSystem, hostName, roots, sameMeta, snapshotRoot, sourcesId, walk } from './walk.js';
 import { IN_FLIGHT, Pipeline, RunBlocks, Spool } from './pipeline.js';
-import { BackupOptions, BackupResult, Progress, Warning } from './options.js';
+import { BackupOptions, BackupResult, Progress, Warning, interrupted } from './options.js';
 import { FileWriter, RunContext, Task, addIndexItem, finishEntry, takeFile } from './file-steps.js';
 import { Readers } from './batches.js';
 import { ChainState, StateDelta } from './state.js';
@@ -170,10 +170,7 @@ function suggestName(sources: string[]): string {
   return base.slice(0, 30) || 'other';
 }
 
-/** Throws when the run was told to stop (BackupOptions.signal). */
-function interrupted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new IebsError('interrupted', 'interrupted: nothing was committed');
-}
+
 
 /** Entries submitted ahead of the one being stored. */
 const LOOKAHEAD = 1024;
@@ -287,6 +284,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     readers?.flush();
     for (; head < tasks.length; head++) await take(tasks[head]);
     await pipe.drain();
+    interrupted(o.signal);
     for (const [pathId, f] of c.state.unseen()) {
       counts.deleted++;
       if (o.dryRun) { o.onPlan?.('deleted', `(uuid ${f.uuid})`, f.size); continue; }

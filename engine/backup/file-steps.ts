@@ -13,7 +13,7 @@ import { type Snapshot } from '../repo/repo.js';
 import { type Lock } from '../repo/lock.js';
 import { VolumeSet, type Placement } from '../repo/volumes.js';
 import { Pipeline, RunBlocks, Spool, Writing, isWriting } from './pipeline.js';
-import { BackupOptions, Progress, Warning } from './options.js';
+import { BackupOptions, Progress, Warning, interrupted } from './options.js';
 import { Slot } from './batches.js';
 import { WalkEntry } from './walk.js';
 import { ChainState, StateDelta } from './state.js';
@@ -186,6 +186,8 @@ export async function takeFile(w: FileWriter, t: Task, job: ReadJob, f: number):
   let parts: Part[] = [];
   for (;;) {
     const ev = job.poll() ?? (await job.next());
+    // A large file is not read to its end once the run was told to stop.
+    interrupted(o.signal);
     if (ev.f !== f) throw new IebsError('reader-order', `reader sent an event of file ${ev.f} of a job while file ${f} was expected`);
     switch (ev.t) {
       case 'block': {

@@ -2,6 +2,7 @@
  * What a backup is asked to do and what it reports (the options, limits, progress,
  * warnings and result of `backup`).
  */
+import { IebsError } from '../../formats/errors.js';
 import { type SnapshotCounts } from '../../formats/snapshot.js';
 import { type CodecChoice } from '../codec.js';
 
@@ -100,4 +101,9 @@ export interface BackupResult {
   created: boolean;
   /** Volumes an interrupted run had committed that this run took over instead of storing them again. */
   resumed?: { volumes: number; bytes: number };
+}
+
+/** Throws when the run was told to stop (BackupOptions.signal). */
+export function interrupted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new IebsError('interrupted', 'interrupted: nothing was committed');
 }
