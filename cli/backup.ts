@@ -85,5 +85,5 @@ export async function main(argv: string[]): Promise<number> {
     if (dryRun) process.stdout.write(`dry run: ${r.type} ${r.snapshot} would hold ${what}; up to ${human(r.estimate!.bytes)} to store before compression and dedup, about ${r.estimate!.volumes} volume(s) of ${human(volumeSize)}\n`);
     else process.stdout.write(`snapshot ${r.snapshot} (${r.type}): ${what}; read ${human(r.read)}, stored ${human(c.stored)} in ${r.volumes.length} volume(s)\n`);
   }
-  return r.warnings.some((w) => w.code !== 'skipped') ? EXIT.partial : EXIT.ok;
+  return r.warnings.some((w) => w.code !== 'skipped' && w.code !== 'undeletable') ? EXIT.partial : EXIT.ok;
 }

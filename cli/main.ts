@@ -18,6 +18,8 @@ const VERBS: Record<string, () => Promise<Verb>> = {
   verify: () => import('./verify.js'),
   salvage: () => import('./salvage.js'),
   unlock: () => import('./unlock.js'),
+  forget: () => import('./forget.js'),
+  prune: () => import('./prune.js'),
 };
 
 async function usage(): Promise<string> {

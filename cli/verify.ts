@@ -11,7 +11,8 @@ import { human, ProgressLine, stderrIsTerminal } from './progress.js';
 export const help = `iebs verify --repo REPO [--key KEY] [--read-data] [--json]
   Checks every snapshot record's signature, the hash chain that links them, and that
   every volume, manifest and index a snapshot needs is present with its recorded size
-  and sha384. Needs only public keys: --key recipient.asc (or backup.key / restore.key);
+  and sha384. Snapshots removed by iebs forget are accepted only where a forget signed
+  by the owner's key names them. Needs only public keys: --key recipient.asc (or backup.key / restore.key);
   without --key, the repository's own copy of the public keys is used, which proves
   integrity but not authenticity. --read-data (with --key restore.key) also decrypts and
   hashes every block. Exit 0 when all is well, 1 when a problem was found.
@@ -29,12 +30,14 @@ export async function main(argv: string[]): Promise<number> {
   // A private key alone (a gpg export) names no host key: the repository's copy does.
   const verifiers = anchors?.hostKeys.length ? anchors.hostKeys : await repoHostKeys(storage);
   const progress = new ProgressLine(!flags.json && stderrIsTerminal());
-  const r = await verify(storage, verifiers, { anchors: anchors?.all, restoreKey, readData: !!flags['read-data'], onProgress: (p) => progress.update('verify', p.objects, p.bytes) });
+  const r = await verify(storage, verifiers, { anchors: anchors?.all, owners: anchors?.owners.length ? anchors.owners : undefined, restoreKey, readData: !!flags['read-data'], onProgress: (p) => progress.update('verify', p.objects, p.bytes) });
   progress.done();
   if (flags.json) { printJson({ ...r, ok: r.problems.length === 0 }); return r.problems.length ? 1 : 0; }
   if (!keyPath) process.stderr.write('iebs: note: signatures checked against the keys stored in the repository; pass --key recipient.asc to check against your own copy\n');
   for (const p of r.problems) process.stdout.write(`PROBLEM ${p.object}: ${p.message}${p.affects.length ? `\n  affects: ${p.affects.join(', ')}` : ''}\n`);
+  for (const w of r.warnings) process.stdout.write(`warning: ${w}\n`);
+  for (const p of r.prunePending) process.stdout.write(`note: ${p} belongs to a forgotten snapshot: a prune has not finished (iebs prune finishes it)\n`);
   for (const u of r.unreferenced) process.stdout.write(`note: ${u} is not part of any signed snapshot (left by an interrupted run, or added); restore ignores it and the next backup removes it\n`);
-  process.stdout.write(`${r.problems.length ? 'FAILED' : 'ok'}: ${r.snapshots} snapshots, ${r.objects} objects (${human(r.bytes)}) checked${flags['read-data'] ? `, ${r.blocks} blocks decrypted and hashed` : ''}; ${r.problems.length} problem(s)\n`);
+  process.stdout.write(`${r.problems.length ? 'FAILED' : 'ok'}: ${r.snapshots} snapshots${r.forgets ? ` (${r.forgotten} forgotten by ${r.forgets} owner-signed forget(s))` : ''}, ${r.objects} objects (${human(r.bytes)}) checked${flags['read-data'] ? `, ${r.blocks} blocks decrypted and hashed` : ''}; ${r.problems.length} problem(s)\n`);
   return r.problems.length ? 1 : 0;
 }

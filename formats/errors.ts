@@ -16,13 +16,15 @@ export type ErrorCode =
   | 'broken-chain' | 'codec-corrupt' | 'codec-size' | 'codec-unknown' | 'duplicate-path' | 'line-too-long' | 'trailing-data'
   | 'truncated' | 'unknown-cipher' | 'unknown-version'
   // AuthError: what does not authenticate
-  | 'auth-failed' | 'bad-signature' | 'renamed' | 'replayed'
+  | 'auth-failed' | 'bad-signature' | 'renamed' | 'replayed' | 'unauthorized'
   // KeyError
   | 'key-exists' | 'key-unreadable' | 'no-verifier' | 'passphrase-file' | 'passphrase-needed' | 'wrong-key' | 'wrong-passphrase'
   // NotFoundError: one kind for what is missing
   | 'not-found' | 'short-read' | 'missing-volume' | 'no-repository' | 'no-snapshot' | 'bad-snapshot'
   // LockedError
   | 'locked' | 'lock-live' | 'lock-lost'
+  // Retention: a forget that would keep nothing, or looks like a flood
+  | 'no-rule' | 'flood'
   // UsageError
   | 'bad-flag' | 'bad-object' | 'bad-regex' | 'bad-repo' | 'bad-source' | 'bad-system' | 'missing-argument' | 'no-source' | 'unsupported-repo'
   // IoError: the storage contract's codes (engine/storage/storage.ts), and the restore target's

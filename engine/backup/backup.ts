@@ -87,10 +87,14 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
   try {
     const verifiers = [key.signer.toPublic()];
     const { snapshots, bad } = exists ? await listSnapshots(storage, verifiers) : { snapshots: [] as Snapshot[], bad: [] };
-    if (!o.dryRun) await cleanDebris(storage, snapshots);
+    const early: Warning[] = [];
+    const debris = o.dryRun ? [] : (await cleanDebris(storage, snapshots)).undeletable;
+    if (debris.length) {
+      // An append-only destination: one warning, and the debris is never read (no record names it).
+      early.push({ code: 'undeletable', path: debris[0], message: `${debris.length} object(s) left by interrupted runs cannot be deleted here (no delete permission: an append-only destination?); left in place and never read` });
+    }
     const mine = snapshots.filter((s) => s.record.system === system);
     const head = mine[mine.length - 1];
-    const early: Warning[] = [];
     for (const b of bad) {
       if (b.object.startsWith(`${LAYOUT.snapshots}/${system}_`)) early.push({ code: 'bad-record', path: b.object, message: `a record of ${system} that does not verify (${b.error.message}); this backup follows the last one that does` });
     }
@@ -129,7 +133,7 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
     // The latest snapshot of every other system: the states a later run may start from.
     const heads = new Map(snapshots.map((s) => [s.record.system, s.record.name]));
     heads.delete(system);
-    return await run(storage, key, o, { system, type, head, chain, state, params, codec, now, created, tmp, delta, lock, early, keep: cache && delta ? { cache, heads: new Set(heads.values()) } : null });
+    return await run(storage, key, o, { system, type, head, chain, state, params, codec, now, created, tmp, delta, lock, early, debris, keep: cache && delta ? { cache, heads: new Set(heads.values()) } : null });
   } finally {
     // The lock goes whatever else fails here: a lock left behind stops every later run.
     try {
@@ -148,6 +152,8 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   const time = c.now();
   const host = hostName();
   const taken = new Set((await listAll(storage, `${LAYOUT.snapshots}/`)).map((n) => n.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')));
+  // Undeletable debris keeps its names: a new snapshot must not collide with them.
+  for (const d of c.debris) taken.add(d.replace(/^[^/]+\//, '').replace(/(\.files\.\d{4}\.tar|\.manifest\.pgp|\.index)(\.tmp-.*)?$/, ''));
   const fullTime = c.type === 'full' ? time : c.chain[0].record.time;
   const name = snapshotName(c.system, c.type, fullTime, time, (n) => taken.has(n));
   const warnings: Warning[] = [...c.early];

@@ -250,7 +250,9 @@ async function placeNew(tmp: string, final: string): Promise<boolean> {
     await rename(tmp, final);
     return true;
   }
-  await unlink(tmp);
+  // The object is placed. A folder that refuses deletes (append-only, `chattr +a`) keeps
+  // the temporary name too: debris that readers ignore, as the next run's clean-up will.
+  await unlink(tmp).catch((e) => { if (!['EPERM', 'EACCES'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e; });
   return true;
 }
 
