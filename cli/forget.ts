@@ -11,7 +11,7 @@ import { EXIT } from './errors.js';
 import { need, passphrase, printJson, LIMIT_FLAGS, LIMIT_HELP, rates } from './common.js';
 import { human } from './progress.js';
 
-export const help = `iebs forget --repo REPO --key restore.key [--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--keep-yearly N] [--keep-within DURATION] [--system S]... [--dry-run] [--prune] [--json]
+export const help = `iebs forget --repo REPO --key restore.key [--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--keep-yearly N] [--keep-within DURATION] [--system S]... [--forget-suspect] [--dry-run] [--prune] [--json]
   Removes the snapshots no keep rule keeps, per system (each separately; --system to
   restrict), as restic's forget: --keep-last N the newest N; --keep-hourly, -daily,
   -weekly, -monthly, -yearly N the newest snapshot of each of the last N hours, days,
@@ -23,10 +23,9 @@ export const help = `iebs forget --repo REPO --key restore.key [--keep-last N] [
   --passphrase-file when it is protected): a backup key cannot forget. It is written
   first; --prune then deletes the snapshots' records, manifests, indexes and volumes
   (and finishes any earlier prune: --prune alone does only that).
-  Records whose time is in the future or runs backwards (forged by a stolen backup key,
-  or a host clock gone wrong) are "suspect": they count for no rule and are kept, unless
-  --forget-suspect. --keep-last refuses when the snapshots it counts came faster than
-  one a minute (a flood looks like that) unless --allow-fast.
+  Records whose time is in the future, runs backwards, or comes less than a minute after
+  the one before (forged by a stolen backup key, a flood, or a clock gone wrong) are
+  "suspect": they count for no rule and are kept, unless --forget-suspect.
   --dry-run prints every snapshot with the rule that keeps it or why it goes, and
   changes nothing.
 ${LIMIT_HELP}`;
@@ -36,12 +35,12 @@ const COUNTS = ['last', 'hourly', 'daily', 'weekly', 'monthly', 'yearly'] as con
 export async function main(argv: string[]): Promise<number> {
   const spec = {
     ...LIMIT_FLAGS, repo: 'string', key: 'string', 'passphrase-file': 'string', system: 'list', 'keep-within': 'string',
-    'forget-suspect': 'boolean', 'allow-fast': 'boolean', 'dry-run': 'boolean', prune: 'boolean', json: 'boolean',
+    'forget-suspect': 'boolean', 'dry-run': 'boolean', prune: 'boolean', json: 'boolean',
     ...Object.fromEntries(COUNTS.map((c) => [`keep-${c}`, 'string'])),
   } as const;
   const { flags, positionals } = parseArgs('forget', argv, spec as Record<string, 'string' | 'boolean' | 'list'>);
   if (positionals.length) throw new UsageError('bad-flag', `iebs forget: unexpected argument ${JSON.stringify(positionals[0])} (see iebs forget --help)`);
-  const policy: Policy = { forgetSuspect: !!flags['forget-suspect'], allowFast: !!flags['allow-fast'] };
+  const policy: Policy = { forgetSuspect: !!flags['forget-suspect'] };
   for (const c of COUNTS) {
     const v = flags[`keep-${c}`] as string | undefined;
     if (v === undefined) continue;
@@ -84,7 +83,6 @@ export function report(r: ForgetResult, json: boolean, dryRun: boolean): number 
       out(`  ${e.keep ? 'keep' : 'go  '}  ${e.name}  ${formatTime(e.time).slice(0, 19)}Z  ${e.suspect ? `SUSPECT (${e.suspect}); ` : ''}${what}`);
     }
     if (p.chainOnly.count) out(`  ${p.chainOnly.count} snapshot(s) (${human(p.chainOnly.bytes)} of volumes) stay only because a kept snapshot shares their chain: a smaller --max-increments on backup (a new full more often) lets forget free more`);
-    if (p.flood) out(`  WARNING: ${p.flood}`);
   }
   for (const w of r.warnings) process.stderr.write(`iebs: warning: ${w}\n`);
   if (r.undeletable.length) process.stderr.write(`iebs: warning: ${r.undeletable.length} object(s) could not be deleted (no delete permission here), first: ${r.undeletable[0]}\n`);

@@ -23,10 +23,8 @@ export type ErrorCode =
   | 'not-found' | 'short-read' | 'missing-volume' | 'no-repository' | 'no-snapshot' | 'bad-snapshot'
   // LockedError
   | 'locked' | 'lock-live' | 'lock-lost'
-  // Retention: a forget that would keep nothing, or looks like a flood
-  | 'no-rule' | 'flood'
   // UsageError
-  | 'bad-flag' | 'bad-object' | 'bad-regex' | 'bad-repo' | 'bad-source' | 'bad-system' | 'missing-argument' | 'no-source' | 'unsupported-repo'
+  | 'bad-flag' | 'bad-object' | 'bad-regex' | 'bad-repo' | 'bad-source' | 'bad-system' | 'missing-argument' | 'no-rule' | 'no-source' | 'unsupported-repo'
   // IoError: the storage contract's codes (engine/storage/storage.ts), and the restore target's
   | 'exists' | 'permission' | 'no-space' | 'transient' | 'permanent' | 'in-the-way' | 'io'
   // IebsError: the machinery itself

@@ -10,29 +10,17 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { copyTree, diffTrees, iebs, iebsOk, listFiles, makeKeys, readTree, snapshots, tempDir, writeSeeded, type Keys, type Tree } from './helpers.js';
+import { copyTree, diffTrees, iebs, iebsOk, listFiles, makeKeys, readTree, snapshots, type Keys } from './helpers.js';
+import { daily, makeHistory } from './retention-helpers.js';
 
 let keys: Keys;
 before(() => { keys = makeKeys(); });
 
-test('forget --prune killed after each delete: verify clean, kept snapshots restore, a rerun finishes', (t) => {
-  const dir = tempDir('prune-kills');
-  const src = join(dir, 'src');
-  mkdirSync(src);
-  const template = join(dir, 'template');
-  iebsOk(['init', template, '--key', keys.backup]);
-  const trees = new Map<string, Tree>();
-  for (let i = 0; i < 8; i++) { // chains of two: 0-1, 2-3, 4-5, 6-7
-    writeSeeded(join(src, `f${i}`), `f${i}`, 20_000 + i);
-    if (i > 1) rmSync(join(src, `f${i - 2}`));
-    writeFileSync(join(src, 'log'), `run ${i}\n`);
-    iebsOk(['backup', src, '--repo', template, '--key', keys.backup, '--name', 'vm', '--max-increments', '1']);
-    copyTree(src, join(dir, `tree-${i}`));
-    const names = snapshots(template).map((s) => s.name);
-    trees.set(names[names.length - 1], readTree(join(dir, `tree-${i}`)));
-  }
+test('forget --prune killed after each delete: verify clean, kept snapshots restore, a rerun finishes', async (t) => {
+  // Eight nightly backups in chains of two: 0-1, 2-3, 4-5, 6-7.
+  const { dir, repo: template, trees } = await makeHistory(keys, 'prune-kills', daily(8), 2);
   const names = [...trees.keys()];
   const kept = names.slice(6);
   const gone = names.slice(0, 6);
@@ -42,7 +30,7 @@ test('forget --prune killed after each delete: verify clean, kept snapshots rest
   for (let k = 0; k <= deletes; k++) {
     const repo = join(dir, `repo-${k}`);
     copyTree(template, repo);
-    const run = iebs(['forget', '--repo', repo, '--key', keys.restore, '--keep-last', '1', '--allow-fast', '--prune'], { env: { IEBS_TEST_KILL_AFTER_DELETES: String(k) } });
+    const run = iebs(['forget', '--repo', repo, '--key', keys.restore, '--keep-last', '1', '--prune'], { env: { IEBS_TEST_KILL_AFTER_DELETES: String(k) } });
     assert.equal(run.signal, 'SIGKILL', `k=${k}: the prune was killed (${run.code} ${run.stderr})`);
     assert.equal(readdirSync(join(repo, 'forgets')).filter((f) => f.endsWith('.forget.asc')).length, 1, `k=${k}: the forget was committed before anything was deleted`);
     const v = iebs(['verify', '--repo', repo, '--key', keys.recipient]);
@@ -69,7 +57,7 @@ test('forget --prune killed after each delete: verify clean, kept snapshots rest
   // One past the last delete: the prune runs to its end.
   const repo = join(dir, 'repo-end');
   copyTree(template, repo);
-  const end = iebs(['forget', '--repo', repo, '--key', keys.restore, '--keep-last', '1', '--allow-fast', '--prune'], { env: { IEBS_TEST_KILL_AFTER_DELETES: String(deletes + 1) } });
+  const end = iebs(['forget', '--repo', repo, '--key', keys.restore, '--keep-last', '1', '--prune'], { env: { IEBS_TEST_KILL_AFTER_DELETES: String(deletes + 1) } });
   assert.equal(end.code, 0, end.stderr);
   assert.match(end.stdout, new RegExp(`pruned: ${gone.length} snapshot record\\(s\\), ${deletes} object\\(s\\)`));
   t.diagnostic(`${points} kill points survived`);

@@ -7,7 +7,7 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadBackupKey, loadRestoreKey } from '../engine/crypto/keys.js';
 import { pgpClearSign } from '../engine/crypto/crypto.js';
@@ -15,32 +15,14 @@ import { listSnapshots } from '../engine/repo/repo.js';
 import { LocalStorage } from '../engine/storage/local.js';
 import { encodeForget, forgetBaseName, forgetObject, recordHash } from '../formats/forget.js';
 import { encodeSnapshotRecord } from '../formats/snapshot.js';
-import { assertOneLineError, copyTree, diffTrees, iebs, iebsOk, listFiles, makeKeys, readTree, snapshots, tempDir, writeSeeded, type Keys, type Tree } from './helpers.js';
+import { assertOneLineError, copyTree, diffTrees, iebs, iebsOk, listFiles, makeKeys, readTree, snapshots, type Keys, type Tree } from './helpers.js';
+import { daily, makeHistory } from './retention-helpers.js';
 
 let keys: Keys;
 before(() => { keys = makeKeys(); });
 
-/** A repository with `n` backups of a changing tree (chains of `perChain`), and the tree after each. */
-function history(label: string, n: number, perChain: number): { dir: string; repo: string; src: string; trees: Map<string, Tree> } {
-  const dir = tempDir(label);
-  const src = join(dir, 'src');
-  mkdirSync(join(src, 'sub'), { recursive: true });
-  writeSeeded(join(src, 'big'), 'big', 300_000);
-  const repo = join(dir, 'repo');
-  iebsOk(['init', repo, '--key', keys.backup]);
-  const trees = new Map<string, Tree>();
-  for (let i = 0; i < n; i++) {
-    writeFileSync(join(src, 'sub', `f${i}`), `file ${i}\n`);
-    if (i % 2) rmSync(join(src, 'sub', `f${i - 1}`));
-    writeSeeded(join(src, 'changing'), `c${i}`, 5000 + i);
-    iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--name', 'vm', '--max-increments', String(perChain - 1)]);
-    const names = snapshots(repo).map((s) => s.name);
-    const copy = join(dir, `tree-${i}`);
-    copyTree(src, copy);
-    trees.set(names[names.length - 1], readTree(copy));
-  }
-  return { dir, repo, src, trees };
-}
+/** A repository of `n` nightly backups, the last a day ago, in chains of `perChain`. */
+const history = (label: string, n: number, perChain: number) => makeHistory(keys, label, daily(n), perChain);
 
 function restoresEqual(repo: string, dir: string, name: string, expected: Tree): void {
   const target = join(dir, `restore-${name}-${Math.random().toString(36).slice(2)}`);
@@ -48,8 +30,8 @@ function restoresEqual(repo: string, dir: string, name: string, expected: Tree):
   assert.deepEqual(diffTrees(expected, readTree(target), { dirMtimes: false }), [], `${name} restores byte for byte`);
 }
 
-test('forget is the owner\'s: a backup key or a public key is refused, a forget without a rule too, and nothing changes', () => {
-  const { repo } = history('refused', 3, 3);
+test('forget is the owner\'s: a backup key or a public key is refused, a forget without a rule too, and nothing changes', async () => {
+  const { repo } = await history('refused', 3, 3);
   const before = listFiles(repo);
   const b = iebs(['forget', '--repo', repo, '--key', keys.backup, '--keep-last', '1']);
   assert.equal(b.code, 1);
@@ -66,10 +48,10 @@ test('forget is the owner\'s: a backup key or a public key is refused, a forget 
   assert.deepEqual(listFiles(repo), before);
 });
 
-test('forget --prune removes whole chains: verify is clean, kept snapshots restore byte for byte, backups go on', () => {
-  const { dir, repo, src, trees } = history('prune', 7, 3); // chains: 0-2, 3-5, 6
+test('forget --prune removes whole chains: verify is clean, kept snapshots restore byte for byte, backups go on', async () => {
+  const { dir, repo, src, trees } = await history('prune', 7, 3); // chains: 0-2, 3-5, 6
   const names = [...trees.keys()];
-  const dry = JSON.parse(iebsOk(['forget', '--repo', repo, '--key', keys.restore, '--keep-last', '2', '--allow-fast', '--dry-run', '--json']).stdout);
+  const dry = JSON.parse(iebsOk(['forget', '--repo', repo, '--key', keys.restore, '--keep-last', '2', '--dry-run', '--json']).stdout);
   const plan = dry.plans[0];
   assert.deepEqual(plan.removed, names.slice(0, 3));
   const entry = (n: string) => plan.entries.find((e: { name: string }) => e.name === n);
@@ -80,7 +62,7 @@ test('forget --prune removes whole chains: verify is clean, kept snapshots resto
   assert.equal(plan.chainOnly.count, 2);
   assert.ok(!existsSync(join(repo, 'forgets')) || readdirSync(join(repo, 'forgets')).length === 0, 'a dry run writes nothing');
 
-  const text = iebsOk(['forget', '--repo', repo, '--key', keys.restore, '--keep-last', '2', '--allow-fast', '--prune']).stdout;
+  const text = iebsOk(['forget', '--repo', repo, '--key', keys.restore, '--keep-last', '2', '--prune']).stdout;
   assert.match(text, /forget committed: forgets\/vm_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.forget\.asc/);
   assert.match(text, /pruned: 3 snapshot record\(s\), 12 object\(s\)/);
   assert.match(text, /2 snapshot\(s\) .* stay only because a kept snapshot shares their chain: a smaller --max-increments/);
@@ -101,7 +83,7 @@ test('forget --prune removes whole chains: verify is clean, kept snapshots resto
   copyTree(src, join(dir, 'tree-after'));
   restoresEqual(repo, dir, after[4].name, readTree(join(dir, 'tree-after')));
   iebsOk(['verify', '--repo', repo, '--key', keys.recipient]);
-  assert.match(iebsOk(['forget', '--repo', repo, '--key', keys.restore, '--keep-within', '1d', '--prune']).stdout, /nothing to forget/);
+  assert.match(iebsOk(['forget', '--repo', repo, '--key', keys.restore, '--keep-within', '30d', '--prune']).stdout, /nothing to forget/);
 
   // A record deleted by hand, without a forget, is a problem as before.
   rmSync(join(repo, 'snapshots', `${names[3]}.snapshot.asc`));
@@ -111,7 +93,7 @@ test('forget --prune removes whole chains: verify is clean, kept snapshots resto
 });
 
 test('a forget signed by the backup host key is an unauthorized forget: verify reports it, it covers nothing, prune ignores it', async () => {
-  const { repo } = history('host-signed', 4, 2); // chains: 0-1, 2-3
+  const { repo } = await history('host-signed', 4, 2); // chains: 0-1, 2-3
   const storage = new LocalStorage(repo);
   const bk = await loadBackupKey(keys.backup);
   const { snapshots: all } = await listSnapshots(storage, [bk.signer.toPublic()]);

@@ -80,8 +80,14 @@ test('suspect times: in the future, backwards or repeated; each makes only itsel
     r('past', 3, '2001-01-01T00:00:00Z'), r('dup', 4, '2026-12-02T00:00:00Z'), r('c', 5, '2026-12-03T00:00:00Z'),
   ], NOW);
   assert.deepEqual([...m.keys()], ['future', 'past', 'dup']);
-  assert.match(m.get('future')!, /future/);
-  assert.match(m.get('dup')!, /not after that of b/);
+  assert.equal(m.get('future')!.kind, 'future');
+  assert.equal(m.get('past')!.kind, 'backwards');
+  assert.match(m.get('dup')!.why, /not after that of b/);
+  // Less than a minute after the last trustworthy record: fast. A minute later counts again.
+  const f = suspects([r('a', 0, '2026-12-01T00:00:00Z'), r('f1', 1, '2026-12-01T00:00:30Z'), r('f2', 2, '2026-12-01T00:00:59Z'), r('b', 3, '2026-12-01T00:01:00Z')], NOW);
+  assert.deepEqual([...f.keys()], ['f1', 'f2']);
+  assert.equal(f.get('f2')!.kind, 'fast');
+  assert.match(f.get('f2')!.why, /made 59 s after a: faster than one a minute/);
   // Within the skew is not the future.
   assert.equal(suspects([{ name: 'x', sequence: 0, time: NOW + SKEW_NS }], NOW).size, 0);
   assert.equal(suspects([{ name: 'x', sequence: 0, time: NOW + SKEW_NS + 1n }], NOW).size, 1);
@@ -114,19 +120,19 @@ test('suspect records count for no rule and stay; real snapshots are kept exactl
 test('the head (what the next backup follows) always stays, with its chain', () => {
   const s = daily('2026-12-01T02:00:00Z', 6, 3);
   const head = { ...s[5], name: 'vm_2026-12-01_increment_2026-12-20-11-00', time: at('2027-03-01T00:00:00Z'), sequence: 6 }; // suspect, last
-  const p = plan([...s, head], { last: 1, forgetSuspect: true, allowFast: true });
+  const p = plan([...s, head], { last: 1, forgetSuspect: true });
   assert.ok(p.entries.find((e) => e.name === head.name)!.reasons.some((r) => r.startsWith('head')));
   assert.deepEqual(p.removed, s.slice(0, 3).map((x) => x.name));
 });
 
-test('keep-last flags snapshots that came faster than one a minute (a flood); allow-fast takes them as they are', () => {
-  const s = daily('2026-12-01T02:00:00Z', 5, 1);
-  const flood = Array.from({ length: 5 }, (_, i) => ({ ...s[0], name: `vm_2026-12-20_full-${i + 2}`, chain: `vm_2026-12-20_full-${i + 2}`, time: at('2026-12-20T11:00:00Z') + BigInt(i) * NS, sequence: 5 + i }));
-  const p = plan([...s, ...flood], { last: 3 });
-  assert.match(p.flood ?? '', /faster than one a minute/);
-  assert.equal(plan([...s, ...flood], { last: 3, allowFast: true }).flood, undefined);
-  assert.equal(plan(s, { last: 3 }).flood, undefined, 'a day apart is no flood');
-  // Time rules need no such guard: the flood fills only the buckets its times fall in.
-  const d = plan([...s, ...flood], { daily: 10 });
-  for (const x of s) assert.ok(kept(d).includes(x.name), `${x.name} kept by keep-daily despite the flood`);
+test('a flood (snapshots faster than one a minute) counts for no rule: keep-last and the buckets keep the real snapshots they kept without it', () => {
+  const s = daily('2026-12-01T02:00:00Z', 6, 1);
+  const flood = Array.from({ length: 50 }, (_, i) => ({ ...s[0], name: `vm_2026-12-06_full-${i + 2}`, chain: `vm_2026-12-06_full-${i + 2}`, time: s[5].time + BigInt(i + 1) * NS, sequence: 6 + i }));
+  for (const policy of [{ last: 3 }, { daily: 4 }, { hourly: 2 }, { last: 1, weekly: 1 }] as Policy[]) {
+    const without = plan(s, policy);
+    const withFlood = plan([...s, ...flood], policy);
+    assert.deepEqual(kept(withFlood).filter((n) => s.some((x) => x.name === n)), kept(without), JSON.stringify(policy));
+    assert.deepEqual(withFlood.removed, without.removed, `${JSON.stringify(policy)}: the flood makes no real snapshot go`);
+    assert.ok(flood.every((f) => withFlood.entries.find((e) => e.name === f.name)!.suspect?.includes('faster than one a minute')));
+  }
 });

@@ -81,7 +81,6 @@ export async function forget(storage: Storage, o: ForgetOptions): Promise<Forget
         const history = [...covered.values()].filter((c) => c.record.system === system).map((c) => ({ name: c.name, sequence: c.record.sequence, time: c.record.time }));
         const plan = planSystem(system, mine.map((s) => ({ ...s.record, stored: s.record.counts.stored })), history, o.policy, now);
         res.plans.push(plan);
-        if (plan.flood && plan.removed.length && !o.dryRun) throw new IebsError('flood', `${plan.flood}; nothing was forgotten (use a time rule such as --keep-within or --keep-daily, or pass --allow-fast if you made them yourself)`);
       }
       if (!o.dryRun) {
         for (const plan of res.plans) {

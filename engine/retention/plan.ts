@@ -11,16 +11,16 @@
  * only when none of its snapshots is kept.
  *
  * A compromised backup host can sign records with any time. A record whose time is in
- * the future (beyond SKEW of the owner's clock) or not after the newest trustworthy
- * record before it is *suspect*: it never counts toward a rule (never fills a bucket,
- * never counts for keep-last, never moves a window), and it is kept, with its chain,
- * unless the owner asks to forget suspect snapshots. The head of each system (what the
+ * the future (beyond SKEW of the owner's clock), not after the newest trustworthy record
+ * before it, or less than a minute after it (a flood) is *suspect*: it never counts
+ * toward a rule (never fills a bucket, never counts for keep-last, never moves a window),
+ * and it is kept, with its chain, unless the owner asks to forget suspect snapshots. The head of each system (what the
  * next backup follows) and its newest trustworthy snapshot are always kept.
  */
 
 /** How far in the future a record's time may lie before it is suspect: host clocks drift. */
 export const SKEW_NS = 10n * 60n * 1_000_000_000n;
-/** keep-last counts its snapshots as a possible flood when they came faster than one a minute. */
+/** A record made sooner than this after the trustworthy one before it came too fast to count (a flood). */
 export const FLOOD_INTERVAL_NS = 60n * 1_000_000_000n;
 
 /** A span of calendar time: keep-within's argument, `1y2m3w4d5h`. */
@@ -37,8 +37,6 @@ export interface Policy {
   within?: Duration;
   /** Suspect snapshots go too, when no kept snapshot shares their chain. */
   forgetSuspect?: boolean;
-  /** keep-last acts even when its snapshots came faster than one a minute. */
-  allowFast?: boolean;
 }
 
 /** A snapshot as the plan sees it. */
@@ -65,8 +63,6 @@ export interface SystemPlan {
   freed: number;
   /** Snapshots kept only because a kept snapshot shares their chain, and their volume bytes. */
   chainOnly: { count: number; bytes: number };
-  /** Set when keep-last counted snapshots made faster than one a minute (a possible flood). */
-  flood?: string;
 }
 
 const BUCKETS = ['hourly', 'daily', 'weekly', 'monthly', 'yearly'] as const;
@@ -126,18 +122,24 @@ export function bucketOf(rule: (typeof BUCKETS)[number], ns: bigint): string {
 /** A record's place and time, for the suspect check. */
 export interface Dated { name: string; sequence: number; time: bigint }
 
+/** Why a record's time is not trusted: in the future, not after the one before it, or too soon after it. */
+export interface Suspect { kind: 'future' | 'backwards' | 'fast'; why: string }
+
 /**
- * The suspect records of one system, with why: in sequence order, a record whose time is
- * after `now` + SKEW_NS, or not after the time of the newest record before it that is
- * not itself suspect. So a forged record with a future time makes only itself suspect,
- * not the real records that follow it with real times.
+ * The suspect records of one system, with why. In sequence order, a record is suspect
+ * whose time is after `now` + SKEW_NS (`future`), not after the time of the newest
+ * trustworthy record before it (`backwards`: earlier or the same), or less than
+ * FLOOD_INTERVAL_NS after it (`fast`: no backup runs that often; a flood does). Each is
+ * compared with trustworthy records only, so a forged record with a future time makes
+ * only itself suspect, not the real records that follow it with real times.
  */
-export function suspects(history: Dated[], now: bigint): Map<string, string> {
-  const out = new Map<string, string>();
+export function suspects(history: Dated[], now: bigint): Map<string, Suspect> {
+  const out = new Map<string, Suspect>();
   let good: Dated | undefined;
   for (const r of [...history].sort((a, b) => a.sequence - b.sequence)) {
-    if (r.time > now + SKEW_NS) out.set(r.name, 'its time is in the future');
-    else if (good && r.time <= good.time) out.set(r.name, `its time is not after that of ${good.name}, made before it`);
+    if (r.time > now + SKEW_NS) out.set(r.name, { kind: 'future', why: 'its time is in the future' });
+    else if (good && r.time <= good.time) out.set(r.name, { kind: 'backwards', why: `its time is not after that of ${good.name}, made before it` });
+    else if (good && r.time - good.time < FLOOD_INTERVAL_NS) out.set(r.name, { kind: 'fast', why: `made ${Number((r.time - good.time) / 1_000_000n) / 1000} s after ${good.name}: faster than one a minute` });
     else good = r;
   }
   return out;
@@ -154,17 +156,7 @@ export function planSystem(system: string, snapshots: PlanInput[], history: Date
   const add = (name: string, why: string) => reasons.get(name)!.push(why);
   // Newest first: the order every rule walks.
   const trusted = bySeq.filter((s) => !susp.has(s.name)).sort((a, b) => (a.time === b.time ? b.sequence - a.sequence : a.time < b.time ? 1 : -1));
-  let flood: string | undefined;
-  if (p.last !== undefined) {
-    const counted = trusted.slice(0, p.last);
-    counted.forEach((s, i) => add(s.name, `keep-last (${i + 1} of ${p.last})`));
-    if (counted.length >= 2 && !p.allowFast) {
-      const span = counted[0].time - counted[counted.length - 1].time;
-      if (span < BigInt(counted.length - 1) * FLOOD_INTERVAL_NS) {
-        flood = `the ${counted.length} snapshots keep-last counts of ${system} were made within ${Number(span / 1_000_000n) / 1000} s, faster than one a minute: a flood of forged snapshots would look like this, and keep-last would then let real ones go`;
-      }
-    }
-  }
+  if (p.last !== undefined) trusted.slice(0, p.last).forEach((s, i) => add(s.name, `keep-last (${i + 1} of ${p.last})`));
   for (const rule of BUCKETS) {
     const n = p[rule];
     if (n === undefined) continue;
@@ -192,11 +184,11 @@ export function planSystem(system: string, snapshots: PlanInput[], history: Date
   const keeper = new Map<string, string>();
   for (const s of bySeq) if (reasons.get(s.name)!.length) keeper.set(s.chain, s.name);
   const entries: PlanEntry[] = [];
-  const plan: SystemPlan = { system, entries, removed: [], freed: 0, chainOnly: { count: 0, bytes: 0 }, flood };
+  const plan: SystemPlan = { system, entries, removed: [], freed: 0, chainOnly: { count: 0, bytes: 0 } };
   for (const s of bySeq) {
     const r = reasons.get(s.name)!;
     const e: PlanEntry = { ...s, keep: true, reasons: r };
-    if (susp.has(s.name)) e.suspect = susp.get(s.name);
+    if (susp.has(s.name)) e.suspect = susp.get(s.name)!.why;
     if (r.length === 0) {
       const k = keeper.get(s.chain);
       if (k) {
