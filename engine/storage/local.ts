@@ -186,7 +186,7 @@ export class LocalStorage implements Storage {
     const found: string[] = [];
     for await (const d of this.walk(folderOf(prefix), prefix, true)) found.push(d);
     for (const d of found) {
-      try { await rm(join(this.root, ...d.split('/')), { force: true }); } catch (cause) { throw ioError(this.root, d, 'deleting', cause); }
+      try { await removeFile(join(this.root, ...d.split('/'))); } catch (cause) { throw ioError(this.root, d, 'deleting', cause); }
     }
     return found.length;
   }
@@ -195,7 +195,7 @@ export class LocalStorage implements Storage {
     const p = this.path(name);
     const h = this.handles.get(p);
     if (h) { this.handles.delete(p); await (await h.fh.catch(() => null))?.close().catch(() => {}); }
-    try { await rm(p, { force: true }); } catch (cause) { throw ioError(this.root, name, 'deleting', cause); }
+    try { await removeFile(p); } catch (cause) { throw ioError(this.root, name, 'deleting', cause); }
   }
 
   async createExclusive(name: string, data: string): Promise<boolean> {
@@ -227,6 +227,15 @@ export class LocalStorage implements Storage {
     for (const h of this.handles.values()) await (await h.fh.catch(() => null))?.close().catch(() => {});
     this.handles.clear();
   }
+}
+
+/**
+ * Removes a file; one that is not there is no error. unlink, not rm: where unlink is
+ * refused (EPERM in an append-only folder), rm tries rmdir and reports ENOTDIR, which
+ * would read as "not found" rather than "permission denied".
+ */
+async function removeFile(p: string): Promise<void> {
+  try { await unlink(p); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; }
 }
 
 /** File systems that cannot make hard links (FAT, exFAT, some network shares) say so with these. */
