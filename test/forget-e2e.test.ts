@@ -15,7 +15,7 @@ import { listSnapshots } from '../engine/repo/repo.js';
 import { LocalStorage } from '../engine/storage/local.js';
 import { encodeForget, forgetBaseName, forgetObject, recordHash } from '../formats/forget.js';
 import { encodeSnapshotRecord } from '../formats/snapshot.js';
-import { assertOneLineError, copyTree, diffTrees, iebs, iebsOk, listFiles, makeKeys, readTree, snapshots, type Keys, type Tree } from './helpers.js';
+import { assertOneLineError, copyTree, diffTrees, iebs, iebsOk, listFiles, makeKeys, readTree, snapshots, tempDir, type Keys, type Tree } from './helpers.js';
 import { daily, makeHistory } from './retention-helpers.js';
 
 let keys: Keys;
@@ -42,6 +42,9 @@ test('forget is the owner\'s: a backup key or a public key is refused, a forget 
   const none = iebs(['forget', '--repo', repo, '--key', keys.restore]);
   assert.equal(none.code, 2);
   assertOneLineError(none, /no keep rule given: a forget without one would keep nothing/);
+  const sys = iebs(['forget', '--repo', repo, '--key', keys.restore, '--keep-last', '1', '--system', 'other']);
+  assert.equal(sys.code, 1);
+  assertOneLineError(sys, /no snapshot of system other to forget/);
   const bad = iebs(['forget', '--repo', repo, '--key', keys.restore, '--keep-within', '3 days']);
   assert.equal(bad.code, 2);
   assertOneLineError(bad, /--keep-within "3 days": a duration/);
@@ -127,4 +130,20 @@ test('a forget signed by the backup host key is an unauthorized forget: verify r
     assert.match(ok.stdout, /2 forgotten by 1 owner-signed forget/);
   }
   await storage.close();
+});
+
+test('a passphrase-protected restore key forgets with IEBS_PASSPHRASE or --passphrase-file, and only with the right one', async () => {
+  const dir = tempDir('protected');
+  writeFileSync(join(dir, 'pass'), 'correct horse\n');
+  const k = join(dir, 'k');
+  iebsOk(['keygen', '--out', k, '--name', 'p', '--passphrase-file', join(dir, 'pass')]);
+  const pk: Keys = { dir: k, restore: join(k, 'restore.key'), backup: join(k, 'backup.key'), recipient: join(k, 'recipient.asc') };
+  const { repo, names } = await makeHistory(pk, 'protected-history', daily(4), 2);
+  const args = ['forget', '--repo', repo, '--key', pk.restore, '--keep-last', '1', '--prune'];
+  assertOneLineError(iebs(args), /passphrase protected: set IEBS_PASSPHRASE or pass --passphrase-file/);
+  assertOneLineError(iebs(args, { env: { IEBS_PASSPHRASE: 'wrong' } }), /wrong passphrase/);
+  assert.equal(snapshots(repo).length, 4, 'nothing was forgotten');
+  iebsOk([...args, '--passphrase-file', join(dir, 'pass')]);
+  assert.deepEqual(snapshots(repo).map((s) => s.name), names.slice(2));
+  iebsOk(['verify', '--repo', repo, '--key', pk.recipient]);
 });
