@@ -16,7 +16,7 @@ import { LocalStorage } from '../engine/storage/local.js';
 import { encodeForget, forgetBaseName, forgetObject, recordHash } from '../formats/forget.js';
 import { encodeSnapshotRecord } from '../formats/snapshot.js';
 import { assertOneLineError, copyTree, diffTrees, iebs, iebsOk, listFiles, makeKeys, readTree, snapshots, tempDir, type Keys, type Tree } from './helpers.js';
-import { daily, makeHistory } from './retention-helpers.js';
+import { daily, makeHistory, NS, nowNs } from './retention-helpers.js';
 
 let keys: Keys;
 before(() => { keys = makeKeys(); });
@@ -146,4 +146,16 @@ test('a passphrase-protected restore key forgets with IEBS_PASSPHRASE or --passp
   iebsOk([...args, '--passphrase-file', join(dir, 'pass')]);
   assert.deepEqual(snapshots(repo).map((s) => s.name), names.slice(2));
   iebsOk(['verify', '--repo', repo, '--key', pk.recipient]);
+});
+
+test('a new snapshot never takes the name of a forgotten one (a chain is known by its full\'s name)', async () => {
+  const now = nowNs();
+  const { repo, src, names } = await makeHistory(keys, 'names', [now - 240n * NS, now - 180n * NS, now - 120n * NS], 1); // three fulls
+  iebsOk(['forget', '--repo', repo, '--key', keys.restore, '--keep-last', '2', '--prune']);
+  assert.deepEqual(snapshots(repo).map((s) => s.name), names.slice(1));
+  iebsOk(['backup', src, '--repo', repo, '--key', keys.backup, '--name', 'vm', '--full']);
+  const made = snapshots(repo).at(-1)!.name;
+  assert.notEqual(made, names[0]);
+  const v = iebsOk(['verify', '--repo', repo, '--key', keys.recipient]);
+  assert.doesNotMatch(v.stdout, /PROBLEM/);
 });

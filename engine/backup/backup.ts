@@ -26,6 +26,7 @@ import { skipByExtension, DEFAULT_CODEC } from '../codec.js';
 import type { BackupKey } from '../crypto/keys.js';
 import { chainDamage, chainOf, initRepo, listSnapshots, readConfig, repoHostKeys, writeRecord, type Snapshot } from '../repo/repo.js';
 import { cleanDebris, removeSnapshotObjects } from '../repo/debris.js';
+import { forgottenNames } from '../repo/forgets.js';
 import { writeIndex } from '../repo/index-object.js';
 import { writeManifest } from '../repo/manifest-object.js';
 import { acquireLock } from '../repo/lock.js';
@@ -152,6 +153,8 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   const time = c.now();
   const host = hostName();
   const taken = new Set((await listAll(storage, `${LAYOUT.snapshots}/`)).map((n) => n.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')));
+  // A forgotten snapshot's name stays taken (verify tells a chain by its full's name).
+  for (const n of await forgottenNames(storage)) taken.add(n);
   // Undeletable debris keeps its names: a new snapshot must not collide with them.
   for (const d of c.debris) taken.add(d.replace(/^[^/]+\//, '').replace(/(\.files\.\d{4}\.tar|\.manifest\.pgp|\.index)(\.tmp-.*)?$/, ''));
   const fullTime = c.type === 'full' ? time : c.chain[0].record.time;

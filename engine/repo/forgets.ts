@@ -48,6 +48,22 @@ export function forgottenByHash(forgets: Forget[]): Map<string, Forgotten & { by
   return out;
 }
 
+/**
+ * The snapshot names every forget object mentions, read without checking signatures:
+ * only for choosing a new snapshot's name, which must not be one a forget names (verify
+ * tells snapshots apart by name within a chain). A forged forget can only make names taken.
+ */
+export async function forgottenNames(storage: Storage): Promise<Set<string>> {
+  const out = new Set<string>();
+  for (const object of await listAll(storage, `${FORGETS}/`)) {
+    const size = await storage.stat(object);
+    if (size === null || size > MAX_FORGET * 2) continue;
+    const text = Buffer.from(await storage.get(object)).toString('utf8');
+    for (const m of text.matchAll(/^forget (\S+) sha384\(/gm)) out.add(m[1]);
+  }
+  return out;
+}
+
 /** Signs and stores a forget under the first free name; never replaces one. Returns its object name. */
 export async function writeForget(storage: Storage, f: ForgetRecord, owner: openpgp.PrivateKey): Promise<string> {
   const text = encodeForget(f);
