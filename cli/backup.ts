@@ -83,7 +83,10 @@ export async function main(argv: string[]): Promise<number> {
     const c = r.counts;
     const what = `${c.files} entries (${c.new} new, ${c.changed} changed, ${c.unchanged} unchanged, ${c.deleted} deleted), ${human(c.bytes)}`;
     if (dryRun) process.stdout.write(`dry run: ${r.type} ${r.snapshot} would hold ${what}; up to ${human(r.estimate!.bytes)} to store before compression and dedup, about ${r.estimate!.volumes} volume(s) of ${human(volumeSize)}\n`);
-    else process.stdout.write(`snapshot ${r.snapshot} (${r.type}): ${what}; read ${human(r.read)}, stored ${human(c.stored)} in ${r.volumes.length} volume(s)\n`);
+    else {
+      if (r.resumed) process.stdout.write(`resumed ${r.snapshot}: ${r.resumed.volumes} volume(s), ${human(r.resumed.bytes)}, committed by an interrupted run were kept, not stored again\n`);
+      process.stdout.write(`snapshot ${r.snapshot} (${r.type}): ${what}; read ${human(r.read)}, stored ${human(c.stored)} in ${r.volumes.length} volume(s)\n`);
+    }
   }
   return r.warnings.some((w) => w.code !== 'skipped' && w.code !== 'undeletable') ? EXIT.partial : EXIT.ok;
 }

@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCipheriv, createDecipheriv } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import * as openpgp from 'openpgp';
 import { decodeDoc, DocParser, LineSplitter, type DocItem, type DocKind } from '../formats/manifest.js';
 import { decodeSnapshotRecord, encodeSnapshotRecord } from '../formats/snapshot.js';
@@ -26,10 +26,11 @@ import { quoteBytes, unquoteBytes } from '../formats/text.js';
 import { decodeConfig, encodeConfig } from '../formats/config.js';
 import { decodeLock, encodeLock } from '../formats/lock.js';
 import { decodeCacheState, encodeCacheState } from '../formats/cache-state.js';
+import { decodeResume, encodeResume } from '../formats/resume.js';
 import { loadVectors, VECTOR_ROOT, type Vector } from './vectors.js';
 import { encodeItems, expectFormatError, slices } from './formats-helpers.js';
 
-const STRUCTURES = ['manifest', 'catalog', 'envelope-header', 'tar-header', 'volume-header', 'snapshot', 'snapshot-signed', 'index', 'index-object', 'keyfile', 'quote', 'keyed-ids', 'config', 'lock', 'cache-state', 'forget'];
+const STRUCTURES = ['manifest', 'catalog', 'envelope-header', 'tar-header', 'volume-header', 'snapshot', 'snapshot-signed', 'index', 'index-object', 'keyfile', 'quote', 'keyed-ids', 'config', 'lock', 'cache-state', 'resume', 'forget'];
 
 test('every structure of formats/ has vectors, successes and failures', () => {
   const dirs = readdirSync(VECTOR_ROOT);
@@ -302,4 +303,25 @@ eachVector('cache-state', (v) => {
   const where = `cache-state/${v.name}`;
   if (v.keys.expect === 'failure') return expectFormatError(() => decodeCacheState(v.body.toString('latin1'), where), v.keys.code, where);
   assert.equal(encodeCacheState(decodeCacheState(v.body.toString('latin1'), where)), v.body.toString('latin1'));
+});
+
+eachVector('resume', (v) => {
+  const where = `resume/${v.name}`;
+  if (v.keys.expect === 'failure') return expectFormatError(() => decodeResume(v.body.toString('latin1'), where), v.keys.code, where);
+  assert.equal(encodeResume(decodeResume(v.body.toString('latin1'), where)), v.body.toString('latin1'));
+});
+
+test('resume journal: a torn last line and block lines without their volume line are left out, as a crash leaves them', () => {
+  const text = readFileSync(new URL('../../test/vectors/resume/two-volumes.txt', import.meta.url), 'latin1').split('\n\n').slice(1).join('\n\n');
+  const lines = text.split('\n');
+  const v1 = lines.findIndex((l) => l.startsWith('volume '));
+  const whole = decodeResume(text, 'two-volumes');
+  assert.equal(whole.volumes.length, 2);
+  assert.equal(whole.volumes[0].blocks.length, 2);
+  // Cut inside the second volume's line: only the first counts.
+  const torn = text.slice(0, text.lastIndexOf('volume ') + 20);
+  assert.deepEqual(decodeResume(torn, 'torn').volumes.map((v) => v.volume.name), [whole.volumes[0].volume.name]);
+  // Block lines journaled before a crash, with no volume line after them: left out.
+  const orphan = lines.slice(0, v1).join('\n') + '\n';
+  assert.deepEqual(decodeResume(orphan, 'orphan').volumes, []);
 });

@@ -70,6 +70,7 @@ const FS_ALLOWED: Record<string, string> = {
   'engine/backup/read-worker.ts': 'reads source files in a thread',
   'engine/backup/prefetch.ts': 'reads source files ahead',
   'engine/backup/cache.ts': 'the local cache of chain states (not repository content)',
+  'engine/backup/resume.ts': 'the resume journal of an interrupted backup (not repository content)',
   'engine/scratch/sorter.ts': 'scratch files of external sorts',
   'engine/verify.ts': 'its scratch folder',
   'engine/crypto/keys.ts': 'key files',

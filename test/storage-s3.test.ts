@@ -57,6 +57,25 @@ test('s3: the store honours If-None-Match, and a streamed put of several parts c
   } finally { await s.close(); }
 });
 
+test('s3: an object that may exceed 10,000 parts of the usual size goes up in larger parts', async () => {
+  const s = fresh();
+  try {
+    const data = randomBytes(30 * MiB);
+    assert.equal(await s.conditionalWrites(), true); // its probe, not counted below
+    const parts = async (maxSize: number | undefined): Promise<number> => {
+      await server.stats(true);
+      const w = await s.create(`volumes/sized-${maxSize ?? 'none'}.tar`, maxSize === undefined ? undefined : { maxSize });
+      for (let i = 0; i < data.length; i += 4 * MiB) await w.write(data.subarray(i, i + 4 * MiB));
+      await w.commit();
+      return (await server.stats()).PUT?.requests ?? 0;
+    };
+    // 8 MiB parts: 4 of them. A volume of up to 200 GiB needs parts of 21 MiB: 2.
+    assert.equal(await parts(undefined), 4);
+    assert.equal(await parts(200 * 1024 * MiB), 2);
+    assert.ok(Buffer.from(await s.get('volumes/sized-214748364800.tar')).equals(data));
+  } finally { await s.close(); }
+});
+
 test('s3: an aborted streamed put of several parts aborts its multipart upload', async () => {
   const s = fresh();
   try {

@@ -15,7 +15,6 @@
 import { readlink, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomUUID } from 'node:crypto';
 import { AuthError, IebsError, UsageError, FormatError, KeyError, LockedError, NotFoundError } from '../../formats/errors.js';
 import { encodeDeletion, encodeManifestHeader, type FileRecord, checkPath } from '../../formats/manifest.js';
 import { SYSTEM_RE, snapshotName, LAYOUT } from '../../formats/names.js';
@@ -31,7 +30,7 @@ import { writeIndex } from '../repo/index-object.js';
 import { writeManifest } from '../repo/manifest-object.js';
 import { acquireLock } from '../repo/lock.js';
 import { helperThreads } from '../threads.js';
-import { listAll, type Storage } from '../storage/storage.js';
+import { isStorageCode, listAll, type Storage } from '../storage/storage.js';
 import { VolumeSet, MIN_VOLUME_SIZE } from '../repo/volumes.js';
 import { defaultSystem, hostName, roots, sameMeta, snapshotRoot, walk } from './walk.js';
 import { IN_FLIGHT, Pipeline, RunBlocks, Spool } from './pipeline.js';
@@ -41,6 +40,7 @@ import { Readers } from './batches.js';
 import { ChainState, StateDelta } from './state.js';
 import { StateCache } from './cache.js';
 import { ReaderPool } from './readers.js';
+import { Journal, findResumable, journalIn, journalKey, resumedBlocks, rmJournal, runUuid, type Resumable } from './resume.js';
 
 /** Makes a backup (or, with dryRun, plans one). */
 export async function backup(storage: Storage, key: BackupKey, o: BackupOptions): Promise<BackupResult> {
@@ -88,14 +88,19 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
   try {
     const verifiers = [key.signer.toPublic()];
     const { snapshots, bad } = exists ? await listSnapshots(storage, verifiers) : { snapshots: [] as Snapshot[], bad: [] };
+    const mine = snapshots.filter((s) => s.record.system === system);
+    const head = mine[mine.length - 1];
+    // The journal of an interrupted run of this system, if the repository still holds
+    // what it says: its committed volumes are kept, not cleaned up as debris.
+    const journalFile = !o.dryRun && o.cacheDir && repoId ? journalIn(o.cacheDir, repoId, system) : null;
+    const jkey = journalKey(key.indexKey);
+    let resume = journalFile ? await findResumable(journalFile, { storage, repoId: repoId!, key: jkey, system, head }) : null;
     const early: Warning[] = [];
-    const debris = o.dryRun ? [] : (await cleanDebris(storage, snapshots)).undeletable;
+    const debris = o.dryRun ? [] : (await cleanDebris(storage, snapshots, resume?.volumes.map((v) => v.name))).undeletable;
     if (debris.length) {
       // An append-only destination: one warning, and the debris is never read (no record names it).
       early.push({ code: 'undeletable', path: debris[0], message: `${debris.length} object(s) left by interrupted runs cannot be deleted here (no delete permission: an append-only destination?); left in place and never read` });
     }
-    const mine = snapshots.filter((s) => s.record.system === system);
-    const head = mine[mine.length - 1];
     for (const b of bad) {
       if (b.object.startsWith(`${LAYOUT.snapshots}/${system}_`)) early.push({ code: 'bad-record', path: b.object, message: `a record of ${system} that does not verify (${b.error.message}); this backup follows the last one that does` });
     }
@@ -119,6 +124,10 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
       if (why) damaged(why);
       else if (chain.length - 1 >= maxIncrements) type = 'full';
     }
+    // A resumed run makes the snapshot the interrupted one began. A full can always be
+    // made; an increment only on the chain it extends, which is the head's (the parent
+    // matched), unless this run must make a full (checked once the chain's state is read).
+    if (resume?.head.type === 'full') type = 'full';
     if (type === 'full') chain = [];
     tmp = await mkdtemp(join(tmpdir(), 'iebs-backup-'));
     const cache = o.cacheDir && repoId ? StateCache.open(o.cacheDir, repoId, key.indexKey) : null;
@@ -134,7 +143,13 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
     // The latest snapshot of every other system: the states a later run may start from.
     const heads = new Map(snapshots.map((s) => [s.record.system, s.record.name]));
     heads.delete(system);
-    return await run(storage, key, o, { system, type, head, chain, state, params, codec, now, created, tmp, delta, lock, early, debris, keep: cache && delta ? { cache, heads: new Set(heads.values()) } : null });
+    if (resume && resume.head.type !== type) {
+      await removeSnapshotObjects(storage, resume.head.snapshot);
+      rmJournal(resume.file);
+      resume = null;
+    }
+    const journal = journalFile ? { file: journalFile, key: jkey, repoId: repoId!, resume } : null;
+    return await run(storage, key, o, { system, type, head, chain, state, params, codec, now, created, tmp, delta, lock, early, debris, journal, keep: cache && delta ? { cache, heads: new Set(heads.values()) } : null });
   } finally {
     // The lock goes whatever else fails here: a lock left behind stops every later run.
     try {
@@ -150,15 +165,23 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
 /** Entries submitted ahead of the one being stored. */
 const LOOKAHEAD = 1024;
 async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunContext): Promise<BackupResult> {
-  const time = c.now();
+  const resume = c.journal?.resume ?? null;
   const host = hostName();
-  const taken = new Set((await listAll(storage, `${LAYOUT.snapshots}/`)).map((n) => n.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')));
-  // A forgotten snapshot's name stays taken (verify tells a chain by its full's name).
-  for (const n of await forgottenNames(storage)) taken.add(n);
-  // Undeletable debris keeps its names: a new snapshot must not collide with them.
-  for (const d of c.debris) taken.add(d.replace(/^[^/]+\//, '').replace(/(\.files\.\d{4}\.tar|\.manifest\.pgp|\.index)(\.tmp-.*)?$/, ''));
-  const fullTime = c.type === 'full' ? time : c.chain[0].record.time;
-  const name = snapshotName(c.system, c.type, fullTime, time, (n) => taken.has(n));
+  let time: bigint, name: string;
+  if (resume) ({ time, snapshot: name } = resume.head);
+  else {
+    time = c.now();
+    const taken = new Set((await listAll(storage, `${LAYOUT.snapshots}/`)).map((n) => n.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')));
+    // A forgotten snapshot's name stays taken (verify tells a chain by its full's name).
+    for (const n of await forgottenNames(storage)) taken.add(n);
+    // Undeletable debris keeps its names: a new snapshot must not collide with them.
+    for (const d of c.debris) taken.add(d.replace(/^[^/]+\//, '').replace(/(\.files\.\d{4}\.tar|\.manifest\.pgp|\.index)(\.tmp-.*)?$/, ''));
+    const fullTime = c.type === 'full' ? time : c.chain[0].record.time;
+    name = snapshotName(c.system, c.type, fullTime, time, (n) => taken.has(n));
+  }
+  const parent = c.head ? { name: c.head.record.name, sha384: c.head.sha384 } : undefined;
+  const journalHead = resume?.head ?? Journal.head({ key: c.journal?.key ?? '', repository: c.journal?.repoId ?? '', system: c.system, snapshot: name, type: c.type, time, parent });
+  const journal = c.journal && !o.dryRun ? Journal.start(c.journal.file, journalHead) : null;
   const warnings: Warning[] = [...c.early];
   const warn = (w: Warning) => warnings.push(w);
   const counts: SnapshotCounts = { files: 0, bytes: 0, new: 0, changed: 0, unchanged: 0, deleted: 0, stored: 0 };
@@ -177,9 +200,12 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
 
   const records = new Spool(join(c.tmp, 'records'));
   const index = new Spool(join(c.tmp, 'index'));
-  const volumes = o.dryRun ? null : new VolumeSet({ storage, snapshot: name, host, time, limit: o.volumeSize, recipients: key.recipients, signer: key.signer, codec: c.codec });
+  const volumes = o.dryRun ? null : new VolumeSet({
+    storage, snapshot: name, host, time, limit: o.volumeSize, recipients: key.recipients, signer: key.signer, codec: c.codec,
+    resumed: resume?.volumes, onCommit: (ref, id) => journal?.commit(ref, id),
+  });
   const pipe = new Pipeline(IN_FLIGHT);
-  const w: FileWriter = { key, c, o, volumes: volumes!, pipe, newBlocks: new RunBlocks(c.tmp, o.limits?.blocksInMemory), records, index, warn, progress };
+  const w: FileWriter = { key, c, o, volumes: volumes!, pipe, newBlocks: new RunBlocks(c.tmp, o.limits?.blocksInMemory), records, index, warn, progress, journal };
 
   const readers = o.dryRun ? null : new Readers(new ReaderPool(o.readers ?? helperThreads(), { blockIdKey: key.blockIdKey, params: c.params, codec: c.codec, bloom: c.state.blockBloom.words }, o.limits?.readerCredit));
   // Entries to store wait here in walk order while their files are read ahead.
@@ -206,6 +232,8 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   };
 
   try {
+    if (resume) await carryOver(w, resume, journal);
+    journal?.open();
     for (const e of walk(o.sources, o, warn)) {
       checkPath(e.rel, 'source path');
       // Marked as seen: what the walk never sees was deleted.
@@ -227,7 +255,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
       }
       // A path keeps its UUID while it keeps its kind; a path that changed kind is a
       // deletion of the old entry and a new one.
-      const uuid = prev && prev.kind === e.kind ? prev.uuid : randomUUID();
+      const uuid = prev && prev.kind === e.kind ? prev.uuid : runUuid(journalHead.uuids, pathId, e.kind);
       const rec: FileRecord = {
         uuid, path: e.rel, size, mtimeNs: e.st.mtimeNs, uid: Number(e.st.uid), gid: Number(e.st.gid),
         blockSize: e.kind === 'file' ? c.params.avg : 0, kind: e.kind, mode: Number(e.st.mode & 0o7777n), blocks: [],
@@ -259,7 +287,6 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     await index.flush();
     const vols = await volumes!.finish();
     counts.stored = vols.reduce((a, v) => a + v.size, 0);
-    const parent = c.head ? { name: c.head.record.name, sha384: c.head.sha384 } : undefined;
     const header = encodeManifestHeader({ snapshot: name, time, host, full: c.type === 'increment' ? c.chain[0].record.name : undefined, parent, root: snapshotRoot(o.sources), volumes: vols });
     const manifestRef = await writeManifest(storage, key, name, header, records.read());
     const indexRef = await writeIndex(storage, key, name, index.read(), c.codec, o.limits?.indexPiece);
@@ -269,21 +296,47 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     };
     await c.lock?.check();
     await writeRecord(storage, record, key.signer);
+    journal?.remove();
     if (c.keep && c.delta) {
       const { cache, heads } = c.keep;
       // The snapshot is committed; a state that cannot be kept only makes the next run slower.
       try { cache.save(name, record.chain, indexRef.sha384, heads, c.delta.tables(c.state)); } catch { /* rebuilt next time */ }
     }
-    return { snapshot: name, type: c.type, dryRun: false, counts, read, volumes: vols.map((v) => ({ name: v.name, size: v.size })), warnings, created: c.created };
+    return {
+      snapshot: name, type: c.type, dryRun: false, counts, read, volumes: vols.map((v) => ({ name: v.name, size: v.size })), warnings, created: c.created,
+      ...(resume ? { resumed: { volumes: resume.volumes.length, bytes: resume.volumes.reduce((a, v) => a + v.size, 0) } } : {}),
+    };
   } catch (e) {
     // Leave the repository as it was: drop what this run committed (no record names it).
     // A run that lost its lock deletes nothing: the objects under its names may now be
     // another run's.
+    // Volumes committed whole stay for the next run to resume (the journal names them),
+    // unless the destination is full: then the space is given back.
     await volumes?.abort();
-    if (!o.dryRun && !(e instanceof LockedError)) await removeSnapshotObjects(storage, name).catch(() => {});
+    if (isStorageCode(e, 'no-space')) journal?.remove();
+    if (!o.dryRun && !(e instanceof LockedError)) await removeSnapshotObjects(storage, name, journal?.volumes()).catch(() => {});
     throw e;
   } finally {
+    journal?.close();
     w.newBlocks.close();
     await readers?.close();
   }
+}
+
+/**
+ * Takes over what the interrupted run committed: each journaled block becomes a block
+ * this run stored (so it is not stored again) with its index line, and is journaled
+ * again in the new journal, with its volume's line.
+ */
+async function carryOver(w: FileWriter, r: Resumable, journal: Journal | null): Promise<void> {
+  let i = 0;
+  for await (const { volume, block } of resumedBlocks(r)) {
+    while (r.volumes[i].name !== volume) { const v = r.volumes[i++]; journal?.commit(v, v.volumeId); }
+    const place = { volume, dataOffset: block.dataOffset, length: block.length, entry: block.entry };
+    w.newBlocks.settle(block.id, place);
+    journal?.block(block.id, place);
+    const p = addIndexItem(w, { t: 'B', block: { id: block.id, ...place } });
+    if (p) await p;
+  }
+  for (; i < r.volumes.length; i++) journal?.commit(r.volumes[i], r.volumes[i].volumeId);
 }

@@ -19,6 +19,7 @@ import { WalkEntry } from './walk.js';
 import { ChainState, StateDelta } from './state.js';
 import { StateCache } from './cache.js';
 import { type ReadJob } from './readers.js';
+import type { Journal, Resumable } from './resume.js';
 import type { FileMeta } from './read-protocol.js';
 
 /** What storing a file needs from the run. */
@@ -34,6 +35,8 @@ export interface FileWriter {
   index: Spool;
   warn: (w: Warning) => void;
   progress: Progress;
+  /** The resume journal, told where each new block went (null on a dry run or without a cache). */
+  journal: Journal | null;
 }
 
 /** A block of a file being read: what it is, and where it is or will be. */
@@ -80,6 +83,8 @@ export interface RunContext {
   delta: StateDelta | null;
   /** Where that state is kept, and the latest snapshots of other systems (whose states stay). */
   keep: { cache: StateCache; heads: Set<string> } | null;
+  /** The resume journal's file, key and repository, and what it lets this run resume; null without a cache or on a dry run. */
+  journal: { file: string; key: string; repoId: string; resume: Resumable | null } | null;
 }
 
 /** Writes an index line, and notes its item for the state after the run; a promise only when the spool writes. */
@@ -148,6 +153,7 @@ export async function runOps(w: FileWriter, t: Task, ops: Op[]): Promise<void> {
           const p = addIndexItem(w, { t: 'B', block: { id: op.id, volume: at.volume, dataOffset: at.dataOffset, length: at.length, entry: at.entry } });
           if (p) await p;
           w.newBlocks.settle(op.id, at);
+          w.journal?.block(op.id, at);
           const backlog = w.volumes.backlog();
           if (backlog) await backlog;
         } finally {

@@ -85,4 +85,6 @@ export interface BackupResult {
   estimate?: { bytes: number; volumes: number };
   /** Whether the repository was created by this run. */
   created: boolean;
+  /** Volumes an interrupted run had committed that this run took over instead of storing them again. */
+  resumed?: { volumes: number; bytes: number };
 }

@@ -9,21 +9,26 @@ import { LAYOUT } from '../../formats/names.js';
 import { listAll, type Storage } from '../storage/storage.js';
 import type { Snapshot } from './repo.js';
 
-/** Deletes the volumes, manifest and index of a snapshot that has no record. */
-export async function removeSnapshotObjects(storage: Storage, name: string): Promise<void> {
+/**
+ * Deletes the volumes, manifest and index of a snapshot that has no record, but the
+ * volumes named in `keep` (committed volumes a later run may resume).
+ */
+export async function removeSnapshotObjects(storage: Storage, name: string, keep: readonly string[] = []): Promise<void> {
   if ((await storage.stat(`${LAYOUT.snapshots}/${name}.snapshot.asc`)) !== null) return;
+  const kept = new Set(keep.map((v) => `${LAYOUT.volumes}/${v}`));
   for (const folder of [LAYOUT.volumes, LAYOUT.manifests, LAYOUT.indexes]) {
-    for (const obj of await listAll(storage, `${folder}/${name}.`)) await storage.delete(obj);
+    for (const obj of await listAll(storage, `${folder}/${name}.`)) if (!kept.has(obj)) await storage.delete(obj);
   }
 }
 
 /**
  * Removes what interrupted runs left: temporary objects, and volumes, manifests and
- * indexes of snapshots that have no record. Runs under the lock. Where the destination
- * refuses deletes (an append-only folder or bucket: SPEC.md "Write order"), debris stays
- * where it is, is returned in `undeletable`, and is never read: no record names it.
+ * indexes of snapshots that have no record, but the volumes in `keep`. Runs under the
+ * lock. Where the destination refuses deletes (an append-only folder or bucket: SPEC.md
+ * "Write order"), debris stays where it is, is returned in `undeletable`, and is never
+ * read: no record names it.
  */
-export async function cleanDebris(storage: Storage, snapshots: Snapshot[]): Promise<{ undeletable: string[] }> {
+export async function cleanDebris(storage: Storage, snapshots: Snapshot[], keep: readonly string[] = []): Promise<{ undeletable: string[] }> {
   const undeletable: string[] = [];
   const attempt = async (what: string, f: () => Promise<unknown>) => {
     try { await f(); } catch (e) {
@@ -32,9 +37,10 @@ export async function cleanDebris(storage: Storage, snapshots: Snapshot[]): Prom
     }
   };
   const recorded = new Set((await listAll(storage, `${LAYOUT.snapshots}/`)).map((n) => n.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')));
-  // Objects a verified record names; a record that does not verify keeps all its objects
-  // (it may be a key problem, not debris).
-  const named = new Set<string>();
+  // Objects a verified record names, and the volumes of an interrupted run that this run
+  // resumes (engine/backup/resume.ts); a record that does not verify keeps all its
+  // objects (it may be a key problem, not debris).
+  const named = new Set<string>(keep.map((v) => `${LAYOUT.volumes}/${v}`));
   const verified = new Set<string>();
   for (const s of snapshots) {
     verified.add(s.record.name);
@@ -50,7 +56,8 @@ export async function cleanDebris(storage: Storage, snapshots: Snapshot[]): Prom
   for (const folder of [LAYOUT.volumes, LAYOUT.manifests, LAYOUT.indexes]) {
     for (const obj of await listAll(storage, `${folder}/`)) {
       const o = owner(obj);
-      if (!recorded.has(o) || (verified.has(o) && !named.has(obj))) await attempt(obj, () => storage.delete(obj));
+      if (named.has(obj)) continue;
+      if (!recorded.has(o) || verified.has(o)) await attempt(obj, () => storage.delete(obj));
     }
   }
   return { undeletable };

@@ -20,7 +20,7 @@ import { blockContext, counterNonce, ENVELOPE_HEADER, TAG_LENGTH } from '../../f
 import { DocEncoder, MAX_BLOCK, type FileRecord, type BlockRef } from '../../formats/manifest.js';
 import { blockEntry, volumeName, LAYOUT } from '../../formats/names.js';
 import { encodeTarHeader, decodeTarHeader, tarPadding, tarEntrySize, TAR_BLOCK } from '../../formats/tar.js';
-import { CATALOG_ENTRY_PREFIX, VOLUME_HEADER_ENTRY, decodeVolumeHeader, encodeVolumeHeader, encodeVolumeKey, decodeVolumeKey } from '../../formats/volume.js';
+import { CATALOG_ENTRY_PREFIX, VOLUME_HEADER_ENTRY, decodeVolumeHeader, encodeVolumeHeader, encodeVolumeKey, decodeVolumeKey, type VolumeHeader } from '../../formats/volume.js';
 import type { ObjectRef } from '../../formats/snapshot.js';
 import { openEnvelope, pgpOpenBytes, pgpSealBytes, random, sealEnvelopeParts } from '../crypto/crypto.js';
 import { compressBlock, decompressBlock, type CodecChoice } from '../codec.js';
@@ -85,6 +85,13 @@ export interface VolumeSetOptions {
   signer: openpgp.PrivateKey;
   /** Codec for catalogue pieces. */
   codec: CodecChoice;
+  /**
+   * Volumes of this snapshot committed by an interrupted run that this one resumes
+   * (volumes 0001 on, in order): numbering goes on after them and `finish` lists them first.
+   */
+  resumed?: ObjectRef[];
+  /** Told of each volume once it is committed, with the id in its header. */
+  onCommit?: (ref: ObjectRef, volumeId: Uint8Array) => void;
 }
 
 /**
@@ -104,6 +111,7 @@ export class VolumeSet {
 
   constructor(private readonly o: VolumeSetOptions) {
     if (o.limit < MIN_VOLUME_SIZE) throw new FormatError('bad-size', `volume size ${o.limit} is below the minimum of ${MIN_VOLUME_SIZE} bytes`);
+    this.done.push(...(o.resumed ?? []));
   }
 
   private async guard<T>(fn: () => Promise<T>): Promise<T> {
@@ -161,7 +169,7 @@ export class VolumeSet {
     const name = volumeName(this.o.snapshot, number);
     const id = random(16), key = random(32);
     const sealed = await pgpSealBytes(encodeVolumeKey(id, key), this.o.recipients, this.o.signer);
-    const writer = await this.o.storage.create(`${LAYOUT.volumes}/${name}`);
+    const writer = await this.o.storage.create(`${LAYOUT.volumes}/${name}`, { maxSize: this.o.limit });
     const v: OpenVolume = {
       name, number, id, key: createSecretKey(key), writer, hash: createHash('sha384'), size: 0, entries: 0, catalogPieces: 0, catalog: [], catalogBytes: 0, enc: null,
       pending: [], pendingBytes: 0, writes: Promise.resolve(), queued: 0,
@@ -218,8 +226,10 @@ export class VolumeSet {
     this.flush(v);
     await v.writes;
     await v.writer.commit();
-    this.done.push({ name: v.name, size: v.size, sha384: new Uint8Array(v.hash.digest()) });
+    const ref = { name: v.name, size: v.size, sha384: new Uint8Array(v.hash.digest()) };
+    this.done.push(ref);
     this.cur = null;
+    this.o.onCommit?.(ref, v.id);
   }
 
   /** Starts a file: blocks added until `endFile` belong to it. */
@@ -302,6 +312,22 @@ export class VolumeSet {
   }
 }
 
+/**
+ * The header of volume `volume` of the repository (two range reads) and the volume's
+ * size; checks that the header names the volume. Needs no key: the data key stays sealed.
+ */
+export async function readVolumeHeader(storage: Storage, volume: string): Promise<{ header: VolumeHeader; size: number }> {
+  const object = `${LAYOUT.volumes}/${volume}`;
+  const size = await storage.stat(object);
+  if (size === null) throw new NotFoundError('missing-volume', `volume ${volume} is missing`);
+  const th = decodeTarHeader(await storage.getRange(object, 0, TAR_BLOCK), 0);
+  if (!th || th.name !== VOLUME_HEADER_ENTRY) throw new FormatError('bad-volume', `${volume}: does not start with an iebs volume header`);
+  if (th.size > 128 * 1024 || TAR_BLOCK + th.size > size) throw new FormatError('absurd-size', `${volume}: volume header of ${th.size} bytes`);
+  const header = decodeVolumeHeader(await storage.getRange(object, TAR_BLOCK, th.size), volume);
+  if (header.name !== volume) throw new FormatError('bad-volume', `${volume}: header names it ${header.name} (renamed or swapped)`);
+  return { header, size };
+}
+
 /** An opened volume: its header, data key and size. */
 interface OpenedVolume { id: Uint8Array; key: KeyObject; snapshot: string; size: number }
 
@@ -331,14 +357,7 @@ export class VolumeReader {
   }
 
   private async openHeader(volume: string): Promise<OpenedVolume> {
-    const object = `${LAYOUT.volumes}/${volume}`;
-    const size = await this.storage.stat(object);
-    if (size === null) throw new NotFoundError('missing-volume', `volume ${volume} is missing`);
-    const th = decodeTarHeader(await this.storage.getRange(object, 0, TAR_BLOCK), 0);
-    if (!th || th.name !== VOLUME_HEADER_ENTRY) throw new FormatError('bad-volume', `${volume}: does not start with an iebs volume header`);
-    if (th.size > 128 * 1024 || TAR_BLOCK + th.size > size) throw new FormatError('absurd-size', `${volume}: volume header of ${th.size} bytes`);
-    const h = decodeVolumeHeader(await this.storage.getRange(object, TAR_BLOCK, th.size), volume);
-    if (h.name !== volume) throw new FormatError('bad-volume', `${volume}: header names it ${h.name} (renamed or swapped)`);
+    const { header: h, size } = await readVolumeHeader(this.storage, volume);
     const plain = await pgpOpenBytes(h.sealed, this.decryptionKeys, this.verifiers, `${volume} sealed key`);
     return { id: h.volumeId, key: createSecretKey(decodeVolumeKey(plain, h.volumeId, volume)), snapshot: h.snapshot, size };
   }

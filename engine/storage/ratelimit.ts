@@ -67,8 +67,8 @@ export function withRateLimit(inner: Storage, rates: Rates, clock: Clock = REAL)
   };
   const wrapped: Storage = {
     get where() { return inner.where; },
-    create: async (name): Promise<ObjectWriter> => {
-      const w = await inner.create(name);
+    create: async (name, hint): Promise<ObjectWriter> => {
+      const w = await inner.create(name, hint);
       return { write: (data) => send(data, (p) => w.write(p)), commit: () => w.commit(), abort: () => w.abort() };
     },
     put: async (name, data) => {

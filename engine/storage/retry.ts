@@ -62,7 +62,7 @@ export function withRetry(inner: Storage, policy: RetryPolicy = DEFAULT_RETRY): 
   }
   const wrapped: Storage = {
     get where() { return inner.where; },
-    create: (name) => retry(`creating ${name}`, (): Promise<ObjectWriter> => inner.create(name)),
+    create: (name, hint) => retry(`creating ${name}`, (): Promise<ObjectWriter> => inner.create(name, hint)),
     put: (name, data) => retry(`writing ${name}`, async (attempt) => {
       try { await inner.put(name, data); } catch (e) {
         if (attempt > 1 && isStorageCode(e, 'exists')) {

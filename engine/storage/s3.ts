@@ -35,7 +35,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { IebsError, UsageError } from '../../formats/errors.js';
-import { checkObjectName, storageError, type ObjectWriter, type Storage, type StorageCode } from './storage.js';
+import { checkObjectName, storageError, type CreateHint, type ObjectWriter, type Storage, type StorageCode } from './storage.js';
 
 /** A bucket and the prefix the repository lives under ('' for the whole bucket). */
 export interface S3Location { bucket: string; prefix: string }
@@ -85,6 +85,8 @@ export interface S3Options {
 
 const TMP = '.tmp-';
 const MiB = 1024 * 1024;
+/** Parts a multipart upload may have (S3's limit). */
+const MAX_PARTS = 10_000;
 
 /** S3 error names, by the contract code they map to. */
 const NOT_FOUND = new Set(['NoSuchKey', 'NotFound', 'NoSuchUpload', 'NoSuchBucket']);
@@ -232,8 +234,11 @@ export class S3Storage implements Storage {
     if (!conditional && (await this.stat(name)) !== null) throw storageError('exists', this.where, name, 'already exists (written by another run); not replaced');
   }
 
-  async create(name: string): Promise<ObjectWriter> {
+  async create(name: string, hint?: CreateHint): Promise<ObjectWriter> {
     const Key = this.key(name);
+    // S3 takes at most 10,000 parts: an object that may be larger than 10,000 parts of
+    // the configured size (a volume over 80 GB with 8 MiB parts) gets larger parts.
+    const partSize = Math.max(this.partSize, Math.ceil((hint?.maxSize ?? 0) / MAX_PARTS / MiB) * MiB);
     let conditional: boolean;
     try { conditional = await this.conditionalWrites(); } catch (e) { throw this.error(name, 'creating', e); }
     // A stream with room for one write at a time in front of the part being cut: `write`
@@ -256,7 +261,7 @@ export class S3Storage implements Storage {
     const upload = new Upload({
       client: watched,
       params: { Bucket: this.location.bucket, Key, Body: body, ...(conditional ? { IfNoneMatch: '*' } : {}) },
-      partSize: this.partSize,
+      partSize,
       queueSize: this.queueSize,
       leavePartsOnError: false,
     });

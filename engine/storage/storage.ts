@@ -24,6 +24,9 @@
  */
 import { IebsError, IoError, NotFoundError, UsageError } from '../../formats/errors.js';
 
+/** What a writer knows in advance of an object it creates. */
+export interface CreateHint { maxSize?: number }
+
 /** A streamed, all-or-nothing write of one object. */
 export interface ObjectWriter {
   write(data: Uint8Array): Promise<void>;
@@ -40,8 +43,12 @@ export interface ObjectWriter {
 export interface Storage {
   /** Human-readable location, for messages (never with credentials). */
   readonly where: string;
-  /** Starts an all-or-nothing write of `name`. */
-  create(name: string): Promise<ObjectWriter>;
+  /**
+   * Starts an all-or-nothing write of `name`. `hint.maxSize`, if given, is the most the
+   * writer will write (a volume's limit): a store whose objects go up in a bounded
+   * number of parts (S3: 10,000) sizes its parts by it.
+   */
+  create(name: string, hint?: CreateHint): Promise<ObjectWriter>;
   /** Writes a whole object, all or nothing, never replacing one (`exists`). */
   put(name: string, data: Uint8Array | string): Promise<void>;
   /** A whole object; `not-found` when there is none. */
