@@ -1,46 +1,7 @@
 /**
- * A small strict argument parser: `--flag value`, `--flag=value`, repeatable flags,
- * booleans, and positionals. Unknown flags are usage errors.
+ * Values of flags that need more than a string: regular expressions and sizes.
  */
 import { UsageError } from '../formats/errors.js';
-
-/** How a verb's flags are declared. */
-export interface FlagSpec { [name: string]: 'string' | 'boolean' | 'list' }
-
-/** Parsed arguments. */
-export interface Parsed { flags: Record<string, string | boolean | string[] | undefined>; positionals: string[] }
-
-/** Parses `argv` against `spec`. */
-export function parseArgs(verb: string, argv: string[], spec: FlagSpec): Parsed {
-  const flags: Parsed['flags'] = {};
-  const positionals: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--') { positionals.push(...argv.slice(i + 1)); break; }
-    if (!a.startsWith('--') || a === '-') { positionals.push(a); continue; }
-    const eq = a.indexOf('=');
-    const name = a.slice(2, eq < 0 ? undefined : eq);
-    const kind = spec[name];
-    if (!kind) throw new UsageError('bad-flag', `iebs ${verb}: unknown option --${name} (see iebs ${verb} --help)`);
-    if (kind === 'boolean') {
-      if (eq >= 0) throw new UsageError('bad-flag', `iebs ${verb}: --${name} takes no value`);
-      flags[name] = true;
-      continue;
-    }
-    let value: string;
-    if (eq >= 0) value = a.slice(eq + 1);
-    else {
-      if (i + 1 >= argv.length) throw new UsageError('bad-flag', `iebs ${verb}: --${name} needs a value`);
-      value = argv[++i];
-    }
-    if (kind === 'list') ((flags[name] ??= []) as string[]).push(value);
-    else {
-      if (flags[name] !== undefined) throw new UsageError('bad-flag', `iebs ${verb}: --${name} given twice`);
-      flags[name] = value;
-    }
-  }
-  return { flags, positionals };
-}
 
 /** Compiles `--include`/`--exclude` values; a bad expression is a usage error. */
 export function regexes(flag: string, values: string[] | undefined): RegExp[] {

@@ -1,34 +1,41 @@
-/** `iebs ls`: the entries of a snapshot (needs the restore key: names are encrypted). */
+/** `iebs ls`: the entries of a snapshot, or of some paths in it (needs the restore key: names are encrypted). */
 import { loadRestoreKey } from '../engine/crypto/keys.js';
-import { listSnapshotFiles } from '../engine/restore/compose.js';
+import { listEntries } from '../engine/query/ls.js';
 import { openStorage } from '../engine/storage/open.js';
-import { formatTime, quoteBytes } from '../formats/text.js';
-import { parseArgs } from './args.js';
-import { need, passphrase, LIMIT_FLAGS, LIMIT_HELP, rates } from './common.js';
+import { NotFoundError } from '../formats/errors.js';
+import { entryJson, entryLong, entryName, JSON_FLAG, keyFlag, PASSPHRASE_FILE, rates, REPO, REPO_COMMON, restoreKey, SNAPSHOT_ABOUT, SYSTEM } from './common.js';
+import type { Verb } from './verb.js';
 
-export const help = `iebs ls --repo REPO --key restore.key [SNAPSHOT|latest] [--json]
-  Lists the files, directories and symlinks of a snapshot (default: the latest).
-${LIMIT_HELP}`;
-
-export async function main(argv: string[]): Promise<number> {
-  const { flags, positionals } = parseArgs('ls', argv, { ...LIMIT_FLAGS, repo: 'string', key: 'string', json: 'boolean', 'passphrase-file': 'string' });
-  const storage = openStorage(need(flags.repo as string | undefined, 'ls', '--repo REPO'), rates(flags));
-  const key = await loadRestoreKey(need(flags.key as string | undefined, 'ls', '--key restore.key'), await passphrase(flags['passphrase-file'] as string | undefined));
-  // Entries are printed as they come: a snapshot can hold millions.
-  let first = true;
-  const snapshot = await listSnapshotFiles(storage, key, positionals[0], (f) => {
-    if (flags.json) {
-      const entry = { path: Buffer.from(f.path).toString('utf8'), pathQuoted: quoteBytes(f.path), kind: f.kind, size: f.size, mode: f.mode.toString(8).padStart(4, '0'), mtime: formatTime(f.mtimeNs), uuid: f.uuid, ...(f.target ? { target: Buffer.from(f.target).toString('utf8') } : {}) };
-      process.stdout.write(`${first ? '' : ',\n'}    ${JSON.stringify(entry)}`);
-      first = false;
-      return;
-    }
-    const t = f.kind === 'dir' ? 'd' : f.kind === 'symlink' ? 'l' : '-';
-    // Names that are not valid UTF-8 are shown in the manifest's exact quoting.
-    const text = Buffer.from(f.path).toString('utf8');
-    const name = Buffer.from(text, 'utf8').equals(Buffer.from(f.path)) ? JSON.stringify(text).slice(1, -1) : quoteBytes(f.path);
-    process.stdout.write(`${t}${f.mode.toString(8).padStart(4, '0')} ${String(f.size).padStart(12)} ${formatTime(f.mtimeNs).slice(0, 19)}Z ${name}${f.target ? ' -> ' + Buffer.from(f.target).toString('utf8') : ''}\n`);
-  }, () => { if (flags.json) process.stdout.write('{\n  "files": [\n'); });
-  if (flags.json) process.stdout.write(`${first ? '' : '\n'}  ],\n  "snapshot": ${JSON.stringify(snapshot)}\n}\n`);
-  return 0;
-}
+export const verb: Verb = {
+  summary: "lists a snapshot's entries, or those at or under PATHs",
+  args: '[SNAPSHOT] [PATH...]',
+  about: `Lists the files, directories and symlinks of a snapshot (default: the latest), one path a line (directories end in /). With PATHs (relative to the snapshot root: taxes/, /taxes/2024), only those and what is under them; a PATH that names nothing is an error (exit 1) after the rest is listed. --snapshot S may name the snapshot instead, and then every argument is a PATH. --long adds mode, owner (uid:gid), size and mtime (UTC), as ls -l. --json prints one JSON document, {"files": [...], "snapshot": NAME}, written as it goes. ${SNAPSHOT_ABOUT}`,
+  flags: [
+    REPO,
+    keyFlag('restore.key', 'the restore key (names are encrypted)', true),
+    { name: 'snapshot', value: 'S', help: 'the snapshot to list; every argument is then a PATH' },
+    SYSTEM,
+    { name: 'long', help: 'also mode, owner, size and mtime, as ls -l' },
+    JSON_FLAG, PASSPHRASE_FILE, ...REPO_COMMON,
+  ],
+  async run(a) {
+    const storage = openStorage(a.need('repo'), rates(a));
+    const key = await restoreKey(loadRestoreKey, a.need('key'), a);
+    const json = a.bool('json');
+    const long = a.bool('long');
+    const given = a.str('snapshot');
+    const [snapshot, ...paths] = given !== undefined ? [given, ...a.positionals] : a.positionals;
+    // Entries are printed as they come: a snapshot can hold millions.
+    let first = true;
+    const r = await listEntries(storage, key, { snapshot, system: a.str('system'), paths }, (f) => {
+      if (json) {
+        process.stdout.write(`${first ? '' : ',\n'}    ${JSON.stringify(entryJson(f))}`);
+        first = false;
+      } else process.stdout.write((long ? entryLong(f) : entryName(f)) + '\n');
+    }, () => { if (json) process.stdout.write('{\n  "files": [\n'); });
+    if (json) process.stdout.write(`${first ? '' : '\n'}  ],\n  "snapshot": ${JSON.stringify(r.snapshot)}${r.missing.length ? `,\n  "missing": ${JSON.stringify(r.missing)}` : ''}\n}\n`);
+    await storage.close();
+    if (r.missing.length) throw new NotFoundError('no-path', `ls: ${r.snapshot} holds no ${r.missing.map((m) => JSON.stringify(m)).join(', ')}`);
+    return 0;
+  },
+};

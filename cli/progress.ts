@@ -1,9 +1,19 @@
 /**
- * Progress lines on a terminal: files, bytes, rate and ETA, redrawn at most five times
- * a second on stderr. Silent when stderr is not a TTY (cron, pipes) or with --json.
+ * Progress lines on a terminal, redrawn in place on stderr at most five times a second
+ * and at least once a second (the elapsed time moves while a long step runs). A line is
+ * cut to the terminal's width, so a redraw never spills onto a new line. Files and
+ * directories are counted apart; an ETA shows only once it means something (after 5 s
+ * and 1% of the bytes). Silent when stderr is not a TTY (cron, pipes), with --json and
+ * with --quiet. The figures (rate, ETA) and the text are engine/jobs/progress.ts's, the
+ * same that go to the run's published job (cli/job.ts) in every case.
  */
 
 import { isMainThread, workerData } from 'node:worker_threads';
+import type { Progress } from '../engine/backup/options.js';
+import { clock, etaSeconds, ProgressMeter, progressText, type ProgressCounts } from '../engine/jobs/progress.js';
+import { currentJob } from './job.js';
+
+export { clock, count, human } from '../engine/jobs/progress.js';
 
 /**
  * Whether stderr is a terminal. A verb run on its own thread (cli/main.ts) writes
@@ -13,41 +23,80 @@ export function stderrIsTerminal(): boolean {
   return isMainThread ? !!process.stderr.isTTY : !!(workerData as { tty?: boolean } | null)?.tty;
 }
 
-/** Formats bytes with binary units. */
-export function human(n: number): string {
-  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
-  return `${i === 0 ? Math.round(n) : n.toFixed(1)} ${u[i]}`;
+/** The terminal's width in columns (80 when unknown). */
+export function terminalColumns(): number {
+  const c = isMainThread ? process.stderr.columns : (workerData as { columns?: number } | null)?.columns;
+  return c && c > 0 ? c : 80;
 }
 
-function clock(s: number): string {
-  if (!Number.isFinite(s) || s < 0) return '?';
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = Math.floor(s % 60);
-  return `${h ? h + ':' : ''}${String(m).padStart(h ? 2 : 1, '0')}:${String(sec).padStart(2, '0')}`;
+/** Cuts `line` to `width` columns (one column is kept free: a full line wraps on some terminals). */
+export function fit(line: string, width: number): string {
+  const room = Math.max(1, width - 1);
+  return line.length <= room ? line : `${line.slice(0, Math.max(0, room - 1))}…`;
 }
 
-/** A progress reporter for one phase-labelled run. */
+/** The ETA part of a line, or '' while it would mean little (engine/jobs/progress.ts etaSeconds). */
+export function eta(elapsedS: number, done: number, total: number | undefined): string {
+  const s = etaSeconds(elapsedS, done, total);
+  return s === undefined ? '' : `, ETA ${clock(s)}`;
+}
+
+/** A progress reporter for one run: the terminal line, and the published job. */
 export class ProgressLine {
   private last = 0;
-  private readonly start = Date.now();
+  private readonly meter = new ProgressMeter();
   private shown = false;
-  constructor(private readonly enabled: boolean) {}
+  private started = false;
+  private timer: NodeJS.Timeout | null = null;
+  constructor(private readonly enabled: boolean, private readonly width = terminalColumns()) {}
 
-  update(label: string, files: number, bytes: number, totalFiles?: number, totalBytes?: number): void {
-    if (!this.enabled) return;
-    const now = Date.now();
-    if (now - this.last < 200) return;
-    this.last = now;
-    const secs = (now - this.start) / 1000;
-    const rate = bytes / Math.max(secs, 0.001);
-    let line = `${label}: ${files}${totalFiles !== undefined ? '/' + totalFiles : ''} files, ${human(bytes)}${totalBytes !== undefined ? '/' + human(totalBytes) : ''}, ${human(rate)}/s`;
-    if (totalBytes !== undefined && rate > 0) line += `, ETA ${clock((totalBytes - bytes) / rate)}`;
-    process.stderr.write(`\r\x1b[K${line}`);
+  /** Takes new counts: drawn now if the last redraw is 200 ms old; a timer redraws (and publishes) each second. */
+  private take(c: ProgressCounts): void {
+    const job = currentJob();
+    if (!this.enabled && !job) return;
+    const s = this.meter.update(c);
+    this.started = true;
+    job?.progress(s);
+    if (!this.timer) {
+      this.timer = setInterval(() => this.tick(), 1000);
+      this.timer.unref();
+    }
+    if (this.enabled && Date.now() - this.last >= 200) this.draw();
+  }
+
+  private tick(): void {
+    currentJob()?.progress(this.meter.current());
+    if (this.enabled) this.draw();
+  }
+
+  private draw(): void {
+    this.last = Date.now();
+    process.stderr.write(`\r\x1b[K${fit(progressText(this.meter.current()), this.width)}`);
     this.shown = true;
   }
 
+  /** Backup: the scan, then the backup itself. */
+  backup(p: Progress): void {
+    this.take({ phase: p.phase === 'scan' ? 'scanning' : 'backup', files: p.files, dirs: p.dirs, bytes: p.bytes, totalFiles: p.totalFiles, totalDirs: p.totalDirs, totalBytes: p.totalBytes, path: p.path });
+  }
+
+  /** Restore: files and bytes written of the totals. */
+  restore(p: { files: number; bytes: number; totalFiles: number; totalBytes: number }): void {
+    this.take({ phase: 'restore', files: p.files, bytes: p.bytes, totalFiles: p.totalFiles, totalBytes: p.totalBytes });
+  }
+
+  /** Verify: objects checked, then (--read-data) blocks decrypted. */
+  verify(p: { objects: number; bytes: number; blocks: number }): void {
+    this.take({ phase: 'verify', files: p.objects, bytes: p.bytes, blocks: p.blocks });
+  }
+
+  /** Clears the line; the job gets the last counts. */
   done(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    const job = currentJob();
+    if (job && this.started) job.progress(this.meter.current());
+    job?.flush();
     if (this.shown) process.stderr.write('\r\x1b[K');
     this.shown = false;
   }

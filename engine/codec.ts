@@ -6,7 +6,8 @@
  * Codec ids are on-disk format and never change meaning:
  *   0 none    the plaintext as is
  *   1 zstd    one Zstandard frame (`zstd -d` reads it), zstd-napi (libzstd)
- *   2 xz      one .xz stream, LZMA2 only (`xz -d` reads it), @napi-rs/lzma
+ *   2 xz      one .xz stream, LZMA2 only (`xz -d` reads it): written by the xz program
+ *             (xz-utils, see xzProgram), read by @napi-rs/lzma
  *   3 lz4     an LZ4 *block* (not frame) after its plaintext length as u32 LE, the layout
  *             of lz4_flex `compress_prepend_size` and python-lz4 `lz4.block` with
  *             store_size; the `lz4` tool does not read it. lz4-napi
@@ -19,9 +20,11 @@
  * with a fresh context per call cost 40 to 150 µs of the caller's time per block
  * whatever its size, more than the work on a file of a few KiB. Callers that want the
  * work off their thread run it on a thread of their own (the readers of backup). The
- * other codecs are async and run on libuv's pool, except xz below level 6, whose
- * binding takes a level only in the streaming API, whose `update` compresses on the
- * calling thread.
+ * other codecs are async and run on libuv's pool, except xz: the releases of
+ * @napi-rs/lzma that compress with liblzma and take a preset (1.5 on) declare Node
+ * ^22.20 || ^24.12, and 1.4.5 (Node 10 on) writes only uncompressed LZMA2 chunks; so
+ * iebs reads xz with 1.4.5 and writes it with the xz program, one process per block,
+ * off this thread (an archival codec, slow anyway): writing xz needs xz-utils.
  *
  * Bombs: the xz and lz4 decoders grow their output without limit, so before one runs,
  * the compressed bytes are walked (xz LZMA2 chunk headers, the lz4 length prefix) to
@@ -35,6 +38,7 @@
  * can decode to wrong bytes of the right length; the envelope's AEAD tag is what
  * catches corruption, this module only promises no crash and no unbounded memory.
  */
+import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
@@ -79,9 +83,28 @@ function zstdDecompress(input: Uint8Array, size: number): Uint8Array {
 }
 
 const lzma = require('@napi-rs/lzma') as {
-  xz: { compress(b: Uint8Array): Promise<Buffer>; decompress(b: Uint8Array): Promise<Buffer> };
-  XzCompressor: new (o: { preset: number }) => { update(b: Uint8Array): Buffer; finish(): Promise<Buffer> };
+  xz: { decompress(b: Uint8Array): Promise<Buffer> };
 };
+
+/**
+ * xz at `preset` by the xz program: one .xz stream of one block, LZMA2 alone, CRC64
+ * (single-threaded, so one block), read back by the same checks as the binding's.
+ */
+function xzProgram(input: Uint8Array, preset: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('xz', ['--format=xz', '--check=crc64', '-T1', `-${preset}`, '-c'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    child.on('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT'
+      ? new UsageError('bad-codec', `compression xz:${preset} needs the xz program (xz-utils) on the PATH`)
+      : e));
+    child.on('close', (code) => (code === 0 ? resolve(Buffer.concat(out)) : reject(new Error(`xz -${preset} exited with ${code}: ${err.trim()}`))));
+    child.stdin.on('error', () => {});
+    child.stdin.end(input);
+  });
+}
 const lz4 = require('lz4-napi') as {
   compressSync(b: Buffer): Buffer;
   compress(b: Uint8Array): Promise<Buffer>;
@@ -237,13 +260,7 @@ export async function compressBlock(data: Uint8Array, choice: CodecChoice): Prom
   let out: Uint8Array;
   switch (choice.name) {
     case 'xz':
-      if (choice.level === 6) {
-        out = await lzma.xz.compress(input);
-      } else {
-        const enc = new lzma.XzCompressor({ preset: choice.level });
-        const head = enc.update(input);
-        out = Buffer.concat([head, await enc.finish()]);
-      }
+      out = await xzProgram(input, choice.level);
       break;
     case 'lz4':
       out = await lz4.compress(input);

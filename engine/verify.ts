@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as openpgp from 'openpgp';
 import { IebsError, KeyError } from '../formats/errors.js';
-import { hashObject, listSnapshots, readConfig, repoPublicKeys, type Snapshot } from './repo/repo.js';
+import { currentPublicKeys, hashObject, listSnapshots, readConfig, repoPublicKeys, type Snapshot } from './repo/repo.js';
 import { LAYOUT } from '../formats/names.js';
 import { FORGETS } from '../formats/forget.js';
 import { toHex } from '../formats/text.js';
@@ -21,7 +21,7 @@ import { ownersOf } from './crypto/owner.js';
 import { suspects } from './retention/plan.js';
 import type { RestoreKey } from './crypto/keys.js';
 import { readManifest } from './repo/manifest-object.js';
-import type { Storage } from './storage/storage.js';
+import { absentNote, type Storage } from './storage/storage.js';
 import { VolumeReader } from './repo/volumes.js';
 import { ExternalSorter } from './scratch/sorter.js';
 import { packRecord, unpackRecord } from './scratch/record-pack.js';
@@ -168,7 +168,7 @@ export async function verify(storage: Storage, verifiers: openpgp.PublicKey[], o
       const consequence = obj.what === 'index' ? ' (restores are not affected; the next backup of this chain will fail, make a --full)' : '';
       try {
         const size = await storage.stat(obj.name);
-        if (size === null) { res.problems.push({ object: obj.name, message: `${obj.what} ${obj.name} is missing${consequence}`, affects: hurt }); continue; }
+        if (size === null) { res.problems.push({ object: obj.name, message: `${obj.what} ${obj.name} is missing${await absentNote(storage, obj.name)}${consequence}`, affects: hurt }); continue; }
         if (size !== obj.ref.size) { res.problems.push({ object: obj.name, message: `${obj.what} ${obj.name} is ${size} bytes, its record says ${obj.ref.size} (truncated or replaced)${consequence}`, affects: hurt }); continue; }
         if (obj.what === 'volume' && !hashesVolume(obj.name, o.volumes)) { res.sizeOnly++; continue; }
         const digest = await hashObject(storage, obj.name, size, (n) => { res.bytes += n; progress(); });
@@ -206,9 +206,9 @@ async function checkRepoObjects(storage: Storage, anchors: openpgp.PublicKey[] |
     if (!(e instanceof IebsError)) throw e;
     res.problems.push({ object: LAYOUT.config, message: `${e.message} (no snapshot depends on it; backups need it to recognise the repository)`, affects: [] });
   }
-  const object = LAYOUT.publicKeys;
+  let object: string = LAYOUT.publicKeys;
   let keys: openpgp.PublicKey[];
-  try { keys = await repoPublicKeys(storage); } catch (e) {
+  try { object = (await currentPublicKeys(storage)).object; keys = await repoPublicKeys(storage); } catch (e) {
     if (!(e instanceof IebsError)) throw e;
     res.problems.push({ object, message: `${e.message} (damaged or replaced; verify with --key recipient.asc)`, affects: [] });
     return;

@@ -18,17 +18,17 @@ export type ErrorCode =
   // AuthError: what does not authenticate
   | 'auth-failed' | 'bad-signature' | 'renamed' | 'replayed' | 'unauthorized'
   // KeyError
-  | 'key-exists' | 'key-unreadable' | 'no-verifier' | 'passphrase-file' | 'passphrase-needed' | 'wrong-key' | 'wrong-passphrase'
+  | 'key-exists' | 'key-unreadable' | 'no-key' | 'no-verifier' | 'passphrase-file' | 'passphrase-needed' | 'wrong-key' | 'wrong-passphrase'
   // NotFoundError: one kind for what is missing
-  | 'not-found' | 'short-read' | 'missing-volume' | 'no-repository' | 'no-snapshot' | 'bad-snapshot'
+  | 'not-found' | 'short-read' | 'missing-volume' | 'no-repository' | 'no-snapshot' | 'bad-snapshot' | 'no-path'
   // LockedError
   | 'locked' | 'lock-live' | 'lock-lost'
   // UsageError
-  | 'bad-flag' | 'bad-object' | 'bad-regex' | 'bad-repo' | 'bad-source' | 'bad-system' | 'missing-argument' | 'no-rule' | 'no-source' | 'unsupported-repo'
+  | 'bad-config' | 'bad-flag' | 'bad-object' | 'bad-pattern' | 'bad-regex' | 'bad-repo' | 'bad-source' | 'bad-system' | 'missing-argument' | 'no-rule' | 'no-source' | 'unsupported-repo'
   // IoError: the storage contract's codes (engine/storage/storage.ts), and the restore target's
   | 'exists' | 'permission' | 'no-space' | 'transient' | 'permanent' | 'in-the-way' | 'io'
   // IebsError: the machinery itself
-  | 'internal' | 'pgp-thread' | 'reader-closed' | 'reader-failed' | 'reader-order' | 'writer-closed' | 'writer-failed';
+  | 'internal' | 'interrupted' | 'pgp-thread' | 'reader-closed' | 'reader-failed' | 'reader-order' | 'writer-closed' | 'writer-failed';
 
 /** Base class of every iebs error. */
 export class IebsError extends Error {

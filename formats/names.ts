@@ -83,5 +83,22 @@ export const LAYOUT = {
   lock: 'locks/lock',
 } as const;
 
+/**
+ * The repository's copy of the public keys, generation `n` (SPEC.md "Repository layout"):
+ * `keys/public.asc` is the first; each change of keys adds `keys/public.N.asc` (N from 2),
+ * never replacing one, and the highest generation is the current one.
+ */
+export function publicKeysObject(n: number): string {
+  if (!Number.isSafeInteger(n) || n < 1 || n > 999999) throw new FormatError('absurd-size', `public keys generation ${n} out of range 1..999999`);
+  return n === 1 ? LAYOUT.publicKeys : `keys/public.${n}.asc`;
+}
+
+/** The generation a `keys/` object name is, or null when it is no public keys object. */
+export function publicKeysGeneration(name: string): number | null {
+  if (name === LAYOUT.publicKeys) return 1;
+  const m = /^keys\/public\.([2-9]|[1-9][0-9]{1,5})\.asc$/.exec(name);
+  return m ? Number(m[1]) : null;
+}
+
 /** Object name of a snapshot record. */
 export const recordObject = (name: string) => `${LAYOUT.snapshots}/${name}.snapshot.asc`;

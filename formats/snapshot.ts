@@ -22,6 +22,11 @@ export interface SnapshotRecord {
   name: string;
   system: string;
   host: string;
+  /**
+   * Keyed id of the set of source paths the snapshot backed up (SPEC.md section 4), 32
+   * lower-case hex digits; records of version 1 carry none.
+   */
+  sources?: string;
   type: 'full' | 'increment';
   time: bigint;
   /** Position among all snapshots of the system, from 0. */
@@ -35,7 +40,10 @@ export interface SnapshotRecord {
   counts: SnapshotCounts;
 }
 
-const MAGIC = 'IEBS-SNAPSHOT 1';
+/** Version 1 has no sources line; version 2 has one. */
+const MAGIC_V1 = 'IEBS-SNAPSHOT 1';
+const MAGIC_V2 = 'IEBS-SNAPSHOT 2';
+const SOURCES_RE = /^[0-9a-f]{32}$/;
 const COUNT_KEYS: (keyof SnapshotCounts)[] = ['files', 'bytes', 'new', 'changed', 'unchanged', 'deleted', 'stored'];
 
 /** Object name of a snapshot's manifest. */
@@ -47,7 +55,9 @@ const ref = (key: string, o: ObjectRef) => `${key} ${o.name} ${o.size} ${formatS
 
 /** Encodes a record to the exact text that is signed and hashed. */
 export function encodeSnapshotRecord(r: SnapshotRecord): string {
-  let s = `${MAGIC}\nname ${r.name}\nsystem ${r.system}\nhost ${r.host}\ntype ${r.type}\ntime ${formatTime(r.time)}\n`;
+  let s = `${r.sources === undefined ? MAGIC_V1 : MAGIC_V2}\nname ${r.name}\nsystem ${r.system}\nhost ${r.host}\n`;
+  if (r.sources !== undefined) s += `sources ${r.sources}\n`;
+  s += `type ${r.type}\ntime ${formatTime(r.time)}\n`;
   s += `sequence ${r.sequence}\nchain ${r.chain}\n`;
   s += r.parent ? `parent ${r.parent.name} ${formatSha384(r.parent.sha384)}\n` : 'parent -\n';
   s += ref('manifest', r.manifest) + ref('index', r.index);
@@ -79,13 +89,19 @@ export function decodeSnapshotRecord(text: string, where: string): SnapshotRecor
     if (re) checkName(re, f[0], 'volume name', `${where} line ${i}`);
     return { name: f[0], size: parseUint(f[1], `${where} line ${i}`), sha384: parseSha384(f[2], `${where} line ${i}`) };
   };
-  if (lines[i++] !== MAGIC) {
+  const magic = lines[i++];
+  if (magic !== MAGIC_V1 && magic !== MAGIC_V2) {
     if (lines[0]?.startsWith('IEBS-SNAPSHOT ')) throw new FormatError('unknown-version', `${where}: unknown snapshot record version`);
     throw new FormatError('bad-magic', `${where}: not an iebs snapshot record`);
   }
   const name = checkName(SNAPSHOT_RE, one('name'), 'snapshot name', where);
   const system = checkName(SYSTEM_RE, one('system'), 'system name', where);
   const host = checkName(HOST_RE, one('host'), 'host name', where);
+  let sources: string | undefined;
+  if (magic === MAGIC_V2) {
+    sources = one('sources');
+    if (!SOURCES_RE.test(sources)) throw new FormatError('bad-id', `${where}: the sources id is not 32 lower-case hex digits`);
+  }
   const type = one('type');
   if (type !== 'full' && type !== 'increment') throw new FormatError('bad-line', `${where}: unknown snapshot type ${JSON.stringify(type)}`);
   const time = parseTime(one('time'), where);
@@ -109,5 +125,5 @@ export function decodeSnapshotRecord(text: string, where: string): SnapshotRecor
   if (i !== lines.length) throw new FormatError('trailing-data', `${where}: unexpected line ${i + 1}`);
   if ((type === 'full') !== (chain === name)) throw new FormatError('bad-line', `${where}: a full is its own chain, an increment is not`);
   if ((sequence === 0) !== (parent === undefined)) throw new FormatError('bad-line', `${where}: only the first snapshot of a system has no parent`);
-  return { name, system, host, type, time, sequence, chain, parent, manifest, index, volumes, counts };
+  return { name, system, host, ...(sources === undefined ? {} : { sources }), type, time, sequence, chain, parent, manifest, index, volumes, counts };
 }

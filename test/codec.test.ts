@@ -193,21 +193,25 @@ test('truncated blocks are FormatErrors at every length', async () => {
 
 test('a flipped bit is a FormatError or a block of the right size, never a crash', async () => {
   // zstd, lz4 and brotli carry no checksum: some flips decode to wrong bytes, which the
-  // envelope's AEAD tag is there to catch. xz checks CRC64 and must catch every flip.
+  // envelope's AEAD tag is there to catch. xz carries a CRC64: a flip is caught, or it
+  // hit a bit the decoder does not use and the block decodes to its own bytes.
   for (const choice of CHOICES) {
     const r = await compressBlock(SMALL, choice);
     let caught = 0;
+    let wrong = 0;
     for (let i = 0; i < r.bytes.length; i++) {
       const b = Buffer.from(r.bytes);
       b[i] ^= 1 << (i % 8);
       try {
-        assert.equal((await decompressBlock(r.codec, b, SMALL.length)).length, SMALL.length);
+        const out = await decompressBlock(r.codec, b, SMALL.length);
+        assert.equal(out.length, SMALL.length);
+        if (!Buffer.from(out).equals(SMALL)) wrong++;
       } catch (e) {
         assert.ok(e instanceof FormatError, `${label(choice)} byte ${i}: ${String(e)}`);
         caught++;
       }
     }
-    if (choice.name === 'xz') assert.equal(caught, r.bytes.length, `${label(choice)} missed a flip`);
+    if (choice.name === 'xz') assert.equal(wrong, 0, `${label(choice)} decoded a flip to wrong bytes`);
     else assert.ok(caught > 0, label(choice));
   }
 });
@@ -228,10 +232,8 @@ function unsizedZstd(data: Buffer): Buffer {
 }
 
 test('decompression bombs are refused without allocating their output', { skip: process.platform !== 'linux' && 'reads /proc' }, async () => {
-  const lzma = require('@napi-rs/lzma');
   const lz4 = require('lz4-napi');
   const zeros = Buffer.alloc(64 * MiB);
-  const xzEnc = new lzma.XzCompressor({ preset: 0 });
   const lz4Lying: Buffer = lz4.compressSync(zeros);
   lz4Lying.writeUInt32LE(MiB, 0); // the prefix claims 1 MiB, the block holds 64
   const bombs: Array<[string, number, Uint8Array]> = [
@@ -240,7 +242,7 @@ test('decompression bombs are refused without allocating their output', { skip: 
     // block headers; a repeated pattern becomes compressed blocks, stopped by the room.
     ['zstd unsized rle', CODEC.zstd, unsizedZstd(zeros)],
     ['zstd unsized', CODEC.zstd, unsizedZstd(Buffer.alloc(64 * MiB, 'abcdefgh'))],
-    ['xz', CODEC.xz, Buffer.concat([xzEnc.update(zeros), await xzEnc.finish()])],
+    ['xz', CODEC.xz, spawnSync('xz', ['-0', '-T1', '-c'], { input: zeros, maxBuffer: 64 * MiB }).stdout],
     ['lz4', CODEC.lz4, lz4.compressSync(zeros)],
     ['lz4 lying', CODEC.lz4, lz4Lying],
     ['brotli', CODEC.brotli, zlib.brotliCompressSync(zeros, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 1 } })],

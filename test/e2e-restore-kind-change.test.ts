@@ -43,7 +43,7 @@ test('restore over an earlier restore: paths that changed kind take the new kind
   iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
   assert.equal(snapshots(repo).at(-1)?.type, 'increment');
 
-  const r = iebs(['restore', '--repo', repo, '--key', keys.restore, '--target', target]);
+  const r = iebs(['restore', '--repo', repo, '--key', keys.restore, '--target', target, '--overwrite', 'if-changed']);
   assert.equal(r.code, 3, r.stdout + r.stderr);
   const lines = r.stderr.split('\n').filter((l) => l);
   assert.deepEqual(lines.map((l) => l.replace(/:.*/s, '')), ['iebs'], r.stderr);

@@ -65,7 +65,7 @@ test('a symlink in the target where the snapshot has a file: the file replaces t
   mkdirSync(join(target, 'sub'), { recursive: true });
   symlinkSync(outsideFile, join(target, 'sub', 'file.txt'));
   symlinkSync(outsideFile, join(target, 'top.txt'));
-  const r = iebs(['restore', '--repo', repo, '--key', keys.restore, '--target', target]);
+  const r = iebs(['restore', '--repo', repo, '--key', keys.restore, '--target', target, '--overwrite', 'always']);
   assert.equal(readFileSync(outsideFile, 'utf8'), 'must not change\n');
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(diffTrees(readTree(src), readTree(target)), []);

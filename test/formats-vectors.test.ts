@@ -24,13 +24,14 @@ import { decodeVolumeHeader, encodeVolumeHeader } from '../formats/volume.js';
 import { decodeKeyFile, encodeKeyFile } from '../formats/keyfile.js';
 import { quoteBytes, unquoteBytes } from '../formats/text.js';
 import { decodeConfig, encodeConfig } from '../formats/config.js';
+import { decodeDiscLabel, encodeDiscLabel } from '../formats/disc-label.js';
 import { decodeLock, encodeLock } from '../formats/lock.js';
 import { decodeCacheState, encodeCacheState } from '../formats/cache-state.js';
 import { decodeResume, encodeResume } from '../formats/resume.js';
 import { loadVectors, VECTOR_ROOT, type Vector } from './vectors.js';
 import { encodeItems, expectFormatError, slices } from './formats-helpers.js';
 
-const STRUCTURES = ['manifest', 'catalog', 'envelope-header', 'tar-header', 'volume-header', 'snapshot', 'snapshot-signed', 'index', 'index-object', 'keyfile', 'quote', 'keyed-ids', 'config', 'lock', 'cache-state', 'resume', 'forget'];
+const STRUCTURES = ['manifest', 'catalog', 'envelope-header', 'tar-header', 'volume-header', 'snapshot', 'snapshot-signed', 'index', 'index-object', 'keyfile', 'quote', 'keyed-ids', 'config', 'lock', 'cache-state', 'resume', 'disc-label', 'forget'];
 
 test('every structure of formats/ has vectors, successes and failures', () => {
   const dirs = readdirSync(VECTOR_ROOT);
@@ -291,6 +292,12 @@ eachVector('config', (v) => {
   const where = `config/${v.name}`;
   if (v.keys.expect === 'failure') return expectFormatError(() => decodeConfig(v.body.toString('latin1'), where), v.keys.code, where);
   assert.equal(encodeConfig(decodeConfig(v.body.toString('latin1'), where)), v.body.toString('latin1'));
+});
+
+eachVector('disc-label', (v) => {
+  const where = `disc-label/${v.name}`;
+  if (v.keys.expect === 'failure') return expectFormatError(() => decodeDiscLabel(v.body.toString('latin1'), where), v.keys.code, where);
+  assert.equal(encodeDiscLabel(decodeDiscLabel(v.body.toString('latin1'), where)), v.body.toString('latin1'));
 });
 
 eachVector('lock', (v) => {

@@ -4,7 +4,7 @@
  * for byte comparison of two trees (kinds, contents, modes, symlink targets, empty
  * directories, mtimes).
  *
- * Every CLI run gets IEBS_CONFIG_DIR, IEBS_CACHE_DIR and TMPDIR pointing into this process's temporary
+ * Every CLI run gets IEBS_CONFIG_DIR, IEBS_CACHE_DIR, IEBS_JOBS_DIR, IEBS_STATE_DIR and TMPDIR pointing into this process's temporary
  * directory unless the caller sets them, so no test ever touches ~/.config or ~/.cache.
  */
 import assert from 'node:assert/strict';
@@ -61,9 +61,12 @@ export interface Run { code: number | null; signal: NodeJS.Signals | null; stdou
 export interface RunOptions { env?: Record<string, string | undefined>; cwd?: string; timeoutMs?: number }
 
 function childEnv(extra: Record<string, string | undefined> | undefined): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, IEBS_CONFIG_DIR: join(tempRoot(), 'config'), IEBS_CACHE_DIR: join(tempRoot(), 'cache'), TMPDIR: join(tempRoot(), 'tmp') };
+  const env: NodeJS.ProcessEnv = { ...process.env, IEBS_CONFIG_DIR: join(tempRoot(), 'config'), IEBS_CACHE_DIR: join(tempRoot(), 'cache'), IEBS_JOBS_DIR: join(tempRoot(), 'jobs'), IEBS_STATE_DIR: join(tempRoot(), 'state'), TMPDIR: join(tempRoot(), 'tmp') };
   delete env.IEBS_DEBUG;
   delete env.IEBS_PASSPHRASE;
+  delete env.IEBS_PASSPHRASE_FILE;
+  delete env.IEBS_REPO;
+  delete env.IEBS_KEY;
   for (const [k, v] of Object.entries(extra ?? {})) {
     if (v === undefined) delete env[k];
     else env[k] = v;
@@ -228,11 +231,14 @@ export function listFiles(dir: string): string[] {
   return out.sort();
 }
 
-/** Asserts that a failed run printed exactly one `iebs: ...` line (matching `re`, if given) and no stack trace. */
+/**
+ * Asserts that a failed run printed exactly one `iebs: ...` line (`iebs VERB: ...` for bad
+ * arguments), matching `re` if given, and no stack trace.
+ */
 export function assertOneLineError(r: Run, re?: RegExp): void {
   const lines = r.stderr.split('\n').filter((l) => l !== '');
   assert.equal(lines.length, 1, `expected one line on stderr, got ${lines.length}: ${JSON.stringify(r.stderr)}`);
-  assert.match(lines[0], /^iebs: /, 'the line starts with "iebs: "');
+  assert.match(lines[0], /^iebs( [a-z]+)?: /, 'the line starts with "iebs: " or "iebs VERB: "');
   assert.doesNotMatch(r.stderr, /^\s+at /m, 'no stack trace');
   assert.doesNotMatch(r.stderr, /internal error/, 'a known error, not an internal one');
   if (re) assert.match(lines[0], re);

@@ -145,3 +145,74 @@ export function storageConformance(b: Backend): void {
     }
   });
 }
+
+/** How to get a read-only backend holding given objects (a disc image made of them). */
+export interface ReadOnlyBackend {
+  label: string;
+  make(objects: Map<string, Uint8Array>): Promise<Storage>;
+}
+
+/**
+ * The read part of the contract, for backends that cannot write (disc sets): get, ranged
+ * get, stat and list behave as in the writable suite, and every write is refused with
+ * `permission`, naming the object and the destination, leaving the objects as they were.
+ */
+export function storageConformanceReadOnly(b: ReadOnlyBackend): void {
+  const objects = new Map<string, Uint8Array>();
+  const big = randomBytes(70_001);
+  objects.set('volumes/r.tar', big);
+  objects.set('empty', new Uint8Array(0));
+  for (const n of ['x/a/1', 'x/a-b', 'x/a.c', 'x/a0', 'x/a/0/deep', 'x/b']) objects.set(n, Buffer.from(n));
+  const chars = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-';
+  const named = [`snapshots/${chars}.snapshot.asc`, 'volumes/h0st.name-1_2026-12-06_increment_2026-12-06-07-25-7.files.0001.tar', 'a', 'keys/public.asc'];
+  for (const n of named) objects.set(n, Buffer.from(n));
+  const many = Array.from({ length: 300 }, (_, i) => `many/v${String(i).padStart(6, '0')}.tar`);
+  for (const n of many) objects.set(n, Buffer.from(n));
+  let made: Promise<Storage> | null = null;
+  const t = (name: string, fn: (s: Storage) => Promise<void>) => test(`${b.label}: ${name}`, async () => { await fn(await (made ??= b.make(objects))); });
+
+  t('get and stat every object; a missing one is not-found', async (s) => {
+    for (const [n, d] of objects) {
+      assert.equal(await s.stat(n), d.length, n);
+      assert.ok(Buffer.from(await s.get(n)).equals(d), n);
+    }
+    assert.equal(await s.stat('volumes/none.tar'), null);
+    await rejectsWith(s.get('volumes/none.tar'), 'not-found', s, 'volumes/none.tar');
+  });
+
+  t('range reads: at the start, at the end, of one byte, empty, and past the end', async (s) => {
+    const eq = async (off: number, len: number) => assert.ok(Buffer.from(await s.getRange('volumes/r.tar', off, len)).equals(big.subarray(off, off + len)), `${off}+${len}`);
+    await eq(0, 512);
+    await eq(0, big.length);
+    await eq(big.length - 1, 1);
+    await eq(big.length - 4097, 4097);
+    await eq(12_345, 1);
+    await eq(big.length, 0);
+    await rejectsWith(s.getRange('volumes/r.tar', big.length - 10, 11), 'short-read', s, 'volumes/r.tar');
+    await rejectsWith(s.getRange('volumes/r.tar', big.length + 100, 1), 'short-read', s, 'volumes/r.tar');
+    await rejectsWith(s.getRange('volumes/none.tar', 0, 1), 'not-found', s, 'volumes/none.tar');
+  });
+
+  t('list by prefix, in byte order across folders, each once', async (s) => {
+    assert.deepEqual(await listAll(s, 'many/'), many);
+    assert.deepEqual(await listAll(s, 'many/v00001'), many.slice(10, 20));
+    const want = ['x/a-b', 'x/a.c', 'x/a/0/deep', 'x/a/1', 'x/a0', 'x/b'];
+    assert.deepEqual(await listAll(s, 'x/'), want);
+    assert.deepEqual(await listAll(s, 'x/a'), want.slice(0, 5));
+    assert.deepEqual(await listAll(s, 'snapshots/'), [named[0]]);
+    assert.deepEqual(await listAll(s, 'nothing/'), []);
+    for (const bad of ['', '/a', 'a/', 'a//b', '../x', 'a/./b', 'a/../b']) {
+      await assert.rejects(s.get(bad), (e: unknown) => codeOf(e) === 'bad-object', JSON.stringify(bad));
+    }
+  });
+
+  t('writes are refused with permission, and change nothing', async (s) => {
+    await rejectsWith(s.put('volumes/new.tar', 'x'), 'permission', s, 'volumes/new.tar');
+    await rejectsWith(s.put('a', 'replaced'), 'permission', s, 'a');
+    await rejectsWith(s.create('manifests/m').then(() => undefined), 'permission', s, 'manifests/m');
+    await rejectsWith(s.delete('a'), 'permission', s, 'a');
+    assert.equal(Buffer.from(await s.get('a')).toString(), 'a');
+    assert.equal(await s.stat('volumes/new.tar'), null);
+    await s.close();
+  });
+}

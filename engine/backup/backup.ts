@@ -14,7 +14,7 @@
  */
 import { readlink, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { AuthError, IebsError, UsageError, FormatError, KeyError, LockedError, NotFoundError } from '../../formats/errors.js';
 import { encodeDeletion, encodeManifestHeader, type FileRecord, checkPath } from '../../formats/manifest.js';
 import { SYSTEM_RE, snapshotName, LAYOUT } from '../../formats/names.js';
@@ -32,7 +32,8 @@ import { acquireLock } from '../repo/lock.js';
 import { helperThreads } from '../threads.js';
 import { isStorageCode, listAll, type Storage } from '../storage/storage.js';
 import { VolumeSet, MIN_VOLUME_SIZE } from '../repo/volumes.js';
-import { defaultSystem, hostName, roots, sameMeta, snapshotRoot, walk } from './walk.js';
+import { discsFor } from '../disc/plan.js';
+import { defaultSystem, hostName, roots, sameMeta, snapshotRoot, sourcesId, walk } from './walk.js';
 import { IN_FLIGHT, Pipeline, RunBlocks, Spool } from './pipeline.js';
 import { BackupOptions, BackupResult, Progress, Warning } from './options.js';
 import { FileWriter, RunContext, Task, addIndexItem, finishEntry, takeFile } from './file-steps.js';
@@ -52,6 +53,7 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
   const maxIncrements = o.maxIncrements ?? 50;
   if (o.volumeSize < MIN_VOLUME_SIZE) throw new UsageError('bad-size', `--volume-size ${o.volumeSize} is below the minimum of ${MIN_VOLUME_SIZE} bytes (8 MiB)`);
   roots(o.sources); // refuse missing or odd sources before anything is written
+  const sources = sourcesId(key.pathIdKey, o.sources);
   let created = false;
   let exists = true;
   let repoId: string | undefined;
@@ -90,6 +92,11 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
     const { snapshots, bad } = exists ? await listSnapshots(storage, verifiers) : { snapshots: [] as Snapshot[], bad: [] };
     const mine = snapshots.filter((s) => s.record.system === system);
     const head = mine[mine.length - 1];
+    // One system is one history of one set of sources: another set would read as the
+    // deletion of the first (SPEC.md section 10, sources).
+    if (head?.record.sources !== undefined && head.record.sources !== sources && !o.newSources) {
+      throw new UsageError('bad-source', `the last snapshot of ${system} (${head.record.name}) backed up another set of sources (${head.record.sources.slice(0, 8)}, these are ${sources.slice(0, 8)}): back them up under a system name of their own (--name ${system}-${suggestName(o.sources)}), or pass --new-sources to make them ${system}'s from now on (what only the old set held then reads as deleted)`);
+    }
     // The journal of an interrupted run of this system, if the repository still holds
     // what it says: its committed volumes are kept, not cleaned up as debris.
     const journalFile = !o.dryRun && o.cacheDir && repoId ? journalIn(o.cacheDir, repoId, system) : null;
@@ -149,7 +156,7 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
       resume = null;
     }
     const journal = journalFile ? { file: journalFile, key: jkey, repoId: repoId!, resume } : null;
-    return await run(storage, key, o, { system, type, head, chain, state, params, codec, now, created, tmp, delta, lock, early, debris, journal, keep: cache && delta ? { cache, heads: new Set(heads.values()) } : null });
+    return await run(storage, key, o, { sources, system, type, head, chain, state, params, codec, now, created, tmp, delta, lock, early, debris, journal, keep: cache && delta ? { cache, heads: new Set(heads.values()) } : null });
   } finally {
     // The lock goes whatever else fails here: a lock left behind stops every later run.
     try {
@@ -160,6 +167,17 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
       await lock?.release();
     }
   }
+}
+
+/** A name part for a system of its own for `sources`: the last folder's name, made valid. */
+function suggestName(sources: string[]): string {
+  const base = basename(resolve(sources[sources.length - 1])).toLowerCase().replace(/[^a-z0-9.-]+/g, '-').replace(/^[.-]+|[.-]+$/g, '');
+  return base.slice(0, 30) || 'other';
+}
+
+/** Throws when the run was told to stop (BackupOptions.signal). */
+function interrupted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new IebsError('interrupted', 'interrupted: nothing was committed');
 }
 
 /** Entries submitted ahead of the one being stored. */
@@ -185,15 +203,16 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   const warnings: Warning[] = [...c.early];
   const warn = (w: Warning) => warnings.push(w);
   const counts: SnapshotCounts = { files: 0, bytes: 0, new: 0, changed: 0, unchanged: 0, deleted: 0, stored: 0 };
-  const progress: Progress = { phase: 'backup', files: 0, bytes: 0 };
+  const progress: Progress = { phase: 'backup', files: 0, dirs: 0, bytes: 0 };
   if (o.scan) {
-    const scan: Progress = { phase: 'scan', files: 0, bytes: 0 };
+    const scan: Progress = { phase: 'scan', files: 0, dirs: 0, bytes: 0 };
     for (const e of walk(o.sources, o, () => {})) {
-      scan.files++;
+      interrupted(o.signal);
+      if (e.kind === 'dir') scan.dirs++; else scan.files++;
       if (e.kind === 'file' && (o.reread || !sameMeta(c.state.path(hmac(key.pathIdKey, e.rel), false), e.kind, e.st))) scan.bytes += Number(e.st.size);
       o.onProgress?.(scan);
     }
-    progress.totalFiles = scan.files; progress.totalBytes = scan.bytes;
+    progress.totalFiles = scan.files; progress.totalDirs = scan.dirs; progress.totalBytes = scan.bytes;
   }
   let estimate = 0;
   let read = 0;
@@ -212,6 +231,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   const tasks: Task[] = [];
   let head = 0;
   const take = async (t: Task): Promise<void> => {
+    interrupted(o.signal);
     if (!pipe.hasRoom()) await pipe.room();
     const { e, rec, path } = t;
     if (t.replaces) { const old = t.replaces; pipe.after(() => records.append(encodeDeletion(old))); }
@@ -235,13 +255,15 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     if (resume) await carryOver(w, resume, journal);
     journal?.open();
     for (const e of walk(o.sources, o, warn)) {
+      interrupted(o.signal);
       checkPath(e.rel, 'source path');
       // Marked as seen: what the walk never sees was deleted.
       const pathId = hmac(key.pathIdKey, e.rel);
       const prev = c.state.path(pathId, true);
       const path = e.rel.toString('utf8');
       const size = e.kind === 'file' ? Number(e.st.size) : 0;
-      progress.files++;
+      if (e.kind === 'dir') progress.dirs++; else progress.files++;
+      progress.path = path;
       if (!o.reread && sameMeta(prev, e.kind, e.st)) {
         counts.unchanged++; counts.files++; counts.bytes += size;
         o.onProgress?.(progress);
@@ -281,7 +303,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
       await addIndexItem(w, { t: 'D', pathId });
     }
     if (o.dryRun) {
-      return { snapshot: name, type: c.type, dryRun: true, counts, read, volumes: [], warnings, estimate: { bytes: estimate, volumes: Math.ceil(estimate / o.volumeSize) }, created: c.created };
+      return { snapshot: name, type: c.type, dryRun: true, counts, read, volumes: [], warnings, estimate: { bytes: estimate, volumes: Math.ceil(estimate / o.volumeSize), ...(o.media ? { discs: discsFor(estimate, o.volumeSize, o.media) } : {}) }, created: c.created };
     }
     await records.flush();
     await index.flush();
@@ -291,10 +313,11 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     const manifestRef = await writeManifest(storage, key, name, header, records.read());
     const indexRef = await writeIndex(storage, key, name, index.read(), c.codec, o.limits?.indexPiece);
     const record: SnapshotRecord = {
-      name, system: c.system, host, type: c.type, time, sequence: c.head ? c.head.record.sequence + 1 : 0,
+      name, system: c.system, host, sources: c.sources, type: c.type, time, sequence: c.head ? c.head.record.sequence + 1 : 0,
       chain: c.type === 'full' ? name : c.chain[0].record.name, parent, manifest: manifestRef, index: indexRef, volumes: vols, counts,
     };
     await c.lock?.check();
+    interrupted(o.signal);
     await writeRecord(storage, record, key.signer);
     journal?.remove();
     if (c.keep && c.delta) {
@@ -311,7 +334,9 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     // A run that lost its lock deletes nothing: the objects under its names may now be
     // another run's.
     // Volumes committed whole stay for the next run to resume (the journal names them),
-    // unless the destination is full: then the space is given back.
+    // unless the destination is full: then the space is given back. Steps in flight
+    // stop first: one could open a volume after the abort.
+    await pipe.stop(e);
     await volumes?.abort();
     if (isStorageCode(e, 'no-space')) journal?.remove();
     if (!o.dryRun && !(e instanceof LockedError)) await removeSnapshotObjects(storage, name, journal?.volumes()).catch(() => {});

@@ -69,6 +69,8 @@ export interface Task {
 }
 
 export interface RunContext {
+  /** The keyed id of the run's set of sources (walk.ts sourcesId). */
+  sources: string;
   system: string; type: 'full' | 'increment'; head: Snapshot | undefined; chain: Snapshot[]; state: ChainState;
   params: ChunkerParams; codec: CodecChoice; now: () => bigint; created: boolean;
   /** Warnings found before the run (a damaged chain). */

@@ -15,6 +15,8 @@ export interface BackupOptions {
   include?: RegExp[];
   exclude?: RegExp[];
   volumeSize: number;
+  /** The disc capacity `--volume-size MEDIA` named, for the dry run's count of discs (engine/disc/plan.ts). */
+  media?: number;
   codec?: CodecChoice;
   /** Most increments after a full before a new full is forced. */
   maxIncrements?: number;
@@ -40,6 +42,18 @@ export interface BackupOptions {
    * increment need not read the chain's indexes; none if unset.
    */
   cacheDir?: string;
+  /**
+   * Stops the run when aborted (SIGINT, SIGTERM): it then fails as any failure does,
+   * leaving the repository as it was (nothing committed, its objects removed, the lock
+   * released), unless the snapshot record was already written.
+   */
+  signal?: AbortSignal;
+  /**
+   * Back up these sources under a system whose last snapshot backed up another set (its
+   * sources id differs): entries of the old set then read as deleted. Without it such a
+   * run is refused before anything is written (one system name, one set of sources).
+   */
+  newSources?: boolean;
 }
 
 /** Sizes of a run's scratch structures. */
@@ -54,8 +68,8 @@ export interface Limits {
   readerCredit?: number;
 }
 
-/** Progress of a run. */
-export interface Progress { phase: 'scan' | 'backup'; files: number; bytes: number; totalFiles?: number; totalBytes?: number }
+/** Progress of a run: entries other than directories (files, symlinks) and directories are counted apart; `path` is the entry the walk is at, relative to its source. */
+export interface Progress { phase: 'scan' | 'backup'; files: number; dirs: number; bytes: number; totalFiles?: number; totalDirs?: number; totalBytes?: number; path?: string }
 
 /** A problem with one source entry; the run goes on. */
 /**
@@ -81,8 +95,8 @@ export interface BackupResult {
   read: number;
   volumes: { name: string; size: number }[];
   warnings: Warning[];
-  /** Dry run: estimated bytes to store (before compression and dedup) and volumes. */
-  estimate?: { bytes: number; volumes: number };
+  /** Dry run: estimated bytes to store (before compression and dedup), volumes, and discs when a medium was named. */
+  estimate?: { bytes: number; volumes: number; discs?: number };
   /** Whether the repository was created by this run. */
   created: boolean;
   /** Volumes an interrupted run had committed that this run took over instead of storing them again. */

@@ -132,6 +132,15 @@ export class Pipeline {
     this.wake();
   }
 
+  /**
+   * After a failure elsewhere: skips every step not started yet and waits for the one
+   * running, so nothing writes (or opens a volume) after the caller cleans up.
+   */
+  async stop(reason: unknown): Promise<void> {
+    this.failure ??= reason;
+    while (this.running) await new Promise<void>((r) => this.waiters.push(r));
+  }
+
   /** Waits for every submitted step; throws the first failure. */
   async drain(): Promise<void> {
     while (this.running || this.head < this.queue.length) await new Promise<void>((r) => this.waiters.push(r));

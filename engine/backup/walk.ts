@@ -5,10 +5,11 @@
  */
 import { readdirSync, lstatSync, type BigIntStats } from 'node:fs';
 import { hostname } from 'node:os';
-import { basename } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { UsageError } from '../../formats/errors.js';
 import { type EntryKind, type RootMeta } from '../../formats/manifest.js';
 import { HOST_RE } from '../../formats/names.js';
+import { hmac } from '../crypto/crypto.js';
 import { BackupOptions, Warning } from './options.js';
 import { type PathState } from './state.js';
 import type { FileMeta } from './read-protocol.js';
@@ -63,6 +64,18 @@ export function roots(sources: string[]): { abs: Buffer; prefix: Buffer; st: Big
     out.push({ abs: Buffer.from(s), prefix, st });
   }
   return out;
+}
+
+/**
+ * The keyed id of a set of sources (SPEC.md section 4): HMAC-SHA256 under the path-id
+ * key of `iebs-sources`, then each absolute path (resolved against the working
+ * directory, without following symlinks), sorted, each after a zero byte; the first 16
+ * bytes as 32 hex digits. The same folders give the same id from any working directory.
+ */
+export function sourcesId(pathIdKey: Uint8Array, sources: string[]): string {
+  const paths = [...new Set(sources.map((s) => resolve(s)))].sort();
+  const input = Buffer.concat([Buffer.from('iebs-sources'), ...paths.flatMap((p) => [Buffer.alloc(1), Buffer.from(p)])]);
+  return Buffer.from(hmac(pathIdKey, input)).subarray(0, 16).toString('hex');
 }
 
 /**

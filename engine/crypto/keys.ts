@@ -277,6 +277,16 @@ export async function loadVerifyKeys(path: string): Promise<openpgp.PublicKey[]>
   return hostKeys;
 }
 
+/**
+ * What a key file is, by its header (SPEC.md "Keys"): an iebs backup or restore key, a
+ * bare armored private key (a gpg export: a restore key), or public keys only.
+ */
+export async function keyFileKind(path: string): Promise<'backup' | 'restore' | 'public'> {
+  const { text, k } = await readKeyFile(path);
+  if (k) return k.kind;
+  return armorBlocks(text).some((b) => b.type === 'PRIVATE') ? 'restore' : 'public';
+}
+
 /** Parses armored public keys held in memory (the repository's copy). */
 export async function parsePublicKeys(armored: string, where: string): Promise<openpgp.PublicKey[]> {
   return readPublicKeys(armored, where);

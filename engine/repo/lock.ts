@@ -132,7 +132,7 @@ async function readLock(storage: Storage): Promise<LockState> {
  * system reused for another process is not taken for the lock's holder. Undefined where
  * /proc is not there.
  */
-function processStart(pid: number): string | undefined {
+export function processStart(pid: number): string | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
     // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
@@ -152,8 +152,16 @@ function bootId(): string {
 
 /** Whether the lock's holder (on this host) is still running. */
 function holderAlive(h: LockInfo): boolean {
-  try { process.kill(h.pid, 0); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false; }
-  if (h.start === undefined) return true;
-  const now = processStart(h.pid);
-  return now === undefined || now === h.start;
+  return processAlive(h.pid, h.start);
+}
+
+/**
+ * Whether process `pid` of this host runs, and is the one that started at `start` (from
+ * processStart) rather than a later process the system gave the same pid.
+ */
+export function processAlive(pid: number, start: string | undefined): boolean {
+  try { process.kill(pid, 0); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false; }
+  if (start === undefined) return true;
+  const now = processStart(pid);
+  return now === undefined || now === start;
 }

@@ -8,7 +8,7 @@ import type * as openpgp from 'openpgp';
 import { FormatError, NotFoundError, AuthError, IebsError } from '../../formats/errors.js';
 import { decodeSnapshotRecord, encodeSnapshotRecord, type SnapshotRecord } from '../../formats/snapshot.js';
 import { toHex } from '../../formats/text.js';
-import { LAYOUT, recordObject, SNAPSHOT_RE } from '../../formats/names.js';
+import { LAYOUT, publicKeysGeneration, publicKeysObject, recordObject, SNAPSHOT_RE } from '../../formats/names.js';
 import { decodeConfig, encodeConfig, type RepoConfig } from '../../formats/config.js';
 import { listAll, type Storage } from '../storage/storage.js';
 import { pgpClearSign, pgpClearVerify, sha384 } from '../crypto/crypto.js';
@@ -34,9 +34,34 @@ export async function initRepo(storage: Storage, publicArmored: string, now: big
   return config;
 }
 
-/** The public keys stored in the repository (trusted only as far as the repository is). */
+/** The current generation of the repository's public keys: the highest (formats/names.ts `publicKeysObject`). */
+export async function currentPublicKeys(storage: Storage): Promise<{ object: string; generation: number }> {
+  let generation = 1;
+  for (const name of await listAll(storage, 'keys/')) generation = Math.max(generation, publicKeysGeneration(name) ?? 1);
+  return { object: publicKeysObject(generation), generation };
+}
+
+/** The public keys stored in the repository, its current generation (trusted only as far as the repository is). */
 export async function repoPublicKeys(storage: Storage): Promise<openpgp.PublicKey[]> {
-  return parsePublicKeys(Buffer.from(await storage.get(LAYOUT.publicKeys)).toString('utf8'), `${storage.where}/${LAYOUT.publicKeys}`);
+  const { object } = await currentPublicKeys(storage);
+  return parsePublicKeys(Buffer.from(await storage.get(object)).toString('utf8'), `${storage.where}/${object}`);
+}
+
+/**
+ * Stores `armored` (recipients, then the host signing key) as the next generation of the
+ * repository's public keys, unless the current one is that text already; never replaces
+ * an object (SPEC.md I1). Returns the object written, or null.
+ */
+export async function writePublicKeys(storage: Storage, armored: string): Promise<string | null> {
+  await readConfig(storage);
+  const { object, generation } = await currentPublicKeys(storage);
+  if (Buffer.from(await storage.get(object)).toString('utf8') === armored) return null;
+  const next = publicKeysObject(generation + 1);
+  try { await storage.put(next, armored); } catch (e) {
+    if (e instanceof IebsError && e.code === 'exists') throw new IebsError('exists', `${storage.where}/${next} was written by another run at the same moment; run the command again`, { cause: e });
+    throw e;
+  }
+  return next;
 }
 
 /** The repository's host signing key: the last key of keys/public.asc (SPEC.md "Which key is which"). */

@@ -24,7 +24,7 @@ import { CATALOG_ENTRY_PREFIX, VOLUME_HEADER_ENTRY, decodeVolumeHeader, encodeVo
 import type { ObjectRef } from '../../formats/snapshot.js';
 import { openEnvelope, pgpOpenBytes, pgpSealBytes, random, sealEnvelopeParts } from '../crypto/crypto.js';
 import { compressBlock, decompressBlock, type CodecChoice } from '../codec.js';
-import type { ObjectWriter, Storage } from '../storage/storage.js';
+import { absentNote, type ObjectWriter, type Storage } from '../storage/storage.js';
 
 /** Catalogue text is flushed into an entry once it passes this size. */
 const CATALOG_FLUSH = 256 * 1024;
@@ -319,7 +319,7 @@ export class VolumeSet {
 export async function readVolumeHeader(storage: Storage, volume: string): Promise<{ header: VolumeHeader; size: number }> {
   const object = `${LAYOUT.volumes}/${volume}`;
   const size = await storage.stat(object);
-  if (size === null) throw new NotFoundError('missing-volume', `volume ${volume} is missing`);
+  if (size === null) throw new NotFoundError('missing-volume', `volume ${volume} is missing${await absentNote(storage, object)}`);
   const th = decodeTarHeader(await storage.getRange(object, 0, TAR_BLOCK), 0);
   if (!th || th.name !== VOLUME_HEADER_ENTRY) throw new FormatError('bad-volume', `${volume}: does not start with an iebs volume header`);
   if (th.size > 128 * 1024 || TAR_BLOCK + th.size > size) throw new FormatError('absurd-size', `${volume}: volume header of ${th.size} bytes`);

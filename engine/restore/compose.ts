@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FormatError, KeyError } from '../../formats/errors.js';
 import { type FileRecord, type RootMeta } from '../../formats/manifest.js';
-import { chainOf, findSnapshot, listSnapshots, readConfig, type Snapshot } from '../repo/repo.js';
+import type * as openpgp from 'openpgp';
+import { chainOf, findSnapshot, listSnapshots, readConfig, type BadRecord, type Snapshot } from '../repo/repo.js';
 import { readManifest, verifiersFor } from '../repo/manifest-object.js';
 import type { RestoreKey } from '../crypto/keys.js';
 import type { Storage } from '../storage/storage.js';
@@ -28,14 +29,14 @@ export class ComposedSnapshot {
    * and composes their records by UUID: a later record replaces an earlier one, a
    * deletion removes it. Memory stays flat: records go through external sorts.
    */
-  static async open(storage: Storage, key: RestoreKey, id: string | undefined, arena = SORT_ARENA): Promise<ComposedSnapshot> {
-    await readConfig(storage);
-    const verifiers = await verifiersFor(storage, key);
-    const { snapshots, bad } = await listSnapshots(storage, verifiers);
-    if (snapshots.length === 0 && bad.some((b) => b.error.code === 'bad-signature')) {
-      throw new KeyError('wrong-key', `no snapshot record of ${storage.where} is signed by the host key this restore key names (wrong key for this repository?)`);
-    }
-    const snapshot = findSnapshot(snapshots, id, undefined, bad);
+  static async open(storage: Storage, key: RestoreKey, id: string | undefined, arena = SORT_ARENA, system?: string): Promise<ComposedSnapshot> {
+    const { snapshots, bad, verifiers } = await readableSnapshots(storage, key);
+    const snapshot = findSnapshot(snapshots, id, system, bad);
+    return ComposedSnapshot.compose(storage, key, verifiers, snapshot, snapshots, arena);
+  }
+
+  /** Composes `snapshot`, one of the verified records `all` (as `readableSnapshots` gives them). */
+  static async compose(storage: Storage, key: RestoreKey, verifiers: openpgp.PublicKey[], snapshot: Snapshot, all: Snapshot[], arena = SORT_ARENA): Promise<ComposedSnapshot> {
     const dir = await mkdtemp(join(tmpdir(), 'iebs-restore-'));
     const byUuid = new ExternalSorter(dir, 'uuid', arena);
     const byPath = new ExternalSorter(dir, 'path', arena);
@@ -43,7 +44,7 @@ export class ComposedSnapshot {
       const none = Buffer.alloc(0);
       // The snapshot's own manifest comes last: its root line is the snapshot root's.
       let root: RootMeta | undefined;
-      for (const s of chainOf(snapshot, snapshots)) {
+      for (const s of chainOf(snapshot, all)) {
         ({ root } = await readManifest(storage, key, verifiers, s, (r) => {
           if ('deleted' in r) byUuid.add(Buffer.from(r.deleted, 'latin1'), none);
           else byUuid.add(Buffer.from(r.uuid, 'latin1'), withTreeKey(r));
@@ -152,17 +153,20 @@ export function fromTreeKey(k: Buffer): Buffer {
   return p;
 }
 
+/** The verified snapshot records a restore key may use, and the host keys that verified them. */
+export interface ReadableSnapshots { snapshots: Snapshot[]; bad: BadRecord[]; verifiers: openpgp.PublicKey[] }
+
 /**
- * Calls `each` for every entry of a snapshot in tree order, after `ready` once the
- * chain has been read; returns the snapshot's name.
+ * Reads the config and every snapshot record, verified against the host key the restore
+ * key names (else the repository's). No record verifying, with signature failures, is
+ * the wrong key for this repository.
  */
-export async function listSnapshotFiles(storage: Storage, key: RestoreKey, id: string | undefined, each: (r: FileRecord) => void, ready?: () => void): Promise<string> {
-  const c = await ComposedSnapshot.open(storage, key, id);
-  try {
-    ready?.();
-    for (const r of c.records()) each(r);
-    return c.snapshot.record.name;
-  } finally {
-    await c.close();
+export async function readableSnapshots(storage: Storage, key: RestoreKey): Promise<ReadableSnapshots> {
+  await readConfig(storage);
+  const verifiers = await verifiersFor(storage, key);
+  const { snapshots, bad } = await listSnapshots(storage, verifiers);
+  if (snapshots.length === 0 && bad.some((b) => b.error.code === 'bad-signature')) {
+    throw new KeyError('wrong-key', `no snapshot record of ${storage.where} is signed by the host key this restore key names (wrong key for this repository?)`);
   }
+  return { snapshots, bad, verifiers };
 }

@@ -15,7 +15,7 @@
  * A fatal error (a full target) lets the files in flight finish before it is thrown, and
  * no temporary file of the run stays behind.
  */
-import { open, rename, rm, symlink, chmod, utimes, lutimes, lchown, type FileHandle } from 'node:fs/promises';
+import { open, rename, rm, symlink, chmod, utimes, lutimes, lchown, lstat, readlink, type FileHandle } from 'node:fs/promises';
 import { FormatError, IebsError, IoError } from '../../formats/errors.js';
 import { type BlockRef, type FileRecord } from '../../formats/manifest.js';
 import { verifiersFor } from '../repo/manifest-object.js';
@@ -27,13 +27,15 @@ import { WriterError, WriterPool } from './writers.js';
 import { packRecord, unpackRecord } from '../scratch/record-pack.js';
 import { sha384 } from '../crypto/hashes.js';
 import { helperThreads } from '../threads.js';
-import { SafeTarget, SETID_BITS, fileMode, makeRoom, targetError, tempBeside, timeArg } from './target.js';
+import { SafeTarget, SETID_BITS, checkTarget, fileMode, makeRoom, targetError, tempBeside, timeArg } from './target.js';
 import { ComposedSnapshot } from './compose.js';
 
 /** Options of a restore. */
 export interface RestoreOptions {
   target: string;
   snapshot?: string;
+  /** With `snapshot` `latest` (or none): the latest of this system. */
+  system?: string;
   include?: RegExp[];
   onProgress?: (p: { files: number; bytes: number; totalFiles: number; totalBytes: number }) => void;
   /** Memory of each scratch sorter; smaller only in tests, to make them spill. */
@@ -48,7 +50,25 @@ export interface RestoreOptions {
   checkHereAbove?: number;
   /** Give regular files their setuid and setgid bits (SPEC.md "Restore": off unless asked). */
   keepSetid?: boolean;
+  /** What to do with a file or symlink already at a path the snapshot names (default: always). */
+  overwrite?: Overwrite;
+  /** Stops the restore when aborted: files in flight finish or are removed, no temporary file stays. */
+  signal?: AbortSignal;
 }
+
+/**
+ * What a restore does with a file or symlink that is already in the target: `never`
+ * keeps it (and a non-directory in the way of a directory: that path is not restored),
+ * `if-changed` replaces it unless it has the snapshot's size and mtime (a file) or
+ * target (a symlink), `always` replaces it.
+ */
+export type Overwrite = 'never' | 'if-changed' | 'always';
+
+/** The choices of `Overwrite`. */
+export const OVERWRITE: readonly Overwrite[] = ['never', 'if-changed', 'always'];
+
+/** What a restore would do with one entry (restore --dry-run). */
+export type PlanAction = 'new' | 'replace' | 'unchanged' | 'keep';
 
 /** A file that could not be restored, and why. */
 export interface RestoreFailure { path: string; message: string }
@@ -62,6 +82,12 @@ export interface RestoreResult {
   staleRemoved: number;
   /** Whether the target was given the snapshot root's mode and mtime (and owner, as root). */
   rootRestored: boolean;
+  /** Entries --include chose (all of them without it). */
+  matched: number;
+  /** Files and symlinks already there as the snapshot has them, left as they were. */
+  unchanged: number;
+  /** Files and symlinks already there and different, kept (overwrite never). */
+  kept: number;
 }
 
 /** Files restored at once, and the bytes of blocks they may hold. */
@@ -82,7 +108,7 @@ const CHECK_HERE_BACKLOG = 8 * 1024 * 1024;
 /** Restores a snapshot into `o.target`. */
 export async function restore(storage: Storage, key: RestoreKey, o: RestoreOptions): Promise<RestoreResult> {
   try {
-    const composed = await ComposedSnapshot.open(storage, key, o.snapshot, o.arena);
+    const composed = await ComposedSnapshot.open(storage, key, o.snapshot, o.arena, o.system);
     try {
       return await restoreComposed(storage, key, composed, o);
     } finally {
@@ -113,8 +139,9 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
   // A first pass counts (for progress) and refuses a snapshot that names a path twice
   // before anything is written.
   const { files: totalFiles, bytes: totalBytes } = composed.totals(o.include);
-  const result: RestoreResult = { snapshot: composed.snapshot.record.name, files: 0, dirs: 0, symlinks: 0, bytes: 0, failures: [], setidDropped: 0, staleRemoved: 0, rootRestored: false };
-  const safe = await SafeTarget.open(o.target);
+  const result: RestoreResult = { snapshot: composed.snapshot.record.name, files: 0, dirs: 0, symlinks: 0, bytes: 0, failures: [], setidDropped: 0, staleRemoved: 0, rootRestored: false, matched: 0, unchanged: 0, kept: 0 };
+  const overwrite = o.overwrite ?? 'always';
+  const safe = await SafeTarget.open(o.target, undefined, overwrite !== 'never');
   const progress = { files: 0, bytes: 0, totalFiles, totalBytes };
   const keepSetid = o.keepSetid ?? false;
   const ctx: FileContext = {
@@ -136,8 +163,17 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
   const running = new Set<Promise<void>>();
   try {
     let heldBytes = 0;
+    // An entry already there: left, or counted as kept, unless it is to be replaced.
+    const leave = async (r: FileRecord): Promise<boolean> => {
+      if (overwrite === 'always') return false;
+      const action = await planAction(await safe.leaf(r.path), r, overwrite);
+      if (action === 'unchanged') result.unchanged++;
+      else if (action === 'keep') result.kept++;
+      return action === 'unchanged' || action === 'keep';
+    };
     const one = async (r: FileRecord) => {
       try {
+        if (await leave(r)) { progress.files++; progress.bytes += r.size; o.onProgress?.(progress); return; }
         await restoreFile(ctx, r);
         result.files++; result.bytes += r.size;
         if (!keepSetid && r.mode & SETID_BITS) result.setidDropped++;
@@ -147,6 +183,8 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
     };
     const none = Buffer.alloc(0);
     for (const r of composed.chosen(o.include)) {
+      if (o.signal?.aborted) throw new IebsError('interrupted', 'interrupted');
+      result.matched++;
       if (r.kind === 'dir') {
         try { await safe.dir(r.path); } catch (e) { fail(r, e); continue; }
         result.dirs++;
@@ -166,7 +204,9 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
     await Promise.all(running);
     for (const [, v] of links.sorted()) {
       const r = unpackRecord(v);
+      if (o.signal?.aborted) throw new IebsError('interrupted', 'interrupted');
       try {
+        if (await leave(r)) continue;
         const p = await safe.leaf(r.path);
         try {
           await makeRoom(p);
@@ -213,6 +253,60 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
   result.staleRemoved = safe.staleRemoved;
   result.failures.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   return result;
+}
+
+/** The mtime a restore gives `ns`: truncated to the microsecond (target.ts timeArg). */
+function restoredNs(ns: bigint): bigint {
+  let us = ns / 1000n;
+  if (ns < 0n && ns % 1000n !== 0n) us -= 1n;
+  return us * 1000n;
+}
+
+/** What a restore with `overwrite` does with record `r` at `p` in the target. */
+async function planAction(p: Buffer, r: FileRecord, overwrite: Overwrite): Promise<PlanAction> {
+  let st;
+  try { st = await lstat(p, { bigint: true }); } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return 'new';
+    throw targetError(e, p);
+  }
+  let same: boolean;
+  if (r.kind === 'dir') same = st.isDirectory();
+  else if (r.kind === 'symlink') same = st.isSymbolicLink() && (await readlink(p, { encoding: 'buffer' })).equals(Buffer.from(r.target!));
+  else same = st.isFile() && st.size === BigInt(r.size) && (st.mtimeNs === r.mtimeNs || st.mtimeNs === restoredNs(r.mtimeNs));
+  if (same) return r.kind === 'dir' || overwrite !== 'always' ? 'unchanged' : 'replace';
+  return overwrite === 'never' ? 'keep' : 'replace';
+}
+
+/** What a restore would write (restore --dry-run). */
+export interface RestorePlan { snapshot: string; matched: number; write: number; bytes: number; unchanged: number; kept: number }
+
+/**
+ * Plans a restore without writing anything: calls `each` with what would be done with
+ * every entry `o.include` chooses, given what is in the target now.
+ */
+export async function planRestore(storage: Storage, key: RestoreKey, o: RestoreOptions, each: (action: PlanAction, path: string, kind: FileRecord['kind'], size: number) => void): Promise<RestorePlan> {
+  try {
+    const root = Buffer.from(o.target.replace(/\/+$/, '') || '/');
+    await checkTarget(root);
+    const composed = await ComposedSnapshot.open(storage, key, o.snapshot, o.arena, o.system);
+    try {
+      const plan: RestorePlan = { snapshot: composed.snapshot.record.name, matched: 0, write: 0, bytes: 0, unchanged: 0, kept: 0 };
+      for (const r of composed.chosen(o.include)) {
+        plan.matched++;
+        const action = await planAction(Buffer.concat([root, Buffer.from('/'), Buffer.from(r.path)]), r, o.overwrite ?? 'always');
+        if (action === 'unchanged') plan.unchanged++;
+        else if (action === 'keep') plan.kept++;
+        else { plan.write++; plan.bytes += r.kind === 'file' ? r.size : 0; }
+        each(action, Buffer.from(r.path).toString('utf8'), r.kind, r.size);
+      }
+      return plan;
+    } finally {
+      await composed.close();
+    }
+  } finally {
+    await storage.close();
+  }
 }
 
 function countSlashes(p: Uint8Array): number {

@@ -8,7 +8,7 @@
  * never followed (it is removed itself where the snapshot has a directory or a file);
  * a directory is never removed unless it is empty.
  */
-import { lstat, mkdir, readdir, rmdir, unlink } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rmdir, stat, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { IebsError, IoError } from '../../formats/errors.js';
 
@@ -77,6 +77,13 @@ export async function makeRoom(p: Buffer): Promise<void> {
   }
 }
 
+/** Refuses a target that is there and is not a directory (or a symlink to one). */
+export async function checkTarget(root: Buffer): Promise<void> {
+  let st;
+  try { st = await stat(root); } catch { return; }
+  if (!st.isDirectory()) throw new IoError('exists', `${root.toString()}: not a directory (the target is a directory to restore into)`);
+}
+
 /**
  * Resolves paths under the restore target, making parent directories as needed. A path
  * component that is not a real directory (a file of an earlier restore where the
@@ -92,11 +99,16 @@ export class SafeTarget {
   wasEmpty = false;
   /** Stale temporary files removed so far. */
   staleRemoved = 0;
-  private constructor(readonly root: Buffer, private readonly made?: (rel: Buffer) => void) {}
+  private constructor(readonly root: Buffer, private readonly made?: (rel: Buffer) => void, private readonly replace = true) {}
 
-  /** Makes the target directory if needed and removes stale temporaries at its top. */
-  static async open(target: string, made?: (rel: Buffer) => void): Promise<SafeTarget> {
-    const t = new SafeTarget(Buffer.from(target.replace(/\/+$/, '') || '/'), made);
+  /**
+   * Makes the target directory if needed and removes stale temporaries at its top.
+   * Without `replace`, a non-directory where a directory is needed is left alone and
+   * that path fails (restore --overwrite never).
+   */
+  static async open(target: string, made?: (rel: Buffer) => void, replace = true): Promise<SafeTarget> {
+    const t = new SafeTarget(Buffer.from(target.replace(/\/+$/, '') || '/'), made, replace);
+    await checkTarget(t.root);
     try {
       await mkdir(t.root, { recursive: true });
       const names = await readdir(t.root);
@@ -118,6 +130,7 @@ export class SafeTarget {
     try {
       let st = await lstat(p).catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return null; throw e; });
       if (st && !st.isDirectory()) {
+        if (!this.replace) throw new IoError('in-the-way', `${p.toString()}: not a directory (kept; --overwrite if-changed or always replaces it)`);
         await unlink(p);
         st = null;
       }

@@ -12,7 +12,8 @@
  * These files are private scratch, never repository content; all I/O here is
  * synchronous (temporary files on a local disk, read in large pieces).
  */
-import { openSync, writeSync, readSync, closeSync, rmSync, fstatSync } from 'node:fs';
+import { openSync, writeSync, readSync, closeSync, rmSync, fstatSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createHash, type Hash } from 'node:crypto';
 import { join } from 'node:path';
 
@@ -26,6 +27,16 @@ export const SORT_ARENA = 16 * 1024 * 1024;
 const TABLE_READ = 256 * 1024;
 /** Bytes read from a run file at a time while merging: a merge may hold dozens of runs open. */
 const RUN_READ = 64 * 1024;
+
+/** A new private scratch folder in the temporary folder (`$TMPDIR`), named `iebs-LABEL-…`. */
+export function scratchDir(label: string): string {
+  return mkdtempSync(join(tmpdir(), `iebs-${label}-`));
+}
+
+/** Removes a scratch folder and what is in it. */
+export function removeScratchDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
 
 /** Appends to a file through a buffer, synchronously. */
 class FileWriter {

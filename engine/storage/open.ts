@@ -1,11 +1,12 @@
 /**
  * Which backend a REPO argument names (README "Destinations"): a path or a `file:` URL
  * (LocalStorage), `s3://BUCKET[/PREFIX]` (S3Storage, credentials and endpoint from the
- * AWS environment), or `rclone:REMOTE:PATH` (RcloneStorage, the remote from rclone's own
- * config). Any other scheme, and the `host:path` of scp or borg, is refused with one line
+ * AWS environment), `rclone:REMOTE:PATH` (RcloneStorage, the remote from rclone's own
+ * config), or `iso:PATH[,PATH...]` (IsoStorage: disc images or mounted discs, read-only). Any other scheme, and the `host:path` of scp or borg, is refused with one line
  * that names the supported forms, rather than taken for a local folder.
  */
 import { UsageError } from '../../formats/errors.js';
+import { IsoStorage, parseIsoPaths } from './iso.js';
 import { LocalStorage } from './local.js';
 import { RcloneStorage } from './rclone.js';
 import { withRetry } from './retry.js';
@@ -13,7 +14,15 @@ import { withRateLimit, type Rates } from './ratelimit.js';
 import { S3Storage, parseS3Url } from './s3.js';
 import type { Storage } from './storage.js';
 
-const SUPPORTED = 'a directory path, file:PATH, s3://BUCKET/PREFIX or rclone:REMOTE:PATH';
+const SUPPORTED = 'a directory path, file:PATH, s3://BUCKET/PREFIX, rclone:REMOTE:PATH or iso:PATH[,PATH...]';
+
+/** The local folder a REPO argument names (a path or a file: URL), or null for any other destination. */
+export function localPathOf(repo: string): string | null {
+  if (repo.startsWith('file://')) return decodeURIComponent(new URL(repo).pathname);
+  if (repo.startsWith('file:')) return repo.slice(5);
+  if (repo.length === 0 || /^[^/]*:/.test(repo)) return null;
+  return repo;
+}
 
 /** Opens the storage a REPO argument names, wrapped in retries and, given `rates`, bandwidth limits. */
 export function openStorage(repo: string, rates: Rates = {}): Storage {
@@ -23,6 +32,11 @@ export function openStorage(repo: string, rates: Rates = {}): Storage {
   if (repo.startsWith('file:')) return wrap(new LocalStorage(repo.slice(5)));
   if (/^s3:\/\//i.test(repo)) return wrap(new S3Storage(parseS3Url(repo)));
   if (repo.startsWith('rclone:')) return wrap(new RcloneStorage(repo.slice('rclone:'.length)));
+  // Discs are local files: nothing to retry; left unwrapped without limits, so a verb can ask it which discs are missing.
+  if (repo.startsWith('iso:')) {
+    const iso = new IsoStorage(parseIsoPaths(repo.slice('iso:'.length)));
+    return rates.downloadBps || rates.uploadBps ? withRateLimit(iso, rates) : iso;
+  }
   // A colon before the first slash: a URL scheme, or scp's and borg's host:path. Never
   // taken for a local folder (a folder with such a name is reached as ./NAME).
   if (/^[^/]*:/.test(repo)) {

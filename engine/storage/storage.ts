@@ -63,6 +63,11 @@ export interface Storage {
   delete(name: string): Promise<void>;
   /** Creates `name` with `data` only if it does not exist; false if it does. Optional. */
   createExclusive?(name: string, data: string): Promise<boolean>;
+  /**
+   * Why an object that is not here is missing, when the destination knows (a disc set:
+   * "on disc 3 of 5 of set S, which is not among the discs given"), or null. Optional.
+   */
+  absentReason?(name: string): Promise<string | null>;
   /** Removes what interrupted writes under `prefix` left; returns how many. Under the lock only. */
   removeDebris(prefix: string): Promise<number>;
   close(): Promise<void>;
@@ -101,6 +106,12 @@ export function checkObjectName(name: string): void {
   if (name.length === 0 || name.length > 1024 || name.includes('\0') || name.split('/').some((c) => c === '' || c === '.' || c === '..')) {
     throw new UsageError('bad-object', `bad object name ${JSON.stringify(name)}`);
   }
+}
+
+/** ` (REASON)` for a missing object whose storage knows why it is missing, else ''. */
+export async function absentNote(storage: Storage, name: string): Promise<string> {
+  const r = await storage.absentReason?.(name);
+  return r ? ` (${r})` : '';
 }
 
 /** Every name under `prefix`, collected (for the repository's small folders). */
