@@ -108,6 +108,6 @@ export const verb: Verb = {
         process.stdout.write(`snapshot ${r.snapshot} (${r.type}): ${what}; read ${human(r.read)}, stored ${human(c.stored)} in ${r.volumes.length} volume(s)\n`);
       }
     }
-    return r.warnings.some((w) => w.code !== 'skipped') ? EXIT.partial : EXIT.ok;
+    return r.warnings.some((w) => w.code !== 'skipped' && w.code !== 'undeletable') ? EXIT.partial : EXIT.ok;
   },
 };

@@ -24,6 +24,7 @@ export const SETTINGS = [
   'archive', 'long', 'new-passphrase-file', 'no-passphrase', 'system',
   'all', 'chain', 'disc', 'media', 'parity', 'repair', 'scratch',
   'scan', 'follow', 'last', 'listen', 'socket', 'login-link',
+  'keep-last', 'keep-hourly', 'keep-daily', 'keep-weekly', 'keep-monthly', 'keep-yearly', 'keep-within', 'forget-suspect', 'prune',
 ];
 
 interface Line { name: string; value: string; line: number }

@@ -47,6 +47,9 @@ const VERBS: Record<string, Entry> = {
   verify: { load: () => import('./verify.js'), thread: true, job: true },
   salvage: { load: () => import('./salvage.js'), thread: true, job: true },
   unlock: { load: () => import('./unlock.js') },
+  // A signal ends them at once (no abort): a forget is committed or not, and a prune left half done is finished by the next one.
+  forget: { load: () => import('./forget.js'), job: true },
+  prune: { load: () => import('./prune.js'), job: true },
   key: { load: () => import('./key.js') },
   // Its work grows with the repository (every volume hashed, par2 over each disc); par2 and xorriso run as child processes.
   disc: { load: () => import('./disc.js'), thread: true, job: true },

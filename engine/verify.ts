@@ -14,6 +14,11 @@ import type * as openpgp from 'openpgp';
 import { IebsError, KeyError } from '../formats/errors.js';
 import { currentPublicKeys, hashObject, listSnapshots, readConfig, repoPublicKeys, type Snapshot } from './repo/repo.js';
 import { LAYOUT } from '../formats/names.js';
+import { FORGETS } from '../formats/forget.js';
+import { toHex } from '../formats/text.js';
+import { forgottenByHash, listForgets } from './repo/forgets.js';
+import { ownersOf } from './crypto/owner.js';
+import { suspects } from './retention/plan.js';
 import type { RestoreKey } from './crypto/keys.js';
 import { readManifest } from './repo/manifest-object.js';
 import { absentNote, type Storage } from './storage/storage.js';
@@ -33,6 +38,13 @@ export interface VerifyResult {
   problems: Problem[];
   /** Objects no signed record names: left by interrupted runs, or added. */
   unreferenced: string[];
+  /** Valid owner-signed forgets, and the snapshots they name. */
+  forgets: number;
+  forgotten: number;
+  /** Records and objects of forgotten snapshots still here: a prune not (yet) finished. Not a failure. */
+  prunePending: string[];
+  /** Records whose times are not trusted (SPEC.md "Forget record", suspect times). Not a failure. */
+  warnings: string[];
   /** Volumes checked by size only (`volumes` option), not downloaded and hashed. */
   sizeOnly: number;
 }
@@ -44,6 +56,10 @@ export interface VerifyOptions {
   onProgress?: (p: { objects: number; bytes: number; blocks: number }) => void;
   /** Every key of the user's own key file: keys/public.asc must hold each of them, packet for packet. */
   anchors?: openpgp.PublicKey[];
+  /** The owner keys (recipients) a forget must be signed by; default: those of keys/public.asc. */
+  owners?: openpgp.PublicKey[];
+  /** The verifier's clock, for records whose time lies in the future. */
+  now?: bigint;
   /**
    * Which volumes are downloaded and hashed (the rest are checked by size only):
    * all (the default), none (`quick`), or part `n` of `m` (by their names, so that
@@ -67,7 +83,7 @@ function affected(s: Snapshot, all: Snapshot[]): string[] {
 
 /** Verifies a repository against `verifiers` (the trusted host signing keys). */
 export async function verify(storage: Storage, verifiers: openpgp.PublicKey[], o: VerifyOptions = {}): Promise<VerifyResult> {
-  const res: VerifyResult = { snapshots: 0, objects: 0, bytes: 0, blocks: 0, problems: [], unreferenced: [], sizeOnly: 0 };
+  const res: VerifyResult = { snapshots: 0, objects: 0, bytes: 0, blocks: 0, problems: [], unreferenced: [], sizeOnly: 0, forgets: 0, forgotten: 0, prunePending: [], warnings: [] };
   const progress = () => o.onProgress?.({ objects: res.objects, bytes: res.bytes, blocks: res.blocks });
   await checkRepoObjects(storage, o.anchors, res);
   const { snapshots, bad } = await listSnapshots(storage, verifiers);
@@ -77,11 +93,32 @@ export async function verify(storage: Storage, verifiers: openpgp.PublicKey[], o
   }
   for (const b of bad) res.problems.push({ object: b.object, message: b.error.message, affects: [b.object.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')] });
 
-  // The chain of records of each system.
-  const systems = new Map<string, Snapshot[]>();
-  for (const s of snapshots) systems.set(s.record.system, [...(systems.get(s.record.system) ?? []), s]);
+  // Forgets: only the owner's signature makes one valid; one that fails covers nothing.
+  const owners = o.owners ?? (await repoPublicKeys(storage).then(ownersOf, () => []));
+  const { forgets, bad: badForgets } = await listForgets(storage, owners, verifiers);
+  res.forgets = forgets.length;
+  for (const b of badForgets) res.problems.push({ object: b.object, message: `${b.error.message}${b.error.code === 'unauthorized' ? '' : ' (unauthorized forget)'}; it covers nothing`, affects: [] });
+  const covered = forgottenByHash(forgets);
+  res.forgotten = covered.size;
+  const isCovered = (s: Snapshot) => covered.has(toHex(s.sha384));
+  // A forgotten record that is gone stands in for itself in the chain checks, from its text in the forget.
+  const presentHashes = new Set(snapshots.map((s) => toHex(s.sha384)));
+  const standIns: (Snapshot & { standIn?: true })[] = [...covered.values()]
+    .filter((c) => !presentHashes.has(toHex(c.sha384)))
+    .map((c) => ({ record: c.record, sha384: c.sha384, object: c.by, standIn: true }));
+  for (const s of snapshots) if (isCovered(s)) res.prunePending.push(`${s.object} (forgotten by ${covered.get(toHex(s.sha384))!.by})`);
+  const live = snapshots.filter((s) => !isCovered(s));
+
+  // The chain of records of each system, forgotten ones included.
+  const systems = new Map<string, (Snapshot & { standIn?: true })[]>();
+  for (const s of [...snapshots, ...standIns]) systems.set(s.record.system, [...(systems.get(s.record.system) ?? []), s]);
+  const now = o.now ?? BigInt(Date.now()) * 1_000_000n;
   for (const [system, list] of systems) {
     list.sort((a, b) => a.record.sequence - b.record.sequence);
+    for (const [name, x] of suspects(list.map((s) => s.record), now)) {
+      // A time in the future or running backwards is what a forger (or a broken clock) makes; speed alone is not worth a warning.
+      if (x.kind !== 'fast') res.warnings.push(`${name}: suspect time (${x.why}); forget counts it for no keep rule`);
+    }
     for (let i = 0; i < list.length; i++) {
       const s = list[i], r = s.record;
       const prev = list[i - 1];
@@ -91,22 +128,34 @@ export async function verify(storage: Storage, verifiers: openpgp.PublicKey[], o
       }
       const expected = prev ? prev.record.sequence + 1 : 0;
       if (r.sequence !== expected) {
-        res.problems.push({ object: s.object, message: `${system}: snapshots ${expected}..${r.sequence - 1} before ${r.name} are missing (deleted)`, affects: affected(s, snapshots) });
+        res.problems.push({ object: s.object, message: `${system}: snapshots ${expected}..${r.sequence - 1} before ${r.name} are missing (deleted, and no forget signed by the owner names them)`, affects: affected(s, live) });
       }
       if (r.parent && prev && prev.record.sequence === r.sequence - 1) {
         if (r.parent.name !== prev.record.name || !Buffer.from(r.parent.sha384).equals(prev.sha384)) {
-          res.problems.push({ object: s.object, message: `${r.name}: its parent link does not match ${prev.record.name} (replaced, reordered or replayed record)`, affects: affected(s, snapshots) });
+          res.problems.push({ object: s.object, message: `${r.name}: its parent link does not match ${prev.record.name} (replaced, reordered or replayed record)`, affects: affected(s, live) });
         }
       }
       if (r.type === 'increment' && prev && prev.record.chain !== r.chain && prev.record.sequence === r.sequence - 1) {
-        res.problems.push({ object: s.object, message: `${r.name}: increment of chain ${r.chain} follows ${prev.record.name} of chain ${prev.record.chain}`, affects: affected(s, snapshots) });
+        res.problems.push({ object: s.object, message: `${r.name}: increment of chain ${r.chain} follows ${prev.record.name} of chain ${prev.record.chain}`, affects: affected(s, live) });
       }
+    }
+    // Whole chains only: a chain with a forgotten snapshot must be forgotten whole.
+    const forgottenChains = new Set(list.filter((s) => s.standIn || isCovered(s)).map((s) => s.record.chain));
+    for (const s of list) {
+      if (s.standIn || isCovered(s) || !forgottenChains.has(s.record.chain)) continue;
+      const f = list.find((x) => x.record.chain === s.record.chain && (x.standIn || isCovered(x)))!;
+      res.problems.push({ object: s.object, message: `${s.record.name} is kept but ${f.record.name} of its chain ${s.record.chain} is forgotten: a chain goes whole or not at all`, affects: affected(s, live) });
     }
   }
 
   // Every object each record names.
-  const referenced = new Set<string>(snapshots.map((s) => s.object));
-  for (const s of snapshots) {
+  const referenced = new Set<string>([...snapshots.map((s) => s.object), ...forgets.map((f) => f.object)]);
+  // A forgotten snapshot's objects may be half deleted (prune killed): noted, never a failure.
+  const forgottenNames = new Set([...covered.values()].map((c) => c.name));
+  for (const s of snapshots.filter(isCovered)) {
+    for (const obj of [`${LAYOUT.manifests}/${s.record.manifest.name}`, `${LAYOUT.indexes}/${s.record.index.name}`, ...s.record.volumes.map((v) => `${LAYOUT.volumes}/${v.name}`)]) referenced.add(obj);
+  }
+  for (const s of live) {
     const objs = [
       { name: `${LAYOUT.manifests}/${s.record.manifest.name}`, ref: s.record.manifest, what: 'manifest' },
       { name: `${LAYOUT.indexes}/${s.record.index.name}`, ref: s.record.index, what: 'index' },
@@ -115,7 +164,7 @@ export async function verify(storage: Storage, verifiers: openpgp.PublicKey[], o
     for (const obj of objs) {
       referenced.add(obj.name);
       res.objects++;
-      const hurt = obj.what === 'index' ? [] : affected(s, snapshots);
+      const hurt = obj.what === 'index' ? [] : affected(s, live);
       const consequence = obj.what === 'index' ? ' (restores are not affected; the next backup of this chain will fail, make a --full)' : '';
       try {
         const size = await storage.stat(obj.name);
@@ -132,11 +181,17 @@ export async function verify(storage: Storage, verifiers: openpgp.PublicKey[], o
     }
   }
 
+  const ownerOf = (obj: string) => obj.replace(/^[^/]+\//, '').replace(/(\.files\.\d{4}\.tar|\.manifest\.pgp|\.index)$/, '');
   for (const folder of [LAYOUT.snapshots, LAYOUT.manifests, LAYOUT.indexes, LAYOUT.volumes]) {
-    for await (const name of storage.list(`${folder}/`)) if (!referenced.has(name) && !bad.some((b) => b.object === name)) res.unreferenced.push(name);
+    for await (const name of storage.list(`${folder}/`)) {
+      if (referenced.has(name) || bad.some((b) => b.object === name)) continue;
+      if (forgottenNames.has(ownerOf(name))) res.prunePending.push(name);
+      else res.unreferenced.push(name);
+    }
   }
+  for await (const name of storage.list(`${FORGETS}/`)) if (!referenced.has(name) && !badForgets.some((b) => b.object === name)) res.unreferenced.push(name);
 
-  if (o.readData && o.restoreKey) await readAllData(storage, o.restoreKey, verifiers, snapshots, res, progress);
+  if (o.readData && o.restoreKey) await readAllData(storage, o.restoreKey, verifiers, live, res, progress);
   await storage.close();
   return res;
 }

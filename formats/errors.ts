@@ -16,7 +16,7 @@ export type ErrorCode =
   | 'broken-chain' | 'codec-corrupt' | 'codec-size' | 'codec-unknown' | 'duplicate-path' | 'line-too-long' | 'trailing-data'
   | 'truncated' | 'unknown-cipher' | 'unknown-version'
   // AuthError: what does not authenticate
-  | 'auth-failed' | 'bad-signature' | 'renamed' | 'replayed'
+  | 'auth-failed' | 'bad-signature' | 'renamed' | 'replayed' | 'unauthorized'
   // KeyError
   | 'key-exists' | 'key-unreadable' | 'no-key' | 'no-verifier' | 'passphrase-file' | 'passphrase-needed' | 'wrong-key' | 'wrong-passphrase'
   // NotFoundError: one kind for what is missing
@@ -24,7 +24,7 @@ export type ErrorCode =
   // LockedError
   | 'locked' | 'lock-live' | 'lock-lost'
   // UsageError
-  | 'bad-config' | 'bad-flag' | 'bad-object' | 'bad-pattern' | 'bad-regex' | 'bad-repo' | 'bad-source' | 'bad-system' | 'missing-argument' | 'no-source' | 'unsupported-repo'
+  | 'bad-config' | 'bad-flag' | 'bad-object' | 'bad-pattern' | 'bad-regex' | 'bad-repo' | 'bad-source' | 'bad-system' | 'missing-argument' | 'no-rule' | 'no-source' | 'unsupported-repo'
   // IoError: the storage contract's codes (engine/storage/storage.ts), and the restore target's
   | 'exists' | 'permission' | 'no-space' | 'transient' | 'permanent' | 'in-the-way' | 'io'
   // IebsError: the machinery itself

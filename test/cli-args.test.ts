@@ -15,7 +15,7 @@ import { assertOneLineError, CLI, iebs, iebsOk, makeKeys, tempDir, type Keys } f
 import { synopsis, type Verb } from '../cli/verb.js';
 import { SETTINGS } from '../cli/config.js';
 
-const NAMES = ['keygen', 'init', 'backup', 'snapshots', 'ls', 'find', 'diff', 'dump', 'stats', 'restore', 'verify', 'salvage', 'unlock', 'key', 'disc', 'status', 'serve'];
+const NAMES = ['keygen', 'init', 'backup', 'snapshots', 'ls', 'find', 'diff', 'dump', 'stats', 'restore', 'verify', 'salvage', 'unlock', 'forget', 'prune', 'key', 'disc', 'status', 'serve'];
 const README = readFileSync(fileURLToPath(new URL('../../README.md', import.meta.url)), 'utf8');
 
 let verbs: [string, Verb][];

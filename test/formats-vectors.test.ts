@@ -13,6 +13,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import * as openpgp from 'openpgp';
 import { decodeDoc, DocParser, LineSplitter, type DocItem, type DocKind } from '../formats/manifest.js';
 import { decodeSnapshotRecord, encodeSnapshotRecord } from '../formats/snapshot.js';
+import { decodeForget, encodeForget } from '../formats/forget.js';
 import { decodeIndex, encodeIndex, INDEX_PIECE_FRAME, type IndexItem } from '../formats/blockindex.js';
 import { decodeEnvelopeHeader, encodeEnvelopeHeader, ENVELOPE_HEADER, indexContext, TAG_LENGTH } from '../formats/envelope.js';
 import { AuthError, FormatError } from '../formats/errors.js';
@@ -30,7 +31,7 @@ import { decodeResume, encodeResume } from '../formats/resume.js';
 import { loadVectors, VECTOR_ROOT, type Vector } from './vectors.js';
 import { encodeItems, expectFormatError, slices } from './formats-helpers.js';
 
-const STRUCTURES = ['manifest', 'catalog', 'envelope-header', 'tar-header', 'volume-header', 'snapshot', 'snapshot-signed', 'index', 'index-object', 'keyfile', 'quote', 'keyed-ids', 'config', 'lock', 'cache-state', 'resume', 'disc-label'];
+const STRUCTURES = ['manifest', 'catalog', 'envelope-header', 'tar-header', 'volume-header', 'snapshot', 'snapshot-signed', 'index', 'index-object', 'keyfile', 'quote', 'keyed-ids', 'config', 'lock', 'cache-state', 'resume', 'disc-label', 'forget'];
 
 test('every structure of formats/ has vectors, successes and failures', () => {
   const dirs = readdirSync(VECTOR_ROOT);
@@ -91,6 +92,15 @@ test('vectors: manifest/full decodes to the names and blocks it was made from', 
   assert.equal(Buffer.from(records[2].target!).toString('latin1'), 'report.txt');
   assert.equal(records[0].mtimeNs, -14182939999999999n);
   assert.equal(records[6].mode, 0o4755);
+});
+
+eachVector('forget', (v) => {
+  const text = v.body.toString('latin1');
+  if (v.keys.expect === 'failure') return expectFormatError(() => decodeForget(text, v.name), v.keys.code, v.name);
+  const f = decodeForget(text, v.name);
+  assert.equal(encodeForget(f), text);
+  for (const r of f.removed) assert.equal(sha384(r.text).length, 48);
+  assert.deepEqual(f.removed.map((r) => r.record.sequence), [...f.removed.map((r) => r.record.sequence)].sort((a, b) => a - b));
 });
 
 eachVector('snapshot', (v) => {

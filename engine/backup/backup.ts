@@ -25,6 +25,7 @@ import { skipByExtension, DEFAULT_CODEC } from '../codec.js';
 import type { BackupKey } from '../crypto/keys.js';
 import { chainDamage, chainOf, initRepo, listSnapshots, readConfig, repoHostKeys, writeRecord, type Snapshot } from '../repo/repo.js';
 import { cleanDebris, removeSnapshotObjects } from '../repo/debris.js';
+import { forgottenNames } from '../repo/forgets.js';
 import { writeIndex } from '../repo/index-object.js';
 import { writeManifest } from '../repo/manifest-object.js';
 import { acquireLock } from '../repo/lock.js';
@@ -101,8 +102,12 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
     const journalFile = !o.dryRun && o.cacheDir && repoId ? journalIn(o.cacheDir, repoId, system) : null;
     const jkey = journalKey(key.indexKey);
     let resume = journalFile ? await findResumable(journalFile, { storage, repoId: repoId!, key: jkey, system, head }) : null;
-    if (!o.dryRun) await cleanDebris(storage, snapshots, resume?.volumes.map((v) => v.name));
     const early: Warning[] = [];
+    const debris = o.dryRun ? [] : (await cleanDebris(storage, snapshots, resume?.volumes.map((v) => v.name))).undeletable;
+    if (debris.length) {
+      // An append-only destination: one warning, and the debris is never read (no record names it).
+      early.push({ code: 'undeletable', path: debris[0], message: `${debris.length} object(s) left by interrupted runs cannot be deleted here (no delete permission: an append-only destination?); left in place and never read` });
+    }
     for (const b of bad) {
       if (b.object.startsWith(`${LAYOUT.snapshots}/${system}_`)) early.push({ code: 'bad-record', path: b.object, message: `a record of ${system} that does not verify (${b.error.message}); this backup follows the last one that does` });
     }
@@ -151,7 +156,7 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
       resume = null;
     }
     const journal = journalFile ? { file: journalFile, key: jkey, repoId: repoId!, resume } : null;
-    return await run(storage, key, o, { sources, system, type, head, chain, state, params, codec, now, created, tmp, delta, lock, early, journal, keep: cache && delta ? { cache, heads: new Set(heads.values()) } : null });
+    return await run(storage, key, o, { sources, system, type, head, chain, state, params, codec, now, created, tmp, delta, lock, early, debris, journal, keep: cache && delta ? { cache, heads: new Set(heads.values()) } : null });
   } finally {
     // The lock goes whatever else fails here: a lock left behind stops every later run.
     try {
@@ -182,6 +187,10 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   else {
     time = c.now();
     const taken = new Set((await listAll(storage, `${LAYOUT.snapshots}/`)).map((n) => n.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')));
+    // A forgotten snapshot's name stays taken (verify tells a chain by its full's name).
+    for (const n of await forgottenNames(storage)) taken.add(n);
+    // Undeletable debris keeps its names: a new snapshot must not collide with them.
+    for (const d of c.debris) taken.add(d.replace(/^[^/]+\//, '').replace(/(\.files\.\d{4}\.tar|\.manifest\.pgp|\.index)(\.tmp-.*)?$/, ''));
     const fullTime = c.type === 'full' ? time : c.chain[0].record.time;
     name = snapshotName(c.system, c.type, fullTime, time, (n) => taken.has(n));
   }

@@ -75,6 +75,8 @@ export interface RunContext {
   params: ChunkerParams; codec: CodecChoice; now: () => bigint; created: boolean;
   /** Warnings found before the run (a damaged chain). */
   early: Warning[];
+  /** Objects of earlier runs that could not be deleted (an append-only destination): their names stay taken. */
+  debris: string[];
   /** The repository lock (null on a dry run): checked to be still this run's before the record is written. */
   lock: Lock | null;
   /** Scratch folder of the run: spooled records and index lines, on-disk tables. */

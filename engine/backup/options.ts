@@ -78,9 +78,10 @@ export interface Progress { phase: 'scan' | 'backup'; files: number; dirs: numbe
  * (`unreadable`, `vanished`), one of a kind iebs does not store (`skipped`), a file that
  * changed on every reading and was stored as last read (`torn-stored`), or the
  * repository: a record that does not verify, a damaged chain (`bad-record`,
- * `chain-damaged`). Every one but `skipped` makes the backup exit 3.
+ * `chain-damaged`; `undeletable`: debris of earlier runs that the destination does not let
+ * this host delete). Every one but `skipped` and `undeletable` makes the backup exit 3.
  */
-export type WarningCode = 'unreadable' | 'vanished' | 'skipped' | 'torn-stored' | 'bad-record' | 'chain-damaged';
+export type WarningCode = 'unreadable' | 'vanished' | 'skipped' | 'torn-stored' | 'bad-record' | 'chain-damaged' | 'undeletable';
 
 /** Something that did not stop the backup, and what it is about. */
 export interface Warning { code: WarningCode; path: string; message: string }

@@ -203,12 +203,40 @@ export async function loadRestoreKey(path: string, passphrase: string | undefine
   return { decryptionKeys, verifiers };
 }
 
+/** The owner's signing key, with the keys it names (SPEC.md "Forget record"). */
+export interface OwnerKey {
+  /** The owner's private key (a recipient), decrypted: it signs forgets. */
+  signer: openpgp.PrivateKey;
+  /** The public keys of every private key in the file: the owners a forget may be signed by. */
+  owners: openpgp.PublicKey[];
+  /** The host signing keys the file names (empty for a bare private key). */
+  hostKeys: openpgp.PublicKey[];
+}
+
+/**
+ * Loads the owner's key for a forget: a restore.key or a bare private key. A backup.key
+ * is refused: the backup host must not be able to remove history.
+ */
+export async function loadOwnerKey(path: string, passphrase: string | undefined): Promise<OwnerKey> {
+  const { k } = await readKeyFile(path);
+  if (k && k.kind !== 'restore') throw new KeyError('wrong-key', `${path} is a backup key: only the owner's restore key can forget snapshots (the backup host must not be able to remove history)`);
+  const rk = await loadRestoreKey(path, passphrase);
+  let signer: openpgp.PrivateKey | undefined;
+  for (const key of rk.decryptionKeys) {
+    if (await key.getSigningKey().then(() => true, () => false)) { signer = key; break; }
+  }
+  if (!signer) throw new KeyError('bad-key', `${path}: no private key in it can sign (a forget is signed by the owner's key)`);
+  return { signer, owners: rk.decryptionKeys.map((x) => x.toPublic()), hostKeys: rk.verifiers };
+}
+
 /** The keys a key file holds, as a verifier sees them (SPEC.md "Which key is which"). */
 export interface TrustAnchors {
   /** The host signing keys: the only keys whose signatures make a record, manifest or sealed key valid. */
   hostKeys: openpgp.PublicKey[];
   /** Every public key the file holds or implies (recipients too), to hold keys/public.asc against. */
   all: openpgp.PublicKey[];
+  /** The recipients (owner keys): the only keys whose signatures make a forget valid (SPEC.md "Forget record"). */
+  owners: openpgp.PublicKey[];
 }
 
 /**
@@ -230,10 +258,12 @@ export async function loadTrustAnchors(path: string): Promise<TrustAnchors> {
   for (const key of all) await checkKey(key, path, 'any');
   if (all.length === 0) throw new KeyError('bad-key', `${path}: no OpenPGP key in it`);
   let hostKeys: openpgp.PublicKey[];
-  if (k?.kind === 'backup') hostKeys = fromPrivate;
-  else if (k?.kind === 'restore') hostKeys = publics;
-  else hostKeys = fromPrivate.length ? [] : publics.slice(-1);
-  return { hostKeys, all };
+  let owners: openpgp.PublicKey[];
+  if (k?.kind === 'backup') { hostKeys = fromPrivate; owners = publics; }
+  else if (k?.kind === 'restore') { hostKeys = publics; owners = fromPrivate; }
+  else if (fromPrivate.length) { hostKeys = []; owners = fromPrivate; }
+  else { hostKeys = publics.slice(-1); owners = publics.slice(0, -1); }
+  return { hostKeys, all, owners };
 }
 
 /**

@@ -16,9 +16,10 @@ import { createHash } from 'node:crypto';
 import { UsageError } from '../../formats/errors.js';
 import { LAYOUT, recordObject, utcDate } from '../../formats/names.js';
 import { SET_NAME_RE } from '../../formats/disc-label.js';
+import { FORGET_RE, FORGETS } from '../../formats/forget.js';
 import { MEDIA } from '../repo/volumes.js';
 import { chainOf, findSnapshot, listSnapshots, readConfig, type Snapshot } from '../repo/repo.js';
-import type { Storage } from '../storage/storage.js';
+import { listAll, type Storage } from '../storage/storage.js';
 import type * as openpgp from 'openpgp';
 
 /** Default PAR2 redundancy, percent of a disc's source blocks (README "Discs" says why). */
@@ -161,6 +162,14 @@ export async function planDiscs(storage: Storage, verifiers: openpgp.PublicKey[]
     meta.push({ name: recordObject(r.name), size: await size(recordObject(r.name)) });
     meta.push({ name: `${LAYOUT.manifests}/${r.manifest.name}`, size: r.manifest.size });
     meta.push({ name: `${LAYOUT.indexes}/${r.index.name}`, size: r.index.size });
+  }
+  // The forgets of the set's systems: without them a verifier takes a system whose first
+  // snapshots were forgotten for one whose records were deleted (SPEC.md 10.1).
+  const systems = new Set(snapshots.map((s) => s.record.system));
+  for (const f of await listAll(storage, `${FORGETS}/`)) {
+    const m = /^forgets\/(.+)\.forget\.asc$/.exec(f);
+    const system = m ? FORGET_RE.exec(m[1])?.[1] : undefined;
+    if (system !== undefined && systems.has(system)) meta.push({ name: f, size: await size(f) });
   }
   const volumes: DiscObject[] = snapshots.flatMap((s) => s.record.volumes.map((v) => ({ name: `${LAYOUT.volumes}/${v.name}`, size: v.size })));
 

@@ -3,6 +3,8 @@
  * are the backend's to find (removeDebris); volumes, manifests and indexes that no
  * record names are found here, from the records. Only the holder of the lock calls this.
  */
+import { IebsError } from '../../formats/errors.js';
+import { FORGETS } from '../../formats/forget.js';
 import { LAYOUT } from '../../formats/names.js';
 import { listAll, type Storage } from '../storage/storage.js';
 import type { Snapshot } from './repo.js';
@@ -21,9 +23,19 @@ export async function removeSnapshotObjects(storage: Storage, name: string, keep
 
 /**
  * Removes what interrupted runs left: temporary objects, and volumes, manifests and
- * indexes of snapshots that have no record, but the volumes in `keep`. Runs under the lock.
+ * indexes of snapshots that have no record, but the volumes in `keep`. Runs under the
+ * lock. Where the destination refuses deletes (an append-only folder or bucket: SPEC.md
+ * "Write order"), debris stays where it is, is returned in `undeletable`, and is never
+ * read: no record names it.
  */
-export async function cleanDebris(storage: Storage, snapshots: Snapshot[], keep: readonly string[] = []): Promise<void> {
+export async function cleanDebris(storage: Storage, snapshots: Snapshot[], keep: readonly string[] = []): Promise<{ undeletable: string[] }> {
+  const undeletable: string[] = [];
+  const attempt = async (what: string, f: () => Promise<unknown>) => {
+    try { await f(); } catch (e) {
+      if (!(e instanceof IebsError) || e.code !== 'permission') throw e;
+      undeletable.push(what);
+    }
+  };
   const recorded = new Set((await listAll(storage, `${LAYOUT.snapshots}/`)).map((n) => n.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')));
   // Objects a verified record names, and the volumes of an interrupted run that this run
   // resumes (engine/backup/resume.ts); a record that does not verify keeps all its
@@ -37,15 +49,16 @@ export async function cleanDebris(storage: Storage, snapshots: Snapshot[], keep:
   }
   // What interrupted writes left is the backend's to find (temporary files, incomplete
   // uploads). Under locks/ too: a run taking the lock now can only find it taken.
-  for (const prefix of [`${LAYOUT.volumes}/`, `${LAYOUT.manifests}/`, `${LAYOUT.indexes}/`, `${LAYOUT.snapshots}/`, 'keys/', 'locks/', LAYOUT.config]) {
-    await storage.removeDebris(prefix);
+  for (const prefix of [`${LAYOUT.volumes}/`, `${LAYOUT.manifests}/`, `${LAYOUT.indexes}/`, `${LAYOUT.snapshots}/`, `${FORGETS}/`, 'keys/', 'locks/', LAYOUT.config]) {
+    await attempt(`${prefix}*.tmp-*`, () => storage.removeDebris(prefix));
   }
   const owner = (obj: string) => obj.replace(/^[^/]+\//, '').replace(/(\.files\.\d{4}\.tar|\.manifest\.pgp|\.index)$/, '');
   for (const folder of [LAYOUT.volumes, LAYOUT.manifests, LAYOUT.indexes]) {
     for (const obj of await listAll(storage, `${folder}/`)) {
       const o = owner(obj);
       if (named.has(obj)) continue;
-      if (!recorded.has(o) || verified.has(o)) await storage.delete(obj);
+      if (!recorded.has(o) || verified.has(o)) await attempt(obj, () => storage.delete(obj));
     }
   }
+  return { undeletable };
 }

@@ -186,7 +186,7 @@ export class LocalStorage implements Storage {
     const found: string[] = [];
     for await (const d of this.walk(folderOf(prefix), prefix, true)) found.push(d);
     for (const d of found) {
-      try { await rm(join(this.root, ...d.split('/')), { force: true }); } catch (cause) { throw ioError(this.root, d, 'deleting', cause); }
+      try { await removeFile(join(this.root, ...d.split('/'))); } catch (cause) { throw ioError(this.root, d, 'deleting', cause); }
     }
     return found.length;
   }
@@ -195,7 +195,7 @@ export class LocalStorage implements Storage {
     const p = this.path(name);
     const h = this.handles.get(p);
     if (h) { this.handles.delete(p); await (await h.fh.catch(() => null))?.close().catch(() => {}); }
-    try { await rm(p, { force: true }); } catch (cause) { throw ioError(this.root, name, 'deleting', cause); }
+    try { await removeFile(p); } catch (cause) { throw ioError(this.root, name, 'deleting', cause); }
   }
 
   async createExclusive(name: string, data: string): Promise<boolean> {
@@ -229,6 +229,15 @@ export class LocalStorage implements Storage {
   }
 }
 
+/**
+ * Removes a file; one that is not there is no error. unlink, not rm: where unlink is
+ * refused (EPERM in an append-only folder), rm tries rmdir and reports ENOTDIR, which
+ * would read as "not found" rather than "permission denied".
+ */
+async function removeFile(p: string): Promise<void> {
+  try { await unlink(p); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; }
+}
+
 /** File systems that cannot make hard links (FAT, exFAT, some network shares) say so with these. */
 const NO_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EMLINK']);
 
@@ -250,7 +259,9 @@ async function placeNew(tmp: string, final: string): Promise<boolean> {
     await rename(tmp, final);
     return true;
   }
-  await unlink(tmp);
+  // The object is placed. A folder that refuses deletes (append-only, `chattr +a`) keeps
+  // the temporary name too: debris that readers ignore, as the next run's clean-up will.
+  await unlink(tmp).catch((e) => { if (!['EPERM', 'EACCES'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e; });
   return true;
 }
 
