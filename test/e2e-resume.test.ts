@@ -19,6 +19,10 @@ import {
 } from './helpers.js';
 import { startS3Server, type S3Server } from './s3-server.js';
 import { startFaultProxy, type FaultProxy } from './s3-fault-proxy.js';
+import { iebsAsync } from './fault-helpers.js';
+
+/** Runs the CLI without blocking this process (the fault proxy lives here). */
+const cli = (args: string[], env: Record<string, string>) => iebsAsync(args, { env });
 
 let keys: Keys;
 before(() => { keys = makeKeys(); });
@@ -153,17 +157,6 @@ test('resume: only the volumes the repository still holds as journaled are kept;
 
 let server: S3Server;
 let proxy: FaultProxy;
-
-/** Runs the CLI without blocking this process (the fault proxy lives here). */
-async function cli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = iebsChild(args, { env });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d) => { stdout += String(d); });
-  child.stderr!.on('data', (d) => { stderr += String(d); });
-  const code = await new Promise<number | null>((r) => child.on('close', r));
-  return { code, stdout, stderr };
-}
 
 test('resume on S3: a backup that failed keeps its committed volumes; the next run uploads only the rest', async (t) => {
   server = await startS3Server();
