@@ -14,7 +14,7 @@
  */
 import { createHash } from 'node:crypto';
 import { UsageError } from '../../formats/errors.js';
-import { LAYOUT, recordObject, utcDate } from '../../formats/names.js';
+import { LAYOUT, publicKeysGeneration, recordObject, utcDate } from '../../formats/names.js';
 import { SET_NAME_RE } from '../../formats/disc-label.js';
 import { FORGET_RE, FORGETS } from '../../formats/forget.js';
 import { MEDIA } from '../repo/volumes.js';
@@ -153,10 +153,11 @@ export async function planDiscs(storage: Storage, verifiers: openpgp.PublicKey[]
     if (s === null) throw new UsageError('missing-argument', `${storage.where}: ${n} is missing: the repository cannot be put on discs whole (iebs verify says more)`);
     return s;
   };
-  const meta: DiscObject[] = [
-    { name: LAYOUT.config, size: await size(LAYOUT.config) },
-    { name: LAYOUT.publicKeys, size: await size(LAYOUT.publicKeys) },
-  ];
+  const meta: DiscObject[] = [{ name: LAYOUT.config, size: await size(LAYOUT.config) }];
+  // Every generation of the public keys (SPEC.md 2): readers take the highest, which a
+  // change of recipients made, so a disc with only keys/public.asc would show stale keys.
+  for (const k of await listAll(storage, 'keys/')) if (publicKeysGeneration(k) !== null) meta.push({ name: k, size: await size(k) });
+  if (!meta.some((m) => m.name === LAYOUT.publicKeys)) throw new UsageError('missing-argument', `${storage.where}: ${LAYOUT.publicKeys} is missing: the repository cannot be put on discs whole (iebs verify says more)`);
   for (const s of snapshots) {
     const r = s.record;
     meta.push({ name: recordObject(r.name), size: await size(recordObject(r.name)) });

@@ -273,7 +273,9 @@ async function planAction(p: Buffer, r: FileRecord, overwrite: Overwrite): Promi
   let same: boolean;
   if (r.kind === 'dir') same = st.isDirectory();
   else if (r.kind === 'symlink') same = st.isSymbolicLink() && (await readlink(p, { encoding: 'buffer' })).equals(Buffer.from(r.target!));
-  else same = st.isFile() && st.size === BigInt(r.size) && (st.mtimeNs === r.mtimeNs || st.mtimeNs === restoredNs(r.mtimeNs));
+  // The same microsecond: what a restore sets is the recorded time truncated to it (Node
+  // 20 and 22), or a double within it that Node 24's libuv keeps to the nanosecond.
+  else same = st.isFile() && st.size === BigInt(r.size) && restoredNs(st.mtimeNs) === restoredNs(r.mtimeNs);
   if (same) return r.kind === 'dir' || overwrite !== 'always' ? 'unchanged' : 'replace';
   return overwrite === 'never' ? 'keep' : 'replace';
 }
