@@ -40,7 +40,7 @@ test('s3: every verb through the CLI: init, full, increment, snapshots, ls, rest
   const src = join(dir, 'src');
   mkdirSync(join(src, 'docs'), { recursive: true });
   writeFileSync(join(src, 'docs', 'note.txt'), 'first note\n');
-  // Incompressible and larger than a part (8 MiB): the volume goes up as a multipart upload.
+  // Incompressible and larger than a part (5 MiB): the volume goes up as a multipart upload.
   writeSeeded(join(src, 'big.bin'), 'big', 11 * MiB);
   for (let i = 0; i < 40; i++) writeSeeded(join(src, 'docs', `f${i}`), `f${i}`, 3000 + i);
   const repo = `s3://${server.bucket}/hosts/laptop`;

@@ -7,7 +7,8 @@
  * A streamed put feeds an `Upload` (lib-storage) through a small stream: it cuts parts of
  * `partSize` and keeps at most `queueSize` of them in flight, so a writer holds about
  * (queueSize + 2) × partSize bytes whatever the size of the object (the parts in flight,
- * the one being gathered and its copy as it is cut; 38 MiB measured with the defaults),
+ * the one being gathered and its copy as it is cut: 20 MiB with the defaults, 5 MiB
+ * parts, S3's smallest; 8 MiB parts held 38 MiB and a backup's peak 22 MiB more),
  * and `write` waits while the parts are on their way. Nothing is visible before `commit`: a part is not an
  * object, and the store makes the object only when the upload completes (or, for an
  * object smaller than one part, when its single PUT does). An abort or a failure aborts
@@ -164,7 +165,7 @@ export class S3Storage implements Storage {
 
   constructor(readonly location: S3Location, options: S3Options = {}) {
     this.where = `s3://${location.bucket}${location.prefix ? `/${location.prefix}` : ''}`;
-    this.partSize = Math.max(5 * MiB, options.partSize ?? 8 * MiB);
+    this.partSize = Math.max(5 * MiB, options.partSize ?? 5 * MiB);
     this.queueSize = Math.max(1, options.queueSize ?? 2);
     this.pageSize = Math.min(1000, Math.max(1, options.pageSize ?? 1000));
     const env = options.env ?? process.env;
@@ -237,7 +238,7 @@ export class S3Storage implements Storage {
   async create(name: string, hint?: CreateHint): Promise<ObjectWriter> {
     const Key = this.key(name);
     // S3 takes at most 10,000 parts: an object that may be larger than 10,000 parts of
-    // the configured size (a volume over 80 GB with 8 MiB parts) gets larger parts.
+    // the configured size (a volume over 48 GiB with 5 MiB parts) gets larger parts.
     const partSize = Math.max(this.partSize, Math.ceil((hint?.maxSize ?? 0) / MAX_PARTS / MiB) * MiB);
     let conditional: boolean;
     try { conditional = await this.conditionalWrites(); } catch (e) { throw this.error(name, 'creating', e); }
