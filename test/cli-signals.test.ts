@@ -8,10 +8,9 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { assertOneLineError, CLI, diffTrees, iebs, iebsChild, iebsOk, makeKeys, MiB, readTree, snapshots, tempDir, writeSeeded, type Keys } from './helpers.js';
+import { assertOneLineError, diffTrees, iebs, iebsChild, iebsOk, makeKeys, MiB, onTerminal, readTree, snapshots, tempDir, writeSeeded, type Keys } from './helpers.js';
 
 let keys: Keys;
 let dir: string;
@@ -94,34 +93,10 @@ test('a passphrase-protected restore key: a hidden prompt on a terminal, none wi
 
   // A real pseudo-terminal: python's pty runs the CLI, answers the prompt, and returns what the terminal showed.
   const target = join(d, 'out');
-  const py = `
-import os, pty, sys, time
-pid, fd = pty.fork()
-if pid == 0:
-    os.execve(sys.argv[1], sys.argv[1:], os.environ)
-seen = b''
-def read_until(pat, limit=60):
-    global seen
-    end = time.time() + limit
-    while pat not in seen and time.time() < end:
-        try: seen += os.read(fd, 1024)
-        except OSError: break
-read_until(b'passphrase for')
-time.sleep(0.3)
-os.write(fd, b'sesame-4711\\r')
-while True:
-    try:
-        chunk = os.read(fd, 1024)
-        if not chunk: break
-        seen += chunk
-    except OSError: break
-_, status = os.waitpid(pid, 0)
-sys.stdout.write(seen.decode('utf8', 'replace'))
-sys.exit(os.waitstatus_to_exitcode(status))
-`;
   const env: NodeJS.ProcessEnv = { ...process.env, IEBS_CONFIG_DIR: join(d, 'cfg') };
   delete env.IEBS_PASSPHRASE;
-  const r = spawnSync('python3', ['-c', py, process.execPath, CLI, 'restore', '--repo', repo, '--key', join(k, 'restore.key'), '--target', target], { encoding: 'utf8', env, timeout: 120_000 });
+  const t = onTerminal(['restore', '--repo', repo, '--key', join(k, 'restore.key'), '--target', target], env, { answer: { prompt: 'passphrase for', text: 'sesame-4711' } });
+  const r = { status: t.status, stdout: t.shown, stderr: t.stderr };
   assert.equal(r.status, 0, `exit ${r.status}: ${r.stdout}${r.stderr}`);
   assert.match(r.stdout, /passphrase for .*restore\.key: /);
   assert.doesNotMatch(r.stdout, /sesame/, 'the typed passphrase is not echoed');

@@ -88,6 +88,44 @@ export function iebsChild(args: string[], o: RunOptions = {}): ChildProcess {
   return spawn(process.execPath, [CLI, ...args], { env: childEnv(o.env), cwd: o.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
+/** Drives a program on a real pseudo-terminal (python's pty module): see `onTerminal`. */
+const PTY_DRIVER = `
+import fcntl, os, pty, struct, sys, termios, time
+cols, prompt, answer = int(sys.argv[1]), sys.argv[2].encode(), sys.argv[3].encode()
+pid, fd = pty.fork()
+if pid == 0:
+    if cols: fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack('HHHH', 24, cols, 0, 0))
+    os.execve(sys.argv[4], sys.argv[4:], os.environ)
+seen = b''
+def read(until=None, limit=60):
+    global seen
+    end = time.time() + limit
+    while until is None or (until not in seen and time.time() < end):
+        try: chunk = os.read(fd, 4096)
+        except OSError: return
+        if not chunk: return
+        seen += chunk
+if prompt:
+    read(prompt)
+    time.sleep(0.3)
+    os.write(fd, answer + b'\\r')
+read()
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(seen.decode('utf8', 'replace'))
+sys.exit(os.waitstatus_to_exitcode(status))
+`;
+
+/**
+ * Runs `iebs ARGS...` on a real pseudo-terminal, `columns` wide (the pty's default if not
+ * given); with `answer`, types its text and Enter once `prompt` shows. Returns the exit
+ * status and what the terminal showed (stdout and stderr together, as a terminal does).
+ */
+export function onTerminal(args: string[], env: NodeJS.ProcessEnv, o: { columns?: number; answer?: { prompt: string; text: string } } = {}): { status: number | null; shown: string; stderr: string } {
+  const r = spawnSync('python3', ['-c', PTY_DRIVER, String(o.columns ?? 0), o.answer?.prompt ?? '', o.answer?.text ?? '', process.execPath, CLI, ...args], { encoding: 'utf8', env, timeout: 120_000 });
+  if (r.error) throw r.error;
+  return { status: r.status, shown: r.stdout, stderr: r.stderr };
+}
+
 /** Runs the CLI and fails with its output unless it exits with `code`. */
 export function iebsOk(args: string[], o: RunOptions = {}, code = 0): Run {
   const r = iebs(args, o);

@@ -4,11 +4,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { count, eta, fit } from '../cli/progress.js';
-import { CLI, makeKeys, tempDir } from './helpers.js';
+import { makeKeys, onTerminal, tempDir } from './helpers.js';
 
 test('a line is cut to one column less than the terminal', () => {
   const line = 'backup: 1,234/18,087 files, 56/3,114 dirs, 1.2 GiB/4.0 GiB read, 80.0 MiB/s [0:17, ETA 0:38]';
@@ -37,27 +36,9 @@ test('on a real 50-column terminal, every redraw of a backup fits one line', () 
   mkdirSync(join(src, 'a-directory-with-a-long-name'), { recursive: true });
   for (let i = 0; i < 200; i++) writeFileSync(join(src, 'a-directory-with-a-long-name', `file-${i}`), `${i}\n`.repeat(1000));
   const keys = makeKeys();
-  // python's pty runs the CLI on a terminal of 50 columns and returns what it showed.
-  const py = `
-import fcntl, os, pty, struct, sys, termios
-pid, fd = pty.fork()
-if pid == 0:
-    fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack('HHHH', 24, 50, 0, 0))
-    os.execve(sys.argv[1], sys.argv[1:], os.environ)
-seen = b''
-while True:
-    try:
-        chunk = os.read(fd, 4096)
-        if not chunk: break
-        seen += chunk
-    except OSError: break
-_, status = os.waitpid(pid, 0)
-sys.stdout.write(seen.decode('utf8', 'replace'))
-sys.exit(os.waitstatus_to_exitcode(status))
-`;
-  const r = spawnSync('python3', ['-c', py, process.execPath, CLI, 'backup', '--init', src, '--repo', join(d, 'repo'), '--key', keys.backup, '--reread'], {
-    encoding: 'utf8', env: { ...process.env, IEBS_CONFIG_DIR: join(d, 'cfg'), IEBS_CACHE_DIR: join(d, 'cache') }, timeout: 120_000,
-  });
+  // A real terminal of 50 columns: what it showed.
+  const t = onTerminal(['backup', '--init', src, '--repo', join(d, 'repo'), '--key', keys.backup, '--reread'], { ...process.env, IEBS_CONFIG_DIR: join(d, 'cfg'), IEBS_CACHE_DIR: join(d, 'cache') }, { columns: 50 });
+  const r = { status: t.status, stdout: t.shown, stderr: t.stderr };
   assert.equal(r.status, 0, r.stdout + r.stderr);
   const redraws = r.stdout.split('\r').map((s) => s.replace(/\x1b\[K/g, '').replace(/\n$/, '')).filter((s) => /^(scanning|backup)/.test(s));
   assert.ok(redraws.length > 0, `a progress line was shown: ${JSON.stringify(r.stdout)}`);

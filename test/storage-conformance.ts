@@ -101,16 +101,7 @@ export function storageConformance(b: Backend): void {
   t('range reads: at the start, at the end, of one byte, empty, and past the end', async (s) => {
     const data = randomBytes(70_001);
     await s.put('volumes/r.tar', data);
-    const eq = async (off: number, len: number) => assert.ok(Buffer.from(await s.getRange('volumes/r.tar', off, len)).equals(data.subarray(off, off + len)), `${off}+${len}`);
-    await eq(0, 512);
-    await eq(0, data.length);
-    await eq(data.length - 1, 1);
-    await eq(data.length - 4097, 4097);
-    await eq(12_345, 1);
-    await eq(data.length, 0);
-    await rejectsWith(s.getRange('volumes/r.tar', data.length - 10, 11), 'short-read', s, 'volumes/r.tar');
-    await rejectsWith(s.getRange('volumes/r.tar', data.length + 100, 1), 'short-read', s, 'volumes/r.tar');
-    await rejectsWith(s.getRange('volumes/none.tar', 0, 1), 'not-found', s, 'volumes/none.tar');
+    await checkRanges(s, data);
   });
 
   t('list by prefix pages over thousands of names, in byte order, each once', async (s) => {
@@ -181,16 +172,7 @@ export function storageConformanceReadOnly(b: ReadOnlyBackend): void {
   });
 
   t('range reads: at the start, at the end, of one byte, empty, and past the end', async (s) => {
-    const eq = async (off: number, len: number) => assert.ok(Buffer.from(await s.getRange('volumes/r.tar', off, len)).equals(big.subarray(off, off + len)), `${off}+${len}`);
-    await eq(0, 512);
-    await eq(0, big.length);
-    await eq(big.length - 1, 1);
-    await eq(big.length - 4097, 4097);
-    await eq(12_345, 1);
-    await eq(big.length, 0);
-    await rejectsWith(s.getRange('volumes/r.tar', big.length - 10, 11), 'short-read', s, 'volumes/r.tar');
-    await rejectsWith(s.getRange('volumes/r.tar', big.length + 100, 1), 'short-read', s, 'volumes/r.tar');
-    await rejectsWith(s.getRange('volumes/none.tar', 0, 1), 'not-found', s, 'volumes/none.tar');
+    await checkRanges(s, big);
   });
 
   t('list by prefix, in byte order across folders, each once', async (s) => {
@@ -215,4 +197,18 @@ export function storageConformanceReadOnly(b: ReadOnlyBackend): void {
     assert.equal(await s.stat('volumes/new.tar'), null);
     await s.close();
   });
+}
+
+/** Range reads of `volumes/r.tar`, which holds `data`: at the start, the end, one byte, empty, past the end; and of a missing object. */
+async function checkRanges(s: Storage, data: Uint8Array): Promise<void> {
+  const eq = async (off: number, len: number) => assert.ok(Buffer.from(await s.getRange('volumes/r.tar', off, len)).equals(data.subarray(off, off + len)), `${off}+${len}`);
+  await eq(0, 512);
+  await eq(0, data.length);
+  await eq(data.length - 1, 1);
+  await eq(data.length - 4097, 4097);
+  await eq(12_345, 1);
+  await eq(data.length, 0);
+  await rejectsWith(s.getRange('volumes/r.tar', data.length - 10, 11), 'short-read', s, 'volumes/r.tar');
+  await rejectsWith(s.getRange('volumes/r.tar', data.length + 100, 1), 'short-read', s, 'volumes/r.tar');
+  await rejectsWith(s.getRange('volumes/none.tar', 0, 1), 'not-found', s, 'volumes/none.tar');
 }

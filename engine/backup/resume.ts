@@ -187,7 +187,7 @@ export class Journal {
     this.write();
     try {
       if (this.fd !== null) { fsyncSync(this.fd); renameSync(this.tmp, this.file); }
-    } catch { this.give(); return; }
+    } catch { this.remove(); return; }
     this.tmp = null;
   }
 
@@ -199,7 +199,7 @@ export class Journal {
   /** Notes a block placed in the volume being written. */
   block(id: Uint8Array, p: Placement): void {
     if (this.fd === null) return;
-    if (this.volume !== null && this.volume !== p.volume) { this.give(); return; } // a block of another volume before this one was committed
+    if (this.volume !== null && this.volume !== p.volume) { this.remove(); return; } // a block of another volume before this one was committed
     this.volume = p.volume;
     this.add(encodeResumeBlock({ id, dataOffset: p.dataOffset, length: p.length, entry: p.entry }));
   }
@@ -207,11 +207,11 @@ export class Journal {
   /** Notes a committed volume: its line, then everything to disk. */
   commit(ref: ObjectRef, volumeId: Uint8Array): void {
     if (this.fd === null) return;
-    if (this.volume !== null && this.volume !== ref.name) { this.give(); return; }
+    if (this.volume !== null && this.volume !== ref.name) { this.remove(); return; }
     this.add(encodeResumeVolume({ name: ref.name, size: ref.size, sha384: ref.sha384, volumeId }));
     this.write();
     if (this.fd === null) return;
-    try { fsyncSync(this.fd); } catch { this.give(); return; }
+    try { fsyncSync(this.fd); } catch { this.remove(); return; }
     this.volume = null;
     this.committed.push(ref.name);
   }
@@ -229,12 +229,15 @@ export class Journal {
 
   private write(): void {
     if (this.fd === null || this.lines.length === 0) return;
-    try { writeSync(this.fd, this.lines.join(''), null, 'latin1'); } catch { this.give(); return; }
+    try { writeSync(this.fd, this.lines.join(''), null, 'latin1'); } catch { this.remove(); return; }
     this.lines = []; this.bytes = 0;
   }
 
-  /** Stops journaling and deletes the journal: a later run will not resume this one. */
-  private give(): void {
+  /**
+   * Stops journaling and deletes the journal (the snapshot was committed, or it may not
+   * be resumed, or the journal cannot be written): a later run will not resume this one.
+   */
+  remove(): void {
     const fd = this.fd;
     this.fd = null;
     this.lines = [];
@@ -243,15 +246,10 @@ export class Journal {
     rmSync(this.tmp ?? this.file, { force: true });
   }
 
-  /** Closes and deletes the journal (the snapshot was committed, or may not be resumed). */
-  remove(): void {
-    this.give();
-  }
-
   /** Closes the journal, keeping it for a later run (one never put in place is deleted: the old one stays). */
   close(): void {
     if (this.fd === null) return;
-    if (this.tmp !== null) { this.give(); return; }
+    if (this.tmp !== null) { this.remove(); return; }
     this.write();
     try { closeSync(this.fd!); } catch { /* nothing to keep */ }
     this.fd = null;
