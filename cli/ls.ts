@@ -9,7 +9,7 @@ import type { Verb } from './verb.js';
 export const verb: Verb = {
   summary: "lists a snapshot's entries, or those at or under PATHs",
   args: '[SNAPSHOT] [PATH...]',
-  about: `Lists the files, directories and symlinks of a snapshot (default: the latest), one path a line (directories end in /). With PATHs (relative to the snapshot root: taxes/, /taxes/2024), only those and what is under them; a PATH that names nothing is an error (exit 1) after the rest is listed. --snapshot S may name the snapshot instead, and then every argument is a PATH. --long adds mode, owner (uid:gid), size and mtime (UTC), as ls -l. --json prints one JSON document, {"files": [...], "snapshot": NAME}, written as it goes. ${SNAPSHOT_ABOUT}`,
+  about: `Lists the files, directories and symlinks of a snapshot (default: the latest), one path a line (directories end in /). With PATHs (relative to the snapshot root: taxes/, /taxes/2024), only those and what is under them; a PATH that names nothing is an error (exit 1) after the rest is listed. --snapshot S may name the snapshot instead, and then every argument is a PATH. --long adds mode, owner (uid:gid), size and mtime (UTC), as ls -l. --json prints one JSON document, {"files": [...], "snapshot": NAME}, written as it goes; a file's entry lists its blocks (volume, tar entry, and start in a pack). ${SNAPSHOT_ABOUT}`,
   flags: [
     REPO,
     keyFlag('restore.key', 'the restore key (names are encrypted)', true),
@@ -29,7 +29,9 @@ export const verb: Verb = {
     let first = true;
     const r = await listEntries(storage, key, { snapshot, system: a.str('system'), paths }, (f) => {
       if (json) {
-        process.stdout.write(`${first ? '' : ',\n'}    ${JSON.stringify(entryJson(f))}`);
+        // Where a file's blocks lie: the volume (so the disc) and tar entry of each, and its start in a pack.
+        const blocks = f.kind === 'file' ? { blocks: f.blocks.map((b) => ({ volume: b.volume, entry: b.entry, ...(b.start === undefined ? {} : { start: b.start }) })) } : {};
+        process.stdout.write(`${first ? '' : ',\n'}    ${JSON.stringify({ ...entryJson(f), ...blocks })}`);
         first = false;
       } else process.stdout.write((long ? entryLong(f) : entryName(f)) + '\n');
     }, () => { if (json) process.stdout.write('{\n  "files": [\n'); });

@@ -252,7 +252,7 @@ async function readAllData(storage: Storage, key: RestoreKey, verifiers: openpgp
           const f = { path: Buffer.from(r.path).toString('utf8'), blocks: r.blocks };
           let firstError: string | null = null;
           for (const b of f.blocks) {
-            const k = `${b.volume}@${b.dataOffset}`;
+            const k = `${b.volume}@${b.dataOffset}${b.start === undefined ? '' : '+' + b.start}`;
             let err = good.has(k) ? null : bad.get(k);
             if (err === undefined) {
               try {

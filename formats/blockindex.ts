@@ -4,9 +4,9 @@
  * places, and keyed ids of the paths it saw with the metadata that tells an unchanged
  * file. No name or content hash appears in it; it is sealed with the index key.
  *
- *   IEBS-INDEX 1
+ *   IEBS-INDEX 2
  *   <snapshot>
- *   B <block id hex64> <volume> <data offset> <length> <entry>
+ *   B <block id hex64> <volume> <data offset> <length> <entry> [<start>]
  *   F <path id hex64> <uuid> <kind> <size> <mtime ns> <ctime ns> <inode> <mode octal>
  *   D <path id hex64>
  *   -- END OF INDEX -- sha384(<hex of everything above>)
@@ -18,7 +18,7 @@ import { formatSha384, fromHex, parseBigInt, parseSha384, parseUint, TIME_NS_MAX
 import { MAX_BLOCK, MAX_ENVELOPE_OVERHEAD, type EntryKind } from './manifest.js';
 
 /** A stored block: where the envelope with this keyed id lives. */
-export interface IndexBlock { id: Uint8Array; volume: string; dataOffset: number; length: number; entry: string }
+export interface IndexBlock { id: Uint8Array; volume: string; dataOffset: number; length: number; entry: string; start?: number }
 /** The state of a path at the snapshot, for unchanged-file detection. */
 export interface IndexFile { pathId: Uint8Array; uuid: string; kind: EntryKind; size: number; mtimeNs: bigint; ctimeNs: bigint; ino: bigint; mode: number }
 /** One line of an index. */
@@ -32,12 +32,13 @@ export const INDEX_PIECE = 4 * 1024 * 1024;
 /** Bytes of the length before each piece's envelope. */
 export const INDEX_PIECE_FRAME = 4;
 
-const MAGIC = 'IEBS-INDEX 1';
+/** Version 2 lets a B line name a block's start in a pack; a writer writes it. */
+const MAGICS = ['IEBS-INDEX 1', 'IEBS-INDEX 2'];
 const END = '-- END OF INDEX -- ';
 
 /** The first two lines of an index document: its version and its snapshot. */
-export function encodeIndexHead(snapshot: string): string {
-  return `${MAGIC}\n${snapshot}\n`;
+export function encodeIndexHead(snapshot: string, version = 2): string {
+  return `${MAGICS[version - 1]}\n${snapshot}\n`;
 }
 
 /** The closing line of an index document, given the sha384 of every byte before it. */
@@ -46,8 +47,8 @@ export function encodeIndexEnd(digest: Uint8Array): string {
 }
 
 /** Encodes an index document. */
-export function encodeIndex(snapshot: string, items: Iterable<IndexItem>): string {
-  let s = encodeIndexHead(snapshot);
+export function encodeIndex(snapshot: string, items: Iterable<IndexItem>, version = 2): string {
+  let s = encodeIndexHead(snapshot, version);
   for (const it of items) s += encodeIndexItem(it);
   return s + encodeIndexEnd(createHash('sha384').update(s).digest());
 }
@@ -68,7 +69,7 @@ export function decodePieceFrame(frame: Uint8Array): number {
 
 /** Encodes one index line. */
 export function encodeIndexItem(it: IndexItem): string {
-  if (it.t === 'B') return `B ${toHex(it.block.id)} ${it.block.volume} ${it.block.dataOffset} ${it.block.length} ${it.block.entry}\n`;
+  if (it.t === 'B') return `B ${toHex(it.block.id)} ${it.block.volume} ${it.block.dataOffset} ${it.block.length} ${it.block.entry}${it.block.start === undefined ? '' : ' ' + it.block.start}\n`;
   if (it.t === 'D') return `D ${toHex(it.pathId)}\n`;
   const f = it.file;
   return `F ${toHex(f.pathId)} ${f.uuid} ${f.kind} ${f.size} ${f.mtimeNs} ${f.ctimeNs} ${f.ino} ${f.mode.toString(8).padStart(4, '0')}\n`;
@@ -99,6 +100,7 @@ export class IndexDecoder {
   private lineNo = 0;
   private snapshot: string | null = null;
   private closing: Uint8Array | null = null;
+  private version = 0;
   constructor(private readonly where: string, private readonly each: (it: IndexItem) => void) {}
 
   push(text: string): void {
@@ -124,14 +126,17 @@ export class IndexDecoder {
 
   private line(line: string, w: string): void {
     if (this.lineNo === 1) {
-      if (line !== MAGIC) throw new FormatError(line.startsWith('IEBS-INDEX ') ? 'unknown-version' : 'bad-magic', `${this.where}: not an iebs index of a known version`);
+      this.version = MAGICS.indexOf(line) + 1;
+      if (this.version === 0) throw new FormatError(line.startsWith('IEBS-INDEX ') ? 'unknown-version' : 'bad-magic', `${this.where}: not an iebs index of a known version`);
       return;
     }
     if (this.lineNo === 2) { this.snapshot = checkName(SNAPSHOT_RE, line, 'snapshot name', this.where); return; }
     const f = line.split(' ');
-    if (f[0] === 'B' && f.length === 6) {
+    if (f[0] === 'B' && (f.length === 6 || (f.length === 7 && this.version === 2))) {
       parseBlockEntry(f[5], w);
-      this.each({ t: 'B', block: { id: fromHex(f[1], 32, w), volume: checkName(VOLUME_RE, f[2], 'volume name', w), dataOffset: parseUint(f[3], w), length: parseUint(f[4], w, MAX_BLOCK + MAX_ENVELOPE_OVERHEAD), entry: f[5] } });
+      const block: IndexBlock = { id: fromHex(f[1], 32, w), volume: checkName(VOLUME_RE, f[2], 'volume name', w), dataOffset: parseUint(f[3], w), length: parseUint(f[4], w, MAX_BLOCK + MAX_ENVELOPE_OVERHEAD), entry: f[5] };
+      if (f.length === 7) block.start = parseUint(f[6], w, MAX_BLOCK - 1);
+      this.each({ t: 'B', block });
     } else if (f[0] === 'F' && f.length === 9) {
       if (!UUID_RE.test(f[2])) throw new FormatError('bad-uuid', `${w}: bad UUID`);
       if (f[3] !== 'file' && f[3] !== 'dir' && f[3] !== 'symlink') throw new FormatError('bad-kind', `${w}: bad kind`);

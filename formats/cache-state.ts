@@ -8,7 +8,8 @@
 import { FormatError } from './errors.js';
 
 /** First line of a `.state` file. */
-export const CACHE_STATE_MAGIC = 'iebs-state-cache 2';
+/** Version 3: a block place in the tables carries its start in a pack (SPEC.md "Local cache"). */
+export const CACHE_STATE_MAGIC = 'iebs-state-cache 3';
 
 /** One table a state names: its file (in the same folder) and seal. */
 export interface CacheTable { file: string; size: number; count: number; sha256: Uint8Array }
@@ -26,7 +27,7 @@ export interface CacheState {
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
-const LINE_RE = /^iebs-state-cache 2\nkey ([0-9a-f]{64})\nsnapshot (\S+)\nchain (\S+)\nindex ([0-9a-f]{96})\npaths (\S+) (\d{1,15}) (\d{1,15}) ([0-9a-f]{64})\nblocks (\S+) (\d{1,15}) (\d{1,15}) ([0-9a-f]{64})\n$/;
+const LINE_RE = /^iebs-state-cache 3\nkey ([0-9a-f]{64})\nsnapshot (\S+)\nchain (\S+)\nindex ([0-9a-f]{96})\npaths (\S+) (\d{1,15}) (\d{1,15}) ([0-9a-f]{64})\nblocks (\S+) (\d{1,15}) (\d{1,15}) ([0-9a-f]{64})\n$/;
 
 /** Encodes a `.state` file. */
 export function encodeCacheState(s: CacheState): string {

@@ -3,7 +3,7 @@
  * snapshot's files (SPEC.md "Manifest grammar"). Both share one record grammar:
  *
  *   file-line    uuid SP qpath SP size SP mtime SP owner SP blocksize SP kind SP mode [SP qtarget]
- *   block-line   index SP size SP sha384(hex) SP offset SP volume SP data-offset SP length SP entry
+ *   block-line   index SP size SP sha384(hex) SP offset SP volume SP data-offset SP length SP entry [SP start]
  *   end-of-file  "-- END OF FILE -- " sha384(hex of the record's preceding lines)
  *   deletion     "deleted" SP uuid
  *
@@ -35,6 +35,11 @@ export interface BlockRef {
   length: number;
   /** Tar entry name of the envelope. */
   entry: string;
+  /**
+   * Where the block starts in its envelope's plaintext when the envelope is a pack of
+   * several blocks (SPEC.md "Packs"); undefined when the envelope holds this block alone.
+   */
+  start?: number;
 }
 
 /** One file, directory or symlink of a snapshot. */
@@ -74,6 +79,8 @@ export interface ManifestHeader {
   /** The root directory's metadata: present exactly in a version 2 manifest. */
   root?: RootMeta;
   volumes: { name: string; size: number; sha384: Uint8Array }[];
+  /** The version read (a parser sets it); a writer writes the newest when it is absent. */
+  version?: number;
 }
 
 /** The lines that open a volume catalogue. */
@@ -82,14 +89,24 @@ export interface CatalogHeader {
   snapshot: string;
   time: bigint;
   host: string;
+  /** The version read (a parser sets it); a writer writes the newest when it is absent. */
+  version?: number;
 }
 
 /** Which of the two documents a stream is. */
 export type DocKind = 'manifest' | 'catalog';
 
-const MAGIC: Record<DocKind, string> = { manifest: 'IEBS-MANIFEST 1', catalog: 'IEBS-CATALOG 1' };
-/** A manifest with a root line (SPEC.md "Changes by version"): version 1 readers reject it. */
-const MAGIC_MANIFEST_2 = 'IEBS-MANIFEST 2';
+/**
+ * The versions a reader knows (SPEC.md "Changes by version"). Manifest 1 has no root line,
+ * 2 has one; manifest 3 and catalogue 2 may carry packed blocks (a block line's `start`),
+ * and a manifest 3 has a root line exactly when the snapshot has a root. A writer writes
+ * the newest: earlier readers reject them by their first line.
+ */
+const MAGICS: Record<DocKind, readonly string[]> = {
+  manifest: ['IEBS-MANIFEST 1', 'IEBS-MANIFEST 2', 'IEBS-MANIFEST 3'],
+  catalog: ['IEBS-CATALOG 1', 'IEBS-CATALOG 2'],
+};
+const WRITE_MAGIC: Record<DocKind, string> = { manifest: 'IEBS-MANIFEST 3', catalog: 'IEBS-CATALOG 2' };
 const END: Record<DocKind, string> = { manifest: '-- END OF MANIFEST -- ', catalog: '-- END OF CATALOG -- ' };
 const END_OF_FILE = '-- END OF FILE -- ';
 
@@ -118,7 +135,7 @@ export function encodeRecord(r: FileRecord): string {
   if (r.kind === 'symlink') body += ` ${quoteBytes(r.target ?? new Uint8Array())}`;
   body += '\n';
   for (const b of r.blocks) {
-    body += `${b.index} ${b.size} ${formatSha384(b.sha384)} ${b.offset} ${b.volume} ${b.dataOffset} ${b.length} ${b.entry}\n`;
+    body += `${b.index} ${b.size} ${formatSha384(b.sha384)} ${b.offset} ${b.volume} ${b.dataOffset} ${b.length} ${b.entry}${b.start === undefined ? '' : ' ' + b.start}\n`;
   }
   return body + END_OF_FILE + 'sha384(' + hash('sha384', body, 'hex') + ')\n';
 }
@@ -139,7 +156,7 @@ export function encodeDocEnd(kind: DocKind, digest: Uint8Array): string {
 
 /** Encodes the opening lines of a manifest, up to and including the blank line. */
 export function encodeManifestHeader(h: ManifestHeader): string {
-  let s = `${h.root ? MAGIC_MANIFEST_2 : MAGIC.manifest}\n${h.snapshot} ${formatTime(h.time)} ${h.host}${h.full ? ' ' + h.full : ''}\n`;
+  let s = `${h.version ? MAGICS.manifest[h.version - 1] : WRITE_MAGIC.manifest}\n${h.snapshot} ${formatTime(h.time)} ${h.host}${h.full ? ' ' + h.full : ''}\n`;
   s += h.parent ? `parent ${h.parent.name} ${formatSha384(h.parent.sha384)}\n` : 'parent -\n';
   if (h.root) s += `root ${formatTime(h.root.mtimeNs)} ${h.root.uid}:${h.root.gid} ${formatMode(h.root.mode)}\n`;
   for (const v of h.volumes) s += `volume ${v.name} ${v.size} ${formatSha384(v.sha384)}\n`;
@@ -148,7 +165,7 @@ export function encodeManifestHeader(h: ManifestHeader): string {
 
 /** Encodes the opening lines of a volume catalogue, up to and including the blank line. */
 export function encodeCatalogHeader(h: CatalogHeader): string {
-  return `${MAGIC.catalog}\n${h.volume} ${h.snapshot} ${formatTime(h.time)} ${h.host}\n\n`;
+  return `${h.version ? MAGICS.catalog[h.version - 1] : WRITE_MAGIC.catalog}\n${h.volume} ${h.snapshot} ${formatTime(h.time)} ${h.host}\n\n`;
 }
 
 /**
@@ -216,8 +233,8 @@ export class DocParser {
   private header: ManifestHeader | null = null;
   private cat: CatalogHeader | null = null;
   private sawParent = false;
-  /** A version 2 manifest, which has a root line. */
-  private v2 = false;
+  /** The document's version (its first line's number). */
+  private version = 0;
   /** The last volume name a block line gave, already checked: most lines repeat it. */
   private lastVolume = '';
 
@@ -261,9 +278,9 @@ export class DocParser {
     this.hash.add(full);
     switch (this.state) {
       case 'magic':
-        if (this.kind === 'manifest' && text === MAGIC_MANIFEST_2) this.v2 = true;
-        else if (text !== MAGIC[this.kind]) {
-          if (text.startsWith(MAGIC[this.kind].slice(0, -1))) throw new FormatError('unknown-version', `${where}: unknown ${this.kind} version ${JSON.stringify(text.slice(0, 40))}`);
+        this.version = MAGICS[this.kind].indexOf(text) + 1;
+        if (this.version === 0) {
+          if (text.startsWith(MAGICS[this.kind][0].slice(0, -1))) throw new FormatError('unknown-version', `${where}: unknown ${this.kind} version ${JSON.stringify(text.slice(0, 40))}`);
           throw new FormatError('bad-magic', `${where}: not an iebs ${this.kind}`);
         }
         this.state = 'archive';
@@ -301,6 +318,7 @@ export class DocParser {
         snapshot: checkName(SNAPSHOT_RE, f[1], 'snapshot name', where),
         time: parseTime(f[2], where),
         host: checkName(HOST_RE, f[3], 'host name', where),
+        version: this.version,
       };
       this.state = 'meta';
       return null;
@@ -311,6 +329,7 @@ export class DocParser {
       time: parseTime(f[1], where),
       host: checkName(HOST_RE, f[2], 'host name', where),
       volumes: [],
+      version: this.version,
     };
     if (f.length === 4) this.header.full = checkName(SNAPSHOT_RE, f[3], 'snapshot name', where);
     this.state = 'meta';
@@ -320,7 +339,7 @@ export class DocParser {
   private parseMeta(text: string, where: string): DocItem | null {
     if (text === '') {
       if (this.kind === 'manifest' && !this.sawParent) throw new FormatError('bad-line', `${where}: manifest has no parent line`);
-      if (this.kind === 'manifest' && this.v2 && !this.header!.root) throw new FormatError('bad-line', `${where}: a version 2 manifest has no root line`);
+      if (this.kind === 'manifest' && this.version === 2 && !this.header!.root) throw new FormatError('bad-line', `${where}: a version 2 manifest has no root line`);
       this.state = 'records';
       const header = this.kind === 'manifest' ? this.header! : this.cat!;
       return { type: 'header', header };
@@ -335,7 +354,7 @@ export class DocParser {
       return null;
     }
     if (f[0] === 'root') {
-      if (!this.v2) throw new FormatError('bad-line', `${where}: a root line in a version 1 manifest`);
+      if (this.version === 1) throw new FormatError('bad-line', `${where}: a root line in a version 1 manifest`);
       if (!this.sawParent || h.root || h.volumes.length > 0 || f.length !== 4) throw new FormatError('bad-line', `${where}: bad root line (once, after the parent line, with time, owner and mode)`);
       const owner = parseOwner(f[2], where);
       h.root = { mtimeNs: parseTime(f[1], where), uid: owner.uid, gid: owner.gid, mode: parseMode(f[3], where) };
@@ -395,7 +414,9 @@ export class DocParser {
     const r = this.current!;
     if (r.kind !== 'file') throw new FormatError('bad-line', `${where}: a ${r.kind} has no blocks`);
     const f = text.split(' ');
-    if (f.length !== 8) throw new FormatError('bad-line', `${where}: block line needs 8 fields`);
+    // A ninth field, the block's start in a pack, only where the version allows packs.
+    const packs = this.version === (this.kind === 'manifest' ? 3 : 2);
+    if (f.length !== 8 && !(f.length === 9 && packs)) throw new FormatError('bad-line', `${where}: block line needs 8 fields${packs ? ' (9 in a pack)' : ''}`);
     const b: BlockRef = {
       index: parseUint(f[0], where, MAX_BLOCK_INDEX),
       size: parseUint(f[1], where, MAX_BLOCK),
@@ -407,6 +428,10 @@ export class DocParser {
       entry: f[7],
     };
     parseBlockEntry(b.entry, where);
+    if (f.length === 9) {
+      b.start = parseUint(f[8], where, MAX_BLOCK);
+      if (b.start + b.size > MAX_BLOCK) throw new FormatError('bad-line', `${where}: block runs past the largest pack (${MAX_BLOCK} bytes)`);
+    }
     if (b.size === 0) throw new FormatError('bad-line', `${where}: empty block`);
     if (b.dataOffset % 512 !== 0) throw new FormatError('bad-line', `${where}: data offset is not on a tar block boundary`);
     const prev = r.blocks[r.blocks.length - 1];

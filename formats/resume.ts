@@ -12,7 +12,8 @@ import { SNAPSHOT_RE, SYSTEM_RE, VOLUME_RE, checkName, parseBlockEntry, volumeNa
 import { fields, formatSha384, formatTime, fromHex, parseSha384, parseTime, parseUint, toHex } from './text.js';
 
 /** First line of a journal. */
-export const RESUME_MAGIC = 'iebs-resume 1';
+/** Version 2 lets a block line carry the block's start in a pack; a version 1 journal is not used. */
+export const RESUME_MAGIC = 'iebs-resume 2';
 
 /** Lines of the head, in order. */
 const HEAD_KEYS = ['key', 'repository', 'system', 'snapshot', 'type', 'time', 'parent', 'uuids'] as const;
@@ -33,7 +34,7 @@ export interface ResumeHead {
 }
 
 /** A block the journaled volume holds: its keyed id and place in the volume. */
-export interface ResumeBlock { id: Uint8Array; dataOffset: number; length: number; entry: string }
+export interface ResumeBlock { id: Uint8Array; dataOffset: number; length: number; entry: string; start?: number }
 
 /** A committed volume: its record line's fields and the id in its header. */
 export interface ResumeVolume { name: string; size: number; sha384: Uint8Array; volumeId: Uint8Array }
@@ -50,7 +51,7 @@ export function encodeResumeHead(h: ResumeHead): string {
 }
 
 export function encodeResumeBlock(b: ResumeBlock): string {
-  return `block ${toHex(b.id)} ${b.dataOffset} ${b.length} ${b.entry}\n`;
+  return `block ${toHex(b.id)} ${b.dataOffset} ${b.length} ${b.entry}${b.start === undefined ? '' : ' ' + b.start}\n`;
 }
 
 export function encodeResumeVolume(v: ResumeVolume): string {
@@ -74,7 +75,7 @@ export class ResumeParser {
     if (line.length > 1024) throw new FormatError('absurd-size', `${where}: longer than any journal line`);
     if (this.at === 1) {
       if (line === RESUME_MAGIC) return null;
-      throw new FormatError(line.startsWith('iebs-resume ') ? 'unknown-version' : 'bad-magic', `${where}: not a resume journal of version 1`);
+      throw new FormatError(line.startsWith('iebs-resume ') ? 'unknown-version' : 'bad-magic', `${where}: not a resume journal of version 2`);
     }
     const f = fields(line, where);
     if (!this.parsed) {
@@ -85,10 +86,12 @@ export class ResumeParser {
       if (key === 'uuids') this.parsed = this.decodeHead(where);
       return null;
     }
-    if (f[0] === 'block' && f.length === 5) {
+    if (f[0] === 'block' && (f.length === 5 || f.length === 6)) {
       const id = fromHex(f[1], 32, where);
       parseBlockEntry(f[4], where);
-      return { t: 'block', block: { id, dataOffset: parseUint(f[2], where), length: parseUint(f[3], where, MAX_LENGTH), entry: f[4] } };
+      const block: ResumeBlock = { id, dataOffset: parseUint(f[2], where), length: parseUint(f[3], where, MAX_LENGTH), entry: f[4] };
+      if (f.length === 6) block.start = parseUint(f[5], where, MAX_LENGTH);
+      return { t: 'block', block };
     }
     if (f[0] === 'volume' && f.length === 5) {
       checkName(VOLUME_RE, f[1], 'volume name', where);

@@ -170,7 +170,7 @@ export function verifyRepo(repo: string, key: string, extra: string[] = []): Ver
 export interface Need { volume: string; entry: TarEntry }
 
 /** An entry of `iebs ls --json`. */
-export interface LsEntry { path: string; kind: 'file' | 'dir' | 'symlink'; size: number; uuid: string }
+export interface LsEntry { path: string; kind: 'file' | 'dir' | 'symlink'; size: number; uuid: string; blocks?: { volume: string; entry: string; start?: number }[] }
 
 /** `iebs ls --json` of a snapshot: path → entry. */
 export function lsSnapshot(repo: string, keys: Keys, snapshot: string): Map<string, LsEntry> {
@@ -191,17 +191,19 @@ export function volumesOf(repo: string, snapshot: string): string[] {
  * chain up to it (full first). Volumes are read from `layoutRepo` (an undamaged copy).
  */
 export function needs(layoutRepo: string, chain: string[], listing: Map<string, LsEntry>): Map<string, Need[]> {
-  const latest = new Map<string, Need>();
+  // By volume and entry name: a later increment may store a block under an entry name an
+  // earlier volume has too (the same file's block 0, changed).
+  const entries = new Map<string, Need>();
   for (const s of chain) {
     for (const v of volumesOf(layoutRepo, s)) {
-      for (const e of tarEntries(join(layoutRepo, 'volumes', v))) if (/^[0-9a-f]{2}\//.test(e.name)) latest.set(e.name, { volume: v, entry: e });
+      for (const e of tarEntries(join(layoutRepo, 'volumes', v))) if (/^[0-9a-f]{2}\//.test(e.name)) entries.set(`${v}/${e.name}`, { volume: v, entry: e });
     }
   }
   const out = new Map<string, Need[]>();
   for (const [path, f] of listing) {
     if (f.kind !== 'file') continue;
-    const prefix = `${f.uuid.slice(0, 2)}/${f.uuid}/`;
-    const list = [...latest.entries()].filter(([name]) => name.startsWith(prefix)).map(([, n]) => n);
+    // The blocks `ls --json` names (a block of a pack lies in its pack's entry).
+    const list = (f.blocks ?? []).map((b) => entries.get(`${b.volume}/${b.entry}`)).filter((n): n is Need => n !== undefined);
     assert.ok(f.size === 0 || list.length > 0, `${path}: no block entry found for uuid ${f.uuid}`);
     out.set(path, list);
   }

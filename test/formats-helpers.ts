@@ -140,6 +140,8 @@ const blockSpecArb = rec({
   volume: volumeNameArb,
   dataOffset: fc.integer({ min: 0, max: 2 ** 43 }).map((n) => n * 512),
   length: fc.integer({ min: 0, max: MAX_BLOCK + MAX_ENVELOPE_OVERHEAD }),
+  // Where the block starts in a pack (SPEC.md "Packs"), or -1: stored alone.
+  start: fc.oneof(fc.constant(-1), fc.integer({ min: 0, max: MAX_BLOCK - 1 })),
 });
 
 /** A record of a manifest: contiguous blocks from 0 whose sizes sum to the file size. */
@@ -163,7 +165,9 @@ export const recordArb: fc.Arbitrary<FileRecord> = fc
     if (x.kind === 'file') {
       let offset = 0;
       r.blocks = x.blocks.map((b, index): BlockRef => {
-        const ref = { index, size: b.size, sha384: b.sha384, offset, volume: b.volume, dataOffset: b.dataOffset, length: b.length, entry: blockEntry(x.uuid, index) };
+        const ref: BlockRef = { index, size: b.size, sha384: b.sha384, offset, volume: b.volume, dataOffset: b.dataOffset, length: b.length, entry: blockEntry(x.uuid, index) };
+        // A pack ends within the largest one.
+        if (b.start >= 0) ref.start = Math.min(b.start, MAX_BLOCK - b.size);
         offset += b.size;
         return ref;
       });
@@ -183,14 +187,14 @@ export const manifestHeaderArb: fc.Arbitrary<ManifestHeader> = fc
     volumes: fc.array(rec({ name: volumeNameArb, size: safeUint, sha384: sha384Arb }), { maxLength: 3 }),
   })
   .map((x) => {
-    const h: ManifestHeader = { snapshot: x.snapshot, time: x.time, host: x.host, volumes: x.volumes };
+    const h: ManifestHeader = { snapshot: x.snapshot, time: x.time, host: x.host, volumes: x.volumes, version: 3 };
     if (x.full !== undefined) h.full = x.full;
     if (x.parent !== undefined) h.parent = x.parent;
     return h;
   });
 
 /** A catalogue header. */
-export const catalogHeaderArb: fc.Arbitrary<CatalogHeader> = rec({ volume: volumeNameArb, snapshot: snapshotNameArb, time: timeArb, host: hostArb });
+export const catalogHeaderArb: fc.Arbitrary<CatalogHeader> = rec({ volume: volumeNameArb, snapshot: snapshotNameArb, time: timeArb, host: hostArb, version: fc.constant(2) });
 
 /** The items of a whole manifest: header, records and deletions in any order, end. */
 export const manifestItemsArb: fc.Arbitrary<DocItem[]> = fc
@@ -229,8 +233,8 @@ const bigNs = fc.bigInt({ min: TIME_NS_MIN, max: TIME_NS_MAX });
 /** The lines of an index. */
 export const indexItemsArb: fc.Arbitrary<IndexItem[]> = fc.array(
   fc.oneof(
-    rec({ id: fc.uint8Array({ minLength: 32, maxLength: 32 }), volume: volumeNameArb, dataOffset: safeUint, length: fc.integer({ min: 0, max: MAX_BLOCK + MAX_ENVELOPE_OVERHEAD }), uuid: uuidArb, index: fc.integer({ min: 0, max: 99_999_999 }) })
-      .map((b): IndexItem => ({ t: 'B', block: { id: b.id, volume: b.volume, dataOffset: b.dataOffset, length: b.length, entry: blockEntry(b.uuid, b.index) } })),
+    rec({ id: fc.uint8Array({ minLength: 32, maxLength: 32 }), volume: volumeNameArb, dataOffset: safeUint, length: fc.integer({ min: 0, max: MAX_BLOCK + MAX_ENVELOPE_OVERHEAD }), uuid: uuidArb, index: fc.integer({ min: 0, max: 99_999_999 }), start: fc.oneof(fc.constant(-1), fc.integer({ min: 0, max: MAX_BLOCK - 1 })) })
+      .map((b): IndexItem => ({ t: 'B', block: { id: b.id, volume: b.volume, dataOffset: b.dataOffset, length: b.length, entry: blockEntry(b.uuid, b.index), ...(b.start >= 0 ? { start: b.start } : {}) } })),
     rec({ pathId: fc.uint8Array({ minLength: 32, maxLength: 32 }), uuid: uuidArb, kind: fc.constantFrom('file', 'dir', 'symlink') as fc.Arbitrary<FileRecord['kind']>, size: safeUint, mtimeNs: bigNs, ctimeNs: bigNs, ino: fc.bigInt({ min: 0n, max: U64_MAX }), mode: fc.integer({ min: 0, max: 0o7777 }) })
       .map((file): IndexItem => ({ t: 'F', file })),
     fc.uint8Array({ minLength: 32, maxLength: 32 }).map((pathId): IndexItem => ({ t: 'D', pathId })),

@@ -186,7 +186,7 @@ test('every mutation of an index item line is checked (items sealed one at a tim
   fc.assert(fc.property(snapshotNameArb, indexItemsArb.filter((a) => a.length > 0), mutationArb, (snapshot, items, m) => {
     const lines = items.map(encodeIndexItem);
     lines[0] = mutateText(lines[0], m);
-    const doc = sealIndex(`IEBS-INDEX 1\n${snapshot}\n${lines.join('')}`);
+    const doc = sealIndex(`IEBS-INDEX 2\n${snapshot}\n${lines.join('')}`);
     const got: IndexItem[] = [];
     const name = decodesOrFormatError(() => decodeIndex(doc, 'mut', (it) => got.push(it)), () => show(m));
     if (!(name instanceof FormatError)) assert.equal(encodeIndex(name, got), doc);

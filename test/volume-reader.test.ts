@@ -26,6 +26,7 @@ function counting(inner: Storage): { storage: Storage; reads: () => number; byte
 }
 
 test('small files in order are read through windows; a subset and large files read only their own', async () => {
+  // Small files each in an envelope of their own, as before packs (`pack: false`).
   const { bk, rk } = await loadKeys();
   const dir = tempDir('volume-reader');
   const src = join(dir, 'src');
@@ -36,7 +37,7 @@ test('small files in order are read through windows; a subset and large files re
   }
   files.set('big.bin', randomBytes(5 * MiB));
   for (const [p, b] of files) writeFileSync(join(src, p), b);
-  await backup(openStorage(join(dir, 'repo')), bk, { create: true, sources: [src], volumeSize: 64 * MiB, system: 'win' });
+  await backup(openStorage(join(dir, 'repo')), bk, { create: true, sources: [src], volumeSize: 64 * MiB, system: 'win', pack: false });
 
   const all = counting(openStorage(join(dir, 'repo')));
   const out = join(dir, 'out');
@@ -53,5 +54,19 @@ test('small files in order are read through windows; a subset and large files re
   assert.equal(r2.files, 1);
   assert.ok(readFileSync(join(out2, 'd2/f7')).equals(files.get('d2/f7')!));
   assert.ok(one.bytes() < 64 * 1024, `read ${one.bytes()} bytes of volumes for one small file`);
+
+  // Packed: the same small file is read with its pack (a batch's new files: about 1 MiB
+  // of them, these being incompressible), and all 400 with a handful of reads.
+  await backup(openStorage(join(dir, 'packed')), bk, { create: true, sources: [src], volumeSize: 64 * MiB, system: 'win' });
+  const packed = counting(openStorage(join(dir, 'packed')));
+  const r3 = await restore(packed.storage, rk, { target: join(dir, 'out3'), include: [/^d2\/f7$/] });
+  assert.equal(r3.files, 1);
+  assert.ok(readFileSync(join(dir, 'out3', 'd2/f7')).equals(files.get('d2/f7')!));
+  assert.ok(packed.bytes() > 64 * 1024 && packed.bytes() < 2 * MiB, `read ${packed.bytes()} bytes of volumes for one small file in a pack`);
+  const whole = counting(openStorage(join(dir, 'packed')));
+  const r4 = await restore(whole.storage, rk, { target: join(dir, 'out4') });
+  assert.equal(r4.failures.length, 0);
+  for (const [p, b] of files) assert.ok(readFileSync(join(dir, 'out4', p)).equals(b), `${p} restored whole from a pack`);
+  assert.ok(whole.reads() < 30, `${whole.reads()} volume reads for ${files.size} files with packs`);
   rmSync(dir, { recursive: true, force: true });
 });

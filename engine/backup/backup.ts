@@ -31,12 +31,12 @@ import { writeManifest } from '../repo/manifest-object.js';
 import { acquireLock } from '../repo/lock.js';
 import { helperThreads } from '../threads.js';
 import { isStorageCode, listAll, type Storage } from '../storage/storage.js';
-import { VolumeSet, MIN_VOLUME_SIZE } from '../repo/volumes.js';
+import { VolumeSet, MIN_VOLUME_SIZE, type Placement } from '../repo/volumes.js';
 import { discsFor } from '../disc/plan.js';
 import { defaultSystem, hostName, roots, sameMeta, snapshotRoot, sourcesId, walk } from './walk.js';
 import { IN_FLIGHT, Pipeline, RunBlocks, Spool } from './pipeline.js';
 import { BackupOptions, BackupResult, Progress, Warning, interrupted } from './options.js';
-import { FileWriter, RunContext, Task, addIndexItem, finishEntry, takeFile } from './file-steps.js';
+import { FileWriter, RunContext, Task, addIndexItem, dropPack, finishEntry, takeFile } from './file-steps.js';
 import { Readers } from './batches.js';
 import { ChainState, StateDelta } from './state.js';
 import { StateCache } from './cache.js';
@@ -221,9 +221,9 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     resumed: resume?.volumes, onCommit: (ref, id) => journal?.commit(ref, id),
   });
   const pipe = new Pipeline(IN_FLIGHT);
-  const w: FileWriter = { key, c, o, volumes: volumes!, pipe, newBlocks: new RunBlocks(c.tmp, o.limits?.blocksInMemory), records, index, warn, progress, journal };
+  const w: FileWriter = { key, c, o, volumes: volumes!, pipe, newBlocks: new RunBlocks(c.tmp, o.limits?.blocksInMemory), records, index, warn, progress, journal, pack: null };
 
-  const readers = o.dryRun ? null : new Readers(new ReaderPool(o.readers ?? helperThreads(), { blockIdKey: key.blockIdKey, params: c.params, codec: c.codec, bloom: c.state.blockBloom.words }, o.limits?.readerCredit));
+  const readers = o.dryRun ? null : new Readers(new ReaderPool(o.readers ?? helperThreads(), { blockIdKey: key.blockIdKey, params: c.params, codec: c.codec, bloom: c.state.blockBloom.words }, o.limits?.readerCredit), o.pack ?? true);
   // Entries to store wait here in walk order while their files are read ahead.
   const tasks: Task[] = [];
   let head = 0;
@@ -292,6 +292,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     }
     readers?.flush();
     for (; head < tasks.length; head++) await take(tasks[head]);
+    dropPack(w);
     await pipe.drain();
     interrupted(o.signal);
     for (const [pathId, f] of c.state.unseen()) {
@@ -355,7 +356,8 @@ async function carryOver(w: FileWriter, r: Resumable, journal: Journal | null): 
   let i = 0;
   for await (const { volume, block } of resumedBlocks(r)) {
     while (r.volumes[i].name !== volume) { const v = r.volumes[i++]; journal?.commit(v, v.volumeId); }
-    const place = { volume, dataOffset: block.dataOffset, length: block.length, entry: block.entry };
+    const place: Placement = { volume, dataOffset: block.dataOffset, length: block.length, entry: block.entry };
+    if (block.start !== undefined) place.start = block.start;
     w.newBlocks.settle(block.id, place);
     journal?.block(block.id, place);
     const p = addIndexItem(w, { t: 'B', block: { id: block.id, ...place } });

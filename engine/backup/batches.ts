@@ -16,7 +16,8 @@ export interface Batch { files: ReadFile[]; bytes: number; job: ReadJob | null }
 /** Hands files to the reader threads: large ones alone, small ones in batches. */
 export class Readers {
   private batch: Batch = { files: [], bytes: 0, job: null };
-  constructor(private readonly pool: ReaderPool) {}
+  /** With `pack`, a batch's small files are packed by their reader (SPEC.md "Packs"). */
+  constructor(private readonly pool: ReaderPool, private readonly pack = true) {}
 
   /**
    * Adds a file of `size` bytes; a file above `alone` bytes gets a job of its own. Jobs
@@ -42,7 +43,7 @@ export class Readers {
   /** Submits the batch being gathered. */
   flush(): void {
     if (this.batch.files.length === 0) return;
-    this.batch.job = this.pool.submit(this.batch.files, this.batch.bytes);
+    this.batch.job = this.pool.submit(this.batch.files, this.batch.bytes, this.pack);
     this.batch = { files: [], bytes: 0, job: null };
   }
 

@@ -37,6 +37,12 @@ export interface FileWriter {
   progress: Progress;
   /** The resume journal, told where each new block went (null on a dry run or without a cache). */
   journal: Journal | null;
+  /**
+   * The pack whose members are being taken. Its op goes into the step of the first file
+   * that turns out to need it (`op` null once it has): a pack whose every block the run
+   * stored already (a resumed run, another reader) is never written.
+   */
+  pack: { writing: Writing; op: Extract<Op, { t: 'pack' }> | null } | null;
 }
 
 /** A block of a file being read: what it is, and where it is or will be. */
@@ -49,6 +55,10 @@ export interface Part { ref: Omit<BlockRef, keyof Placement>; place: Placement |
 export type Op =
   | { t: 'begin' }
   | { t: 'block'; id: Uint8Array; ref: Part['ref']; packed: CompressedBlock | Promise<CompressedBlock>; writing: Writing }
+  /** A pack of `size` plaintext bytes; `room`: what the rest of its batch may add to the volume. */
+  | { t: 'pack'; packed: CompressedBlock | Promise<CompressedBlock>; size: number; room: number; writing: Writing }
+  /** The file's block, new, from `start` in the pack placed by `pack`. */
+  | { t: 'member'; id: Uint8Array; start: number; pack: Writing; writing: Writing }
   | { t: 'drop' }
   | { t: 'end'; st: FileMeta; parts: Part[] };
 
@@ -110,7 +120,9 @@ export async function writeEntry(w: FileWriter, pathId: Uint8Array, rec: FileRec
   const blocks: BlockRef[] = [];
   for (const { ref, place } of parts) {
     const at = placeOf(place);
-    blocks.push({ index: ref.index, size: ref.size, sha384: ref.sha384, offset: ref.offset, volume: at.volume, dataOffset: at.dataOffset, length: at.length, entry: at.entry });
+    const b: BlockRef = { index: ref.index, size: ref.size, sha384: ref.sha384, offset: ref.offset, volume: at.volume, dataOffset: at.dataOffset, length: at.length, entry: at.entry };
+    if (at.start !== undefined) b.start = at.start;
+    blocks.push(b);
   }
   rec.blocks = blocks;
   const text = encodeRecord(rec);
@@ -134,6 +146,12 @@ export function settleMeta(rec: FileRecord, st: FileMeta): void {
 export function finishEntry(w: FileWriter, pathId: Uint8Array, rec: FileRecord, st: FileMeta): void {
   settleMeta(rec, st);
   w.pipe.after(() => writeEntry(w, pathId, rec, st, []));
+}
+
+/** Forgets a pack no file needed (its blocks were all stored already): its bytes were reserved, never written. */
+export function dropPack(w: FileWriter): void {
+  if (w.pack?.op) w.pipe.release(w.pack.op.size);
+  w.pack = null;
 }
 
 /** Runs a file's ops, as one writer step. */
@@ -162,6 +180,26 @@ export async function runOps(w: FileWriter, t: Task, ops: Op[]): Promise<void> {
           w.pipe.release(op.ref.size);
         }
         break;
+      case 'pack':
+        try {
+          const pk = op.packed instanceof Promise ? await op.packed : op.packed;
+          const placed = w.volumes.addPack(t.rec.uuid, { codec: pk.codec, bytes: pk.bytes, plainLength: op.size }, op.room);
+          op.writing.placement = placed instanceof Promise ? await placed : placed;
+          const backlog = w.volumes.backlog();
+          if (backlog) await backlog;
+        } finally {
+          w.pipe.release(op.size);
+        }
+        break;
+      case 'member': {
+        const at: Placement = { ...placeOf(op.pack), start: op.start };
+        op.writing.placement = at;
+        const p = addIndexItem(w, { t: 'B', block: { id: op.id, ...at } });
+        if (p) await p;
+        w.newBlocks.settle(op.id, at);
+        w.journal?.block(op.id, at);
+        break;
+      }
       case 'end':
         await writeEntry(w, t.pathId, t.rec, op.st, op.parts);
         break;
@@ -215,6 +253,39 @@ export async function takeFile(w: FileWriter, t: Task, job: ReadJob, f: number):
           parts.push({ ref, place: writing });
         }
         job.taken(ev);
+        progress.bytes += ev.size;
+        o.onProgress?.(progress);
+        break;
+      }
+      case 'pack': {
+        if (!w.pipe.tryReserve(ev.size)) {
+          if (ops.length) submit();
+          await w.pipe.reserve(ev.size);
+        }
+        const packed = ev.codec >= 0 ? { codec: ev.codec, bytes: ev.bytes } : compressBlockNow(ev.bytes, w.c.codec) ?? compressBlock(ev.bytes, w.c.codec);
+        if (packed instanceof Promise) packed.catch(() => {}); // awaited by the step
+        const batch = t.slot!.batch;
+        // What the batch's other files may add: each block stored alone, with its tar
+        // header, padding, envelope and catalogue lines.
+        const room = batch.bytes + batch.files.length * 2048;
+        dropPack(w);
+        const writing: Writing = { placement: null };
+        w.pack = { writing, op: { t: 'pack', packed, size: ev.size, room, writing } };
+        job.taken(ev);
+        break;
+      }
+      case 'member': {
+        const ref = { index: 0, size: ev.size, sha384: ev.digest, offset: 0 };
+        const known = w.c.state.block(ev.blockId) ?? w.newBlocks.get(ev.blockId);
+        if (known) parts.push({ ref, place: known });
+        else {
+          if (!w.pack) throw new IebsError('reader-order', `reader sent a member of file ${f} before any pack`);
+          if (w.pack.op) { ops.push(w.pack.op); w.pack.op = null; }
+          const writing: Writing = { placement: null };
+          w.newBlocks.pending(ev.blockId, writing);
+          ops.push({ t: 'member', id: ev.blockId, start: ev.start, pack: w.pack.writing, writing });
+          parts.push({ ref, place: writing });
+        }
         progress.bytes += ev.size;
         o.onProgress?.(progress);
         break;

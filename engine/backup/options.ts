@@ -38,6 +38,8 @@ export interface BackupOptions {
   limits?: Limits;
   /** Reader threads (default: one per core beside the main one, 1 to 4). */
   readers?: number;
+  /** Packs small files together (SPEC.md "Packs"); default true. False stores each file's block alone, as before packs. */
+  pack?: boolean;
   /**
    * Root folder of the local cache of chain states (engine/cache.ts), so that an
    * increment need not read the chain's indexes; none if unset.

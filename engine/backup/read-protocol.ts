@@ -12,6 +12,8 @@
  *   end:   2, f u32, size u64, mtime i64, ctime i64, inode u64, mode u32, read f64
  *   torn:  3, f u32, last u8
  *   fail:  4, f u32, vanished u8, n u32, message (n bytes of UTF-8)
+ *   pack:  5, f u32, size u32, codec i8, n u32, bytes (n) (or n = 0xffffffff: the next blob)
+ *   member: 6, f u32, size u32, start u32, digest (48), block id (32)
  */
 import type { CodecChoice } from '../codec.js';
 import type { ChunkerParams } from '../chunker.js';
@@ -34,6 +36,14 @@ export type ReadEvent =
      */
     codec: number; bytes: Uint8Array;
   }
+  /**
+   * A pack (SPEC.md "Packs"): the contents of several small files of a batch back to
+   * back, compressed as one (codec -1: not yet). It comes just before the events of the
+   * first file it holds, file `f`; `size` is its plaintext length.
+   */
+  | { t: 'pack'; f: number; size: number; codec: number; bytes: Uint8Array }
+  /** The one block of file `f`, held by the last pack, from byte `start` of its plaintext. */
+  | { t: 'member'; f: number; size: number; start: number; digest: Uint8Array; blockId: Uint8Array }
   | { t: 'end'; f: number; meta: FileMeta; read: number }
   | { t: 'torn'; f: number; last: boolean }
   | { t: 'fail'; f: number; vanished: boolean; message: string };
@@ -58,8 +68,8 @@ export interface ReaderInit {
   hungry: SharedArrayBuffer;
 }
 
-/** Messages to a reader. */
-export type ToReader = { t: 'job'; id: number; files: PackedFiles } | { t: 'credit'; bytes: number };
+/** Messages to a reader; a job's small files are packed when `pack` is set. */
+export type ToReader = { t: 'job'; id: number; files: PackedFiles; pack: boolean } | { t: 'credit'; bytes: number };
 /** Messages from a reader; `events` is packed (below). */
 export type FromReader = { t: 'events'; id: number; events: PackedEvents; done: boolean } | { t: 'crash'; message: string };
 
@@ -91,6 +101,8 @@ function movable(b: Uint8Array): boolean {
 const ID = 32;
 const BLOCK_HEAD = 1 + 4 + 4 + 8 + 4 + 1 + DIGEST + ID + 4;
 const END = 1 + 4 + 8 + 8 + 8 + 8 + 4 + 8;
+const PACK_HEAD = 1 + 4 + 4 + 1 + 4;
+const MEMBER = 1 + 4 + 4 + 4 + DIGEST + ID;
 
 /** Packed events: one buffer, and the large blocks that move beside it. All of them are to be transferred. */
 export interface PackedEvents { buf: ArrayBuffer; blobs: Uint8Array[] }
@@ -102,6 +114,8 @@ export function packEvents(events: ReadEvent[]): PackedEvents {
   let size = 0;
   for (const e of events) {
     if (e.t === 'block') size += BLOCK_HEAD + (movable(e.bytes) ? 0 : e.bytes.length);
+    else if (e.t === 'pack') size += PACK_HEAD + (movable(e.bytes) ? 0 : e.bytes.length);
+    else if (e.t === 'member') size += MEMBER;
     else if (e.t === 'end') size += END;
     else if (e.t === 'torn') size += 6;
     else { const m = Buffer.from(e.message, 'utf8'); messages.set(e, m); size += 10 + m.length; }
@@ -126,6 +140,24 @@ export function packEvents(events: ReadEvent[]): PackedEvents {
           bytes.set(e.bytes, p + BLOCK_HEAD);
           p += BLOCK_HEAD + e.bytes.length;
         }
+        break;
+      case 'pack':
+        dv.setUint8(p, 5); dv.setUint32(p + 1, e.f); dv.setUint32(p + 5, e.size); dv.setInt8(p + 9, e.codec);
+        if (movable(e.bytes)) {
+          dv.setUint32(p + 10, BLOB);
+          blobs.push(e.bytes);
+          p += PACK_HEAD;
+        } else {
+          dv.setUint32(p + 10, e.bytes.length);
+          bytes.set(e.bytes, p + PACK_HEAD);
+          p += PACK_HEAD + e.bytes.length;
+        }
+        break;
+      case 'member':
+        if (e.digest.length !== DIGEST || e.blockId.length !== ID) throw new Error('a member event with a digest or id of the wrong length');
+        dv.setUint8(p, 6); dv.setUint32(p + 1, e.f); dv.setUint32(p + 5, e.size); dv.setUint32(p + 9, e.start);
+        bytes.set(e.digest, p + 13); bytes.set(e.blockId, p + 13 + DIGEST);
+        p += MEMBER;
         break;
       case 'end':
         dv.setUint8(p, 2); dv.setUint32(p + 1, e.f);
@@ -175,6 +207,19 @@ export function unpackEvents({ buf, blobs }: PackedEvents): ReadEvent[] {
         bytes: moved ?? bytes.subarray(p + BLOCK_HEAD, p + BLOCK_HEAD + n),
       });
       p += BLOCK_HEAD + n;
+    } else if (t === 5) {
+      need(p, PACK_HEAD);
+      const n0 = dv.getUint32(p + 10);
+      if (n0 === BLOB && blob >= blobs.length) throw new Error('a packed event names a blob that is not there');
+      const moved = n0 === BLOB ? blobs[blob++] : null;
+      const n = moved ? 0 : n0;
+      need(p + PACK_HEAD, n);
+      events.push({ t: 'pack', f, size: dv.getUint32(p + 5), codec: dv.getInt8(p + 9), bytes: moved ?? bytes.subarray(p + PACK_HEAD, p + PACK_HEAD + n) });
+      p += PACK_HEAD + n;
+    } else if (t === 6) {
+      need(p, MEMBER);
+      events.push({ t: 'member', f, size: dv.getUint32(p + 5), start: dv.getUint32(p + 9), digest: bytes.slice(p + 13, p + 13 + DIGEST), blockId: bytes.slice(p + 13 + DIGEST, p + 13 + DIGEST + ID) });
+      p += MEMBER;
     } else if (t === 2) {
       need(p, END);
       const meta: FileMeta = { size: dv.getBigUint64(p + 5), mtimeNs: dv.getBigInt64(p + 13), ctimeNs: dv.getBigInt64(p + 21), ino: dv.getBigUint64(p + 29), mode: BigInt(dv.getUint32(p + 37)) };

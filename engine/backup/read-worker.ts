@@ -42,7 +42,7 @@ const AHEAD_BYTES = 2 * init.readSize;
 const AHEAD_FIRST = Math.max(init.params.min + 1, init.readSize);
 const ahead = new Prefetch(AHEAD_FIRST);
 
-interface Job { id: number; files: ReadFile[]; warmed: number }
+interface Job { id: number; files: ReadFile[]; warmed: number; pack: boolean }
 const jobs: Job[] = [];
 let running = false;
 /** Bytes posted and not yet given back by the main thread. */
@@ -51,7 +51,7 @@ let wake: (() => void) | null = null;
 
 port.on('message', (m: ToReader) => {
   if (m.t === 'job') {
-    jobs.push({ id: m.id, files: unpackFiles(m.files), warmed: 0 });
+    jobs.push({ id: m.id, files: unpackFiles(m.files), warmed: 0, pack: m.pack });
     if (!running) void drain();
   } else {
     outstanding -= m.bytes;
@@ -116,11 +116,96 @@ function steady(before: BigIntStats, after: BigIntStats, read: number): boolean 
 }
 
 async function job(j: Job): Promise<void> {
+  const packer = j.pack ? new Packer() : null;
   for (let f = 0; f < j.files.length; f++) {
     warm(j, f);
-    await file(j.id, f, Buffer.from(j.files[f].abs, 'latin1'), j.files[f].skip);
+    await file(j.id, f, Buffer.from(j.files[f].abs, 'latin1'), j.files[f].skip, packer);
   }
+  if (packer) await flushPack(j.id, packer);
   await send(j.id, 0, true);
+}
+
+/** Largest plaintext of a pack; a file that would pass it starts the next one. */
+const PACK_MAX = 4 * 1024 * 1024;
+
+/**
+ * The pack being gathered from the small files of a batch (SPEC.md "Packs"): the
+ * contents the chain surely does not hold (its Bloom filter says no), back to back, each
+ * distinct content once; and the events of the batch's files since the pack began, held
+ * back so that the pack goes out just before the first file it holds.
+ */
+class Packer {
+  chunks: Uint8Array[] = [];
+  length = 0;
+  /** Where each content (by block id, as latin1) starts in the pack. */
+  starts = new Map<string, number>();
+  held: { ev: ReadEvent | Promise<ReadEvent>; raw: number }[] = [];
+  /** The first member event in `held`, and how many there are. */
+  first = -1;
+  members = 0;
+
+  hold(ev: ReadEvent | Promise<ReadEvent>, raw: number): void {
+    this.held.push({ ev, raw });
+  }
+
+  /** Adds a file's one block; its member event is held. */
+  add(f: number, chunk: Uint8Array, digest: Uint8Array, blockId: Uint8Array): void {
+    const key = Buffer.from(blockId).toString('latin1');
+    let start = this.starts.get(key);
+    if (start === undefined) {
+      start = this.length;
+      this.starts.set(key, start);
+      this.chunks.push(chunk);
+      this.length += chunk.length;
+    }
+    if (this.first < 0) this.first = this.held.length;
+    this.members++;
+    this.hold({ t: 'member', f, size: chunk.length, start, digest, blockId }, 0);
+  }
+
+  /** What a reading of a file may have to take back. */
+  mark(): { chunks: number; length: number; held: number; members: number; first: number } {
+    return { chunks: this.chunks.length, length: this.length, held: this.held.length, members: this.members, first: this.first };
+  }
+
+  /** Takes back everything since `m` (a reading that tore or failed). */
+  rollback(m: ReturnType<Packer['mark']>): void {
+    this.chunks.length = m.chunks; this.length = m.length; this.held.length = m.held; this.members = m.members; this.first = m.first;
+    for (const [k, start] of this.starts) if (start >= m.length) this.starts.delete(k);
+  }
+}
+
+/** The event of a new block: compressed here, unless the main thread waits (it then compresses). */
+function blockEvent(base: Omit<Extract<ReadEvent, { t: 'block' }>, 'codec' | 'bytes'>, chunk: Uint8Array): ReadEvent | Promise<ReadEvent> {
+  if (Atomics.load(hungry, 0) === 1) return { ...base, codec: -1, bytes: chunk };
+  const now = compressBlockNow(chunk, init.codec);
+  if (now) return { ...base, codec: now.codec, bytes: now.bytes };
+  return compressBlock(chunk, init.codec).then((c) => ({ ...base, codec: c.codec, bytes: c.bytes }));
+}
+
+/**
+ * Sends what `p` holds, in order, with its pack just before its first member; then
+ * empties it. A pack of one file's block is sent as that block.
+ */
+async function flushPack(id: number, p: Packer): Promise<void> {
+  const held = p.held;
+  if (p.members === 1 && p.chunks.length === 1) {
+    const m = held[p.first].ev as Extract<ReadEvent, { t: 'member' }>;
+    held[p.first] = { ev: blockEvent({ t: 'block', f: m.f, index: 0, offset: 0, size: m.size, digest: m.digest, blockId: m.blockId }, p.chunks[0]), raw: m.size };
+  } else if (p.members > 0) {
+    const plain = Buffer.concat(p.chunks, p.length);
+    const f = (held[p.first].ev as Extract<ReadEvent, { t: 'member' }>).f;
+    const base = { t: 'pack' as const, f, size: p.length };
+    let ev: ReadEvent | Promise<ReadEvent>;
+    if (Atomics.load(hungry, 0) === 1) ev = { ...base, codec: -1, bytes: plain };
+    else {
+      const now = compressBlockNow(plain, init.codec);
+      ev = now ? { ...base, codec: now.codec, bytes: now.bytes } : compressBlock(plain, init.codec).then((c) => ({ ...base, codec: c.codec, bytes: c.bytes }));
+    }
+    held.splice(p.first, 0, { ev, raw: p.length });
+  }
+  p.chunks = []; p.length = 0; p.starts.clear(); p.held = []; p.first = -1; p.members = 0;
+  for (const h of held) await emit(id, h.ev, h.raw);
 }
 
 /**
@@ -147,15 +232,27 @@ const TORN_TRIES = 3;
  * passes; if the last pass changed too it is reported (`torn`, last) and then stored as
  * that pass read it, with its ctime recorded as 0 so that the next backup reads it again.
  */
-async function file(id: number, f: number, abs: Buffer, skip: boolean): Promise<void> {
+async function file(id: number, f: number, abs: Buffer, skip: boolean, packer: Packer | null): Promise<void> {
+  // While the file is one of a pack's (small when it was opened), its events are held
+  // with the pack; otherwise they go out at once.
+  let packing = packer !== null;
+  const out = (ev: ReadEvent | Promise<ReadEvent>, raw: number): Promise<void> | void => (packing ? packer!.hold(ev, raw) : emit(id, ev, raw));
   let fd: number;
   try { fd = openSync(abs, 'r'); } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code;
-    return emit(id, { t: 'fail', f, vanished: code === 'ENOENT', message: code === 'ENOENT' ? 'vanished before it was read' : `cannot read (${code ?? 'error'})` }, 0);
+    return out({ t: 'fail', f, vanished: code === 'ENOENT', message: code === 'ENOENT' ? 'vanished before it was read' : `cannot read (${code ?? 'error'})` }, 0);
   }
+  let mark = packer?.mark();
   try {
     for (let attempt = 0; attempt < TORN_TRIES; attempt++) {
       const before = fstatSync(fd, { bigint: true });
+      const small = before.size <= BigInt(init.params.min);
+      if (packer) {
+        // A file that grew past a small one's size, or would pass PACK_MAX, sends the pack so far first.
+        if (!small || packer.length + Number(before.size) + 1 > PACK_MAX) await flushPack(id, packer);
+        packing = small;
+        mark = packer.mark();
+      }
       chunker.reset();
       let index = 0;
       let offset = 0;
@@ -164,15 +261,14 @@ async function file(id: number, f: number, abs: Buffer, skip: boolean): Promise<
         const blockId = hmac(init.blockIdKey, digest);
         const base = { t: 'block' as const, f, index: index++, offset, size: chunk.length, digest, blockId };
         offset += chunk.length;
-        if (skip) return emit(id, { ...base, codec: 0, bytes: chunk }, chunk.length);
-        // Left to the main thread: a block the chain may hold, and any while it waits.
-        if (bloom.has(blockId) || Atomics.load(hungry, 0) === 1) return emit(id, { ...base, codec: -1, bytes: chunk }, chunk.length);
-        const now = compressBlockNow(chunk, init.codec);
-        if (now) return emit(id, { ...base, codec: now.codec, bytes: now.bytes }, chunk.length);
-        return emit(id, compressBlock(chunk, init.codec).then((c) => ({ ...base, codec: c.codec, bytes: c.bytes })), chunk.length);
+        if (skip) return out({ ...base, codec: 0, bytes: chunk }, chunk.length);
+        // Left to the main thread: a block the chain may hold.
+        if (bloom.has(blockId)) return out({ ...base, codec: -1, bytes: chunk }, chunk.length);
+        if (packing) return packer!.add(f, chunk, digest, blockId);
+        return out(blockEvent(base, chunk), chunk.length);
       };
       let at = 0;
-      if (before.size <= BigInt(init.params.min)) {
+      if (small) {
         // A file of at most one block's minimum is one block (the chunker cuts nothing
         // there): read straight into that block, not through the chunker's two copies.
         // One byte of room over the size shows a file that grew (and is then torn).
@@ -200,15 +296,18 @@ async function file(id: number, f: number, abs: Buffer, skip: boolean): Promise<
         for (const chunk of chunker.end()) await block(chunk);
       }
       const after = fstatSync(fd, { bigint: true });
-      if (steady(before, after, at)) return emit(id, { t: 'end', f, meta: meta(after), read: at }, 0);
+      if (steady(before, after, at)) return out({ t: 'end', f, meta: meta(after), read: at }, 0);
       const last = attempt === TORN_TRIES - 1;
-      await emit(id, { t: 'torn', f, last }, 0);
-      if (last) return emit(id, { t: 'end', f, meta: { ...meta(after), size: BigInt(at), ctimeNs: 0n }, read: at }, 0);
+      // A pack's reading that tore is taken back here: nothing of it went out.
+      if (packing && !last) { packer!.rollback(mark!); continue; }
+      await out({ t: 'torn', f, last }, 0);
+      if (last) return out({ t: 'end', f, meta: { ...meta(after), size: BigInt(at), ctimeNs: 0n }, read: at }, 0);
     }
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code;
     if (typeof code !== 'string') throw cause;
-    return emit(id, { t: 'fail', f, vanished: false, message: `read error (${code})` }, 0);
+    if (packing) packer!.rollback(mark!);
+    return out({ t: 'fail', f, vanished: false, message: `read error (${code})` }, 0);
   } finally {
     closeSync(fd);
   }

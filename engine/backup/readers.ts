@@ -72,7 +72,7 @@ export class ReadJob {
 
   /** Says that a block event is dealt with: its bytes no longer count against the credit. */
   taken(e: ReadEvent): void {
-    if (e.t === 'block') this.pool.giveBack(this.reader, false, e.bytes.byteLength);
+    if (e.t === 'block' || e.t === 'pack') this.pool.giveBack(this.reader, false, e.bytes.byteLength);
   }
 }
 
@@ -126,15 +126,18 @@ export class ReaderPool {
     }
   }
 
-  /** Queues files on the reader with the fewest bytes queued; `bytes` is their total size. */
-  submit(files: ReadFile[], bytes: number): ReadJob {
+  /**
+   * Queues files on the reader with the fewest bytes queued; `bytes` is their total size.
+   * With `pack`, the reader packs the small files it finds new (SPEC.md "Packs").
+   */
+  submit(files: ReadFile[], bytes: number, pack = false): ReadJob {
     this.check();
     const r = this.readers.reduce((a, b) => (b.queued < a.queued ? b : a));
     const id = this.nextId++;
     const job = new ReadJob(this, r, bytes);
     this.jobs.set(id, job);
     r.queued += bytes;
-    r.worker.postMessage({ t: 'job', id, files: packFiles(files) } satisfies ToReader);
+    r.worker.postMessage({ t: 'job', id, files: packFiles(files), pack } satisfies ToReader);
     return job;
   }
 

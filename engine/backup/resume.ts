@@ -201,7 +201,7 @@ export class Journal {
     if (this.fd === null) return;
     if (this.volume !== null && this.volume !== p.volume) { this.remove(); return; } // a block of another volume before this one was committed
     this.volume = p.volume;
-    this.add(encodeResumeBlock({ id, dataOffset: p.dataOffset, length: p.length, entry: p.entry }));
+    this.add(encodeResumeBlock({ id, dataOffset: p.dataOffset, length: p.length, entry: p.entry, ...(p.start === undefined ? {} : { start: p.start }) }));
   }
 
   /** Notes a committed volume: its line, then everything to disk. */

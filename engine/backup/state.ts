@@ -48,26 +48,34 @@ function parsePath(v: Buffer): PathState {
   };
 }
 
-/** Bytes of a block place in a table: data offset (u64), length (u32), volume name length (u8), volume name, entry name. */
+/**
+ * Bytes of a block place in a table: data offset (u64), length (u32), start in a pack
+ * plus one (u32, 0 when the envelope holds the block alone), volume name length (u8),
+ * volume name, entry name.
+ */
 function placementLength(p: Placement): number {
   if (p.volume.length > 255) throw new Error(`volume name of ${p.volume.length} bytes`);
-  return 13 + p.volume.length + p.entry.length;
+  return 17 + p.volume.length + p.entry.length;
 }
 
 function writePlacement(b: Buffer, at: number, p: Placement): void {
   b.writeUInt32BE(Math.floor(p.dataOffset / 2 ** 32), at);
   b.writeUInt32BE(p.dataOffset >>> 0, at + 4);
   b.writeUInt32BE(p.length, at + 8);
-  b[at + 12] = p.volume.length;
-  b.write(p.volume, at + 13, 'latin1');
-  b.write(p.entry, at + 13 + p.volume.length, 'latin1');
+  b.writeUInt32BE(p.start === undefined ? 0 : p.start + 1, at + 12);
+  b[at + 16] = p.volume.length;
+  b.write(p.volume, at + 17, 'latin1');
+  b.write(p.entry, at + 17 + p.volume.length, 'latin1');
 }
 
 /** Decodes a block place as stored in a table. */
 export function parsePlacement(v: Buffer): Placement {
-  const vl = v.length >= 13 ? v[12] : -1;
-  if (vl < 0 || 13 + vl > v.length) throw new Error('malformed block place in a table');
-  return { dataOffset: v.readUInt32BE(0) * 2 ** 32 + v.readUInt32BE(4), length: v.readUInt32BE(8), volume: v.toString('latin1', 13, 13 + vl), entry: v.toString('latin1', 13 + vl) };
+  const vl = v.length >= 17 ? v[16] : -1;
+  if (vl < 0 || 17 + vl > v.length) throw new Error('malformed block place in a table');
+  const p: Placement = { dataOffset: v.readUInt32BE(0) * 2 ** 32 + v.readUInt32BE(4), length: v.readUInt32BE(8), volume: v.toString('latin1', 17, 17 + vl), entry: v.toString('latin1', 17 + vl) };
+  const start = v.readUInt32BE(12);
+  if (start > 0) p.start = start - 1;
+  return p;
 }
 
 /** Encodes a block place for a table. */

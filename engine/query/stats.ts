@@ -24,6 +24,7 @@ import type * as openpgp from 'openpgp';
 import { findSnapshot, listSnapshots, readConfig, type Snapshot } from '../repo/repo.js';
 import { readManifest } from '../repo/manifest-object.js';
 import { ExternalSorter, removeScratchDir, scratchDir } from '../scratch/sorter.js';
+import type { BlockRef } from '../../formats/manifest.js';
 import { ComposedSnapshot, readableSnapshots } from '../restore/compose.js';
 
 /** What a snapshot's record says of it. */
@@ -139,40 +140,61 @@ export async function stats(storage: Storage, o: StatsOptions): Promise<Stats> {
   return out;
 }
 
-/** Distinct entries of a sorter whose values are u32 plain length || u32 envelope length. */
-function distinct(sorter: ExternalSorter): BlockFigures {
+/**
+ * The figures of distinct blocks: `contents` keyed by block, valued by its plain length
+ * (u32); `envelopes` keyed by place in a volume, valued by the envelope's length (u32).
+ * They are apart because a pack is one envelope holding many blocks (SPEC.md "Packs").
+ */
+function distinct(contents: ExternalSorter, envelopes: ExternalSorter): BlockFigures {
   const f: BlockFigures = { blocks: 0, plainBytes: 0, storedBytes: 0 };
   let prev: Buffer | null = null;
-  for (const [k, v] of sorter.sorted()) {
+  for (const [k, v] of contents.sorted()) {
     if (prev && prev.equals(k)) continue;
     prev = Buffer.from(k);
-    f.blocks++; f.plainBytes += v.readUInt32BE(0); f.storedBytes += v.readUInt32BE(4);
+    f.blocks++; f.plainBytes += v.readUInt32BE(0);
+  }
+  prev = null;
+  for (const [k, v] of envelopes.sorted()) {
+    if (prev && prev.equals(k)) continue;
+    prev = Buffer.from(k);
+    f.storedBytes += v.readUInt32BE(0);
   }
   return f;
 }
 
-function sizes(size: number, length: number): Buffer {
-  const v = Buffer.alloc(8);
-  v.writeUInt32BE(size, 0); v.writeUInt32BE(length, 4);
+function u32(n: number): Buffer {
+  const v = Buffer.alloc(4);
+  v.writeUInt32BE(n, 0);
   return v;
+}
+
+/** A key for the place of a block's envelope, or with `start`, of the block in it. */
+function placeKey(b: BlockRef, start: boolean): Buffer {
+  const k = Buffer.alloc(12 + b.volume.length);
+  k.writeDoubleBE(b.dataOffset, 0);
+  k.writeInt32BE(start ? b.start ?? -1 : -1, 8);
+  k.write(b.volume, 12, 'latin1');
+  return k;
 }
 
 async function snapshotContents(storage: Storage, key: RestoreKey, verifiers: openpgp.PublicKey[], s: Snapshot, all: Snapshot[], arena?: number): Promise<SnapshotContents> {
   const c = await ComposedSnapshot.compose(storage, key, verifiers, s, all, arena);
   try {
     const blocks = new ExternalSorter(c.dir, 'blocks', arena);
+    const envelopes = new ExternalSorter(c.dir, 'envelopes', arena);
     try {
       const out = { name: s.record.name, files: 0, dirs: 0, symlinks: 0, bytes: 0 };
       for (const r of c.records()) {
         if (r.kind === 'dir') { out.dirs++; continue; }
         if (r.kind === 'symlink') { out.symlinks++; continue; }
         out.files++; out.bytes += r.size;
-        for (const b of r.blocks) blocks.add(b.sha384, sizes(b.size, b.length));
+        for (const b of r.blocks) { blocks.add(b.sha384, u32(b.size)); envelopes.add(placeKey(b, false), u32(b.length)); }
       }
-      const f = distinct(blocks);
+      const f = distinct(blocks, envelopes);
       return { ...out, ...f, dedupRatio: ratio(out.bytes, f.plainBytes), compressionRatio: ratio(f.plainBytes, f.storedBytes) };
     } finally {
       blocks.close();
+      envelopes.close();
     }
   } finally {
     await c.close();
@@ -182,21 +204,18 @@ async function snapshotContents(storage: Storage, key: RestoreKey, verifiers: op
 async function storedBlocks(storage: Storage, key: RestoreKey, verifiers: openpgp.PublicKey[], all: Snapshot[], arena?: number): Promise<BlockFigures> {
   const dir = scratchDir('stats');
   const places = new ExternalSorter(dir, 'places', arena);
+  const envelopes = new ExternalSorter(dir, 'envelopes', arena);
   try {
     for (const s of all) {
       await readManifest(storage, key, verifiers, s, (r) => {
         if ('deleted' in r) return;
-        for (const b of r.blocks) {
-          const k = Buffer.alloc(8 + b.volume.length);
-          k.writeDoubleBE(b.dataOffset, 0);
-          k.write(b.volume, 8, 'latin1');
-          places.add(k, sizes(b.size, b.length));
-        }
+        for (const b of r.blocks) { places.add(placeKey(b, true), u32(b.size)); envelopes.add(placeKey(b, false), u32(b.length)); }
       });
     }
-    return distinct(places);
+    return distinct(places, envelopes);
   } finally {
     places.close();
+    envelopes.close();
     removeScratchDir(dir);
   }
 }

@@ -36,7 +36,7 @@ const BLOCK_LINE_MAX = 400;
 export const MIN_VOLUME_SIZE = 8 * 1024 * 1024;
 
 /** Where a block was written. */
-export type Placement = Pick<BlockRef, 'volume' | 'dataOffset' | 'length' | 'entry'>;
+export type Placement = Pick<BlockRef, 'volume' | 'dataOffset' | 'length' | 'entry' | 'start'>;
 
 /** Named media sizes of `--volume-size`, in bytes. */
 export const MEDIA: Record<string, number> = {
@@ -259,6 +259,30 @@ export class VolumeSet {
     });
   }
 
+  /**
+   * Seals and writes a pack (SPEC.md "Packs") as the entry of block 0 of the current
+   * file, its first member; `room` is what the rest of its batch may still add (its other
+   * files' blocks and records), so that every member's record lands in the catalogue of
+   * the pack's volume: the pack starts a new volume unless both fit.
+   */
+  addPack(uuid: string, block: { codec: number; bytes: Uint8Array; plainLength: number }, room: number): Placement | Promise<Placement> {
+    this.check();
+    const v = this.cur;
+    const put = (to: OpenVolume): Placement => {
+      const entry = blockEntry(uuid, 0);
+      const at = this.sealAt(to, entry, block.codec, block.plainLength, block.bytes);
+      return { volume: to.name, dataOffset: at.dataOffset, length: at.length, entry };
+    };
+    if (v && v.size + tarEntrySize(ENVELOPE_HEADER + block.bytes.length + TAG_LENGTH) + room + this.reserve() + RESERVE_BASE <= this.o.limit) {
+      try { return put(v); } catch (e) { this.broken ??= e; throw e; }
+    }
+    return this.guard(async () => {
+      if (this.cur) await this.closeVolume();
+      this.cur = await this.openVolume();
+      return put(this.cur);
+    });
+  }
+
   private place(v: OpenVolume, uuid: string, index: number, block: { codec: number; bytes: Uint8Array; plainLength: number }, ref: Omit<BlockRef, keyof Placement>): Placement {
     const entry = blockEntry(uuid, index);
     const at = this.sealAt(v, entry, block.codec, block.plainLength, block.bytes);
@@ -331,6 +355,9 @@ export async function readVolumeHeader(storage: Storage, volume: string): Promis
 /** An opened volume: its header, data key and size. */
 interface OpenedVolume { id: Uint8Array; key: KeyObject; snapshot: string; size: number }
 
+/** Packs whose plaintext a reader keeps. */
+const PACKS_KEPT = 4;
+
 /** Envelopes up to this size, read in order, are read through a window of the volume. */
 const WINDOW_ENVELOPE = 64 * 1024;
 const WINDOW = 1024 * 1024;
@@ -345,6 +372,8 @@ export class VolumeReader {
   private readonly opened = new Map<string, Promise<OpenedVolume>>();
   private window: { volume: string; start: number; end: number; data: Promise<Uint8Array> } | null = null;
   private last: { volume: string; end: number } | null = null;
+  /** The plaintexts of the packs read last (a restore takes a pack's blocks one after another). */
+  private readonly packs = new Map<string, Promise<Uint8Array>>();
   constructor(private readonly storage: Storage, private readonly decryptionKeys: openpgp.PrivateKey[], private readonly verifiers: openpgp.PublicKey[]) {}
 
   private open(volume: string): Promise<OpenedVolume> {
@@ -393,12 +422,29 @@ export class VolumeReader {
    * the caller MUST check it against its sha384 (`blockHashError` if it fails) before use.
    */
   async readUnchecked(ref: BlockRef): Promise<Uint8Array> {
+    if (ref.start === undefined) return this.plaintext(ref, ref.size);
+    const key = `${ref.volume}:${ref.dataOffset}`;
+    let pack = this.packs.get(key);
+    if (!pack) {
+      pack = this.plaintext(ref, -1);
+      this.packs.set(key, pack);
+      if (this.packs.size > PACKS_KEPT) this.packs.delete(this.packs.keys().next().value!);
+      pack.catch(() => this.packs.delete(key));
+    }
+    const plain = await pack;
+    if (ref.start + ref.size > plain.length) throw new FormatError('bad-size', `${ref.volume}:${ref.entry}: pack holds ${plain.length} bytes, the block at ${ref.start} of ${ref.size} bytes runs past it`);
+    // A copy: the caller may hand the bytes to another thread, which would take the whole pack.
+    return plain.slice(ref.start, ref.start + ref.size);
+  }
+
+  /** The plaintext of `ref`'s envelope, which must be `size` bytes long (any length up to MAX_BLOCK if -1). */
+  private async plaintext(ref: BlockRef, size: number): Promise<Uint8Array> {
     const v = await this.open(ref.volume);
     const where = `${ref.volume}:${ref.entry}`;
     const env = await this.envelope(ref, v.size);
     const opened = openEnvelope(v.key, env, blockContext(v.id, ref.entry), MAX_BLOCK, where);
-    if (opened.plainLength !== ref.size) throw new FormatError('bad-size', `${where}: block holds ${opened.plainLength} bytes, the manifest says ${ref.size}`);
-    return decompressBlock(opened.codec, opened.payload, ref.size);
+    if (size >= 0 && opened.plainLength !== size) throw new FormatError('bad-size', `${where}: block holds ${opened.plainLength} bytes, the manifest says ${size}`);
+    return decompressBlock(opened.codec, opened.payload, opened.plainLength);
   }
 }
 

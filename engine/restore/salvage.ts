@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import type * as openpgp from 'openpgp';
 import { FormatError, IebsError, IoError, KeyError, NotFoundError } from '../../formats/errors.js';
 import { blockContext } from '../../formats/envelope.js';
-import { DocParser, LineSplitter, MAX_BLOCK, type CatalogHeader, type FileRecord } from '../../formats/manifest.js';
+import { DocParser, LineSplitter, MAX_BLOCK, type BlockRef, type CatalogHeader, type FileRecord } from '../../formats/manifest.js';
 import { decodeTarHeader, TAR_BLOCK } from '../../formats/tar.js';
 import { CATALOG_ENTRY_PREFIX, VOLUME_HEADER_ENTRY, decodeVolumeHeader, decodeVolumeKey } from '../../formats/volume.js';
 import { openEnvelope, pgpOpenBytes } from '../crypto/crypto.js';
@@ -177,8 +177,9 @@ export async function salvage(volumes: SalvageVolume[], key: RestoreKey, verifie
   for (const r of dirs) {
     try { await safe.dir(r.path); res.dirs++; } catch (e) { failed(r, e); }
   }
+  const packs = new Map<string, Promise<Uint8Array>>();
   for (const v of [...newest.values()].sort((a, b) => Buffer.compare(Buffer.from(a.record.path), Buffer.from(b.record.path)))) {
-    try { await salvageFile(safe, v, res, o.keepSetid ?? false); } catch (e) { failed(v.record, e); }
+    try { await salvageFile(safe, v, res, o.keepSetid ?? false, packs); } catch (e) { failed(v.record, e); }
   }
   for (const { record: r } of others.values()) {
     if (r.kind !== 'symlink') continue;
@@ -209,7 +210,35 @@ export async function salvage(volumes: SalvageVolume[], key: RestoreKey, verifie
   return res;
 }
 
-async function salvageFile(safe: SafeTarget, v: Version, res: SalvageResult, keepSetid: boolean): Promise<void> {
+/** Packs whose plaintext salvage keeps: the files of a pack come one after another. */
+const PACKS_KEPT = 4;
+
+/**
+ * The plaintext of `ref`'s envelope in `source`, authenticated and decompressed: the
+ * block alone, or a pack (kept in `packs`, by place, for its other blocks).
+ */
+async function envelopePlain(source: Source, ref: BlockRef, packs: Map<string, Promise<Uint8Array>>): Promise<Uint8Array> {
+  const open = async () => {
+    const env = await source.storage.getRange(source.object, ref.dataOffset, ref.length);
+    const opened = openEnvelope(source.key, env, blockContext(source.volumeId, ref.entry), MAX_BLOCK, `${source.object}:${ref.entry}`);
+    if (ref.start === undefined && opened.plainLength !== ref.size) throw new FormatError('bad-size', 'size differs');
+    return decompressBlock(opened.codec, opened.payload, opened.plainLength);
+  };
+  if (ref.start === undefined) return open();
+  const k = `${source.object}@${ref.dataOffset}`;
+  let p = packs.get(k);
+  if (!p) {
+    p = open();
+    packs.set(k, p);
+    if (packs.size > PACKS_KEPT) packs.delete(packs.keys().next().value!);
+    p.catch(() => {});
+  }
+  const plain = await p;
+  if (ref.start + ref.size > plain.length) throw new FormatError('bad-size', 'block runs past its pack');
+  return plain.subarray(ref.start, ref.start + ref.size);
+}
+
+async function salvageFile(safe: SafeTarget, v: Version, res: SalvageResult, keepSetid: boolean, packs: Map<string, Promise<Uint8Array>>): Promise<void> {
   const r = v.record;
   const final = await safe.leaf(r.path);
   const tmp = tempBeside(final);
@@ -222,10 +251,7 @@ async function salvageFile(safe: SafeTarget, v: Version, res: SalvageResult, kee
     for (const i of indexes) {
       const { source, ref } = v.blocks.get(i)!;
       try {
-        const env = await source.storage.getRange(source.object, ref.dataOffset, ref.length);
-        const opened = openEnvelope(source.key, env, blockContext(source.volumeId, ref.entry), MAX_BLOCK, `${source.object}:${ref.entry}`);
-        if (opened.plainLength !== ref.size) throw new FormatError('bad-size', 'size differs');
-        const data = await decompressBlock(opened.codec, opened.payload, ref.size);
+        const data = await envelopePlain(source, ref, packs);
         if (!createHash('sha384').update(data).digest().equals(ref.sha384)) throw new FormatError('bad-hash', 'hash differs');
         await fh.write(data, 0, data.length, ref.offset);
         if (ref.offset === expectOffset) expectOffset += ref.size;
