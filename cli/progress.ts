@@ -50,18 +50,25 @@ export class ProgressLine {
   private timer: NodeJS.Timeout | null = null;
   constructor(private readonly enabled: boolean, private readonly width = terminalColumns()) {}
 
-  /** Takes new counts: drawn now if the last redraw is 200 ms old; a timer redraws (and publishes) each second. */
+  /**
+   * Takes new counts (a backup gives them for every entry): the state is worked out,
+   * published and drawn only when the last time is 200 ms old; a timer redraws (and
+   * publishes) each second.
+   */
   private take(c: ProgressCounts): void {
     const job = currentJob();
     if (!this.enabled && !job) return;
-    const s = this.meter.update(c);
+    this.meter.note(c);
     this.started = true;
-    job?.progress(s);
     if (!this.timer) {
       this.timer = setInterval(() => this.tick(), 1000);
       this.timer.unref();
     }
-    if (this.enabled && Date.now() - this.last >= 200) this.draw();
+    const now = Date.now();
+    if (now - this.last < 200) return;
+    this.last = now;
+    job?.progress(this.meter.current());
+    if (this.enabled) this.draw();
   }
 
   private tick(): void {

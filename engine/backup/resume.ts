@@ -20,14 +20,14 @@
  * `Journal` writes them again into a new journal that goes on from there.
  */
 import { createReadStream, closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { createHash, createHmac } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { FormatError, IebsError } from '../../formats/errors.js';
 import { recordObject } from '../../formats/names.js';
 import { ResumeParser, encodeResumeBlock, encodeResumeHead, encodeResumeVolume, type ResumeBlock, type ResumeHead, type ResumeVolume } from '../../formats/resume.js';
 import type { ObjectRef } from '../../formats/snapshot.js';
-import { random } from '../crypto/crypto.js';
+import { hmac, random } from '../crypto/crypto.js';
 import type { Storage } from '../storage/storage.js';
 import { readVolumeHeader, type Placement } from '../repo/volumes.js';
 import type { Snapshot } from '../repo/repo.js';
@@ -263,7 +263,7 @@ export class Journal {
  * and the catalogues of both runs' volumes describe one file (salvage merges by UUID).
  */
 export function runUuid(secret: Uint8Array, pathId: Uint8Array, kind: string): string {
-  const h = createHmac('sha256', secret).update(kind).update('\0').update(pathId).digest();
+  const h = Buffer.from(hmac(secret, Buffer.concat([Buffer.from(kind + '\0', 'latin1'), pathId])));
   h[6] = (h[6] & 0x0f) | 0x40; // version 4 and RFC 4122 variant, as random UUIDs have
   h[8] = (h[8] & 0x3f) | 0x80;
   const x = h.subarray(0, 16).toString('hex');

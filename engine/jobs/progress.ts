@@ -53,9 +53,14 @@ export class ProgressMeter {
 
   /** The state after new counts; a new phase starts its rate afresh. */
   update(c: ProgressCounts): ProgressState {
-    if (c.phase !== this.counts.phase) this.phaseStart = this.now();
-    this.counts = { ...c };
+    this.note({ ...c });
     return this.current();
+  }
+
+  /** Takes new counts without working out the state (the caller must not change `c` after). */
+  note(c: ProgressCounts): void {
+    if (c.phase !== this.counts.phase) this.phaseStart = this.now();
+    this.counts = c;
   }
 
   /** The state of the latest counts now: a run that stalls shows its rate falling and its time moving. */
