@@ -26,6 +26,7 @@ import type { BackupKey } from '../crypto/keys.js';
 import { chainDamage, chainOf, initRepo, listSnapshots, readConfig, repoHostKeys, writeRecord, type BadRecord, type Snapshot } from '../repo/repo.js';
 import { cleanDebris, removeSnapshotObjects } from '../repo/debris.js';
 import { forgottenNames } from '../repo/forgets.js';
+import { recipientIds, sealedTo } from '../repo/sealed-to.js';
 import { writeIndex } from '../repo/index-object.js';
 import { writeManifest } from '../repo/manifest-object.js';
 import { acquireLock } from '../repo/lock.js';
@@ -140,6 +141,11 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
       why ??= await chainDamage(storage, chain);
       if (why) damaged(why);
       else if (chain.length - 1 >= maxIncrements) type = 'full';
+      else if (await recipientsChanged(storage, chain, key)) {
+        // Increments use the chain's volumes, sealed to the old recipients: a new one could not read them.
+        early.push({ code: 'new-full', path: chain[0].object, message: "recipients changed since this chain's full: making a full" });
+        type = 'full';
+      }
     }
     // A resumed run makes the snapshot the interrupted one began. A full can always be
     // made; an increment only on the chain it extends, which is the head's (the parent
@@ -177,6 +183,14 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
       await lock?.release();
     }
   }
+}
+
+/** Whether the chain's data keys are sealed to other recipients than `key`'s (SPEC.md "Changing keys"). */
+async function recipientsChanged(storage: Storage, chain: Snapshot[], key: BackupKey): Promise<boolean> {
+  const sealed = await sealedTo(storage, chain);
+  if (!sealed) return false;
+  const mine = await recipientIds(key.recipients);
+  return sealed.size !== mine.size || [...mine].some((id) => !sealed.has(id));
 }
 
 /** A name part for a system of its own for `sources`: the last folder's name, made valid. */
