@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { changePassphrase, changeRecipients } from '../engine/crypto/key-admin.js';
 import { loadOwnerKey } from '../engine/crypto/keys.js';
-import { replaceHost } from '../engine/crypto/replace-host.js';
+import { replaceHost } from '../engine/repo/replace-host.js';
 import { readConfig, writePublicKeys } from '../engine/repo/repo.js';
 import { openStorage } from '../engine/storage/open.js';
 import { KeyError, UsageError } from '../formats/errors.js';

@@ -19,11 +19,11 @@ import { encodeKeyFile, KEY_NAME_RE } from '../../formats/keyfile.js';
 import { encodeHostKey, type HostKeyStatement, type HostTrustPoint } from '../../formats/host-key.js';
 import { SNAPSHOT_RE, SYSTEM_RE } from '../../formats/names.js';
 import { formatTime } from '../../formats/text.js';
-import { PGP_CONFIG, random } from './crypto.js';
-import { loadBackupKey, type OwnerKey } from './keys.js';
-import { currentPublicKeys, listSnapshots, readConfig, repoPublicKeys, writePublicKeys, type Snapshot } from '../repo/repo.js';
-import { hostTrust, writeStatement } from '../repo/host-keys.js';
-import { acquireLock } from '../repo/lock.js';
+import { PGP_CONFIG, random } from '../crypto/crypto.js';
+import { loadBackupKey, type OwnerKey } from '../crypto/keys.js';
+import { currentPublicKeys, listSnapshots, readConfig, repoPublicKeys, writePublicKeys, type Snapshot } from './repo.js';
+import { hostTrust, writeStatement } from './host-keys.js';
+import { acquireLock } from './lock.js';
 import type { Storage } from '../storage/storage.js';
 
 /** Options of a host key replacement. */
