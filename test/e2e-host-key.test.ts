@@ -6,12 +6,13 @@
  * attacker's records after the last good one are untrusted: verify names each and
  * fails, restore refuses them, the next backup chains from the last good record,
  * forget --untrusted removes them and verify is clean again); a statement signed by a
- * host key is refused and gives no trust. And a backup sees a change of recipients and
+ * host key is refused and gives no trust; an interrupted replacement (after the statement,
+ * or after the key files) is finished by running it again. And a backup sees a change of recipients and
  * makes a full by itself, and makes an increment when nothing changed.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertOneLineError, diffTrees, iebs, iebsOk, readTree, snapshots, tempDir, type SnapshotInfo } from './helpers.js';
 import { loadBackupKey } from '../engine/crypto/keys.js';
@@ -176,7 +177,7 @@ test('a stolen backup key: records after the last good one are untrusted until f
   assert.equal(still.code, 1, 'the unauthorized statement is still a problem');
   assert.equal(still.stdout.split('\n').filter((l) => l.startsWith('PROBLEM')).length, 1, still.stdout);
   // (A real repository keeps it: puts never replace; here the test removes what it planted.)
-  await import('node:fs').then((fs) => fs.rmSync(join(s.repo, 'keys/host.2.asc')));
+  rmSync(join(s.repo, 'keys/host.2.asc'));
   for (const key of [s.restore, join(b, 'recipient.asc')]) assert.match(iebsOk(['verify', '--repo', s.repo, '--key', key]).stdout, /^ok: 3 snapshots \(2 forgotten/m);
   writeFileSync(join(s.src, 'c'), 'after\n');
   backup(s, join(b, 'backup.key'));
@@ -203,4 +204,38 @@ test('a backup makes a full by itself after a change of recipients, and an incre
   writeFileSync(join(s.src, 'd'), 'fourth\n');
   assert.doesNotMatch(backup(s, s.backup).stderr, /recipients changed/);
   assert.equal(snapshots(s.repo)[3].type, 'increment', 'the new chain is sealed to the new recipients: increments again');
+});
+
+test('an interrupted replacement is finished by running the same command again', () => {
+  const s = setup('rerun');
+  backup(s, s.backup, ['--init']);
+  const b = join(s.dir, 'b');
+  iebsOk(['key', 'replace-host', '--key', s.restore, '--repo', s.repo, '--out', b]);
+  // A crash between the statement and the generation leaves the statement alone (simulated
+  // here by taking the generation away: a real run never deletes it).
+  rmSync(join(s.repo, 'keys/public.2.asc'));
+  const v = iebs(['verify', '--repo', s.repo, '--key', s.restore]);
+  assert.equal(v.code, 1);
+  assert.match(v.stdout, /PROBLEM keys\/host\.1\.asc: .*a replacement not finished/);
+  assertOneLineError(iebs(['backup', s.src, '--repo', s.repo, '--key', join(b, 'backup.key'), '--name', 'pc']), /created for other keys/);
+  const again = iebsOk(['key', 'replace-host', '--key', s.restore, '--repo', s.repo, '--out', b]);
+  assert.match(again.stdout, /^finished an interrupted replacement$/m);
+  assert.equal(readFileSync(join(s.repo, 'keys/public.2.asc'), 'utf8'), readFileSync(join(b, 'recipient.asc'), 'utf8'));
+  assert.ok(!existsSync(join(s.repo, 'keys/host.2.asc')), 'no second statement');
+  backup(s, join(b, 'backup.key'));
+  iebsOk(['verify', '--repo', s.repo, '--key', s.restore]);
+
+  // A crash before the statement leaves only the key files: the rerun uses them.
+  const c = join(s.dir, 'c');
+  const third = iebsOk(['key', 'replace-host', '--key', s.restore, '--repo', s.repo, '--out', c]);
+  const minted = readFileSync(join(c, 'backup.key'), 'utf8');
+  rmSync(join(s.repo, 'keys/host.2.asc'));
+  rmSync(join(s.repo, 'keys/public.3.asc'));
+  const redo = iebsOk(['key', 'replace-host', '--key', s.restore, '--repo', s.repo, '--out', c]);
+  assert.match(third.stdout, /stored keys\/host\.2\.asc, keys\/public\.3\.asc/);
+  assert.match(redo.stdout, /stored keys\/host\.2\.asc, keys\/public\.3\.asc/);
+  assert.equal(readFileSync(join(c, 'backup.key'), 'utf8'), minted, 'the key files are used, not minted again');
+  writeFileSync(join(s.src, 'z'), 'z\n');
+  backup(s, join(c, 'backup.key'));
+  iebsOk(['verify', '--repo', s.repo, '--key', join(c, 'recipient.asc')]);
 });
