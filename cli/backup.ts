@@ -95,10 +95,12 @@ export const verb: Verb = {
       onPlan: (status, path, size) => { if (json) plan.push({ status, path, size }); else process.stdout.write(`${status.padEnd(8)} ${path}${status === 'deleted' ? '' : '  ' + human(size)}\n`); },
     });
     progress.done();
-    publishResult({ snapshot: r.snapshot, type: r.type, dryRun, read: r.read, stored: r.counts.stored, volumes: r.dryRun ? r.estimate!.volumes : r.volumes.length }, r.warnings.length);
+    publishResult({ snapshot: r.snapshot, type: r.type, dryRun, read: r.read, stored: r.counts.stored, volumes: r.dryRun ? r.estimate!.volumes : r.volumes.length }, r.warnings.filter((w) => w.code !== 'new-full').length);
     if (json) printJson(dryRun ? { ...r, plan } : r);
     else {
-      for (const w of r.warnings) process.stderr.write(`iebs: warning: ${w.path}: ${w.message}\n`);
+      for (const w of r.warnings) {
+        if (w.code === 'new-full') { if (!a.quiet) process.stderr.write(`iebs: note: ${w.message}\n`); } else process.stderr.write(`iebs: warning: ${w.path}: ${w.message}\n`);
+      }
       if (r.created && !a.quiet) process.stdout.write(`created repository at ${repo}\n`);
       const c = r.counts;
       const what = `${c.files} entries (${c.new} new, ${c.changed} changed, ${c.unchanged} unchanged, ${c.deleted} deleted), ${human(c.bytes)}`;
@@ -108,6 +110,6 @@ export const verb: Verb = {
         process.stdout.write(`snapshot ${r.snapshot} (${r.type}): ${what}; read ${human(r.read)}, stored ${human(c.stored)} in ${r.volumes.length} volume(s)\n`);
       }
     }
-    return r.warnings.some((w) => w.code !== 'skipped' && w.code !== 'undeletable') ? EXIT.partial : EXIT.ok;
+    return r.warnings.some((w) => w.code !== 'skipped' && w.code !== 'undeletable' && w.code !== 'new-full') ? EXIT.partial : EXIT.ok;
   },
 };

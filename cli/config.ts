@@ -21,10 +21,10 @@ export const SETTINGS = [
   'cache-dir', 'compression', 'exclude', 'full', 'include', 'init', 'json', 'key', 'limit-download', 'limit-upload',
   'max-increments', 'name', 'new-sources', 'no-cache', 'out', 'overwrite', 'passphrase-file', 'public', 'quick', 'quiet', 'read-data', 'recipient',
   'repo', 'reread', 'setuid', 'snapshot', 'subset', 'target', 'volume-size', 'dry-run',
-  'archive', 'long', 'new-passphrase-file', 'no-passphrase', 'system',
+  'archive', 'long', 'new-passphrase-file', 'no-passphrase', 'system', 'compromised', 'last-good',
   'all', 'chain', 'disc', 'media', 'parity', 'repair', 'scratch',
   'scan', 'follow', 'last', 'listen', 'socket', 'login-link',
-  'keep-last', 'keep-hourly', 'keep-daily', 'keep-weekly', 'keep-monthly', 'keep-yearly', 'keep-within', 'forget-suspect', 'prune',
+  'keep-last', 'keep-hourly', 'keep-daily', 'keep-weekly', 'keep-monthly', 'keep-yearly', 'keep-within', 'forget-suspect', 'prune', 'untrusted',
 ];
 
 interface Line { name: string; value: string; line: number }

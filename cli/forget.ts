@@ -17,7 +17,7 @@ const PERIOD = { last: 'the newest N snapshots', hourly: 'the newest snapshot of
 
 export const verb: Verb = {
   summary: "removes the snapshots no keep rule keeps, signed by the owner's key",
-  about: `Removes the snapshots no keep rule keeps, per system (each separately; --system to restrict), as restic's forget: --keep-last N the newest N; --keep-hourly, -daily, -weekly, -monthly, -yearly N the newest snapshot of each of the last N hours, days, ISO weeks, months, years (UTC) that have one; --keep-within DURATION (1y2m3w4d5h; m is months) every snapshot made within DURATION before now. A chain goes only when none of its snapshots is kept (an increment needs its chain). The head of each system and its newest snapshot always stay. The removal is a record signed with the owner's key (restore.key; a passphrase as for restore): a backup key cannot forget. It is written first; --prune then deletes the snapshots' records, manifests, indexes and volumes (and finishes any earlier prune: iebs prune does only that). Records whose time is in the future, runs backwards, or comes less than a minute after the one before (forged by a stolen backup key, a flood, or a clock gone wrong) are "suspect": they count for no rule and are kept, unless --forget-suspect. --dry-run prints every snapshot with the rule that keeps it or why it goes, and changes nothing. Exit 3 when something was left undone (an object that could not be deleted).`,
+  about: `Removes the snapshots no keep rule keeps, per system (each separately; --system to restrict), as restic's forget: --keep-last N the newest N; --keep-hourly, -daily, -weekly, -monthly, -yearly N the newest snapshot of each of the last N hours, days, ISO weeks, months, years (UTC) that have one; --keep-within DURATION (1y2m3w4d5h; m is months) every snapshot made within DURATION before now. A chain goes only when none of its snapshots is kept (an increment needs its chain). The head of each system and its newest snapshot always stay. The removal is a record signed with the owner's key (restore.key; a passphrase as for restore): a backup key cannot forget. It is written first; --prune then deletes the snapshots' records, manifests, indexes and volumes (and finishes any earlier prune: iebs prune does only that). Records whose time is in the future, runs backwards, or comes less than a minute after the one before (forged by a stolen backup key, a flood, or a clock gone wrong) are "suspect": they count for no rule and are kept, unless --forget-suspect. --dry-run prints every snapshot with the rule that keeps it or why it goes, and changes nothing. --untrusted also forgets the records a replaced backup key signed after the trust point the owner gave it (iebs key replace-host --compromised), which verify reports as untrusted. Exit 3 when something was left undone (an object that could not be deleted).`,
   flags: [
     REPO,
     keyFlag('restore.key', "the owner's restore key, which signs the forget", true),
@@ -25,6 +25,7 @@ export const verb: Verb = {
     { name: 'keep-within', value: 'DURATION', help: 'keep every snapshot made within DURATION before now (30d, 12h, 1y2m)' },
     { name: 'system', value: 'S', many: true, help: 'forget only among the snapshots of system S (default: every system)' },
     { name: 'forget-suspect', help: 'let the rules remove suspect snapshots too (else kept)' },
+    { name: 'untrusted', help: 'also forget every untrusted record: signed by a replaced backup key after the last record iebs key replace-host trusted (no keep rule needed)' },
     { name: 'dry-run', help: 'print what each rule keeps and what would go; change nothing' },
     { name: 'prune', help: 'then delete what the forget removed' },
     JSON_FLAG, PASSPHRASE_FILE, ...REPO_COMMON,
@@ -50,7 +51,7 @@ export const verb: Verb = {
     const dryRun = a.bool('dry-run');
     const r = await forget(storage, {
       policy, owner: owner.signer, owners: owner.owners, hostKeys, systems: systems.length ? systems : undefined,
-      dryRun, prune: a.bool('prune'),
+      dryRun, prune: a.bool('prune'), untrusted: a.bool('untrusted'),
     });
     await storage.close();
     return report(r, a.bool('json'), dryRun, a.quiet);
@@ -78,6 +79,7 @@ export function report(r: ForgetResult, json: boolean, dryRun: boolean, quiet: b
     }
     if (p.chainOnly.count && !quiet) out(`  ${p.chainOnly.count} snapshot(s) (${human(p.chainOnly.bytes)} of volumes) stay only because a kept snapshot shares their chain: a smaller --max-increments on backup (a new full more often) lets forget free more`);
   }
+  for (const u of r.untrusted) out(`untrusted  ${u}  ${dryRun ? 'would go' : 'goes'} (forget --untrusted)`);
   for (const w of r.warnings) process.stderr.write(`iebs: warning: ${w}\n`);
   if (r.undeletable.length) process.stderr.write(`iebs: warning: ${r.undeletable.length} object(s) could not be deleted (no delete permission here), first: ${r.undeletable[0]}\n`);
   if (quiet) return code;

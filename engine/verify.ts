@@ -12,11 +12,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as openpgp from 'openpgp';
 import { IebsError, KeyError } from '../formats/errors.js';
-import { currentPublicKeys, hashObject, listSnapshots, readConfig, repoPublicKeys, type Snapshot } from './repo/repo.js';
+import { currentPublicKeys, hashObject, listSnapshots, readConfig, repoHostKeys, repoPublicKeys, type Snapshot } from './repo/repo.js';
 import { LAYOUT } from '../formats/names.js';
 import { FORGETS } from '../formats/forget.js';
 import { toHex } from '../formats/text.js';
 import { forgottenByHash, listForgets } from './repo/forgets.js';
+import type { HostTrust } from './repo/host-keys.js';
 import { ownersOf } from './crypto/owner.js';
 import { suspects } from './retention/plan.js';
 import type { RestoreKey } from './crypto/keys.js';
@@ -85,27 +86,39 @@ function affected(s: Snapshot, all: Snapshot[]): string[] {
 export async function verify(storage: Storage, verifiers: openpgp.PublicKey[], o: VerifyOptions = {}): Promise<VerifyResult> {
   const res: VerifyResult = { snapshots: 0, objects: 0, bytes: 0, blocks: 0, problems: [], unreferenced: [], sizeOnly: 0, forgets: 0, forgotten: 0, prunePending: [], warnings: [] };
   const progress = () => o.onProgress?.({ objects: res.objects, bytes: res.bytes, blocks: res.blocks });
-  await checkRepoObjects(storage, o.anchors, res);
-  const { snapshots, bad } = await listSnapshots(storage, verifiers);
+  const owners = o.owners ?? (await repoPublicKeys(storage).then(ownersOf, () => []));
+  const { snapshots, bad, verifiers: hostKeys, trust } = await listSnapshots(storage, verifiers, owners);
+  // A host key the owner replaced is no longer in the current public keys, rightly.
+  await checkRepoObjects(storage, o.anchors?.filter((k) => !trust.limits.has(k.getFingerprint())), res);
+  for (const b of trust.bad) res.problems.push({ object: b.object, message: `${b.error.message}; it gives no trust`, affects: [] });
+  const last = trust.statements[trust.statements.length - 1];
+  if (last) {
+    const current = await repoHostKeys(storage).catch(() => []);
+    if (current.length && current[0].getFingerprint() !== last.statement.new) res.problems.push({ object: last.object, message: `${last.object} names host key ${last.statement.new.slice(-16)}, the current public keys ${current[0].getFingerprint().slice(-16)}: a replacement not finished (run iebs key replace-host again with the same --out) or public keys changed by someone else`, affects: [] });
+  }
   res.snapshots = snapshots.length;
   if (snapshots.length === 0 && bad.length > 0 && bad.every((b) => b.error.code === 'bad-signature')) {
     throw new KeyError('wrong-key', `none of the ${bad.length} snapshot records of ${storage.where} is signed by a key in the given key file (wrong key for this repository, or every record replaced)`);
   }
-  for (const b of bad) res.problems.push({ object: b.object, message: b.error.message, affects: [b.object.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')] });
 
   // Forgets: only the owner's signature makes one valid; one that fails covers nothing.
-  const owners = o.owners ?? (await repoPublicKeys(storage).then(ownersOf, () => []));
-  const { forgets, bad: badForgets } = await listForgets(storage, owners, verifiers);
+  const { forgets, bad: badForgets } = await listForgets(storage, owners, hostKeys);
   res.forgets = forgets.length;
   for (const b of badForgets) res.problems.push({ object: b.object, message: `${b.error.message}${b.error.code === 'unauthorized' ? '' : ' (unauthorized forget)'}; it covers nothing`, affects: [] });
   const covered = forgottenByHash(forgets);
   res.forgotten = covered.size;
+  for (const b of bad) {
+    // An untrusted record (a replaced host key's, after its trust point) that the owner forgot: a prune not yet finished.
+    const by = b.snapshot && covered.get(toHex(b.snapshot.sha384));
+    if (by) { res.prunePending.push(`${b.object} (untrusted, forgotten by ${by.by})`); continue; }
+    res.problems.push({ object: b.object, message: b.error.message, affects: [b.object.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')] });
+  }
   const isCovered = (s: Snapshot) => covered.has(toHex(s.sha384));
   // A forgotten record that is gone stands in for itself in the chain checks, from its text in the forget.
   const presentHashes = new Set(snapshots.map((s) => toHex(s.sha384)));
-  const standIns: (Snapshot & { standIn?: true })[] = [...covered.values()]
+  const standIns = offTrustedLine(snapshots, [...covered.values()]
     .filter((c) => !presentHashes.has(toHex(c.sha384)))
-    .map((c) => ({ record: c.record, sha384: c.sha384, object: c.by, standIn: true }));
+    .map((c) => ({ record: c.record, sha384: c.sha384, object: c.by, standIn: true as const })), trust);
   for (const s of snapshots) if (isCovered(s)) res.prunePending.push(`${s.object} (forgotten by ${covered.get(toHex(s.sha384))!.by})`);
   const live = snapshots.filter((s) => !isCovered(s));
 
@@ -152,7 +165,8 @@ export async function verify(storage: Storage, verifiers: openpgp.PublicKey[], o
   const referenced = new Set<string>([...snapshots.map((s) => s.object), ...forgets.map((f) => f.object)]);
   // A forgotten snapshot's objects may be half deleted (prune killed): noted, never a failure.
   const forgottenNames = new Set([...covered.values()].map((c) => c.name));
-  for (const s of snapshots.filter(isCovered)) {
+  // An untrusted record's objects are its own (reported with it), not debris of a run.
+  for (const s of [...snapshots.filter(isCovered), ...bad.flatMap((b) => (b.snapshot ? [b.snapshot] : []))]) {
     for (const obj of [`${LAYOUT.manifests}/${s.record.manifest.name}`, `${LAYOUT.indexes}/${s.record.index.name}`, ...s.record.volumes.map((v) => `${LAYOUT.volumes}/${v.name}`)]) referenced.add(obj);
   }
   for (const s of live) {
@@ -191,9 +205,41 @@ export async function verify(storage: Storage, verifiers: openpgp.PublicKey[], o
   }
   for await (const name of storage.list(`${FORGETS}/`)) if (!referenced.has(name) && !badForgets.some((b) => b.object === name)) res.unreferenced.push(name);
 
-  if (o.readData && o.restoreKey) await readAllData(storage, o.restoreKey, verifiers, live, res, progress);
+  if (o.readData && o.restoreKey) await readAllData(storage, o.restoreKey, hostKeys, live, res, progress);
   await storage.close();
   return res;
+}
+
+/**
+ * The forgotten records that take their place in the chain checks (SPEC.md "Verify"):
+ * all of them, but where a replaced host key is trusted only up to a record of a system:
+ * there a forgotten record after that point that no trusted record descends from was
+ * the untrusted branch (forged with the old key) the owner removed, not history.
+ */
+function offTrustedLine<T extends Snapshot>(present: Snapshot[], standIns: T[], trust: HostTrust): T[] {
+  const point = new Map<string, number>();
+  const all = [...present, ...standIns];
+  const byHash = new Map(all.map((s) => [toHex(s.sha384), s]));
+  for (const l of trust.limits.values()) {
+    for (const [system, p] of l.systems) {
+      if (p.kind === 'all') continue;
+      const seq = p.kind === 'upto' ? byHash.get(toHex(p.sha384))?.record.sequence ?? -1 : -1;
+      point.set(system, Math.min(point.get(system) ?? seq, seq));
+    }
+  }
+  if (point.size === 0) return standIns;
+  const reached = new Set<string>();
+  for (const s of present) {
+    for (let h: string | undefined = toHex(s.sha384); h && !reached.has(h);) {
+      reached.add(h);
+      const r: Snapshot['record'] | undefined = byHash.get(h)?.record;
+      h = r?.parent ? toHex(r.parent.sha384) : undefined;
+    }
+  }
+  return standIns.filter((s) => {
+    const p = point.get(s.record.system);
+    return p === undefined || s.record.sequence <= p || reached.has(toHex(s.sha384));
+  });
 }
 
 /**

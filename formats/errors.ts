@@ -16,7 +16,7 @@ export type ErrorCode =
   | 'broken-chain' | 'codec-corrupt' | 'codec-size' | 'codec-unknown' | 'duplicate-path' | 'line-too-long' | 'trailing-data'
   | 'truncated' | 'unknown-cipher' | 'unknown-version'
   // AuthError: what does not authenticate
-  | 'auth-failed' | 'bad-signature' | 'renamed' | 'replayed' | 'unauthorized'
+  | 'auth-failed' | 'bad-signature' | 'renamed' | 'replayed' | 'unauthorized' | 'untrusted'
   // KeyError
   | 'key-exists' | 'key-unreadable' | 'no-key' | 'no-verifier' | 'passphrase-file' | 'passphrase-needed' | 'wrong-key' | 'wrong-passphrase'
   // NotFoundError: one kind for what is missing

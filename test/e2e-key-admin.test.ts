@@ -79,7 +79,7 @@ test('add-recipient: a new chain is readable by the new recipient, an earlier on
 
   const added = iebsOk(['key', 'add-recipient', otherPublic, '--key', backupKey, '--repo', repo]);
   assert.match(added.stdout, /public keys stored as keys\/public\.2\.asc/);
-  assert.match(added.stdout, /--full/);
+  assert.match(added.stdout, /next backup makes a full by itself/);
   assert.ok(readFileSync(join(repo, 'keys/public.asc')).equals(firstPublic), 'keys/public.asc is never replaced');
   assert.equal(readFileSync(join(repo, 'keys/public.2.asc'), 'utf8'), readFileSync(recipientAsc, 'utf8'), 'the repository gets what recipient.asc now holds');
   iebsOk(['verify', '--repo', repo, '--key', recipientAsc]);

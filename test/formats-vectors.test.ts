@@ -14,6 +14,8 @@ import * as openpgp from 'openpgp';
 import { decodeDoc, DocParser, LineSplitter, type DocItem, type DocKind } from '../formats/manifest.js';
 import { decodeSnapshotRecord, encodeSnapshotRecord } from '../formats/snapshot.js';
 import { decodeForget, encodeForget } from '../formats/forget.js';
+import { decodeHostKey, encodeHostKey } from '../formats/host-key.js';
+import { checkStatement } from '../engine/repo/host-keys.js';
 import { decodeIndex, encodeIndex, INDEX_PIECE_FRAME, type IndexItem } from '../formats/blockindex.js';
 import { decodeEnvelopeHeader, encodeEnvelopeHeader, ENVELOPE_HEADER, indexContext, TAG_LENGTH } from '../formats/envelope.js';
 import { AuthError, FormatError } from '../formats/errors.js';
@@ -31,7 +33,7 @@ import { decodeResume, encodeResume } from '../formats/resume.js';
 import { loadVectors, VECTOR_ROOT, type Vector } from './vectors.js';
 import { encodeItems, expectFormatError, slices } from './formats-helpers.js';
 
-const STRUCTURES = ['manifest', 'catalog', 'envelope-header', 'tar-header', 'volume-header', 'snapshot', 'snapshot-signed', 'index', 'index-object', 'keyfile', 'quote', 'keyed-ids', 'config', 'lock', 'cache-state', 'resume', 'disc-label', 'forget'];
+const STRUCTURES = ['manifest', 'catalog', 'envelope-header', 'tar-header', 'volume-header', 'snapshot', 'snapshot-signed', 'index', 'index-object', 'keyfile', 'quote', 'keyed-ids', 'config', 'lock', 'cache-state', 'resume', 'disc-label', 'forget', 'host-key'];
 
 test('every structure of formats/ has vectors, successes and failures', () => {
   const dirs = readdirSync(VECTOR_ROOT);
@@ -101,6 +103,24 @@ eachVector('forget', (v) => {
   assert.equal(encodeForget(f), text);
   for (const r of f.removed) assert.equal(sha384(r.text).length, 48);
   assert.deepEqual(f.removed.map((r) => r.record.sequence), [...f.removed.map((r) => r.record.sequence)].sort((a, b) => a - b));
+});
+
+/**
+ * Host key statements (SPEC.md "Changing keys"): stored signed objects, checked as a
+ * verifier does (owner signature, text, the carried keys' fingerprints). The host key is
+ * not handed to the check: a statement it signed is named unauthorized from the keys the
+ * statement itself carries. A success vector's text decodes and encodes back to itself.
+ */
+eachVector('host-key', async (v) => {
+  const stored = v.body.toString('latin1');
+  const owner = await openpgp.readKey({ binaryKey: Buffer.from(v.keys['owner-key'], 'hex') });
+  if (v.keys.expect === 'failure') return expectRejection(() => checkStatement(stored, [owner], [], v.name), v.keys.code, v.name);
+  const { statement, oldKey, newKey } = await checkStatement(stored, [owner], [], v.name);
+  const text = recordText(stored);
+  assert.equal(encodeHostKey(decodeHostKey(text, v.name)), text);
+  assert.equal(oldKey.getFingerprint(), statement.old);
+  assert.equal(newKey.getFingerprint(), statement.new);
+  assert.equal(Buffer.from(oldKey.write()).toString('hex'), v.keys['host-key'], 'the old key is the host key the vector names');
 });
 
 eachVector('snapshot', (v) => {

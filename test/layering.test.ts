@@ -69,6 +69,7 @@ const FS_ALLOWED: Record<string, string> = {
   'engine/restore/restore.ts': 'the restore target: makes directories and symlinks, sets times',
   'engine/restore/write-worker.ts': 'the restore target: writes file contents in a thread',
   'engine/restore/salvage.ts': 'the salvage target (volumes themselves are read through the storage contract)',
+  'engine/repo/replace-host.ts': 'writes the new backup.key and recipient.asc of a host key replacement (key files, not repository objects)',
   'engine/backup/backup.ts': 'reads symlink targets of the source, and makes its scratch folder',
   'engine/backup/walk.ts': 'walks the source tree',
   'engine/backup/pipeline.ts': 'spools manifest and index text to the scratch folder',

@@ -23,9 +23,10 @@ import { hmac } from '../crypto/crypto.js';
 import { DEFAULT_SIZES, type ChunkerParams } from '../chunker.js';
 import { skipByExtension, DEFAULT_CODEC } from '../codec.js';
 import type { BackupKey } from '../crypto/keys.js';
-import { chainDamage, chainOf, initRepo, listSnapshots, readConfig, repoHostKeys, writeRecord, type Snapshot } from '../repo/repo.js';
+import { chainDamage, chainOf, initRepo, listSnapshots, readConfig, repoHostKeys, writeRecord, type BadRecord, type Snapshot } from '../repo/repo.js';
 import { cleanDebris, removeSnapshotObjects } from '../repo/debris.js';
 import { forgottenNames } from '../repo/forgets.js';
+import { recipientIds, sealedTo } from '../repo/sealed-to.js';
 import { writeIndex } from '../repo/index-object.js';
 import { writeManifest } from '../repo/manifest-object.js';
 import { acquireLock } from '../repo/lock.js';
@@ -88,13 +89,16 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
   let state: ChainState | null = null;
   let delta: StateDelta | null = null;
   try {
+    // Records of a host key the owner replaced count as far as the owner's statement says
+    // (SPEC.md "Changing keys"); the recipients are the owner keys that sign statements.
     const verifiers = [key.signer.toPublic()];
-    const { snapshots, bad } = exists ? await listSnapshots(storage, verifiers) : { snapshots: [] as Snapshot[], bad: [] };
+    const { snapshots, bad } = exists ? await listSnapshots(storage, verifiers, key.recipients) : { snapshots: [] as Snapshot[], bad: [] as BadRecord[] };
     const mine = snapshots.filter((s) => s.record.system === system);
     const head = mine[mine.length - 1];
     // One system is one history of one set of sources: another set would read as the
     // deletion of the first (SPEC.md section 10, sources).
-    if (head?.record.sources !== undefined && head.record.sources !== sources && !o.newSources) {
+    // (A head made by a replaced host key has its id keyed by another dedup secret: not comparable.)
+    if (head?.record.sources !== undefined && head.signer === key.signer.getFingerprint() && head.record.sources !== sources && !o.newSources) {
       throw new UsageError('bad-source', `the last snapshot of ${system} (${head.record.name}) backed up another set of sources (${head.record.sources.slice(0, 8)}, these are ${sources.slice(0, 8)}): back them up under a system name of their own (--name ${system}-${suggestName(o.sources)}), or pass --new-sources to make them ${system}'s from now on (what only the old set held then reads as deleted)`);
     }
     // The journal of an interrupted run of this system, if the repository still holds
@@ -109,7 +113,9 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
       early.push({ code: 'undeletable', path: debris[0], message: `${debris.length} object(s) left by interrupted runs cannot be deleted here (no delete permission: an append-only destination?); left in place and never read` });
     }
     for (const b of bad) {
-      if (b.object.startsWith(`${LAYOUT.snapshots}/${system}_`)) early.push({ code: 'bad-record', path: b.object, message: `a record of ${system} that does not verify (${b.error.message}); this backup follows the last one that does` });
+      if (!b.object.startsWith(`${LAYOUT.snapshots}/${system}_`)) continue;
+      const what = b.error.code === 'untrusted' ? 'an untrusted record' : 'a record';
+      early.push({ code: 'bad-record', path: b.object, message: `${what} of ${system} that does not verify (${b.error.message}); this backup follows the last one that does` });
     }
     let type: 'full' | 'increment' = 'increment';
     let chain: Snapshot[] = [];
@@ -121,7 +127,12 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
       chain = [];
     };
     if (!head || o.full) type = 'full';
-    else {
+    else if (head.signer !== key.signer.getFingerprint()) {
+      // Another host key made the chain (the owner replaced it): its blocks and index are
+      // keyed by another dedup secret, so this backup starts a chain of its own.
+      early.push({ code: 'new-full', path: head.object, message: `the host key changed since ${head.record.name}: making a full` });
+      type = 'full';
+    } else {
       let why: string | null = null;
       try { chain = chainOf(head, snapshots); } catch (e) {
         if (!(e instanceof IebsError)) throw e;
@@ -130,6 +141,11 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
       why ??= await chainDamage(storage, chain);
       if (why) damaged(why);
       else if (chain.length - 1 >= maxIncrements) type = 'full';
+      else if (await recipientsChanged(storage, chain, key)) {
+        // Increments use the chain's volumes, sealed to the old recipients: a new one could not read them.
+        early.push({ code: 'new-full', path: chain[0].object, message: "recipients changed since this chain's full: making a full" });
+        type = 'full';
+      }
     }
     // A resumed run makes the snapshot the interrupted one began. A full can always be
     // made; an increment only on the chain it extends, which is the head's (the parent
@@ -167,6 +183,14 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
       await lock?.release();
     }
   }
+}
+
+/** Whether the chain's data keys are sealed to other recipients than `key`'s (SPEC.md "Changing keys"). */
+async function recipientsChanged(storage: Storage, chain: Snapshot[], key: BackupKey): Promise<boolean> {
+  const sealed = await sealedTo(storage, chain);
+  if (!sealed) return false;
+  const mine = await recipientIds(key.recipients);
+  return sealed.size !== mine.size || [...mine].some((id) => !sealed.has(id));
 }
 
 /** A name part for a system of its own for `sources`: the last folder's name, made valid. */

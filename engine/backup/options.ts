@@ -81,9 +81,11 @@ export interface Progress { phase: 'scan' | 'backup'; files: number; dirs: numbe
  * changed on every reading and was stored as last read (`torn-stored`), or the
  * repository: a record that does not verify, a damaged chain (`bad-record`,
  * `chain-damaged`; `undeletable`: debris of earlier runs that the destination does not let
- * this host delete). Every one but `skipped` and `undeletable` makes the backup exit 3.
+ * this host delete). `new-full` is a note, not a warning: the run makes a full because the
+ * host key or the recipients changed since the chain's full. Every one but `skipped`,
+ * `undeletable` and `new-full` makes the backup exit 3.
  */
-export type WarningCode = 'unreadable' | 'vanished' | 'skipped' | 'torn-stored' | 'bad-record' | 'chain-damaged' | 'undeletable';
+export type WarningCode = 'unreadable' | 'vanished' | 'skipped' | 'torn-stored' | 'bad-record' | 'chain-damaged' | 'undeletable' | 'new-full';
 
 /** Something that did not stop the backup, and what it is about. */
 export interface Warning { code: WarningCode; path: string; message: string }

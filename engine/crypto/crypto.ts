@@ -216,6 +216,20 @@ export async function pgpClearVerify(armored: string, verifiers: openpgp.PublicK
   }
 }
 
+/**
+ * As pgpClearVerify, and says which of `verifiers` made the signature: a host key
+ * replaced by the owner (SPEC.md "Changing keys") is trusted only up to a point.
+ */
+export async function pgpClearVerifySigner(armored: string, verifiers: openpgp.PublicKey[], where: string): Promise<{ text: string; signer: openpgp.PublicKey }> {
+  const text = await pgpClearVerify(armored, verifiers, where);
+  const message = await openpgp.readCleartextMessage({ cleartextMessage: armored });
+  for (const id of message.getSigningKeyIDs()) {
+    const signer = verifiers.find((v) => v.getKeys(id).length > 0);
+    if (signer) return { text, signer };
+  }
+  throw new AuthError('bad-signature', `${where}: signature does not verify (no signing key id)`);
+}
+
 function firstLine(s: string): string {
   return s.split('\n')[0].slice(0, 200);
 }

@@ -211,6 +211,8 @@ export interface OwnerKey {
   owners: openpgp.PublicKey[];
   /** The host signing keys the file names (empty for a bare private key). */
   hostKeys: openpgp.PublicKey[];
+  /** The key's name (restore.key's `name` line), when it has one. */
+  name?: string;
 }
 
 /**
@@ -226,7 +228,7 @@ export async function loadOwnerKey(path: string, passphrase: string | undefined)
     if (await key.getSigningKey().then(() => true, () => false)) { signer = key; break; }
   }
   if (!signer) throw new KeyError('bad-key', `${path}: no private key in it can sign (a forget is signed by the owner's key)`);
-  return { signer, owners: rk.decryptionKeys.map((x) => x.toPublic()), hostKeys: rk.verifiers };
+  return { signer, owners: rk.decryptionKeys.map((x) => x.toPublic()), hostKeys: rk.verifiers, name: k?.name };
 }
 
 /** The keys a key file holds, as a verifier sees them (SPEC.md "Which key is which"). */

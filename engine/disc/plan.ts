@@ -17,6 +17,7 @@ import { UsageError } from '../../formats/errors.js';
 import { LAYOUT, publicKeysGeneration, recordObject, utcDate } from '../../formats/names.js';
 import { SET_NAME_RE } from '../../formats/disc-label.js';
 import { FORGET_RE, FORGETS } from '../../formats/forget.js';
+import { hostKeyNumber } from '../../formats/host-key.js';
 import { MEDIA } from '../repo/volumes.js';
 import { chainOf, findSnapshot, listSnapshots, readConfig, type Snapshot } from '../repo/repo.js';
 import { listAll, type Storage } from '../storage/storage.js';
@@ -156,7 +157,8 @@ export async function planDiscs(storage: Storage, verifiers: openpgp.PublicKey[]
   const meta: DiscObject[] = [{ name: LAYOUT.config, size: await size(LAYOUT.config) }];
   // Every generation of the public keys (SPEC.md 2): readers take the highest, which a
   // change of recipients made, so a disc with only keys/public.asc would show stale keys.
-  for (const k of await listAll(storage, 'keys/')) if (publicKeysGeneration(k) !== null) meta.push({ name: k, size: await size(k) });
+  // And every host key statement (SPEC.md 3): the records of a replaced host key verify only through them.
+  for (const k of await listAll(storage, 'keys/')) if (publicKeysGeneration(k) !== null || hostKeyNumber(k) !== null) meta.push({ name: k, size: await size(k) });
   if (!meta.some((m) => m.name === LAYOUT.publicKeys)) throw new UsageError('missing-argument', `${storage.where}: ${LAYOUT.publicKeys} is missing: the repository cannot be put on discs whole (iebs verify says more)`);
   for (const s of snapshots) {
     const r = s.record;

@@ -16,6 +16,7 @@ import { pgpOpenStreamThreaded } from '../crypto/pgp-thread.js';
 import type { BackupKey, RestoreKey } from '../crypto/keys.js';
 import type { Storage } from '../storage/storage.js';
 import { repoHostKeys, type Snapshot } from './repo.js';
+import { hostTrust } from './host-keys.js';
 
 /** Bytes read from storage at a time when streaming a manifest. */
 const READ_PIECE = 1024 * 1024;
@@ -49,9 +50,14 @@ export async function writeManifest(storage: Storage, key: BackupKey, name: stri
   return { name: manifestObject(name), size, sha384: new Uint8Array(h.digest()) };
 }
 
-/** Verifying keys: the restore key's own host key, else the repository's. */
+/**
+ * Verifying keys: the restore key's own host key, else the repository's, and the host
+ * keys that valid host key statements signed by the restore key's owner bring in
+ * (SPEC.md "Changing keys"; which records of each count is listSnapshots' to say).
+ */
 export async function verifiersFor(storage: Storage, key: RestoreKey): Promise<openpgp.PublicKey[]> {
-  return key.verifiers.length ? key.verifiers : repoHostKeys(storage);
+  const base = key.verifiers.length ? key.verifiers : await repoHostKeys(storage);
+  return (await hostTrust(storage, base, async () => key.decryptionKeys.map((k) => k.toPublic()))).keys;
 }
 
 /** Decrypts and parses one manifest, checked against its record. */

@@ -11,7 +11,9 @@ import { toHex } from '../../formats/text.js';
 import { LAYOUT, publicKeysGeneration, publicKeysObject, recordObject, SNAPSHOT_RE } from '../../formats/names.js';
 import { decodeConfig, encodeConfig, type RepoConfig } from '../../formats/config.js';
 import { listAll, type Storage } from '../storage/storage.js';
-import { pgpClearSign, pgpClearVerify, sha384 } from '../crypto/crypto.js';
+import { pgpClearSign, pgpClearVerifySigner, sha384 } from '../crypto/crypto.js';
+import { hostTrust, type HostTrust } from './host-keys.js';
+import { forgottenByHash, listForgets } from './forgets.js';
 import { parsePublicKeys } from '../crypto/keys.js';
 
 /** Reads the config; NotFoundError when the destination holds no repository. */
@@ -69,8 +71,8 @@ export async function repoHostKeys(storage: Storage): Promise<openpgp.PublicKey[
   return (await repoPublicKeys(storage)).slice(-1);
 }
 
-/** A verified snapshot record with the sha384 of its text. */
-export interface Snapshot { record: SnapshotRecord; sha384: Uint8Array; object: string }
+/** A verified snapshot record with the sha384 of its text, and the fingerprint of the host key that signed it. */
+export interface Snapshot { record: SnapshotRecord; sha384: Uint8Array; object: string; signer?: string }
 
 /** Signs and stores a snapshot record: the commit point of a backup. */
 export async function writeRecord(storage: Storage, record: SnapshotRecord, signer: openpgp.PrivateKey): Promise<Snapshot> {
@@ -78,17 +80,34 @@ export async function writeRecord(storage: Storage, record: SnapshotRecord, sign
   const object = recordObject(record.name);
   if ((await storage.stat(object)) !== null) throw new IebsError('exists', `${object} already exists`);
   await storage.put(object, await pgpClearSign(text, signer));
-  return { record, sha384: sha384(text), object };
+  return { record, sha384: sha384(text), object, signer: signer.getFingerprint() };
 }
 
-/** A record that failed to load, for verify to report. */
-export interface BadRecord { object: string; error: IebsError }
+/**
+ * A record that failed to load, for verify to report. An untrusted one (code
+ * `untrusted`: signed by a replaced host key after its trust point) carries the record,
+ * which only a forget may use (to remove it).
+ */
+export interface BadRecord { object: string; error: IebsError; snapshot?: Snapshot }
+
+/** What listSnapshots found. */
+export interface Listing {
+  snapshots: Snapshot[];
+  bad: BadRecord[];
+  /** The host keys that may have signed a record, manifest or sealed key: those given, and those of valid host key statements. */
+  verifiers: openpgp.PublicKey[];
+  trust: HostTrust;
+}
 
 /**
- * Lists and verifies every snapshot record. Records that do not verify are returned in
- * `bad` (verify reports them; other commands refuse to use them).
+ * Lists and verifies every snapshot record against `verifiers` (host keys) and the host
+ * keys that valid host key statements bring in (SPEC.md "Changing keys"), checked
+ * against `owners` (default: the owner keys of the repository's public keys). Records
+ * that do not verify, and records a replaced host key signed after its trust point, are
+ * returned in `bad` (verify reports them; other commands refuse to use them).
  */
-export async function listSnapshots(storage: Storage, verifiers: openpgp.PublicKey[]): Promise<{ snapshots: Snapshot[]; bad: BadRecord[] }> {
+export async function listSnapshots(storage: Storage, verifiers: openpgp.PublicKey[], owners?: openpgp.PublicKey[]): Promise<Listing> {
+  const trust = await hostTrust(storage, verifiers, async () => owners ?? (await repoPublicKeys(storage).then((k) => k.slice(0, -1), () => [])));
   const snapshots: Snapshot[] = [];
   const bad: BadRecord[] = [];
   for (const object of await listAll(storage, `${LAYOUT.snapshots}/`)) {
@@ -99,17 +118,66 @@ export async function listSnapshots(storage: Storage, verifiers: openpgp.PublicK
       if (size === null) continue;
       if (size > 4 * 1024 * 1024) throw new FormatError('absurd-size', `${object}: larger than 4 MiB`);
       const armored = Buffer.from(await storage.get(object)).toString('utf8');
-      const text = await pgpClearVerify(armored, verifiers, object);
+      const { text, signer } = await pgpClearVerifySigner(armored, trust.keys, object);
       const record = decodeSnapshotRecord(text, object);
       if (record.name !== m[1]) throw new AuthError('renamed', `${object}: record says it is ${record.name} (renamed or replayed)`);
-      snapshots.push({ record, sha384: sha384(text), object });
+      snapshots.push({ record, sha384: sha384(text), object, signer: signer.getFingerprint() });
     } catch (e) {
       if (!(e instanceof IebsError)) throw e;
       bad.push({ object, error: e });
     }
   }
-  snapshots.sort((a, b) => (a.record.system < b.record.system ? -1 : a.record.system > b.record.system ? 1 : a.record.sequence - b.record.sequence));
-  return { snapshots, bad };
+  const trusted = trust.limits.size ? await applyTrust(storage, snapshots, trust, owners, bad) : snapshots;
+  trusted.sort((a, b) => (a.record.system < b.record.system ? -1 : a.record.system > b.record.system ? 1 : a.record.sequence - b.record.sequence));
+  return { snapshots: trusted, bad, verifiers: trust.keys, trust };
+}
+
+/**
+ * Moves the records a replaced host key signed beyond its trust point into `bad`
+ * (SPEC.md "Changing keys"): for a system it trusts up to a record, the trusted ones are
+ * that record and its ancestors by parent links (through forgotten records too, from
+ * valid forgets' text); a system it names with none, or does not name, trusts none.
+ */
+async function applyTrust(storage: Storage, snapshots: Snapshot[], trust: HostTrust, owners: openpgp.PublicKey[] | undefined, bad: BadRecord[]): Promise<Snapshot[]> {
+  let links: Map<string, { system: string; parent?: string }> | undefined;
+  const linkMap = async () => {
+    if (links) return links;
+    links = new Map();
+    const ownerKeys = owners ?? (await repoPublicKeys(storage).then((k) => k.slice(0, -1), () => []));
+    const { forgets } = await listForgets(storage, ownerKeys, trust.keys);
+    for (const c of forgottenByHash(forgets).values()) links.set(toHex(c.sha384), { system: c.record.system, parent: c.record.parent ? toHex(c.record.parent.sha384) : undefined });
+    for (const s of snapshots) links.set(toHex(s.sha384), { system: s.record.system, parent: s.record.parent ? toHex(s.record.parent.sha384) : undefined });
+    return links;
+  };
+  const reach = new Map<string, Set<string>>();
+  const out: Snapshot[] = [];
+  for (const s of snapshots) {
+    const limit = s.signer ? trust.limits.get(s.signer) : undefined;
+    if (!limit) { out.push(s); continue; }
+    const point = limit.systems.get(s.record.system) ?? { kind: 'none' as const };
+    let ok: boolean;
+    if (point.kind === 'all') ok = true;
+    else if (point.kind === 'none') ok = false;
+    else {
+      const key = toHex(point.sha384);
+      let set = reach.get(key);
+      if (!set) {
+        set = new Set();
+        const map = await linkMap();
+        for (let h: string | undefined = key; h && !set.has(h);) {
+          set.add(h);
+          const l = map.get(h);
+          h = l && l.system === s.record.system ? l.parent : undefined;
+        }
+        reach.set(key, set);
+      }
+      ok = set.has(toHex(s.sha384));
+    }
+    if (ok) { out.push(s); continue; }
+    const after = point.kind === 'upto' ? `after its last trusted record ${point.snapshot}` : `for system ${s.record.system}, whose records it signed are not trusted`;
+    bad.push({ object: s.object, snapshot: s, error: new AuthError('untrusted', `${s.object}: untrusted: signed by the replaced host key ${s.signer!.slice(-16)} ${after} (${limit.object}): forged with a stolen key, or made by a host that still had it`) });
+  }
+  return out;
 }
 
 /**

@@ -164,7 +164,7 @@ export interface ReadableSnapshots { snapshots: Snapshot[]; bad: BadRecord[]; ve
 export async function readableSnapshots(storage: Storage, key: RestoreKey): Promise<ReadableSnapshots> {
   await readConfig(storage);
   const verifiers = await verifiersFor(storage, key);
-  const { snapshots, bad } = await listSnapshots(storage, verifiers);
+  const { snapshots, bad } = await listSnapshots(storage, verifiers, key.decryptionKeys.map((k) => k.toPublic()));
   if (snapshots.length === 0 && bad.some((b) => b.error.code === 'bad-signature')) {
     throw new KeyError('wrong-key', `no snapshot record of ${storage.where} is signed by the host key this restore key names (wrong key for this repository?)`);
   }

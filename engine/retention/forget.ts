@@ -39,6 +39,13 @@ export interface ForgetOptions {
   now?: bigint;
   dryRun?: boolean;
   prune?: boolean;
+  /**
+   * Also forget every untrusted record: one a replaced host key signed after the trust
+   * point the owner's host key statement gave it (SPEC.md "Changing keys"). Keep rules
+   * never count them; this removes them, whole chains or not (no trusted snapshot uses
+   * their blocks).
+   */
+  untrusted?: boolean;
 }
 
 /** What a forget did (or, with dryRun, would do). */
@@ -48,6 +55,8 @@ export interface ForgetResult {
   forgets: string[];
   /** Snapshots that valid forgets name and whose records were still here (a prune to do or done now). */
   pending: string[];
+  /** Untrusted records forgotten by this run (or, with dryRun, that would be). */
+  untrusted: string[];
   pruned: { snapshots: number; objects: number; bytes: number };
   /** Objects that could not be deleted (no delete permission): left, never read. */
   undeletable: string[];
@@ -58,17 +67,26 @@ export interface ForgetResult {
 export async function forget(storage: Storage, o: ForgetOptions): Promise<ForgetResult> {
   const now = o.now ?? BigInt(Date.now()) * 1_000_000n;
   const ruled = hasRule(o.policy);
-  if (!ruled && !o.prune) throw new UsageError('no-rule', 'no keep rule given: a forget without one would keep nothing (give --keep-last, --keep-daily, --keep-within, ...; or --prune alone to finish an earlier prune)');
-  if (ruled && !o.dryRun && !o.owner) throw new UsageError('missing-argument', 'a forget is signed by the owner: it needs the restore key');
+  if (!ruled && !o.prune && !o.untrusted) throw new UsageError('no-rule', 'no keep rule given: a forget without one would keep nothing (give --keep-last, --keep-daily, --keep-within, ...; or --prune alone to finish an earlier prune)');
+  if ((ruled || o.untrusted) && !o.dryRun && !o.owner) throw new UsageError('missing-argument', 'a forget is signed by the owner: it needs the restore key');
   await readConfig(storage);
   const lock = o.dryRun ? null : await acquireLock(storage);
   try {
-    const res: ForgetResult = { plans: [], forgets: [], pending: [], pruned: { snapshots: 0, objects: 0, bytes: 0 }, undeletable: [], warnings: [] };
-    const { snapshots, bad } = await listSnapshots(storage, o.hostKeys);
-    for (const b of bad) res.warnings.push(`${b.error.message} (kept: a forget never removes a record it cannot check)`);
-    const { forgets, bad: badForgets } = await listForgets(storage, o.owners, o.hostKeys);
+    const res: ForgetResult = { plans: [], forgets: [], pending: [], untrusted: [], pruned: { snapshots: 0, objects: 0, bytes: 0 }, undeletable: [], warnings: [] };
+    const { snapshots, bad, verifiers } = await listSnapshots(storage, o.hostKeys, o.owners);
+    const { forgets, bad: badForgets } = await listForgets(storage, o.owners, verifiers);
     for (const b of badForgets) res.warnings.push(`${b.error.message}: it covers nothing`);
     const covered = forgottenByHash(forgets);
+    // Untrusted records (signed by a replaced host key after its trust point): forgotten
+    // ones wait for a prune; the others go with --untrusted, else stay with a warning.
+    const untrusted = bad.filter((b) => b.error.code === 'untrusted' && b.snapshot).map((b) => b.snapshot!);
+    const untrustedPending = untrusted.filter((u) => covered.has(toHex(u.sha384)));
+    const untrustedLeft = untrusted.filter((u) => !covered.has(toHex(u.sha384)));
+    for (const b of bad) {
+      if (b.snapshot && covered.has(toHex(b.snapshot.sha384))) continue;
+      if (b.error.code === 'untrusted' && o.untrusted) continue;
+      res.warnings.push(`${b.error.message} (kept: ${b.error.code === 'untrusted' ? 'forget --untrusted removes it' : 'a forget never removes a record it cannot check'})`);
+    }
     const pending = snapshots.filter((s) => covered.has(toHex(s.sha384)));
     const present = snapshots.filter((s) => !covered.has(toHex(s.sha384)));
     const removed: Snapshot[] = [];
@@ -93,8 +111,27 @@ export async function forget(storage: Storage, o: ForgetOptions): Promise<Forget
         }
       }
     }
-    res.pending = [...pending, ...removed].map((s) => s.record.name);
-    if (o.prune && !o.dryRun) await prune(storage, [...pending, ...removed], snapshots, res);
+    const loose: Snapshot[] = [...untrustedPending];
+    if (o.untrusted) {
+      for (const system of [...new Set(untrustedLeft.map((u) => u.record.system))].sort()) {
+        if (o.systems && !o.systems.includes(system)) continue;
+        // A forget names records in increasing sequence: forks (two records at one place) take one forget each.
+        const groups: Snapshot[][] = [];
+        for (const u of untrustedLeft.filter((x) => x.record.system === system).sort((a, b) => a.record.sequence - b.record.sequence)) {
+          const g = groups.find((x) => x[x.length - 1].record.sequence < u.record.sequence);
+          if (g) g.push(u); else groups.push([u]);
+        }
+        for (const g of groups) {
+          res.untrusted.push(...g.map((u) => u.record.name));
+          if (o.dryRun) continue;
+          await lock!.check();
+          res.forgets.push(await writeForget(storage, { system, time: now, rules: ['forget-untrusted'], removed: g.map((u) => forgotten(u)) }, o.owner!));
+          loose.push(...g);
+        }
+      }
+    }
+    res.pending = [...pending, ...removed, ...loose].map((s) => s.record.name);
+    if (o.prune && !o.dryRun) await prune(storage, [...pending, ...removed], snapshots, res, loose);
     return res;
   } finally {
     await lock?.release();
@@ -115,15 +152,15 @@ function forgotten(s: Snapshot) {
  * kept, with a warning, when a snapshot of its chain is not forgotten (an increment
  * needs its whole chain).
  */
-async function prune(storage: Storage, gone: Snapshot[], all: Snapshot[], res: ForgetResult): Promise<void> {
+async function prune(storage: Storage, gone: Snapshot[], all: Snapshot[], res: ForgetResult, untrusted: Snapshot[] = []): Promise<void> {
   const s = testKillHook(storage);
   const names = new Set(gone.map((g) => g.record.name));
   const stays = new Set(all.filter((x) => !names.has(x.record.name)).map((x) => x.record.chain));
-  const doomed = gone.filter((g) => {
+  const doomed = [...gone.filter((g) => {
     if (!stays.has(g.record.chain)) return true;
     res.warnings.push(`${g.record.name} is forgotten but a snapshot of its chain ${g.record.chain} is not: kept (an increment needs its whole chain)`);
     return false;
-  });
+  }), ...untrusted];
   const undeletable = (obj: string, e: unknown) => {
     if (!(e instanceof IebsError) || e.code !== 'permission') throw e;
     res.undeletable.push(obj);
