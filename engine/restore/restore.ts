@@ -166,7 +166,10 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
     // An entry already there: left, or counted as kept, unless it is to be replaced.
     const leave = async (r: FileRecord): Promise<boolean> => {
       if (overwrite === 'always') return false;
-      const action = await planAction(await safe.leaf(r.path), r, overwrite);
+      const p = await safe.leaf(r.path);
+      // In a directory this run made, nothing was there before: no lstat to learn so.
+      if (r.kind !== 'dir' && safe.inFresh(p)) return false;
+      const action = await planAction(p, r, overwrite);
       if (action === 'unchanged') result.unchanged++;
       else if (action === 'keep') result.kept++;
       return action === 'unchanged' || action === 'keep';

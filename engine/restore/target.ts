@@ -95,6 +95,12 @@ export async function checkTarget(root: Buffer): Promise<void> {
  */
 export class SafeTarget {
   private readonly known = new Set<string>();
+  /**
+   * Directories this run made (and the root, if it was empty): nothing can be in them that
+   * this run did not put there, so what is to be restored into them need not be looked
+   * for first. Bounded as `known`: one forgotten is only looked into.
+   */
+  private readonly fresh = new Set<string>();
   /** Whether the target did not exist or was empty when `open` ran. */
   wasEmpty = false;
   /** Stale temporary files removed so far. */
@@ -113,6 +119,7 @@ export class SafeTarget {
       await mkdir(t.root, { recursive: true });
       const names = await readdir(t.root);
       t.wasEmpty = names.length === 0;
+      if (t.wasEmpty) t.fresh.add(t.root.toString('latin1'));
       t.staleRemoved += await removeStaleTemps(t.root);
     } catch (e) {
       throw targetError(e, t.root);
@@ -138,6 +145,8 @@ export class SafeTarget {
       else {
         try {
           await mkdir(p, { mode: 0o700 });
+          if (this.fresh.size >= 65536) this.fresh.clear();
+          this.fresh.add(k);
           this.made?.(rel);
         } catch (m) {
           // Another file's restore made it first: fine if it is a real directory.
@@ -161,6 +170,11 @@ export class SafeTarget {
       end = slash + 1;
     }
     return Buffer.concat([this.root, Buffer.from('/'), path]);
+  }
+
+  /** True if full path `p` lies directly in a directory this run made (nothing was there before it). */
+  inFresh(p: Buffer): boolean {
+    return this.fresh.has(p.toString('latin1', 0, p.lastIndexOf(0x2f)));
   }
 
   /** Makes `rel` itself a directory (and its parents). */
