@@ -12,6 +12,7 @@
  *
  *   npm run bench -- [--size-mib 1024] [--source PATH] [--dir /path/with/space]
  *                        [--tools iebs,restic,borg] [--rounds N] [--keep] [--repo-kind local|s3]
+ *                        [--corpus generated|usr [--usr-parts share,lib] [--usr-max-mib N]] [--cpus 1,2,all]
  *   npm run bench -- --generate DIR [--size-mib N]   (writes the corpus only, for profiling)
  *
  * The generated corpus (deterministic) is shaped like a home directory: 60% of the bytes
@@ -24,6 +25,16 @@
  * tool's median run: on a machine shared with others, a burst of load then hits one run
  * of a tool rather than the tool's only run. The incremental runs once (a second one
  * would be an unchanged one).
+ *
+ * With --corpus usr the source is a copy of /usr (bench/shared.ts: tar, as `cp -a`, after
+ * a df check; share and lib only when the whole does not fit; --usr-parts names the
+ * top-level folders, --usr-max-mib caps the copy for a short run), and the same scripted
+ * mutation changes it, its files chosen by sorted path (scan).
+ *
+ * With --cpus LIST (e.g. 1,2,all), the whole run (tar read, full backup, mutation,
+ * incremental, restore, check) happens once per core count, from fresh repositories and a
+ * fresh copy of the source, every step under `taskset -c 0` (1), `taskset -c 0,1` (2) or
+ * no taskset (all); the tables and ratios are printed per count, then a scaling table.
  *
  * With --repo-kind s3, iebs and restic write to the tests' S3-protocol server (s3rver
  * behind test/s3-server-main.ts) on loopback, each full backup under a fresh prefix; the
@@ -574,7 +585,8 @@ try {
   if (rounds > 1) header.push(`rounds: ${rounds} (full backup, restore and check run ${rounds} times per tool, tools taking turns; the tables show each tool's median run)`);
   if (many || cpuSets[0].label !== 'all') {
     header.push(`cpus: ${cpuSets.map((c) => c.about).join('; ')}. Every step of every tool (and the tar read) runs pinned so; ` +
-      `each core count starts from fresh repositories and caches and a fresh copy of the source`);
+      `each core count starts from fresh repositories and caches and a fresh copy of the source ` +
+      `(iebs sizes its threads from os.availableParallelism(), which follows taskset)`);
   }
 
   if (repoKind === 's3') {

@@ -112,7 +112,7 @@ export function copyUsr(dest: string, o: { parts: string[]; maxMiB: number; spac
       parts = ['share', 'lib'];
     }
     if (need(parts) > free) {
-      throw new BenchError(`/usr${parts.length ? `/{${parts.join(',')}}` : ''}: needs about ${(need(parts) / 2 ** 30).toFixed(1)} GiB (${o.spaceFactor}x the copy) under ${dest}, ` +
+      throw new BenchError(`${fallback}/usr${parts.length ? `/{${parts.join(',')}}` : ''}: needs about ${(need(parts) / 2 ** 30).toFixed(1)} GiB (${o.spaceFactor}x the copy) under ${dest}, ` +
         `${(free / 2 ** 30).toFixed(1)} GiB free; use --usr-parts, --usr-max-mib or --dir`);
     }
   }
