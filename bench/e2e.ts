@@ -12,6 +12,7 @@
  *
  *   npm run bench -- [--size-mib 1024] [--source PATH] [--dir /path/with/space]
  *                        [--tools iebs,restic,borg] [--rounds N] [--keep] [--repo-kind local|s3]
+ *                        [--corpus generated|usr [--usr-parts share,lib] [--usr-max-mib N]] [--cpus 1,2,all]
  *   npm run bench -- --generate DIR [--size-mib N]   (writes the corpus only, for profiling)
  *
  * The generated corpus (deterministic) is shaped like a home directory: 60% of the bytes
@@ -25,6 +26,16 @@
  * of a tool rather than the tool's only run. The incremental runs once (a second one
  * would be an unchanged one).
  *
+ * With --corpus usr the source is a copy of /usr (bench/shared.ts: tar, as `cp -a`, after
+ * a df check; share and lib only when the whole does not fit; --usr-parts names the
+ * top-level folders, --usr-max-mib caps the copy for a short run), and the same scripted
+ * mutation changes it, its files chosen by sorted path (scan).
+ *
+ * With --cpus LIST (e.g. 1,2,all), the whole run (tar read, full backup, mutation,
+ * incremental, restore, check) happens once per core count, from fresh repositories and a
+ * fresh copy of the source, every step under `taskset -c 0` (1), `taskset -c 0,1` (2) or
+ * no taskset (all); the tables and ratios are printed per count, then a scaling table.
+ *
  * With --repo-kind s3, iebs and restic write to the tests' S3-protocol server (s3rver
  * behind test/s3-server-main.ts) on loopback, each full backup under a fresh prefix; the
  * repository size is that of the server's folder for the prefix (borg has no S3 backend
@@ -33,13 +44,14 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
 import {
-  accessSync, closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync,
+  accessSync, closeSync, constants, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync,
   readlinkSync, readSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync, appendFileSync,
 } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { basename, delimiter, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startS3Server, type S3Server } from '../test/s3-server.js';
+import { BenchError, copyUsr, fail, parseCpus, usrOptions } from './shared.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: string) => { const i = args.indexOf(`--${name}`); return i >= 0 ? args[i + 1] : dflt; };
@@ -52,6 +64,11 @@ const rounds = Number(opt('rounds', '1'));
 const repoKind = opt('repo-kind', 'local');
 if (repoKind !== 'local' && repoKind !== 's3') throw new Error('--repo-kind takes local or s3');
 if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) throw new Error('--rounds takes a whole number from 1 to 20');
+const corpusKind = opt('corpus', 'generated');
+if (corpusKind !== 'generated' && corpusKind !== 'usr') fail(`--corpus ${corpusKind}: takes generated or usr`);
+if (corpusKind === 'usr' && givenSource) fail('--corpus usr and --source PATH: give one of them');
+const usr = usrOptions(opt('usr-parts', ''), opt('usr-max-mib', '0'));
+const cpuSets = parseCpus(opt('cpus', 'all'));
 const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 const MiB = 1048576;
 const TIME = '/usr/bin/time';
@@ -133,13 +150,26 @@ function sizes(rand: () => number, n: number, total: number, minSize: number): n
   return w.map((x) => Math.max(minSize, Math.round((x * total) / sum)));
 }
 
-interface Corpus { text: string[]; bins: string[]; big: string[]; bytes: number; textBytes: number; binBytes: number; bigBytes: number }
+/**
+ * A tree the mutation can change: `text` are the files it appends to, edits, renames and
+ * deletes (in a seeded shuffle of their order), `bins` the ones it edits in place (the
+ * first two) and deletes (the last), `big[0]` the one it inserts 100 bytes into; new
+ * files go into `fresh`, a new binary at `newBin`, and `moveDir` (when there is one) is
+ * the folder it renames.
+ */
+interface Corpus {
+  text: string[]; bins: string[]; big: string[]; bytes: number; textBytes: number; binBytes: number; bigBytes: number;
+  fresh: string; newBin: string; moveDir: string;
+}
 
 /** Writes the generated corpus of about `mib` MiB under `root`. */
 function generate(root: string, mib: number): Corpus {
   const rand = prng(1);
   const total = mib * MiB;
-  const c: Corpus = { text: [], bins: [], big: [], bytes: 0, textBytes: 0, binBytes: 0, bigBytes: 0 };
+  const c: Corpus = {
+    text: [], bins: [], big: [], bytes: 0, textBytes: 0, binBytes: 0, bigBytes: 0,
+    fresh: join(root, 'projects', 'new-work'), newBin: join(root, 'data', 'sensor-new.db'), moveDir: join(root, 'projects', 'p0', 'm1'),
+  };
   const exts = ['ts', 'ts', 'js', 'md', 'txt', 'c', 'h', 'py', 'json'];
   const textSizes = sizes(rand, Math.max(10, Math.round((40000 * mib) / 1024)), Math.round(total * 0.6), 64);
   textSizes.forEach((size, i) => {
@@ -174,6 +204,40 @@ function generate(root: string, mib: number): Corpus {
   return c;
 }
 
+/**
+ * An existing tree (the /usr copy) as a Corpus, every choice by sorted path: the three
+ * largest regular files are `big` (ties by path), the other files of 256 KiB or more
+ * `bins`, the rest `text`; `moveDir` is the middle one, in sorted order, of the folders
+ * that hold files and no folders. Symbolic links are left alone.
+ */
+function scan(root: string): Corpus {
+  const files: { path: string; size: number }[] = [];
+  const leaves: string[] = [];
+  const walk = (dir: string) => {
+    let sub = 0, held = 0;
+    for (const name of readdirSync(dir).sort()) {
+      const p = join(dir, name);
+      const st = lstatSync(p);
+      if (st.isDirectory()) { sub++; walk(p); } else if (st.isFile()) { held++; files.push({ path: p, size: st.size }); }
+    }
+    if (sub === 0 && held > 0 && dir !== root) leaves.push(dir);
+  };
+  walk(root);
+  leaves.sort();
+  const big = new Set([...files].sort((a, b) => b.size - a.size || (a.path < b.path ? -1 : 1)).slice(0, 3).map((f) => f.path));
+  const c: Corpus = {
+    text: [], bins: [], big: [...big], bytes: 0, textBytes: 0, binBytes: 0, bigBytes: 0,
+    fresh: join(root, 'new-work'), newBin: join(root, 'new-work', 'records-new.db'), moveDir: leaves[Math.floor(leaves.length / 2)] ?? '',
+  };
+  for (const f of files) {
+    c.bytes += f.size;
+    if (big.has(f.path)) c.bigBytes += f.size;
+    else if (f.size >= 256 * 1024) { c.bins.push(f.path); c.binBytes += f.size; }
+    else { c.text.push(f.path); c.textBytes += f.size; }
+  }
+  return c;
+}
+
 /** The scripted ~1% mutation; deterministic. Returns a one-line description. */
 function mutate(root: string, c: Corpus): string {
   const rand = prng(7);
@@ -200,24 +264,28 @@ function mutate(root: string, c: Corpus): string {
     for (const f of [0.1, 0.5, 0.9]) writeSync(fd, noise(4096), 0, 4096, Math.max(0, Math.floor(size * f) - 4096));
     closeSync(fd);
   }
-  const big = readFileSync(c.big[0]);
-  writeFileSync(c.big[0], Buffer.concat([big.subarray(0, 4096), noise(100), big.subarray(4096)]));
-  added += 100;
+  if (c.big.length > 0) {
+    const big = readFileSync(c.big[0]);
+    writeFileSync(c.big[0], Buffer.concat([big.subarray(0, 4096), noise(100), big.subarray(4096)]));
+    added += 100;
+  }
   const renames = take(Math.ceil(n / 2));
   for (const p of renames) renameSync(p, join(dirname(p), `renamed-${basename(p)}`));
   const deletes = take(Math.ceil(n / 2));
   for (const p of deletes) unlinkSync(p);
-  unlinkSync(c.bins[c.bins.length - 1]);
-  const fresh = join(root, 'projects', 'new-work');
-  mkdirSync(fresh, { recursive: true });
+  const binGone = c.bins.length > 0 ? 1 : 0;
+  if (binGone) unlinkSync(c.bins[c.bins.length - 1]);
+  mkdirSync(c.fresh, { recursive: true });
   const news = Math.ceil(n / 2);
-  for (let i = 0; i < news; i++) { const b = sourceText(rand, 1024 + Math.floor(rand() * 30000)); writeFileSync(join(fresh, `draft-${i}.ts`), b); added += b.length; }
+  for (let i = 0; i < news; i++) { const b = sourceText(rand, 1024 + Math.floor(rand() * 30000)); writeFileSync(join(c.fresh, `draft-${i}.ts`), b); added += b.length; }
   const newBin = records(rand, noise, Math.max(4096, Math.round(c.bytes * 0.005)));
-  writeFileSync(join(root, 'data', 'sensor-new.db'), newBin);
+  writeFileSync(c.newBin, newBin);
   added += newBin.length;
-  renameSync(join(root, 'projects', 'p0', 'm1'), join(root, 'projects', 'p0', 'm1-moved'));
-  return `${appends.length} appends, ${edits.length} text + 2 binary in-place edits, 100 bytes inserted at 4 KiB into ${basename(c.big[0])}, ` +
-    `${renames.length} file renames + 1 directory rename, ${deletes.length + 1} deletions, ${news + 1} new files; ${(added / MiB).toFixed(1)} MiB of new bytes`;
+  if (c.moveDir) renameSync(c.moveDir, `${c.moveDir}-moved`);
+  return `${appends.length} appends, ${edits.length} text + ${Math.min(2, c.bins.length)} binary in-place edits, ` +
+    `${c.big.length ? `100 bytes inserted at 4 KiB into ${relative(root, c.big[0])}` : 'no large file to insert into'}, ` +
+    `${renames.length} file renames + ${c.moveDir ? `1 directory rename (${relative(root, c.moveDir)})` : 'no directory rename'}, ` +
+    `${deletes.length + binGone} deletions, ${news + 1} new files; ${(added / MiB).toFixed(1)} MiB of new bytes`;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -282,10 +350,13 @@ function onPath(cmd: string): boolean {
   return (process.env.PATH ?? '').split(delimiter).some((d) => { try { accessSync(join(d, cmd), constants.X_OK); return true; } catch { return false; } });
 }
 
-/** Runs argv to completion under /usr/bin/time; never throws. */
+/** The taskset prefix of the core count being measured (--cpus); empty for all. */
+let pin: string[] = [];
+
+/** Runs argv to completion under /usr/bin/time (and taskset, see pin); never throws. */
 function run(argv: string[], o: { cwd?: string; env?: Record<string, string>; okCodes?: number[] } = {}): Promise<Run> {
   const timeFile = join(base, `time-${process.pid}.txt`);
-  const full = hasTime ? [TIME, '-f', '%e %U %S %M', '-o', timeFile, ...argv] : argv;
+  const full = [...pin, ...(hasTime ? [TIME, '-f', '%e %U %S %M', '-o', timeFile, ...argv] : argv)];
   const t0 = process.hrtime.bigint();
   return new Promise((resolve) => {
     let tail = '';
@@ -357,7 +428,7 @@ if (generateOnly) {
   process.exit(0);
 }
 const base = mkdtempSync(join(opt('dir', tmpdir()), 'iebs-bench-e2e-'));
-const src = givenSource || join(base, 'home');
+const src = givenSource || join(base, corpusKind === 'usr' ? 'usr' : 'home');
 const srcParent = dirname(src);
 const srcName = basename(src);
 
@@ -458,16 +529,18 @@ function borg(): Tool {
 // ---------------------------------------------------------------------------------------
 // The run
 
-interface Row { tool: string; step: string; run?: Run; bytes: number; repoBytes: number; note: string }
+/** One measured step of one tool at one core count (`cpus`, a --cpus label). */
+interface Row { cpus: string; tool: string; step: string; run?: Run; bytes: number; repoBytes: number; note: string }
 const rows: Row[] = [];
 const header: string[] = [];
 const notes: string[] = [];
 const fmt = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
+const many = cpuSets.length > 1;
 
 function record(row: Row) {
   rows.push(row);
   const r = row.run;
-  process.stderr.write(`  ${row.tool} ${row.step}: ${r ? (r.ok ? `${fmt(r.seconds, 2)} s` : `FAILED ${r.error}`) : row.note}\n`);
+  process.stderr.write(`  ${many ? `[cpus ${row.cpus}] ` : ''}${row.tool} ${row.step}: ${r ? (r.ok ? `${fmt(r.seconds, 2)} s` : `FAILED ${r.error}`) : row.note}\n`);
 }
 
 function cleanup() {
@@ -476,24 +549,45 @@ function cleanup() {
 }
 process.once('SIGINT', () => { child?.kill('SIGINT'); cleanup(); process.exit(130); });
 
+const print = (t: string[][]) => {
+  const width = t[0].map((_, i) => Math.max(...t.map((r) => (r[i] ?? '').length)));
+  for (const r of t) console.log(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(width[i]))).join('  ').trimEnd());
+};
+
+/** (Re)makes the source the bench backs up and mutates: the same bytes each time; its Corpus, or none for --source. */
+function makeSource(first: boolean): Corpus | undefined {
+  if (givenSource) {
+    if (first) header.push(`source: ${src} (given; not modified, so the incremental is an unchanged one)`);
+    return undefined;
+  }
+  rmSync(src, { recursive: true, force: true });
+  const t0 = Date.now();
+  if (corpusKind === 'usr') {
+    const copy = copyUsr(src, { ...usr, spaceFactor: 4 });
+    if (first) header.push(`source: ${copy.about}`);
+    else process.stderr.write(`source copied again (${((Date.now() - t0) / 1000).toFixed(0)} s)\n`);
+    return scan(src);
+  }
+  const corpus = generate(src, sizeMiB);
+  if (first) {
+    header.push(`source: generated ${(corpus.bytes / MiB).toFixed(0)} MiB in ${corpus.text.length + corpus.bins.length + corpus.big.length} files (${((Date.now() - t0) / 1000).toFixed(0)} s): ` +
+      `text ${(corpus.textBytes / MiB).toFixed(0)} MiB in ${corpus.text.length} files, binaries ${(corpus.binBytes / MiB).toFixed(0)} MiB in ${corpus.bins.length}, ` +
+      `incompressible ${(corpus.bigBytes / MiB).toFixed(0)} MiB in ${corpus.big.length} .mp4`);
+  } else process.stderr.write(`source generated again (${((Date.now() - t0) / 1000).toFixed(0)} s)\n`);
+  return corpus;
+}
+
 try {
   const load0 = loadavg();
   header.push(`iebs e2e benchmark, ${new Date().toISOString()}`);
   header.push(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM; load average at start ${load0.map((x) => x.toFixed(2)).join(' ')}`);
   if (!hasTime) header.push(`${TIME} not found: CPU seconds and peak RSS are not measured`);
   if (rounds > 1) header.push(`rounds: ${rounds} (full backup, restore and check run ${rounds} times per tool, tools taking turns; the tables show each tool's median run)`);
-
-  let corpus: Corpus | undefined;
-  if (givenSource) {
-    header.push(`source: ${src} (given; not modified, so the incremental is an unchanged one)`);
-  } else {
-    const t0 = Date.now();
-    corpus = generate(src, sizeMiB);
-    header.push(`source: generated ${(corpus.bytes / MiB).toFixed(0)} MiB in ${corpus.text.length + corpus.bins.length + corpus.big.length} files (${((Date.now() - t0) / 1000).toFixed(0)} s): ` +
-      `text ${(corpus.textBytes / MiB).toFixed(0)} MiB in ${corpus.text.length} files, binaries ${(corpus.binBytes / MiB).toFixed(0)} MiB in ${corpus.bins.length}, ` +
-      `incompressible ${(corpus.bigBytes / MiB).toFixed(0)} MiB in ${corpus.big.length} .mp4`);
+  if (many || cpuSets[0].label !== 'all') {
+    header.push(`cpus: ${cpuSets.map((c) => c.about).join('; ')}. Every step of every tool (and the tar read) runs pinned so; ` +
+      `each core count starts from fresh repositories and caches and a fresh copy of the source ` +
+      `(iebs sizes its threads from os.availableParallelism(), which follows taskset)`);
   }
-  const fullBytes = fileBytes(src);
 
   if (repoKind === 's3') {
     s3 = await startS3Server({ bucket: 'bench' });
@@ -503,119 +597,164 @@ try {
   for (const [name, make, bin] of [['iebs', iebs, ''], ['restic', restic, 'restic'], ['borg', borg, 'borg']] as const) {
     if (!wanted.includes(name)) continue;
     if (s3 && name === 'borg') { header.push('borg: left out (no S3 backend)'); continue; }
-    if (bin && !onPath(bin)) { header.push(`${name}: not installed`); record({ tool: name, step: 'all', bytes: 0, repoBytes: NaN, note: 'not installed' }); continue; }
+    if (bin && !onPath(bin)) { header.push(`${name}: not installed`); record({ cpus: cpuSets[0].label, tool: name, step: 'all', bytes: 0, repoBytes: NaN, note: 'not installed' }); continue; }
     const t = make();
     header.push(`${name}: ${t.about}`);
     tools.push(t);
   }
-  const failed = new Set<string>();
+  const setupFailed = new Set<string>();
   for (const t of tools) {
-    try { await t.setup(); } catch (e) { failed.add(t.name); record({ tool: t.name, step: 'setup', bytes: 0, repoBytes: NaN, note: `FAILED ${(e as Error).message}` }); }
+    try { await t.setup(); } catch (e) { setupFailed.add(t.name); record({ cpus: cpuSets[0].label, tool: t.name, step: 'setup', bytes: 0, repoBytes: NaN, note: `FAILED ${(e as Error).message}` }); }
   }
+  const others = tools.filter((t) => t.name !== 'iebs').map((t) => t.name);
+  const sections: { cpu: (typeof cpuSets)[number]; table: string[][]; ratios: string[][]; notes: string[] }[] = [];
 
-  dropCaches();
-  const tar = await run(['sh', '-c', 'tar -cf - "$0" | cat > /dev/null', srcName], { cwd: srcParent });
-  record({ tool: 'tar | cat', step: 'read source', run: tar, bytes: fullBytes, repoBytes: NaN, note: '' });
-
-  const stepAll = async (step: Step, bytes: number, target?: (t: Tool) => string) => {
-    const n = step === 'incremental' ? 1 : rounds;
-    const runs = new Map<string, Run[]>(tools.map((t) => [t.name, []]));
-    for (let round = 0; round < n; round++) {
+  for (const [k, cpu] of cpuSets.entries()) {
+    const at = cpu.label;
+    if (many) process.stderr.write(`cpus ${cpu.about}\n`);
+    const failed = new Set(setupFailed);
+    const here: string[] = [];
+    pin = [];
+    const corpus = makeSource(k === 0);
+    const fullBytes = fileBytes(src);
+    if (k > 0) {
       for (const t of tools) {
         if (failed.has(t.name)) continue;
-        if (step === 'full backup' && round > 0) {
-          try { await t.reset(); } catch (e) { failed.add(t.name); runs.get(t.name)!.push({ ok: false, seconds: NaN, cpu: NaN, rssMiB: NaN, error: `reset: ${(e as Error).message}` }); continue; }
-        }
-        const dir = target ? target(t) : '';
-        if (dir) { rmSync(dir, { recursive: true, force: true }); mkdirSync(dir, { recursive: true }); }
-        dropCaches();
-        const c = t.cmd(step, dir);
-        const r = await run(c.argv, c);
-        runs.get(t.name)!.push(r);
-        if (n > 1) process.stderr.write(`    ${t.name} ${step} round ${round + 1}: ${r.ok ? `${fmt(r.seconds, 2)} s` : `FAILED ${r.error}`}\n`);
-        if (!r.ok && step !== 'check') failed.add(t.name);
+        try { await t.reset(); } catch (e) { failed.add(t.name); record({ cpus: at, tool: t.name, step: 'reset', bytes: 0, repoBytes: NaN, note: `FAILED ${(e as Error).message}` }); }
       }
     }
+    pin = cpu.prefix;
+
+    dropCaches();
+    const tar = await run(['sh', '-c', 'tar -cf - "$0" | cat > /dev/null', srcName], { cwd: srcParent });
+    record({ cpus: at, tool: 'tar | cat', step: 'read source', run: tar, bytes: fullBytes, repoBytes: NaN, note: '' });
+
+    const stepAll = async (step: Step, bytes: number, target?: (t: Tool) => string) => {
+      const n = step === 'incremental' ? 1 : rounds;
+      const runs = new Map<string, Run[]>(tools.map((t) => [t.name, []]));
+      for (let round = 0; round < n; round++) {
+        for (const t of tools) {
+          if (failed.has(t.name)) continue;
+          if (step === 'full backup' && round > 0) {
+            try { await t.reset(); } catch (e) { failed.add(t.name); runs.get(t.name)!.push({ ok: false, seconds: NaN, cpu: NaN, rssMiB: NaN, error: `reset: ${(e as Error).message}` }); continue; }
+          }
+          const dir = target ? target(t) : '';
+          if (dir) { rmSync(dir, { recursive: true, force: true }); mkdirSync(dir, { recursive: true }); }
+          dropCaches();
+          const c = t.cmd(step, dir);
+          const r = await run(c.argv, c);
+          runs.get(t.name)!.push(r);
+          if (n > 1) process.stderr.write(`    ${t.name} ${step} round ${round + 1}: ${r.ok ? `${fmt(r.seconds, 2)} s` : `FAILED ${r.error}`}\n`);
+          if (!r.ok && step !== 'check') failed.add(t.name);
+        }
+      }
+      for (const t of tools) {
+        const all = runs.get(t.name)!;
+        if (all.length === 0) { record({ cpus: at, tool: t.name, step, bytes: 0, repoBytes: NaN, note: 'skipped (an earlier step failed)' }); continue; }
+        const bad = all.find((r) => !r.ok);
+        // The median run by wall time (the lower of the two middle ones for an even count).
+        const byTime = [...all].sort((a, b) => a.seconds - b.seconds);
+        const r = bad ?? byTime[Math.floor((byTime.length - 1) / 2)];
+        const note = all.length > 1 && !bad ? `median of ${all.length}: ${all.map((x) => fmt(x.seconds, 2)).join(' ')} s` : '';
+        record({ cpus: at, tool: t.name, step, run: r, bytes, repoBytes: duBytes(t.repo), note });
+      }
+    };
+
+    await stepAll('full backup', fullBytes);
+    const mutation = corpus ? mutate(src, corpus) : 'none (given source)';
+    if (k === 0) notes.push(`mutation: ${mutation}`);
+    const want = digest(src);
+    const mutatedBytes = fileBytes(src);
+    await stepAll('incremental', mutatedBytes);
+    const restored = (t: Tool) => join(base, `restore-${t.name}`);
+    await stepAll('restore', mutatedBytes, restored);
     for (const t of tools) {
-      const all = runs.get(t.name)!;
-      if (all.length === 0) { record({ tool: t.name, step, bytes: 0, repoBytes: NaN, note: 'skipped (an earlier step failed)' }); continue; }
-      const bad = all.find((r) => !r.ok);
-      // The median run by wall time (the lower of the two middle ones for an even count).
-      const byTime = [...all].sort((a, b) => a.seconds - b.seconds);
-      const r = bad ?? byTime[Math.floor((byTime.length - 1) / 2)];
-      const note = all.length > 1 && !bad ? `median of ${all.length}: ${all.map((x) => fmt(x.seconds, 2)).join(' ')} s` : '';
-      record({ tool: t.name, step, run: r, bytes, repoBytes: duBytes(t.repo), note });
+      const row = rows.find((r) => r.cpus === at && r.tool === t.name && r.step === 'restore');
+      if (!row?.run?.ok) { here.push(`${t.name}: restore not checked (restore did not complete)`); continue; }
+      const root = t.restoredRoot(restored(t));
+      const bad = existsSync(root) ? compare(want, digest(root)) : [`nothing restored at ${root}`];
+      here.push(`${t.name}: ${bad.length === 0 ? `restore OK (${want.size} entries, sizes and sha256 match)` : `restore MISMATCH, ${bad.length} difference(s): ${bad.slice(0, 5).join('; ')}`}`);
+      rmSync(restored(t), { recursive: true, force: true });
     }
-  };
+    await stepAll('check', 0);
+    pin = [];
+    for (const t of tools) { const e = t.extra(); if (e) here.push(`${e} (not counted in the repository size)`); }
 
-  await stepAll('full backup', fullBytes);
-  const mutation = corpus ? mutate(src, corpus) : 'none (given source)';
-  notes.push(`mutation: ${mutation}`);
-  const want = digest(src);
-  const mutatedBytes = fileBytes(src);
-  await stepAll('incremental', mutatedBytes);
-  const restored = (t: Tool) => join(base, `restore-${t.name}`);
-  await stepAll('restore', mutatedBytes, restored);
-  for (const t of tools) {
-    const row = rows.find((r) => r.tool === t.name && r.step === 'restore');
-    if (!row?.run?.ok) { notes.push(`${t.name}: restore not checked (restore did not complete)`); continue; }
-    const root = t.restoredRoot(restored(t));
-    const bad = existsSync(root) ? compare(want, digest(root)) : [`nothing restored at ${root}`];
-    notes.push(`${t.name}: ${bad.length === 0 ? `restore OK (${want.size} entries, sizes and sha256 match)` : `restore MISMATCH, ${bad.length} difference(s): ${bad.slice(0, 5).join('; ')}`}`);
-    rmSync(restored(t), { recursive: true, force: true });
+    // The table of steps.
+    const mine = rows.filter((r) => r.cpus === at);
+    const table: string[][] = [['tool', 'step', 'seconds', 'MiB/s', 'CPU s', 'peak RSS MiB', 'repo MiB', 'note']];
+    for (const r of mine) {
+      const x = r.run;
+      const rate = x?.ok && (r.step === 'full backup' || r.step === 'restore' || r.step === 'read source') ? fmt(r.bytes / MiB / x.seconds, 0) : '-';
+      table.push([r.tool, r.step, x ? fmt(x.seconds, 2) : '-', rate, x ? fmt(x.cpu, 1) : '-', x ? fmt(x.rssMiB, 0) : '-', fmt(r.repoBytes / MiB, 1), x && !x.ok ? `FAILED ${x.error}` : r.note]);
+    }
+
+    // Ratios of iebs to each other tool.
+    const get = (tool: string, step: string) => mine.find((r) => r.tool === tool && r.step === step && r.run?.ok);
+    const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined && b > 0 && Number.isFinite(a / b) ? `${(a / b).toFixed(2)}x` : '-');
+    const ratios: string[][] = [['step', 'metric (iebs / other)', ...others.map((o) => `iebs/${o}`)]];
+    const line = (step: string, metric: string, f: (r: Row) => number) => ratios.push([step, metric, ...others.map((o) => {
+      const a = get('iebs', step), b = get(o, step);
+      return ratio(a && f(a), b && f(b));
+    })]);
+    const thr = (r: Row) => r.bytes / r.run!.seconds;
+    line('full backup', 'throughput (>1: iebs faster)', thr);
+    line('full backup', 'CPU seconds', (r) => r.run!.cpu);
+    line('full backup', 'peak RSS', (r) => r.run!.rssMiB);
+    line('full backup', 'repository size', (r) => r.repoBytes);
+    line('incremental', 'time (>1: iebs slower)', (r) => r.run!.seconds);
+    line('incremental', 'CPU seconds', (r) => r.run!.cpu);
+    line('incremental', 'peak RSS', (r) => r.run!.rssMiB);
+    line('incremental', 'repository size', (r) => r.repoBytes);
+    line('restore', 'throughput (>1: iebs faster)', thr);
+    line('restore', 'CPU seconds', (r) => r.run!.cpu);
+    line('restore', 'peak RSS', (r) => r.run!.rssMiB);
+    line('check', 'time (>1: iebs slower)', (r) => r.run!.seconds);
+    line('check', 'peak RSS', (r) => r.run!.rssMiB);
+    const tarRow = get('tar | cat', 'read source');
+    for (const t of tools) {
+      const f = get(t.name, 'full backup');
+      if (f && tarRow) here.push(`${t.name} full backup at ${(thr(f) / MiB).toFixed(0)} MiB/s = ${((100 * thr(f)) / thr(tarRow)).toFixed(0)}% of the tar read rate (${(thr(tarRow) / MiB).toFixed(0)} MiB/s)`);
+    }
+    here.push(`load average after this core count ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+    sections.push({ cpu, table, ratios, notes: here });
   }
-  await stepAll('check', 0);
-  for (const t of tools) { const e = t.extra(); if (e) notes.push(`${e} (not counted in the repository size)`); }
+  notes.push(`load average at end ${loadavg().map((x) => x.toFixed(2)).join(' ')}; ${cacheNote}`);
 
-  // The table of steps.
-  const table: string[][] = [['tool', 'step', 'seconds', 'MiB/s', 'CPU s', 'peak RSS MiB', 'repo MiB', 'note']];
-  for (const r of rows) {
-    const x = r.run;
-    const rate = x?.ok && (r.step === 'full backup' || r.step === 'restore' || r.step === 'read source') ? fmt(r.bytes / MiB / x.seconds, 0) : '-';
-    table.push([r.tool, r.step, x ? fmt(x.seconds, 2) : '-', rate, x ? fmt(x.cpu, 1) : '-', x ? fmt(x.rssMiB, 0) : '-', fmt(r.repoBytes / MiB, 1), x && !x.ok ? `FAILED ${x.error}` : r.note]);
-  }
-
-  // Ratios of iebs to each other tool.
-  const get = (tool: string, step: string) => rows.find((r) => r.tool === tool && r.step === step && r.run?.ok);
-  const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined && b > 0 && Number.isFinite(a / b) ? `${(a / b).toFixed(2)}x` : '-');
-  const others = tools.filter((t) => t.name !== 'iebs').map((t) => t.name);
-  const ratios: string[][] = [['step', 'metric (iebs / other)', ...others.map((o) => `iebs/${o}`)]];
-  const line = (step: string, metric: string, f: (r: Row) => number) => ratios.push([step, metric, ...others.map((o) => {
-    const a = get('iebs', step), b = get(o, step);
-    return ratio(a && f(a), b && f(b));
-  })]);
-  const thr = (r: Row) => r.bytes / r.run!.seconds;
-  line('full backup', 'throughput (>1: iebs faster)', thr);
-  line('full backup', 'CPU seconds', (r) => r.run!.cpu);
-  line('full backup', 'peak RSS', (r) => r.run!.rssMiB);
-  line('full backup', 'repository size', (r) => r.repoBytes);
-  line('incremental', 'time (>1: iebs slower)', (r) => r.run!.seconds);
-  line('incremental', 'CPU seconds', (r) => r.run!.cpu);
-  line('incremental', 'peak RSS', (r) => r.run!.rssMiB);
-  line('incremental', 'repository size', (r) => r.repoBytes);
-  line('restore', 'throughput (>1: iebs faster)', thr);
-  line('restore', 'CPU seconds', (r) => r.run!.cpu);
-  line('restore', 'peak RSS', (r) => r.run!.rssMiB);
-  line('check', 'time (>1: iebs slower)', (r) => r.run!.seconds);
-  line('check', 'peak RSS', (r) => r.run!.rssMiB);
-  const tarRow = get('tar | cat', 'read source');
-  for (const t of tools) {
-    const f = get(t.name, 'full backup');
-    if (f && tarRow) notes.push(`${t.name} full backup at ${(thr(f) / MiB).toFixed(0)} MiB/s = ${((100 * thr(f)) / thr(tarRow)).toFixed(0)}% of the tar read rate (${(thr(tarRow) / MiB).toFixed(0)} MiB/s)`);
-  }
-  const load1 = loadavg();
-  notes.push(`load average at end ${load1.map((x) => x.toFixed(2)).join(' ')}; ${cacheNote}`);
-
-  const print = (t: string[][]) => {
-    const width = t[0].map((_, i) => Math.max(...t.map((r) => (r[i] ?? '').length)));
-    for (const r of t) console.log(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(width[i]))).join('  ').trimEnd());
-  };
   console.log(header.join('\n'));
   console.log('');
-  print(table);
-  console.log('');
-  if (others.length) { print(ratios); console.log(''); }
+  for (const sec of sections) {
+    if (many || sec.cpu.label !== 'all') { console.log(`== cpus ${sec.cpu.about}`); console.log(''); }
+    print(sec.table);
+    console.log('');
+    if (others.length) { print(sec.ratios); console.log(''); }
+    console.log(sec.notes.join('\n'));
+    console.log('');
+  }
+  // Scaling: each tool's seconds per step at each core count, and the speed-up over the first count.
+  if (many) {
+    const first = cpuSets[0].label;
+    const scaling: string[][] = [['tool', 'step', ...cpuSets.map((c) => `cpus ${c.label} s`), ...cpuSets.slice(1).map((c) => `speed-up ${c.label}/${first}`)]];
+    const secs = (at: string, tool: string, step: string) => rows.find((r) => r.cpus === at && r.tool === tool && r.step === step && r.run?.ok)?.run!.seconds;
+    for (const tool of ['tar | cat', ...tools.map((t) => t.name)]) {
+      for (const step of tool === 'tar | cat' ? ['read source'] : ['full backup', 'incremental', 'restore', 'check']) {
+        const s0 = secs(first, tool, step);
+        scaling.push([tool, step, ...cpuSets.map((c) => fmt(secs(c.label, tool, step) ?? NaN, 2)), ...cpuSets.slice(1).map((c) => {
+          const s = secs(c.label, tool, step);
+          return s0 !== undefined && s !== undefined && s > 0 ? `${(s0 / s).toFixed(2)}x` : '-';
+        })]);
+      }
+    }
+    console.log('== scaling (seconds by core count; speed-up >1: faster than at the first count)');
+    console.log('');
+    print(scaling);
+    console.log('');
+  }
   console.log(notes.join('\n'));
+} catch (e) {
+  if (!(e instanceof BenchError)) throw e;
+  process.stderr.write(`${e.message}\n`);
+  process.exitCode = 2;
 } finally {
   await s3?.close();
   cleanup();

@@ -8,7 +8,15 @@
  * iebs's are taken inside run-once, without Node's start and module loading (about
  * 0.25 s), so on small corpora the seconds ratio flatters iebs.
  *
+ * With --cpus LIST (e.g. 1,2,all) each corpus is measured at each core count: every
+ * step's process (iebs's run-once and restic alike) runs under `taskset -c 0` for 1,
+ * `taskset -c 0,1` for 2, without taskset for all (bench/shared.ts), and a table is
+ * printed per core count, then the seconds side by side. With --usr, a copy of /usr (or
+ * of --usr-parts share,lib, at most --usr-max-mib MiB of it) is measured beside the
+ * file-count corpora: symbolic links and all, as tar copies it.
+ *
  *   npm run bench:scale -- [--files 10000,100000] [--big-mib 4096] [--only iebs|all] [--dir /path/with/space]
+ *                          [--cpus 1,2,all] [--usr [--usr-parts share,lib] [--usr-max-mib N]]
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync, openSync, writeSync, closeSync, existsSync } from 'node:fs';
@@ -17,6 +25,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { keygen } from '../engine/crypto/keys.js';
+import { BenchError, copyUsr, parseCpus, usrOptions, type CpuSet } from './shared.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: string) => { const i = args.indexOf(`--${name}`); return i >= 0 ? args[i + 1] : dflt; };
@@ -27,6 +36,10 @@ const only = opt('only', 'all');
 if (!counts.every((n) => Number.isInteger(n) && n > 0)) throw new Error('--files takes positive integers, comma-separated');
 if (!Number.isInteger(bigMiB) || bigMiB < 0) throw new Error('--big-mib takes a whole number of MiB (0 to skip)');
 if (only !== 'iebs' && only !== 'all') throw new Error('--only takes iebs or all');
+const cpuSets = parseCpus(opt('cpus', 'all'));
+const many = cpuSets.length > 1 || cpuSets[0].label !== 'all';
+const withUsr = args.includes('--usr');
+const usr = usrOptions(opt('usr-parts', ''), opt('usr-max-mib', '0'));
 const TIME = '/usr/bin/time';
 const FILES_PER_DIR = 1000;
 const runner = fileURLToPath(new URL('./run-once.js', import.meta.url));
@@ -94,15 +107,16 @@ function makeBigFile(src: string, mib: number) {
   console.error(`generated one ${mib} MiB file in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 
-/** Runs one iebs step in a fresh process (bench/run-once.ts) and returns its sample. */
-function iebsStep(argv: string[], cache: string): Sample {
-  const r = spawnSync(process.execPath, [runner, ...argv], { encoding: 'utf8', maxBuffer: 1 << 24, env: { ...process.env, IEBS_CACHE_DIR: cache } });
+/** Runs one iebs step in a fresh process (bench/run-once.ts), under the core count's taskset, and returns its sample. */
+function iebsStep(argv: string[], cache: string, cpu: CpuSet): Sample {
+  const cmd = [...cpu.prefix, process.execPath, runner, ...argv];
+  const r = spawnSync(cmd[0], cmd.slice(1), { encoding: 'utf8', maxBuffer: 1 << 24, env: { ...process.env, IEBS_CACHE_DIR: cache } });
   if (r.status !== 0) throw new Error(`${argv[0]} failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
 
 /** The three iebs steps on the corpus, with fresh keys, repository and cache (removed afterwards), as restic has. */
-async function runIebs(c: Corpus): Promise<Samples> {
+async function runIebs(c: Corpus, cpu: CpuSet): Promise<Samples> {
   const { label, src } = c;
   const keys = join(base, `keys-${label}`);
   await keygen({ out: keys, name: 'bench' });
@@ -115,15 +129,16 @@ async function runIebs(c: Corpus): Promise<Samples> {
     restore: ['restore', repo, join(keys, 'restore.key'), out],
   };
   const samples = {} as Samples;
-  for (const name of STEPS) progress(c, 'iebs', name, (samples[name] = iebsStep(argv[name], cache)));
+  for (const name of STEPS) progress(c, cpu, 'iebs', name, (samples[name] = iebsStep(argv[name], cache, cpu)));
   for (const p of [keys, repo, out, cache]) rmSync(p, { recursive: true, force: true });
   return samples;
 }
 
-/** Runs restic with env under /usr/bin/time; returns its sample and stdout. */
-function resticStep(argv: string[], env: NodeJS.ProcessEnv): { sample: Sample; stdout: string } {
+/** Runs restic with env under /usr/bin/time and the core count's taskset; returns its sample and stdout. */
+function resticStep(argv: string[], env: NodeJS.ProcessEnv, cpu: CpuSet): { sample: Sample; stdout: string } {
   const timeFile = join(base, 'time.txt');
-  const r = spawnSync(TIME, ['-f', '%e %U %S %M', '-o', timeFile, 'restic', ...argv], { env, encoding: 'utf8', maxBuffer: 1 << 26 });
+  const cmd = [...cpu.prefix, TIME, '-f', '%e %U %S %M', '-o', timeFile, 'restic', ...argv];
+  const r = spawnSync(cmd[0], cmd.slice(1), { env, encoding: 'utf8', maxBuffer: 1 << 26 });
   if (r.status !== 0) throw new Error(`restic ${argv[0]} failed: ${r.stderr}`);
   const [seconds, user, sys, rssKiB] = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
   return { sample: { seconds, cpuSeconds: user + sys, peakRssMiB: rssKiB / 1024 }, stdout: r.stdout };
@@ -137,13 +152,13 @@ function checkSummary(name: Step, stdout: string, files: number) {
 }
 
 /** The three restic steps on the corpus (after an untimed `restic init`), repository and cache removed afterwards. */
-function runRestic(c: Corpus): Samples {
+function runRestic(c: Corpus, cpu: CpuSet): Samples {
   const { label, src } = c;
   const repo = join(base, `restic-repo-${label}`);
   const cache = join(base, `restic-cache-${label}`);
   const out = join(base, `restic-out-${label}`);
   const env = { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('RESTIC_'))), RESTIC_PASSWORD: 'bench', RESTIC_REPOSITORY: repo, RESTIC_CACHE_DIR: cache };
-  resticStep(['init', '-q'], env);
+  resticStep(['init', '-q'], env, cpu);
   const argv: Record<Step, string[]> = {
     'full backup': ['backup', '--json', '-q', src],
     'unchanged increment': ['backup', '--json', '-q', src],
@@ -151,15 +166,19 @@ function runRestic(c: Corpus): Samples {
   };
   const samples = {} as Samples;
   for (const name of STEPS) {
-    const { sample, stdout } = resticStep(argv[name], env);
+    const { sample, stdout } = resticStep(argv[name], env, cpu);
     if (name !== 'restore') checkSummary(name, stdout, c.files);
-    progress(c, 'restic', name, (samples[name] = sample));
+    progress(c, cpu, 'restic', name, (samples[name] = sample));
   }
   for (const p of [repo, cache, out]) rmSync(p, { recursive: true, force: true });
   return samples;
 }
 
-const rows: string[][] = [['corpus', 'tool', 'step', 'seconds', 'MiB/s', 'CPU s', 'peak RSS MiB', 'seconds iebs/restic', 'RSS iebs/restic']];
+const HEAD = ['corpus', 'tool', 'step', 'seconds', 'MiB/s', 'CPU s', 'peak RSS MiB', 'seconds iebs/restic', 'RSS iebs/restic'];
+/** The table of each core count (--cpus label), and every sample by core count, corpus, tool and step for the scaling table. */
+const tables = new Map<string, string[][]>(cpuSets.map((c) => [c.label, [HEAD]]));
+const seconds = new Map<string, number>();
+const corpora: string[] = [];
 
 /** One table row; the ratio columns are filled when the restic sample of the step is given. */
 function row(c: Corpus, tool: string, name: Step, s: Sample, vs?: Sample) {
@@ -171,25 +190,46 @@ function row(c: Corpus, tool: string, name: Step, s: Sample, vs?: Sample) {
 }
 
 /** Prints a step's row (without ratios) to stderr as soon as it is measured. */
-function progress(c: Corpus, tool: string, name: Step, s: Sample) {
-  console.error(row(c, tool, name, s).slice(0, 7).join('  '));
+function progress(c: Corpus, cpu: CpuSet, tool: string, name: Step, s: Sample) {
+  console.error(`${many ? `[cpus ${cpu.label}] ` : ''}${row(c, tool, name, s).slice(0, 7).join('  ')}`);
 }
 
-/** Measures every tool on one corpus and adds its rows, iebs beside restic step by step. */
+/** Measures every tool on one corpus at each core count and adds its rows, iebs beside restic step by step. */
 async function measure(c: Corpus) {
-  const iebs = await runIebs(c);
-  const restic = withRestic ? runRestic(c) : undefined;
-  for (const name of STEPS) {
-    rows.push(row(c, 'iebs', name, iebs[name], restic?.[name]));
-    if (restic) rows.push(row(c, 'restic', name, restic[name]));
+  corpora.push(c.label);
+  for (const cpu of cpuSets) {
+    const iebs = await runIebs(c, cpu);
+    const restic = withRestic ? runRestic(c, cpu) : undefined;
+    const rows = tables.get(cpu.label)!;
+    for (const name of STEPS) {
+      rows.push(row(c, 'iebs', name, iebs[name], restic?.[name]));
+      seconds.set(`${cpu.label}|${c.label}|iebs|${name}`, iebs[name].seconds);
+      if (restic) { rows.push(row(c, 'restic', name, restic[name])); seconds.set(`${cpu.label}|${c.label}|restic|${name}`, restic[name].seconds); }
+    }
   }
 }
 
-console.error(`${cpus().length} CPUs, load average ${loadavg()[0].toFixed(2)}; restic ${withRestic ? 'included' : 'skipped'}`);
+const print = (rows: string[][]) => {
+  const width = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  for (const r of rows) console.log(r.map((c, i) => c.padEnd(width[i])).join('  ').trimEnd());
+};
+
+const start = `${cpus().length} CPUs, load average ${loadavg()[0].toFixed(2)}; restic ${withRestic ? 'included' : 'skipped'}`;
+console.error(start);
+if (many) console.error(`cpus: ${cpuSets.map((c) => c.about).join('; ')}`);
+let usrAbout = '';
 try {
   for (const n of counts) {
     const src = join(base, `files-${n}`);
     await measure({ label: `${n} small files`, src, files: n, bytes: makeSmallFiles(src, n) });
+    rmSync(src, { recursive: true, force: true });
+  }
+  if (withUsr) {
+    const src = join(base, 'usr');
+    const copy = copyUsr(src, { ...usr, spaceFactor: 3 });
+    usrAbout = copy.about;
+    console.error(usrAbout);
+    await measure({ label: `/usr copy (${copy.files} files)`, src, files: copy.files, bytes: copy.bytes });
     rmSync(src, { recursive: true, force: true });
   }
   if (bigMiB > 0) {
@@ -197,8 +237,41 @@ try {
     makeBigFile(src, bigMiB);
     await measure({ label: `one ${bigMiB} MiB file`, src, files: 1, bytes: bigMiB * 1048576 });
   }
+} catch (e) {
+  if (!(e instanceof BenchError)) throw e;
+  console.error(e.message);
+  process.exitCode = 2;
 } finally {
   rmSync(base, { recursive: true, force: true });
 }
-const width = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-for (const r of rows) console.log(r.map((c, i) => c.padEnd(width[i])).join('  '));
+if (process.exitCode !== 2) {
+  if (many) {
+    console.log(`${start}; load average at end ${loadavg()[0].toFixed(2)}`);
+    console.log(`cpus: ${cpuSets.map((c) => c.about).join('; ')}; every step's process pinned so`);
+  }
+  if (usrAbout) console.log(`/usr corpus: ${usrAbout}`);
+  if (many || usrAbout) console.log('');
+  for (const cpu of cpuSets) {
+    if (many) { console.log(`== cpus ${cpu.about}`); console.log(''); }
+    print(tables.get(cpu.label)!);
+    if (many) console.log('');
+  }
+  // Scaling: the seconds of each corpus, tool and step at each core count, and the speed-up over the first count.
+  if (cpuSets.length > 1) {
+    const first = cpuSets[0].label;
+    const scaling: string[][] = [['corpus', 'tool', 'step', ...cpuSets.map((c) => `cpus ${c.label} s`), ...cpuSets.slice(1).map((c) => `speed-up ${c.label}/${first}`)]];
+    for (const label of corpora) {
+      for (const tool of withRestic ? ['iebs', 'restic'] : ['iebs']) {
+        for (const name of STEPS) {
+          const at = (cpu: string) => seconds.get(`${cpu}|${label}|${tool}|${name}`);
+          const s0 = at(first);
+          scaling.push([label, tool, name, ...cpuSets.map((c) => at(c.label)?.toFixed(2) ?? '-'),
+            ...cpuSets.slice(1).map((c) => { const s = at(c.label); return s0 !== undefined && s ? `${(s0 / s).toFixed(2)}x` : '-'; })]);
+        }
+      }
+    }
+    console.log('== scaling (seconds by core count; speed-up >1: faster than at the first count)');
+    console.log('');
+    print(scaling);
+  }
+}
