@@ -28,7 +28,7 @@ export type ErrorCode =
   // IoError: the storage contract's codes (engine/storage/storage.ts), and the restore target's
   | 'exists' | 'permission' | 'no-space' | 'transient' | 'permanent' | 'in-the-way' | 'io'
   // IebsError: the machinery itself
-  | 'internal' | 'interrupted' | 'pgp-thread' | 'reader-closed' | 'reader-failed' | 'reader-order' | 'writer-closed' | 'writer-failed';
+  | 'internal' | 'interrupted' | 'pgp-thread' | 'reader-closed' | 'reader-failed' | 'reader-order' | 'walk-failed' | 'writer-closed' | 'writer-failed';
 
 /** Base class of every iebs error. */
 export class IebsError extends Error {

@@ -35,6 +35,7 @@ import { isStorageCode, listAll, type Storage } from '../storage/storage.js';
 import { VolumeSet, MIN_VOLUME_SIZE, type Placement } from '../repo/volumes.js';
 import { discsFor } from '../disc/plan.js';
 import { defaultSystem, hostName, roots, sameMeta, snapshotRoot, sourcesId, walk } from './walk.js';
+import { Walker } from './walker.js';
 import { IN_FLIGHT, Pipeline, RunBlocks, Spool } from './pipeline.js';
 import { BackupOptions, BackupResult, Progress, Warning, interrupted } from './options.js';
 import { FileWriter, RunContext, Task, addIndexItem, dropPack, finishEntry, takeFile } from './file-steps.js';
@@ -272,14 +273,17 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     o.onProgress?.(progress);
   };
 
+  let walker: Walker | null = null;
   try {
     if (resume) await carryOver(w, resume, journal);
     journal?.open();
-    for (const e of walk(o.sources, o, warn)) {
+    walker = new Walker(o.sources, o, key.pathIdKey);
+    for (let batch = await walker.next(); batch; batch = await walker.next()) for (const e of batch) {
+      if ('warning' in e) { warn(e.warning); continue; }
       interrupted(o.signal);
       checkPath(e.rel, 'source path');
       // Marked as seen: what the walk never sees was deleted.
-      const pathId = hmac(key.pathIdKey, e.rel);
+      const pathId = e.pathId;
       const prev = c.state.path(pathId, true);
       const path = e.rel.toString('utf8');
       const size = e.kind === 'file' ? Number(e.st.size) : 0;
@@ -367,6 +371,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   } finally {
     journal?.close();
     w.newBlocks.close();
+    await walker?.close();
     await readers?.close();
   }
 }

@@ -1,0 +1,101 @@
+/**
+ * How the walk crosses from its thread (walk-worker.ts) to the main thread: entries,
+ * with their keyed path ids, and warnings, in walk order, packed into one buffer a batch.
+ *
+ * Items, back to back, integers big-endian:
+ *   entry:   kind u8 (0 file, 1 dir, 2 symlink), size u64, mtime i64, ctime i64, inode u64,
+ *            mode u32, uid u32, gid u32, path id (32), rel u32 n + n bytes, abs u32 n + n bytes
+ *   warning: 3, n u32, JSON of the warning (n bytes of UTF-8)
+ */
+import { ENTRY_KINDS } from '../../formats/manifest.js';
+import type { Warning } from './options.js';
+import type { WalkEntry } from './walk.js';
+
+/** A walk entry with its keyed path id, as the main thread takes it. */
+export interface IdEntry extends WalkEntry { pathId: Uint8Array }
+export type WalkItem = IdEntry | { warning: Warning };
+
+/** What the walk thread starts with. Patterns cross as their source and flags. */
+export interface WalkInit {
+  sources: string[];
+  include?: { source: string; flags: string }[];
+  exclude?: { source: string; flags: string }[];
+  pathIdKey: Uint8Array;
+  /** One Int32: batches the main thread has taken, counted up (Atomics), which the walk thread waits on. */
+  taken: SharedArrayBuffer;
+}
+
+/** From the walk thread: a batch, the end, or a failure (its error's class name, code and message). */
+export type FromWalker = { t: 'items'; buf: ArrayBuffer } | { t: 'end' } | { t: 'error'; name: string; code: string; message: string };
+
+const FIXED = 1 + 8 + 8 + 8 + 8 + 4 + 4 + 4 + 32;
+
+/** Packs items into one buffer (to be transferred). */
+export function packWalkItems(items: WalkItem[]): ArrayBuffer {
+  const warnings = new Map<WalkItem, Buffer>();
+  let size = 0;
+  for (const it of items) {
+    if ('warning' in it) { const w = Buffer.from(JSON.stringify(it.warning), 'utf8'); warnings.set(it, w); size += 5 + w.length; } else size += FIXED + 8 + it.rel.length + it.abs.length;
+  }
+  const out = new ArrayBuffer(size);
+  const dv = new DataView(out);
+  const bytes = new Uint8Array(out);
+  let p = 0;
+  for (const it of items) {
+    if ('warning' in it) {
+      const w = warnings.get(it)!;
+      dv.setUint8(p, 3); dv.setUint32(p + 1, w.length); bytes.set(w, p + 5);
+      p += 5 + w.length;
+      continue;
+    }
+    const st = it.st;
+    dv.setUint8(p, ENTRY_KINDS.indexOf(it.kind));
+    dv.setBigUint64(p + 1, st.size); dv.setBigInt64(p + 9, st.mtimeNs); dv.setBigInt64(p + 17, st.ctimeNs); dv.setBigUint64(p + 25, st.ino);
+    dv.setUint32(p + 33, Number(st.mode)); dv.setUint32(p + 37, Number(st.uid)); dv.setUint32(p + 41, Number(st.gid));
+    bytes.set(it.pathId, p + 45);
+    p += FIXED;
+    dv.setUint32(p, it.rel.length); bytes.set(it.rel, p + 4); p += 4 + it.rel.length;
+    dv.setUint32(p, it.abs.length); bytes.set(it.abs, p + 4); p += 4 + it.abs.length;
+  }
+  return out;
+}
+
+/** The items of a packed buffer; names are views into it. */
+export function unpackWalkItems(buf: ArrayBuffer): WalkItem[] {
+  const dv = new DataView(buf);
+  const bytes = Buffer.from(buf);
+  const out: WalkItem[] = [];
+  const need = (p: number, n: number) => { if (p + n > buf.byteLength) throw new Error('a packed walk item runs past its buffer'); };
+  for (let p = 0; p < buf.byteLength;) {
+    need(p, 1);
+    const k = dv.getUint8(p);
+    if (k === 3) {
+      need(p, 5);
+      const n = dv.getUint32(p + 1);
+      need(p + 5, n);
+      out.push({ warning: JSON.parse(bytes.toString('utf8', p + 5, p + 5 + n)) as Warning });
+      p += 5 + n;
+      continue;
+    }
+    const kind = ENTRY_KINDS[k];
+    if (!kind) throw new Error(`a packed walk item of unknown kind ${k}`);
+    need(p, FIXED + 4);
+    const st = {
+      size: dv.getBigUint64(p + 1), mtimeNs: dv.getBigInt64(p + 9), ctimeNs: dv.getBigInt64(p + 17), ino: dv.getBigUint64(p + 25),
+      mode: BigInt(dv.getUint32(p + 33)), uid: BigInt(dv.getUint32(p + 37)), gid: BigInt(dv.getUint32(p + 41)),
+    };
+    // A copy: the state delta and index keep ids, which must not hold the whole batch.
+    const pathId = new Uint8Array(bytes.subarray(p + 45, p + 45 + 32));
+    p += FIXED;
+    const rl = dv.getUint32(p);
+    need(p + 4, rl + 4);
+    const rel = bytes.subarray(p + 4, p + 4 + rl);
+    p += 4 + rl;
+    const al = dv.getUint32(p);
+    need(p + 4, al);
+    const abs = bytes.subarray(p + 4, p + 4 + al);
+    p += 4 + al;
+    out.push({ kind, st, pathId, rel, abs });
+  }
+  return out;
+}
