@@ -43,7 +43,7 @@ import { Readers } from './batches.js';
 import { ChainState, StateDelta } from './state.js';
 import { StateCache } from './cache.js';
 import { ReaderPool } from './readers.js';
-import { Journal, findResumable, journalIn, journalKey, resumedBlocks, rmJournal, runUuid, type Resumable } from './resume.js';
+import { Journal, findResumable, journalIn, journalKey, resumedBlocks, rmJournal, type Resumable } from './resume.js';
 
 /** Makes a backup (or, with dryRun, plans one). */
 export async function backup(storage: Storage, key: BackupKey, o: BackupOptions): Promise<BackupResult> {
@@ -277,7 +277,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   try {
     if (resume) await carryOver(w, resume, journal);
     journal?.open();
-    walker = new Walker(o.sources, o, key.pathIdKey);
+    walker = new Walker(o.sources, o, key.pathIdKey, journalHead.uuids);
     for (let batch = await walker.next(); batch; batch = await walker.next()) for (const e of batch) {
       if ('warning' in e) { warn(e.warning); continue; }
       interrupted(o.signal);
@@ -302,7 +302,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
       }
       // A path keeps its UUID while it keeps its kind; a path that changed kind is a
       // deletion of the old entry and a new one.
-      const uuid = prev && prev.kind === e.kind ? prev.uuid : runUuid(journalHead.uuids, pathId, e.kind);
+      const uuid = prev && prev.kind === e.kind ? prev.uuid : e.uuid;
       const rec: FileRecord = {
         uuid, path: e.rel, size, mtimeNs: e.st.mtimeNs, uid: Number(e.st.uid), gid: Number(e.st.gid),
         blockSize: e.kind === 'file' ? c.params.avg : 0, kind: e.kind, mode: Number(e.st.mode & 0o7777n), blocks: [],

@@ -27,7 +27,7 @@ import { FormatError, IebsError } from '../../formats/errors.js';
 import { recordObject } from '../../formats/names.js';
 import { ResumeParser, encodeResumeBlock, encodeResumeHead, encodeResumeVolume, type ResumeBlock, type ResumeHead, type ResumeVolume } from '../../formats/resume.js';
 import type { ObjectRef } from '../../formats/snapshot.js';
-import { hmac, random } from '../crypto/crypto.js';
+import { random } from '../crypto/crypto.js';
 import type { Storage } from '../storage/storage.js';
 import { readVolumeHeader, type Placement } from '../repo/volumes.js';
 import type { Snapshot } from '../repo/repo.js';
@@ -255,17 +255,4 @@ export class Journal {
     this.fd = null;
     this.lines = [];
   }
-}
-
-/**
- * The UUID of a path new to the chain: derived from the run's secret, the path's keyed id
- * and its kind, so that a resumed run gives a file the UUID the interrupted run gave it
- * and the catalogues of both runs' volumes describe one file (salvage merges by UUID).
- */
-export function runUuid(secret: Uint8Array, pathId: Uint8Array, kind: string): string {
-  const h = Buffer.from(hmac(secret, Buffer.concat([Buffer.from(kind + '\0', 'latin1'), pathId])));
-  h[6] = (h[6] & 0x0f) | 0x40; // version 4 and RFC 4122 variant, as random UUIDs have
-  h[8] = (h[8] & 0x3f) | 0x80;
-  const x = h.subarray(0, 16).toString('hex');
-  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
 }

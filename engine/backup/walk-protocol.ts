@@ -4,15 +4,16 @@
  *
  * Items, back to back, integers big-endian:
  *   entry:   kind u8 (0 file, 1 dir, 2 symlink), size u64, mtime i64, ctime i64, inode u64,
- *            mode u32, uid u32, gid u32, path id (32), rel u32 n + n bytes, abs u32 n + n bytes
+ *            mode u32, uid u32, gid u32, path id (32), the UUID it gets if it is new (36 ASCII),
+ *            rel u32 n + n bytes, abs u32 n + n bytes
  *   warning: 3, n u32, JSON of the warning (n bytes of UTF-8)
  */
 import { ENTRY_KINDS } from '../../formats/manifest.js';
 import type { Warning } from './options.js';
 import type { WalkEntry } from './walk.js';
 
-/** A walk entry with its keyed path id, as the main thread takes it. */
-export interface IdEntry extends WalkEntry { pathId: Uint8Array }
+/** A walk entry with its keyed path id and the UUID it gets if it is new to the chain (run-uuid.ts), as the main thread takes it. */
+export interface IdEntry extends WalkEntry { pathId: Uint8Array; uuid: string }
 export type WalkItem = IdEntry | { warning: Warning };
 
 /** What the walk thread starts with. Patterns cross as their source and flags. */
@@ -21,6 +22,8 @@ export interface WalkInit {
   include?: { source: string; flags: string }[];
   exclude?: { source: string; flags: string }[];
   pathIdKey: Uint8Array;
+  /** The run's secret from which new paths' UUIDs are derived. */
+  uuids: Uint8Array;
   /** One Int32: batches the main thread has taken, counted up (Atomics), which the walk thread waits on. */
   taken: SharedArrayBuffer;
 }
@@ -28,7 +31,7 @@ export interface WalkInit {
 /** From the walk thread: a batch, the end, or a failure (its error's class name, code and message). */
 export type FromWalker = { t: 'items'; buf: ArrayBuffer } | { t: 'end' } | { t: 'error'; name: string; code: string; message: string };
 
-const FIXED = 1 + 8 + 8 + 8 + 8 + 4 + 4 + 4 + 32;
+const FIXED = 1 + 8 + 8 + 8 + 8 + 4 + 4 + 4 + 32 + 36;
 
 /** Packs items into one buffer (to be transferred). */
 export function packWalkItems(items: WalkItem[]): ArrayBuffer {
@@ -39,7 +42,7 @@ export function packWalkItems(items: WalkItem[]): ArrayBuffer {
   }
   const out = new ArrayBuffer(size);
   const dv = new DataView(out);
-  const bytes = new Uint8Array(out);
+  const bytes = Buffer.from(out);
   let p = 0;
   for (const it of items) {
     if ('warning' in it) {
@@ -53,6 +56,7 @@ export function packWalkItems(items: WalkItem[]): ArrayBuffer {
     dv.setBigUint64(p + 1, st.size); dv.setBigInt64(p + 9, st.mtimeNs); dv.setBigInt64(p + 17, st.ctimeNs); dv.setBigUint64(p + 25, st.ino);
     dv.setUint32(p + 33, Number(st.mode)); dv.setUint32(p + 37, Number(st.uid)); dv.setUint32(p + 41, Number(st.gid));
     bytes.set(it.pathId, p + 45);
+    bytes.write(it.uuid, p + 77, 36, 'latin1');
     p += FIXED;
     dv.setUint32(p, it.rel.length); bytes.set(it.rel, p + 4); p += 4 + it.rel.length;
     dv.setUint32(p, it.abs.length); bytes.set(it.abs, p + 4); p += 4 + it.abs.length;
@@ -86,6 +90,7 @@ export function unpackWalkItems(buf: ArrayBuffer): WalkItem[] {
     };
     // A copy: the state delta and index keep ids, which must not hold the whole batch.
     const pathId = new Uint8Array(bytes.subarray(p + 45, p + 45 + 32));
+    const uuid = bytes.toString('latin1', p + 77, p + 77 + 36);
     p += FIXED;
     const rl = dv.getUint32(p);
     need(p + 4, rl + 4);
@@ -95,7 +100,7 @@ export function unpackWalkItems(buf: ArrayBuffer): WalkItem[] {
     need(p + 4, al);
     const abs = bytes.subarray(p + 4, p + 4 + al);
     p += 4 + al;
-    out.push({ kind, st, pathId, rel, abs });
+    out.push({ kind, st, pathId, uuid, rel, abs });
   }
   return out;
 }

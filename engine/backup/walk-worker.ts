@@ -3,12 +3,13 @@
  * listing and lstat wait on the disk when its cache is cold (for 40,000 small files, about
  * 0.8 s of a 1.3 s walk), and each lstat with nanosecond times allocates a BigInt stats
  * object; here neither holds up the main thread. It also derives each entry's keyed path
- * id. Batches go out in walk order; at most AHEAD of them wait untaken (the thread
+ * id, and the UUID the entry gets if it is new to the chain. Batches go out in walk order; at most AHEAD of them wait untaken (the thread
  * blocks on a shared counter: a message per batch cost the main thread more).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { IebsError } from '../../formats/errors.js';
 import { hmac } from '../crypto/crypto.js';
+import { runUuid } from './run-uuid.js';
 import { walk } from './walk.js';
 import { packWalkItems, type FromWalker, type WalkInit, type WalkItem } from './walk-protocol.js';
 
@@ -44,7 +45,8 @@ function run(): void {
   for (const e of walk(init.sources, o, (w) => warnings.push({ warning: w }))) {
     // Warnings go out in their place: before the entry that followed them.
     if (warnings.length) { batch.push(...warnings); warnings.length = 0; }
-    batch.push({ ...e, pathId: hmac(init.pathIdKey, e.rel) });
+    const pathId = hmac(init.pathIdKey, e.rel);
+    batch.push({ ...e, pathId, uuid: runUuid(init.uuids, pathId, e.kind) });
     bytes += e.rel.length + e.abs.length;
     if (batch.length >= BATCH_ITEMS || bytes >= BATCH_BYTES) send();
   }
