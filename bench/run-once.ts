@@ -5,7 +5,7 @@
  *   node dist/bench/run-once.js restore REPO RESTORE_KEY TARGET
  */
 import { isMainThread, Worker } from 'node:worker_threads';
-import { ENGINE_HEAP } from '../cli/heap.js';
+import { engineHeap } from '../cli/heap.js';
 import { backup } from '../engine/backup/backup.js';
 import { loadBackupKey, loadRestoreKey } from '../engine/crypto/keys.js';
 import { restore } from '../engine/restore/restore.js';
@@ -13,7 +13,7 @@ import { openStorage } from '../engine/storage/open.js';
 
 // As the iebs command does (cli/main.ts), the work runs on a thread with a capped heap.
 if (isMainThread && process.env.IEBS_NO_THREAD !== '1') {
-  const w = new Worker(new URL(import.meta.url), { argv: process.argv.slice(2), resourceLimits: ENGINE_HEAP });
+  const w = new Worker(new URL(import.meta.url), { argv: process.argv.slice(2), resourceLimits: engineHeap(process.argv[2]) });
   w.on('error', (e) => { throw e; });
   w.on('exit', (code) => { process.exitCode = code; });
 } else await main();

@@ -153,10 +153,10 @@ const entry = verbName !== undefined && Object.hasOwn(VERBS, verbName) ? VERBS[v
 const jobModule = isMainThread && entry?.job && !process.argv.includes('--help') && !process.argv.includes('-h') ? await import('./job.js') : undefined;
 jobModule?.prepareJob();
 if (isMainThread && entry?.thread && process.env.IEBS_NO_THREAD !== '1') {
-  const { ENGINE_HEAP } = await import('./heap.js');
+  const { engineHeap } = await import('./heap.js');
   quietOnClosedPipe(false);
   // The thread's stdio passes through this one; it is told whether stderr and stdin are terminals.
-  const w = new Worker(new URL(import.meta.url), { argv: process.argv.slice(2), workerData: { tty: !!process.stderr.isTTY, stdinTty: !!process.stdin.isTTY, columns: process.stderr.columns }, resourceLimits: ENGINE_HEAP });
+  const w = new Worker(new URL(import.meta.url), { argv: process.argv.slice(2), workerData: { tty: !!process.stderr.isTTY, stdinTty: !!process.stdin.isTTY, columns: process.stderr.columns }, resourceLimits: engineHeap(verbName) });
   onSignals((sig) => {
     if (!entry.abort) exitNow(sig);
     w.postMessage({ t: 'abort', signal: sig } satisfies ThreadMessage);
