@@ -23,6 +23,10 @@ const events: ReadEvent[] = [
   { t: 'block', f: 8, index: 0, offset: 0, size: 1 << 20, digest: new Uint8Array(randomBytes(48)), blockId: new Uint8Array(randomBytes(32)), codec: 1, bytes: new Uint8Array(randomBytes(1 << 20).buffer.slice(0)) },
   // Large but a view into a larger buffer: copied in.
   { t: 'block', f: 9, index: 0, offset: 0, size: 100000, digest: new Uint8Array(randomBytes(48)), blockId: new Uint8Array(randomBytes(32)), codec: 1, bytes: new Uint8Array(randomBytes(300000).buffer, 1000, 100000) },
+  // A pack (small: copied in) and its members, at the edges of their fields.
+  { t: 'pack', f: 10, size: 4 * 1024 * 1024, codec: -1, bytes: new Uint8Array(randomBytes(5000)) },
+  { t: 'member', f: 10, size: 1, start: 0, digest: new Uint8Array(randomBytes(48)), blockId: new Uint8Array(randomBytes(32)) },
+  { t: 'member', f: 0xffffffff, size: 262144, start: 0xffffffff, digest: new Uint8Array(randomBytes(48)), blockId: new Uint8Array(randomBytes(32)) },
 ];
 
 /** Events as comparable values (typed arrays as hex). */
@@ -34,6 +38,7 @@ test('every kind of event comes back as it went, at the edges of each field', ()
   const copy = structuredClone(events);
   const sent = packEvents(copy);
   assert.equal(sent.blobs.length, 1, 'only the large block that owns its buffer moves');
+  assert.ok(events.some((e) => e.t === 'pack') && events.some((e) => e.t === 'member'), 'packs and members are among the kinds tried');
   const back = unpackEvents(structuredClone(sent, { transfer: [sent.buf, ...sent.blobs.map((b) => b.buffer as ArrayBuffer)] }));
   assert.deepEqual(plain(back), want);
   assert.equal((copy[9] as Extract<ReadEvent, { t: 'block' }>).bytes.byteLength, 0, 'the blob moved');

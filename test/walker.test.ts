@@ -1,0 +1,80 @@
+/**
+ * The walk on its own thread (engine/backup/walker.ts, walk-worker.ts): what crosses from
+ * it comes back as it went (walk-protocol.ts), and the thread hands over the same
+ * entries, in the same order, as the walk itself, each with its keyed path id and the
+ * UUID a new path gets, warnings in their place; patterns reach it; a source that cannot
+ * be read fails before the thread starts.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { UsageError } from '../formats/errors.js';
+import { hmac } from '../engine/crypto/crypto.js';
+import { packWalkItems, unpackWalkItems, type WalkItem } from '../engine/backup/walk-protocol.js';
+import { runUuid } from '../engine/backup/run-uuid.js';
+import { walk } from '../engine/backup/walk.js';
+import { Walker } from '../engine/backup/walker.js';
+import type { Warning } from '../engine/backup/options.js';
+import { tempDir } from './helpers.js';
+
+/** Items as comparable values (bytes as hex, BigInts as text). */
+const plain = (items: unknown) => JSON.parse(JSON.stringify(items, (_, v) => (typeof v === 'bigint' ? `${v}n` : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v)));
+
+test('walk items come back as they went: every byte of a name, the edges of each number, warnings', () => {
+  const name = Buffer.from([0x66, 0xff, 0x0a, 0x27, 0x5c, 0x80]);
+  const items: WalkItem[] = [
+    { warning: { code: 'unreadable', path: 'a/ünï', message: 'cannot list directory (EACCES)' } },
+    { kind: 'file', rel: name, abs: Buffer.concat([Buffer.from('/src/'), name]), pathId: new Uint8Array(randomBytes(32)), uuid: '550e8400-e29b-41d4-a716-446655440000', st: { size: 2n ** 64n - 1n, mtimeNs: -(2n ** 63n), ctimeNs: 2n ** 63n - 1n, ino: 2n ** 64n - 1n, mode: 0o100644n, uid: 4294967295n, gid: 0n } },
+    { kind: 'dir', rel: Buffer.from('d'), abs: Buffer.from('/src/d'), pathId: new Uint8Array(32), uuid: 'ffffffff-ffff-4fff-bfff-ffffffffffff', st: { size: 0n, mtimeNs: 0n, ctimeNs: -1n, ino: 1n, mode: 0o40755n, uid: 0n, gid: 4294967295n } },
+    { kind: 'symlink', rel: Buffer.from('l'), abs: Buffer.from('/src/l'), pathId: new Uint8Array(randomBytes(32)), uuid: '00000000-0000-4000-8000-000000000000', st: { size: 3n, mtimeNs: 1n, ctimeNs: 1n, ino: 2n, mode: 0o120777n, uid: 1n, gid: 1n } },
+  ];
+  const buf = packWalkItems(items);
+  assert.deepEqual(plain(unpackWalkItems(structuredClone(buf, { transfer: [buf] }))), plain(items));
+  // A buffer cut anywhere inside an item is refused, never read past.
+  const whole = packWalkItems(items);
+  for (const cut of [1, 10, 60, whole.byteLength - 1]) assert.throws(() => unpackWalkItems(whole.slice(0, cut)), /runs past|unknown kind/);
+});
+
+test('the walk thread hands over what the walk gives, in order, with ids, UUIDs and warnings in their place', async () => {
+  const dir = tempDir('walker');
+  const src = join(dir, 'src');
+  for (const d of ['a', 'a/b', 'c', 'locked', 'skip']) mkdirSync(join(src, d), { recursive: true });
+  for (let i = 0; i < 600; i++) writeFileSync(join(src, 'a', 'b', `f${i}`), `file ${i}\n`);
+  writeFileSync(join(src, 'c', 'keep.txt'), 'x');
+  writeFileSync(join(src, 'c', 'drop.tmp'), 'x');
+  writeFileSync(join(src, 'skip', 'inside'), 'x');
+  symlinkSync('a/b/f1', join(src, 'link'));
+  chmodSync(join(src, 'locked'), 0o000);
+  const o = { exclude: [/\.tmp$/, /^skip$/] };
+  const key = new Uint8Array(randomBytes(32));
+  const secret = new Uint8Array(randomBytes(32));
+  try {
+    const wantWarnings: Warning[] = [];
+    const want: unknown[] = [];
+    for (const e of walk([src], o, (w) => { wantWarnings.push(w); want.push({ warning: w }); })) {
+      const pathId = hmac(key, e.rel);
+      want.push({ ...e, pathId, uuid: runUuid(secret, pathId, e.kind) });
+    }
+    const walker = new Walker([src], o, key, secret);
+    const got: unknown[] = [];
+    let batches = 0;
+    try {
+      for (let b = await walker.next(); b; b = await walker.next()) { batches++; got.push(...b); }
+    } finally { await walker.close(); }
+    assert.ok(batches >= 3, `${batches} batches for ${want.length} items (256 a batch)`);
+    assert.deepEqual(plain(got), plain(want));
+    // Root sees through 0000, so only a non-root run meets the warning; the filters always apply.
+    if (process.getuid?.() !== 0) assert.equal(wantWarnings.length, 1);
+    const rels = got.filter((x): x is { rel: Buffer } => 'rel' in (x as object)).map((x) => Buffer.from(x.rel).toString());
+    assert.ok(rels.includes('c/keep.txt') && !rels.includes('c/drop.tmp') && !rels.some((r) => r.startsWith('skip')), 'exclude patterns reach the thread');
+  } finally {
+    chmodSync(join(src, 'locked'), 0o755);
+  }
+});
+
+test('a source that cannot be read fails before the walk thread starts, as the walk does', () => {
+  const missing = join(tempDir('walker-missing'), 'nope');
+  assert.throws(() => new Walker([missing], {}, new Uint8Array(32), new Uint8Array(32)), (e: unknown) => e instanceof UsageError && /cannot read source/.test(e.message));
+});
