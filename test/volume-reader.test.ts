@@ -12,6 +12,8 @@ import { backup } from '../engine/backup/backup.js';
 import { restore } from '../engine/restore/restore.js';
 import { openStorage } from '../engine/storage/open.js';
 import type { Storage } from '../engine/storage/storage.js';
+import { PackCache } from '../engine/repo/volumes.js';
+import { FormatError } from '../formats/errors.js';
 import { loadKeys, tempDir, MiB } from './helpers.js';
 
 /** A storage that counts range reads of volumes, and their bytes. */
@@ -69,4 +71,27 @@ test('small files in order are read through windows; a subset and large files re
   for (const [p, b] of files) assert.ok(readFileSync(join(dir, 'out4', p)).equals(b), `${p} restored whole from a pack`);
   assert.ok(whole.reads() < 30, `${whole.reads()} volume reads for ${files.size} files with packs`);
   rmSync(dir, { recursive: true, force: true });
+});
+
+test('a pack is opened once for its blocks; a block past its end is refused; a pack that failed to open is tried again', async () => {
+  const packs = new PackCache(2);
+  const ref = (start: number, size: number) => ({ index: 0, size, sha384: new Uint8Array(48), offset: 0, volume: 'v.files.0001.tar', dataOffset: 512, length: 100, entry: 'e', start });
+  let opens = 0;
+  const plain = Buffer.from('alpha bravo charlie');
+  const open = async () => { opens++; return plain; };
+  assert.equal(Buffer.from(await packs.block('v@512', ref(6, 5), open)).toString(), 'bravo');
+  assert.equal(Buffer.from(await packs.block('v@512', ref(0, 5), open)).toString(), 'alpha');
+  assert.equal(opens, 1, 'the second block came from the kept pack');
+  // A start and size that a manifest may claim but the pack does not hold.
+  await assert.rejects(packs.block('v@512', ref(15, 5), open), (e: unknown) => e instanceof FormatError && e.code === 'bad-size');
+  let tries = 0;
+  const failing = async (): Promise<Uint8Array> => { tries++; throw new FormatError('auth-failed', 'damaged'); };
+  await assert.rejects(packs.block('w@512', ref(0, 1), failing), /damaged/);
+  await assert.rejects(packs.block('w@512', ref(0, 1), failing), /damaged/);
+  assert.equal(tries, 2, 'a failure is not kept');
+  // Only `kept` packs stay: a third pack pushes out the first.
+  await packs.block('x@512', ref(0, 1), open);
+  await packs.block('y@512', ref(0, 1), open);
+  await packs.block('v@512', ref(0, 1), open);
+  assert.equal(opens, 4);
 });

@@ -223,6 +223,20 @@ export async function takeFile(w: FileWriter, t: Task, job: ReadJob, f: number):
     opBytes = 0;
     w.pipe.after(() => runOps(w, t, mine));
   };
+  // Reserves room in the pipeline for `size` new bytes; a promise only when it must wait.
+  // Bytes gathered here are reserved but not yet submitted: they are submitted before
+  // waiting, or the wait could be for them.
+  const reserve = (size: number): Promise<void> | undefined => {
+    if (w.pipe.tryReserve(size)) return undefined;
+    if (ops.length) submit();
+    return w.pipe.reserve(size);
+  };
+  // New bytes as their reader sent them, or (codec -1) compressed here.
+  const compressed = (codec: number, bytes: Uint8Array): CompressedBlock | Promise<CompressedBlock> => {
+    const c = codec >= 0 ? { codec, bytes } : compressBlockNow(bytes, w.c.codec) ?? compressBlock(bytes, w.c.codec);
+    if (c instanceof Promise) c.catch(() => {}); // awaited by the step
+    return c;
+  };
   let parts: Part[] = [];
   for (;;) {
     const ev = job.poll() ?? (await job.next());
@@ -235,15 +249,10 @@ export async function takeFile(w: FileWriter, t: Task, job: ReadJob, f: number):
         const known = w.c.state.block(ev.blockId) ?? w.newBlocks.get(ev.blockId);
         if (known) parts.push({ ref, place: known });
         else {
-          // Bytes gathered here are reserved but not yet submitted: submit them before
-          // waiting for room, or the wait could be for them.
           if (opBytes > 0 && opBytes + ev.size > STEP_BYTES) submit();
-          if (!w.pipe.tryReserve(ev.size)) {
-            if (ops.length) submit();
-            await w.pipe.reserve(ev.size);
-          }
-          const packed = ev.codec >= 0 ? { codec: ev.codec, bytes: ev.bytes } : compressBlockNow(ev.bytes, w.c.codec) ?? compressBlock(ev.bytes, w.c.codec);
-          if (packed instanceof Promise) packed.catch(() => {}); // awaited by the step
+          const wait = reserve(ev.size);
+          if (wait) await wait;
+          const packed = compressed(ev.codec, ev.bytes);
           const writing: Writing = { placement: null };
           w.newBlocks.pending(ev.blockId, writing);
           // The op keeps the block's id, not its event: the raw bytes of a block its
@@ -258,12 +267,9 @@ export async function takeFile(w: FileWriter, t: Task, job: ReadJob, f: number):
         break;
       }
       case 'pack': {
-        if (!w.pipe.tryReserve(ev.size)) {
-          if (ops.length) submit();
-          await w.pipe.reserve(ev.size);
-        }
-        const packed = ev.codec >= 0 ? { codec: ev.codec, bytes: ev.bytes } : compressBlockNow(ev.bytes, w.c.codec) ?? compressBlock(ev.bytes, w.c.codec);
-        if (packed instanceof Promise) packed.catch(() => {}); // awaited by the step
+        const wait = reserve(ev.size);
+        if (wait) await wait;
+        const packed = compressed(ev.codec, ev.bytes);
         const batch = t.slot!.batch;
         // What the batch's other files may add: each block stored alone, with its tar
         // header, padding, envelope and catalogue lines.

@@ -175,12 +175,15 @@ class Packer {
   }
 }
 
-/** The event of a new block: compressed here, unless the main thread waits (it then compresses). */
-function blockEvent(base: Omit<Extract<ReadEvent, { t: 'block' }>, 'codec' | 'bytes'>, chunk: Uint8Array): ReadEvent | Promise<ReadEvent> {
-  if (Atomics.load(hungry, 0) === 1) return { ...base, codec: -1, bytes: chunk };
-  const now = compressBlockNow(chunk, init.codec);
+/**
+ * The event of new bytes (a block or a pack): compressed here, unless the main thread
+ * waits (codec -1: it then compresses them itself).
+ */
+function compressedEvent<B extends { t: 'block' | 'pack' }>(base: B, plain: Uint8Array): (B & { codec: number; bytes: Uint8Array }) | Promise<B & { codec: number; bytes: Uint8Array }> {
+  if (Atomics.load(hungry, 0) === 1) return { ...base, codec: -1, bytes: plain };
+  const now = compressBlockNow(plain, init.codec);
   if (now) return { ...base, codec: now.codec, bytes: now.bytes };
-  return compressBlock(chunk, init.codec).then((c) => ({ ...base, codec: c.codec, bytes: c.bytes }));
+  return compressBlock(plain, init.codec).then((c) => ({ ...base, codec: c.codec, bytes: c.bytes }));
 }
 
 /**
@@ -191,18 +194,10 @@ async function flushPack(id: number, p: Packer): Promise<void> {
   const held = p.held;
   if (p.members === 1 && p.chunks.length === 1) {
     const m = held[p.first].ev as Extract<ReadEvent, { t: 'member' }>;
-    held[p.first] = { ev: blockEvent({ t: 'block', f: m.f, index: 0, offset: 0, size: m.size, digest: m.digest, blockId: m.blockId }, p.chunks[0]), raw: m.size };
+    held[p.first] = { ev: compressedEvent({ t: 'block', f: m.f, index: 0, offset: 0, size: m.size, digest: m.digest, blockId: m.blockId }, p.chunks[0]), raw: m.size };
   } else if (p.members > 0) {
-    const plain = Buffer.concat(p.chunks, p.length);
     const f = (held[p.first].ev as Extract<ReadEvent, { t: 'member' }>).f;
-    const base = { t: 'pack' as const, f, size: p.length };
-    let ev: ReadEvent | Promise<ReadEvent>;
-    if (Atomics.load(hungry, 0) === 1) ev = { ...base, codec: -1, bytes: plain };
-    else {
-      const now = compressBlockNow(plain, init.codec);
-      ev = now ? { ...base, codec: now.codec, bytes: now.bytes } : compressBlock(plain, init.codec).then((c) => ({ ...base, codec: c.codec, bytes: c.bytes }));
-    }
-    held.splice(p.first, 0, { ev, raw: p.length });
+    held.splice(p.first, 0, { ev: compressedEvent({ t: 'pack' as const, f, size: p.length }, Buffer.concat(p.chunks, p.length)), raw: p.length });
   }
   p.chunks = []; p.length = 0; p.starts.clear(); p.held = []; p.first = -1; p.members = 0;
   for (const h of held) await emit(id, h.ev, h.raw);
@@ -265,7 +260,7 @@ async function file(id: number, f: number, abs: Buffer, skip: boolean, packer: P
         // Left to the main thread: a block the chain may hold.
         if (bloom.has(blockId)) return out({ ...base, codec: -1, bytes: chunk }, chunk.length);
         if (packing) return packer!.add(f, chunk, digest, blockId);
-        return out(blockEvent(base, chunk), chunk.length);
+        return out(compressedEvent(base, chunk), chunk.length);
       };
       let at = 0;
       if (small) {

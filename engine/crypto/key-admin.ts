@@ -18,21 +18,31 @@ import { FormatError, IebsError, KeyError, UsageError } from '../../formats/erro
 import { armorBlocks, decodeKeyFile, encodeKeyFile, type ArmorBlock, type KeyFile } from '../../formats/keyfile.js';
 import { PGP_CONFIG } from './crypto.js';
 
+/** Writes `text` to a new file `path` (never replacing one) and flushes it. */
+export function writeNew(path: string, text: string, mode: number): void {
+  const fd = openSync(path, 'wx', mode);
+  try {
+    const b = Buffer.from(text, 'utf8');
+    for (let off = 0; off < b.length;) off += writeSync(fd, b, off, b.length - off);
+    fsyncSync(fd);
+  } finally { closeSync(fd); }
+}
+
+/** Flushes folder `dir`: the names made or renamed in it. */
+export function flushDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try { fsyncSync(fd); } finally { closeSync(fd); }
+}
+
 /** Writes `text` to `path` through a temporary file and a rename (see the module). */
 export function replaceFile(path: string, text: string, mode: number): void {
   const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
   let done = false;
   try {
-    const fd = openSync(tmp, 'wx', mode);
-    try {
-      const b = Buffer.from(text, 'utf8');
-      for (let off = 0; off < b.length;) off += writeSync(fd, b, off, b.length - off);
-      fsyncSync(fd);
-    } finally { closeSync(fd); }
+    writeNew(tmp, text, mode);
     renameSync(tmp, path);
     done = true;
-    const dir = openSync(dirname(path), 'r');
-    try { fsyncSync(dir); } finally { closeSync(dir); }
+    flushDir(dirname(path));
   } catch (cause) {
     if (!done) rmSync(tmp, { force: true });
     if (cause instanceof IebsError) throw cause;

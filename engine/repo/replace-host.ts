@@ -11,7 +11,7 @@
  * files there whose signing key no statement names yet are used (not minted again); a
  * statement whose new key is that backup.key's gets its generation written.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as openpgp from 'openpgp';
 import { IebsError, KeyError, UsageError } from '../../formats/errors.js';
@@ -20,6 +20,7 @@ import { encodeHostKey, type HostKeyStatement, type HostTrustPoint } from '../..
 import { SNAPSHOT_RE, SYSTEM_RE } from '../../formats/names.js';
 import { formatTime } from '../../formats/text.js';
 import { PGP_CONFIG, random } from '../crypto/crypto.js';
+import { flushDir, writeNew } from '../crypto/key-admin.js';
 import { loadBackupKey, type OwnerKey } from '../crypto/keys.js';
 import { currentPublicKeys, listSnapshots, readConfig, repoPublicKeys, writePublicKeys, type Snapshot } from './repo.js';
 import { hostTrust, writeStatement } from './host-keys.js';
@@ -49,21 +50,6 @@ export interface ReplaceHostResult {
   written: string[];
   /** True when a rerun finished an interrupted replacement. */
   finished: boolean;
-}
-
-/** Writes `text` to a new file (never replacing one) and flushes it and its folder. */
-function writeNew(path: string, text: string, mode: number): void {
-  const fd = openSync(path, 'wx', mode);
-  try {
-    const b = Buffer.from(text, 'utf8');
-    for (let off = 0; off < b.length;) off += writeSync(fd, b, off, b.length - off);
-    fsyncSync(fd);
-  } finally { closeSync(fd); }
-}
-
-function flushDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try { fsyncSync(fd); } finally { closeSync(fd); }
 }
 
 /** The systems' records the old key signed, as the refusal lists them for the owner to pick. */

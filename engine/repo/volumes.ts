@@ -247,15 +247,24 @@ export class VolumeSet {
    * `codec`). Returns where it went: at once, unless a volume must close or open first.
    */
   addBlock(uuid: string, index: number, block: { codec: number; bytes: Uint8Array; plainLength: number }, ref: Omit<BlockRef, keyof Placement>): Placement | Promise<Placement> {
+    return this.fitOrRoll(block.bytes.length, 0, (v) => this.place(v, uuid, index, block, ref));
+  }
+
+  /**
+   * Runs `put` on the current volume if an envelope of `payload` bytes fits in it with
+   * `room` more to spare (and what the volume keeps in reserve); else on a new volume,
+   * after the current one is closed. At once, unless a volume must close or open.
+   */
+  private fitOrRoll(payload: number, room: number, put: (v: OpenVolume) => Placement): Placement | Promise<Placement> {
     this.check();
     const v = this.cur;
-    if (v && v.size + tarEntrySize(ENVELOPE_HEADER + block.bytes.length + TAG_LENGTH) + this.reserve() <= this.o.limit) {
-      try { return this.place(v, uuid, index, block, ref); } catch (e) { this.broken ??= e; throw e; }
+    if (v && v.size + tarEntrySize(ENVELOPE_HEADER + payload + TAG_LENGTH) + room + this.reserve() <= this.o.limit) {
+      try { return put(v); } catch (e) { this.broken ??= e; throw e; }
     }
     return this.guard(async () => {
       if (this.cur) await this.closeVolume();
       this.cur = await this.openVolume();
-      return this.place(this.cur, uuid, index, block, ref);
+      return put(this.cur);
     });
   }
 
@@ -266,20 +275,11 @@ export class VolumeSet {
    * the pack's volume: the pack starts a new volume unless both fit.
    */
   addPack(uuid: string, block: { codec: number; bytes: Uint8Array; plainLength: number }, room: number): Placement | Promise<Placement> {
-    this.check();
-    const v = this.cur;
-    const put = (to: OpenVolume): Placement => {
+    // Another RESERVE_BASE: the batch's records may seal a catalogue piece on the way.
+    return this.fitOrRoll(block.bytes.length, room + RESERVE_BASE, (v) => {
       const entry = blockEntry(uuid, 0);
-      const at = this.sealAt(to, entry, block.codec, block.plainLength, block.bytes);
-      return { volume: to.name, dataOffset: at.dataOffset, length: at.length, entry };
-    };
-    if (v && v.size + tarEntrySize(ENVELOPE_HEADER + block.bytes.length + TAG_LENGTH) + room + this.reserve() + RESERVE_BASE <= this.o.limit) {
-      try { return put(v); } catch (e) { this.broken ??= e; throw e; }
-    }
-    return this.guard(async () => {
-      if (this.cur) await this.closeVolume();
-      this.cur = await this.openVolume();
-      return put(this.cur);
+      const at = this.sealAt(v, entry, block.codec, block.plainLength, block.bytes);
+      return { volume: v.name, dataOffset: at.dataOffset, length: at.length, entry };
     });
   }
 
@@ -355,8 +355,29 @@ export async function readVolumeHeader(storage: Storage, volume: string): Promis
 /** An opened volume: its header, data key and size. */
 interface OpenedVolume { id: Uint8Array; key: KeyObject; snapshot: string; size: number }
 
-/** Packs whose plaintext a reader keeps. */
-const PACKS_KEPT = 4;
+/**
+ * The plaintexts of the packs read last (SPEC.md "Packs"), by place: restore and salvage
+ * take a pack's blocks one after another, and open it once. A pack that failed to open
+ * is forgotten, so a later block tries again.
+ */
+export class PackCache {
+  private readonly packs = new Map<string, Promise<Uint8Array>>();
+  constructor(private readonly kept = 4) {}
+
+  /** Block `ref`'s bytes in its pack (a view), opening the pack with `open` unless kept. */
+  async block(key: string, ref: BlockRef & { start: number }, open: () => Promise<Uint8Array>): Promise<Uint8Array> {
+    let pack = this.packs.get(key);
+    if (!pack) {
+      pack = open();
+      this.packs.set(key, pack);
+      if (this.packs.size > this.kept) this.packs.delete(this.packs.keys().next().value!);
+      pack.catch(() => { if (this.packs.get(key) === pack) this.packs.delete(key); });
+    }
+    const plain = await pack;
+    if (ref.start + ref.size > plain.length) throw new FormatError('bad-size', `${ref.volume}:${ref.entry}: pack holds ${plain.length} bytes, the block at ${ref.start} of ${ref.size} bytes runs past it`);
+    return plain.subarray(ref.start, ref.start + ref.size);
+  }
+}
 
 /** Envelopes up to this size, read in order, are read through a window of the volume. */
 const WINDOW_ENVELOPE = 64 * 1024;
@@ -372,8 +393,7 @@ export class VolumeReader {
   private readonly opened = new Map<string, Promise<OpenedVolume>>();
   private window: { volume: string; start: number; end: number; data: Promise<Uint8Array> } | null = null;
   private last: { volume: string; end: number } | null = null;
-  /** The plaintexts of the packs read last (a restore takes a pack's blocks one after another). */
-  private readonly packs = new Map<string, Promise<Uint8Array>>();
+  private readonly packs = new PackCache();
   constructor(private readonly storage: Storage, private readonly decryptionKeys: openpgp.PrivateKey[], private readonly verifiers: openpgp.PublicKey[]) {}
 
   private open(volume: string): Promise<OpenedVolume> {
@@ -423,18 +443,9 @@ export class VolumeReader {
    */
   async readUnchecked(ref: BlockRef): Promise<Uint8Array> {
     if (ref.start === undefined) return this.plaintext(ref, ref.size);
-    const key = `${ref.volume}:${ref.dataOffset}`;
-    let pack = this.packs.get(key);
-    if (!pack) {
-      pack = this.plaintext(ref, -1);
-      this.packs.set(key, pack);
-      if (this.packs.size > PACKS_KEPT) this.packs.delete(this.packs.keys().next().value!);
-      pack.catch(() => this.packs.delete(key));
-    }
-    const plain = await pack;
-    if (ref.start + ref.size > plain.length) throw new FormatError('bad-size', `${ref.volume}:${ref.entry}: pack holds ${plain.length} bytes, the block at ${ref.start} of ${ref.size} bytes runs past it`);
+    const block = await this.packs.block(`${ref.volume}@${ref.dataOffset}`, { ...ref, start: ref.start }, () => this.plaintext(ref, -1));
     // A copy: the caller may hand the bytes to another thread, which would take the whole pack.
-    return plain.slice(ref.start, ref.start + ref.size);
+    return block.slice();
   }
 
   /** The plaintext of `ref`'s envelope, which must be `size` bytes long (any length up to MAX_BLOCK if -1). */

@@ -20,6 +20,7 @@ import { decodeTarHeader, TAR_BLOCK } from '../../formats/tar.js';
 import { CATALOG_ENTRY_PREFIX, VOLUME_HEADER_ENTRY, decodeVolumeHeader, decodeVolumeKey } from '../../formats/volume.js';
 import { openEnvelope, pgpOpenBytes } from '../crypto/crypto.js';
 import { decompressBlock } from '../codec.js';
+import { PackCache } from '../repo/volumes.js';
 import type { RestoreKey } from '../crypto/keys.js';
 import type { Storage } from '../storage/storage.js';
 import { SafeTarget, fileMode, makeRoom, targetError, tempBeside, timeArg, SETID_BITS } from './target.js';
@@ -177,7 +178,7 @@ export async function salvage(volumes: SalvageVolume[], key: RestoreKey, verifie
   for (const r of dirs) {
     try { await safe.dir(r.path); res.dirs++; } catch (e) { failed(r, e); }
   }
-  const packs = new Map<string, Promise<Uint8Array>>();
+  const packs = new PackCache();
   for (const v of [...newest.values()].sort((a, b) => Buffer.compare(Buffer.from(a.record.path), Buffer.from(b.record.path)))) {
     try { await salvageFile(safe, v, res, o.keepSetid ?? false, packs); } catch (e) { failed(v.record, e); }
   }
@@ -210,14 +211,11 @@ export async function salvage(volumes: SalvageVolume[], key: RestoreKey, verifie
   return res;
 }
 
-/** Packs whose plaintext salvage keeps: the files of a pack come one after another. */
-const PACKS_KEPT = 4;
-
 /**
  * The plaintext of `ref`'s envelope in `source`, authenticated and decompressed: the
  * block alone, or a pack (kept in `packs`, by place, for its other blocks).
  */
-async function envelopePlain(source: Source, ref: BlockRef, packs: Map<string, Promise<Uint8Array>>): Promise<Uint8Array> {
+async function envelopePlain(source: Source, ref: BlockRef, packs: PackCache): Promise<Uint8Array> {
   const open = async () => {
     const env = await source.storage.getRange(source.object, ref.dataOffset, ref.length);
     const opened = openEnvelope(source.key, env, blockContext(source.volumeId, ref.entry), MAX_BLOCK, `${source.object}:${ref.entry}`);
@@ -225,20 +223,10 @@ async function envelopePlain(source: Source, ref: BlockRef, packs: Map<string, P
     return decompressBlock(opened.codec, opened.payload, opened.plainLength);
   };
   if (ref.start === undefined) return open();
-  const k = `${source.object}@${ref.dataOffset}`;
-  let p = packs.get(k);
-  if (!p) {
-    p = open();
-    packs.set(k, p);
-    if (packs.size > PACKS_KEPT) packs.delete(packs.keys().next().value!);
-    p.catch(() => {});
-  }
-  const plain = await p;
-  if (ref.start + ref.size > plain.length) throw new FormatError('bad-size', 'block runs past its pack');
-  return plain.subarray(ref.start, ref.start + ref.size);
+  return packs.block(`${source.object}@${ref.dataOffset}`, { ...ref, start: ref.start }, open);
 }
 
-async function salvageFile(safe: SafeTarget, v: Version, res: SalvageResult, keepSetid: boolean, packs: Map<string, Promise<Uint8Array>>): Promise<void> {
+async function salvageFile(safe: SafeTarget, v: Version, res: SalvageResult, keepSetid: boolean, packs: PackCache): Promise<void> {
   const r = v.record;
   const final = await safe.leaf(r.path);
   const tmp = tempBeside(final);
