@@ -99,6 +99,9 @@ test('a restore stopped by a full target leaves no temporary file', (t) => {
   mkdirSync(src);
   for (let i = 0; i < 4; i++) writeSeeded(join(src, `big-${i}.bin`), `temps-full-${i}`, 8 * MiB);
   for (let i = 0; i < 200; i++) writeSeeded(join(src, `small-${i}`), `temps-full-small-${i}`, 20 * 1024);
+  // Small files the restore reaches first, in a folder it makes.
+  mkdirSync(join(src, 'a'));
+  for (let i = 0; i < 20; i++) writeSeeded(join(src, 'a', `small-${i}`), `temps-full-a-${i}`, 20 * 1024);
   const repo = join(dir, 'repo');
   iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
   const target = join(dir, 'target');
@@ -110,4 +113,14 @@ test('a restore stopped by a full target leaves no temporary file', (t) => {
   assert.equal(r.code, 1, r.stdout + r.stderr);
   assert.match(r.stderr, /^iebs: .*target is full\n$/);
   assert.deepEqual(temps(target), []);
+  // What the restore left is whole: small files in a folder it made have no temporary
+  // name of their own to fail under, and the one the target filled up on was removed.
+  const want = readTree(src);
+  const got = readTree(target);
+  assert.ok(got.size > 0, 'the restore wrote something before the target filled up');
+  for (const [path, e] of got) {
+    if (e.kind !== 'file') continue;
+    assert.equal(e.sha256, want.get(path)?.sha256, `${path} is not whole`);
+    assert.equal(e.mtimeNs / 1000n, want.get(path)!.mtimeNs / 1000n, `${path} has no mtime of its own`);
+  }
 });

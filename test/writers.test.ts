@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WriterError, WriterPool } from '../engine/restore/writers.js';
 import { tempDir } from './helpers.js';
@@ -57,6 +57,34 @@ test('a block or small file that does not match its sha384 is refused, and nothi
     assert.ok(readFileSync(join(dir, 'big')).subarray(4096).equals(want));
   } finally {
     closeSync(fd);
+    await pool.close();
+  }
+});
+
+test('a direct small file is made under its final name; a name taken meanwhile is replaced by a rename; a failed one is removed', async () => {
+  const dir = tempDir('writers-direct');
+  const pool = new WriterPool(1);
+  try {
+    // The temporary name lies in a folder that does not exist: only a write that never uses it succeeds.
+    const nowhere = join(dir, 'missing', '.tmp');
+    const data = randomBytes(3000);
+    const want = Buffer.from(data);
+    await pool.write({ tmp: nowhere, final: join(dir, 'a'), direct: true, data, sha384: sha384(want), mode: 0o640, mtime: 1_000_000 });
+    assert.ok(readFileSync(join(dir, 'a')).equals(want));
+    assert.equal(statSync(join(dir, 'a')).mode & 0o777, 0o640);
+    assert.equal(statSync(join(dir, 'a')).mtimeMs, 1_000_000_000);
+    // Without `direct` the same write goes through the temporary name, and fails.
+    await assert.rejects(pool.write({ tmp: nowhere, final: join(dir, 'b'), data: randomBytes(10), mode: 0o644, mtime: 0 }), (e: unknown) => e instanceof WriterError && e.code === 'ENOENT');
+    // A name taken since the folder was made: replaced whole, through the temporary file.
+    writeFileSync(join(dir, 'c'), 'someone else\'s\n');
+    await pool.write({ tmp: join(dir, '.tmp-c'), final: join(dir, 'c'), direct: true, data: Buffer.from('ours\n'), mode: 0o644, mtime: 0 });
+    assert.equal(readFileSync(join(dir, 'c'), 'utf8'), 'ours\n');
+    // A file that fails after it was made (here its mtime cannot be set) is not left half done.
+    await assert.rejects(pool.write({ tmp: nowhere, final: join(dir, 'd'), direct: true, data: randomBytes(10), mode: 0o644, mtime: 'not a time' }), (e: unknown) => e instanceof WriterError);
+    // A bad hash writes nothing.
+    await assert.rejects(pool.write({ tmp: nowhere, final: join(dir, 'e'), direct: true, data: Buffer.from('x'), sha384: sha384(Buffer.from('y')), mode: 0o644, mtime: 0 }), (e: unknown) => e instanceof WriterError && e.failure.why === 'bad-hash');
+    assert.deepEqual(readdirSync(dir).sort(), ['a', 'c']);
+  } finally {
     await pool.close();
   }
 });

@@ -387,7 +387,8 @@ async function restoreFile(c: FileContext, r: FileRecord): Promise<void> {
 
 /**
  * Restores a file of at most one block: the block is read here, then a writer thread
- * checks it, and writes, stamps and renames the file (engine/writers.ts).
+ * checks it, and writes and stamps the file (engine/writers.ts): under its final name
+ * in a directory this restore made, else as a temporary file that it renames.
  */
 async function restoreSmallFile(c: FileContext, r: FileRecord): Promise<void> {
   const b = r.blocks[0];
@@ -400,7 +401,7 @@ async function restoreSmallFile(c: FileContext, r: FileRecord): Promise<void> {
   c.pending.add(tmp);
   try {
     await c.writers.write({
-      tmp, final: final.toString('latin1'), data, sha384: digest, mode: fileMode(r.mode, c.keepSetid), mtime: timeArg(r.mtimeNs),
+      tmp, final: final.toString('latin1'), direct: c.safe.inFresh(final), data, sha384: digest, mode: fileMode(r.mode, c.keepSetid), mtime: timeArg(r.mtimeNs),
       owner: c.asRoot ? { uid: r.uid, gid: r.gid } : undefined,
     });
     c.onBytes(size);

@@ -8,9 +8,11 @@
  * its content, mode, mtime (as engine/target.ts `timeArg` gives it), and owner when
  * restoring as root. With `sha384`,
  * the content is checked against it first (else the writer refuses it, `bad-hash`, and nothing
- * is written).
+ * is written). With `direct` (the file goes into a directory the restore made) it is
+ * created under its final name, without the temporary and the rename, unless a file of
+ * that name appeared meanwhile.
  */
-export interface SmallFile { tmp: string; final: string; data: Uint8Array; sha384?: Uint8Array; mode: number; mtime: string | number; owner?: { uid: number; gid: number } }
+export interface SmallFile { tmp: string; final: string; direct?: boolean; data: Uint8Array; sha384?: Uint8Array; mode: number; mtime: string | number; owner?: { uid: number; gid: number } }
 
 /**
  * A block of a larger file: written at `offset` into the open file `fd`, once its content

@@ -1,8 +1,9 @@
 /**
  * A writer thread of restore, started by engine/writers.ts. It takes batches of small
  * files whose content the main thread has read, and for each checks it against its
- * sha384, writes a temporary file beside the final name, sets owner, mode and time, and
- * renames it into place; and blocks of larger files, which it checks and writes at their
+ * sha384, writes it (under its final name in a directory the restore made, else as a
+ * temporary file beside the final name that is renamed into place once it has its owner,
+ * mode and time); and blocks of larger files, which it checks and writes at their
  * offsets. It uses synchronous calls: this thread has nothing else to do
  * meanwhile, and the main thread goes on reading while the file system works.
  */
@@ -44,18 +45,23 @@ function writeBlock(b: BlockWrite): void {
 
 function write(f: SmallFile): void {
   if (f.sha384) check(f.data, f.sha384);
-  const tmp = Buffer.from(f.tmp, 'latin1');
   const final = Buffer.from(f.final, 'latin1');
-  let fd = -1;
+  // In a directory this restore made, nothing is there to keep safe from a half-written
+  // file: the file is made under its own name (the rename was a third of this thread's
+  // time on small files). Anything else, or a name taken meanwhile, goes through a
+  // temporary file and a rename.
+  if (f.direct) {
+    let fd = -1;
+    try { fd = openSync(final, 'wx', 0o600); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e; }
+    if (fd >= 0) {
+      try { fill(fd, f); } catch (e) { rmSync(final, { force: true }); throw e; }
+      return;
+    }
+  }
+  const tmp = Buffer.from(f.tmp, 'latin1');
   let ok = false;
   try {
-    fd = openSync(tmp, 'wx', 0o600);
-    for (let off = 0; off < f.data.length;) off += writeSync(fd, f.data, off, f.data.length - off);
-    if (f.owner) { try { fchownSync(fd, f.owner.uid, f.owner.gid); } catch { /* kept as the restoring user */ } }
-    fchmodSync(fd, f.mode);
-    futimesSync(fd, f.mtime, f.mtime);
-    closeSync(fd);
-    fd = -1;
+    fill(openSync(tmp, 'wx', 0o600), f);
     // rename replaces a file or symlink in the way, and fails on a directory (EISDIR): an
     // empty one is removed (a path that changed kind), one with anything in it is refused
     // by name. A look before each rename cost 6% of this thread's time.
@@ -66,9 +72,18 @@ function write(f: SmallFile): void {
     }
     ok = true;
   } finally {
-    if (!ok) {
-      if (fd >= 0) closeSync(fd);
-      rmSync(tmp, { force: true });
-    }
+    if (!ok) rmSync(tmp, { force: true });
+  }
+}
+
+/** Writes `f`'s content into the new file `fd`, gives it its owner, mode and mtime, and closes it (also when that fails). */
+function fill(fd: number, f: SmallFile): void {
+  try {
+    for (let off = 0; off < f.data.length;) off += writeSync(fd, f.data, off, f.data.length - off);
+    if (f.owner) { try { fchownSync(fd, f.owner.uid, f.owner.gid); } catch { /* kept as the restoring user */ } }
+    fchmodSync(fd, f.mode);
+    futimesSync(fd, f.mtime, f.mtime);
+  } finally {
+    closeSync(fd);
   }
 }
