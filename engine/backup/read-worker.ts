@@ -266,13 +266,16 @@ async function file(id: number, f: number, abs: Buffer, skip: boolean, packer: P
       if (small) {
         // A file of at most one block's minimum is one block (the chunker cuts nothing
         // there): read straight into that block, not through the chunker's two copies.
-        // One byte of room over the size shows a file that grew (and is then torn).
-        const whole = Buffer.allocUnsafeSlow(Number(before.size) + 1);
+        // One byte of room over the size shows a file that grew (and is then torn). Once
+        // the size was read, no read is spent to see the end: a file that changed
+        // meanwhile shows in its second fstat (`steady`) and is read again.
+        const expect = Number(before.size);
+        const whole = Buffer.allocUnsafeSlow(expect + 1);
         for (;;) {
           const n = readSync(fd, whole, at, whole.length - at, at);
           if (n === 0) break;
           at += n;
-          if (at === whole.length) break;
+          if (at >= expect) break;
         }
         if (at > 0) await block(new Uint8Array(whole.buffer, 0, at));
       } else {
