@@ -163,6 +163,7 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
   const running = new Set<Promise<void>>();
   try {
     let heldBytes = 0;
+    let slotFree: (() => void) | null = null;
     // An entry already there: left, or counted as kept, unless it is to be replaced.
     const leave = async (r: FileRecord): Promise<boolean> => {
       if (overwrite === 'always') return false;
@@ -198,9 +199,17 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
       else {
         // A file holds at most BLOCKS_AHEAD blocks at a time: bounded by count and by bytes.
         const held = Math.min(r.size, BLOCKS_AHEAD * MAX_HELD);
-        while (running.size >= IN_FLIGHT_FILES || (running.size > 0 && heldBytes + held > IN_FLIGHT_BYTES)) await Promise.race(running);
+        // Woken by the next file to end (Promise.race would add a reaction to each of the
+        // 64 running files for every file started).
+        while (running.size >= IN_FLIGHT_FILES || (running.size > 0 && heldBytes + held > IN_FLIGHT_BYTES)) await new Promise<void>((res) => { slotFree = res; });
         heldBytes += held;
-        const p: Promise<void> = one(r).finally(() => { running.delete(p); heldBytes -= held; });
+        const p: Promise<void> = one(r).finally(() => {
+          running.delete(p);
+          heldBytes -= held;
+          const wake = slotFree;
+          slotFree = null;
+          wake?.();
+        });
         running.add(p);
       }
     }

@@ -84,6 +84,8 @@ export async function checkTarget(root: Buffer): Promise<void> {
   if (!st.isDirectory()) throw new IoError('exists', `${root.toString()}: not a directory (the target is a directory to restore into)`);
 }
 
+const SLASH = Buffer.from('/');
+
 /**
  * Resolves paths under the restore target, making parent directories as needed. A path
  * component that is not a real directory (a file of an earlier restore where the
@@ -101,6 +103,8 @@ export class SafeTarget {
    * for first. Bounded as `known`: one forgotten is only looked into.
    */
   private readonly fresh = new Set<string>();
+  /** The parent (relative) of the last path `leaf` made sure of: known to be a directory. */
+  private lastParent: Buffer | null = null;
   /** Whether the target did not exist or was empty when `open` ran. */
   wasEmpty = false;
   /** Stale temporary files removed so far. */
@@ -159,17 +163,26 @@ export class SafeTarget {
     this.known.add(k);
   }
 
-  /** Makes sure every parent of `rel` is a real directory; returns the full path. */
+  /**
+   * Makes sure every parent of `rel` is a real directory; returns the full path. Paths come
+   * in tree order, so most have the parent of the one before, which is not gone through
+   * again.
+   */
   async leaf(rel: Uint8Array): Promise<Buffer> {
-    let end = 0;
-    const path = Buffer.from(rel);
-    for (;;) {
-      const slash = path.indexOf(0x2f, end);
-      if (slash < 0) break;
-      await this.ensureDir(Buffer.concat([this.root, Buffer.from('/'), path.subarray(0, slash)]), path.subarray(0, slash));
-      end = slash + 1;
+    const path = Buffer.from(rel.buffer, rel.byteOffset, rel.byteLength);
+    const cut = path.lastIndexOf(0x2f);
+    const last = this.lastParent;
+    if (cut >= 0 && !(last && last.length === cut && path.compare(last, 0, cut, 0, cut) === 0)) {
+      let end = 0;
+      for (;;) {
+        const slash = path.indexOf(0x2f, end);
+        if (slash < 0) break;
+        await this.ensureDir(Buffer.concat([this.root, SLASH, path.subarray(0, slash)]), path.subarray(0, slash));
+        end = slash + 1;
+      }
+      this.lastParent = Buffer.from(path.subarray(0, cut));
     }
-    return Buffer.concat([this.root, Buffer.from('/'), path]);
+    return Buffer.concat([this.root, SLASH, path]);
   }
 
   /** True if full path `p` lies directly in a directory this run made (nothing was there before it). */
