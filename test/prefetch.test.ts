@@ -27,3 +27,30 @@ test('read-ahead closes every descriptor once its reads answer, and skips files 
   while (ahead.pending > 0) await new Promise((r) => setImmediate(r));
   assert.equal(openDescriptors(), base);
 });
+
+test('a kept descriptor stays open for the reader after its read answers, and is closed once released (also before the read answered)', { skip: process.platform !== 'linux' && 'reads /proc' }, async () => {
+  const dir = tempDir('prefetch-keep');
+  const files = Array.from({ length: 4 }, (_, i) => join(dir, `k${i}`));
+  files.forEach((f, i) => writeFileSync(f, seededBytes(`keep-${i}`, 2000 + i)));
+  const ahead = new Prefetch(MiB);
+  const base = openDescriptors();
+  for (const f of files) ahead.start(Buffer.from(f), 0, MiB, true);
+  // A second start of a kept path reads ahead without keeping another descriptor.
+  ahead.start(Buffer.from(files[0]), 0, MiB, true);
+  // Taken and released before its read answered: closed when it answers.
+  const early = ahead.take(Buffer.from(files[3]).toString('latin1'))!;
+  assert.ok(early >= 0);
+  ahead.release(early);
+  while (ahead.pending > 0) await new Promise((r) => setImmediate(r));
+  assert.equal(ahead.keptCount, 3);
+  assert.equal(openDescriptors(), base + 3);
+  assert.equal(ahead.take(join(dir, 'never-started')), undefined);
+  for (const f of files.slice(0, 3)) {
+    const fd = ahead.take(Buffer.from(f).toString('latin1'));
+    assert.ok(fd !== undefined, `${f} was kept`);
+    assert.equal(ahead.take(Buffer.from(f).toString('latin1')), undefined, 'taken once');
+    ahead.release(fd);
+  }
+  assert.equal(ahead.keptCount, 0);
+  assert.equal(openDescriptors(), base);
+});

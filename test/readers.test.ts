@@ -7,7 +7,7 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { backup } from '../engine/backup/backup.js';
 import { restore } from '../engine/restore/restore.js';
@@ -119,6 +119,41 @@ test('a reader pool stopped while a job is awaited rejects the wait instead of h
   const rest = (async () => { for (;;) if ((await job.next()).t === 'end') return 'ended'; })();
   await pool.close();
   await assert.rejects(rest, (e: unknown) => e instanceof IebsError && /^reader-/.test(e.code));
+});
+
+test('a file deleted after the read-ahead opened it, before it was read, is reported as vanished; a file renamed over is read as it is now', { timeout: 60_000 }, async () => {
+  const dir = tempDir('readers-vanish');
+  const large = join(dir, 'large.bin');
+  writeSeeded(large, 'readers-vanish', 24 * MiB);
+  const gone = join(dir, 'gone.txt');
+  const replaced = join(dir, 'replaced.txt');
+  writeFileSync(gone, 'here when the job was queued\n');
+  writeFileSync(replaced, 'the old content\n');
+  const key = new Uint8Array(32).fill(5);
+  const pool = new ReaderPool(1, { blockIdKey: key, params: chunkParams(key), codec: DEFAULT_CODEC, bloom: new IdBloom(0).words }, 64 * 1024);
+  try {
+    const latin1 = (p: string) => Buffer.from(p).toString('latin1');
+    const job = pool.submit([large, gone, replaced].map((p) => ({ abs: latin1(p), skip: false })), 24 * MiB);
+    // The reader read ahead (and opened) the two small files before it began the large
+    // one, and waits at its credit until the first block is taken.
+    const first = await job.next();
+    assert.equal(first.f, 0);
+    rmSync(gone);
+    writeFileSync(`${replaced}.new`, 'the new content\n');
+    renameSync(`${replaced}.new`, replaced);
+    const got: string[] = [];
+    let data = '';
+    for (let ev = first; ; ev = await job.next()) {
+      job.taken(ev);
+      if (ev.f === 2 && ev.t === 'block') data += Buffer.from(ev.bytes).toString();
+      if (ev.f > 0 && ev.t !== 'block') got.push(`${ev.f} ${ev.t}${ev.t === 'fail' ? (ev.vanished ? ' vanished' : ' failed') : ''}`);
+      if (ev.f === 2 && ev.t === 'end') break;
+    }
+    assert.deepEqual(got, ['1 fail vanished', '2 end']);
+    assert.equal(data, 'the new content\n');
+  } finally {
+    await pool.close();
+  }
 });
 
 test('blocks cut while the main thread waits for them come uncompressed (codec -1); blocks it did not wait for come compressed', { timeout: 60_000 }, async () => {

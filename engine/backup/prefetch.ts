@@ -8,7 +8,11 @@
  * changes in between is read as it is when the reader reads it.
  *
  * Each read has its own descriptor, opened here and closed when its read has answered,
- * which needs the thread to return to its event loop while reads are `pending`.
+ * which needs the thread to return to its event loop while reads are `pending`. The
+ * descriptor of a file's first read can be kept for the reader instead (`keep`): it then
+ * takes it (`take`) rather than opening the file again, and gives it back (`release`) to
+ * be closed once both are done with it. An open and a close less per small file were 7%
+ * of the reader thread's time.
  */
 import { closeSync, openSync, read } from 'node:fs';
 
@@ -17,6 +21,11 @@ export class Prefetch {
   private readonly scratch: Buffer;
   /** Reads started and not yet answered. */
   private inFlight = 0;
+  /** Descriptors kept for the reader, by the path they were opened at (latin1), until taken. */
+  private readonly kept = new Map<string, number>();
+  /** Kept descriptors whose read has not answered yet; and those of them the reader is done with. */
+  private readonly reading = new Set<number>();
+  private readonly closeWhenRead = new Set<number>();
 
   /** `most` is the longest read `start` is asked for. */
   constructor(most: number) {
@@ -32,13 +41,42 @@ export class Prefetch {
    * Starts reading up to `length` bytes of `abs` at `position`. A file that cannot be
    * opened is left alone: the reader reports it when it gets there.
    */
-  start(abs: Buffer, position: number, length: number): void {
+  start(abs: Buffer, position: number, length: number, keep = false): void {
     let fd: number;
     try { fd = openSync(abs, 'r'); } catch { return; }
+    const key = keep ? abs.toString('latin1') : '';
+    const kept = keep && !this.kept.has(key);
+    if (kept) { this.kept.set(key, fd); this.reading.add(fd); }
     this.inFlight++;
     read(fd, this.scratch, 0, Math.min(length, this.scratch.length), position, () => {
       this.inFlight--;
-      try { closeSync(fd); } catch { /* a read-only descriptor: nothing is lost */ }
+      if (kept) {
+        this.reading.delete(fd);
+        if (!this.closeWhenRead.delete(fd)) return;
+      }
+      close(fd);
     });
   }
+
+  /** The descriptor kept for `abs` (latin1), now the caller's to `release`; undefined if none is kept. */
+  take(abs: string): number | undefined {
+    const fd = this.kept.get(abs);
+    if (fd !== undefined) this.kept.delete(abs);
+    return fd;
+  }
+
+  /** Closes a descriptor `take` gave: now, or when its read has answered. */
+  release(fd: number): void {
+    if (this.reading.has(fd)) this.closeWhenRead.add(fd);
+    else close(fd);
+  }
+
+  /** Descriptors kept and not taken. */
+  get keptCount(): number {
+    return this.kept.size;
+  }
+}
+
+function close(fd: number): void {
+  try { closeSync(fd); } catch { /* a read-only descriptor: nothing is lost */ }
 }

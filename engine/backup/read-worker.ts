@@ -119,7 +119,7 @@ async function job(j: Job): Promise<void> {
   const packer = j.pack ? new Packer() : null;
   for (let f = 0; f < j.files.length; f++) {
     warm(j, f);
-    await file(j.id, f, Buffer.from(j.files[f].abs, 'latin1'), j.files[f].skip, packer);
+    await file(j.id, f, j.files[f].abs, j.files[f].skip, packer);
   }
   if (packer) await flushPack(j.id, packer);
   await send(j.id, 0, true);
@@ -213,7 +213,7 @@ function warm(j: Job, f: number): void {
   j.warmed = Math.max(j.warmed, f + 1);
   for (const k of [j, ...jobs]) {
     const to = Math.min(k.files.length, (k === j ? f + 1 : 0) + want);
-    for (; k.warmed < to; k.warmed++) ahead.start(Buffer.from(k.files[k.warmed].abs, 'latin1'), 0, AHEAD_FIRST);
+    for (; k.warmed < to; k.warmed++) ahead.start(Buffer.from(k.files[k.warmed].abs, 'latin1'), 0, AHEAD_FIRST, true);
     want -= to - (k === j ? f + 1 : 0);
     if (want <= 0 || k.warmed < k.files.length) break;
   }
@@ -227,20 +227,38 @@ const TORN_TRIES = 3;
  * passes; if the last pass changed too it is reported (`torn`, last) and then stored as
  * that pass read it, with its ctime recorded as 0 so that the next backup reads it again.
  */
-async function file(id: number, f: number, abs: Buffer, skip: boolean, packer: Packer | null): Promise<void> {
+async function file(id: number, f: number, path: string, skip: boolean, packer: Packer | null): Promise<void> {
   // While the file is one of a pack's (small when it was opened), its events are held
   // with the pack; otherwise they go out at once.
   let packing = packer !== null;
   const out = (ev: ReadEvent | Promise<ReadEvent>, raw: number): Promise<void> | void => (packing ? packer!.hold(ev, raw) : emit(id, ev, raw));
-  let fd: number;
-  try { fd = openSync(abs, 'r'); } catch (cause) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    return out({ t: 'fail', f, vanished: code === 'ENOENT', message: code === 'ENOENT' ? 'vanished before it was read' : `cannot read (${code ?? 'error'})` }, 0);
+  const abs = Buffer.from(path, 'latin1');
+  const opened = (): ReadEvent | null => {
+    try { fd = openSync(abs, 'r'); } catch (cause) {
+      const code = (cause as NodeJS.ErrnoException).code;
+      return { t: 'fail', f, vanished: code === 'ENOENT', message: code === 'ENOENT' ? 'vanished before it was read' : `cannot read (${code ?? 'error'})` };
+    }
+    return null;
+  };
+  // The read-ahead's descriptor when it kept one (it opened the file a few files ago).
+  let fd = ahead.take(path) ?? -1;
+  const early = fd >= 0 ? fd : -1;
+  if (fd < 0) {
+    const failed = opened();
+    if (failed) return out(failed, 0);
   }
   let mark = packer?.mark();
   try {
     for (let attempt = 0; attempt < TORN_TRIES; attempt++) {
-      const before = fstatSync(fd, { bigint: true });
+      let before = fstatSync(fd, { bigint: true });
+      if (attempt === 0 && fd === early && before.nlink === 0n) {
+        // Deleted (or renamed over) since the read-ahead opened it: what is there now counts.
+        ahead.release(fd);
+        fd = -1;
+        const failed = opened();
+        if (failed) return out(failed, 0);
+        before = fstatSync(fd, { bigint: true });
+      }
       const small = before.size <= BigInt(init.params.min);
       if (packer) {
         // A file that grew past a small one's size, or would pass PACK_MAX, sends the pack so far first.
@@ -307,6 +325,7 @@ async function file(id: number, f: number, abs: Buffer, skip: boolean, packer: P
     if (packing) packer!.rollback(mark!);
     return out({ t: 'fail', f, vanished: false, message: `read error (${code})` }, 0);
   } finally {
-    closeSync(fd);
+    if (fd === early) ahead.release(fd);
+    else if (fd >= 0) closeSync(fd);
   }
 }
