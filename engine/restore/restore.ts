@@ -164,6 +164,7 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
   try {
     let heldBytes = 0;
     let slotFree: (() => void) | null = null;
+    let fatal = null as { e: unknown } | null;
     // An entry already there: left, or counted as kept, unless it is to be replaced.
     const leave = async (r: FileRecord): Promise<boolean> => {
       if (overwrite === 'always') return false;
@@ -202,8 +203,10 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
         // Woken by the next file to end (Promise.race would add a reaction to each of the
         // 64 running files for every file started).
         while (running.size >= IN_FLIGHT_FILES || (running.size > 0 && heldBytes + held > IN_FLIGHT_BYTES)) await new Promise<void>((res) => { slotFree = res; });
+        // A file that failed the whole restore (the target is full) stops it before the next starts.
+        if (fatal) throw fatal.e;
         heldBytes += held;
-        const p: Promise<void> = one(r).finally(() => {
+        const p: Promise<void> = one(r).catch((e: unknown) => { fatal ??= { e }; }).finally(() => {
           running.delete(p);
           heldBytes -= held;
           const wake = slotFree;
@@ -214,6 +217,7 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
       }
     }
     await Promise.all(running);
+    if (fatal) throw fatal.e;
     for (const [, v] of links.sorted()) {
       const r = unpackRecord(v);
       if (o.signal?.aborted) throw new IebsError('interrupted', 'interrupted');
