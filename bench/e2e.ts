@@ -326,6 +326,11 @@ function fileBytes(root: string): number {
   return n;
 }
 
+/** Where round `round` of `rounds` restores: the last into `target` (which is then checked), the others beside it. */
+function roundTarget(target: string, round: number, rounds: number): string {
+  return round === rounds - 1 ? target : `${target}-round${round + 1}`;
+}
+
 /** Differences between the source and a restored tree, at most a few listed. */
 function compare(want: Map<string, string>, got: Map<string, string>): string[] {
   const bad: string[] = [];
@@ -638,7 +643,10 @@ try {
           if (step === 'full backup' && round > 0) {
             try { await t.reset(); } catch (e) { failed.add(t.name); runs.get(t.name)!.push({ ok: false, seconds: NaN, cpu: NaN, rssMiB: NaN, error: `reset: ${(e as Error).message}` }); continue; }
           }
-          const dir = target ? target(t) : '';
+          // Each round restores into a directory of its own, and the earlier rounds' are
+          // removed after the step: ext4 makes files slowly for a while where many were
+          // just deleted (README, "Creating files"), which would weigh on the next round.
+          const dir = target ? roundTarget(target(t), round, n) : '';
           if (dir) { rmSync(dir, { recursive: true, force: true }); mkdirSync(dir, { recursive: true }); }
           dropCaches();
           const c = t.cmd(step, dir);
@@ -648,6 +656,7 @@ try {
           if (!r.ok && step !== 'check') failed.add(t.name);
         }
       }
+      if (target) for (const t of tools) for (let round = 0; round < n - 1; round++) rmSync(roundTarget(target(t), round, n), { recursive: true, force: true });
       for (const t of tools) {
         const all = runs.get(t.name)!;
         if (all.length === 0) { record({ cpus: at, tool: t.name, step, bytes: 0, repoBytes: NaN, note: 'skipped (an earlier step failed)' }); continue; }
