@@ -15,8 +15,12 @@
  * of --usr-parts share,lib, at most --usr-max-mib MiB of it) is measured beside the
  * file-count corpora: symbolic links and all, as tar copies it.
  *
+ * The page cache is left as it is unless --cold: the trees were just written, so the
+ * steps measure CPU more than the disk. With --cold (as root) it is dropped before every
+ * step of either tool, as `npm run bench` does.
+ *
  *   npm run bench:scale -- [--files 10000,100000] [--big-mib 4096] [--only iebs|all] [--dir /path/with/space]
- *                          [--cpus 1,2,all] [--usr [--usr-parts share,lib] [--usr-max-mib N]]
+ *                          [--cpus 1,2,all] [--usr [--usr-parts share,lib] [--usr-max-mib N]] [--cold]
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync, openSync, writeSync, closeSync, existsSync } from 'node:fs';
@@ -39,6 +43,7 @@ if (only !== 'iebs' && only !== 'all') throw new Error('--only takes iebs or all
 const cpuSets = parseCpus(opt('cpus', 'all'));
 const many = cpuSets.length > 1 || cpuSets[0].label !== 'all';
 const withUsr = args.includes('--usr');
+const cold = args.includes('--cold');
 const usr = usrOptions(opt('usr-parts', ''), opt('usr-max-mib', '0'));
 const TIME = '/usr/bin/time';
 const FILES_PER_DIR = 1000;
@@ -62,6 +67,15 @@ function resticInstalled() {
   }
   if (!existsSync(TIME)) throw new Error(`${TIME} not found: apt-get install -y time, or run with --only iebs`);
   return true;
+}
+
+/** With --cold, writes out what is dirty and drops the page cache (root only); a no-op otherwise. */
+function dropCaches() {
+  if (!cold) return;
+  spawnSync('sync');
+  try { writeFileSync('/proc/sys/vm/drop_caches', '3'); } catch (e) {
+    throw new Error(`--cold drops the page cache, which needs root: ${(e as Error).message}`);
+  }
 }
 
 /** Deterministic, incompressible-ish bytes: AES-CTR keystream. */
@@ -110,6 +124,7 @@ function makeBigFile(src: string, mib: number) {
 /** Runs one iebs step in a fresh process (bench/run-once.ts), under the core count's taskset, and returns its sample. */
 function iebsStep(argv: string[], cache: string, cpu: CpuSet): Sample {
   const cmd = [...cpu.prefix, process.execPath, runner, ...argv];
+  dropCaches();
   const r = spawnSync(cmd[0], cmd.slice(1), { encoding: 'utf8', maxBuffer: 1 << 24, env: { ...process.env, IEBS_CACHE_DIR: cache } });
   if (r.status !== 0) throw new Error(`${argv[0]} failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
@@ -138,6 +153,7 @@ async function runIebs(c: Corpus, cpu: CpuSet): Promise<Samples> {
 function resticStep(argv: string[], env: NodeJS.ProcessEnv, cpu: CpuSet): { sample: Sample; stdout: string } {
   const timeFile = join(base, 'time.txt');
   const cmd = [...cpu.prefix, TIME, '-f', '%e %U %S %M', '-o', timeFile, 'restic', ...argv];
+  if (argv[0] !== 'init') dropCaches();
   const r = spawnSync(cmd[0], cmd.slice(1), { env, encoding: 'utf8', maxBuffer: 1 << 26 });
   if (r.status !== 0) throw new Error(`restic ${argv[0]} failed: ${r.stderr}`);
   const [seconds, user, sys, rssKiB] = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
@@ -214,7 +230,7 @@ const print = (rows: string[][]) => {
   for (const r of rows) console.log(r.map((c, i) => c.padEnd(width[i])).join('  ').trimEnd());
 };
 
-const start = `${cpus().length} CPUs, load average ${loadavg()[0].toFixed(2)}; restic ${withRestic ? 'included' : 'skipped'}`;
+const start = `${cpus().length} CPUs, load average ${loadavg()[0].toFixed(2)}; restic ${withRestic ? 'included' : 'skipped'}; page cache ${cold ? 'dropped before each step' : 'warm (not dropped)'}`;
 console.error(start);
 if (many) console.error(`cpus: ${cpuSets.map((c) => c.about).join('; ')}`);
 let usrAbout = '';
