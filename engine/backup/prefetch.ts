@@ -11,8 +11,8 @@
  * which needs the thread to return to its event loop while reads are `pending`. The
  * descriptor of a file's first read can be kept for the reader instead (`keep`): it then
  * takes it (`take`) rather than opening the file again, and gives it back (`release`) to
- * be closed once both are done with it. An open and a close less per small file were 7%
- * of the reader thread's time.
+ * be closed once both are done with it. The open and close it saves per small file were
+ * about 8% of the reader thread's busy time on 100,000 small files.
  */
 import { closeSync, openSync, read } from 'node:fs';
 
