@@ -34,9 +34,9 @@ test('a kept descriptor stays open for the reader after its read answers, and is
   files.forEach((f, i) => writeFileSync(f, seededBytes(`keep-${i}`, 2000 + i)));
   const ahead = new Prefetch(MiB);
   const base = openDescriptors();
-  for (const f of files) ahead.start(Buffer.from(f), 0, MiB, true);
+  for (const f of files) ahead.start(Buffer.from(f), 0, MiB, f);
   // A second start of a kept path reads ahead without keeping another descriptor.
-  ahead.start(Buffer.from(files[0]), 0, MiB, true);
+  ahead.start(Buffer.from(files[0]), 0, MiB, files[0]);
   // Taken and released before its read answered: closed when it answers.
   const early = ahead.take(Buffer.from(files[3]).toString('latin1'))!;
   assert.ok(early >= 0);

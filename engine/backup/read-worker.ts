@@ -213,7 +213,10 @@ function warm(j: Job, f: number): void {
   j.warmed = Math.max(j.warmed, f + 1);
   for (const k of [j, ...jobs]) {
     const to = Math.min(k.files.length, (k === j ? f + 1 : 0) + want);
-    for (; k.warmed < to; k.warmed++) ahead.start(Buffer.from(k.files[k.warmed].abs, 'latin1'), 0, AHEAD_FIRST, true);
+    for (; k.warmed < to; k.warmed++) {
+      const path = k.files[k.warmed].abs;
+      ahead.start(Buffer.from(path, 'latin1'), 0, AHEAD_FIRST, path);
+    }
     want -= to - (k === j ? f + 1 : 0);
     if (want <= 0 || k.warmed < k.files.length) break;
   }
@@ -242,7 +245,7 @@ async function file(id: number, f: number, path: string, skip: boolean, packer: 
   };
   // The read-ahead's descriptor when it kept one (it opened the file a few files ago).
   let fd = ahead.take(path) ?? -1;
-  const early = fd >= 0 ? fd : -1;
+  const early = fd;
   if (fd < 0) {
     const failed = opened();
     if (failed) return out(failed, 0);
