@@ -153,8 +153,9 @@ const entry = verbName !== undefined && Object.hasOwn(VERBS, verbName) ? VERBS[v
 const jobModule = isMainThread && entry?.job && !process.argv.includes('--help') && !process.argv.includes('-h') ? await import('./job.js') : undefined;
 jobModule?.prepareJob();
 if (isMainThread && entry?.thread && process.env.IEBS_NO_THREAD !== '1') {
-  const { engineHeap } = await import('./heap.js');
+  const { engineHeap, ENGINE_OLD_FLOOR_MB, setInitialOldSpace } = await import('./heap.js');
   quietOnClosedPipe(false);
+  setInitialOldSpace(ENGINE_OLD_FLOOR_MB);
   // The thread's stdio passes through this one; it is told whether stderr and stdin are terminals.
   const w = new Worker(new URL(import.meta.url), { argv: process.argv.slice(2), workerData: { tty: !!process.stderr.isTTY, stdinTty: !!process.stdin.isTTY, columns: process.stderr.columns }, resourceLimits: engineHeap(verbName) });
   onSignals((sig) => {
@@ -178,6 +179,8 @@ if (isMainThread && entry?.thread && process.env.IEBS_NO_THREAD !== '1') {
     // A job whose verb cannot stop cleanly is still recorded as interrupted.
     else if (jobModule) onSignals((sig) => exitNow(sig));
   } else {
+    // The floor the main thread set was for this thread's heap only (cli/heap.ts).
+    (await import('./heap.js')).setInitialOldSpace(0);
     parentPort!.on('message', (m: ThreadMessage) => { if (m.t === 'abort') abort.abort(m.signal); });
     parentPort!.unref();
   }
