@@ -432,7 +432,10 @@ if (generateOnly) {
   process.stdout.write(`${generateOnly}: ${(c.bytes / MiB).toFixed(0)} MiB in ${c.text.length + c.bins.length + c.big.length} files\n`);
   process.exit(0);
 }
-const base = mkdtempSync(join(opt('dir', tmpdir()), 'iebs-bench-e2e-'));
+// The folder given with --dir is made if missing, as a place for the corpora.
+const baseParent = opt('dir', tmpdir());
+mkdirSync(baseParent, { recursive: true });
+const base = mkdtempSync(join(baseParent, 'iebs-bench-e2e-'));
 const src = givenSource || join(base, corpusKind === 'usr' ? 'usr' : 'home');
 const srcParent = dirname(src);
 const srcName = basename(src);

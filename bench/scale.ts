@@ -49,7 +49,10 @@ const TIME = '/usr/bin/time';
 const FILES_PER_DIR = 1000;
 const runner = fileURLToPath(new URL('./run-once.js', import.meta.url));
 const withRestic = only === 'all' && resticInstalled();
-const base = mkdtempSync(join(opt('dir', tmpdir()), 'iebs-scale-'));
+// The folder given with --dir is made if missing, as a place for the corpora.
+const baseParent = opt('dir', tmpdir());
+mkdirSync(baseParent, { recursive: true });
+const base = mkdtempSync(join(baseParent, 'iebs-scale-'));
 
 const STEPS = ['full backup', 'unchanged increment', 'restore'] as const;
 type Step = (typeof STEPS)[number];
