@@ -11,7 +11,8 @@ import { AuthError, FormatError, NotFoundError } from '../../formats/errors.js';
 import { DocParser, LineSplitter, encodeDocEnd, type FileRecord, type ManifestHeader } from '../../formats/manifest.js';
 import { LAYOUT } from '../../formats/names.js';
 import { manifestObject, type ObjectRef } from '../../formats/snapshot.js';
-import { pgpSealStream } from '../crypto/crypto.js';
+import { pgpOpenStream, pgpSealStream } from '../crypto/crypto.js';
+import { installPulledDecompression } from '../crypto/inflate.js';
 import { pgpOpenStreamThreaded } from '../crypto/pgp-thread.js';
 import type { BackupKey, RestoreKey } from '../crypto/keys.js';
 import type { Storage } from '../storage/storage.js';
@@ -23,6 +24,15 @@ const READ_PIECE = 1024 * 1024;
 
 /** Largest manifest a reader accepts. */
 const MAX_MANIFEST = 4 * 1024 * 1024 * 1024;
+
+/**
+ * Manifests up to this size are decrypted on the calling thread, larger ones on a thread
+ * of their own (engine/pgp-thread.ts), which decrypts while this one parses. A thread
+ * costs about 0.1 s of CPU to start (openpgp.js is loaded and compiled for each) and
+ * some 20 MiB: restoring the last of 33 small increments of a copy of /usr started 34
+ * of them one after another. One MiB of ciphertext decrypts here in a few tens of ms.
+ */
+const INLINE_MANIFEST = 1024 * 1024;
 
 /** Streams header, records and closing line into one signed, encrypted, compressed OpenPGP message: the manifest object of snapshot `name`. */
 export async function writeManifest(storage: Storage, key: BackupKey, name: string, header: string, records: AsyncIterable<Uint8Array>): Promise<ObjectRef> {
@@ -60,8 +70,11 @@ export async function verifiersFor(storage: Storage, key: RestoreKey): Promise<o
   return (await hostTrust(storage, base, async () => key.decryptionKeys.map((k) => k.toPublic()))).keys;
 }
 
-/** Decrypts and parses one manifest, checked against its record. */
-export async function readManifest(storage: Storage, key: RestoreKey, verifiers: openpgp.PublicKey[], s: Snapshot, each: (r: FileRecord | { deleted: string }) => void): Promise<ManifestHeader> {
+/**
+ * Decrypts and parses one manifest, checked against its record; on this thread when it is
+ * at most `inlineUpTo` bytes (INLINE_MANIFEST unless a test says otherwise).
+ */
+export async function readManifest(storage: Storage, key: RestoreKey, verifiers: openpgp.PublicKey[], s: Snapshot, each: (r: FileRecord | { deleted: string }) => void, inlineUpTo = INLINE_MANIFEST): Promise<ManifestHeader> {
   const object = `${LAYOUT.manifests}/${s.record.manifest.name}`;
   const size = await storage.stat(object);
   if (size === null) throw new NotFoundError('not-found', `${object}: missing`);
@@ -80,7 +93,12 @@ export async function readManifest(storage: Storage, key: RestoreKey, verifiers:
   const split = new LineSplitter(object);
   let header: ManifestHeader | null = null;
   let parseError: unknown = null;
-  await pgpOpenStreamThreaded(ciphertext(), key.decryptionKeys, verifiers, object, (chunk) => {
+  // Here as on the thread, the compressed packet is inflated only as its output is taken
+  // (engine/inflate.ts): a small object may still inflate to much more.
+  const inline = size <= inlineUpTo;
+  if (inline) installPulledDecompression();
+  const open = inline ? pgpOpenStream : pgpOpenStreamThreaded;
+  await open(ciphertext(), key.decryptionKeys, verifiers, object, (chunk) => {
     if (parseError) return;
     try {
       for (const line of split.push(chunk)) {
