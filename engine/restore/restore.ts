@@ -218,11 +218,13 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
     }
     await Promise.all(running);
     if (fatal) throw fatal.e;
-    for (const [, v] of links.sorted()) {
+    // Symlinks, then directories' owners, modes and times: a few system calls each, and
+    // little work for this thread, so several at once (one after another, a copy of /usr
+    // spent 1.6 s on its 4,159 symlinks and their folders with this thread idle).
+    await stepsAtOnce(links.sorted(), () => 0, async ([, v]) => {
       const r = unpackRecord(v);
-      if (o.signal?.aborted) throw new IebsError('interrupted', 'interrupted');
       try {
-        if (await leave(r)) continue;
+        if (await leave(r)) return;
         const p = await safe.leaf(r.path);
         try {
           await makeRoom(p);
@@ -233,8 +235,9 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
         } catch (e) { throw targetError(e, p); }
         result.symlinks++;
       } catch (e) { fail(r, e); }
-    }
-    for (const [, v] of dirs.sorted()) {
+    }, o.signal);
+    // Deepest first, a depth at a time: a folder's mode may shut out what is below it.
+    await stepsAtOnce(dirs.sorted(), ([depth]) => depth.readUInt32BE(0), async ([, v]) => {
       const r = unpackRecord(v);
       try {
         const p = await safe.dir(r.path);
@@ -245,7 +248,7 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
           await utimes(p, t, t);
         } catch (e) { throw targetError(e, p); }
       } catch (e) { fail(r, e); }
-    }
+    });
     // The snapshot root's metadata goes to a target that this restore made or found
     // empty; a directory that held something already is the user's, and keeps its own.
     const top = composed.root;
@@ -269,6 +272,41 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
   result.staleRemoved = safe.staleRemoved;
   result.failures.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   return result;
+}
+
+/** End-of-restore steps (symlinks, folders' metadata) under way at once. */
+const STEPS_AT_ONCE = 32;
+
+/**
+ * Runs `step` on each item, up to STEPS_AT_ONCE at a time. An item whose `group` differs
+ * from the one before starts only once every earlier item has ended. The first error a
+ * step throws is thrown once the steps under way have ended, and no step starts after it.
+ */
+async function stepsAtOnce<T>(items: Iterable<T>, group: (x: T) => number, step: (x: T) => Promise<void>, signal?: AbortSignal): Promise<void> {
+  const running = new Set<Promise<void>>();
+  let failed = null as { e: unknown } | null;
+  let current: number | null = null;
+  let slotFree: (() => void) | null = null;
+  try {
+    for (const x of items) {
+      const g = group(x);
+      if (g !== current) { await Promise.all(running); current = g; }
+      while (running.size >= STEPS_AT_ONCE) await new Promise<void>((res) => { slotFree = res; });
+      if (failed) throw failed.e;
+      if (signal?.aborted) throw new IebsError('interrupted', 'interrupted');
+      const p: Promise<void> = step(x).catch((e: unknown) => { failed ??= { e }; }).finally(() => {
+        running.delete(p);
+        const wake = slotFree;
+        slotFree = null;
+        wake?.();
+      });
+      running.add(p);
+    }
+    await Promise.all(running);
+    if (failed) throw failed.e;
+  } finally {
+    await Promise.allSettled(running);
+  }
 }
 
 /** The mtime a restore gives `ns`: truncated to the microsecond (target.ts timeArg). */
