@@ -5,14 +5,19 @@
  * line saying the destination is full, and leave the repository exactly as it was: the
  * same files with the same bytes (a `.tmp-` object left behind is tolerated only if the
  * next backup removes it), the earlier snapshot restorable, verify clean. Moved to a
- * larger destination, the next backup cleans up and succeeds.
+ * larger destination, the next backup cleans up and succeeds. A full temporary folder
+ * (scratch files) is said as such, not as an internal error.
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { loadRestoreKey } from '../engine/crypto/keys.js';
+import { restore } from '../engine/restore/restore.js';
+import { openStorage } from '../engine/storage/open.js';
+import { IoError } from '../formats/errors.js';
 import { join } from 'node:path';
-import { MiB, copyTree, diffTrees, iebs, iebsOk, makeKeys, readTree, snapshots, tempDir, writeSeeded, type Keys } from './helpers.js';
+import { MiB, assertOneLineError, copyTree, diffTrees, iebs, iebsOk, makeKeys, readTree, snapshots, tempDir, writeSeeded, type Keys } from './helpers.js';
 import { debrisProblems, fileDigests, verifyRepo } from './fault-helpers.js';
 
 let keys: Keys;
@@ -139,3 +144,47 @@ function assertOneLine(stderr: string, re: RegExp): void {
   assert.equal(lines.length, 1, `one line on stderr, got ${JSON.stringify(stderr)}`);
   assert.match(lines[0], re);
 }
+
+test('a full temporary folder: a backup exits 1 with one line naming it and a restore fails the same way, leaving the repository and target as they were', async () => {
+  const dir = tempDir('tmp-full');
+  const mnt = join(dir, 'tmp');
+  mkdirSync(mnt);
+  mountSmall(mnt, 1);
+  try {
+    const src = join(dir, 'src');
+    const repo = join(dir, 'repo');
+    mkdirSync(src);
+    // Enough files that the run's scratch (its records, over 1 MiB) must go to the temporary folder.
+    for (let i = 0; i < 6000; i++) writeFileSync(join(src, `f${i}.txt`), `file ${i}\n`);
+    iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
+    const before = fileDigests(repo);
+    // Fill every last byte of the temporary folder.
+    spawnSync('dd', ['if=/dev/zero', `of=${join(mnt, 'filler')}`, 'bs=4k'], { encoding: 'utf8' });
+    const env = { TMPDIR: mnt, IEBS_CACHE_DIR: join(dir, 'cache') };
+    // A full backup of its own (another system name): its records go through the scratch.
+    const b = iebs(['backup', src, '--repo', repo, '--key', keys.backup, '--name', 'second'], { env });
+    assert.equal(b.code, 1, b.stderr);
+    assertOneLineError(b, /temporary folder .*TMPDIR/);
+    const kept = new Map([...fileDigests(repo)].filter(([k]) => !k.includes('.tmp-')));
+    assert.deepEqual([...kept].sort(), [...before].sort(), 'the repository as it was');
+    // A restore needs scratch files only once its tables outgrow their arenas: a tiny one here.
+    const target = join(dir, 'out');
+    const rk = await loadRestoreKey(keys.restore, undefined);
+    const was = process.env.TMPDIR;
+    process.env.TMPDIR = mnt;
+    try {
+      await assert.rejects(restore(openStorage(repo), rk, { target, arena: 2048 }), (e: unknown) => {
+        assert.ok(e instanceof IoError && e.code === 'no-space', String(e));
+        assert.match(e.message, /temporary folder .*TMPDIR/);
+        return true;
+      });
+    } finally {
+      if (was === undefined) delete process.env.TMPDIR; else process.env.TMPDIR = was;
+    }
+    assert.deepEqual(existsSync(target) ? readdirSync(target) : [], [], 'no file restored');
+    assert.deepEqual(readdirSync(mnt), ['filler'], 'no scratch left in the temporary folder');
+  } finally {
+    unmount(mnt);
+    rmSync(`${mnt}.img`, { force: true });
+  }
+});

@@ -6,7 +6,7 @@
 import { appendFile } from 'node:fs/promises';
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
-import { IdBloom, SortedTable } from '../scratch/sorter.js';
+import { IdBloom, scratchError, SortedTable } from '../scratch/sorter.js';
 import { type Placement } from '../repo/volumes.js';
 import { parsePlacement, placementValue } from './state.js';
 
@@ -27,7 +27,7 @@ export class Spool {
   }
   async flush(): Promise<void> {
     if (this.length === 0) return;
-    await appendFile(this.path, this.parts.join(''), 'latin1');
+    try { await appendFile(this.path, this.parts.join(''), 'latin1'); } catch (e) { throw scratchError(e, this.path); }
     this.parts = []; this.length = 0; this.written = true;
   }
   /** The spooled bytes, in order (after `flush`). */

@@ -16,6 +16,7 @@ import { openSync, writeSync, readSync, closeSync, rmSync, fstatSync, mkdtempSyn
 import { tmpdir } from 'node:os';
 import { createHash, type Hash } from 'node:crypto';
 import { join } from 'node:path';
+import { IoError } from '../../formats/errors.js';
 
 /** Entry numbers an arena sort tells apart (24 bits). */
 const ENTRY_SPAN = 2 ** 24;
@@ -30,12 +31,24 @@ const RUN_READ = 64 * 1024;
 
 /** A new private scratch folder in the temporary folder (`$TMPDIR`), named `iebs-LABEL-…`. */
 export function scratchDir(label: string): string {
-  return mkdtempSync(join(tmpdir(), `iebs-${label}-`));
+  const prefix = join(tmpdir(), `iebs-${label}-`);
+  try { return mkdtempSync(prefix); } catch (e) { throw scratchError(e, prefix); }
 }
 
 /** Removes a scratch folder and what is in it. */
 export function removeScratchDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * A failed write in the scratch folder, said as such: the temporary folder, not the
+ * target or the repository, is full (or refuses); any other error as it is.
+ */
+export function scratchError(e: unknown, path: string): unknown {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new IoError('no-space', `${path}: no space left for scratch files in the temporary folder ${tmpdir()} (set TMPDIR to a folder with room)`, { cause: e });
+  if (code === 'EACCES' || code === 'EROFS') return new IoError('permission', `${path}: cannot write scratch files in the temporary folder ${tmpdir()} (${code}; set TMPDIR to a writable folder)`, { cause: e });
+  return e;
 }
 
 /** Appends to a file through a buffer, synchronously. */
@@ -46,17 +59,22 @@ class FileWriter {
   /** Bytes written so far (including the buffered ones). */
   offset = 0;
   /** With `hash`, every byte written also goes through it. */
-  constructor(readonly path: string, private readonly hash?: Hash) { this.fd = openSync(path, 'wx', 0o600); }
+  constructor(readonly path: string, private readonly hash?: Hash) {
+    try { this.fd = openSync(path, 'wx', 0o600); } catch (e) { throw scratchError(e, path); }
+  }
   write(b: Uint8Array): void {
     if (this.used + b.length > this.buf.length) this.flush();
-    if (b.length > this.buf.length) { this.hash?.update(b); writeAll(this.fd, b); } else { this.buf.set(b, this.used); this.used += b.length; }
+    if (b.length > this.buf.length) { this.hash?.update(b); this.writeAll(b); } else { this.buf.set(b, this.used); this.used += b.length; }
     this.offset += b.length;
   }
   flush(): void {
     const b = this.buf.subarray(0, this.used);
     this.hash?.update(b);
-    writeAll(this.fd, b);
+    this.writeAll(b);
     this.used = 0;
+  }
+  private writeAll(b: Uint8Array): void {
+    try { writeAll(this.fd, b); } catch (e) { throw scratchError(e, this.path); }
   }
   close(): void { this.flush(); closeSync(this.fd); }
 }
