@@ -26,6 +26,7 @@ import { isMainThread, parentPort, Worker } from 'node:worker_threads';
 import type { Verb } from './verb.js';
 import type { ThreadMessage } from './prompt.js';
 import { EXIT, report } from './errors.js';
+import { engineHeap, ENGINE_OLD_FLOOR_MB, setInitialOldSpace } from './heap.js';
 import { UsageError } from '../formats/errors.js';
 
 /** A registered verb: how to load it (on demand: the thread that hands a verb to its own thread never loads the engine). */
@@ -153,7 +154,6 @@ const entry = verbName !== undefined && Object.hasOwn(VERBS, verbName) ? VERBS[v
 const jobModule = isMainThread && entry?.job && !process.argv.includes('--help') && !process.argv.includes('-h') ? await import('./job.js') : undefined;
 jobModule?.prepareJob();
 if (isMainThread && entry?.thread && process.env.IEBS_NO_THREAD !== '1') {
-  const { engineHeap, ENGINE_OLD_FLOOR_MB, setInitialOldSpace } = await import('./heap.js');
   quietOnClosedPipe(false);
   setInitialOldSpace(ENGINE_OLD_FLOOR_MB);
   // The thread's stdio passes through this one; it is told whether stderr and stdin are terminals.
@@ -179,8 +179,9 @@ if (isMainThread && entry?.thread && process.env.IEBS_NO_THREAD !== '1') {
     // A job whose verb cannot stop cleanly is still recorded as interrupted.
     else if (jobModule) onSignals((sig) => exitNow(sig));
   } else {
-    // The floor the main thread set was for this thread's heap only (cli/heap.ts).
-    (await import('./heap.js')).setInitialOldSpace(0);
+    // The floor the main thread set was for this thread's heap only (cli/heap.ts). Set
+    // back synchronously: no dynamic import runs here before the verb's own.
+    setInitialOldSpace(0);
     parentPort!.on('message', (m: ThreadMessage) => { if (m.t === 'abort') abort.abort(m.signal); });
     parentPort!.unref();
   }
