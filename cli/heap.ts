@@ -5,8 +5,9 @@ import v8 from 'node:v8';
  * V8 sizes a heap's growth from its limit: under a 1 GiB cap, far above what a run keeps
  * live, it collects sooner (a 30,000-file backup peaked at 204 MiB RSS instead of 280 MiB,
  * for about 10% more time). A command-line flag would do the same, but the command line
- * is the user's (the floor below is set from inside, for this thread only). The young generation is capped too: at 8 MiB instead of 16 (here and on the
- * helper threads, engine/threads.ts) a full backup of the 1 GiB bench corpus peaked at
+ * is the user's (the floor below is set from inside, for this thread only). The young
+ * generation is capped too: at 8 MiB instead of 16 (here and on the helper threads,
+ * engine/threads.ts) a full backup of the 1 GiB bench corpus peaked at
  * 252 MiB instead of 274 in the same time (4 runs each), 40,000 small files at 159 MiB
  * instead of 171, and a restore at about 205 MiB instead of 212, with no more CPU. (A
  * backup's is 16 MiB again since its old generation has a floor: BACKUP_HEAP.)
