@@ -7,9 +7,7 @@
  * it makes unrestorable (wholly or in part).
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import type * as openpgp from 'openpgp';
 import { IebsError, KeyError } from '../formats/errors.js';
 import { currentPublicKeys, hashObject, listSnapshots, readConfig, repoHostKeys, repoPublicKeys, type Snapshot } from './repo/repo.js';
@@ -24,7 +22,7 @@ import type { RestoreKey } from './crypto/keys.js';
 import { readManifest } from './repo/manifest-object.js';
 import { absentNote, type Storage } from './storage/storage.js';
 import { VolumeReader } from './repo/volumes.js';
-import { ExternalSorter } from './scratch/sorter.js';
+import { ExternalSorter, scratchDir } from './scratch/sorter.js';
 import { packRecord, unpackRecord } from './scratch/record-pack.js';
 
 /** One thing found wrong. */
@@ -285,7 +283,7 @@ async function readAllData(storage: Storage, key: RestoreKey, verifiers: openpgp
   const reader = new VolumeReader(storage, key.decryptionKeys, verifiers);
   const good = new Set<string>();
   const bad = new Map<string, string>();
-  const dir = await mkdtemp(join(tmpdir(), 'iebs-verify-'));
+  const dir = scratchDir('verify');
   try {
     for (const s of snapshots) {
       const badFiles: string[] = [];

@@ -188,3 +188,34 @@ test('a full temporary folder: a backup exits 1 with one line naming it and a re
     rmSync(`${mnt}.img`, { force: true });
   }
 });
+
+test('a read-only temporary folder: backup and restore exit 1 with one line naming it, and write nothing', () => {
+  const dir = tempDir('tmp-ro');
+  const mnt = join(dir, 'tmp');
+  mkdirSync(mnt);
+  mountSmall(mnt, 1);
+  try {
+    const remount = spawnSync('mount', ['-o', 'remount,ro', mnt], { encoding: 'utf8' });
+    assert.equal(remount.status, 0, `mount -o remount,ro: ${remount.stderr}`);
+    const src = join(dir, 'src');
+    const repo = join(dir, 'repo');
+    mkdirSync(src);
+    writeFileSync(join(src, 'a.txt'), 'a\n');
+    iebsOk(['backup', '--init', src, '--repo', repo, '--key', keys.backup]);
+    const before = fileDigests(repo);
+    const env = { TMPDIR: mnt, IEBS_CACHE_DIR: join(dir, 'cache') };
+    writeFileSync(join(src, 'b.txt'), 'b\n');
+    const b = iebs(['backup', src, '--repo', repo, '--key', keys.backup], { env });
+    assert.equal(b.code, 1, b.stderr);
+    assertOneLineError(b, /cannot write scratch files in the temporary folder .*EROFS.*TMPDIR/);
+    assert.deepEqual([...fileDigests(repo)].sort(), [...before].sort(), 'the repository as it was');
+    const target = join(dir, 'out');
+    const r = iebs(['restore', '--repo', repo, '--key', keys.restore, '--target', target], { env });
+    assert.equal(r.code, 1, r.stderr);
+    assertOneLineError(r, /cannot write scratch files in the temporary folder .*EROFS.*TMPDIR/);
+    assert.deepEqual(existsSync(target) ? readdirSync(target) : [], [], 'no file restored');
+  } finally {
+    unmount(mnt);
+    rmSync(`${mnt}.img`, { force: true });
+  }
+});

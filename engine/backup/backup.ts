@@ -12,8 +12,7 @@
  *
  * Nothing needs a decryption key: only backup.key.
  */
-import { readlink, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readlink, rm } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { AuthError, IebsError, UsageError, FormatError, KeyError, LockedError, NotFoundError } from '../../formats/errors.js';
 import { encodeDeletion, encodeManifestHeader, type FileRecord, checkPath } from '../../formats/manifest.js';
@@ -31,6 +30,7 @@ import { writeIndex } from '../repo/index-object.js';
 import { writeManifest } from '../repo/manifest-object.js';
 import { acquireLock } from '../repo/lock.js';
 import { helperThreads } from '../threads.js';
+import { scratchDir } from '../scratch/sorter.js';
 import { isStorageCode, listAll, type Storage } from '../storage/storage.js';
 import { VolumeSet, MIN_VOLUME_SIZE, type Placement } from '../repo/volumes.js';
 import { discsFor } from '../disc/plan.js';
@@ -153,7 +153,7 @@ export async function backup(storage: Storage, key: BackupKey, o: BackupOptions)
     // matched), unless this run must make a full (checked once the chain's state is read).
     if (resume?.head.type === 'full') type = 'full';
     if (type === 'full') chain = [];
-    tmp = await mkdtemp(join(tmpdir(), 'iebs-backup-'));
+    tmp = scratchDir('backup');
     const cache = o.cacheDir && repoId ? StateCache.open(o.cacheDir, repoId, key.indexKey) : null;
     try {
       state = await ChainState.load(storage, key.indexKey, chain, tmp, o.limits?.arena, cache ?? undefined);

@@ -3,9 +3,7 @@
  * each increment, by UUID (a later record replaces an earlier one, a deletion removes
  * it), in tree order, through external sorts on scratch disk so memory stays flat.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { FormatError, KeyError } from '../../formats/errors.js';
 import { type FileRecord, type RootMeta } from '../../formats/manifest.js';
 import type * as openpgp from 'openpgp';
@@ -13,7 +11,7 @@ import { chainOf, findSnapshot, listSnapshots, readConfig, type BadRecord, type 
 import { readManifest, verifiersFor } from '../repo/manifest-object.js';
 import type { RestoreKey } from '../crypto/keys.js';
 import type { Storage } from '../storage/storage.js';
-import { ExternalSorter, SORT_ARENA } from '../scratch/sorter.js';
+import { ExternalSorter, scratchDir, SORT_ARENA } from '../scratch/sorter.js';
 import { packRecord, packedKind, packedSize, unpackRecord } from '../scratch/record-pack.js';
 
 /**
@@ -37,7 +35,7 @@ export class ComposedSnapshot {
 
   /** Composes `snapshot`, one of the verified records `all` (as `readableSnapshots` gives them). */
   static async compose(storage: Storage, key: RestoreKey, verifiers: openpgp.PublicKey[], snapshot: Snapshot, all: Snapshot[], arena = SORT_ARENA): Promise<ComposedSnapshot> {
-    const dir = await mkdtemp(join(tmpdir(), 'iebs-restore-'));
+    const dir = scratchDir('restore');
     const byUuid = new ExternalSorter(dir, 'uuid', arena);
     const byPath = new ExternalSorter(dir, 'path', arena);
     try {
