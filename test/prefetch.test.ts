@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Prefetch } from '../engine/backup/prefetch.js';
+import { CacheSense, Prefetch } from '../engine/backup/prefetch.js';
 import { seededBytes, tempDir, MiB } from './helpers.js';
 
 const openDescriptors = (): number => readdirSync('/proc/self/fd').length;
@@ -53,4 +53,28 @@ test('a kept descriptor stays open for the reader after its read answers, and is
   }
   assert.equal(ahead.keptCount, 0);
   assert.equal(openDescriptors(), base);
+});
+
+test('the read-ahead turns off after fast probes, back on after one slow read, and probes while on', () => {
+  const sense = new CacheSense(4, 3);
+  // On at first (a cold cache is the safe guess), with every 4th file left as a probe.
+  assert.deepEqual(Array.from({ length: 8 }, () => sense.next()), [true, true, true, false, true, true, true, false]);
+  // Small reads from the cache take microseconds: three fast probes in a row turn it off.
+  sense.sample(2, 4096);
+  sense.sample(1.5, 100);
+  assert.equal(sense.reading, true);
+  sense.sample(3, 65536);
+  assert.equal(sense.reading, false);
+  assert.deepEqual(Array.from({ length: 5 }, () => sense.next()), [false, false, false, false, false]);
+  // A large read may take longer without having missed; a small one taking 40 µs did.
+  sense.sample(60, 1024 * 1024);
+  assert.equal(sense.reading, false);
+  sense.sample(40, 4096);
+  assert.equal(sense.reading, true);
+  assert.equal(sense.next(), true);
+  // A slow probe in a run of fast ones starts the count again.
+  sense.sample(2, 100); sense.sample(2, 100); sense.sample(500, 100); sense.sample(2, 100); sense.sample(2, 100);
+  assert.equal(sense.reading, true);
+  sense.sample(2, 100);
+  assert.equal(sense.reading, false);
 });

@@ -19,7 +19,7 @@ import { Chunker } from '../chunker.js';
 import { compressBlock, compressBlockNow } from '../codec.js';
 import { hmac, sha384 } from '../crypto/hashes.js';
 import { IdBloom } from '../scratch/sorter.js';
-import { Prefetch } from './prefetch.js';
+import { CacheSense, Prefetch } from './prefetch.js';
 import type { ReadEvent, ReaderInit, ToReader, FromReader, FileMeta, ReadFile } from './read-protocol.js';
 import { packEvents, unpackFiles } from './read-protocol.js';
 
@@ -41,6 +41,8 @@ const AHEAD_BYTES = 2 * init.readSize;
 /** Bytes read ahead of a file in a later job: all of a small one, the first read of a large one. */
 const AHEAD_FIRST = Math.max(init.params.min + 1, init.readSize);
 const ahead = new Prefetch(AHEAD_FIRST);
+/** Whether reading ahead pays: the page cache is cold (engine/prefetch.ts). */
+const sense = new CacheSense();
 
 interface Job { id: number; files: ReadFile[]; warmed: number; pack: boolean }
 const jobs: Job[] = [];
@@ -214,12 +216,21 @@ function warm(j: Job, f: number): void {
   for (const k of [j, ...jobs]) {
     const to = Math.min(k.files.length, (k === j ? f + 1 : 0) + want);
     for (; k.warmed < to; k.warmed++) {
+      if (!sense.next()) continue;
       const path = k.files[k.warmed].abs;
       ahead.start(Buffer.from(path, 'latin1'), 0, AHEAD_FIRST, path);
     }
     want -= to - (k === j ? f + 1 : 0);
     if (want <= 0 || k.warmed < k.files.length) break;
   }
+}
+
+/** The first read of a file that was not read ahead, timed for the read-ahead's choice. */
+function timedRead(fd: number, into: Uint8Array, length: number): number {
+  const t = performance.now();
+  const n = readSync(fd, into, 0, length, 0);
+  if (n > 0) sense.sample((performance.now() - t) * 1000, n);
+  return n;
 }
 
 /** Passes over a file that changes while it is read; the last one is stored as read. */
@@ -293,7 +304,7 @@ async function file(id: number, f: number, path: string, skip: boolean, packer: 
         const expect = Number(before.size);
         const whole = Buffer.allocUnsafeSlow(expect + 1);
         for (;;) {
-          const n = readSync(fd, whole, at, whole.length - at, at);
+          const n = attempt === 0 && at === 0 && fd !== early ? timedRead(fd, whole, expect + 1) : readSync(fd, whole, at, whole.length - at, at);
           if (n === 0) break;
           at += n;
           if (at >= expect) break;
@@ -305,8 +316,9 @@ async function file(id: number, f: number, path: string, skip: boolean, packer: 
         let warmed = AHEAD_FIRST;
         const size = Number(before.size);
         for (;;) {
+          if (!sense.reading) warmed = Math.max(warmed, at + buffer.length);
           for (; warmed < at + buffer.length + AHEAD_BYTES && warmed < size; warmed += buffer.length) ahead.start(abs, warmed, buffer.length);
-          const n = readSync(fd, buffer, 0, buffer.length, at);
+          const n = attempt === 0 && at === 0 && fd !== early ? timedRead(fd, buffer, buffer.length) : readSync(fd, buffer, 0, buffer.length, at);
           if (n === 0) break;
           at += n;
           for (const chunk of chunker.push(buffer.subarray(0, n))) await block(chunk);
