@@ -41,6 +41,14 @@ export function eta(elapsedS: number, done: number, total: number | undefined): 
   return s === undefined ? '' : `, ETA ${clock(s)}`;
 }
 
+function backupPhase(p: Progress): string {
+  return p.phase === 'scan' ? 'scanning' : 'backup';
+}
+
+function backupCounts(p: Progress): ProgressCounts {
+  return { phase: backupPhase(p), files: p.files, dirs: p.dirs, bytes: p.bytes, totalFiles: p.totalFiles, totalDirs: p.totalDirs, totalBytes: p.totalBytes, path: p.path };
+}
+
 /** A progress reporter for one run: the terminal line, and the published job. */
 export class ProgressLine {
   private last = 0;
@@ -48,6 +56,8 @@ export class ProgressLine {
   private shown = false;
   private started = false;
   private timer: NodeJS.Timeout | null = null;
+  /** A backup's live counts, newer than the meter's (see `backup`). */
+  private live: Progress | null = null;
   constructor(private readonly enabled: boolean, private readonly width = terminalColumns()) {}
 
   /**
@@ -58,6 +68,7 @@ export class ProgressLine {
   private take(c: ProgressCounts): void {
     const job = currentJob();
     if (!this.enabled && !job) return;
+    this.live = null;
     this.meter.note(c);
     this.started = true;
     if (!this.timer) {
@@ -72,6 +83,8 @@ export class ProgressLine {
   }
 
   private tick(): void {
+    if (this.live) this.meter.note(backupCounts(this.live));
+    this.live = null;
     currentJob()?.progress(this.meter.current());
     if (this.enabled) this.draw();
   }
@@ -84,7 +97,10 @@ export class ProgressLine {
 
   /** Backup: the scan, then the backup itself. */
   backup(p: Progress): void {
-    this.take({ phase: p.phase === 'scan' ? 'scanning' : 'backup', files: p.files, dirs: p.dirs, bytes: p.bytes, totalFiles: p.totalFiles, totalDirs: p.totalDirs, totalBytes: p.totalBytes, path: p.path });
+    // Called for every entry and block, with the run's own object, which it keeps
+    // changing: between redraws only that object is kept, and read when a tick draws.
+    if (this.started ? Date.now() - this.last < 200 && this.meter.phase === backupPhase(p) : !this.enabled && !currentJob()) { this.live = p; return; }
+    this.take(backupCounts(p));
   }
 
   /** Restore: files and bytes written of the totals. */
@@ -101,6 +117,8 @@ export class ProgressLine {
   done(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    if (this.live && this.started) this.meter.note(backupCounts(this.live));
+    this.live = null;
     const job = currentJob();
     if (job && this.started) job.progress(this.meter.current());
     job?.flush();

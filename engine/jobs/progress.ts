@@ -51,6 +51,11 @@ export class ProgressMeter {
     this.start = this.phaseStart = now();
   }
 
+  /** The phase of the latest counts. */
+  get phase(): string {
+    return this.counts.phase;
+  }
+
   /** The state after new counts; a new phase starts its rate afresh. */
   update(c: ProgressCounts): ProgressState {
     this.note({ ...c });
