@@ -36,7 +36,7 @@ import { VolumeSet, MIN_VOLUME_SIZE, type Placement } from '../repo/volumes.js';
 import { discsFor } from '../disc/plan.js';
 import { defaultSystem, hostName, roots, sameMeta, snapshotRoot, sourcesId, walk } from './walk.js';
 import { Walker } from './walker.js';
-import { IN_FLIGHT, Pipeline, RunBlocks, Spool } from './pipeline.js';
+import { IN_FLIGHT, Pipeline, RunBlocks, Spool, drive } from './pipeline.js';
 import { BackupOptions, BackupResult, Progress, Warning, interrupted } from './options.js';
 import { FileWriter, RunContext, Task, addIndexItem, dropPack, finishEntry, takeFile } from './file-steps.js';
 import { Readers } from './batches.js';
@@ -252,26 +252,29 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   // Entries to store wait here in walk order while their files are read ahead.
   const tasks: Task[] = [];
   let head = 0;
-  const take = async (t: Task): Promise<void> => {
+  // Stores an entry; synchronous (no promise) unless it must wait (pipeline.ts `drive`).
+  function* taking(t: Task): Generator<Promise<unknown>, void, unknown> {
     interrupted(o.signal);
-    if (!pipe.hasRoom()) await pipe.room();
+    if (!pipe.hasRoom()) yield pipe.room();
     const { e, rec, path } = t;
     if (t.replaces) { const old = t.replaces; pipe.after(() => records.append(encodeDeletion(old))); }
     if (e.kind === 'symlink') {
-      try { rec.target = (await readlink(e.abs, { encoding: 'buffer' })) as Buffer; } catch (cause) {
+      try { rec.target = (yield readlink(e.abs, { encoding: 'buffer' })) as Buffer; } catch (cause) {
         warn({ code: 'unreadable', path, message: `cannot read symlink (${(cause as NodeJS.ErrnoException).code ?? 'error'})` });
         return;
       }
       if (rec.target.length === 0) { warn({ code: 'unreadable', path, message: 'empty symlink target' }); return; }
       finishEntry(w, t.pathId, rec, e.st);
     } else if (t.slot) {
-      const got = await takeFile(w, t, readers!.job(t.slot), t.slot.f);
+      let got = takeFile(w, t, readers!.job(t.slot), t.slot.f);
+      if (got instanceof Promise) got = (yield got) as Awaited<typeof got>;
       if (!got) return;
       read += got.read;
     } else finishEntry(w, t.pathId, rec, e.st);
     counts[t.status]++; counts.files++; counts.bytes += rec.size;
     o.onProgress?.(progress);
-  };
+  }
+  const take = (t: Task): Promise<void> | void => drive(taking(t));
 
   let walker: Walker | null = null;
   try {
@@ -314,12 +317,16 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
       while (tasks.length - head > LOOKAHEAD) {
         const t = tasks[head];
         tasks[head++] = undefined!;
-        await take(t);
+        const p = take(t);
+        if (p) await p;
         if (head > LOOKAHEAD) { tasks.splice(0, head); head = 0; }
       }
     }
     readers?.flush();
-    for (; head < tasks.length; head++) await take(tasks[head]);
+    for (; head < tasks.length; head++) {
+      const p = take(tasks[head]);
+      if (p) await p;
+    }
     dropPack(w);
     await pipe.drain();
     interrupted(o.signal);

@@ -12,7 +12,7 @@ import type { BackupKey } from '../crypto/keys.js';
 import { type Snapshot } from '../repo/repo.js';
 import { type Lock } from '../repo/lock.js';
 import { VolumeSet, type Placement } from '../repo/volumes.js';
-import { Pipeline, RunBlocks, Spool, Writing, isWriting } from './pipeline.js';
+import { Pipeline, RunBlocks, Spool, Writing, drive, isWriting } from './pipeline.js';
 import { BackupOptions, Progress, Warning, interrupted } from './options.js';
 import { Slot } from './batches.js';
 import { WalkEntry } from './walk.js';
@@ -20,7 +20,7 @@ import { ChainState, StateDelta } from './state.js';
 import { StateCache } from './cache.js';
 import { type ReadJob } from './readers.js';
 import type { Journal, Resumable } from './resume.js';
-import type { FileMeta } from './read-protocol.js';
+import type { FileMeta, ReadEvent } from './read-protocol.js';
 
 /** What storing a file needs from the run. */
 export interface FileWriter {
@@ -114,9 +114,10 @@ export function placeOf(p: Placement | Writing): Placement {
 
 /**
  * Ends an entry whose blocks are placed: its catalogue record, manifest record and index
- * line. `st` is the metadata the entry was read with; `pathId` its keyed path id.
+ * line. `st` is the metadata the entry was read with; `pathId` its keyed path id. A
+ * promise only when something must be waited for (a volume or a spool writes).
  */
-export async function writeEntry(w: FileWriter, pathId: Uint8Array, rec: FileRecord, st: FileMeta, parts: Part[]): Promise<void> {
+export function writeEntry(w: FileWriter, pathId: Uint8Array, rec: FileRecord, st: FileMeta, parts: Part[]): Promise<void> | undefined {
   const blocks: BlockRef[] = [];
   for (const { ref, place } of parts) {
     const at = placeOf(place);
@@ -126,13 +127,15 @@ export async function writeEntry(w: FileWriter, pathId: Uint8Array, rec: FileRec
   }
   rec.blocks = blocks;
   const text = encodeRecord(rec);
-  // Each call returns a promise only when it must wait; most return none.
-  let p = w.volumes.endFile(rec, text);
-  if (p) await p;
-  p = w.records.append(text);
-  if (p) await p;
-  p = addIndexItem(w, { t: 'F', file: { pathId, uuid: rec.uuid, kind: rec.kind, size: rec.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, mode: rec.mode } });
-  if (p) await p;
+  const p = w.volumes.endFile(rec, text);
+  return p ? p.then(() => entryLines(w, pathId, rec, st, text)) : entryLines(w, pathId, rec, st, text);
+}
+
+/** The manifest record and index line of an entry whose catalogue record is written. */
+function entryLines(w: FileWriter, pathId: Uint8Array, rec: FileRecord, st: FileMeta, text: string): Promise<void> | undefined {
+  const p = w.records.append(text);
+  const item: IndexItem = { t: 'F', file: { pathId, uuid: rec.uuid, kind: rec.kind, size: rec.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, mode: rec.mode } };
+  return p ? p.then(() => addIndexItem(w, item)) : addIndexItem(w, item);
 }
 
 /** Takes the metadata an entry was read with into its record. */
@@ -154,9 +157,14 @@ export function dropPack(w: FileWriter): void {
   w.pack = null;
 }
 
-/** Runs a file's ops, as one writer step. */
-export async function runOps(w: FileWriter, t: Task, ops: Op[]): Promise<void> {
-  for (const op of ops) {
+/**
+ * Runs a file's ops from `from` on, as one writer step: synchronously while each finishes
+ * without waiting (as a small file's do), a promise for the rest once one must wait.
+ */
+export function runOps(w: FileWriter, t: Task, ops: Op[], from = 0): Promise<void> | undefined {
+  for (let i = from; i < ops.length; i++) {
+    const op = ops[i];
+    let p: Promise<void> | undefined;
     switch (op.t) {
       case 'begin':
         w.volumes.beginFile(t.rec);
@@ -165,45 +173,59 @@ export async function runOps(w: FileWriter, t: Task, ops: Op[]): Promise<void> {
         w.volumes.dropFile();
         break;
       case 'block':
-        try {
-          const pk = op.packed instanceof Promise ? await op.packed : op.packed;
-          const placed = w.volumes.addBlock(t.rec.uuid, op.ref.index, { codec: pk.codec, bytes: pk.bytes, plainLength: op.ref.size }, op.ref);
-          const at = placed instanceof Promise ? await placed : placed;
-          op.writing.placement = at;
-          const p = addIndexItem(w, { t: 'B', block: { id: op.id, volume: at.volume, dataOffset: at.dataOffset, length: at.length, entry: at.entry } });
-          if (p) await p;
-          w.newBlocks.settle(op.id, at);
-          w.journal?.block(op.id, at);
-          const backlog = w.volumes.backlog();
-          if (backlog) await backlog;
-        } finally {
-          w.pipe.release(op.ref.size);
-        }
+        p = storeBlock(w, t, op);
         break;
       case 'pack':
-        try {
-          const pk = op.packed instanceof Promise ? await op.packed : op.packed;
-          const placed = w.volumes.addPack(t.rec.uuid, { codec: pk.codec, bytes: pk.bytes, plainLength: op.size }, op.room);
-          op.writing.placement = placed instanceof Promise ? await placed : placed;
-          const backlog = w.volumes.backlog();
-          if (backlog) await backlog;
-        } finally {
-          w.pipe.release(op.size);
-        }
+        p = storePack(w, t, op);
         break;
       case 'member': {
         const at: Placement = { ...placeOf(op.pack), start: op.start };
         op.writing.placement = at;
-        const p = addIndexItem(w, { t: 'B', block: { id: op.id, ...at } });
-        if (p) await p;
+        p = addIndexItem(w, { t: 'B', block: { id: op.id, ...at } });
         w.newBlocks.settle(op.id, at);
         w.journal?.block(op.id, at);
         break;
       }
       case 'end':
-        await writeEntry(w, t.pathId, t.rec, op.st, op.parts);
+        p = writeEntry(w, t.pathId, t.rec, op.st, op.parts);
         break;
     }
+    if (p) {
+      const next = i + 1;
+      return next < ops.length ? p.then(() => runOps(w, t, ops, next)) : p;
+    }
+  }
+  return undefined;
+}
+
+/** Writes a new block alone in its envelope; its bytes in flight are released whatever happens. */
+async function storeBlock(w: FileWriter, t: Task, op: Extract<Op, { t: 'block' }>): Promise<void> {
+  try {
+    const pk = op.packed instanceof Promise ? await op.packed : op.packed;
+    const placed = w.volumes.addBlock(t.rec.uuid, op.ref.index, { codec: pk.codec, bytes: pk.bytes, plainLength: op.ref.size }, op.ref);
+    const at = placed instanceof Promise ? await placed : placed;
+    op.writing.placement = at;
+    const p = addIndexItem(w, { t: 'B', block: { id: op.id, volume: at.volume, dataOffset: at.dataOffset, length: at.length, entry: at.entry } });
+    if (p) await p;
+    w.newBlocks.settle(op.id, at);
+    w.journal?.block(op.id, at);
+    const backlog = w.volumes.backlog();
+    if (backlog) await backlog;
+  } finally {
+    w.pipe.release(op.ref.size);
+  }
+}
+
+/** Writes a pack's envelope; its bytes in flight are released whatever happens. */
+async function storePack(w: FileWriter, t: Task, op: Extract<Op, { t: 'pack' }>): Promise<void> {
+  try {
+    const pk = op.packed instanceof Promise ? await op.packed : op.packed;
+    const placed = w.volumes.addPack(t.rec.uuid, { codec: pk.codec, bytes: pk.bytes, plainLength: op.size }, op.room);
+    op.writing.placement = placed instanceof Promise ? await placed : placed;
+    const backlog = w.volumes.backlog();
+    if (backlog) await backlog;
+  } finally {
+    w.pipe.release(op.size);
   }
 }
 
@@ -211,9 +233,15 @@ export async function runOps(w: FileWriter, t: Task, ops: Op[]): Promise<void> {
  * Takes the events of one file from its reader and submits what to write, in writer
  * steps of up to STEP_BYTES of new blocks (a small file is one step). Returns null
  * (with a warning) if it could not be read. A file that changed on every reading is
- * stored as its last reading saw it, with a warning: never silently.
+ * stored as its last reading saw it, with a warning: never silently. A promise only
+ * when it must wait (for the reader's events, or for room in the pipeline).
  */
-export async function takeFile(w: FileWriter, t: Task, job: ReadJob, f: number): Promise<{ read: number } | null> {
+export function takeFile(w: FileWriter, t: Task, job: ReadJob, f: number): { read: number } | null | Promise<{ read: number } | null> {
+  return drive(takeFileSteps(w, t, job, f));
+}
+
+/** takeFile's steps; each promise yielded is waited for (`drive`). */
+function* takeFileSteps(w: FileWriter, t: Task, job: ReadJob, f: number): Generator<Promise<unknown>, { read: number } | null, unknown> {
   const { progress, o } = w;
   let ops: Op[] = [{ t: 'begin' }];
   let opBytes = 0;
@@ -239,7 +267,7 @@ export async function takeFile(w: FileWriter, t: Task, job: ReadJob, f: number):
   };
   let parts: Part[] = [];
   for (;;) {
-    const ev = job.poll() ?? (await job.next());
+    const ev = job.poll() ?? ((yield job.next()) as ReadEvent);
     // A large file is not read to its end once the run was told to stop.
     interrupted(o.signal);
     if (ev.f !== f) throw new IebsError('reader-order', `reader sent an event of file ${ev.f} of a job while file ${f} was expected`);
@@ -251,7 +279,7 @@ export async function takeFile(w: FileWriter, t: Task, job: ReadJob, f: number):
         else {
           if (opBytes > 0 && opBytes + ev.size > STEP_BYTES) submit();
           const wait = reserve(ev.size);
-          if (wait) await wait;
+          if (wait) yield wait;
           const packed = compressed(ev.codec, ev.bytes);
           const writing: Writing = { placement: null };
           w.newBlocks.pending(ev.blockId, writing);
@@ -268,7 +296,7 @@ export async function takeFile(w: FileWriter, t: Task, job: ReadJob, f: number):
       }
       case 'pack': {
         const wait = reserve(ev.size);
-        if (wait) await wait;
+        if (wait) yield wait;
         const packed = compressed(ev.codec, ev.bytes);
         const batch = t.slot!.batch;
         // What the batch's other files may add: each block stored alone, with its tar

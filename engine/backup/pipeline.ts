@@ -10,26 +10,60 @@ import { IdBloom, scratchError, SortedTable } from '../scratch/sorter.js';
 import { type Placement } from '../repo/volumes.js';
 import { parsePlacement, placementValue } from './state.js';
 
+/** Bytes a spool gathers before it writes them to its file. */
+const SPOOL_BATCH = 1 << 20;
+
 /**
  * Text appended to a temporary file in batches of about 1 MiB, so manifest records and
- * index lines never accumulate in memory.
+ * index lines never accumulate in memory. The text (ASCII) is copied into a buffer as it
+ * comes: strings kept until the batch was written outlived the young generation, and the
+ * garbage collector copied each of them twice.
  */
 export class Spool {
-  private parts: string[] = [];
+  private buf: Buffer | null = null;
   private length = 0;
   private written = false;
+  /** The last write, which every later one follows. */
+  private tail: Promise<void> | null = null;
   constructor(readonly path: string) {}
+
   /** Adds text; returns a promise (to wait on) only when a batch goes to the file. */
   append(text: string): Promise<void> | undefined {
-    this.parts.push(text);
-    this.length += text.length;
-    return this.length > 1 << 20 ? this.flush() : undefined;
+    this.buf ??= Buffer.allocUnsafeSlow(SPOOL_BATCH);
+    if (this.length + text.length <= this.buf.length) {
+      this.length += this.buf.write(text, this.length, 'latin1');
+      return undefined;
+    }
+    // Writes go out in the order they are started, so text added before this one's
+    // batch was written still follows it.
+    const p = this.flush();
+    if (text.length > SPOOL_BATCH) return this.write(Buffer.from(text, 'latin1'));
+    this.buf = Buffer.allocUnsafeSlow(SPOOL_BATCH);
+    this.length = this.buf.write(text, 0, 'latin1');
+    return p;
   }
-  async flush(): Promise<void> {
-    if (this.length === 0) return;
-    try { await appendFile(this.path, this.parts.join(''), 'latin1'); } catch (e) { throw scratchError(e, this.path); }
-    this.parts = []; this.length = 0; this.written = true;
+
+  /** Writes what was gathered; resolves once every write so far is done. */
+  flush(): Promise<void> {
+    if (this.length === 0) return this.tail ?? Promise.resolve();
+    const batch = this.buf!.subarray(0, this.length);
+    // The batch is the write's now: the next text goes into a buffer of its own.
+    this.buf = null;
+    this.length = 0;
+    return this.write(batch);
   }
+
+  private write(bytes: Uint8Array): Promise<void> {
+    const before = this.tail;
+    const p = (async () => {
+      if (before) await before;
+      try { await appendFile(this.path, bytes); } catch (e) { throw scratchError(e, this.path); }
+      this.written = true;
+    })();
+    this.tail = p;
+    return p;
+  }
+
   /** The spooled bytes, in order (after `flush`). */
   async *read(): AsyncGenerator<Buffer> {
     if (this.written) for await (const chunk of createReadStream(this.path)) yield chunk as Buffer;
@@ -62,26 +96,37 @@ export class Pipeline {
   /** Runs `step` after every step submitted before it. */
   after(step: () => Promise<void> | undefined): void {
     this.queue.push(step);
-    if (!this.running) void this.run();
+    if (!this.running) this.run();
   }
 
-  private async run(): Promise<void> {
+  /**
+   * Runs the queued steps, synchronously while they finish without waiting (a small
+   * file's step mostly does): a step that returns a promise is waited for, and the rest
+   * run once it settles. An async loop cost a promise and a microtask per step.
+   */
+  private run(): void {
     this.running = true;
     while (this.head < this.queue.length) {
       const step = this.queue[this.head]!;
       this.queue[this.head++] = undefined;
       if (this.head >= 4096 && this.head * 2 >= this.queue.length) { this.queue.splice(0, this.head); this.head = 0; }
       if (this.failure) continue;
-      try {
-        const p = step();
-        if (p) await p;
-      } catch (e) {
-        this.failure ??= e;
+      let p: Promise<void> | undefined;
+      try { p = step(); } catch (e) { this.failure ??= e; }
+      if (p) {
+        p.then(() => this.stepped(), (e: unknown) => { this.failure ??= e; this.stepped(); });
+        return;
       }
-      if (this.failure || this.steps <= MAX_STEPS + 1) this.wake();
+      this.stepped(false);
     }
     this.running = false;
     this.wake();
+  }
+
+  /** After a step: wakes who waits for room (or for the failure); after one that waited, goes on with the rest. */
+  private stepped(resume = true): void {
+    if (this.failure || this.steps <= MAX_STEPS + 1) this.wake();
+    if (resume) this.run();
   }
 
   private wake(): void {
@@ -148,6 +193,18 @@ export class Pipeline {
   }
 }
 
+/**
+ * Runs a coroutine that yields each promise it must wait for, and is sent back what it
+ * settled to (a rejection is thrown at its yield): synchronously up to its first wait,
+ * so one that never waits costs no promise. For the per-entry steps of a backup, where an
+ * async function cost a promise and a microtask for every small file.
+ */
+export function drive<R>(g: Generator<Promise<unknown>, R, unknown>, sent?: unknown, failed = false): R | Promise<R> {
+  const r = failed ? g.throw(sent) : g.next(sent);
+  if (r.done) return r.value;
+  return r.value.then((v) => drive(g, v), (e: unknown) => drive(g, e, true));
+}
+
 /** Bytes of blocks that may be read but not yet written. */
 export const IN_FLIGHT = 16 * 1024 * 1024;
 /** Writer steps that may be queued. */
@@ -173,7 +230,7 @@ export class RunBlocks {
   constructor(private readonly dir: string, private readonly inMemory = RUN_BLOCKS_IN_MEMORY) {}
 
   get(id: Uint8Array): Placement | Writing | undefined {
-    const hit = this.recent.get(Buffer.from(id).toString('latin1'));
+    const hit = this.recent.get(idKey(id));
     if (hit) return hit;
     for (const s of this.spilled) {
       if (!s.bloom.has(id)) continue;
@@ -184,12 +241,12 @@ export class RunBlocks {
   }
 
   pending(id: Uint8Array, slot: Writing): void {
-    this.recent.set(Buffer.from(id).toString('latin1'), slot);
+    this.recent.set(idKey(id), slot);
   }
 
   /** Records the place of a block once written. */
   settle(id: Uint8Array, place: Placement): void {
-    this.recent.set(Buffer.from(id).toString('latin1'), place);
+    this.recent.set(idKey(id), place);
     if (++this.settled >= this.inMemory) this.spill();
   }
 
@@ -212,6 +269,11 @@ export class RunBlocks {
   close(): void {
     for (const s of this.spilled) s.table.close();
   }
+}
+
+/** A block id as a map key: its bytes as latin1, read in place (Buffer.from(id) would copy them first). */
+function idKey(id: Uint8Array): string {
+  return Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('latin1');
 }
 
 export function isWriting(p: Placement | Writing): p is Writing {

@@ -152,7 +152,7 @@ class Packer {
 
   /** Adds a file's one block; its member event is held. */
   add(f: number, chunk: Uint8Array, digest: Uint8Array, blockId: Uint8Array): void {
-    const key = Buffer.from(blockId).toString('latin1');
+    const key = Buffer.from(blockId.buffer, blockId.byteOffset, blockId.byteLength).toString('latin1');
     let start = this.starts.get(key);
     if (start === undefined) {
       start = this.length;
