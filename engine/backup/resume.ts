@@ -155,7 +155,8 @@ const BATCH = 64 * 1024;
  */
 export class Journal {
   private fd: number | null;
-  private lines: string[] = [];
+  /** Lines not written yet, as bytes: strings kept that long cost the garbage collector two copies each. */
+  private readonly lines = Buffer.allocUnsafeSlow(BATCH);
   private bytes = 0;
   /** Volume the block lines being gathered belong to. */
   private volume: string | null = null;
@@ -222,15 +223,22 @@ export class Journal {
   }
 
   private add(line: string): void {
-    this.lines.push(line);
-    this.bytes += line.length;
-    if (this.bytes >= BATCH) this.write();
+    if (this.bytes + line.length > BATCH) {
+      this.write();
+      if (this.fd === null) return;
+      if (line.length > BATCH) { this.writeAll(Buffer.from(line, 'latin1')); return; }
+    }
+    this.bytes += this.lines.write(line, this.bytes, 'latin1');
   }
 
   private write(): void {
-    if (this.fd === null || this.lines.length === 0) return;
-    try { writeSync(this.fd, this.lines.join(''), null, 'latin1'); } catch { this.remove(); return; }
-    this.lines = []; this.bytes = 0;
+    if (this.fd === null || this.bytes === 0) return;
+    this.writeAll(this.lines.subarray(0, this.bytes));
+    this.bytes = 0;
+  }
+
+  private writeAll(b: Uint8Array): void {
+    try { for (let at = 0; at < b.length;) at += writeSync(this.fd!, b, at, b.length - at); } catch { this.remove(); }
   }
 
   /**
@@ -240,7 +248,7 @@ export class Journal {
   remove(): void {
     const fd = this.fd;
     this.fd = null;
-    this.lines = [];
+    this.bytes = 0;
     this.committed.length = 0;
     if (fd !== null) try { closeSync(fd); } catch { /* deleted next */ }
     rmSync(this.tmp ?? this.file, { force: true });
@@ -253,6 +261,6 @@ export class Journal {
     this.write();
     try { closeSync(this.fd!); } catch { /* nothing to keep */ }
     this.fd = null;
-    this.lines = [];
+    this.bytes = 0;
   }
 }
