@@ -13,11 +13,11 @@
  * Reading: `VolumeReader` opens a volume's header once (unsealing its data key with the
  * restore key) and then reads single envelopes by range.
  */
-import { createHash, createSecretKey, type Hash, type KeyObject } from 'node:crypto';
+import { createHash, createSecretKey, hash, type Hash, type KeyObject } from 'node:crypto';
 import type * as openpgp from 'openpgp';
 import { FormatError, NotFoundError } from '../../formats/errors.js';
 import { blockContext, counterNonce, ENVELOPE_HEADER, TAG_LENGTH } from '../../formats/envelope.js';
-import { DocEncoder, MAX_BLOCK, type FileRecord, type BlockRef } from '../../formats/manifest.js';
+import { MAX_BLOCK, encodeCatalogHeader, encodeDocEnd, encodeRecord, type CatalogHeader, type FileRecord, type BlockRef } from '../../formats/manifest.js';
 import { blockEntry, volumeName, LAYOUT } from '../../formats/names.js';
 import { encodeTarHeader, decodeTarHeader, tarPadding, tarEntrySize, TAR_BLOCK } from '../../formats/tar.js';
 import { CATALOG_ENTRY_PREFIX, VOLUME_HEADER_ENTRY, decodeVolumeHeader, encodeVolumeHeader, encodeVolumeKey, decodeVolumeKey, type VolumeHeader } from '../../formats/volume.js';
@@ -54,9 +54,8 @@ interface OpenVolume {
   size: number;
   entries: number;
   catalogPieces: number;
-  catalog: string[];
-  catalogBytes: number;
-  enc: DocEncoder | null;
+  /** The catalogue piece being gathered, once a record was added since the last one. */
+  catalog: CatalogPiece | null;
   /** Bytes appended but not yet handed to the writer (one write per ~1 MiB, not per entry). */
   pending: Uint8Array[];
   pendingBytes: number;
@@ -64,6 +63,37 @@ interface OpenVolume {
   writes: Promise<void>;
   /** Bytes handed to `writes` and not yet written. */
   queued: number;
+}
+
+/**
+ * A catalogue piece being gathered (SPEC.md section 8), as bytes: records kept as
+ * strings until their piece was sealed outlived the young generation, and the garbage
+ * collector copied each of them twice.
+ */
+class CatalogPiece {
+  private buf = Buffer.allocUnsafeSlow(CATALOG_FLUSH + 64 * 1024);
+  /** Bytes gathered, the opening lines included. */
+  length = 0;
+
+  constructor(header: CatalogHeader) {
+    this.add(encodeCatalogHeader(header));
+  }
+
+  /** Adds text (ASCII): opening lines, or a record as `encodeRecord` makes it. */
+  add(text: string): void {
+    if (this.length + text.length > this.buf.length) {
+      const grown = Buffer.allocUnsafeSlow(Math.max(2 * this.buf.length, this.length + text.length));
+      this.buf.copy(grown, 0, 0, this.length);
+      this.buf = grown;
+    }
+    this.length += this.buf.write(text, this.length, 'latin1');
+  }
+
+  /** The whole piece: what was gathered, and the closing line with its sha384. */
+  end(): Buffer {
+    this.add(encodeDocEnd('catalog', hash('sha384', this.buf.subarray(0, this.length), 'buffer')));
+    return this.buf.subarray(0, this.length);
+  }
 }
 
 /** Tar padding, never written to. */
@@ -171,7 +201,7 @@ export class VolumeSet {
     const sealed = await pgpSealBytes(encodeVolumeKey(id, key), this.o.recipients, this.o.signer);
     const writer = await this.o.storage.create(`${LAYOUT.volumes}/${name}`, { maxSize: this.o.limit });
     const v: OpenVolume = {
-      name, number, id, key: createSecretKey(key), writer, hash: createHash('sha384'), size: 0, entries: 0, catalogPieces: 0, catalog: [], catalogBytes: 0, enc: null,
+      name, number, id, key: createSecretKey(key), writer, hash: createHash('sha384'), size: 0, entries: 0, catalogPieces: 0, catalog: null,
       pending: [], pendingBytes: 0, writes: Promise.resolve(), queued: 0,
     };
     this.entry(v, VOLUME_HEADER_ENTRY, encodeVolumeHeader({ volumeId: id, name, snapshot: this.o.snapshot, time: this.o.time, sealed }));
@@ -194,23 +224,16 @@ export class VolumeSet {
 
   /** Adds a record to the catalogue; `encoded`, if given, is `encodeRecord(r)` made already. */
   private addToCatalog(v: OpenVolume, r: FileRecord, encoded?: string): void {
-    if (!v.enc) {
-      v.enc = new DocEncoder('catalog');
-      v.catalog.push(v.enc.header({ volume: v.name, snapshot: this.o.snapshot, time: this.o.time, host: this.o.host }));
-    }
-    const text = encoded === undefined ? v.enc.record(r) : v.enc.encoded(encoded);
-    v.catalog.push(text);
-    v.catalogBytes += text.length;
+    v.catalog ??= new CatalogPiece({ volume: v.name, snapshot: this.o.snapshot, time: this.o.time, host: this.o.host });
+    v.catalog.add(encoded ?? encodeRecord(r));
   }
 
   private async flushCatalog(v: OpenVolume): Promise<void> {
-    if (!v.enc) return;
-    v.catalog.push(v.enc.end());
-    v.enc = null;
+    if (!v.catalog) return;
+    const plain = v.catalog.end();
+    v.catalog = null;
     v.catalogPieces++;
     const name = CATALOG_ENTRY_PREFIX + String(v.catalogPieces).padStart(6, '0');
-    const plain = Buffer.from(v.catalog.join(''), 'latin1');
-    v.catalog = []; v.catalogBytes = 0;
     const c = await compressBlock(plain, this.o.codec);
     this.sealAt(v, name, c.codec, plain.length, c.bytes);
   }
@@ -313,7 +336,7 @@ export class VolumeSet {
       if (here.length === record.blocks.length) this.addToCatalog(v, record, encoded);
       else this.addToCatalog(v, { ...record, blocks: here });
     } catch (e) { this.broken ??= e; throw e; }
-    if (v.catalogBytes >= CATALOG_FLUSH) return this.guard(() => this.flushCatalog(v));
+    if (v.catalog && v.catalog.length >= CATALOG_FLUSH) return this.guard(() => this.flushCatalog(v));
     return undefined;
   }
 
