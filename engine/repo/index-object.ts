@@ -10,7 +10,7 @@ import { indexContext } from '../../formats/envelope.js';
 import { MAX_ENVELOPE_OVERHEAD } from '../../formats/manifest.js';
 import { LAYOUT } from '../../formats/names.js';
 import { indexObject, type ObjectRef } from '../../formats/snapshot.js';
-import { compressBlock, decompressBlock, type CodecChoice } from '../codec.js';
+import { compressBlock, decompressBlock, textCodec, type CodecChoice } from '../codec.js';
 import { openEnvelope, random, sealEnvelope } from '../crypto/crypto.js';
 import type { BackupKey } from '../crypto/keys.js';
 import type { Storage } from '../storage/storage.js';
@@ -29,7 +29,7 @@ export async function writeIndex(storage: Storage, key: BackupKey, name: string,
   let size = 0;
   let piece = 0;
   const seal = async (plain: Buffer) => {
-    const packed = await compressBlock(plain, codec);
+    const packed = await compressBlock(plain, textCodec(codec));
     const env = sealEnvelope(key.indexKey, random(12), packed.codec, plain.length, packed.bytes, indexContext(name, piece++));
     const frame = encodePieceFrame(env.length);
     whole.update(frame).update(env);

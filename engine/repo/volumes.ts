@@ -23,7 +23,7 @@ import { encodeTarHeader, decodeTarHeader, tarPadding, tarEntrySize, TAR_BLOCK }
 import { CATALOG_ENTRY_PREFIX, VOLUME_HEADER_ENTRY, decodeVolumeHeader, encodeVolumeHeader, encodeVolumeKey, decodeVolumeKey, type VolumeHeader } from '../../formats/volume.js';
 import type { ObjectRef } from '../../formats/snapshot.js';
 import { openEnvelope, pgpOpenBytes, pgpSealBytes, random, sealEnvelopeParts } from '../crypto/crypto.js';
-import { compressBlock, decompressBlock, type CodecChoice } from '../codec.js';
+import { compressBlock, decompressBlock, textCodec, type CodecChoice } from '../codec.js';
 import { absentNote, type ObjectWriter, type Storage } from '../storage/storage.js';
 
 /** Catalogue text is flushed into an entry once it passes this size. */
@@ -113,7 +113,7 @@ export interface VolumeSetOptions {
   limit: number;
   recipients: openpgp.PublicKey[];
   signer: openpgp.PrivateKey;
-  /** Codec for catalogue pieces. */
+  /** The run's codec; catalogue pieces use its `textCodec`. */
   codec: CodecChoice;
   /**
    * Volumes of this snapshot committed by an interrupted run that this one resumes
@@ -234,7 +234,7 @@ export class VolumeSet {
     v.catalog = null;
     v.catalogPieces++;
     const name = CATALOG_ENTRY_PREFIX + String(v.catalogPieces).padStart(6, '0');
-    const c = await compressBlock(plain, this.o.codec);
+    const c = await compressBlock(plain, textCodec(this.o.codec));
     this.sealAt(v, name, c.codec, plain.length, c.bytes);
   }
 
