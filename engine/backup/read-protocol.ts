@@ -182,8 +182,9 @@ export function packEvents(events: ReadEvent[]): PackedEvents {
 }
 
 /**
- * The events of a packed buffer. Block bytes are views into it or its blobs; digests
- * and ids are copies, so that a record holding one does not hold the whole buffer.
+ * The events of a packed buffer. Block bytes are views into it or its blobs; a block's
+ * digest and id are copies, so that a large file's record, which holds its digests until
+ * the file ends, does not hold every buffer its blocks came in.
  */
 export function unpackEvents({ buf, blobs }: PackedEvents): ReadEvent[] {
   let blob = 0;
@@ -218,7 +219,9 @@ export function unpackEvents({ buf, blobs }: PackedEvents): ReadEvent[] {
       p += PACK_HEAD + n;
     } else if (t === 6) {
       need(p, MEMBER);
-      events.push({ t: 'member', f, size: dv.getUint32(p + 5), start: dv.getUint32(p + 9), digest: bytes.slice(p + 13, p + 13 + DIGEST), blockId: bytes.slice(p + 13 + DIGEST, p + 13 + DIGEST + ID) });
+      // Views, not copies: a buffer of members holds no file contents (a pack's
+      // bytes move beside it or are small), so a record holding one holds little.
+      events.push({ t: 'member', f, size: dv.getUint32(p + 5), start: dv.getUint32(p + 9), digest: bytes.subarray(p + 13, p + 13 + DIGEST), blockId: bytes.subarray(p + 13 + DIGEST, p + 13 + DIGEST + ID) });
       p += MEMBER;
     } else if (t === 2) {
       need(p, END);

@@ -88,8 +88,9 @@ export function unpackWalkItems(buf: ArrayBuffer): WalkItem[] {
       size: dv.getBigUint64(p + 1), mtimeNs: dv.getBigInt64(p + 9), ctimeNs: dv.getBigInt64(p + 17), ino: dv.getBigUint64(p + 25),
       mode: BigInt(dv.getUint32(p + 33)), uid: BigInt(dv.getUint32(p + 37)), gid: BigInt(dv.getUint32(p + 41)),
     };
-    // A copy: the state delta and index keep ids, which must not hold the whole batch.
-    const pathId = new Uint8Array(bytes.subarray(p + 45, p + 45 + 32));
+    // A view, as the names are: whatever keeps an entry keeps its batch anyway (the state
+    // delta and the index copy the id's bytes).
+    const pathId = bytes.subarray(p + 45, p + 45 + 32);
     const uuid = bytes.toString('latin1', p + 77, p + 77 + 36);
     p += FIXED;
     const rl = dv.getUint32(p);
