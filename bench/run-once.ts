@@ -5,20 +5,26 @@
  *   node dist/bench/run-once.js restore REPO RESTORE_KEY TARGET
  */
 import { isMainThread, Worker } from 'node:worker_threads';
-import { engineHeap } from '../cli/heap.js';
-import { backup } from '../engine/backup/backup.js';
-import { loadBackupKey, loadRestoreKey } from '../engine/crypto/keys.js';
-import { restore } from '../engine/restore/restore.js';
-import { openStorage } from '../engine/storage/open.js';
+import { beforeEngineThread, engineHeap, onEngineThread } from '../cli/heap.js';
 
-// As the iebs command does (cli/main.ts), the work runs on a thread with a capped heap.
+// As the iebs command does (cli/main.ts), the work runs on a thread with a capped heap
+// and the command's old-generation floor (cli/heap.ts).
 if (isMainThread && process.env.IEBS_NO_THREAD !== '1') {
+  beforeEngineThread();
   const w = new Worker(new URL(import.meta.url), { argv: process.argv.slice(2), resourceLimits: engineHeap(process.argv[2]) });
   w.on('error', (e) => { throw e; });
   w.on('exit', (code) => { process.exitCode = code; });
-} else await main();
+} else {
+  if (!isMainThread) onEngineThread();
+  await main();
+}
 
 async function main(): Promise<void> {
+  // Loaded on the thread that runs the step only: the main thread stays as small as the command's.
+  const { backup } = await import('../engine/backup/backup.js');
+  const { loadBackupKey, loadRestoreKey } = await import('../engine/crypto/keys.js');
+  const { restore } = await import('../engine/restore/restore.js');
+  const { openStorage } = await import('../engine/storage/open.js');
   const [verb, a, b, c] = process.argv.slice(2);
   const t0 = process.hrtime.bigint();
   const cpu0 = process.cpuUsage();

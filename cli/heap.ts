@@ -55,6 +55,16 @@ export function setInitialOldSpace(mb: number): void {
   v8.setFlagsFromString(`--initial-old-space-size=${mb}`);
 }
 
+/** On the main thread, just before it starts the engine's thread: that thread's floor (ENGINE_OLD_FLOOR_MB). */
+export function beforeEngineThread(): void {
+  setInitialOldSpace(ENGINE_OLD_FLOOR_MB);
+}
+
+/** First thing on the engine's thread, synchronously: the helper threads it starts get V8's default floor. */
+export function onEngineThread(): void {
+  setInitialOldSpace(0);
+}
+
 /** The heap of the thread that runs `verb`. */
 export function engineHeap(verb: string): { maxOldGenerationSizeMb: number; maxYoungGenerationSizeMb: number } {
   return verb === 'backup' ? BACKUP_HEAP : ENGINE_HEAP;

@@ -26,7 +26,7 @@ import { isMainThread, parentPort, Worker } from 'node:worker_threads';
 import type { Verb } from './verb.js';
 import type { ThreadMessage } from './prompt.js';
 import { EXIT, report } from './errors.js';
-import { engineHeap, ENGINE_OLD_FLOOR_MB, setInitialOldSpace } from './heap.js';
+import { beforeEngineThread, engineHeap, onEngineThread } from './heap.js';
 import { UsageError } from '../formats/errors.js';
 
 /** A registered verb: how to load it (on demand: the thread that hands a verb to its own thread never loads the engine). */
@@ -155,7 +155,7 @@ const jobModule = isMainThread && entry?.job && !process.argv.includes('--help')
 jobModule?.prepareJob();
 if (isMainThread && entry?.thread && process.env.IEBS_NO_THREAD !== '1') {
   quietOnClosedPipe(false);
-  setInitialOldSpace(ENGINE_OLD_FLOOR_MB);
+  beforeEngineThread();
   // The thread's stdio passes through this one; it is told whether stderr and stdin are terminals.
   const w = new Worker(new URL(import.meta.url), { argv: process.argv.slice(2), workerData: { tty: !!process.stderr.isTTY, stdinTty: !!process.stdin.isTTY, columns: process.stderr.columns }, resourceLimits: engineHeap(verbName) });
   onSignals((sig) => {
@@ -181,7 +181,7 @@ if (isMainThread && entry?.thread && process.env.IEBS_NO_THREAD !== '1') {
   } else {
     // The floor the main thread set was for this thread's heap only (cli/heap.ts). Set
     // back synchronously: no dynamic import runs here before the verb's own.
-    setInitialOldSpace(0);
+    onEngineThread();
     parentPort!.on('message', (m: ThreadMessage) => { if (m.t === 'abort') abort.abort(m.signal); });
     parentPort!.unref();
   }
