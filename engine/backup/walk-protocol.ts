@@ -90,7 +90,7 @@ export function unpackWalkItems(buf: ArrayBuffer): WalkItem[] {
     };
     // A view, as the names are: whatever keeps an entry keeps its batch anyway (the state
     // delta and the index copy the id's bytes).
-    const pathId = bytes.subarray(p + 45, p + 45 + 32);
+    const pathId = new Uint8Array(buf, p + 45, 32);
     const uuid = bytes.toString('latin1', p + 77, p + 77 + 36);
     p += FIXED;
     const rl = dv.getUint32(p);
