@@ -23,6 +23,13 @@ test('drive: no promise until the first wait; sent values and rejections arrive 
   assert.equal(await r, '2 refused');
   function* throws(): Generator<Promise<unknown>, void, unknown> { yield Promise.resolve(); throw new Error('late'); }
   await assert.rejects(Promise.resolve(drive(throws())), /late/);
+  // Many waits in one run (a large file's blocks): each gets its own value, in order.
+  function* many(): Generator<Promise<unknown>, number, unknown> {
+    let sum = 0;
+    for (let i = 1; i <= 10000; i++) sum += (yield Promise.resolve(i)) as number;
+    return sum;
+  }
+  assert.equal(await drive(many()), 50005000);
 });
 
 test('pipeline: steps that finish at once run at once, a waiting one holds the later ones back, a failure stops the rest', async () => {

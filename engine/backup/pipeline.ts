@@ -6,7 +6,7 @@
 import { appendFile } from 'node:fs/promises';
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
-import { IdBloom, scratchError, SortedTable } from '../scratch/sorter.js';
+import { IdBloom, idKey, scratchError, SortedTable } from '../scratch/sorter.js';
 import { type Placement } from '../repo/volumes.js';
 import { parsePlacement, placementValue } from './state.js';
 
@@ -199,10 +199,23 @@ export class Pipeline {
  * so one that never waits costs no promise. For the per-entry steps of a backup, where an
  * async function cost a promise and a microtask for every small file.
  */
-export function drive<R>(g: Generator<Promise<unknown>, R, unknown>, sent?: unknown, failed = false): R | Promise<R> {
-  const r = failed ? g.throw(sent) : g.next(sent);
-  if (r.done) return r.value;
-  return r.value.then((v) => drive(g, v), (e: unknown) => drive(g, e, true));
+export function drive<R>(g: Generator<Promise<unknown>, R, unknown>): R | Promise<R> {
+  const first = g.next();
+  if (first.done) return first.value;
+  // One promise for the rest, however many waits: resuming through a new promise per
+  // wait would chain them all until the end (a block's worth for every block of a file).
+  return new Promise<R>((resolve, reject) => {
+    const on = (r: IteratorResult<Promise<unknown>, R>): void => {
+      if (r.done) resolve(r.value);
+      else r.value.then((v) => resume(() => g.next(v)), (e: unknown) => resume(() => g.throw(e)));
+    };
+    const resume = (step: () => IteratorResult<Promise<unknown>, R>): void => {
+      let r: IteratorResult<Promise<unknown>, R>;
+      try { r = step(); } catch (e) { reject(e); return; }
+      on(r);
+    };
+    on(first);
+  });
 }
 
 /** Bytes of blocks that may be read but not yet written. */
@@ -269,11 +282,6 @@ export class RunBlocks {
   close(): void {
     for (const s of this.spilled) s.table.close();
   }
-}
-
-/** A block id as a map key: its bytes as latin1, read in place (Buffer.from(id) would copy them first). */
-function idKey(id: Uint8Array): string {
-  return Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('latin1');
 }
 
 export function isWriting(p: Placement | Writing): p is Writing {

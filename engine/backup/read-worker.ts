@@ -18,7 +18,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker } from '../chunker.js';
 import { compressBlock, compressBlockNow } from '../codec.js';
 import { hmac, sha384 } from '../crypto/hashes.js';
-import { IdBloom } from '../scratch/sorter.js';
+import { IdBloom, idKey } from '../scratch/sorter.js';
 import { CacheSense, Prefetch } from './prefetch.js';
 import type { ReadEvent, ReaderInit, ToReader, FromReader, FileMeta, ReadFile } from './read-protocol.js';
 import { packEvents, unpackFiles } from './read-protocol.js';
@@ -152,7 +152,7 @@ class Packer {
 
   /** Adds a file's one block; its member event is held. */
   add(f: number, chunk: Uint8Array, digest: Uint8Array, blockId: Uint8Array): void {
-    const key = Buffer.from(blockId.buffer, blockId.byteOffset, blockId.byteLength).toString('latin1');
+    const key = idKey(blockId);
     let start = this.starts.get(key);
     if (start === undefined) {
       start = this.length;

@@ -30,6 +30,7 @@ import type { ObjectRef } from '../../formats/snapshot.js';
 import { random } from '../crypto/crypto.js';
 import type { Storage } from '../storage/storage.js';
 import { readVolumeHeader, type Placement } from '../repo/volumes.js';
+import { writeAll } from '../scratch/sorter.js';
 import type { Snapshot } from '../repo/repo.js';
 
 /**
@@ -238,7 +239,7 @@ export class Journal {
   }
 
   private writeAll(b: Uint8Array): void {
-    try { for (let at = 0; at < b.length;) at += writeSync(this.fd!, b, at, b.length - at); } catch { this.remove(); }
+    try { writeAll(this.fd!, b); } catch { this.remove(); }
   }
 
   /**

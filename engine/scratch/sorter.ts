@@ -79,7 +79,8 @@ class FileWriter {
   close(): void { this.flush(); closeSync(this.fd); }
 }
 
-function writeAll(fd: number, b: Uint8Array): void {
+/** Writes all of `b` at the descriptor's position (a write may take less than asked). */
+export function writeAll(fd: number, b: Uint8Array): void {
   for (let off = 0; off < b.length;) off += writeSync(fd, b, off, b.length - off);
 }
 
@@ -627,6 +628,11 @@ export class SortedTable {
     this.removeOnClose = false;
     this.close();
   }
+}
+
+/** A keyed id as a map key: its bytes as latin1, read in place (Buffer.from(id) would copy them first). */
+export function idKey(id: Uint8Array): string {
+  return Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('latin1');
 }
 
 /**
