@@ -3,11 +3,11 @@
  * (test/s3-server.ts): the conformance suite, on a store with conditional writes and
  * behind the retry wrapper; what a store without them does; a multipart upload killed
  * with SIGKILL; range reads that fetch only their range; the REPO forms open.ts takes
- * and refuses.
+ * and refuses; the SDK loaded only when an S3 repository is first used.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { S3Client, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
@@ -159,6 +159,42 @@ test('s3: a range read fetches its range, not the object', async () => {
     assert.ok(got.bytes <= 512 + 4096 + 1, `${got.bytes} bytes came back for 4609 asked`);
     assert.ok(got.bytes >= 512 + 4096 + 1);
   } finally { await s.close(); }
+});
+
+test('s3: opening a local repository or naming an S3 one loads no AWS SDK; the S3 one loads it on its first operation', () => {
+  // In a process of its own: this one loaded the SDK at its start. The SDK's packages are
+  // CommonJS, so the require cache shows whether any of it was loaded.
+  const script = `
+    import { createRequire } from 'node:module';
+    import { mkdtempSync } from 'node:fs';
+    import { tmpdir } from 'node:os';
+    import { join } from 'node:path';
+    const { openStorage } = await import(${JSON.stringify(new URL('../engine/storage/open.js', import.meta.url).href)});
+    const cache = createRequire(import.meta.url).cache;
+    const sdk = () => Object.keys(cache).some((k) => k.includes('/@aws-sdk/'));
+    const out = {};
+    const local = openStorage(mkdtempSync(join(tmpdir(), 'lazy-')));
+    await local.put('x', 'local');
+    out.local = sdk();
+    const s3 = openStorage('s3://${server.bucket}/lazy${serial++}');
+    out.named = sdk();
+    out.where = s3.where;
+    out.exclusive = typeof s3.createExclusive;
+    await s3.put('x', 'remote');
+    out.used = sdk();
+    out.back = Buffer.from(await s3.get('x')).toString();
+    await s3.close();
+    console.log(JSON.stringify(out));
+  `;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ...server.env }, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.local, false, 'a local repository loaded the AWS SDK');
+  assert.equal(out.named, false, 'naming an S3 repository loaded the AWS SDK');
+  assert.match(out.where, new RegExp(`^s3://${server.bucket}/lazy\\d+$`));
+  assert.equal(out.exclusive, 'function', 'the S3 repository offers its exclusive create before it is loaded');
+  assert.equal(out.used, true, 'its first operation loaded the SDK');
+  assert.equal(out.back, 'remote');
 });
 
 test('s3: REPO forms: s3://BUCKET[/PREFIX] opens, credentials and bad names are refused without being echoed', async () => {

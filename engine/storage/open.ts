@@ -1,9 +1,11 @@
 /**
  * Which backend a REPO argument names (README "Destinations"): a path or a `file:` URL
  * (LocalStorage), `s3://BUCKET[/PREFIX]` (S3Storage, credentials and endpoint from the
- * AWS environment), `rclone:REMOTE:PATH` (RcloneStorage, the remote from rclone's own
- * config), or `iso:PATH[,PATH...]` (IsoStorage: disc images or mounted discs, read-only). Any other scheme, and the `host:path` of scp or borg, is refused with one line
- * that names the supported forms, rather than taken for a local folder.
+ * AWS environment; the SDK is loaded on first use), `rclone:REMOTE:PATH` (RcloneStorage,
+ * the remote from rclone's own config), or `iso:PATH[,PATH...]` (IsoStorage: disc images
+ * or mounted discs, read-only). Any other scheme, and the `host:path` of scp or borg, is
+ * refused with one line that names the supported forms, rather than taken for a local
+ * folder.
  */
 import { UsageError } from '../../formats/errors.js';
 import { IsoStorage, parseIsoPaths } from './iso.js';
@@ -11,7 +13,8 @@ import { LocalStorage } from './local.js';
 import { RcloneStorage } from './rclone.js';
 import { withRetry } from './retry.js';
 import { withRateLimit, type Rates } from './ratelimit.js';
-import { S3Storage, parseS3Url } from './s3.js';
+import { lazyStorage } from './lazy.js';
+import { parseS3Url, s3Where } from './s3-url.js';
 import type { Storage } from './storage.js';
 
 const SUPPORTED = 'a directory path, file:PATH, s3://BUCKET/PREFIX, rclone:REMOTE:PATH or iso:PATH[,PATH...]';
@@ -30,7 +33,11 @@ export function openStorage(repo: string, rates: Rates = {}): Storage {
   if (repo.length === 0) throw new UsageError('bad-repo', 'empty repository path');
   if (repo.startsWith('file://')) return wrap(new LocalStorage(decodeURIComponent(new URL(repo).pathname)));
   if (repo.startsWith('file:')) return wrap(new LocalStorage(repo.slice(5)));
-  if (/^s3:\/\//i.test(repo)) return wrap(new S3Storage(parseS3Url(repo)));
+  if (/^s3:\/\//i.test(repo)) {
+    // The AWS SDK is loaded when the store is first reached (lazy.ts); the URL is checked now.
+    const location = parseS3Url(repo);
+    return wrap(lazyStorage(s3Where(location), async () => new (await import('./s3.js')).S3Storage(location), { createExclusive: true }));
+  }
   if (repo.startsWith('rclone:')) return wrap(new RcloneStorage(repo.slice('rclone:'.length)));
   // Discs are local files: nothing to retry; left unwrapped without limits, so a verb can ask it which discs are missing.
   if (repo.startsWith('iso:')) {

@@ -28,3 +28,8 @@ export function parseS3Url(url: string): S3Location {
   }
   return { bucket, prefix };
 }
+
+/** How messages name an S3 repository: `s3://BUCKET[/PREFIX]`. */
+export function s3Where(location: S3Location): string {
+  return `s3://${location.bucket}${location.prefix ? `/${location.prefix}` : ''}`;
+}

@@ -37,7 +37,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { IebsError } from '../../formats/errors.js';
 import { checkObjectName, storageError, type CreateHint, type ObjectWriter, type Storage, type StorageCode } from './storage.js';
-import type { S3Location } from './s3-url.js';
+import { s3Where, type S3Location } from './s3-url.js';
 
 export { parseS3Url, type S3Location } from './s3-url.js';
 
@@ -143,7 +143,7 @@ export class S3Storage implements Storage {
   private readonly endpoint: string | undefined;
 
   constructor(readonly location: S3Location, options: S3Options = {}) {
-    this.where = `s3://${location.bucket}${location.prefix ? `/${location.prefix}` : ''}`;
+    this.where = s3Where(location);
     this.partSize = Math.max(5 * MiB, options.partSize ?? 5 * MiB);
     this.queueSize = Math.max(1, options.queueSize ?? 2);
     this.pageSize = Math.min(1000, Math.max(1, options.pageSize ?? 1000));
