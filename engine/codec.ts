@@ -82,9 +82,13 @@ function zstdDecompress(input: Uint8Array, size: number): Uint8Array {
   return n === size ? out : out.subarray(0, n);
 }
 
-const lzma = require('@napi-rs/lzma') as {
-  xz: { decompress(b: Uint8Array): Promise<Buffer> };
-};
+/**
+ * The xz and LZ4 bindings are loaded on first use, on each thread: most runs never need
+ * xz, and LZ4 only for a sample of data that looks random. Loading both cost each
+ * process about 15 MiB of resident memory and each thread 15 ms.
+ */
+let lzmaBinding: { xz: { decompress(b: Uint8Array): Promise<Buffer> } } | null = null;
+const lzma = () => (lzmaBinding ??= require('@napi-rs/lzma') as NonNullable<typeof lzmaBinding>);
 
 /**
  * xz at `preset` by the xz program: one .xz stream of one block, LZMA2 alone, CRC64
@@ -105,11 +109,8 @@ function xzProgram(input: Uint8Array, preset: number): Promise<Buffer> {
     child.stdin.end(input);
   });
 }
-const lz4 = require('lz4-napi') as {
-  compressSync(b: Buffer): Buffer;
-  compress(b: Uint8Array): Promise<Buffer>;
-  uncompress(b: Uint8Array): Promise<Buffer>;
-};
+let lz4Binding: { compressSync(b: Buffer): Buffer; compress(b: Uint8Array): Promise<Buffer>; uncompress(b: Uint8Array): Promise<Buffer> } | null = null;
+const lz4 = () => (lz4Binding ??= require('lz4-napi') as NonNullable<typeof lz4Binding>);
 const brotliCompress = promisify(zlib.brotliCompress);
 const brotliDecompress = promisify(zlib.brotliDecompress);
 
@@ -224,7 +225,7 @@ export function looksIncompressible(data: Uint8Array): boolean {
     }
   }
   if (bits < 7.8) return false;
-  return lz4.compressSync(asBuffer(sample)).length - 4 > sample.length * SHRINK;
+  return lz4().compressSync(asBuffer(sample)).length - 4 > sample.length * SHRINK;
 }
 
 /** Bytes the entropy estimate looks at. */
@@ -273,7 +274,7 @@ export async function compressBlock(data: Uint8Array, choice: CodecChoice): Prom
       out = await xzProgram(input, choice.level);
       break;
     case 'lz4':
-      out = await lz4.compress(input);
+      out = await lz4().compress(input);
       break;
     default:
       out = await brotliCompress(input, brotliOptions(choice.level, input.length));
@@ -328,10 +329,10 @@ export async function decompressBlock(codec: number, bytes: Uint8Array, expected
   try {
     switch (codec) {
       case CODEC.xz:
-        out = await lzma.xz.decompress(input);
+        out = await lzma().xz.decompress(input);
         break;
       case CODEC.lz4:
-        out = await lz4.uncompress(input);
+        out = await lz4().uncompress(input);
         break;
       default:
         out = await brotliDecompress(input, { maxOutputLength: Math.max(1, expectedSize) });
