@@ -5,7 +5,7 @@
  * crypto and the codecs; then repo/; then backup/, restore/ and verify); no import
  * loop; and only the files listed below touch the file system through node:fs, each
  * for a stated reason, so repository objects are reached through the storage contract
- * alone.
+ * alone; and the backup's helper threads, as compiled, load neither openpgp nor the AWS SDK.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -145,4 +145,46 @@ test('only the listed files touch the file system through node:fs, and every lis
   assert.deepEqual(unlisted, [], 'a new file reaches the file system: repository objects go through engine/storage/; anything else must say why in FS_ALLOWED');
   const stale = Object.keys(FS_ALLOWED).filter((f) => !users.includes(f));
   assert.deepEqual(stale, [], 'listed but no longer using node:fs: take it off the list');
+});
+
+/**
+ * Modules a helper thread must not load: each is loaded again on every thread that
+ * imports it. The backup's walk and readers only hash (engine/crypto/hashes.ts); openpgp,
+ * through engine/crypto/crypto.ts, cost a thread 17 MiB of resident memory and 36 ms, and
+ * the AWS SDK (engine/storage/s3.ts) more.
+ */
+const HELPER_THREADS = ['engine/backup/walk-worker.ts', 'engine/backup/read-worker.ts'];
+const NOT_ON_HELPERS = ['engine/crypto/crypto.ts', 'engine/storage/s3.ts'];
+
+/**
+ * The modules a compiled file (under dist/) loads when it runs, as project files (.ts,
+ * relative to the root) and bare specifiers: the compiler drops imports of types only.
+ */
+function runtimeImportsOf(file: string): { local: string[]; external: string[] } {
+  const js = file.replace(/\.ts$/, '.js');
+  const text = readFileSync(join(ROOT, 'dist', js), 'utf8');
+  const local: string[] = [];
+  const external: string[] = [];
+  for (const m of text.matchAll(/(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|(?:^|\n)\s*import\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g)) {
+    const spec = m[1] ?? m[2] ?? m[3];
+    if (spec.startsWith('.')) local.push(normalize(join(dirname(file), spec)).replace(/\.js$/, '.ts'));
+    else external.push(spec);
+  }
+  return { local, external };
+}
+
+test('the backup\'s helper threads load neither openpgp nor the AWS SDK', () => {
+  for (const entry of HELPER_THREADS) {
+    const seen = new Set<string>([entry]);
+    const todo = [entry];
+    const external = new Set<string>();
+    while (todo.length) {
+      const f = todo.pop()!;
+      const g = runtimeImportsOf(f);
+      for (const e of g.external) external.add(e);
+      for (const l of g.local) if (!seen.has(l)) { seen.add(l); todo.push(l); }
+    }
+    for (const bad of NOT_ON_HELPERS) assert.ok(!seen.has(bad), `${entry} reaches ${bad}`);
+    assert.deepEqual([...external].filter((e) => e === 'openpgp' || e.startsWith('@aws-sdk/')), [], `${entry} imports them directly`);
+  }
 });

@@ -2,7 +2,7 @@
  * The UUIDs of paths new to a chain (SPEC.md "Resume journal"): derived, not drawn, so
  * that a resumed run gives a file the UUID the interrupted run gave it.
  */
-import { hmac } from '../crypto/crypto.js';
+import { hmac } from '../crypto/hashes.js';
 
 /**
  * The UUID of a path new to the chain: derived from the run's secret, the path's keyed id

@@ -8,7 +8,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { IebsError } from '../../formats/errors.js';
-import { hmac } from '../crypto/crypto.js';
+import { hmac } from '../crypto/hashes.js';
 import { runUuid } from './run-uuid.js';
 import { walk } from './walk.js';
 import { packWalkItems, type FromWalker, type WalkInit, type WalkItem } from './walk-protocol.js';

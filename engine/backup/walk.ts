@@ -9,7 +9,7 @@ import { basename, resolve } from 'node:path';
 import { UsageError } from '../../formats/errors.js';
 import { type EntryKind, type RootMeta } from '../../formats/manifest.js';
 import { HOST_RE } from '../../formats/names.js';
-import { hmac } from '../crypto/crypto.js';
+import { hmac } from '../crypto/hashes.js';
 import { BackupOptions, Warning } from './options.js';
 import { type PathState } from './state.js';
 import type { FileMeta } from './read-protocol.js';
