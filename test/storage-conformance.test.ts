@@ -1,6 +1,7 @@
 /**
- * The storage contract, against every backend there is: a local directory (plain, and
- * behind the retry wrapper) and memory. Then what only a real file system shows: a put
+ * The storage contract, against every backend there is: a local directory (plain, behind
+ * the retry wrapper, and made on first use as an S3 repository is) and memory. A storage
+ * made on first use that fails to load fails every call, and closes. Then what only a real file system shows: a put
  * killed with SIGKILL leaves nothing under its name, and the next run's removeDebris
  * takes what it left; a full and a read-only file system map to `no-space` and
  * `permission`. And the retry wrapper: transient failures retried with backoff, others
@@ -14,6 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LocalStorage } from '../engine/storage/local.js';
 import { MemoryStorage } from '../engine/storage/memory.js';
+import { lazyStorage } from '../engine/storage/lazy.js';
 import { withRetry } from '../engine/storage/retry.js';
 import { listAll, storageError, type Storage } from '../engine/storage/storage.js';
 import { tempDir } from './helpers.js';
@@ -22,6 +24,24 @@ import { rejectsWith, storageConformance } from './storage-conformance.js';
 storageConformance({ label: 'local', make: async () => new LocalStorage(tempDir('conf-local')) });
 storageConformance({ label: 'local with retries', make: async () => withRetry(new LocalStorage(tempDir('conf-retry'))) });
 storageConformance({ label: 'memory', make: async () => new MemoryStorage('memory:test', 100) });
+storageConformance({ label: 'local made on first use', make: async () => { const dir = tempDir('conf-lazy'); return lazyStorage(dir, async () => new LocalStorage(dir), { createExclusive: true }); } });
+
+test('a storage made on first use is made once; one that fails to load fails every call, and closes', async () => {
+  let made = 0;
+  const dir = tempDir('lazy-once');
+  const once = lazyStorage(dir, async () => { made++; return new LocalStorage(dir); }, { createExclusive: true });
+  assert.equal(made, 0, 'nothing is made before the first call');
+  await Promise.all([once.put('a', 'x'), once.put('b', 'y'), once.stat('a')]);
+  assert.deepEqual(await listAll(once, ''), ['a', 'b']);
+  assert.equal(made, 1);
+  await once.close();
+  let tries = 0;
+  const broken = lazyStorage('nowhere', async () => { tries++; throw new Error('cannot load the backend'); }, { createExclusive: true });
+  await assert.rejects(broken.get('a'), /cannot load the backend/);
+  await assert.rejects(broken.createExclusive!('locks/lock', 'x'), /cannot load the backend/);
+  assert.equal(tries, 1, 'the failed load is not tried again');
+  await broken.close();
+});
 
 const LOCAL = fileURLToPath(new URL('../engine/storage/local.js', import.meta.url));
 

@@ -25,7 +25,8 @@ export function lazyStorage(where: string, load: () => Promise<Storage>, has: { 
     list: async function* (prefix) { yield* (await inner()).list(prefix); },
     delete: async (name) => (await inner()).delete(name),
     removeDebris: async (prefix) => (await inner()).removeDebris(prefix),
-    close: async () => { if (made) await (await made).close(); },
+    // A storage that failed to load has nothing to close (its calls reported the failure).
+    close: async () => { await (await made?.catch(() => null))?.close(); },
   };
   if (has.createExclusive) {
     lazy.createExclusive = async (name, data) => {
