@@ -202,11 +202,24 @@ export function chainOf(target: Snapshot, all: Snapshot[]): Snapshot[] {
 
 const READ = 8 * 1024 * 1024;
 
-/** The sha384 of an object of `size` bytes, read in pieces of 8 MiB. */
+/**
+ * The sha384 of an object of `size` bytes, read in pieces of 8 MiB. The next piece is
+ * read while this one is hashed: one after the other, a cold read of a volume and its
+ * hashing (about 1 GiB/s here) added up.
+ */
 export async function hashObject(storage: Storage, name: string, size: number, onBytes: (n: number) => void = () => {}): Promise<Uint8Array> {
   const h = createHash('sha384');
+  const read = (off: number): Promise<Uint8Array> | null => {
+    if (off >= size) return null;
+    const p = storage.getRange(name, off, Math.min(READ, size - off));
+    // Its failure is taken where it is awaited; none goes unhandled if the loop stops first.
+    p.catch(() => {});
+    return p;
+  };
+  let next = read(0);
   for (let off = 0; off < size; off += READ) {
-    const piece = await storage.getRange(name, off, Math.min(READ, size - off));
+    const piece = await next!;
+    next = read(off + READ);
     h.update(piece);
     onBytes(piece.length);
   }
