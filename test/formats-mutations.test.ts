@@ -104,7 +104,10 @@ test('damaged index documents decode or throw a FormatError; sealed again, what 
     const damaged = reseal ? sealIndex(mutateText(text.slice(0, text.indexOf('-- END OF INDEX')), m)) : mutateText(text, m);
     const got: IndexItem[] = [];
     const name = decodesOrFormatError(() => decodeIndex(damaged, 'mut', (it) => got.push(it)), () => show(m));
-    if (!(name instanceof FormatError)) assert.equal(encodeIndex(name, got), damaged);
+    // A flipped bit can turn the version line into an earlier one that still decodes
+    // ("IEBS-INDEX 1" with no packed block): canonical in the version it was read as.
+    const version = damaged.startsWith('IEBS-INDEX 1\n') ? 1 : 2;
+    if (!(name instanceof FormatError)) assert.equal(encodeIndex(name, got, version), damaged);
   }), runs(300));
 });
 
