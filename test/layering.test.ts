@@ -32,15 +32,15 @@ function sources(...folders: string[]): string[] {
 /**
  * The modules a file imports: project files (relative to the root, .ts) and bare specifiers
  * as written. A `new URL('./x.js', import.meta.url)` is a module too (a worker's); a URL of a
- * folder or a data file (the page's files) is not.
+ * folder or a data file (the page's files) is not. `text` is the file's source unless given
+ * (its compiled JavaScript, where imports of types only are gone).
  */
-function importsOf(file: string): { local: string[]; external: string[] } {
-  const text = readFileSync(join(ROOT, file), 'utf8');
+function importsOf(file: string, text = readFileSync(join(ROOT, file), 'utf8')): { local: string[]; external: string[] } {
   const local: string[] = [];
   const external: string[] = [];
-  const re = /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|new URL\(\s*['"](\.[^'"]+\.js)['"],\s*import\.meta\.url\)/g;
+  const re = /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|(?:^|\n)\s*import\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|new URL\(\s*['"](\.[^'"]+\.js)['"],\s*import\.meta\.url\)/g;
   for (let m; (m = re.exec(text));) {
-    const spec = m[1] ?? m[2] ?? m[3];
+    const spec = m[1] ?? m[2] ?? m[3] ?? m[4];
     if (spec.startsWith('.')) local.push(normalize(join(dirname(file), spec)).replace(/\.js$/, '.ts'));
     else external.push(spec);
   }
@@ -156,23 +156,6 @@ test('only the listed files touch the file system through node:fs, and every lis
 const HELPER_THREADS = ['engine/backup/walk-worker.ts', 'engine/backup/read-worker.ts'];
 const NOT_ON_HELPERS = ['engine/crypto/crypto.ts', 'engine/storage/s3.ts'];
 
-/**
- * The modules a compiled file (under dist/) loads when it runs, as project files (.ts,
- * relative to the root) and bare specifiers: the compiler drops imports of types only.
- */
-function runtimeImportsOf(file: string): { local: string[]; external: string[] } {
-  const js = file.replace(/\.ts$/, '.js');
-  const text = readFileSync(join(ROOT, 'dist', js), 'utf8');
-  const local: string[] = [];
-  const external: string[] = [];
-  for (const m of text.matchAll(/(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|(?:^|\n)\s*import\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g)) {
-    const spec = m[1] ?? m[2] ?? m[3];
-    if (spec.startsWith('.')) local.push(normalize(join(dirname(file), spec)).replace(/\.js$/, '.ts'));
-    else external.push(spec);
-  }
-  return { local, external };
-}
-
 test('the backup\'s helper threads load neither openpgp nor the AWS SDK', () => {
   for (const entry of HELPER_THREADS) {
     const seen = new Set<string>([entry]);
@@ -180,7 +163,7 @@ test('the backup\'s helper threads load neither openpgp nor the AWS SDK', () => 
     const external = new Set<string>();
     while (todo.length) {
       const f = todo.pop()!;
-      const g = runtimeImportsOf(f);
+      const g = importsOf(f, readFileSync(join(ROOT, 'dist', f.replace(/\.ts$/, '.js')), 'utf8'));
       for (const e of g.external) external.add(e);
       for (const l of g.local) if (!seen.has(l)) { seen.add(l); todo.push(l); }
     }
