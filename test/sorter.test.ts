@@ -140,6 +140,27 @@ test('the id Bloom filter has no false negatives and few false positives', () =>
   assert.ok(false_ < 300, `${false_} false positives in 10000`);
 });
 
+test("the id Bloom filter's bits are an id's first seven big-endian words, and each one counts", () => {
+  const b = new IdBloom(1000);
+  const bits = b.words.length * 32;
+  for (let n = 0; n < 200; n++) {
+    const id = randomBytes(32);
+    const dv = new DataView(id.buffer, id.byteOffset, id.byteLength);
+    const want = new Set(Array.from({ length: 7 }, (_, i) => dv.getUint32(i * 4) % bits));
+    const one = new IdBloom(0, new Uint32Array(b.words.length));
+    one.add(id);
+    const set = [];
+    for (let bit = 0; bit < bits; bit++) if (one.words[bit >>> 5] & (1 << (bit & 31))) set.push(bit);
+    assert.deepEqual(set, [...want].sort((x, y) => x - y));
+    // Clearing any one of its bits makes the filter say no.
+    for (const bit of want) {
+      const w = new Uint32Array(one.words);
+      w[bit >>> 5] &= ~(1 << (bit & 31));
+      assert.equal(IdBloom.of(w).has(id), false);
+    }
+  }
+});
+
 test('a bitset remembers exactly what was set', () => {
   const s = new Bitset(1000);
   for (let i = 0; i < 1000; i += 7) s.set(i);
