@@ -13,11 +13,8 @@ import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, type KeyObject
 import * as openpgp from 'openpgp';
 import { AuthError, FormatError, KeyError, IebsError } from '../../formats/errors.js';
 import { Readable } from 'node:stream';
-import { createDeflate } from 'node:zlib';
+import { deflatePieces } from './deflate.js';
 import { decodeEnvelopeHeader, encodeEnvelopeHeader, concatBytes, ENVELOPE_HEADER, TAG_LENGTH } from '../../formats/envelope.js';
-
-/** Bytes of compressed data per piece of the OpenPGP streams iebs writes (manifests). */
-const PGP_PIECE = 256 * 1024;
 
 /** OpenPGP settings that keep every message readable by GnuPG 2.2. */
 export const PGP_CONFIG: Partial<openpgp.Config> = {
@@ -145,7 +142,11 @@ export async function pgpOpenStream(source: AsyncIterable<Uint8Array>, decryptio
  * as a stream, in bounded memory. openpgp.js would compress through Node's
  * CompressionStream, which takes its whole input before it yields much output (a
  * manifest of a million files was held whole); so the compressed packet's body is made
- * here with node:zlib, which waits for its reader, and openpgp.js only encrypts it.
+ * here, in pieces compressed side by side on libuv's pool (deflate.ts), and openpgp.js
+ * only encrypts it. A piece's output (about 300 KiB of a manifest's 1 MiB) becomes the
+ * message's partial packets: with node:zlib's 16 KiB chunks, a reader's chain of streams
+ * took the 6.9 MB manifest of the bench corpus in 700 pieces, and decrypted it about a
+ * fifth slower.
  */
 export async function pgpSealStream(source: AsyncIterable<Uint8Array>, recipients: openpgp.PublicKey[], signer: openpgp.PrivateKey): Promise<ReadableStream<Uint8Array>> {
   const message = await openpgp.createMessage({ binary: pullStream(source), format: 'binary' });
@@ -154,10 +155,7 @@ export async function pgpSealStream(source: AsyncIterable<Uint8Array>, recipient
   const signed = await sign.call(message, [signer], [], null, [], new Date(), [], [], [], { ...openpgp.config, ...PGP_CONFIG });
   const compressed = new openpgp.CompressedDataPacket() as unknown as { algorithm: number; compressed: unknown };
   compressed.algorithm = openpgp.enums.compression.zlib;
-  // Output in pieces of 256 KiB, which become the message's partial packets: with zlib's
-  // 16 KiB, a reader's chain of streams took the 6.9 MB manifest of the bench corpus in
-  // 700 pieces, and decrypted it about a fifth slower.
-  compressed.compressed = pullStream(Readable.fromWeb(signed.packets.write() as never).pipe(createDeflate({ chunkSize: PGP_PIECE })));
+  compressed.compressed = pullStream(deflatePieces(Readable.fromWeb(signed.packets.write() as never)));
   const list = new openpgp.PacketList();
   list.push(compressed as unknown as openpgp.CompressedDataPacket);
   const uncompressed = { ...PGP_CONFIG, preferredCompressionAlgorithm: openpgp.enums.compression.uncompressed };
