@@ -17,7 +17,7 @@ import { basename, join, resolve } from 'node:path';
 import { AuthError, IebsError, UsageError, FormatError, KeyError, LockedError, NotFoundError } from '../../formats/errors.js';
 import { encodeDeletion, encodeManifestHeader, type FileRecord, checkPath } from '../../formats/manifest.js';
 import { SYSTEM_RE, snapshotName, LAYOUT } from '../../formats/names.js';
-import { type SnapshotRecord, type SnapshotCounts } from '../../formats/snapshot.js';
+import { type ObjectRef, type SnapshotRecord, type SnapshotCounts } from '../../formats/snapshot.js';
 import { hmac } from '../crypto/crypto.js';
 import { DEFAULT_SIZES, type ChunkerParams } from '../chunker.js';
 import { skipByExtension, DEFAULT_CODEC } from '../codec.js';
@@ -344,8 +344,11 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     const vols = await volumes!.finish();
     counts.stored = vols.reduce((a, v) => a + v.size, 0);
     const header = encodeManifestHeader({ snapshot: name, time, host, full: c.type === 'increment' ? c.chain[0].record.name : undefined, parent, root: snapshotRoot(o.sources), volumes: vols });
-    const manifestRef = await writeManifest(storage, key, name, header, records.read());
-    const indexRef = await writeIndex(storage, key, name, index.read(), c.codec, o.limits?.indexPiece);
+    // Side by side: the manifest is compressed on libuv's pool while this thread seals the
+    // index. Both settle before a failure goes on, so the cleanup below never races a write.
+    const written = await Promise.allSettled([writeManifest(storage, key, name, header, records.read()), writeIndex(storage, key, name, index.read(), c.codec, o.limits?.indexPiece)]);
+    for (const r of written) if (r.status === 'rejected') throw r.reason;
+    const [manifestRef, indexRef] = written.map((r) => (r as PromiseFulfilledResult<ObjectRef>).value);
     const record: SnapshotRecord = {
       name, system: c.system, host, sources: c.sources, type: c.type, time, sequence: c.head ? c.head.record.sequence + 1 : 0,
       chain: c.type === 'full' ? name : c.chain[0].record.name, parent, manifest: manifestRef, index: indexRef, volumes: vols, counts,
