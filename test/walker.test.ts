@@ -13,7 +13,7 @@ import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UsageError } from '../formats/errors.js';
 import { hmac } from '../engine/crypto/crypto.js';
-import { packWalkItems, unpackWalkItems, type WalkItem } from '../engine/backup/walk-protocol.js';
+import { packWalkItems, unpackWalkItems, WalkPacker, type WalkItem } from '../engine/backup/walk-protocol.js';
 import { runUuid } from '../engine/backup/run-uuid.js';
 import { walk } from '../engine/backup/walk.js';
 import { Walker } from '../engine/backup/walker.js';
@@ -36,6 +36,28 @@ test('walk items come back as they went: every byte of a name, the edges of each
   // A buffer cut anywhere inside an item is refused, never read past.
   const whole = packWalkItems(items);
   for (const cut of [1, 10, 60, whole.byteLength - 1]) assert.throws(() => unpackWalkItems(whole.slice(0, cut)), /runs past|unknown kind/);
+});
+
+test('a packer used batch after batch: each batch holds its own items, whole, and an item larger than the packer grows it', () => {
+  const item = (i: number, nameBytes: number): WalkItem => i % 5 === 4
+    ? { warning: { code: 'vanished', path: `p${i}`, message: 'vanished before it was read' } }
+    : { kind: 'file', rel: Buffer.alloc(nameBytes, 0x61 + (i % 26)), abs: Buffer.concat([Buffer.from('/s/'), Buffer.alloc(nameBytes, 0x61 + (i % 26))]), pathId: new Uint8Array(randomBytes(32)), uuid: '550e8400-e29b-41d4-a716-44665544' + String(i).padStart(4, '0'), st: { size: BigInt(i), mtimeNs: BigInt(i) * 1000n, ctimeNs: 7n, ino: BigInt(i + 1), mode: 0o100600n, uid: 1n, gid: 2n } };
+  const packer = new WalkPacker(512);
+  const batches: { items: WalkItem[]; buf: ArrayBuffer }[] = [];
+  let items: WalkItem[] = [];
+  for (let i = 0; i < 60; i++) {
+    const it = item(i, i === 30 ? 5000 : 1 + ((i * 37) % 90));
+    packer.add(it);
+    items.push(it);
+    assert.equal(packer.count, items.length);
+    if (i % 7 === 6) { batches.push({ items, buf: packer.take() }); items = []; assert.equal(packer.bytes, 0); }
+  }
+  batches.push({ items, buf: packer.take() });
+  // Each batch as taken, though the packer went on (and grew) after it.
+  for (const b of batches) {
+    assert.deepEqual(plain(unpackWalkItems(b.buf)), plain(b.items));
+    assert.equal(Buffer.from(b.buf).equals(Buffer.from(packWalkItems(b.items))), true);
+  }
 });
 
 test('the UUID of a new path is SPEC.md\'s: HMAC-SHA256(run secret, kind || 0x00 || path id), its first 16 bytes as a version 4 UUID', () => {

@@ -33,35 +33,72 @@ export type FromWalker = { t: 'items'; buf: ArrayBuffer } | { t: 'end' } | { t: 
 
 const FIXED = 1 + 8 + 8 + 8 + 8 + 4 + 4 + 4 + 32 + 36;
 
-/** Packs items into one buffer (to be transferred). */
-export function packWalkItems(items: WalkItem[]): ArrayBuffer {
-  const warnings = new Map<WalkItem, Buffer>();
-  let size = 0;
-  for (const it of items) {
-    if ('warning' in it) { const w = Buffer.from(JSON.stringify(it.warning), 'utf8'); warnings.set(it, w); size += 5 + w.length; } else size += FIXED + 8 + it.rel.length + it.abs.length;
+/**
+ * Packs items one at a time, as the walk makes them, into a buffer it keeps: an item's
+ * objects (its stat, names and ids) die as soon as it is packed, young, instead of
+ * waiting for their batch to fill (on a million files they outlived the walk thread's
+ * young generation, and 750 bytes an entry were promoted and collected in full).
+ */
+export class WalkPacker {
+  private ab: ArrayBuffer;
+  private buf: Buffer;
+  private dv: DataView;
+  private at = 0;
+  /** Items packed since the last `take`. */
+  count = 0;
+  constructor(capacity: number) {
+    this.ab = new ArrayBuffer(capacity);
+    this.buf = Buffer.from(this.ab);
+    this.dv = new DataView(this.ab);
   }
-  const out = new ArrayBuffer(size);
-  const dv = new DataView(out);
-  const bytes = Buffer.from(out);
-  let p = 0;
-  for (const it of items) {
+  /** Bytes packed since the last `take`. */
+  get bytes(): number { return this.at; }
+  private ensure(n: number): void {
+    if (this.at + n <= this.buf.length) return;
+    const grown = new ArrayBuffer(Math.max(2 * this.ab.byteLength, this.at + n));
+    new Uint8Array(grown).set(this.buf.subarray(0, this.at));
+    this.ab = grown;
+    this.buf = Buffer.from(grown);
+    this.dv = new DataView(grown);
+  }
+  add(it: WalkItem): void {
+    const p = this.at;
     if ('warning' in it) {
-      const w = warnings.get(it)!;
-      dv.setUint8(p, 3); dv.setUint32(p + 1, w.length); bytes.set(w, p + 5);
-      p += 5 + w.length;
-      continue;
+      const w = Buffer.from(JSON.stringify(it.warning), 'utf8');
+      this.ensure(5 + w.length);
+      this.dv.setUint8(p, 3); this.dv.setUint32(p + 1, w.length); this.buf.set(w, p + 5);
+      this.at += 5 + w.length;
+      this.count++;
+      return;
     }
+    this.ensure(FIXED + 8 + it.rel.length + it.abs.length);
+    const { dv, buf } = this;
     const st = it.st;
     dv.setUint8(p, ENTRY_KINDS.indexOf(it.kind));
     dv.setBigUint64(p + 1, st.size); dv.setBigInt64(p + 9, st.mtimeNs); dv.setBigInt64(p + 17, st.ctimeNs); dv.setBigUint64(p + 25, st.ino);
     dv.setUint32(p + 33, Number(st.mode)); dv.setUint32(p + 37, Number(st.uid)); dv.setUint32(p + 41, Number(st.gid));
-    bytes.set(it.pathId, p + 45);
-    bytes.write(it.uuid, p + 77, 36, 'latin1');
-    p += FIXED;
-    dv.setUint32(p, it.rel.length); bytes.set(it.rel, p + 4); p += 4 + it.rel.length;
-    dv.setUint32(p, it.abs.length); bytes.set(it.abs, p + 4); p += 4 + it.abs.length;
+    buf.set(it.pathId, p + 45);
+    buf.write(it.uuid, p + 77, 36, 'latin1');
+    let q = p + FIXED;
+    dv.setUint32(q, it.rel.length); buf.set(it.rel, q + 4); q += 4 + it.rel.length;
+    dv.setUint32(q, it.abs.length); buf.set(it.abs, q + 4); q += 4 + it.abs.length;
+    this.at = q;
+    this.count++;
   }
-  return out;
+  /** What is packed, as a buffer of its own to transfer; the packer starts over in its own. */
+  take(): ArrayBuffer {
+    const out = this.ab.slice(0, this.at);
+    this.at = 0;
+    this.count = 0;
+    return out;
+  }
+}
+
+/** Packs items into one buffer (to be transferred). */
+export function packWalkItems(items: WalkItem[]): ArrayBuffer {
+  const p = new WalkPacker(4096);
+  for (const it of items) p.add(it);
+  return p.take();
 }
 
 /** The items of a packed buffer; names are views into it. */

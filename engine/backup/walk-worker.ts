@@ -11,11 +11,11 @@ import { IebsError } from '../../formats/errors.js';
 import { hmac } from '../crypto/hashes.js';
 import { runUuid } from './run-uuid.js';
 import { walk } from './walk.js';
-import { packWalkItems, type FromWalker, type WalkInit, type WalkItem } from './walk-protocol.js';
+import { WalkPacker, type FromWalker, type WalkInit } from './walk-protocol.js';
 
 const init = workerData as WalkInit;
 const port = parentPort!;
-/** Items a batch holds, or bytes of names. */
+/** Items a batch holds, or bytes packed. */
 const BATCH_ITEMS = 256;
 const BATCH_BYTES = 256 * 1024;
 /** Batches posted and not yet taken. */
@@ -31,28 +31,21 @@ function post(m: FromWalker, transfer: ArrayBuffer[] = []): void {
 
 function run(): void {
   const re = (p: { source: string; flags: string }[] | undefined) => p?.map((x) => new RegExp(x.source, x.flags));
-  const warnings: WalkItem[] = [];
   const o = { sources: init.sources, include: re(init.include), exclude: re(init.exclude) };
-  let batch: WalkItem[] = [];
-  let bytes = 0;
+  const packer = new WalkPacker(BATCH_BYTES + 64 * 1024);
   const send = () => {
     for (let seen = Atomics.load(taken, 0); posted - seen >= AHEAD; seen = Atomics.load(taken, 0)) Atomics.wait(taken, 0, seen);
-    const buf = packWalkItems(batch);
-    batch = []; bytes = 0;
+    const buf = packer.take();
     posted++;
     post({ t: 'items', buf }, [buf]);
   };
-  for (const e of walk(init.sources, o, (w) => warnings.push({ warning: w }))) {
-    // Warnings go out in their place: before the entry that followed them.
-    if (warnings.length) { batch.push(...warnings); warnings.length = 0; }
+  // A warning is packed when it is made: before the entry that follows it.
+  for (const e of walk(init.sources, o, (w) => packer.add({ warning: w }))) {
     const pathId = hmac(init.pathIdKey, e.rel);
-    // A literal of fixed shape: a spread of the entry cost about 2 µs an entry more.
-    batch.push({ rel: e.rel, abs: e.abs, st: e.st, kind: e.kind, pathId, uuid: runUuid(init.uuids, pathId, e.kind) });
-    bytes += e.rel.length + e.abs.length;
-    if (batch.length >= BATCH_ITEMS || bytes >= BATCH_BYTES) send();
+    packer.add({ rel: e.rel, abs: e.abs, st: e.st, kind: e.kind, pathId, uuid: runUuid(init.uuids, pathId, e.kind) });
+    if (packer.count >= BATCH_ITEMS || packer.bytes >= BATCH_BYTES) send();
   }
-  batch.push(...warnings);
-  if (batch.length) send();
+  if (packer.count) send();
   post({ t: 'end' });
 }
 
