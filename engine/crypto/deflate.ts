@@ -53,18 +53,28 @@ function deflatePiece(input: Buffer, dictionary: Buffer | undefined, last: boole
  */
 export async function* deflatePieces(source: AsyncIterable<Uint8Array>, piece = PIECE): AsyncGenerator<Uint8Array> {
   yield HEADER;
-  const queue: Promise<Buffer>[] = [];
+  const queue: { out: Promise<Buffer>; input: Buffer }[] = [];
+  // Input buffers back from their pieces, to fill again: zlib copies a dictionary when a
+  // piece starts, and is done with a piece's input when its output is back. (A manifest of
+  // a million files is 460 pieces; each a new buffer kept garbage waiting for collection.)
+  const free: Buffer[] = [];
   let adler = 1;
   let prev: Buffer | undefined;
-  let cur = Buffer.allocUnsafe(piece);
+  let cur: Buffer = Buffer.allocUnsafe(piece);
   let fill = 0;
   const launch = (last: boolean) => {
     const input = cur.subarray(0, fill);
     adler = adler32(adler, input);
-    queue.push(deflatePiece(input, prev && prev.subarray(Math.max(0, prev.length - WINDOW)), last));
+    queue.push({ out: deflatePiece(input, prev && prev.subarray(Math.max(0, prev.length - WINDOW)), last), input: cur });
     prev = input;
-    cur = Buffer.allocUnsafe(piece);
+    cur = free.pop() ?? Buffer.allocUnsafe(piece);
     fill = 0;
+  };
+  const next = async () => {
+    const { out, input } = queue.shift()!;
+    const done = await out;
+    free.push(input);
+    return done;
   };
   for await (const chunk of source) {
     for (let at = 0; at < chunk.length;) {
@@ -74,12 +84,12 @@ export async function* deflatePieces(source: AsyncIterable<Uint8Array>, piece = 
       at += n;
       if (fill === piece) {
         launch(false);
-        if (queue.length >= AHEAD) yield await queue.shift()!;
+        if (queue.length >= AHEAD) yield await next();
       }
     }
   }
   launch(true);
-  while (queue.length) yield await queue.shift()!;
+  while (queue.length) yield await next();
   const trailer = new Uint8Array(4);
   new DataView(trailer.buffer).setUint32(0, adler);
   yield trailer;
