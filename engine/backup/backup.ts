@@ -329,6 +329,10 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     }
     dropPack(w);
     await pipe.drain();
+    // Every file is read: the walk's and the readers' threads go now, not after the
+    // manifest and index are written, which is when a large backup peaks.
+    await walker.close();
+    await readers?.close();
     interrupted(o.signal);
     for (const [pathId, f] of c.state.unseen()) {
       counts.deleted++;
