@@ -102,7 +102,7 @@ test('the walk thread hands over what the walk gives, in order, with ids, UUIDs 
     const got: unknown[] = [];
     let batches = 0;
     try {
-      for (let b = await walker.next(); b; b = await walker.next()) { batches++; got.push(...b); }
+      for (let b = await walker.next(); b; b = await walker.next()) { batches++; got.push(...unpackWalkItems(b)); }
     } finally { await walker.close(); }
     assert.ok(batches >= 3, `${batches} batches for ${want.length} items (256 a batch)`);
     assert.deepEqual(plain(got), plain(want));

@@ -36,10 +36,11 @@ import { VolumeSet, MIN_VOLUME_SIZE, type Placement } from '../repo/volumes.js';
 import { discsFor } from '../disc/plan.js';
 import { defaultSystem, hostName, roots, sameMeta, snapshotRoot, sourcesId, walk } from './walk.js';
 import { Walker } from './walker.js';
+import { walkItemAt, type IdEntry } from './walk-protocol.js';
 import { IN_FLIGHT, Pipeline, RunBlocks, Spool, drive } from './pipeline.js';
 import { BackupOptions, BackupResult, Progress, Warning, interrupted } from './options.js';
 import { FileWriter, RunContext, Task, addIndexItem, dropPack, finishEntry, takeFile } from './file-steps.js';
-import { Readers } from './batches.js';
+import { Readers, type Slot } from './batches.js';
 import { ChainState, StateDelta } from './state.js';
 import { StateCache } from './cache.js';
 import { ReaderPool } from './readers.js';
@@ -204,6 +205,17 @@ function suggestName(sources: string[]): string {
 
 /** Entries submitted ahead of the one being stored. */
 const LOOKAHEAD = 1024;
+
+/** An entry waiting for its turn: where it is in the walk's batch, and what the walk decided for it. */
+interface Waiting {
+  batch: ArrayBuffer;
+  at: number;
+  uuid: string;
+  status: Task['status'];
+  replaces: string | undefined;
+  slot: Slot | undefined;
+}
+
 async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunContext): Promise<BackupResult> {
   const resume = c.journal?.resume ?? null;
   const host = hostName();
@@ -249,14 +261,21 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   const w: FileWriter = { key, c, o, volumes: volumes!, pipe, newBlocks: new RunBlocks(c.tmp, o.limits?.blocksInMemory), records, index, warn, progress, journal, pack: null };
 
   const readers = o.dryRun ? null : new Readers(new ReaderPool(o.readers ?? helperThreads(), { blockIdKey: key.blockIdKey, params: c.params, codec: c.codec, bloom: c.state.blockBloom.words }, o.limits?.readerCredit), o.pack ?? true);
-  // Entries to store wait here in walk order while their files are read ahead.
-  const tasks: Task[] = [];
+  // Entries to store wait here in walk order while their files are read ahead: as their
+  // place in the walk's batch, not as objects (which lived long enough to be promoted).
+  const tasks: Waiting[] = [];
   let head = 0;
   // Stores an entry; synchronous (no promise) unless it must wait (pipeline.ts `drive`).
-  function* taking(t: Task): Generator<Promise<unknown>, void, unknown> {
+  function* taking(waiting: Waiting): Generator<Promise<unknown>, void, unknown> {
     interrupted(o.signal);
     if (!pipe.hasRoom()) yield pipe.room();
-    const { e, rec, path } = t;
+    const e = walkItemAt(waiting.batch, waiting.at).item as IdEntry;
+    const path = e.rel.toString('utf8');
+    const rec: FileRecord = {
+      uuid: waiting.uuid, path: e.rel, size: e.kind === 'file' ? Number(e.st.size) : 0, mtimeNs: e.st.mtimeNs, uid: Number(e.st.uid), gid: Number(e.st.gid),
+      blockSize: e.kind === 'file' ? c.params.avg : 0, kind: e.kind, mode: Number(e.st.mode & 0o7777n), blocks: [],
+    };
+    const t: Task = { e, pathId: e.pathId, rec, path, status: waiting.status, replaces: waiting.replaces, slot: waiting.slot };
     if (t.replaces) { const old = t.replaces; pipe.after(() => records.append(encodeDeletion(old))); }
     if (e.kind === 'symlink') {
       try { rec.target = (yield readlink(e.abs, { encoding: 'buffer' })) as Buffer; } catch (cause) {
@@ -274,14 +293,16 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     counts[t.status]++; counts.files++; counts.bytes += rec.size;
     o.onProgress?.(progress);
   }
-  const take = (t: Task): Promise<void> | void => drive(taking(t));
+  const take = (t: Waiting): Promise<void> | void => drive(taking(t));
 
   let walker: Walker | null = null;
   try {
     if (resume) await carryOver(w, resume, journal);
     journal?.open();
     walker = new Walker(o.sources, o, key.pathIdKey, journalHead.uuids);
-    for (let batch = await walker.next(); batch; batch = await walker.next()) for (const e of batch) {
+    for (let batch = await walker.next(); batch; batch = await walker.next()) for (let at = 0, next = 0; at < batch.byteLength; at = next) {
+      const { item: e, next: after } = walkItemAt(batch, at);
+      next = after;
       if ('warning' in e) { warn(e.warning); continue; }
       interrupted(o.signal);
       checkPath(e.rel, 'source path');
@@ -306,12 +327,8 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
       // A path keeps its UUID while it keeps its kind; a path that changed kind is a
       // deletion of the old entry and a new one.
       const uuid = prev && prev.kind === e.kind ? prev.uuid : e.uuid;
-      const rec: FileRecord = {
-        uuid, path: e.rel, size, mtimeNs: e.st.mtimeNs, uid: Number(e.st.uid), gid: Number(e.st.gid),
-        blockSize: e.kind === 'file' ? c.params.avg : 0, kind: e.kind, mode: Number(e.st.mode & 0o7777n), blocks: [],
-      };
       tasks.push({
-        e, pathId, rec, path, status, replaces: prev && prev.kind !== e.kind ? prev.uuid : undefined,
+        batch, at, uuid, status, replaces: prev && prev.kind !== e.kind ? prev.uuid : undefined,
         slot: e.kind === 'file' ? readers!.add({ abs: e.abs.toString('latin1'), skip: skipByExtension(path) }, size, c.params.min) : undefined,
       });
       while (tasks.length - head > LOOKAHEAD) {

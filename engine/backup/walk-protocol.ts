@@ -101,44 +101,54 @@ export function packWalkItems(items: WalkItem[]): ArrayBuffer {
   return p.take();
 }
 
-/** The items of a packed buffer; names are views into it. */
-export function unpackWalkItems(buf: ArrayBuffer): WalkItem[] {
+/**
+ * The item of a packed buffer that starts at `at`, and where the next one starts; its
+ * names and path id are views into the buffer. Entries waiting for their turn keep their
+ * buffer and place, not the item: made again when their turn comes, its objects die young.
+ */
+export function walkItemAt(buf: ArrayBuffer, at: number): { item: WalkItem; next: number } {
   const dv = new DataView(buf);
   const bytes = Buffer.from(buf);
-  const out: WalkItem[] = [];
   const need = (p: number, n: number) => { if (p + n > buf.byteLength) throw new Error('a packed walk item runs past its buffer'); };
-  for (let p = 0; p < buf.byteLength;) {
-    need(p, 1);
-    const k = dv.getUint8(p);
-    if (k === 3) {
-      need(p, 5);
-      const n = dv.getUint32(p + 1);
-      need(p + 5, n);
-      out.push({ warning: JSON.parse(bytes.toString('utf8', p + 5, p + 5 + n)) as Warning });
-      p += 5 + n;
-      continue;
-    }
-    const kind = ENTRY_KINDS[k];
-    if (!kind) throw new Error(`a packed walk item of unknown kind ${k}`);
-    need(p, FIXED + 4);
-    const st = {
-      size: dv.getBigUint64(p + 1), mtimeNs: dv.getBigInt64(p + 9), ctimeNs: dv.getBigInt64(p + 17), ino: dv.getBigUint64(p + 25),
-      mode: BigInt(dv.getUint32(p + 33)), uid: BigInt(dv.getUint32(p + 37)), gid: BigInt(dv.getUint32(p + 41)),
-    };
-    // A view, as the names are: whatever keeps an entry keeps its batch anyway (the state
-    // delta and the index copy the id's bytes).
-    const pathId = new Uint8Array(buf, p + 45, 32);
-    const uuid = bytes.toString('latin1', p + 77, p + 77 + 36);
-    p += FIXED;
-    const rl = dv.getUint32(p);
-    need(p + 4, rl + 4);
-    const rel = bytes.subarray(p + 4, p + 4 + rl);
-    p += 4 + rl;
-    const al = dv.getUint32(p);
-    need(p + 4, al);
-    const abs = bytes.subarray(p + 4, p + 4 + al);
-    p += 4 + al;
-    out.push({ kind, st, pathId, uuid, rel, abs });
+  let p = at;
+  need(p, 1);
+  const k = dv.getUint8(p);
+  if (k === 3) {
+    need(p, 5);
+    const n = dv.getUint32(p + 1);
+    need(p + 5, n);
+    return { item: { warning: JSON.parse(bytes.toString('utf8', p + 5, p + 5 + n)) as Warning }, next: p + 5 + n };
+  }
+  const kind = ENTRY_KINDS[k];
+  if (!kind) throw new Error(`a packed walk item of unknown kind ${k}`);
+  need(p, FIXED + 4);
+  const st = {
+    size: dv.getBigUint64(p + 1), mtimeNs: dv.getBigInt64(p + 9), ctimeNs: dv.getBigInt64(p + 17), ino: dv.getBigUint64(p + 25),
+    mode: BigInt(dv.getUint32(p + 33)), uid: BigInt(dv.getUint32(p + 37)), gid: BigInt(dv.getUint32(p + 41)),
+  };
+  // A view, as the names are: whatever keeps an entry keeps its batch anyway (the state
+  // delta and the index copy the id's bytes).
+  const pathId = new Uint8Array(buf, p + 45, 32);
+  const uuid = bytes.toString('latin1', p + 77, p + 77 + 36);
+  p += FIXED;
+  const rl = dv.getUint32(p);
+  need(p + 4, rl + 4);
+  const rel = bytes.subarray(p + 4, p + 4 + rl);
+  p += 4 + rl;
+  const al = dv.getUint32(p);
+  need(p + 4, al);
+  const abs = bytes.subarray(p + 4, p + 4 + al);
+  p += 4 + al;
+  return { item: { kind, st, pathId, uuid, rel, abs }, next: p };
+}
+
+/** The items of a packed buffer. */
+export function unpackWalkItems(buf: ArrayBuffer): WalkItem[] {
+  const out: WalkItem[] = [];
+  for (let at = 0; at < buf.byteLength;) {
+    const { item, next } = walkItemAt(buf, at);
+    out.push(item);
+    at = next;
   }
   return out;
 }

@@ -6,7 +6,7 @@ import { Worker } from 'node:worker_threads';
 import { IebsError, UsageError, type ErrorCode } from '../../formats/errors.js';
 import type { BackupOptions } from './options.js';
 import { roots } from './walk.js';
-import { unpackWalkItems, type FromWalker, type WalkInit, type WalkItem } from './walk-protocol.js';
+import { type FromWalker, type WalkInit } from './walk-protocol.js';
 
 /** The walk thread's heap: it keeps nothing but the batch it fills, so a small young generation only collects sooner. */
 const WALK_HEAP = { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 };
@@ -18,8 +18,8 @@ const WALK_HEAP = { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 };
  */
 export class Walker {
   private readonly worker: Worker;
-  /** Batches arrived and not taken; null is the end. */
-  private readonly queue: (WalkItem[] | null)[] = [];
+  /** Batches arrived and not taken, packed (walk-protocol.ts `walkItemAt` reads them); null is the end. */
+  private readonly queue: (ArrayBuffer | null)[] = [];
   private failure: Error | null = null;
   private ended = false;
   private waiter: (() => void) | null = null;
@@ -31,7 +31,7 @@ export class Walker {
     const init: WalkInit = { sources, include: re(o.include), exclude: re(o.exclude), pathIdKey, uuids, taken: this.taken.buffer as SharedArrayBuffer };
     this.worker = new Worker(new URL('./walk-worker.js', import.meta.url), { workerData: init, resourceLimits: WALK_HEAP });
     this.worker.on('message', (m: FromWalker) => {
-      if (m.t === 'items') this.queue.push(unpackWalkItems(m.buf));
+      if (m.t === 'items') this.queue.push(m.buf);
       else if (m.t === 'end') { this.ended = true; this.queue.push(null); } else this.fail(m.name === 'UsageError' ? new UsageError(m.code as ErrorCode, m.message) : new IebsError(m.code as ErrorCode, m.message));
       this.wake();
     });
@@ -50,8 +50,8 @@ export class Walker {
     w?.();
   }
 
-  /** The next batch, or null after the last. */
-  async next(): Promise<WalkItem[] | null> {
+  /** The next batch, packed, or null after the last. */
+  async next(): Promise<ArrayBuffer | null> {
     while (this.queue.length === 0) {
       if (this.failure) throw this.failure;
       await new Promise<void>((r) => (this.waiter = r));
