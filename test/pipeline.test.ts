@@ -74,3 +74,32 @@ test('spool: text across batches, one longer than a batch, and appends not waite
   for await (const chunk of spool.read()) read += chunk.toString('latin1');
   assert.equal(read, expect);
 });
+
+test('spool: a full batch is written while the next fills; the caller waits only while the batch before it is still being written', async () => {
+  const path = join(tempDir('spool-ahead'), 'index');
+  const spool = new Spool(path);
+  const line = 'y'.repeat(1023) + '\n';
+  const batch = (1 << 20) / line.length;
+  let expect = '';
+  const add = () => { expect += line; return spool.append(line); };
+  for (let i = 0; i < batch; i++) assert.equal(add(), undefined);
+  // The first batch is full: its write starts, and nothing is written before it.
+  assert.equal(add(), undefined);
+  for (let i = 1; i < batch; i++) assert.equal(add(), undefined);
+  // The second is full while the first is still being written (no write ends synchronously).
+  const wait = add();
+  assert.ok(wait instanceof Promise);
+  await wait;
+  await spool.flush();
+  assert.equal(readFileSync(path, 'latin1'), expect);
+});
+
+test('spool: a write that fails while nobody waits for it fails the next append and the flush, with the scratch error', async () => {
+  // The spool's folder does not exist: its first write fails with ENOENT.
+  const spool = new Spool(join(tempDir('spool-gone'), 'missing', 'records'));
+  const line = 'z'.repeat(1023) + '\n';
+  for (let i = 0; i <= (1 << 20) / line.length; i++) assert.equal(spool.append(line), undefined);
+  await assert.rejects(spool.flush(), /ENOENT/);
+  assert.throws(() => spool.append(line), /ENOENT/);
+  await assert.rejects(spool.flush(), /ENOENT/);
+});

@@ -17,7 +17,10 @@ const SPOOL_BATCH = 1 << 20;
  * Text appended to a temporary file in batches of about 1 MiB, so manifest records and
  * index lines never accumulate in memory. The text (ASCII) is copied into a buffer as it
  * comes: strings kept until the batch was written outlived the young generation, and the
- * garbage collector copied each of them twice.
+ * garbage collector copied each of them twice. One batch may be written while the next
+ * fills: a caller waits only when a batch is full and the one before it is still being
+ * written (waiting for every write held the pipeline's steps back for about 10 ms each,
+ * behind the other work of libuv's pool, while entries piled up behind them).
  */
 export class Spool {
   private buf: Buffer | null = null;
@@ -25,10 +28,15 @@ export class Spool {
   private written = false;
   /** The last write, which every later one follows. */
   private tail: Promise<void> | null = null;
+  /** Writes started and not finished. */
+  private writing = 0;
+  /** The first write that failed: every later append and flush throws it. */
+  private failure: unknown = null;
   constructor(readonly path: string) {}
 
-  /** Adds text; returns a promise (to wait on) only when a batch goes to the file. */
+  /** Adds text; returns a promise (to wait on) only when a batch is full while the one before it is still being written. */
   append(text: string): Promise<void> | undefined {
+    if (this.failure) throw this.failure;
     this.buf ??= Buffer.allocUnsafeSlow(SPOOL_BATCH);
     if (this.length + text.length <= this.buf.length) {
       this.length += this.buf.write(text, this.length, 'latin1');
@@ -36,15 +44,17 @@ export class Spool {
     }
     // Writes go out in the order they are started, so text added before this one's
     // batch was written still follows it.
-    const p = this.flush();
+    const before = this.writing > 0 ? this.tail : null;
+    void this.flush();
     if (text.length > SPOOL_BATCH) return this.write(Buffer.from(text, 'latin1'));
     this.buf = Buffer.allocUnsafeSlow(SPOOL_BATCH);
     this.length = this.buf.write(text, 0, 'latin1');
-    return p;
+    return before ?? undefined;
   }
 
   /** Writes what was gathered; resolves once every write so far is done. */
   flush(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
     if (this.length === 0) return this.tail ?? Promise.resolve();
     const batch = this.buf!.subarray(0, this.length);
     // The batch is the write's now: the next text goes into a buffer of its own.
@@ -55,11 +65,21 @@ export class Spool {
 
   private write(bytes: Uint8Array): Promise<void> {
     const before = this.tail;
+    this.writing++;
     const p = (async () => {
-      if (before) await before;
-      try { await appendFile(this.path, bytes); } catch (e) { throw scratchError(e, this.path); }
-      this.written = true;
+      try {
+        if (before) await before;
+        try { await appendFile(this.path, bytes); } catch (e) { throw scratchError(e, this.path); }
+        this.written = true;
+      } catch (e) {
+        this.failure ??= e;
+        throw e;
+      } finally {
+        this.writing--;
+      }
     })();
+    // A write nobody waits for may fail: the failure is kept and thrown by the next append or flush.
+    p.catch(() => {});
     this.tail = p;
     return p;
   }
