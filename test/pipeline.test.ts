@@ -1,13 +1,16 @@
 /**
  * The backup pipeline's bookkeeping (engine/backup/pipeline.ts): steps run in order,
  * synchronously while none waits; the spools keep every byte in order across batches;
- * `drive` runs a coroutine without a promise until it must wait.
+ * `drive` runs a coroutine without a promise until it must wait; the run's table of
+ * blocks gives back every place and holder it was given, in memory and after a spill.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Pipeline, Spool, drive } from '../engine/backup/pipeline.js';
+import { randomBytes } from 'node:crypto';
+import { PlaceTable, Pipeline, RunBlocks, Spool, drive, type Writing } from '../engine/backup/pipeline.js';
+import type { Placement } from '../engine/repo/volumes.js';
 import { tempDir } from './helpers.js';
 
 test('drive: no promise until the first wait; sent values and rejections arrive at the yield', async () => {
@@ -102,4 +105,78 @@ test('spool: a write that fails while nobody waits for it fails the next append 
   await assert.rejects(spool.flush(), /ENOENT/);
   assert.throws(() => spool.append(line), /ENOENT/);
   await assert.rejects(spool.flush(), /ENOENT/);
+});
+
+/** Ids to store: random, and some that share their first four bytes (one probe sequence). */
+function someIds(n: number): Uint8Array[] {
+  const ids: Uint8Array[] = [];
+  for (let i = 0; i < n; i++) ids.push(new Uint8Array(randomBytes(32)));
+  const head = randomBytes(4);
+  for (let i = 0; i < 40; i++) { const id = new Uint8Array(randomBytes(32)); id.set(head); ids.push(id); }
+  return ids;
+}
+
+/** A place for block i: runs of blocks share a pack's entry (with starts), others have entries of their own, across two volumes. */
+function placeFor(i: number): Placement {
+  const volume = i < 2000 ? 'v_0001' : 'v_0002';
+  if (i % 7 < 4) return { volume, dataOffset: 5 * 2 ** 32 + i * 512, length: 4096, entry: `pack-${Math.floor(i / 7)}`, start: (i % 7) * 100 };
+  return { volume, dataOffset: i * 1024, length: 1000 + i, entry: `block-${i}` };
+}
+
+test('place table: every place and holder comes back by id, through growth and ids that share their first bytes; unknown ids are absent', () => {
+  const table = new PlaceTable(16);
+  const ids = someIds(5000);
+  const holders = new Map<number, Writing>();
+  ids.forEach((id, i) => {
+    if (i % 3 === 0) { const h: Writing = { placement: null }; holders.set(i, h); table.pending(id, h); }
+    // A view into a larger buffer, as ids arrive from the readers.
+    if (i % 3 !== 2) { const big = new Uint8Array(64); big.set(id, 16); table.settle(big.subarray(16, 48), placeFor(i)); holders.delete(i); }
+  });
+  ids.forEach((id, i) => {
+    const got = table.get(id);
+    if (holders.has(i)) assert.equal(got, holders.get(i));
+    else if (i % 3 === 2) assert.equal(got, undefined);
+    else assert.deepEqual(got, placeFor(i));
+  });
+  assert.equal(table.settled, ids.filter((_, i) => i % 3 !== 2).length);
+  for (let k = 0; k < 100; k++) assert.equal(table.get(new Uint8Array(randomBytes(32))), undefined);
+  assert.throws(() => table.get(new Uint8Array(31)), /31 bytes/);
+});
+
+test('place table: a drain hands over the settled places in the order of their ids and keeps the holders', () => {
+  const table = new PlaceTable(8);
+  const ids = someIds(3000);
+  const holders: Writing[] = [];
+  ids.forEach((id, i) => {
+    if (i % 5 === 0) { const h: Writing = { placement: null }; holders.push(h); table.pending(id, h); } else table.settle(id, placeFor(i));
+  });
+  const out: { id: Buffer; p: Placement }[] = [];
+  table.drain((id, p) => out.push({ id: Buffer.from(id), p }));
+  const settled = ids.map((id, i) => ({ id: Buffer.from(id), i })).filter(({ i }) => i % 5 !== 0).sort((a, b) => Buffer.compare(a.id, b.id));
+  assert.equal(out.length, settled.length);
+  out.forEach((o, k) => { assert.deepEqual(o.id, settled[k].id); assert.deepEqual(o.p, placeFor(settled[k].i)); });
+  assert.equal(table.settled, 0);
+  ids.forEach((id, i) => { if (i % 5 !== 0) assert.equal(table.get(id), undefined); });
+  ids.filter((_, i) => i % 5 === 0).forEach((id, k) => assert.equal(table.get(id), holders[k]));
+  // A holder settled after the drain is a place again.
+  table.settle(ids[0], placeFor(0));
+  assert.deepEqual(table.get(ids[0]), placeFor(0));
+  assert.equal(table.settled, 1);
+});
+
+test('run blocks: places spilled to tables on disk come back as they were given, holders stay in memory', () => {
+  const dir = tempDir('run-blocks');
+  const blocks = new RunBlocks(dir, 500);
+  const ids = someIds(3000);
+  const holders = new Map<number, Writing>();
+  ids.forEach((id, i) => {
+    if (i % 11 === 0) { const h: Writing = { placement: null }; holders.set(i, h); blocks.pending(id, h); } else blocks.settle(id, placeFor(i));
+  });
+  try {
+    ids.forEach((id, i) => {
+      if (holders.has(i)) assert.equal(blocks.get(id), holders.get(i));
+      else assert.deepEqual(blocks.get(id), placeFor(i));
+    });
+    assert.equal(blocks.get(new Uint8Array(randomBytes(32))), undefined);
+  } finally { blocks.close(); }
 });
