@@ -2,7 +2,10 @@
  * The keyed and plain digests of blocks and paths (SPEC.md "Keys": block-id, path-id).
  * One-shot `crypto.hash` calls, without a Hash or Hmac object per digest: these run once
  * or twice for every file and block, and the objects cost more than the hashing of a
- * short input.
+ * short input. Digests come back as latin1 ('binary') strings, byte for byte, and are
+ * copied into Node's buffer pool: a digest returned as a buffer is an ArrayBuffer of its
+ * own, allocated outside the heap and swept at every scavenge, which took twice the time
+ * of a short input's hashing (about 0.7 µs against 0.35 for a 50-byte path here).
  */
 import { hash } from 'node:crypto';
 
@@ -26,6 +29,12 @@ function padsOf(key: Uint8Array): Pads {
   return p;
 }
 
+/** A digest's latin1 string as bytes: a view into Node's buffer pool, as a plain Uint8Array. */
+function bytesOf(digest: string): Uint8Array {
+  const b = Buffer.from(digest, 'latin1');
+  return new Uint8Array(b.buffer, b.byteOffset, b.length);
+}
+
 /** HMAC-SHA256. */
 export function hmac(key: Uint8Array, data: Uint8Array): Uint8Array {
   const p = padsOf(key);
@@ -35,13 +44,11 @@ export function hmac(key: Uint8Array, data: Uint8Array): Uint8Array {
     p.inner = grown;
   }
   p.inner.set(data, BLOCK);
-  p.outer.set(hash('sha256', p.inner.subarray(0, BLOCK + data.length), 'buffer'), BLOCK);
-  const out = hash('sha256', p.outer, 'buffer');
-  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+  p.outer.write(hash('sha256', p.inner.subarray(0, BLOCK + data.length), 'binary'), BLOCK, 'latin1');
+  return bytesOf(hash('sha256', p.outer, 'binary'));
 }
 
 /** sha384 of bytes. */
 export function sha384(data: Uint8Array | string): Uint8Array {
-  const out = hash('sha384', data, 'buffer');
-  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+  return bytesOf(hash('sha384', data, 'binary'));
 }
