@@ -103,14 +103,19 @@ export function* walk(sources: string[], o: Pick<BackupOptions, 'include' | 'exc
   const included = (rel: Buffer) => !o.include?.length || matches(o.include, rel);
 
   function* dir(abs: Buffer, rel: Buffer): Generator<WalkEntry, boolean> {
-    let names: Buffer[];
-    try { names = readdirSync(abs, { encoding: 'buffer' }); } catch (cause) {
+    // Names as latin1 strings, byte for byte: a Buffer each was an ArrayBuffer each,
+    // allocated outside the heap and swept at every scavenge; copied from a string they
+    // come from Node's buffer pool. Their code units are their bytes, so they sort as
+    // their bytes do.
+    let names: string[];
+    try { names = readdirSync(abs, { encoding: 'latin1' }); } catch (cause) {
       warn({ code: 'unreadable', path: rel.toString('utf8') || '.', message: `cannot list directory (${(cause as NodeJS.ErrnoException).code ?? 'error'})` });
       return false;
     }
-    names.sort(Buffer.compare);
+    names.sort();
     let any = false;
-    for (const name of names) {
+    for (const text of names) {
+      const name = Buffer.from(text, 'latin1');
       const cabs = Buffer.concat([abs, SEP, name]);
       const crel = rel.length ? Buffer.concat([rel, SEP, name]) : name;
       let st: BigIntStats;
