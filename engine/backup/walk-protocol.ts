@@ -101,27 +101,33 @@ export function packWalkItems(items: WalkItem[]): ArrayBuffer {
   return p.take();
 }
 
+/** The views of the last buffer read: entries of one batch are read one after another, twice each. */
+let viewed: { buf: ArrayBuffer; dv: DataView; bytes: Buffer } | null = null;
+
+function need(buf: ArrayBuffer, p: number, n: number): void {
+  if (p + n > buf.byteLength) throw new Error('a packed walk item runs past its buffer');
+}
+
 /**
  * The item of a packed buffer that starts at `at`, and where the next one starts; its
  * names and path id are views into the buffer. Entries waiting for their turn keep their
  * buffer and place, not the item: made again when their turn comes, its objects die young.
  */
 export function walkItemAt(buf: ArrayBuffer, at: number): { item: WalkItem; next: number } {
-  const dv = new DataView(buf);
-  const bytes = Buffer.from(buf);
-  const need = (p: number, n: number) => { if (p + n > buf.byteLength) throw new Error('a packed walk item runs past its buffer'); };
+  if (viewed?.buf !== buf) viewed = { buf, dv: new DataView(buf), bytes: Buffer.from(buf) };
+  const { dv, bytes } = viewed;
   let p = at;
-  need(p, 1);
+  need(buf, p, 1);
   const k = dv.getUint8(p);
   if (k === 3) {
-    need(p, 5);
+    need(buf, p, 5);
     const n = dv.getUint32(p + 1);
-    need(p + 5, n);
+    need(buf, p + 5, n);
     return { item: { warning: JSON.parse(bytes.toString('utf8', p + 5, p + 5 + n)) as Warning }, next: p + 5 + n };
   }
   const kind = ENTRY_KINDS[k];
   if (!kind) throw new Error(`a packed walk item of unknown kind ${k}`);
-  need(p, FIXED + 4);
+  need(buf, p, FIXED + 4);
   const st = {
     size: dv.getBigUint64(p + 1), mtimeNs: dv.getBigInt64(p + 9), ctimeNs: dv.getBigInt64(p + 17), ino: dv.getBigUint64(p + 25),
     mode: BigInt(dv.getUint32(p + 33)), uid: BigInt(dv.getUint32(p + 37)), gid: BigInt(dv.getUint32(p + 41)),
@@ -132,11 +138,11 @@ export function walkItemAt(buf: ArrayBuffer, at: number): { item: WalkItem; next
   const uuid = bytes.toString('latin1', p + 77, p + 77 + 36);
   p += FIXED;
   const rl = dv.getUint32(p);
-  need(p + 4, rl + 4);
+  need(buf, p + 4, rl + 4);
   const rel = bytes.subarray(p + 4, p + 4 + rl);
   p += 4 + rl;
   const al = dv.getUint32(p);
-  need(p + 4, al);
+  need(buf, p + 4, al);
   const abs = bytes.subarray(p + 4, p + 4 + al);
   p += 4 + al;
   return { item: { kind, st, pathId, uuid, rel, abs }, next: p };
