@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { packEvents, packFiles, unpackEvents, unpackFiles } from '../engine/backup/read-protocol.js';
+import { packEvents, packFiles, unpackEvents, unpackFiles, type ReadFile } from '../engine/backup/read-protocol.js';
 import type { ReadEvent } from '../engine/backup/read-protocol.js';
 
 const events: ReadEvent[] = [
@@ -67,11 +67,15 @@ test('a cut or unknown packed buffer is refused', () => {
   assert.throws(() => packEvents([{ ...(events[0] as Extract<ReadEvent, { t: 'block' }>), digest: new Uint8Array(32) }]), /wrong length/);
 });
 
-test('a job\'s paths of any bytes but NUL come back byte for byte, with their flags', () => {
+test('a job\'s paths of any bytes but NUL come back byte for byte, with their flags and what the walk saw', () => {
   const names = [Buffer.from('/a/b c'), Buffer.from('/tmp/\n\t"\'\\'), Buffer.from([0x2f, 0x80, 0xff, 0xfe, 0x41]), Buffer.from('/x/日本.txt'), Buffer.from('/')];
-  const files = names.map((n, i) => ({ abs: n.toString('latin1'), skip: i % 2 === 1 }));
+  const files: ReadFile[] = names.map((n, i) => ({ abs: n.toString('latin1'), skip: i % 2 === 1 }));
+  files[1].seen = { size: 5n, mtimeNs: 1_796_608_238_849_337_189n, ctimeNs: -3n };
+  files[2].seen = { size: 2n ** 62n, mtimeNs: 0n, ctimeNs: 1n };
   const back = unpackFiles(packFiles(files));
   assert.deepEqual(back, files);
   back.forEach((f, i) => assert.ok(Buffer.from(f.abs, 'latin1').equals(names[i])));
-  assert.throws(() => unpackFiles({ paths: 'a\0b', skip: '1' }), /2 paths and 1 flags/);
+  assert.throws(() => unpackFiles({ paths: 'a\0b', flags: '1', seen: new BigInt64Array(6) }), /2 paths, 1 flags and 6 numbers/);
+  assert.throws(() => unpackFiles({ paths: 'a\0b', flags: '11', seen: new BigInt64Array(3) }), /2 paths, 2 flags and 3 numbers/);
+  assert.throws(() => unpackFiles({ paths: 'a', flags: '4', seen: new BigInt64Array(3) }), /file flag 4/);
 });

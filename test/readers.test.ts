@@ -7,7 +7,7 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { backup } from '../engine/backup/backup.js';
 import { restore } from '../engine/restore/restore.js';
@@ -182,6 +182,56 @@ test('blocks cut while the main thread waits for them come uncompressed (codec -
     assert.ok(waited.includes(-1), `codecs when the main thread waited: ${waited}`);
     const polled = await codecs(false);
     assert.deepEqual(polled, polled.map(() => 1), `codecs when it never waited: ${polled}`);
+  } finally {
+    await pool.close();
+  }
+});
+
+test('a file that changed between the walk and its reading (what the walk saw is stale) is read as it is now, without a warning, packed or alone', { timeout: 60_000 }, async () => {
+  const dir = tempDir('readers-stale');
+  const same = join(dir, 'same.txt');
+  const grew = join(dir, 'grew.txt');
+  const shrank = join(dir, 'shrank.txt');
+  writeFileSync(same, 'unchanged since the walk\n');
+  writeFileSync(grew, 'small when walked\n');
+  writeFileSync(shrank, seededBytes('readers-shrank', 300 * 1024));
+  const seenOf = (p: string) => { const st = lstatSync(p, { bigint: true }); return { size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs }; };
+  const walked = [same, grew, shrank].map(seenOf);
+  // After the walk: one file grows past a small file's size, another becomes small.
+  writeFileSync(grew, seededBytes('readers-grew', 200 * 1024));
+  writeFileSync(shrank, 'small now\n');
+  const key = new Uint8Array(32).fill(7);
+  const params = chunkParams(key);
+  const pool = new ReaderPool(1, { blockIdKey: key, params, codec: DEFAULT_CODEC, bloom: new IdBloom(0).words });
+  try {
+    const latin1 = (p: string) => Buffer.from(p).toString('latin1');
+    // The stale file comes first in its job: a file the read-ahead opened is checked by its own fstat.
+    for (const pack of [false, true]) for (const order of [[grew, same], [shrank, same]]) {
+      const files = order.map((p) => ({ abs: latin1(p), skip: true, seen: walked[[same, grew, shrank].indexOf(p)] }));
+      const job = pool.submit(files, 600 * 1024, pack);
+      const data: Buffer[][] = [[], []];
+      let packBytes: Buffer | null = null;
+      const ends: { f: number; size: bigint; ctimeNs: bigint }[] = [];
+      const warned: string[] = [];
+      while (ends.length < 2) {
+        const ev = await job.next();
+        job.taken(ev);
+        if (ev.t === 'block') data[ev.f].push(Buffer.from(ev.bytes));
+        else if (ev.t === 'pack') { assert.equal(ev.codec, 0, 'skip: stored as read'); packBytes = Buffer.from(ev.bytes); }
+        else if (ev.t === 'member') data[ev.f].push(packBytes!.subarray(ev.start, ev.start + ev.size));
+        else if (ev.t === 'end') ends.push({ f: ev.f, size: ev.meta.size, ctimeNs: ev.meta.ctimeNs });
+        // A pass taken back: its blocks are void (the main thread drops them).
+        else if (ev.t === 'torn' && !ev.last) data[ev.f] = [];
+        else warned.push(`${ev.f} ${ev.t}`);
+      }
+      const label = `pack ${pack}, ${order.map((p) => p.slice(dir.length + 1)).join(' ')}`;
+      assert.deepEqual(warned, [], label);
+      order.forEach((p, f) => {
+        const now = lstatSync(p, { bigint: true });
+        assert.deepEqual(ends[f], { f, size: now.size, ctimeNs: now.ctimeNs }, `${label}: file ${f}`);
+        assert.ok(Buffer.concat(data[f]).equals(readFileSync(p)), `${label}: file ${f}, the bytes as they are now`);
+      });
+    }
   } finally {
     await pool.close();
   }

@@ -329,7 +329,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
       const uuid = prev && prev.kind === e.kind ? prev.uuid : e.uuid;
       tasks.push({
         batch, at, uuid, status, replaces: prev && prev.kind !== e.kind ? prev.uuid : undefined,
-        slot: e.kind === 'file' ? readers!.add({ abs: e.abs.toString('latin1'), skip: skipByExtension(path) }, size, c.params.min) : undefined,
+        slot: e.kind === 'file' ? readers!.add({ abs: e.abs.toString('latin1'), skip: skipByExtension(path), seen: e.st }, size, c.params.min) : undefined,
       });
       while (tasks.length - head > LOOKAHEAD) {
         const t = tasks[head];

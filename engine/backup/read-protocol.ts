@@ -48,12 +48,15 @@ export type ReadEvent =
   | { t: 'torn'; f: number; last: boolean }
   | { t: 'fail'; f: number; vanished: boolean; message: string };
 
+/** What the walk's lstat saw of a file: what its reader's first pass is checked against. */
+export interface WalkSeen { size: bigint; mtimeNs: bigint; ctimeNs: bigint }
+
 /**
  * A file for a reader: its path as a latin1 string (byte for byte: a string crosses to
- * the thread without copying the pool slab a small Buffer lives in), and whether its
- * name says it is compressed already.
+ * the thread without copying the pool slab a small Buffer lives in), whether its name
+ * says it is compressed already, and what the walk saw of it, if it was walked.
  */
-export interface ReadFile { abs: string; skip: boolean }
+export interface ReadFile { abs: string; skip: boolean; seen?: WalkSeen }
 
 /** What every reader thread starts with. */
 export interface ReaderInit {
@@ -74,19 +77,33 @@ export type ToReader = { t: 'job'; id: number; files: PackedFiles; pack: boolean
 export type FromReader = { t: 'events'; id: number; events: PackedEvents; done: boolean } | { t: 'crash'; message: string };
 
 
-/** A job's files as they cross: their paths (latin1) joined by NUL, which no name holds, and a '1' or '0' each for `skip`. */
-export interface PackedFiles { paths: string; skip: string }
+/**
+ * A job's files as they cross: their paths (latin1) joined by NUL, which no name holds;
+ * for each, `0` or `1` for `skip`, or `2` or `3` for the same with `seen`; and the size,
+ * mtime and ctime `seen` (three numbers each, zero for a file without).
+ */
+export interface PackedFiles { paths: string; flags: string; seen: BigInt64Array }
 
 export function packFiles(files: ReadFile[]): PackedFiles {
-  let skip = '';
-  for (const f of files) skip += f.skip ? '1' : '0';
-  return { paths: files.map((f) => f.abs).join('\0'), skip };
+  let flags = '';
+  const seen = new BigInt64Array(3 * files.length);
+  files.forEach((f, i) => {
+    flags += String((f.skip ? 1 : 0) + (f.seen ? 2 : 0));
+    if (f.seen) { seen[3 * i] = f.seen.size; seen[3 * i + 1] = f.seen.mtimeNs; seen[3 * i + 2] = f.seen.ctimeNs; }
+  });
+  return { paths: files.map((f) => f.abs).join('\0'), flags, seen };
 }
 
 export function unpackFiles(p: PackedFiles): ReadFile[] {
   const paths = p.paths.split('\0');
-  if (paths.length !== p.skip.length) throw new Error(`a job of ${paths.length} paths and ${p.skip.length} flags`);
-  return paths.map((abs, i) => ({ abs, skip: p.skip[i] === '1' }));
+  if (paths.length !== p.flags.length || p.seen.length !== 3 * paths.length) throw new Error(`a job of ${paths.length} paths, ${p.flags.length} flags and ${p.seen.length} numbers`);
+  return paths.map((abs, i) => {
+    const flag = p.flags.charCodeAt(i) - 48;
+    if (flag < 0 || flag > 3) throw new Error(`a job's file flag ${p.flags[i]}`);
+    const f: ReadFile = { abs, skip: (flag & 1) === 1 };
+    if (flag & 2) f.seen = { size: p.seen[3 * i], mtimeNs: p.seen[3 * i + 1], ctimeNs: p.seen[3 * i + 2] };
+    return f;
+  });
 }
 
 const DIGEST = 48;

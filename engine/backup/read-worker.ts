@@ -20,7 +20,7 @@ import { compressBlock, compressBlockNow } from '../codec.js';
 import { hmac, sha384 } from '../crypto/hashes.js';
 import { IdBloom, idKey } from '../scratch/sorter.js';
 import { CacheSense, Prefetch } from './prefetch.js';
-import type { ReadEvent, ReaderInit, ToReader, FromReader, FileMeta, ReadFile } from './read-protocol.js';
+import type { ReadEvent, ReaderInit, ToReader, FromReader, FileMeta, ReadFile, WalkSeen } from './read-protocol.js';
 import { packEvents, unpackFiles } from './read-protocol.js';
 
 const init = workerData as ReaderInit;
@@ -113,7 +113,7 @@ async function emit(id: number, ev: ReadEvent | Promise<ReadEvent>, raw: number)
 
 const meta = (st: BigIntStats): FileMeta => ({ size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, mode: st.mode });
 
-function steady(before: BigIntStats, after: BigIntStats, read: number): boolean {
+function steady(before: WalkSeen, after: BigIntStats, read: number): boolean {
   return before.size === after.size && before.mtimeNs === after.mtimeNs && before.ctimeNs === after.ctimeNs && BigInt(read) === after.size;
 }
 
@@ -121,7 +121,7 @@ async function job(j: Job): Promise<void> {
   const packer = j.pack ? new Packer() : null;
   for (let f = 0; f < j.files.length; f++) {
     warm(j, f);
-    await file(j.id, f, j.files[f].abs, j.files[f].skip, packer);
+    await file(j.id, f, j.files[f], packer);
   }
   if (packer) await flushPack(j.id, packer);
   await send(j.id, 0, true);
@@ -240,8 +240,13 @@ const TORN_TRIES = 3;
  * Reads one file. A file that changed while it was read is read again, up to TORN_TRIES
  * passes; if the last pass changed too it is reported (`torn`, last) and then stored as
  * that pass read it, with its ctime recorded as 0 so that the next backup reads it again.
+ * The first pass over a file the walk saw, opened here, is checked against what the
+ * walk's lstat saw instead of an fstat of its own (an fstat with nanosecond times is a
+ * BigInt stats object, and two of them a file were a quarter of this thread's garbage);
+ * a file that changed since the walk gets one more pass, checked against an fstat.
  */
-async function file(id: number, f: number, path: string, skip: boolean, packer: Packer | null): Promise<void> {
+async function file(id: number, f: number, rf: ReadFile, packer: Packer | null): Promise<void> {
+  const { abs: path, skip, seen } = rf;
   // While the file is one of a pack's (small when it was opened), its events are held
   // with the pack; otherwise they go out at once.
   let packing = packer !== null;
@@ -262,16 +267,24 @@ async function file(id: number, f: number, path: string, skip: boolean, packer: 
     if (failed) return out(failed, 0);
   }
   let mark = packer?.mark();
+  // A descriptor the read-ahead opened is checked for a deletion since: by its own fstat.
+  const walked = seen && fd !== early ? seen : null;
+  const passes = walked ? TORN_TRIES + 1 : TORN_TRIES;
   try {
-    for (let attempt = 0; attempt < TORN_TRIES; attempt++) {
-      let before = fstatSync(fd, { bigint: true });
-      if (attempt === 0 && fd === early && before.nlink === 0n) {
-        // Deleted (or renamed over) since the read-ahead opened it: what is there now counts.
-        ahead.release(fd);
-        fd = -1;
-        const failed = opened();
-        if (failed) return out(failed, 0);
-        before = fstatSync(fd, { bigint: true });
+    for (let attempt = 0; attempt < passes; attempt++) {
+      let before: WalkSeen;
+      if (attempt === 0 && walked) before = walked;
+      else {
+        let st = fstatSync(fd, { bigint: true });
+        if (attempt === 0 && fd === early && st.nlink === 0n) {
+          // Deleted (or renamed over) since the read-ahead opened it: what is there now counts.
+          ahead.release(fd);
+          fd = -1;
+          const failed = opened();
+          if (failed) return out(failed, 0);
+          st = fstatSync(fd, { bigint: true });
+        }
+        before = st;
       }
       const small = before.size <= BigInt(init.params.min);
       if (packer) {
@@ -328,7 +341,7 @@ async function file(id: number, f: number, path: string, skip: boolean, packer: 
       }
       const after = fstatSync(fd, { bigint: true });
       if (steady(before, after, at)) return out({ t: 'end', f, meta: meta(after), read: at }, 0);
-      const last = attempt === TORN_TRIES - 1;
+      const last = attempt === passes - 1;
       // A pack's reading that tore is taken back here: nothing of it went out.
       if (packing && !last) { packer!.rollback(mark!); continue; }
       await out({ t: 'torn', f, last }, 0);
