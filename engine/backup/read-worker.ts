@@ -89,7 +89,8 @@ async function send(id: number, keep: number, done: boolean): Promise<void> {
   const now = out.slice(0, Math.max(0, out.length - keep));
   if (now.length === 0 && !done) return;
   out = out.slice(now.length);
-  const events = await Promise.all(now);
+  // Promise.all makes a promise and a closure for every element: only when one is a promise.
+  const events = now.some((e) => e instanceof Promise) ? await Promise.all(now) : (now as ReadEvent[]);
   let raw = 0;
   let bytes = 0;
   for (const ev of events) {
@@ -104,11 +105,14 @@ async function send(id: number, keep: number, done: boolean): Promise<void> {
   post({ t: 'events', id, events: packed, done }, [packed.buf, ...packed.blobs.map((b) => b.buffer as ArrayBuffer)]);
 }
 
-/** Queues an event of job `id`; `raw` is the block's plain size (0 for the others). */
-async function emit(id: number, ev: ReadEvent | Promise<ReadEvent>, raw: number): Promise<void> {
+/**
+ * Queues an event of job `id`; `raw` is the block's plain size (0 for the others). A
+ * promise only when the queue is sent (an async function was a promise for every event).
+ */
+function emit(id: number, ev: ReadEvent | Promise<ReadEvent>, raw: number): Promise<void> | undefined {
   out.push(ev);
   outBytes += raw;
-  if (out.length >= SEND_EVENTS || outBytes >= SEND_BYTES) await send(id, AHEAD, false);
+  return out.length >= SEND_EVENTS || outBytes >= SEND_BYTES ? send(id, AHEAD, false) : undefined;
 }
 
 const meta = (st: BigIntStats): FileMeta => ({ size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, mode: st.mode });
@@ -202,7 +206,10 @@ async function flushPack(id: number, p: Packer): Promise<void> {
     held.splice(p.first, 0, { ev: compressedEvent({ t: 'pack' as const, f, size: p.length }, Buffer.concat(p.chunks, p.length)), raw: p.length });
   }
   p.chunks = []; p.length = 0; p.starts.clear(); p.held = []; p.first = -1; p.members = 0;
-  for (const h of held) await emit(id, h.ev, h.raw);
+  for (const h of held) {
+    const p = emit(id, h.ev, h.raw);
+    if (p) await p;
+  }
 }
 
 /**
@@ -296,7 +303,8 @@ async function file(id: number, f: number, rf: ReadFile, packer: Packer | null):
       chunker.reset();
       let index = 0;
       let offset = 0;
-      const block = async (chunk: Uint8Array) => {
+      // A promise only when its event must wait (the queue is sent).
+      const block = (chunk: Uint8Array): Promise<void> | void => {
         const digest = sha384(chunk);
         const blockId = hmac(init.blockIdKey, digest);
         const base = { t: 'block' as const, f, index: index++, offset, size: chunk.length, digest, blockId };
@@ -322,7 +330,7 @@ async function file(id: number, f: number, rf: ReadFile, packer: Packer | null):
           at += n;
           if (at >= expect) break;
         }
-        if (at > 0) await block(new Uint8Array(whole.buffer, 0, at));
+        if (at > 0) { const p = block(new Uint8Array(whole.buffer, 0, at)); if (p) await p; }
       } else {
         // The first read was read ahead when the file was queued (see `warm`); the rest
         // AHEAD_BYTES ahead of this thread.
@@ -334,10 +342,10 @@ async function file(id: number, f: number, rf: ReadFile, packer: Packer | null):
           const n = attempt === 0 && at === 0 && fd !== early ? timedRead(fd, buffer, buffer.length) : readSync(fd, buffer, 0, buffer.length, at);
           if (n === 0) break;
           at += n;
-          for (const chunk of chunker.push(buffer.subarray(0, n))) await block(chunk);
+          for (const chunk of chunker.push(buffer.subarray(0, n))) { const p = block(chunk); if (p) await p; }
           if (ahead.pending > 0) await new Promise<void>((r) => setImmediate(r));
         }
-        for (const chunk of chunker.end()) await block(chunk);
+        for (const chunk of chunker.end()) { const p = block(chunk); if (p) await p; }
       }
       const after = fstatSync(fd, { bigint: true });
       if (steady(before, after, at)) return out({ t: 'end', f, meta: meta(after), read: at }, 0);
