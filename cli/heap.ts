@@ -47,7 +47,7 @@ export const ENGINE_OLD_FLOOR_MB = 64;
 /**
  * A backup's floor. It was ENGINE_OLD_FLOOR_MB while a backup's thread kept up to 45 MiB
  * live (the places of the last 65,536 blocks it stored, now in typed arrays:
- * engine/backup/pipeline.ts PlaceTable); it keeps about 15 now, and at 48 MiB a full
+ * engine/backup/run-blocks.ts PlaceTable); it keeps about 15 now, and at 48 MiB a full
  * backup of the 1 GiB corpus took the same time as at 64 (6.49 and 6.28 s against 6.49
  * and 6.29, warm, interleaved) and peaked at 237 to 245 MiB instead of 272 to 279;
  * 100,000 small files peaked 10 to 15 MiB lower, their times within the noise. At 40

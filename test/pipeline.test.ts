@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { PlaceTable, Pipeline, RunBlocks, Spool, drive, type Writing } from '../engine/backup/pipeline.js';
+import { Pipeline, Spool, drive } from '../engine/backup/pipeline.js';
+import { PlaceTable, RunBlocks, type Writing } from '../engine/backup/run-blocks.js';
 import type { Placement } from '../engine/repo/volumes.js';
 import { tempDir } from './helpers.js';
 
