@@ -11,11 +11,15 @@ export const BATCH_BYTES = 1024 * 1024;
 
 /** A file's place in a batch of reads. */
 export interface Slot { batch: Batch; f: number }
-export interface Batch { files: ReadFile[]; bytes: number; job: ReadJob | null }
+/**
+ * A batch of reads: its files until it is submitted (then they cross to the reader and
+ * are let go: every entry waiting its turn keeps its batch), how many, and their bytes.
+ */
+export interface Batch { files: ReadFile[]; count: number; bytes: number; job: ReadJob | null }
 
 /** Hands files to the reader threads: large ones alone, small ones in batches. */
 export class Readers {
-  private batch: Batch = { files: [], bytes: 0, job: null };
+  private batch: Batch = { files: [], count: 0, bytes: 0, job: null };
   /** With `pack`, a batch's small files are packed by their reader (SPEC.md "Packs"). */
   constructor(private readonly pool: ReaderPool, private readonly pack = true) {}
 
@@ -29,22 +33,23 @@ export class Readers {
   add(file: ReadFile, size: number, alone: number): Slot {
     if (size > alone) {
       this.flush();
-      const batch: Batch = { files: [file], bytes: size, job: null };
-      batch.job = this.pool.submit(batch.files, size);
+      const batch: Batch = { files: [], count: 1, bytes: size, job: null };
+      batch.job = this.pool.submit([file], size);
       return { batch, f: 0 };
     }
-    const slot = { batch: this.batch, f: this.batch.files.length };
+    const slot = { batch: this.batch, f: this.batch.count++ };
     this.batch.files.push(file);
     this.batch.bytes += size;
-    if (this.batch.files.length >= BATCH_FILES || this.batch.bytes >= BATCH_BYTES) this.flush();
+    if (this.batch.count >= BATCH_FILES || this.batch.bytes >= BATCH_BYTES) this.flush();
     return slot;
   }
 
   /** Submits the batch being gathered. */
   flush(): void {
-    if (this.batch.files.length === 0) return;
+    if (this.batch.count === 0) return;
     this.batch.job = this.pool.submit(this.batch.files, this.batch.bytes, this.pack);
-    this.batch = { files: [], bytes: 0, job: null };
+    this.batch.files = [];
+    this.batch = { files: [], count: 0, bytes: 0, job: null };
   }
 
   /** The job a slot's events come from (its batch is submitted if it was not yet). */

@@ -302,7 +302,7 @@ function* takeFileSteps(w: FileWriter, t: Task, job: ReadJob, f: number): Genera
         const batch = t.slot!.batch;
         // What the batch's other files may add: each block stored alone, with its tar
         // header, padding, envelope and catalogue lines.
-        const room = batch.bytes + batch.files.length * 2048;
+        const room = batch.bytes + batch.count * 2048;
         dropPack(w);
         const writing: Writing = { placement: null };
         w.pack = { writing, op: { t: 'pack', packed, size: ev.size, room, writing } };
