@@ -50,8 +50,11 @@ export const ENGINE_OLD_FLOOR_MB = 64;
  * engine/backup/run-blocks.ts PlaceTable); it keeps about 15 now, and at 48 MiB a full
  * backup of the 1 GiB corpus took the same time as at 64 (6.49 and 6.28 s against 6.49
  * and 6.29, warm, interleaved) and peaked at 237 to 245 MiB instead of 272 to 279;
- * 100,000 small files peaked 10 to 15 MiB lower, their times within the noise. At 40
- * the corpus peaked lower still (240 to 245 MiB) for about 6% more CPU time.
+ * 100,000 small files peaked 10 to 15 MiB lower, their times within the noise. It costs
+ * collections, not time seen: on 100,000 small files 26 full collections instead of 14,
+ * about 0.3 CPU s more of marking (`--trace-gc-nvp`); a million files peaked at 231 MiB
+ * instead of 247 to 257, under the 256 MiB they must stay under. At 40 the corpus peaked
+ * lower still (240 to 245 MiB) for about 6% more CPU time.
  */
 export const BACKUP_OLD_FLOOR_MB = 48;
 
