@@ -19,6 +19,14 @@ export interface Writing { placement: Placement | null }
 /** Bytes of a keyed block id. */
 const ID = 32;
 
+/** The index of `name` in `list`: the last one if it is equal (names come in runs), else a new one. */
+function nameIndex(list: string[], name: string): number {
+  const last = list.length - 1;
+  if (last >= 0 && list[last] === name) return last;
+  list.push(name);
+  return last + 1;
+}
+
 /**
  * The places of the blocks this run stored lately, and the holders of those it is still
  * storing, by keyed id, kept mostly outside the JavaScript heap: ids and numbers in typed
@@ -134,17 +142,10 @@ export class PlaceTable {
   /** Records the place of a block (once written). */
   settle(id: Uint8Array, p: Placement): void {
     let i = this.find(id);
-    if (i < 0) i = this.add(id);
-    if (i >= this.held.length || this.held[i] !== undefined) this.settled++;
+    if (i < 0) { i = this.add(id); this.settled++; } else if (this.held[i] !== undefined) this.settled++;
     this.held[i] = undefined;
-    const names = (list: string[], name: string) => {
-      const last = list.length - 1;
-      if (last >= 0 && list[last] === name) return last;
-      list.push(name);
-      return last + 1;
-    };
-    this.volumeOf[i] = names(this.volumes, p.volume);
-    this.entryOf[i] = names(this.entries, p.entry);
+    this.volumeOf[i] = nameIndex(this.volumes, p.volume);
+    this.entryOf[i] = nameIndex(this.entries, p.entry);
     this.offsets[i] = p.dataOffset;
     this.lengths[i] = p.length;
     this.starts[i] = p.start === undefined ? 0 : p.start + 1;
