@@ -47,8 +47,18 @@ import { StateCache } from './cache.js';
 import { ReaderPool } from './readers.js';
 import { Journal, findResumable, journalIn, journalKey, resumedBlocks, rmJournal, type Resumable } from './resume.js';
 
-/** Makes a backup (or, with dryRun, plans one). */
+/** Makes a backup (or, with dryRun, plans one); closes `storage` when done, as restore does. */
 export async function backup(storage: Storage, key: BackupKey, o: BackupOptions): Promise<BackupResult> {
+  try {
+    return await backupTo(storage, key, o);
+  } finally {
+    // Also when the backup failed: the storage's open files (an increment reads volume
+    // headers through them) are closed, not left to the collector.
+    await storage.close();
+  }
+}
+
+async function backupTo(storage: Storage, key: BackupKey, o: BackupOptions): Promise<BackupResult> {
   const now = o.now ?? (() => BigInt(Date.now()) * 1_000_000n);
   const system = o.system ?? defaultSystem();
   if (!SYSTEM_RE.test(system)) throw new UsageError('bad-system', `system name ${JSON.stringify(system)} must be 1-63 of A-Z a-z 0-9 . - and start with a letter or digit`);
