@@ -12,6 +12,7 @@ import type { BackupKey } from '../crypto/keys.js';
 import { type Snapshot } from '../repo/repo.js';
 import { type Lock } from '../repo/lock.js';
 import { VolumeSet, type Placement } from '../repo/volumes.js';
+import { spend } from '../threads.js';
 import { Pipeline, Spool, drive } from './pipeline.js';
 import { RunBlocks, Writing, isWriting } from './run-blocks.js';
 import { BackupOptions, Progress, Warning, interrupted } from './options.js';
@@ -205,6 +206,8 @@ async function storeBlock(w: FileWriter, t: Task, op: Extract<Op, { t: 'block' }
     const pk = op.packed instanceof Promise ? await op.packed : op.packed;
     const placed = w.volumes.addBlock(t.rec.uuid, op.ref.index, { codec: pk.codec, bytes: pk.bytes, plainLength: op.ref.size }, op.ref);
     const at = placed instanceof Promise ? await placed : placed;
+    // Sealed into new bytes: these are read no more.
+    spend(pk.bytes);
     op.writing.placement = at;
     const p = addIndexItem(w, { t: 'B', block: { id: op.id, volume: at.volume, dataOffset: at.dataOffset, length: at.length, entry: at.entry } });
     if (p) await p;
@@ -223,6 +226,7 @@ async function storePack(w: FileWriter, t: Task, op: Extract<Op, { t: 'pack' }>)
     const pk = op.packed instanceof Promise ? await op.packed : op.packed;
     const placed = w.volumes.addPack(t.rec.uuid, { codec: pk.codec, bytes: pk.bytes, plainLength: op.size }, op.room);
     op.writing.placement = placed instanceof Promise ? await placed : placed;
+    spend(pk.bytes);
     const backlog = w.volumes.backlog();
     if (backlog) await backlog;
   } finally {
@@ -260,11 +264,19 @@ function* takeFileSteps(w: FileWriter, t: Task, job: ReadJob, f: number): Genera
     if (ops.length) submit();
     return w.pipe.reserve(size);
   };
+  // Bytes of the event being taken that nothing reads once it is taken (its credit is
+  // counted from their length): a block the chain holds, or plain bytes compressed here.
+  let spent: Uint8Array | null = null;
   // New bytes as their reader sent them, or (codec -1) compressed here.
   const compressed = (codec: number, bytes: Uint8Array): CompressedBlock | Promise<CompressedBlock> => {
     const c = codec >= 0 ? { codec, bytes } : compressBlockNow(bytes, w.c.codec) ?? compressBlock(bytes, w.c.codec);
     if (c instanceof Promise) c.catch(() => {}); // awaited by the step
+    else if (c.bytes !== bytes) spent = bytes;
     return c;
+  };
+  const take = (ev: ReadEvent): void => {
+    job.taken(ev);
+    if (spent) { spend(spent); spent = null; }
   };
   let parts: Part[] = [];
   for (;;) {
@@ -276,8 +288,10 @@ function* takeFileSteps(w: FileWriter, t: Task, job: ReadJob, f: number): Genera
       case 'block': {
         const ref = { index: ev.index, size: ev.size, sha384: ev.digest, offset: ev.offset };
         const known = w.c.state.block(ev.blockId) ?? w.newBlocks.get(ev.blockId);
-        if (known) parts.push({ ref, place: known });
-        else {
+        if (known) {
+          parts.push({ ref, place: known });
+          spent = ev.bytes;
+        } else {
           if (opBytes > 0 && opBytes + ev.size > STEP_BYTES) submit();
           const wait = reserve(ev.size);
           if (wait) yield wait;
@@ -290,7 +304,7 @@ function* takeFileSteps(w: FileWriter, t: Task, job: ReadJob, f: number): Genera
           opBytes += ev.size;
           parts.push({ ref, place: writing });
         }
-        job.taken(ev);
+        take(ev);
         progress.bytes += ev.size;
         o.onProgress?.(progress);
         break;
@@ -306,7 +320,7 @@ function* takeFileSteps(w: FileWriter, t: Task, job: ReadJob, f: number): Genera
         dropPack(w);
         const writing: Writing = { placement: null };
         w.pack = { writing, op: { t: 'pack', packed, size: ev.size, room, writing } };
-        job.taken(ev);
+        take(ev);
         break;
       }
       case 'member': {

@@ -19,6 +19,7 @@ import { Chunker } from '../chunker.js';
 import { compressBlock, compressBlockNow } from '../codec.js';
 import { hmac, sha384 } from '../crypto/hashes.js';
 import { IdBloom, idKey } from '../scratch/sorter.js';
+import { spend } from '../threads.js';
 import { CacheSense, Prefetch } from './prefetch.js';
 import type { ReadEvent, ReaderInit, ToReader, FromReader, FileMeta, ReadFile, WalkSeen } from './read-protocol.js';
 import { packEvents, unpackFiles } from './read-protocol.js';
@@ -187,9 +188,16 @@ class Packer {
  */
 function compressedEvent<B extends { t: 'block' | 'pack' }>(base: B, plain: Uint8Array): (B & { codec: number; bytes: Uint8Array }) | Promise<B & { codec: number; bytes: Uint8Array }> {
   if (Atomics.load(hungry, 0) === 1) return { ...base, codec: -1, bytes: plain };
+  // The plain bytes are this thread's alone (a chunk or a pack): spent once compressed.
   const now = compressBlockNow(plain, init.codec);
-  if (now) return { ...base, codec: now.codec, bytes: now.bytes };
-  return compressBlock(plain, init.codec).then((c) => ({ ...base, codec: c.codec, bytes: c.bytes }));
+  if (now) {
+    if (now.bytes !== plain) spend(plain);
+    return { ...base, codec: now.codec, bytes: now.bytes };
+  }
+  return compressBlock(plain, init.codec).then((c) => {
+    if (c.bytes !== plain) spend(plain);
+    return { ...base, codec: c.codec, bytes: c.bytes };
+  });
 }
 
 /**

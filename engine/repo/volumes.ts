@@ -25,6 +25,7 @@ import type { ObjectRef } from '../../formats/snapshot.js';
 import { openEnvelope, pgpOpenBytes, pgpSealBytes, random, sealEnvelopeParts } from '../crypto/crypto.js';
 import { compressBlock, decompressBlock, textCodec, type CodecChoice } from '../codec.js';
 import { absentNote, type ObjectWriter, type Storage } from '../storage/storage.js';
+import { spend } from '../threads.js';
 
 /** Catalogue text is flushed into an entry once it passes this size. */
 const CATALOG_FLUSH = 256 * 1024;
@@ -59,6 +60,8 @@ interface OpenVolume {
   /** Bytes appended but not yet handed to the writer (one write per ~1 MiB, not per entry). */
   pending: Uint8Array[];
   pendingBytes: number;
+  /** The sealed payloads among `pending`: this set's own, spent once copied into a batch. */
+  sealed: Uint8Array[];
   /** The writes handed to the writer, one after another; rejects with the first failure. */
   writes: Promise<void>;
   /** Bytes handed to `writes` and not yet written. */
@@ -132,6 +135,18 @@ export interface VolumeSetOptions {
  * two methods return a promise only when they must wait (a volume opens or closes, a
  * catalogue piece is compressed).
  */
+/**
+ * One write's bytes from the parts pending (`bytes` in all): the part itself when it is
+ * alone, else a copy of them all, and then the `sealed` parts among them are spent (they
+ * are the set's own, and read no more).
+ */
+export function takeBatch(pending: Uint8Array[], bytes: number, sealed: Uint8Array[]): Uint8Array {
+  if (pending.length === 1) return pending[0];
+  const batch = Buffer.concat(pending, bytes);
+  for (const b of sealed) spend(b);
+  return batch;
+}
+
 export class VolumeSet {
   private cur: OpenVolume | null = null;
   private readonly done: ObjectRef[] = [];
@@ -153,9 +168,11 @@ export class VolumeSet {
     if (this.broken) throw this.broken;
   }
 
-  private append(v: OpenVolume, bytes: Uint8Array): void {
+  /** Appends `bytes`; `own`: nothing else holds them (they may be spent once copied). */
+  private append(v: OpenVolume, bytes: Uint8Array, own = false): void {
     v.size += bytes.length;
     v.pending.push(bytes);
+    if (own) v.sealed.push(bytes);
     v.pendingBytes += bytes.length;
     if (v.pendingBytes >= WRITE_BATCH) this.flush(v);
   }
@@ -163,8 +180,8 @@ export class VolumeSet {
   /** Hashes what is pending and queues its write. */
   private flush(v: OpenVolume): void {
     if (v.pendingBytes === 0) return;
-    const batch = v.pending.length === 1 ? v.pending[0] : Buffer.concat(v.pending, v.pendingBytes);
-    v.pending = []; v.pendingBytes = 0;
+    const batch = takeBatch(v.pending, v.pendingBytes, v.sealed);
+    v.pending = []; v.pendingBytes = 0; v.sealed = [];
     // Hashed a batch at a time: an update per tar header and padding cost more than the bytes.
     v.hash.update(batch);
     v.queued += batch.length;
@@ -184,11 +201,16 @@ export class VolumeSet {
 
   /** Appends tar entry `name` whose content is `parts` in order; returns its data offset. */
   private entry(v: OpenVolume, name: string, ...parts: Uint8Array[]): number {
+    return this.entryOwning(v, name, parts, null);
+  }
+
+  /** `entry`, where part `own` is this set's alone (see `append`). */
+  private entryOwning(v: OpenVolume, name: string, parts: Uint8Array[], own: Uint8Array | null): number {
     let length = 0;
     for (const p of parts) length += p.length;
     this.append(v, encodeTarHeader(name, length, Number(this.o.time / 1_000_000_000n)));
     const dataOffset = v.size;
-    for (const p of parts) this.append(v, p);
+    for (const p of parts) this.append(v, p, p === own);
     const pad = tarPadding(length);
     if (pad) this.append(v, ZEROS.subarray(0, pad));
     return dataOffset;
@@ -202,7 +224,7 @@ export class VolumeSet {
     const writer = await this.o.storage.create(`${LAYOUT.volumes}/${name}`, { maxSize: this.o.limit });
     const v: OpenVolume = {
       name, number, id, key: createSecretKey(key), writer, hash: createHash('sha384'), size: 0, entries: 0, catalogPieces: 0, catalog: null,
-      pending: [], pendingBytes: 0, writes: Promise.resolve(), queued: 0,
+      pending: [], pendingBytes: 0, sealed: [], writes: Promise.resolve(), queued: 0,
     };
     this.entry(v, VOLUME_HEADER_ENTRY, encodeVolumeHeader({ volumeId: id, name, snapshot: this.o.snapshot, time: this.o.time, sealed }));
     return v;
@@ -219,7 +241,7 @@ export class VolumeSet {
     const env = sealEnvelopeParts(v.key, counterNonce(v.entries), codec, plainLength, payload, blockContext(v.id, name));
     let length = 0;
     for (const p of env) length += p.length;
-    return { dataOffset: this.entry(v, name, ...env), length };
+    return { dataOffset: this.entryOwning(v, name, env, env[1]), length };
   }
 
   /** Adds a record to the catalogue; `encoded`, if given, is `encodeRecord(r)` made already. */
