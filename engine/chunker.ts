@@ -225,6 +225,31 @@ export class Chunker {
     }
   }
 
+  /**
+   * Where to read the next piece of the stream instead of handing it to `push`, which
+   * copies it: the free end of the window, at least max bytes long (made so by moving
+   * what is pending to its start). Read into it, then take the chunks with `filledBy`.
+   */
+  room(): Uint8Array {
+    if (this.buf.length - this.filled < this.p.max) {
+      this.buf.copyWithin(0, this.start, this.filled);
+      this.filled -= this.start;
+      this.start = 0;
+    }
+    return this.buf.subarray(this.filled);
+  }
+
+  /** Takes the `n` bytes just read into `room()` and yields the chunks they complete. */
+  *filledBy(n: number): Generator<Uint8Array> {
+    if (!Number.isInteger(n) || n < 0 || this.filled + n > this.buf.length) throw new RangeError(`filledBy(${n}): more than the room given`);
+    this.filled += n;
+    while (this.filled - this.start >= this.p.max) {
+      const len = cutPoint(this.p, this.buf, this.start, this.filled, false);
+      yield this.buf.slice(this.start, this.start + len);
+      this.start += len;
+    }
+  }
+
   /** Yields the chunks of what is left and makes the chunker ready for a new stream. */
   *end(): Generator<Uint8Array> {
     while (this.start < this.filled) {

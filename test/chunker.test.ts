@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash, createHmac } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chunkParams, chunkStream, cutPoint, gearTable, DEFAULT_SIZES, type ChunkerParams } from '../engine/chunker.js';
+import { Chunker, chunkParams, chunkStream, cutPoint, gearTable, DEFAULT_SIZES, type ChunkerParams } from '../engine/chunker.js';
 
 type Sizes = { min: number; avg: number; max: number };
 
@@ -214,6 +214,32 @@ test('odd slices of the same input give identical boundaries', async () => {
       assert.deepEqual(chunks.map((c) => c.length), expected, `${name} slices, max ${sizes.max}`);
       assert.equal(sha(Buffer.concat(chunks)), sha(data));
     }
+  }
+});
+
+test('reading into the window (room, filledBy) gives the boundaries of push, for reads of any size', () => {
+  for (const [sizes, data] of [[SMALL, xorshiftBytes(MiB + 777, 12)], [DEFAULT_SIZES, bulk().subarray(0, 12 * MiB + 12345)]] as const) {
+    const p = chunkParams(key(5), sizes);
+    const expected = cutLoop(p, data);
+    for (const [name, most] of [['1 byte', () => 1], ['321 bytes', () => 321], ['random', randomSizes(9, 3 * sizes.max)], ['all the room', () => Infinity]] as Array<[string, (i: number) => number]>) {
+      const c = new Chunker(p);
+      const chunks: Uint8Array[] = [];
+      let at = 0;
+      for (let i = 0; at < data.length; i++) {
+        const room = c.room();
+        assert.ok(room.length >= p.max, `room of ${room.length} bytes, max ${p.max}`);
+        const n = Math.min(room.length, most(i), data.length - at);
+        room.set(data.subarray(at, at + n));
+        at += n;
+        for (const chunk of c.filledBy(n)) chunks.push(chunk);
+      }
+      for (const chunk of c.end()) chunks.push(chunk);
+      assert.deepEqual(chunks.map((x) => x.length), expected, `${name} reads, max ${sizes.max}`);
+      assert.equal(sha(Buffer.concat(chunks)), sha(data));
+    }
+    const c = new Chunker(p);
+    const room = c.room().length;
+    assert.throws(() => [...c.filledBy(room + 1)], /more than the room given/);
   }
 });
 

@@ -30,7 +30,8 @@ const bloom = IdBloom.of(init.bloom);
 /** Set by the main thread while it waits for this thread's events (engine/readers.ts). */
 const hungry = new Int32Array(init.hungry);
 const chunker = new Chunker(init.params);
-const buffer = Buffer.allocUnsafe(init.readSize);
+/** Bytes read from a large file at a time (into the chunker's window). */
+const READ_SIZE = init.readSize;
 /** Posted at once when this many events wait, or this many bytes. */
 const SEND_EVENTS = 256;
 const SEND_BYTES = 2 * 1024 * 1024;
@@ -342,15 +343,18 @@ async function file(id: number, f: number, rf: ReadFile, packer: Packer | null):
       } else {
         // The first read was read ahead when the file was queued (see `warm`); the rest
         // AHEAD_BYTES ahead of this thread.
+        // Read straight into the chunker's window (no copy on the way in).
         let warmed = AHEAD_FIRST;
         const size = Number(before.size);
         for (;;) {
-          if (!sense.reading) warmed = Math.max(warmed, at + buffer.length);
-          for (; warmed < at + buffer.length + AHEAD_BYTES && warmed < size; warmed += buffer.length) ahead.start(abs, warmed, buffer.length);
-          const n = attempt === 0 && at === 0 && fd !== early ? timedRead(fd, buffer, buffer.length) : readSync(fd, buffer, 0, buffer.length, at);
+          if (!sense.reading) warmed = Math.max(warmed, at + READ_SIZE);
+          for (; warmed < at + READ_SIZE + AHEAD_BYTES && warmed < size; warmed += READ_SIZE) ahead.start(abs, warmed, READ_SIZE);
+          const room = chunker.room();
+          const want = Math.min(room.length, READ_SIZE);
+          const n = attempt === 0 && at === 0 && fd !== early ? timedRead(fd, room, want) : readSync(fd, room, 0, want, at);
           if (n === 0) break;
           at += n;
-          for (const chunk of chunker.push(buffer.subarray(0, n))) { const p = block(chunk); if (p) await p; }
+          for (const chunk of chunker.filledBy(n)) { const p = block(chunk); if (p) await p; }
           if (ahead.pending > 0) await new Promise<void>((r) => setImmediate(r));
         }
         for (const chunk of chunker.end()) { const p = block(chunk); if (p) await p; }
