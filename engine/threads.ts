@@ -1,4 +1,4 @@
-/** What the helper threads of backup and restore share (engine/readers.ts, engine/writers.ts). */
+/** What the helper threads of backup and restore share (engine/readers.ts, engine/writers.ts), and how a buffer that crossed threads is freed. */
 import { availableParallelism } from 'node:os';
 
 /**
