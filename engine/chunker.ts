@@ -201,27 +201,14 @@ export class Chunker {
     this.buf = window && window.length >= 2 * p.max ? window.subarray(0, 2 * p.max) : new Uint8Array(2 * p.max);
   }
 
-  /** Takes a piece (copied) and yields the chunks it completes. */
+  /** Takes a piece (copied into the window) and yields the chunks it completes. */
   *push(piece: Uint8Array): Generator<Uint8Array> {
-    const { buf, p } = this;
-    let off = 0;
-    while (off < piece.length) {
-      if (this.filled === buf.length) {
-        // Fewer than max bytes are pending here (the loop below drained the rest), so
-        // compaction frees at least max bytes.
-        buf.copyWithin(0, this.start, this.filled);
-        this.filled -= this.start;
-        this.start = 0;
-      }
-      const take = Math.min(piece.length - off, buf.length - this.filled);
-      buf.set(piece.subarray(off, off + take), this.filled);
-      this.filled += take;
+    for (let off = 0; off < piece.length;) {
+      const room = this.room();
+      const take = Math.min(piece.length - off, room.length);
+      room.set(piece.subarray(off, off + take));
       off += take;
-      while (this.filled - this.start >= p.max) {
-        const len = cutPoint(p, buf, this.start, this.filled, false);
-        yield buf.slice(this.start, this.start + len);
-        this.start += len;
-      }
+      yield* this.filledBy(take);
     }
   }
 

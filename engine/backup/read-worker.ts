@@ -341,9 +341,9 @@ async function file(id: number, f: number, rf: ReadFile, packer: Packer | null):
         }
         if (at > 0) { const p = block(new Uint8Array(whole.buffer, 0, at)); if (p) await p; }
       } else {
-        // The first read was read ahead when the file was queued (see `warm`); the rest
-        // AHEAD_BYTES ahead of this thread.
-        // Read straight into the chunker's window (no copy on the way in).
+        // Read straight into the chunker's window (no copy on the way in). The first read
+        // was read ahead when the file was queued (see `warm`); the rest AHEAD_BYTES ahead
+        // of this thread.
         let warmed = AHEAD_FIRST;
         const size = Number(before.size);
         for (;;) {
