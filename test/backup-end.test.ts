@@ -80,3 +80,29 @@ test('an index write that fails while the manifest is still being written leaves
   assert.equal((await listAll(storage, `${LAYOUT.manifests}/`)).length, 1);
   await storage.close();
 });
+
+test('a backup closes the storage it was given, when it succeeds and when it fails', async () => {
+  const dir = tempDir('backup-close');
+  const src = join(dir, 'src');
+  mkdirSync(src);
+  writeSeeded(join(src, 'a.bin'), 'close-a', 2 * MiB);
+  const closing = (inner: Storage): { storage: Storage; closed: () => number } => {
+    let closed = 0;
+    const storage = Object.create(inner) as Storage;
+    storage.close = async () => { closed++; await inner.close(); };
+    return { storage, closed: () => closed };
+  };
+  const o = { create: true, sources: [src], volumeSize: 8 * MiB, system: 'close' };
+  const full = closing(openStorage(join(dir, 'repo')));
+  await backup(full.storage, bk, o);
+  assert.equal(full.closed(), 1, 'closed after the full backup');
+  // An increment reads volume headers through the storage's open files.
+  writeSeeded(join(src, 'b.bin'), 'close-b', MiB);
+  const inc = closing(openStorage(join(dir, 'repo')));
+  assert.equal((await backup(inc.storage, bk, o)).type, 'increment');
+  assert.equal(inc.closed(), 1, 'closed after the increment');
+  const failed = closing(indexRefused(openStorage(join(dir, 'repo'))).storage);
+  writeSeeded(join(src, 'c.bin'), 'close-c', MiB);
+  await assert.rejects(backup(failed.storage, bk, o), /index write refused by the test/);
+  assert.equal(failed.closed(), 1, 'closed after a failed backup');
+});
