@@ -300,7 +300,7 @@ async function readAllData(storage: Storage, key: RestoreKey, verifiers: openpgp
             let err = good.has(k) ? null : bad.get(k);
             if (err === undefined) {
               try {
-                await reader.readBlock(b, (d) => createHash('sha384').update(d).digest().equals(b.sha384));
+                await reader.readBlock(b, (d) => createHash('sha384').update(d).digest().equals(b.digest));
                 err = null;
                 if (good.size >= GOOD_PLACES) good.clear();
                 good.add(k);

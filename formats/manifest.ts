@@ -23,8 +23,8 @@ export interface BlockRef {
   index: number;
   /** Plaintext length of the block. */
   size: number;
-  /** sha384 of the plaintext block. */
-  sha384: Uint8Array;
+  /** Digest of the plaintext block (sha384; its length says which hash). */
+  digest: Uint8Array;
   /** Offset of the block in the file. */
   offset: number;
   /** Volume object that holds the block's envelope. */
@@ -135,7 +135,7 @@ export function encodeRecord(r: FileRecord): string {
   if (r.kind === 'symlink') body += ` ${quoteBytes(r.target ?? new Uint8Array())}`;
   body += '\n';
   for (const b of r.blocks) {
-    body += `${b.index} ${b.size} ${formatSha384(b.sha384)} ${b.offset} ${b.volume} ${b.dataOffset} ${b.length} ${b.entry}${b.start === undefined ? '' : ' ' + b.start}\n`;
+    body += `${b.index} ${b.size} ${formatSha384(b.digest)} ${b.offset} ${b.volume} ${b.dataOffset} ${b.length} ${b.entry}${b.start === undefined ? '' : ' ' + b.start}\n`;
   }
   return body + END_OF_FILE + 'sha384(' + hash('sha384', body, 'hex') + ')\n';
 }
@@ -420,7 +420,7 @@ export class DocParser {
     const b: BlockRef = {
       index: parseUint(f[0], where, MAX_BLOCK_INDEX),
       size: parseUint(f[1], where, MAX_BLOCK),
-      sha384: parseSha384(f[2], where),
+      digest: parseSha384(f[2], where),
       offset: parseUint(f[3], where),
       volume: f[4] === this.lastVolume ? this.lastVolume : (this.lastVolume = checkName(VOLUME_RE, f[4], 'volume name', where)),
       dataOffset: parseUint(f[5], where),

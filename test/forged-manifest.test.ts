@@ -86,7 +86,7 @@ for (const [where, checkHereAbove] of [['the writer threads', Infinity], ['the m
     if (name !== 'big.bin' && name !== 'small.txt') return r;
     assert.ok(name === 'small.txt' ? r.blocks.length === 1 : r.blocks.length > 2, `${name} has ${r.blocks.length} blocks`);
     const i = name === 'small.txt' ? 0 : 1;
-    return { ...r, blocks: r.blocks.map((b, j) => (j === i ? { ...b, sha384: Buffer.from(b.sha384).fill(7, 0, 4) } : b)) };
+    return { ...r, blocks: r.blocks.map((b, j) => (j === i ? { ...b, digest: Buffer.from(b.digest).fill(7, 0, 4) } : b)) };
   }));
 
   const out = join(dir, 'out');

@@ -136,7 +136,7 @@ export const pathArb = fc.array(componentArb, { minLength: 1, maxLength: 5 }).ma
 
 const blockSpecArb = rec({
   size: fc.oneof(fc.integer({ min: 1, max: MAX_BLOCK }), fc.constantFrom(1, MAX_BLOCK)),
-  sha384: sha384Arb,
+  digest: sha384Arb,
   volume: volumeNameArb,
   dataOffset: fc.integer({ min: 0, max: 2 ** 43 }).map((n) => n * 512),
   length: fc.integer({ min: 0, max: MAX_BLOCK + MAX_ENVELOPE_OVERHEAD }),
@@ -165,7 +165,7 @@ export const recordArb: fc.Arbitrary<FileRecord> = fc
     if (x.kind === 'file') {
       let offset = 0;
       r.blocks = x.blocks.map((b, index): BlockRef => {
-        const ref: BlockRef = { index, size: b.size, sha384: b.sha384, offset, volume: b.volume, dataOffset: b.dataOffset, length: b.length, entry: blockEntry(x.uuid, index) };
+        const ref: BlockRef = { index, size: b.size, digest: b.digest, offset, volume: b.volume, dataOffset: b.dataOffset, length: b.length, entry: blockEntry(x.uuid, index) };
         // A pack ends within the largest one.
         if (b.start >= 0) ref.start = Math.min(b.start, MAX_BLOCK - b.size);
         offset += b.size;

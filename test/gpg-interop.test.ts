@@ -80,7 +80,7 @@ function sampleManifest(): string {
     uuid, path: enc.encode('etc/motd'), size: content.length, mtimeNs: T0 - 86_400_000_000_000n, uid: 0, gid: 0,
     blockSize: 1048576, kind: 'file', mode: 0o644,
     blocks: [{
-      index: 0, size: content.length, sha384: sha384(content), offset: 0, volume: VOLUME,
+      index: 0, size: content.length, digest: sha384(content), offset: 0, volume: VOLUME,
       dataOffset: 1024, length: ENVELOPE_HEADER + content.length + TAG_LENGTH, entry: blockEntry(uuid, 0),
     }],
   };

@@ -75,7 +75,7 @@ test('small files in order are read through windows; a subset and large files re
 
 test('a pack is opened once for its blocks; a block past its end is refused; a pack that failed to open is tried again', async () => {
   const packs = new PackCache(2);
-  const ref = (start: number, size: number) => ({ index: 0, size, sha384: new Uint8Array(48), offset: 0, volume: 'v.files.0001.tar', dataOffset: 512, length: 100, entry: 'e', start });
+  const ref = (start: number, size: number) => ({ index: 0, size, digest: new Uint8Array(48), offset: 0, volume: 'v.files.0001.tar', dataOffset: 512, length: 100, entry: 'e', start });
   let opens = 0;
   const plain = Buffer.from('alpha bravo charlie');
   const open = async () => { opens++; return plain; };

@@ -24,7 +24,7 @@ test('blocks are written at their offsets, in any order, beside small files in o
     const small = randomBytes(5000);
     const smallCopy = Buffer.from(small); // the write moves `small` away
     await Promise.all([
-      ...blocks.reverse().map((b) => pool.writeBlock({ fd, offset: b.offset, data: b.data, sha384: sha384(b.data) })),
+      ...blocks.reverse().map((b) => pool.writeBlock({ fd, offset: b.offset, data: b.data, digest: sha384(b.data) })),
       pool.write({ tmp: join(dir, '.tmp-small'), final: join(dir, 'small'), data: small, mode: 0o640, mtime: 1_000_000 }),
     ]);
     // A moved block leaves nothing behind on this thread.
@@ -46,14 +46,14 @@ test('a block or small file that does not match its sha384 is refused, and nothi
     const good = randomBytes(100_000);
     const bad = Buffer.from(good);
     bad[50_000] ^= 1;
-    await assert.rejects(pool.writeBlock({ fd, offset: 4096, data: bad, sha384: sha384(good) }), (e: unknown) => e instanceof WriterError && e.failure.why === 'bad-hash');
+    await assert.rejects(pool.writeBlock({ fd, offset: 4096, data: bad, digest: sha384(good) }), (e: unknown) => e instanceof WriterError && e.failure.why === 'bad-hash');
     assert.equal(statSync(join(dir, 'big')).size, 0);
     // A small file likewise: neither it nor its temporary file is left.
     const small = Buffer.from('small file\n');
-    await assert.rejects(pool.write({ tmp: join(dir, '.tmp-s'), final: join(dir, 's'), data: Buffer.from('small filE\n'), sha384: sha384(small), mode: 0o644, mtime: 0 }), (e: unknown) => e instanceof WriterError && e.failure.why === 'bad-hash');
+    await assert.rejects(pool.write({ tmp: join(dir, '.tmp-s'), final: join(dir, 's'), data: Buffer.from('small filE\n'), digest: sha384(small), mode: 0o644, mtime: 0 }), (e: unknown) => e instanceof WriterError && e.failure.why === 'bad-hash');
     assert.deepEqual(readdirSync(dir), ['big']);
     const want = Buffer.from(good); // the write moves `good` away
-    await pool.writeBlock({ fd, offset: 4096, data: good, sha384: sha384(want) });
+    await pool.writeBlock({ fd, offset: 4096, data: good, digest: sha384(want) });
     assert.ok(readFileSync(join(dir, 'big')).subarray(4096).equals(want));
   } finally {
     closeSync(fd);
@@ -69,7 +69,7 @@ test('a direct small file is made under its final name; a name taken meanwhile i
     const nowhere = join(dir, 'missing', '.tmp');
     const data = randomBytes(3000);
     const want = Buffer.from(data);
-    await pool.write({ tmp: nowhere, final: join(dir, 'a'), direct: true, data, sha384: sha384(want), mode: 0o640, mtime: 1_000_000 });
+    await pool.write({ tmp: nowhere, final: join(dir, 'a'), direct: true, data, digest: sha384(want), mode: 0o640, mtime: 1_000_000 });
     assert.ok(readFileSync(join(dir, 'a')).equals(want));
     assert.equal(statSync(join(dir, 'a')).mode & 0o777, 0o640);
     assert.equal(statSync(join(dir, 'a')).mtimeMs, 1_000_000_000);
@@ -82,7 +82,7 @@ test('a direct small file is made under its final name; a name taken meanwhile i
     // A file that fails after it was made (here its mtime cannot be set) is not left half done.
     await assert.rejects(pool.write({ tmp: nowhere, final: join(dir, 'd'), direct: true, data: randomBytes(10), mode: 0o644, mtime: 'not a time' }), (e: unknown) => e instanceof WriterError);
     // A bad hash writes nothing.
-    await assert.rejects(pool.write({ tmp: nowhere, final: join(dir, 'e'), direct: true, data: Buffer.from('x'), sha384: sha384(Buffer.from('y')), mode: 0o644, mtime: 0 }), (e: unknown) => e instanceof WriterError && e.failure.why === 'bad-hash');
+    await assert.rejects(pool.write({ tmp: nowhere, final: join(dir, 'e'), direct: true, data: Buffer.from('x'), digest: sha384(Buffer.from('y')), mode: 0o644, mtime: 0 }), (e: unknown) => e instanceof WriterError && e.failure.why === 'bad-hash');
     assert.deepEqual(readdirSync(dir).sort(), ['a', 'c']);
   } finally {
     await pool.close();
@@ -98,8 +98,8 @@ test('views into larger buffers are copied, not moved: the buffers they belong t
     const data = backing.subarray(1000, 3000);
     const digests = Buffer.concat([randomBytes(100), sha384(data), randomBytes(100)]);
     const digest = digests.subarray(100, 148);
-    await pool.write({ tmp: join(dir, '.tmp-v'), final: join(dir, 'v'), data, sha384: digest, mode: 0o644, mtime: 0 });
-    await pool.writeBlock({ fd, offset: 10, data, sha384: digest });
+    await pool.write({ tmp: join(dir, '.tmp-v'), final: join(dir, 'v'), data, digest: digest, mode: 0o644, mtime: 0 });
+    await pool.writeBlock({ fd, offset: 10, data, digest: digest });
     assert.equal(backing.length, 256 * 1024, 'the data\'s buffer was not taken away');
     assert.equal(digests.length, 248, 'the digest\'s buffer was not taken away');
     assert.ok(readFileSync(join(dir, 'v')).equals(data));
@@ -116,9 +116,9 @@ test('content handed over twice (its buffer already moved away) is refused inste
   try {
     const data = new Uint8Array(Buffer.from('moved once\n'.repeat(100)));
     const digest = sha384(data);
-    await pool.write({ tmp: join(dir, '.tmp-1'), final: join(dir, 'one'), data, sha384: digest, mode: 0o600, mtime: 0 });
+    await pool.write({ tmp: join(dir, '.tmp-1'), final: join(dir, 'one'), data, digest: digest, mode: 0o600, mtime: 0 });
     assert.equal(data.byteLength, 0);
-    await assert.rejects(pool.write({ tmp: join(dir, '.tmp-2'), final: join(dir, 'two'), data, sha384: digest, mode: 0o600, mtime: 0 }), (e: unknown) => e instanceof WriterError && e.failure.why === 'bad-hash');
+    await assert.rejects(pool.write({ tmp: join(dir, '.tmp-2'), final: join(dir, 'two'), data, digest: digest, mode: 0o600, mtime: 0 }), (e: unknown) => e instanceof WriterError && e.failure.why === 'bad-hash');
     assert.deepEqual(readdirSync(dir), ['one']);
   } finally {
     await pool.close();
@@ -137,7 +137,7 @@ test('a batch that cannot be posted to its thread fails its writes instead of ha
     // The pool still works afterwards.
     const ok = new Uint8Array(Buffer.from('posted\n'));
     const digest = sha384(ok);
-    await pool.write({ tmp: join(dir, '.tmp-2'), final: join(dir, 'two'), data: ok, sha384: digest, mode: 0o600, mtime: 0 });
+    await pool.write({ tmp: join(dir, '.tmp-2'), final: join(dir, 'two'), data: ok, digest: digest, mode: 0o600, mtime: 0 });
     assert.deepEqual(readdirSync(dir), ['two']);
   } finally {
     await pool.close();

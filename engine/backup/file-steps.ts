@@ -123,7 +123,7 @@ export function writeEntry(w: FileWriter, pathId: Uint8Array, rec: FileRecord, s
   const blocks: BlockRef[] = [];
   for (const { ref, place } of parts) {
     const at = placeOf(place);
-    const b: BlockRef = { index: ref.index, size: ref.size, sha384: ref.sha384, offset: ref.offset, volume: at.volume, dataOffset: at.dataOffset, length: at.length, entry: at.entry };
+    const b: BlockRef = { index: ref.index, size: ref.size, digest: ref.digest, offset: ref.offset, volume: at.volume, dataOffset: at.dataOffset, length: at.length, entry: at.entry };
     if (at.start !== undefined) b.start = at.start;
     blocks.push(b);
   }
@@ -286,7 +286,7 @@ function* takeFileSteps(w: FileWriter, t: Task, job: ReadJob, f: number): Genera
     if (ev.f !== f) throw new IebsError('reader-order', `reader sent an event of file ${ev.f} of a job while file ${f} was expected`);
     switch (ev.t) {
       case 'block': {
-        const ref = { index: ev.index, size: ev.size, sha384: ev.digest, offset: ev.offset };
+        const ref = { index: ev.index, size: ev.size, digest: ev.digest, offset: ev.offset };
         const known = w.c.state.block(ev.blockId) ?? w.newBlocks.get(ev.blockId);
         if (known) {
           parts.push({ ref, place: known });
@@ -324,7 +324,7 @@ function* takeFileSteps(w: FileWriter, t: Task, job: ReadJob, f: number): Genera
         break;
       }
       case 'member': {
-        const ref = { index: 0, size: ev.size, sha384: ev.digest, offset: 0 };
+        const ref = { index: 0, size: ev.size, digest: ev.digest, offset: 0 };
         const known = w.c.state.block(ev.blockId) ?? w.newBlocks.get(ev.blockId);
         if (known) parts.push({ ref, place: known });
         else {

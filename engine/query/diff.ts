@@ -49,7 +49,7 @@ export function compareEntries(a: FileRecord, b: FileRecord): Change | null {
   if (a.kind === 'file') {
     if (a.size !== b.size || a.blocks.length !== b.blocks.length) return 'M';
     for (let i = 0; i < a.blocks.length; i++) {
-      if (a.blocks[i].offset !== b.blocks[i].offset || !Buffer.from(a.blocks[i].sha384).equals(b.blocks[i].sha384)) return 'M';
+      if (a.blocks[i].offset !== b.blocks[i].offset || !Buffer.from(a.blocks[i].digest).equals(b.blocks[i].digest)) return 'M';
     }
   }
   if (a.kind === 'symlink' && !Buffer.from(a.target ?? []).equals(Buffer.from(b.target ?? []))) return 'M';

@@ -51,7 +51,7 @@ export async function dump(storage: Storage, key: RestoreKey, o: DumpOptions, si
       let n = 0;
       for (const b of r.blocks) {
         const data = await reader.readUnchecked(b);
-        if (!Buffer.from(sha384(data)).equals(Buffer.from(b.sha384))) throw blockHashError(b);
+        if (!Buffer.from(sha384(data)).equals(Buffer.from(b.digest))) throw blockHashError(b);
         await sink.write(data);
         n += data.length;
       }

@@ -188,7 +188,7 @@ async function snapshotContents(storage: Storage, key: RestoreKey, verifiers: op
         if (r.kind === 'dir') { out.dirs++; continue; }
         if (r.kind === 'symlink') { out.symlinks++; continue; }
         out.files++; out.bytes += r.size;
-        for (const b of r.blocks) { blocks.add(b.sha384, u32(b.size)); envelopes.add(placeKey(b, false), u32(b.length)); }
+        for (const b of r.blocks) { blocks.add(b.digest, u32(b.size)); envelopes.add(placeKey(b, false), u32(b.length)); }
       }
       const f = distinct(blocks, envelopes);
       return { ...out, ...f, dedupRatio: ratio(out.bytes, f.plainBytes), compressionRatio: ratio(f.plainBytes, f.storedBytes) };

@@ -332,7 +332,7 @@ export class VolumeSet {
     const entry = blockEntry(uuid, index);
     const at = this.sealAt(v, entry, block.codec, block.plainLength, block.bytes);
     const placement: Placement = { volume: v.name, dataOffset: at.dataOffset, length: at.length, entry };
-    if (this.file) this.file.here.push({ index: ref.index, size: ref.size, sha384: ref.sha384, offset: ref.offset, volume: v.name, dataOffset: at.dataOffset, length: at.length, entry });
+    if (this.file) this.file.here.push({ index: ref.index, size: ref.size, digest: ref.digest, offset: ref.offset, volume: v.name, dataOffset: at.dataOffset, length: at.length, entry });
     return placement;
   }
 

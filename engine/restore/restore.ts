@@ -376,8 +376,8 @@ function countSlashes(p: Uint8Array): number {
  * are `from` bytes or more behind and it was checked here (it throws if it failed).
  */
 function digestForWriter(writers: WriterPool, from: number, b: BlockRef, data: Uint8Array): Uint8Array | undefined {
-  if (writers.backlog() < from) return b.sha384;
-  if (!Buffer.from(sha384(data)).equals(b.sha384)) throw blockHashError(b);
+  if (writers.backlog() < from) return b.digest;
+  if (!Buffer.from(sha384(data)).equals(b.digest)) throw blockHashError(b);
   return undefined;
 }
 
@@ -406,7 +406,7 @@ async function restoreFile(c: FileContext, r: FileRecord): Promise<void> {
         const size = data.length;
         const digest = digestForWriter(c.writers, c.checkFrom, b, data);
         try {
-          await c.writers.writeBlock({ fd, offset: b.offset, data, sha384: digest });
+          await c.writers.writeBlock({ fd, offset: b.offset, data, digest });
         } catch (e) {
           throw e instanceof WriterError && e.failure.why === 'bad-hash' ? blockHashError(b) : e;
         }
@@ -452,7 +452,7 @@ async function restoreSmallFile(c: FileContext, r: FileRecord): Promise<void> {
   c.pending.add(tmp);
   try {
     await c.writers.write({
-      tmp, final: final.toString('latin1'), direct: c.safe.inFresh(final), data, sha384: digest, mode: fileMode(r.mode, c.keepSetid), mtime: timeArg(r.mtimeNs),
+      tmp, final: final.toString('latin1'), direct: c.safe.inFresh(final), data, digest, mode: fileMode(r.mode, c.keepSetid), mtime: timeArg(r.mtimeNs),
       owner: c.asRoot ? { uid: r.uid, gid: r.gid } : undefined,
     });
     c.onBytes(size);

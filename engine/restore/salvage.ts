@@ -240,7 +240,7 @@ async function salvageFile(safe: SafeTarget, v: Version, res: SalvageResult, kee
       const { source, ref } = v.blocks.get(i)!;
       try {
         const data = await envelopePlain(source, ref, packs);
-        if (!createHash('sha384').update(data).digest().equals(ref.sha384)) throw new FormatError('bad-hash', 'hash differs');
+        if (!createHash('sha384').update(data).digest().equals(ref.digest)) throw new FormatError('bad-hash', 'hash differs');
         await fh.write(data, 0, data.length, ref.offset);
         if (ref.offset === expectOffset) expectOffset += ref.size;
         covered += ref.size;

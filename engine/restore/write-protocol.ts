@@ -6,20 +6,20 @@
 /**
  * A small file to write: temporary and final paths as latin1 strings (byte for byte),
  * its content, mode, mtime (as engine/target.ts `timeArg` gives it), and owner when
- * restoring as root. With `sha384`,
+ * restoring as root. With `digest`,
  * the content is checked against it first (else the writer refuses it, `bad-hash`, and nothing
  * is written). With `direct` (the file goes into a directory the restore made) it is
  * created under its final name, without the temporary and the rename, unless a file of
  * that name appeared meanwhile.
  */
-export interface SmallFile { tmp: string; final: string; direct?: boolean; data: Uint8Array; sha384?: Uint8Array; mode: number; mtime: string | number; owner?: { uid: number; gid: number } }
+export interface SmallFile { tmp: string; final: string; direct?: boolean; data: Uint8Array; digest?: Uint8Array; mode: number; mtime: string | number; owner?: { uid: number; gid: number } }
 
 /**
  * A block of a larger file: written at `offset` into the open file `fd`, once its content
- * hashes to `sha384` when that is given (else the writer refuses it, `bad-hash`, and nothing is
+ * hashes to `digest` when that is given (else the writer refuses it, `bad-hash`, and nothing is
  * written). The caller keeps `fd` open until the write has answered.
  */
-export interface BlockWrite { fd: number; offset: number; data: Uint8Array; sha384?: Uint8Array }
+export interface BlockWrite { fd: number; offset: number; data: Uint8Array; digest?: Uint8Array }
 
 /** What a batch carries. */
 export type WriterItem = { t: 'file'; file: SmallFile } | { t: 'block'; block: BlockWrite };

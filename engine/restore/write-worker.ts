@@ -39,12 +39,12 @@ function check(data: Uint8Array, digest: Uint8Array): void {
 }
 
 function writeBlock(b: BlockWrite): void {
-  if (b.sha384) check(b.data, b.sha384);
+  if (b.digest) check(b.data, b.digest);
   for (let off = 0; off < b.data.length;) off += writeSync(b.fd, b.data, off, b.data.length - off, b.offset + off);
 }
 
 function write(f: SmallFile): void {
-  if (f.sha384) check(f.data, f.sha384);
+  if (f.digest) check(f.data, f.digest);
   const final = Buffer.from(f.final, 'latin1');
   // In a directory this restore made, nothing is there to keep safe from a half-written
   // file: the file is made under its own name (the rename was a third of this thread's

@@ -58,17 +58,17 @@ export class WriterPool {
    */
   write(f: SmallFile): Promise<void> {
     const data = this.sendable(f.data);
-    return this.add({ t: 'file', file: { ...f, data, sha384: f.sha384 && new Uint8Array(f.sha384) } }, data.length);
+    return this.add({ t: 'file', file: { ...f, data, digest: f.digest && new Uint8Array(f.digest) } }, data.length);
   }
 
   /**
-   * Checks (when `b.sha384` is given) and writes a block of an open file; rejects with
+   * Checks (when `b.digest` is given) and writes a block of an open file; rejects with
    * a WriterError that says why not. `b.data` is moved to the
    * thread when it owns its buffer.
    */
   writeBlock(b: BlockWrite): Promise<void> {
     const data = this.sendable(b.data);
-    return this.add({ t: 'block', block: { ...b, data, sha384: b.sha384 && new Uint8Array(b.sha384) } }, data.length);
+    return this.add({ t: 'block', block: { ...b, data, digest: b.digest && new Uint8Array(b.digest) } }, data.length);
   }
 
   /** Bytes handed to the pool and not yet written: how far the threads are behind. */

@@ -32,7 +32,7 @@ export function packRecord(r: FileRecord): Buffer {
   if (r.target) { dv.setInt32(p, r.target.length); out.set(r.target, p + 4); p += 4 + r.target.length; } else { dv.setInt32(p, -1); p += 4; }
   dv.setUint32(p, r.blocks.length); p += 4;
   for (const b of r.blocks) {
-    dv.setFloat64(p, b.index); dv.setFloat64(p + 8, b.size); out.set(b.sha384, p + 16);
+    dv.setFloat64(p, b.index); dv.setFloat64(p + 8, b.size); out.set(b.digest, p + 16);
     dv.setFloat64(p + 64, b.offset); dv.setFloat64(p + 72, b.dataOffset); dv.setFloat64(p + 80, b.length); dv.setFloat64(p + 88, b.start ?? -1);
     dv.setUint16(p + 96, b.volume.length); out.write(b.volume, p + 98, 'latin1');
     p += 98 + b.volume.length;
@@ -71,7 +71,7 @@ export function unpackRecord(v: Uint8Array): FileRecord {
     const volume = b.toString('latin1', p + 98, p + 98 + vl);
     const el = dv.getUint16(p + 98 + vl);
     const ref: BlockRef = {
-      index: dv.getFloat64(p), size: dv.getFloat64(p + 8), sha384: b.subarray(p + 16, p + 64), offset: dv.getFloat64(p + 64),
+      index: dv.getFloat64(p), size: dv.getFloat64(p + 8), digest: b.subarray(p + 16, p + 64), offset: dv.getFloat64(p + 64),
       dataOffset: dv.getFloat64(p + 72), length: dv.getFloat64(p + 80), volume, entry: b.toString('latin1', p + 100 + vl, p + 100 + vl + el),
     };
     const start = dv.getFloat64(p + 88);
