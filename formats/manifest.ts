@@ -13,7 +13,7 @@
 import { createHash, hash, type Hash } from 'node:crypto';
 import { FormatError } from './errors.js';
 import { checkName, HOST_RE, parseBlockEntry, SNAPSHOT_RE, UUID_RE, VOLUME_RE, MAX_BLOCK_INDEX } from './names.js';
-import { formatSha384, formatTime, parseSha384, parseTime, parseUint, quoteBytes, unquoteBytes } from './text.js';
+import { formatDigest, formatSha384, formatTime, parseSha384, parseTime, parseUint, quoteBytes, unquoteBytes } from './text.js';
 
 /** What a record describes. */
 export type EntryKind = 'file' | 'dir' | 'symlink';
@@ -135,7 +135,7 @@ export function encodeRecord(r: FileRecord): string {
   if (r.kind === 'symlink') body += ` ${quoteBytes(r.target ?? new Uint8Array())}`;
   body += '\n';
   for (const b of r.blocks) {
-    body += `${b.index} ${b.size} ${formatSha384(b.digest)} ${b.offset} ${b.volume} ${b.dataOffset} ${b.length} ${b.entry}${b.start === undefined ? '' : ' ' + b.start}\n`;
+    body += `${b.index} ${b.size} ${formatDigest(b.digest)} ${b.offset} ${b.volume} ${b.dataOffset} ${b.length} ${b.entry}${b.start === undefined ? '' : ' ' + b.start}\n`;
   }
   return body + END_OF_FILE + 'sha384(' + hash('sha384', body, 'hex') + ')\n';
 }

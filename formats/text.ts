@@ -89,6 +89,36 @@ export function formatSha384(digest: Uint8Array): string {
   return `sha384(${toHex(digest)})`;
 }
 
+/**
+ * The hashes a block may be hashed with (SPEC.md "Terminology"); a digest's length says
+ * which: 48 bytes sha384, 32 bytes sha256.
+ */
+export type BlockHash = 'sha384' | 'sha256';
+
+/** The length of a digest of `hash`. */
+export function digestLength(hash: BlockHash): number {
+  return hash === 'sha384' ? 48 : 32;
+}
+
+/** The hash a digest of this length was made with. */
+export function hashOfDigest(digest: Uint8Array): BlockHash {
+  if (digest.length === 48) return 'sha384';
+  if (digest.length === 32) return 'sha256';
+  throw new FormatError('bad-hash', `a digest of ${digest.length} bytes`);
+}
+
+/** Writes a block's digest as `sha384(<hex>)` or `sha256(<hex>)`, as its length says. */
+export function formatDigest(digest: Uint8Array): string {
+  return `${hashOfDigest(digest)}(${toHex(digest)})`;
+}
+
+/** Parses `sha384(<96 hex>)`, or `sha256(<64 hex>)` where `sha256` allows it, and returns the digest. */
+export function parseDigest(text: string, where: string, sha256: boolean): Uint8Array {
+  if (sha256 && text.startsWith('sha256(') && text.endsWith(')')) return fromHex(text.slice(7, -1), 32, where);
+  if (!text.startsWith('sha384(') || !text.endsWith(')')) throw new FormatError('bad-hash', `${where}: expected ${sha256 ? 'sha256(<hex>) or ' : ''}sha384(<hex>)`);
+  return fromHex(text.slice(7, -1), 48, where);
+}
+
 /** Largest integer any size or count field may hold (2^53 - 1). */
 export const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 

@@ -18,14 +18,14 @@ const events: ReadEvent[] = [
   { t: 'torn', f: 4, last: true },
   { t: 'fail', f: 5, vanished: false, message: 'cannot read (EACCES) — ünïcode 日本' },
   { t: 'fail', f: 6, vanished: true, message: '' },
-  { t: 'block', f: 7, index: 1, offset: 12345, size: 99, digest: new Uint8Array(randomBytes(48)), blockId: new Uint8Array(randomBytes(32)), codec: 4, bytes: new Uint8Array(randomBytes(99)) },
+  { t: 'block', f: 7, index: 1, offset: 12345, size: 99, digest: new Uint8Array(randomBytes(32)), blockId: new Uint8Array(randomBytes(32)), codec: 4, bytes: new Uint8Array(randomBytes(99)) },
   // Large and owning its buffer: moves beside the packed buffer.
   { t: 'block', f: 8, index: 0, offset: 0, size: 1 << 20, digest: new Uint8Array(randomBytes(48)), blockId: new Uint8Array(randomBytes(32)), codec: 1, bytes: new Uint8Array(randomBytes(1 << 20).buffer.slice(0)) },
   // Large but a view into a larger buffer: copied in.
   { t: 'block', f: 9, index: 0, offset: 0, size: 100000, digest: new Uint8Array(randomBytes(48)), blockId: new Uint8Array(randomBytes(32)), codec: 1, bytes: new Uint8Array(randomBytes(300000).buffer, 1000, 100000) },
   // A pack (small: copied in) and its members, at the edges of their fields.
   { t: 'pack', f: 10, size: 4 * 1024 * 1024, codec: -1, bytes: new Uint8Array(randomBytes(5000)) },
-  { t: 'member', f: 10, size: 1, start: 0, digest: new Uint8Array(randomBytes(48)), blockId: new Uint8Array(randomBytes(32)) },
+  { t: 'member', f: 10, size: 1, start: 0, digest: new Uint8Array(randomBytes(32)), blockId: new Uint8Array(randomBytes(32)) },
   { t: 'member', f: 0xffffffff, size: 262144, start: 0xffffffff, digest: new Uint8Array(randomBytes(48)), blockId: new Uint8Array(randomBytes(32)) },
 ];
 
@@ -64,7 +64,12 @@ test('a cut or unknown packed buffer is refused', () => {
   assert.throws(() => unpackEvents({ buf: odd.buffer, blobs: packed.blobs }), /unknown type 9/);
   assert.throws(() => unpackEvents({ buf: packed.buf, blobs: [] }), /blob that is not there/);
   assert.throws(() => unpackEvents({ buf: packed.buf, blobs: [...packed.blobs, new Uint8Array(1)] }), /1 blobs left over/);
-  assert.throws(() => packEvents([{ ...(events[0] as Extract<ReadEvent, { t: 'block' }>), digest: new Uint8Array(32) }]), /wrong length/);
+  assert.throws(() => packEvents([{ ...(events[0] as Extract<ReadEvent, { t: 'block' }>), blockId: new Uint8Array(48) }]), /wrong length/);
+  assert.throws(() => packEvents([{ ...(events[0] as Extract<ReadEvent, { t: 'block' }>), digest: new Uint8Array(40) }]), /a digest of 40 bytes/);
+  // A digest's length byte that names neither hash is refused, not read as one.
+  const lone = packEvents([events[0]]);
+  new Uint8Array(lone.buf)[22] = 40;
+  assert.throws(() => unpackEvents(lone), /a packed digest of 40 bytes/);
 });
 
 test('a job\'s paths of any bytes but NUL come back byte for byte, with their flags and what the walk saw', () => {

@@ -9,7 +9,7 @@ import { packRecord, packedKind, packedSize, unpackRecord } from '../engine/scra
 import type { BlockRef, FileRecord } from '../formats/manifest.js';
 
 const block = (i: number): BlockRef => ({
-  index: i, size: i === 0 ? 0 : 4 * 1024 * 1024, digest: new Uint8Array(randomBytes(48)), offset: 2 ** 53 - 1 - i,
+  index: i, size: i === 0 ? 0 : 4 * 1024 * 1024, digest: new Uint8Array(randomBytes(i % 2 ? 32 : 48)), offset: 2 ** 53 - 1 - i,
   volume: `sys-${'x'.repeat(60)}_2026-11-22_increment_2026-11-22-18-05-3.files.${String(i).padStart(4, '0')}.tar`, dataOffset: 2 ** 40 + i, length: 0xffffffff + i,
   entry: `ab/${randomUUID()}/${String(i % 10000).padStart(5, '0')}/${String(i).padStart(8, '0')}`,
 });

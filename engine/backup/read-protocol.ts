@@ -5,7 +5,7 @@
  * half of it); a job is two strings, and a batch of events one transferred buffer.
  *
  * Events, back to back, integers big-endian:
- *   block: 1, f u32, index u32, offset f64, size u32, codec i8, digest (48), block id (32), n u32, bytes (n);
+ *   block: 1, f u32, index u32, offset f64, size u32, codec i8, digest, block id (32), n u32, bytes (n);
  *          or n = 0xffffffff and the bytes are the next of the blobs that travel beside
  *          the buffer (a large block that owns its buffer moves instead of being copied:
  *          copies left the reader's heap holding tens of MiB of garbage)
@@ -13,10 +13,14 @@
  *   torn:  3, f u32, last u8
  *   fail:  4, f u32, vanished u8, n u32, message (n bytes of UTF-8)
  *   pack:  5, f u32, size u32, codec i8, n u32, bytes (n) (or n = 0xffffffff: the next blob)
- *   member: 6, f u32, size u32, start u32, digest (48), block id (32)
+ *   member: 6, f u32, size u32, start u32, digest, block id (32)
+ *
+ * A digest is its length (u8: 48 for sha384, 32 for sha256) and 48 bytes, of which the
+ * first that many are the digest.
  */
 import type { CodecChoice } from '../codec.js';
 import type { ChunkerParams } from '../chunker.js';
+import type { BlockHash } from '../../formats/text.js';
 
 /** The metadata of a file after it was read whole. */
 export interface FileMeta { size: bigint; mtimeNs: bigint; ctimeNs: bigint; ino: bigint; mode: bigint }
@@ -61,6 +65,8 @@ export interface ReadFile { abs: string; skip: boolean; seen?: WalkSeen }
 /** What every reader thread starts with. */
 export interface ReaderInit {
   blockIdKey: Uint8Array;
+  /** What blocks are hashed with: the chain's (SPEC.md "Index"). */
+  blockHash: BlockHash;
   params: ChunkerParams;
   codec: CodecChoice;
   /** The words of the chain's block Bloom filter. */
@@ -106,7 +112,8 @@ export function unpackFiles(p: PackedFiles): ReadFile[] {
   });
 }
 
-const DIGEST = 48;
+/** A digest's length byte and its room. */
+const DIGEST = 1 + 48;
 /** Blocks up to this size are copied into the packed buffer; larger ones move when they can. */
 const INLINE_MAX = 64 * 1024;
 const BLOB = 0xffffffff;
@@ -120,6 +127,20 @@ const BLOCK_HEAD = 1 + 4 + 4 + 8 + 4 + 1 + DIGEST + ID + 4;
 const END = 1 + 4 + 8 + 8 + 8 + 8 + 4 + 8;
 const PACK_HEAD = 1 + 4 + 4 + 1 + 4;
 const MEMBER = 1 + 4 + 4 + 4 + DIGEST + ID;
+
+/** Writes a digest (48 or 32 bytes) at `p` as its length and its room. */
+function putDigest(bytes: Uint8Array, p: number, digest: Uint8Array): void {
+  if (digest.length !== 48 && digest.length !== 32) throw new Error(`a digest of ${digest.length} bytes`);
+  bytes[p] = digest.length;
+  bytes.set(digest, p + 1);
+}
+
+/** The digest at `p`, as a view. */
+function getDigest(bytes: Uint8Array, p: number): Uint8Array {
+  const n = bytes[p];
+  if (n !== 48 && n !== 32) throw new Error(`a packed digest of ${n} bytes`);
+  return bytes.subarray(p + 1, p + 1 + n);
+}
 
 /** Packed events: one buffer, and the large blocks that move beside it. All of them are to be transferred. */
 export interface PackedEvents { buf: ArrayBuffer; blobs: Uint8Array[] }
@@ -144,10 +165,10 @@ export function packEvents(events: ReadEvent[]): PackedEvents {
   for (const e of events) {
     switch (e.t) {
       case 'block':
-        if (e.digest.length !== DIGEST || e.blockId.length !== ID) throw new Error('a block event with a digest or id of the wrong length');
+        if (e.blockId.length !== ID) throw new Error('a block event with an id of the wrong length');
         dv.setUint8(p, 1); dv.setUint32(p + 1, e.f); dv.setUint32(p + 5, e.index); dv.setFloat64(p + 9, e.offset);
         dv.setUint32(p + 17, e.size); dv.setInt8(p + 21, e.codec);
-        bytes.set(e.digest, p + 22); bytes.set(e.blockId, p + 22 + DIGEST);
+        putDigest(bytes, p + 22, e.digest); bytes.set(e.blockId, p + 22 + DIGEST);
         if (movable(e.bytes)) {
           dv.setUint32(p + 22 + DIGEST + ID, BLOB);
           blobs.push(e.bytes);
@@ -171,9 +192,9 @@ export function packEvents(events: ReadEvent[]): PackedEvents {
         }
         break;
       case 'member':
-        if (e.digest.length !== DIGEST || e.blockId.length !== ID) throw new Error('a member event with a digest or id of the wrong length');
+        if (e.blockId.length !== ID) throw new Error('a member event with an id of the wrong length');
         dv.setUint8(p, 6); dv.setUint32(p + 1, e.f); dv.setUint32(p + 5, e.size); dv.setUint32(p + 9, e.start);
-        bytes.set(e.digest, p + 13); bytes.set(e.blockId, p + 13 + DIGEST);
+        putDigest(bytes, p + 13, e.digest); bytes.set(e.blockId, p + 13 + DIGEST);
         p += MEMBER;
         break;
       case 'end':
@@ -221,7 +242,7 @@ export function unpackEvents({ buf, blobs }: PackedEvents): ReadEvent[] {
       need(p + BLOCK_HEAD, n);
       events.push({
         t: 'block', f, index: dv.getUint32(p + 5), offset: dv.getFloat64(p + 9), size: dv.getUint32(p + 17), codec: dv.getInt8(p + 21),
-        digest: bytes.slice(p + 22, p + 22 + DIGEST), blockId: bytes.slice(p + 22 + DIGEST, p + 22 + DIGEST + ID),
+        digest: getDigest(bytes, p + 22).slice(), blockId: bytes.slice(p + 22 + DIGEST, p + 22 + DIGEST + ID),
         bytes: moved ?? bytes.subarray(p + BLOCK_HEAD, p + BLOCK_HEAD + n),
       });
       p += BLOCK_HEAD + n;
@@ -238,7 +259,7 @@ export function unpackEvents({ buf, blobs }: PackedEvents): ReadEvent[] {
       need(p, MEMBER);
       // Views, not copies: a buffer of members holds no file contents (a pack's
       // bytes move beside it or are small), so a record holding one holds little.
-      events.push({ t: 'member', f, size: dv.getUint32(p + 5), start: dv.getUint32(p + 9), digest: bytes.subarray(p + 13, p + 13 + DIGEST), blockId: bytes.subarray(p + 13 + DIGEST, p + 13 + DIGEST + ID) });
+      events.push({ t: 'member', f, size: dv.getUint32(p + 5), start: dv.getUint32(p + 9), digest: getDigest(bytes, p + 13), blockId: bytes.subarray(p + 13 + DIGEST, p + 13 + DIGEST + ID) });
       p += MEMBER;
     } else if (t === 2) {
       need(p, END);

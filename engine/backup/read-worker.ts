@@ -17,7 +17,7 @@ import { closeSync, fstatSync, openSync, readSync, type BigIntStats } from 'node
 import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker } from '../chunker.js';
 import { compressBlock, compressBlockNow } from '../codec.js';
-import { hmac, sha384 } from '../crypto/hashes.js';
+import { blockDigest, hmac } from '../crypto/hashes.js';
 import { IdBloom, idKey } from '../scratch/sorter.js';
 import { spend } from '../threads.js';
 import { CacheSense, Prefetch } from './prefetch.js';
@@ -314,7 +314,7 @@ async function file(id: number, f: number, rf: ReadFile, packer: Packer | null):
       let offset = 0;
       // A promise only when its event must wait (the queue is sent).
       const block = (chunk: Uint8Array): Promise<void> | void => {
-        const digest = sha384(chunk);
+        const digest = blockDigest(init.blockHash, chunk);
         const blockId = hmac(init.blockIdKey, digest);
         const base = { t: 'block' as const, f, index: index++, offset, size: chunk.length, digest, blockId };
         offset += chunk.length;

@@ -13,7 +13,7 @@
 import { NotFoundError } from '../../formats/errors.js';
 import type { FileRecord } from '../../formats/manifest.js';
 import { ARCHIVE_END, archivePadding, encodeArchiveHeader } from '../../formats/archive.js';
-import { sha384 } from '../crypto/hashes.js';
+import { digestMatches } from '../crypto/hashes.js';
 import type { RestoreKey } from '../crypto/keys.js';
 import type { Storage } from '../storage/storage.js';
 import { VolumeReader, blockHashError } from '../repo/volumes.js';
@@ -51,7 +51,7 @@ export async function dump(storage: Storage, key: RestoreKey, o: DumpOptions, si
       let n = 0;
       for (const b of r.blocks) {
         const data = await reader.readUnchecked(b);
-        if (!Buffer.from(sha384(data)).equals(Buffer.from(b.digest))) throw blockHashError(b);
+        if (!digestMatches(data, b.digest)) throw blockHashError(b);
         await sink.write(data);
         n += data.length;
       }

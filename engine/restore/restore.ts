@@ -25,7 +25,7 @@ import { VolumeReader, blockHashError } from '../repo/volumes.js';
 import { ExternalSorter } from '../scratch/sorter.js';
 import { WriterError, WriterPool } from './writers.js';
 import { packRecord, unpackRecord } from '../scratch/record-pack.js';
-import { sha384 } from '../crypto/hashes.js';
+import { digestMatches } from '../crypto/hashes.js';
 import { helperThreads } from '../threads.js';
 import { SafeTarget, SETID_BITS, checkTarget, fileMode, makeRoom, targetError, tempBeside, timeArg } from './target.js';
 import { ComposedSnapshot } from './compose.js';
@@ -377,7 +377,7 @@ function countSlashes(p: Uint8Array): number {
  */
 function digestForWriter(writers: WriterPool, from: number, b: BlockRef, data: Uint8Array): Uint8Array | undefined {
   if (writers.backlog() < from) return b.digest;
-  if (!Buffer.from(sha384(data)).equals(b.digest)) throw blockHashError(b);
+  if (!digestMatches(data, b.digest)) throw blockHashError(b);
   return undefined;
 }
 

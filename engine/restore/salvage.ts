@@ -11,7 +11,6 @@
  * a path that cannot be written is listed, not fatal.
  */
 import { open, rename, rm, chmod, utimes, lutimes, symlink, type FileHandle } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
 import type * as openpgp from 'openpgp';
 import { FormatError, IebsError, IoError, KeyError, NotFoundError } from '../../formats/errors.js';
 import { blockContext } from '../../formats/envelope.js';
@@ -19,6 +18,7 @@ import { DocParser, LineSplitter, MAX_BLOCK, type BlockRef, type CatalogHeader, 
 import { decodeTarHeader, TAR_BLOCK } from '../../formats/tar.js';
 import { CATALOG_ENTRY_PREFIX, VOLUME_HEADER_ENTRY, decodeVolumeHeader, decodeVolumeKey } from '../../formats/volume.js';
 import { openEnvelope, pgpOpenBytes } from '../crypto/crypto.js';
+import { digestMatches } from '../crypto/hashes.js';
 import { decompressBlock } from '../codec.js';
 import { PackCache } from '../repo/volumes.js';
 import type { RestoreKey } from '../crypto/keys.js';
@@ -240,7 +240,7 @@ async function salvageFile(safe: SafeTarget, v: Version, res: SalvageResult, kee
       const { source, ref } = v.blocks.get(i)!;
       try {
         const data = await envelopePlain(source, ref, packs);
-        if (!createHash('sha384').update(data).digest().equals(ref.digest)) throw new FormatError('bad-hash', 'hash differs');
+        if (!digestMatches(data, ref.digest)) throw new FormatError('bad-hash', 'hash differs');
         await fh.write(data, 0, data.length, ref.offset);
         if (ref.offset === expectOffset) expectOffset += ref.size;
         covered += ref.size;

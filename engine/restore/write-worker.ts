@@ -9,7 +9,7 @@
  */
 import { closeSync, fchmodSync, fchownSync, futimesSync, lstatSync, openSync, renameSync, rmdirSync, rmSync, writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import { sha384 } from '../crypto/hashes.js';
+import { digestMatches } from '../crypto/hashes.js';
 import type { BlockWrite, FromWriter, SmallFile, WriterFailure, WriterItem } from './write-protocol.js';
 
 const port = parentPort!;
@@ -35,7 +35,7 @@ class Refusal extends Error {
 
 /** Refuses (bad-hash) unless `data` hashes to `digest`. */
 function check(data: Uint8Array, digest: Uint8Array): void {
-  if (Buffer.compare(sha384(data), digest) !== 0) throw new Refusal({ why: 'bad-hash', message: 'block content does not match its sha384' });
+  if (!digestMatches(data, digest)) throw new Refusal({ why: 'bad-hash', message: 'block content does not match its digest' });
 }
 
 function writeBlock(b: BlockWrite): void {

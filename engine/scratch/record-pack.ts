@@ -6,7 +6,7 @@
  * Layout, integers big-endian: uuid (36 ASCII bytes), kind (u8), mode (u16), uid (u32),
  * gid (u32), size (f64), mtime ns (i64), block size (f64), path (u32 n, n bytes), target
  * (i32 n, -1 when absent, n bytes), blocks (u32 count), each: index (f64), size (f64),
- * sha384 (48), offset (f64), data offset (f64), length (f64), start in a pack (f64, -1
+ * digest (u8 n: 48 for sha384, 32 for sha256; then 48 bytes, the first n the digest), offset (f64), data offset (f64), length (f64), start in a pack (f64, -1
  * when none), volume (u16 n, n latin1 bytes), entry (u16 n, n latin1 bytes).
  */
 import { ENTRY_KINDS, type BlockRef, type FileRecord } from '../../formats/manifest.js';
@@ -15,7 +15,7 @@ const HEAD = 36 + 1 + 2 + 4 + 4 + 8 + 8 + 8;
 /** Where the kind and the size lie: read on their own by `packedKind` and `packedSize`. */
 const KIND_AT = 36;
 const SIZE_AT = 47;
-const BLOCK = 8 + 8 + 48 + 8 + 8 + 8 + 8 + 2 + 2;
+const BLOCK = 8 + 8 + 49 + 8 + 8 + 8 + 8 + 2 + 2;
 
 /** Packs a record. */
 export function packRecord(r: FileRecord): Buffer {
@@ -32,10 +32,10 @@ export function packRecord(r: FileRecord): Buffer {
   if (r.target) { dv.setInt32(p, r.target.length); out.set(r.target, p + 4); p += 4 + r.target.length; } else { dv.setInt32(p, -1); p += 4; }
   dv.setUint32(p, r.blocks.length); p += 4;
   for (const b of r.blocks) {
-    dv.setFloat64(p, b.index); dv.setFloat64(p + 8, b.size); out.set(b.digest, p + 16);
-    dv.setFloat64(p + 64, b.offset); dv.setFloat64(p + 72, b.dataOffset); dv.setFloat64(p + 80, b.length); dv.setFloat64(p + 88, b.start ?? -1);
-    dv.setUint16(p + 96, b.volume.length); out.write(b.volume, p + 98, 'latin1');
-    p += 98 + b.volume.length;
+    dv.setFloat64(p, b.index); dv.setFloat64(p + 8, b.size); out[p + 16] = b.digest.length; out.set(b.digest, p + 17); out.fill(0, p + 17 + b.digest.length, p + 65);
+    dv.setFloat64(p + 65, b.offset); dv.setFloat64(p + 73, b.dataOffset); dv.setFloat64(p + 81, b.length); dv.setFloat64(p + 89, b.start ?? -1);
+    dv.setUint16(p + 97, b.volume.length); out.write(b.volume, p + 99, 'latin1');
+    p += 99 + b.volume.length;
     dv.setUint16(p, b.entry.length); out.write(b.entry, p + 2, 'latin1');
     p += 2 + b.entry.length;
   }
@@ -67,17 +67,17 @@ export function unpackRecord(v: Uint8Array): FileRecord {
   p += 4;
   const blocks: BlockRef[] = [];
   for (let i = 0; i < count; i++) {
-    const vl = dv.getUint16(p + 96);
-    const volume = b.toString('latin1', p + 98, p + 98 + vl);
-    const el = dv.getUint16(p + 98 + vl);
+    const vl = dv.getUint16(p + 97);
+    const volume = b.toString('latin1', p + 99, p + 99 + vl);
+    const el = dv.getUint16(p + 99 + vl);
     const ref: BlockRef = {
-      index: dv.getFloat64(p), size: dv.getFloat64(p + 8), digest: b.subarray(p + 16, p + 64), offset: dv.getFloat64(p + 64),
-      dataOffset: dv.getFloat64(p + 72), length: dv.getFloat64(p + 80), volume, entry: b.toString('latin1', p + 100 + vl, p + 100 + vl + el),
+      index: dv.getFloat64(p), size: dv.getFloat64(p + 8), digest: b.subarray(p + 17, p + 17 + b[p + 16]), offset: dv.getFloat64(p + 65),
+      dataOffset: dv.getFloat64(p + 73), length: dv.getFloat64(p + 81), volume, entry: b.toString('latin1', p + 101 + vl, p + 101 + vl + el),
     };
-    const start = dv.getFloat64(p + 88);
+    const start = dv.getFloat64(p + 89);
     if (start >= 0) ref.start = start;
     blocks.push(ref);
-    p += 100 + vl + el;
+    p += 101 + vl + el;
   }
   if (p !== v.length || !packedKind(v)) throw new Error('a packed record is malformed');
   const r: FileRecord = {
