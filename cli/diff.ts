@@ -9,7 +9,7 @@ import type { Verb } from './verb.js';
 export const verb: Verb = {
   summary: 'what changed between two snapshots: + - M U T',
   args: 'A B',
-  about: `What changed from snapshot A to snapshot B (any two, of any chains or systems), one path a line, in tree order, with restic's letters: + only in B, - only in A, M contents changed (a file's blocks, a symlink's target), U only metadata (mode, owner, mtime), T the kind changed (file, directory, symlink). Then a summary: counts, and the bytes of files added, removed and changed (not with --quiet). Contents are compared by the sha384 of each block as the manifests record them: no volume is read. --json prints {"changes": [...], "a", "b", "summary"} as it goes. ${SNAPSHOT_ABOUT}`,
+  about: `What changed from snapshot A to snapshot B (any two, of any chains or systems), one path a line, in tree order, with restic's letters: + only in B, - only in A, M contents changed (a file's blocks, a symlink's target), U only metadata (mode, owner, mtime), T the kind changed (file, directory, symlink). Then a summary: counts, and the bytes of files added, removed and changed (not with --quiet). Contents are compared by the digest of each block as the manifests record them: no volume is read, except for files of the same size in a chain begun with sha384 blocks and one begun with sha256 blocks, which are read and compared. --json prints {"changes": [...], "a", "b", "summary"} as it goes. ${SNAPSHOT_ABOUT}`,
   flags: [
     REPO,
     keyFlag('restore.key', 'the restore key (names are encrypted)', true),

@@ -8,7 +8,7 @@ import type { Verb } from './verb.js';
 export const verb: Verb = {
   summary: "a file's bytes to stdout, or a directory as a tar stream",
   args: 'SNAPSHOT PATH',
-  about: `Writes PATH of SNAPSHOT to stdout: a file's contents, or a directory (or symlink) and everything under it as a tar stream (POSIX ustar, with pax headers for long names, large sizes and sub-second mtimes; names start at the directory itself: dump S taxes gives taxes/, taxes/2024.pdf, ...). PATH / is the whole snapshot. Every block is checked against its sha384 before it is written; a damaged block stops the stream with an error (exit 1: what was written is incomplete). A PATH the snapshot does not hold is an error before anything is written. --archive tar is the only format. Example: iebs dump latest taxes --repo R --key restore.key | tar -xpf - -C /tmp/out. ${SNAPSHOT_ABOUT}`,
+  about: `Writes PATH of SNAPSHOT to stdout: a file's contents, or a directory (or symlink) and everything under it as a tar stream (POSIX ustar, with pax headers for long names, large sizes and sub-second mtimes; names start at the directory itself: dump S taxes gives taxes/, taxes/2024.pdf, ...). PATH / is the whole snapshot. Every block is checked against its digest before it is written; a damaged block stops the stream with an error (exit 1: what was written is incomplete). A PATH the snapshot does not hold is an error before anything is written. --archive tar is the only format. Example: iebs dump latest taxes --repo R --key restore.key | tar -xpf - -C /tmp/out. ${SNAPSHOT_ABOUT}`,
   flags: [
     REPO,
     keyFlag('restore.key', 'the restore key', true),

@@ -4,8 +4,9 @@
  * places, and keyed ids of the paths it saw with the metadata that tells an unchanged
  * file. No name or content hash appears in it; it is sealed with the index key.
  *
- *   IEBS-INDEX 2
+ *   IEBS-INDEX 3
  *   <snapshot>
+ *   hash sha256|sha384            the hash the chain's block ids are made from
  *   B <block id hex64> <volume> <data offset> <length> <entry> [<start>]
  *   F <path id hex64> <uuid> <kind> <size> <mtime ns> <ctime ns> <inode> <mode octal>
  *   D <path id hex64>
@@ -14,7 +15,7 @@
 import { createHash } from 'node:crypto';
 import { FormatError } from './errors.js';
 import { checkName, parseBlockEntry, SNAPSHOT_RE, UUID_RE, VOLUME_RE } from './names.js';
-import { formatSha384, fromHex, parseBigInt, parseSha384, parseUint, TIME_NS_MAX, TIME_NS_MIN, toHex, U64_MAX } from './text.js';
+import { formatSha384, fromHex, parseBigInt, parseSha384, parseUint, TIME_NS_MAX, TIME_NS_MIN, toHex, U64_MAX, type BlockHash } from './text.js';
 import { MAX_BLOCK, MAX_ENVELOPE_OVERHEAD, type EntryKind } from './manifest.js';
 
 /** A stored block: where the envelope with this keyed id lives. */
@@ -32,13 +33,21 @@ export const INDEX_PIECE = 4 * 1024 * 1024;
 /** Bytes of the length before each piece's envelope. */
 export const INDEX_PIECE_FRAME = 4;
 
-/** Version 2 lets a B line name a block's start in a pack; a writer writes it. */
-const MAGICS = ['IEBS-INDEX 1', 'IEBS-INDEX 2'];
+/**
+ * Version 2 lets a B line name a block's start in a pack; version 3 names the hash the
+ * chain's blocks are hashed with (1 and 2 are sha384). A writer writes version 3.
+ */
+const MAGICS = ['IEBS-INDEX 1', 'IEBS-INDEX 2', 'IEBS-INDEX 3'];
 const END = '-- END OF INDEX -- ';
+const HASH_LINES: Record<string, BlockHash> = { 'hash sha256': 'sha256', 'hash sha384': 'sha384' };
 
-/** The first two lines of an index document: its version and its snapshot. */
-export function encodeIndexHead(snapshot: string, version = 2): string {
-  return `${MAGICS[version - 1]}\n${snapshot}\n`;
+/** What an index says before its lines: its snapshot, and the hash its block ids are made from. */
+export interface IndexHead { snapshot: string; hash: BlockHash }
+
+/** The head of an index document: its version, its snapshot and (from version 3) its hash. */
+export function encodeIndexHead(head: IndexHead, version = 3): string {
+  if (version < 3 && head.hash !== 'sha384') throw new FormatError('unknown-version', `an index of version ${version} has sha384 blocks only`);
+  return `${MAGICS[version - 1]}\n${head.snapshot}\n${version < 3 ? '' : `hash ${head.hash}\n`}`;
 }
 
 /** The closing line of an index document, given the sha384 of every byte before it. */
@@ -47,8 +56,8 @@ export function encodeIndexEnd(digest: Uint8Array): string {
 }
 
 /** Encodes an index document. */
-export function encodeIndex(snapshot: string, items: Iterable<IndexItem>, version = 2): string {
-  let s = encodeIndexHead(snapshot, version);
+export function encodeIndex(head: IndexHead, items: Iterable<IndexItem>, version = 3): string {
+  let s = encodeIndexHead(head, version);
   for (const it of items) s += encodeIndexItem(it);
   return s + encodeIndexEnd(createHash('sha384').update(s).digest());
 }
@@ -76,7 +85,7 @@ export function encodeIndexItem(it: IndexItem): string {
 }
 
 /** Decodes an index document held in memory; calls `each` per line item. */
-export function decodeIndex(text: string, where: string, each: (it: IndexItem) => void): string {
+export function decodeIndex(text: string, where: string, each: (it: IndexItem) => void): IndexHead {
   if (!text.endsWith('\n')) throw new FormatError('truncated', `${where}: index does not end with a newline`);
   const endAt = text.lastIndexOf('\n' + END);
   if (endAt < 0) throw new FormatError('truncated', `${where}: index has no closing line`);
@@ -93,12 +102,13 @@ export function decodeIndex(text: string, where: string, each: (it: IndexItem) =
  * Decodes an index document given in pieces that each end at a line end (SPEC.md
  * "Index": an index object is a sequence of sealed pieces). Lines are visited one at a
  * time: an index can hold millions of them. `end` checks the closing line and returns
- * the snapshot name.
+ * the snapshot name and hash.
  */
 export class IndexDecoder {
   private readonly hash = createHash('sha384');
   private lineNo = 0;
   private snapshot: string | null = null;
+  private blockHash: BlockHash | null = null;
   private closing: Uint8Array | null = null;
   private version = 0;
   constructor(private readonly where: string, private readonly each: (it: IndexItem) => void) {}
@@ -130,9 +140,19 @@ export class IndexDecoder {
       if (this.version === 0) throw new FormatError(line.startsWith('IEBS-INDEX ') ? 'unknown-version' : 'bad-magic', `${this.where}: not an iebs index of a known version`);
       return;
     }
-    if (this.lineNo === 2) { this.snapshot = checkName(SNAPSHOT_RE, line, 'snapshot name', this.where); return; }
+    if (this.lineNo === 2) {
+      this.snapshot = checkName(SNAPSHOT_RE, line, 'snapshot name', this.where);
+      if (this.version < 3) this.blockHash = 'sha384';
+      return;
+    }
+    if (this.lineNo === 3 && this.version >= 3) {
+      const hash = HASH_LINES[line];
+      if (!hash) throw new FormatError('bad-line', `${w}: expected "hash sha256" or "hash sha384"`);
+      this.blockHash = hash;
+      return;
+    }
     const f = line.split(' ');
-    if (f[0] === 'B' && (f.length === 6 || (f.length === 7 && this.version === 2))) {
+    if (f[0] === 'B' && (f.length === 6 || (f.length === 7 && this.version >= 2))) {
       parseBlockEntry(f[5], w);
       const block: IndexBlock = { id: fromHex(f[1], 32, w), volume: checkName(VOLUME_RE, f[2], 'volume name', w), dataOffset: parseUint(f[3], w), length: parseUint(f[4], w, MAX_BLOCK + MAX_ENVELOPE_OVERHEAD), entry: f[5] };
       if (f.length === 7) block.start = parseUint(f[6], w, MAX_BLOCK - 1);
@@ -150,10 +170,10 @@ export class IndexDecoder {
   /** True once the closing line was read: nothing may follow. */
   get closed(): boolean { return this.closing !== null; }
 
-  end(): string {
+  end(): IndexHead {
     if (!this.closing) throw new FormatError('truncated', `${this.where}: index has no closing line`);
     if (!this.hash.digest().equals(this.closing)) throw new FormatError('bad-checksum', `${this.where}: index checksum does not match`);
-    if (this.snapshot === null) throw new FormatError('truncated', `${this.where}: index has no snapshot line`);
-    return this.snapshot;
+    if (this.snapshot === null || this.blockHash === null) throw new FormatError('truncated', `${this.where}: index has no ${this.snapshot === null ? 'snapshot' : 'hash'} line`);
+    return { snapshot: this.snapshot, hash: this.blockHash };
   }
 }

@@ -3,9 +3,11 @@
  * snapshot's files (SPEC.md "Manifest grammar"). Both share one record grammar:
  *
  *   file-line    uuid SP qpath SP size SP mtime SP owner SP blocksize SP kind SP mode [SP qtarget]
- *   block-line   index SP size SP sha384(hex) SP offset SP volume SP data-offset SP length SP entry [SP start]
+ *   block-line   index SP size SP digest SP offset SP volume SP data-offset SP length SP entry [SP start]
  *   end-of-file  "-- END OF FILE -- " sha384(hex of the record's preceding lines)
  *   deletion     "deleted" SP uuid
+ *
+ * A block's digest is sha384(hex), or from manifest 4 and catalogue 3 on sha256(hex).
  *
  * The encoder and the parser are pure and streaming: one record at a time, a running
  * sha384 for the `-- END OF MANIFEST --` line, so no manifest is ever held whole.
@@ -13,7 +15,7 @@
 import { createHash, hash, type Hash } from 'node:crypto';
 import { FormatError } from './errors.js';
 import { checkName, HOST_RE, parseBlockEntry, SNAPSHOT_RE, UUID_RE, VOLUME_RE, MAX_BLOCK_INDEX } from './names.js';
-import { formatDigest, formatSha384, formatTime, parseSha384, parseTime, parseUint, quoteBytes, unquoteBytes } from './text.js';
+import { formatDigest, formatSha384, formatTime, parseDigest, parseSha384, parseTime, parseUint, quoteBytes, unquoteBytes } from './text.js';
 
 /** What a record describes. */
 export type EntryKind = 'file' | 'dir' | 'symlink';
@@ -99,14 +101,18 @@ export type DocKind = 'manifest' | 'catalog';
 /**
  * The versions a reader knows (SPEC.md "Changes by version"). Manifest 1 has no root line,
  * 2 has one; manifest 3 and catalogue 2 may carry packed blocks (a block line's `start`),
- * and a manifest 3 has a root line exactly when the snapshot has a root. A writer writes
- * the newest: earlier readers reject them by their first line.
+ * and a manifest 3 has a root line exactly when the snapshot has a root; manifest 4 and
+ * catalogue 3 are those with a block's digest `sha384(...)` or `sha256(...)`. A writer
+ * writes the newest: earlier readers reject them by their first line.
  */
 const MAGICS: Record<DocKind, readonly string[]> = {
-  manifest: ['IEBS-MANIFEST 1', 'IEBS-MANIFEST 2', 'IEBS-MANIFEST 3'],
-  catalog: ['IEBS-CATALOG 1', 'IEBS-CATALOG 2'],
+  manifest: ['IEBS-MANIFEST 1', 'IEBS-MANIFEST 2', 'IEBS-MANIFEST 3', 'IEBS-MANIFEST 4'],
+  catalog: ['IEBS-CATALOG 1', 'IEBS-CATALOG 2', 'IEBS-CATALOG 3'],
 };
-const WRITE_MAGIC: Record<DocKind, string> = { manifest: 'IEBS-MANIFEST 3', catalog: 'IEBS-CATALOG 2' };
+const WRITE_MAGIC: Record<DocKind, string> = { manifest: 'IEBS-MANIFEST 4', catalog: 'IEBS-CATALOG 3' };
+/** The first version of each document whose block lines may carry packs, and sha256 digests. */
+const PACKS_FROM: Record<DocKind, number> = { manifest: 3, catalog: 2 };
+const SHA256_FROM: Record<DocKind, number> = { manifest: 4, catalog: 3 };
 const END: Record<DocKind, string> = { manifest: '-- END OF MANIFEST -- ', catalog: '-- END OF CATALOG -- ' };
 const END_OF_FILE = '-- END OF FILE -- ';
 
@@ -415,12 +421,12 @@ export class DocParser {
     if (r.kind !== 'file') throw new FormatError('bad-line', `${where}: a ${r.kind} has no blocks`);
     const f = text.split(' ');
     // A ninth field, the block's start in a pack, only where the version allows packs.
-    const packs = this.version === (this.kind === 'manifest' ? 3 : 2);
+    const packs = this.version >= PACKS_FROM[this.kind];
     if (f.length !== 8 && !(f.length === 9 && packs)) throw new FormatError('bad-line', `${where}: block line needs 8 fields${packs ? ' (9 in a pack)' : ''}`);
     const b: BlockRef = {
       index: parseUint(f[0], where, MAX_BLOCK_INDEX),
       size: parseUint(f[1], where, MAX_BLOCK),
-      digest: parseSha384(f[2], where),
+      digest: parseDigest(f[2], where, this.version >= SHA256_FROM[this.kind]),
       offset: parseUint(f[3], where),
       volume: f[4] === this.lastVolume ? this.lastVolume : (this.lastVolume = checkName(VOLUME_RE, f[4], 'volume name', where)),
       dataOffset: parseUint(f[5], where),

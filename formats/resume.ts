@@ -9,14 +9,19 @@
  */
 import { FormatError } from './errors.js';
 import { SNAPSHOT_RE, SYSTEM_RE, VOLUME_RE, checkName, parseBlockEntry, volumeName } from './names.js';
-import { fields, formatSha384, formatTime, fromHex, parseSha384, parseTime, parseUint, toHex } from './text.js';
+import { fields, formatSha384, formatTime, fromHex, parseSha384, parseTime, parseUint, toHex, type BlockHash } from './text.js';
 
-/** First line of a journal. */
-/** Version 2 lets a block line carry the block's start in a pack; a version 1 journal is not used. */
-export const RESUME_MAGIC = 'iebs-resume 2';
+/**
+ * First line of a journal. Version 2 lets a block line carry the block's start in a
+ * pack; version 3 names the hash the run's blocks are hashed with (a version 2 journal
+ * is of a sha384 run, and is read as one); a version 1 journal is not used.
+ */
+export const RESUME_MAGIC = 'iebs-resume 3';
+const RESUME_2 = 'iebs-resume 2';
 
-/** Lines of the head, in order. */
-const HEAD_KEYS = ['key', 'repository', 'system', 'snapshot', 'type', 'time', 'parent', 'uuids'] as const;
+/** Lines of the head, in order: version 3's, and version 2's (without `hash`). */
+const HEAD_KEYS = ['key', 'repository', 'system', 'snapshot', 'type', 'hash', 'time', 'parent', 'uuids'] as const;
+const HEAD_KEYS_2 = HEAD_KEYS.filter((k) => k !== 'hash');
 
 /** The run a journal belongs to. */
 export interface ResumeHead {
@@ -27,6 +32,8 @@ export interface ResumeHead {
   system: string;
   snapshot: string;
   type: 'full' | 'increment';
+  /** The hash of the run's blocks (its keyed ids are made from these digests). */
+  hash: BlockHash;
   time: bigint;
   parent?: { name: string; sha384: Uint8Array };
   /** Secret (32 bytes) from which the run derives the UUIDs of new paths. */
@@ -47,7 +54,7 @@ const MAX_LENGTH = 16 * 1024 * 1024 + 1024;
 
 export function encodeResumeHead(h: ResumeHead): string {
   const parent = h.parent ? `${h.parent.name} ${formatSha384(h.parent.sha384)}` : '-';
-  return `${RESUME_MAGIC}\nkey ${h.key}\nrepository ${h.repository}\nsystem ${h.system}\nsnapshot ${h.snapshot}\ntype ${h.type}\ntime ${formatTime(h.time)}\nparent ${parent}\nuuids ${toHex(h.uuids)}\n`;
+  return `${RESUME_MAGIC}\nkey ${h.key}\nrepository ${h.repository}\nsystem ${h.system}\nsnapshot ${h.snapshot}\ntype ${h.type}\nhash ${h.hash}\ntime ${formatTime(h.time)}\nparent ${parent}\nuuids ${toHex(h.uuids)}\n`;
 }
 
 export function encodeResumeBlock(b: ResumeBlock): string {
@@ -67,6 +74,7 @@ export class ResumeParser {
   private readonly head: Partial<Record<(typeof HEAD_KEYS)[number], string>> = {};
   private at = 0;
   private volumes = 0;
+  private keys: readonly (typeof HEAD_KEYS)[number][] = HEAD_KEYS;
   parsed: ResumeHead | null = null;
   constructor(private readonly where: string) {}
 
@@ -75,11 +83,12 @@ export class ResumeParser {
     if (line.length > 1024) throw new FormatError('absurd-size', `${where}: longer than any journal line`);
     if (this.at === 1) {
       if (line === RESUME_MAGIC) return null;
-      throw new FormatError(line.startsWith('iebs-resume ') ? 'unknown-version' : 'bad-magic', `${where}: not a resume journal of version 2`);
+      if (line === RESUME_2) { this.keys = HEAD_KEYS_2; return null; }
+      throw new FormatError(line.startsWith('iebs-resume ') ? 'unknown-version' : 'bad-magic', `${where}: not a resume journal of version 2 or 3`);
     }
     const f = fields(line, where);
     if (!this.parsed) {
-      const key = HEAD_KEYS[this.at - 2];
+      const key = this.keys[this.at - 2];
       if (f[0] !== key) throw new FormatError('bad-line', `${where}: expected "${key}"`);
       if (key === 'parent' ? !(f.length === 2 || f.length === 3) : f.length !== 2) throw new FormatError('bad-line', `${where}: "${key}" has the wrong number of fields`);
       this.head[key] = f.slice(1).join(' ');
@@ -107,13 +116,15 @@ export class ResumeParser {
     if (!/^[0-9a-f]{64}$/.test(h.key)) throw new FormatError('bad-hex', `${where}: key is not 64 lower-case hex digits`);
     if (!/^[0-9a-f]{32}$/.test(h.repository)) throw new FormatError('bad-hex', `${where}: repository is not 32 lower-case hex digits`);
     if (h.type !== 'full' && h.type !== 'increment') throw new FormatError('bad-line', `${where}: unknown snapshot type`);
+    const hash = h.hash ?? 'sha384';
+    if (hash !== 'sha256' && hash !== 'sha384') throw new FormatError('bad-line', `${where}: unknown hash`);
     const p = h.parent.split(' ');
     let parent: ResumeHead['parent'];
     if (p.length === 2) parent = { name: checkName(SNAPSHOT_RE, p[0], 'snapshot name', where), sha384: parseSha384(p[1], where) };
     else if (p[0] !== '-') throw new FormatError('bad-line', `${where}: bad parent line`);
     return {
       key: h.key, repository: h.repository, system: checkName(SYSTEM_RE, h.system, 'system name', where),
-      snapshot: checkName(SNAPSHOT_RE, h.snapshot, 'snapshot name', where), type: h.type, time: parseTime(h.time, where), parent, uuids: fromHex(h.uuids, 32, where),
+      snapshot: checkName(SNAPSHOT_RE, h.snapshot, 'snapshot name', where), type: h.type, hash, time: parseTime(h.time, where), parent, uuids: fromHex(h.uuids, 32, where),
     };
   }
 }

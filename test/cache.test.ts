@@ -153,7 +153,9 @@ for (const limits of [undefined, { arena: 2048 } as Limits]) {
       assert.ok(kept, `step ${i}: a state is kept`);
       assert.equal(kept.pos, chain.length - 1, `step ${i}: for the new snapshot`);
       const scratch = tempDir('scratch');
-      const composed = await ChainState.load(cached, bk.indexKey, chain, scratch, limits?.arena);
+      const composed = await ChainState.load(cached, bk.indexKey, chain, scratch, 'sha384', limits?.arena);
+      assert.equal(kept.hash, 'sha256', `step ${i}: the state names the chain's hash`);
+      assert.equal(composed.blockHash, 'sha256', `step ${i}: as the indexes do`);
       assert.deepEqual(dump(kept.paths), dump(composed.pathTable), `step ${i}: paths`);
       assert.deepEqual(dump(kept.blocks), dump(composed.blockTable), `step ${i}: blocks`);
       for (const [id] of composed.blockTable.entries()) assert.ok(kept.bloom.has(id));
@@ -298,7 +300,7 @@ test('a kept state one snapshot behind is brought up to date from the indexes af
   const chain = await chainOfSystem(storage, 'behind');
   const kept = StateCache.open(cacheDir, repoId, bk.indexKey)!.find(chain)!;
   assert.equal(kept.pos, chain.length - 1);
-  const composed = await ChainState.load(storage, bk.indexKey, chain, tempDir('scratch'));
+  const composed = await ChainState.load(storage, bk.indexKey, chain, tempDir('scratch'), 'sha256');
   assert.deepEqual(dump(kept.paths), dump(composed.pathTable));
   assert.deepEqual(dump(kept.blocks), dump(composed.blockTable));
   composed.close(); kept.paths.close(); kept.blocks.close();

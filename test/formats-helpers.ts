@@ -113,6 +113,8 @@ export const uuidArb = fc.uint8Array({ minLength: 16, maxLength: 16 }).map((b) =
 });
 /** Any 48-byte digest. */
 export const sha384Arb = fc.uint8Array({ minLength: 48, maxLength: 48 });
+/** The hashes a block may be hashed with. */
+export const blockHashArb = fc.constantFrom('sha256' as const, 'sha384' as const);
 /** Names that match the patterns of formats/names.ts. */
 export const snapshotNameArb = fc.stringMatching(SNAPSHOT_RE);
 export const volumeNameArb = fc.stringMatching(VOLUME_RE);

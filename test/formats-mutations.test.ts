@@ -21,7 +21,7 @@ import { formatTime, parseTime, parseUint, quoteBytes, unquoteBytes } from '../f
 import { FormatError } from '../formats/errors.js';
 import { loadVectors } from './vectors.js';
 import {
-  catalogHeaderArb, decodesOrFormatError, encodeItems, indexItemsArb, manifestItemsArb, mutate, mutateText, mutationArb, recordArb,
+  blockHashArb, catalogHeaderArb, decodesOrFormatError, encodeItems, indexItemsArb, manifestItemsArb, mutate, mutateText, mutationArb, recordArb,
   rec, runs, sealDoc, sealIndex, snapshotNameArb, snapshotRecordArb, volumeHeaderArb, type Mutation, type RawPart,
 } from './formats-helpers.js';
 
@@ -99,14 +99,14 @@ test('damaged snapshot records decode or throw a FormatError, and what decodes i
 });
 
 test('damaged index documents decode or throw a FormatError; sealed again, what decodes is canonical', () => {
-  fc.assert(fc.property(snapshotNameArb, indexItemsArb, mutationArb, fc.boolean(), (snapshot, items, m, reseal) => {
-    const text = encodeIndex(snapshot, items);
+  fc.assert(fc.property(snapshotNameArb, blockHashArb, indexItemsArb, mutationArb, fc.boolean(), (snapshot, hash, items, m, reseal) => {
+    const text = encodeIndex({ snapshot, hash }, items);
     const damaged = reseal ? sealIndex(mutateText(text.slice(0, text.indexOf('-- END OF INDEX')), m)) : mutateText(text, m);
     const got: IndexItem[] = [];
     const name = decodesOrFormatError(() => decodeIndex(damaged, 'mut', (it) => got.push(it)), () => show(m));
     // A flipped bit can turn the version line into an earlier one that still decodes
     // ("IEBS-INDEX 1" with no packed block): canonical in the version it was read as.
-    const version = damaged.startsWith('IEBS-INDEX 1\n') ? 1 : 2;
+    const version = damaged.startsWith('IEBS-INDEX 1\n') ? 1 : damaged.startsWith('IEBS-INDEX 2\n') ? 2 : 3;
     if (!(name instanceof FormatError)) assert.equal(encodeIndex(name, got, version), damaged);
   }), runs(300));
 });
@@ -192,6 +192,6 @@ test('every mutation of an index item line is checked (items sealed one at a tim
     const doc = sealIndex(`IEBS-INDEX 2\n${snapshot}\n${lines.join('')}`);
     const got: IndexItem[] = [];
     const name = decodesOrFormatError(() => decodeIndex(doc, 'mut', (it) => got.push(it)), () => show(m));
-    if (!(name instanceof FormatError)) assert.equal(encodeIndex(name, got), doc);
+    if (!(name instanceof FormatError)) assert.equal(encodeIndex(name, got, 2), doc);
   }), runs(300));
 });

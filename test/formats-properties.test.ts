@@ -14,7 +14,7 @@ import { decodeVolumeHeader, decodeVolumeKey, encodeVolumeHeader, encodeVolumeKe
 import { formatTime, parseTime, quoteBytes, unquoteBytes } from '../formats/text.js';
 import { blockEntry, parseBlockEntry } from '../formats/names.js';
 import {
-  catalogHeaderArb, encodeItems, manifestItemsArb, recordArb, runs, slices, snapshotNameArb, snapshotRecordArb,
+  blockHashArb, catalogHeaderArb, encodeItems, manifestItemsArb, recordArb, runs, slices, snapshotNameArb, snapshotRecordArb,
   indexItemsArb, rec, timeArb, uuidArb, volumeHeaderArb,
 } from './formats-helpers.js';
 
@@ -112,9 +112,9 @@ test('snapshot records: encode then decode is the identity', () => {
 });
 
 test('index: encode then decode is the identity', () => {
-  fc.assert(fc.property(snapshotNameArb, indexItemsArb, (snapshot, items) => {
+  fc.assert(fc.property(snapshotNameArb, blockHashArb, indexItemsArb, (snapshot, hash, items) => {
     const got: IndexItem[] = [];
-    assert.equal(decodeIndex(encodeIndex(snapshot, items), 'prop', (it) => got.push(it)), snapshot);
+    assert.deepEqual(decodeIndex(encodeIndex({ snapshot, hash }, items), 'prop', (it) => got.push(it)), { snapshot, hash });
     assert.deepEqual(got, items);
   }), runs(200));
 });

@@ -20,16 +20,17 @@ import { decodeIndex, encodeIndex, INDEX_PIECE_FRAME, type IndexItem } from '../
 import { decodeEnvelopeHeader, encodeEnvelopeHeader, ENVELOPE_HEADER, indexContext, TAG_LENGTH } from '../formats/envelope.js';
 import { AuthError, FormatError } from '../formats/errors.js';
 import { deriveKey, hmac, pgpClearVerify, sealEnvelope, sha384 } from '../engine/crypto/crypto.js';
+import { blockDigest } from '../engine/crypto/hashes.js';
 import { openIndexObject } from '../engine/repo/index-object.js';
 import { decodeTarHeader, encodeTarHeader } from '../formats/tar.js';
 import { decodeVolumeHeader, encodeVolumeHeader } from '../formats/volume.js';
 import { decodeKeyFile, encodeKeyFile } from '../formats/keyfile.js';
-import { quoteBytes, unquoteBytes } from '../formats/text.js';
+import { quoteBytes, unquoteBytes, type BlockHash } from '../formats/text.js';
 import { decodeConfig, encodeConfig } from '../formats/config.js';
 import { decodeDiscLabel, encodeDiscLabel } from '../formats/disc-label.js';
 import { decodeLock, encodeLock } from '../formats/lock.js';
-import { decodeCacheState, encodeCacheState } from '../formats/cache-state.js';
-import { decodeResume, encodeResume } from '../formats/resume.js';
+import { CACHE_STATE_MAGIC, decodeCacheState, encodeCacheState } from '../formats/cache-state.js';
+import { decodeResume, encodeResume, RESUME_MAGIC } from '../formats/resume.js';
 import { loadVectors, VECTOR_ROOT, type Vector } from './vectors.js';
 import { encodeItems, expectFormatError, slices } from './formats-helpers.js';
 
@@ -157,9 +158,10 @@ eachVector('snapshot-signed', async (v) => {
 
 /**
  * Keyed ids (SPEC.md "Key derivation and ids"): from the dedup secret, the four keys;
- * the block id is HMAC-SHA256 over the 48 raw bytes of the block's sha384, the path id
- * over the path bytes. A failure vector gives an id that a wrong reading of the rule
- * makes (HMAC over the 96 hex digits): the engine must not make it.
+ * the block id is HMAC-SHA256 over the raw bytes of the block's digest (48 of its sha384,
+ * or 32 of its sha256 in a chain whose index names sha256), the path id over the path
+ * bytes. A failure vector gives an id that a wrong reading of the rule makes (HMAC over
+ * the hex digits, or over the other hash's digest): the engine must not make it.
  */
 eachVector('keyed-ids', (v) => {
   const secret = Buffer.from(v.keys.secret, 'hex');
@@ -168,8 +170,11 @@ eachVector('keyed-ids', (v) => {
     if (v.keys[purpose] !== undefined) assert.equal(hex(deriveKey(secret, purpose)), v.keys[purpose], purpose);
   }
   const block = Buffer.from(v.keys.block, 'hex');
-  assert.equal(hex(sha384(block)), v.keys['block-sha384']);
-  const blockId = hex(hmac(deriveKey(secret, 'block-id'), sha384(block)));
+  // The chain's hash is the one the vector gives the block's digest with.
+  const hash = v.keys['block-sha256'] !== undefined ? 'sha256' : 'sha384';
+  const digest = blockDigest(hash, block);
+  assert.equal(hex(digest), v.keys[`block-${hash}`]);
+  const blockId = hex(hmac(deriveKey(secret, 'block-id'), digest));
   const pathId = hex(hmac(deriveKey(secret, 'path-id'), Buffer.from(v.keys.path, 'hex')));
   if (v.keys.expect === 'failure') {
     assert.notEqual(blockId, v.keys['block-id-of'], 'the engine makes the id of a wrong reading');
@@ -183,9 +188,10 @@ eachVector('index', (v) => {
   const text = v.body.toString('latin1');
   const items: IndexItem[] = [];
   if (v.keys.expect === 'failure') return expectFormatError(() => decodeIndex(text, v.name, (it) => items.push(it)), v.keys.code, v.name);
-  const snapshot = decodeIndex(text, v.name, (it) => items.push(it));
+  const head = decodeIndex(text, v.name, (it) => items.push(it));
+  assert.equal(head.hash, v.keys.hash ?? 'sha384', 'the hash the index names (sha384 before version 3)');
   // Encoded again in the vector's own version.
-  assert.equal(encodeIndex(snapshot, items, Number(/^IEBS-INDEX (\d+)\n/.exec(text)![1])), text);
+  assert.equal(encodeIndex(head, items, Number(/^IEBS-INDEX (\d+)\n/.exec(text)![1])), text);
 });
 
 /**
@@ -217,12 +223,12 @@ eachVector('index-object', async (v) => {
   };
   const open = () => openIndexObject(read, v.body.length, key, v.keys.snapshot, v.name, (it) => items.push(it));
   if (v.keys.expect === 'failure') return expectRejection(open, v.keys.code, v.name);
-  assert.equal(await open(), v.keys.snapshot);
+  assert.deepEqual(await open(), { snapshot: v.keys.snapshot, hash: v.keys.hash ?? 'sha384' });
   assert.equal(next, v.body.length, 'read the whole object');
   assert.equal(items.length, Number(v.keys.items));
   // Round trip: the document encoded again, cut into pieces of the given line counts and
   // sealed with the given nonces, is the very same object.
-  const lines = encodeIndex(v.keys.snapshot, items, Number(v.keys.version ?? 1)).split(/(?<=\n)/);
+  const lines = encodeIndex({ snapshot: v.keys.snapshot, hash: (v.keys.hash ?? 'sha384') as BlockHash }, items, Number(v.keys.version ?? 1)).split(/(?<=\n)/);
   const counts = v.keys['piece-lines'].split(' ').map(Number);
   const nonces = v.keys.nonces.split(' ').map((n) => Buffer.from(n, 'hex'));
   assert.equal(counts.length, nonces.length, 'one nonce per piece');
@@ -330,13 +336,19 @@ eachVector('lock', (v) => {
 eachVector('cache-state', (v) => {
   const where = `cache-state/${v.name}`;
   if (v.keys.expect === 'failure') return expectFormatError(() => decodeCacheState(v.body.toString('latin1'), where), v.keys.code, where);
-  assert.equal(encodeCacheState(decodeCacheState(v.body.toString('latin1'), where)), v.body.toString('latin1'));
+  const state = decodeCacheState(v.body.toString('latin1'), where);
+  assert.equal(state.hash, v.keys.hash ?? 'sha256', 'the hash of the chain (a version 3 state is of a sha384 chain)');
+  // A state of the earlier version is read; the current one is written back byte for byte.
+  if (v.body.toString('latin1').startsWith(`${CACHE_STATE_MAGIC}\n`)) assert.equal(encodeCacheState(state), v.body.toString('latin1'));
 });
 
 eachVector('resume', (v) => {
   const where = `resume/${v.name}`;
   if (v.keys.expect === 'failure') return expectFormatError(() => decodeResume(v.body.toString('latin1'), where), v.keys.code, where);
-  assert.equal(encodeResume(decodeResume(v.body.toString('latin1'), where)), v.body.toString('latin1'));
+  const journal = decodeResume(v.body.toString('latin1'), where);
+  assert.equal(journal.head.hash, v.keys.hash ?? 'sha256', 'the hash of the run (a version 2 journal is of a sha384 run)');
+  // A journal of the earlier version is read; the current one is written back byte for byte.
+  if (v.body.toString('latin1').startsWith(`${RESUME_MAGIC}\n`)) assert.equal(encodeResume(journal), v.body.toString('latin1'));
 });
 
 test('resume journal: a torn last line and block lines without their volume line are left out, as a crash leaves them', () => {

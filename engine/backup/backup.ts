@@ -5,7 +5,7 @@
  * Each entry's keyed path id is looked up in the parent state composed from the chain's
  * indexes; an unchanged file (same kind, size, mtime, ctime, inode, mode) is skipped
  * without reading. A new or changed file is read once, cut into content-defined blocks,
- * each block hashed (sha384), given a keyed id, and if the chain holds no block with that
+ * each block hashed (sha256, or sha384 in a chain begun so), given a keyed id, and if the chain holds no block with that
  * id, compressed, sealed and appended to the current volume. Manifest records stream to
  * a temporary file; at the end the manifest is compressed, encrypted and signed as one
  * OpenPGP message, then the index, and last the signed snapshot record that commits it.
@@ -167,19 +167,24 @@ async function backupTo(storage: Storage, key: BackupKey, o: BackupOptions): Pro
     if (type === 'full') chain = [];
     tmp = scratchDir('backup');
     const cache = o.cacheDir && repoId ? StateCache.open(o.cacheDir, repoId, key.indexKey) : null;
+    // A new chain's blocks are hashed with sha256 unless told otherwise, or as the
+    // interrupted full this run goes on with hashed them.
+    const fresh = (resume?.head.type === 'full' ? resume.head.hash : undefined) ?? o.blockHash ?? 'sha256';
     try {
-      state = await ChainState.load(storage, key.indexKey, chain, tmp, o.limits?.arena, cache ?? undefined);
+      state = await ChainState.load(storage, key.indexKey, chain, tmp, fresh, o.limits?.arena, cache ?? undefined);
     } catch (e) {
       if (!(e instanceof FormatError || e instanceof AuthError || e instanceof NotFoundError) || chain.length === 0) throw e;
       damaged(e.message);
-      state = await ChainState.load(storage, key.indexKey, chain, tmp, o.limits?.arena, cache ?? undefined);
+      state = await ChainState.load(storage, key.indexKey, chain, tmp, fresh, o.limits?.arena, cache ?? undefined);
     }
     if (cache && !o.dryRun) delta = new StateDelta(tmp, o.limits?.arena);
     const params: ChunkerParams = { ...DEFAULT_SIZES, gear: key.gear };
     // The latest snapshot of every other system: the states a later run may start from.
     const heads = new Map(snapshots.map((s) => [s.record.system, s.record.name]));
     heads.delete(system);
-    if (resume && resume.head.type !== type) {
+    // A journal of another kind of snapshot, or of blocks hashed otherwise than this
+    // run's (an increment on another chain's hash), is of no use.
+    if (resume && (resume.head.type !== type || resume.head.hash !== state.blockHash)) {
       await removeSnapshotObjects(storage, resume.head.snapshot);
       rmJournal(resume.file);
       resume = null;
@@ -243,7 +248,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     name = snapshotName(c.system, c.type, fullTime, time, (n) => taken.has(n));
   }
   const parent = c.head ? { name: c.head.record.name, sha384: c.head.sha384 } : undefined;
-  const journalHead = resume?.head ?? Journal.head({ key: c.journal?.key ?? '', repository: c.journal?.repoId ?? '', system: c.system, snapshot: name, type: c.type, time, parent });
+  const journalHead = resume?.head ?? Journal.head({ key: c.journal?.key ?? '', repository: c.journal?.repoId ?? '', system: c.system, snapshot: name, type: c.type, hash: c.state.blockHash, time, parent });
   const journal = c.journal && !o.dryRun ? Journal.start(c.journal.file, journalHead) : null;
   const warnings: Warning[] = [...c.early];
   const warn = (w: Warning) => warnings.push(w);
@@ -271,7 +276,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   const pipe = new Pipeline(IN_FLIGHT);
   const w: FileWriter = { key, c, o, volumes: volumes!, pipe, newBlocks: new RunBlocks(c.tmp, o.limits?.blocksInMemory), records, index, warn, progress, journal, pack: null };
 
-  const readers = o.dryRun ? null : new Readers(new ReaderPool(o.readers ?? helperThreads(), { blockIdKey: key.blockIdKey, blockHash: 'sha384', params: c.params, codec: c.codec, bloom: c.state.blockBloom.words }, o.limits?.readerCredit), o.pack ?? true);
+  const readers = o.dryRun ? null : new Readers(new ReaderPool(o.readers ?? helperThreads(), { blockIdKey: key.blockIdKey, blockHash: c.state.blockHash, params: c.params, codec: c.codec, bloom: c.state.blockBloom.words }, o.limits?.readerCredit), o.pack ?? true);
   // Entries to store wait here in walk order while their files are read ahead: as their
   // place in the walk's batch, not as objects (which lived long enough to be promoted).
   const tasks: Waiting[] = [];
@@ -378,7 +383,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     const header = encodeManifestHeader({ snapshot: name, time, host, full: c.type === 'increment' ? c.chain[0].record.name : undefined, parent, root: snapshotRoot(o.sources), volumes: vols });
     // Side by side: the manifest is compressed on libuv's pool while this thread seals the
     // index. Both settle before a failure goes on, so the cleanup below never races a write.
-    const written = await Promise.allSettled([writeManifest(storage, key, name, header, records.read()), writeIndex(storage, key, name, index.read(), c.codec, o.limits?.indexPiece)]);
+    const written = await Promise.allSettled([writeManifest(storage, key, name, header, records.read()), writeIndex(storage, key, name, c.state.blockHash, index.read(), c.codec, o.limits?.indexPiece)]);
     for (const r of written) if (r.status === 'rejected') throw r.reason;
     const [manifestRef, indexRef] = written.map((r) => (r as PromiseFulfilledResult<ObjectRef>).value);
     const record: SnapshotRecord = {
@@ -392,7 +397,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     if (c.keep && c.delta) {
       const { cache, heads } = c.keep;
       // The snapshot is committed; a state that cannot be kept only makes the next run slower.
-      try { cache.save(name, record.chain, indexRef.sha384, heads, c.delta.tables(c.state)); } catch { /* rebuilt next time */ }
+      try { cache.save(name, record.chain, c.state.blockHash, indexRef.sha384, heads, c.delta.tables(c.state)); } catch { /* rebuilt next time */ }
     }
     return {
       snapshot: name, type: c.type, dryRun: false, counts, read, volumes: vols.map((v) => ({ name: v.name, size: v.size })), warnings, created: c.created,

@@ -21,6 +21,7 @@ import { IdBloom, SortedTable, type TableSeal } from '../scratch/sorter.js';
 import type { KeptState, StateKeeper, TableSource } from './state.js';
 import type { Snapshot } from '../repo/repo.js';
 import { decodeCacheState, encodeCacheState, type CacheState } from '../../formats/cache-state.js';
+import type { BlockHash } from '../../formats/text.js';
 
 /** Key length of both tables (keyed ids). */
 const KEY = 32;
@@ -84,7 +85,7 @@ export class StateCache implements StateKeeper {
         paths = SortedTable.open(join(this.dir, s.paths.file), KEY, sealOf(s.paths), undefined, HOLD_PATHS);
         const bloom = new IdBloom(s.blocks.count);
         const blocks = SortedTable.open(join(this.dir, s.blocks.file), KEY, sealOf(s.blocks), (id) => bloom.add(id));
-        return { pos, paths, blocks, bloom };
+        return { pos, paths, blocks, bloom, hash: s.hash };
       } catch {
         paths?.close();
         this.remove(snap.name);
@@ -94,12 +95,12 @@ export class StateCache implements StateKeeper {
   }
 
   /**
-   * Keeps the state after `snapshot` (of the chain whose full is `chain`, its index
-   * hashing to `indexSha384`), its two tables made from `tables`: one that is the same as
+   * Keeps the state after `snapshot` (of the chain whose full is `chain` and whose blocks
+   * are hashed with `hash`, its index hashing to `indexSha384`), its two tables made from `tables`: one that is the same as
    * a table of this cache is shared, not copied. Then removes the states of snapshots
    * not in `heads` (the latest snapshot of each system): no later run starts from them.
    */
-  save(snapshot: string, chain: string, indexSha384: Uint8Array, heads: Set<string>, tables: { paths: TableSource; blocks: TableSource }): void {
+  save(snapshot: string, chain: string, hash: BlockHash, indexSha384: Uint8Array, heads: Set<string>, tables: { paths: TableSource; blocks: TableSource }): void {
     const tag = randomBytes(6).toString('hex');
     const made: SortedTable[] = [];
     let done = false;
@@ -113,7 +114,7 @@ export class StateCache implements StateKeeper {
         write(t);
         return { file, ...t.seal! };
       };
-      const state: CacheState = { key: this.key, snapshot, chain, index: Buffer.from(indexSha384).toString('hex'), paths: keep('paths'), blocks: keep('blocks') };
+      const state: CacheState = { key: this.key, snapshot, chain, index: Buffer.from(indexSha384).toString('hex'), hash, paths: keep('paths'), blocks: keep('blocks') };
       const tmp = join(this.dir, `${snapshot}.state.${tag}.tmp`);
       const fd = openSync(tmp, 'wx', 0o600);
       try { writeSync(fd, encodeCacheState(state)); fsyncSync(fd); } finally { closeSync(fd); }

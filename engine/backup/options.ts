@@ -4,6 +4,7 @@
  */
 import { IebsError } from '../../formats/errors.js';
 import { type SnapshotCounts } from '../../formats/snapshot.js';
+import type { BlockHash } from '../../formats/text.js';
 import { type CodecChoice } from '../codec.js';
 
 /** Options of one backup run. */
@@ -40,6 +41,12 @@ export interface BackupOptions {
   readers?: number;
   /** Packs small files together (SPEC.md "Packs"); default true. False stores each file's block alone, as before packs. */
   pack?: boolean;
+  /**
+   * The hash of a new chain's blocks (SPEC.md "Index"); default sha256. An increment
+   * hashes with its chain's, whatever this says, and so does a resumed run with the
+   * interrupted one's.
+   */
+  blockHash?: BlockHash;
   /**
    * Root folder of the local cache of chain states (engine/cache.ts), so that an
    * increment need not read the chain's indexes; none if unset.

@@ -3,7 +3,7 @@
  *
  * It takes jobs (one large file, or a batch of small ones) in the order the main thread
  * sends them and, for each file: reads it with synchronous calls (this thread has nothing
- * else to do meanwhile), cuts it into blocks, hashes each block with sha384 and derives
+ * else to do meanwhile), cuts it into blocks, hashes each block with the chain's hash (sha256, or sha384) and derives
  * its keyed id, and compresses it unless the chain may hold it already (its Bloom
  * filter says so: then the main thread decides, and compresses only if the block is
  * really new) or the main thread is waiting for this one's events (it then compresses

@@ -10,6 +10,8 @@
  */
 import { join } from 'node:path';
 import { type IndexFile, type IndexItem } from '../../formats/blockindex.js';
+import { FormatError } from '../../formats/errors.js';
+import type { BlockHash } from '../../formats/text.js';
 import { ENTRY_KINDS } from '../../formats/manifest.js';
 import { type Snapshot } from '../repo/repo.js';
 import { readIndex } from '../repo/index-object.js';
@@ -168,6 +170,8 @@ export interface KeptState {
   blocks: SortedTable;
   /** Bloom filter of the block ids. */
   bloom: IdBloom;
+  /** The hash the chain's blocks are hashed with. */
+  hash: BlockHash;
 }
 
 /** Where a state can be kept between runs (engine/cache.ts). */
@@ -185,7 +189,11 @@ export class ChainState {
   private readonly seen: Bitset;
   /** The chain's block ids, so that a block stored nowhere costs no read. */
   readonly blockBloom: IdBloom;
-  private constructor(private readonly paths: SortedTable, private readonly blocks: SortedTable, bloom?: IdBloom) {
+  /**
+   * @param blockHash what the chain's blocks are hashed with (its indexes name it): a
+   *   block id made from another hash's digest would never match one of the chain's.
+   */
+  private constructor(private readonly paths: SortedTable, private readonly blocks: SortedTable, readonly blockHash: BlockHash, bloom?: IdBloom) {
     this.seen = new Bitset(paths.count);
     if (bloom) this.blockBloom = bloom;
     else {
@@ -202,18 +210,26 @@ export class ChainState {
   /**
    * The state after the last snapshot of `chain` (full first): the state `kept` holds
    * for the latest snapshot it can, with the indexes of the snapshots after it composed
-   * over it, into tables under `dir`. Without a kept state, every index is read.
+   * over it, into tables under `dir`. Without a kept state, every index is read. The
+   * chain's block hash is the one its indexes name, or `fresh` for an empty chain (a
+   * full); indexes of one chain that name different hashes are damage.
    */
-  static async load(storage: Storage, indexKey: Uint8Array, chain: Snapshot[], dir: string, arena = SORT_ARENA, kept?: StateKeeper): Promise<ChainState> {
+  static async load(storage: Storage, indexKey: Uint8Array, chain: Snapshot[], dir: string, fresh: BlockHash, arena = SORT_ARENA, kept?: StateKeeper): Promise<ChainState> {
     const base = chain.length ? kept?.find(chain) : undefined;
-    if (base && base.pos === chain.length - 1) return new ChainState(base.paths, base.blocks, base.bloom);
+    if (base && base.pos === chain.length - 1) return new ChainState(base.paths, base.blocks, base.hash, base.bloom);
     const paths = new ExternalSorter(dir, 'paths', arena);
     const blocks = new ExternalSorter(dir, 'blocks', arena);
     try {
-      for (const s of chain.slice(base ? base.pos + 1 : 0)) await readIndex(storage, indexKey, s, (it) => addItem(paths, blocks, it));
+      let hash = base?.hash;
+      for (const s of chain.slice(base ? base.pos + 1 : 0)) {
+        const named = await readIndex(storage, indexKey, s, (it) => addItem(paths, blocks, it));
+        if (hash && named !== hash) throw new FormatError('bad-index', `${s.record.index.name}: names ${named} blocks where the chain before it has ${hash}`);
+        hash = named;
+      }
       return new ChainState(
         compose(base?.paths ?? null, paths, new SortedTable(join(dir, 'paths.table'), 32)),
         compose(base?.blocks ?? null, blocks, new SortedTable(join(dir, 'blocks.table'), 32)),
+        hash ?? fresh,
       );
     } finally {
       paths.close();

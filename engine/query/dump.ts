@@ -5,7 +5,7 @@
  * `taxes/`, `taxes/2024.pdf`, …; the root gives the snapshot's own paths).
  *
  * The snapshot is composed on scratch disk (engine/restore/compose.ts) and read once in
- * tree order; blocks are read one at a time, in order, each checked against its sha384
+ * tree order; blocks are read one at a time, in order, each checked against its digest
  * before a byte of it is written, and the sink's backpressure is awaited, so memory holds
  * one block and one record. A block that fails its check stops the stream with an error:
  * what was written before it is correct but incomplete, and the caller must say so.

@@ -8,7 +8,7 @@
  *
  * With the restore key, from the manifests:
  * - of one snapshot (composed through its chain on scratch disk): files, directories,
- *   symlinks, and its distinct blocks (by sha384): how many, their plain bytes (what is
+ *   symlinks, and its distinct blocks (by digest: a content in a sha384 chain and in a sha256 chain counts twice): how many, their plain bytes (what is
  *   left of its bytes after dedup) and their stored bytes (sealed envelopes, after
  *   compression), wherever in the chain they are stored;
  * - of the repository: every stored block any manifest names, each counted once by its

@@ -5,7 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import { FormatError, NotFoundError } from '../../formats/errors.js';
-import { decodePieceFrame, encodeIndexEnd, encodeIndexHead, encodePieceFrame, IndexDecoder, INDEX_PIECE, INDEX_PIECE_FRAME, type IndexItem } from '../../formats/blockindex.js';
+import { decodePieceFrame, encodeIndexEnd, encodeIndexHead, encodePieceFrame, IndexDecoder, INDEX_PIECE, INDEX_PIECE_FRAME, type IndexHead, type IndexItem } from '../../formats/blockindex.js';
+import type { BlockHash } from '../../formats/text.js';
 import { indexContext } from '../../formats/envelope.js';
 import { MAX_ENVELOPE_OVERHEAD } from '../../formats/manifest.js';
 import { LAYOUT } from '../../formats/names.js';
@@ -23,7 +24,7 @@ const MAX_PIECE_ENVELOPE = INDEX_PIECE + MAX_ENVELOPE_OVERHEAD;
  * Writes the index as a sequence of pieces, each whole lines of at most INDEX_PIECE
  * bytes, compressed and sealed with the index key (SPEC.md "Index").
  */
-export async function writeIndex(storage: Storage, key: BackupKey, name: string, lines: AsyncIterable<Uint8Array>, codec: CodecChoice, pieceSize = INDEX_PIECE): Promise<ObjectRef> {
+export async function writeIndex(storage: Storage, key: BackupKey, name: string, hash: BlockHash, lines: AsyncIterable<Uint8Array>, codec: CodecChoice, pieceSize = INDEX_PIECE): Promise<ObjectRef> {
   const w = await storage.create(`${LAYOUT.indexes}/${indexObject(name)}`);
   const whole = createHash('sha384');
   let size = 0;
@@ -56,7 +57,7 @@ export async function writeIndex(storage: Storage, key: BackupKey, name: string,
       held = [rest];
       heldBytes = rest.length;
     };
-    const head = Buffer.from(encodeIndexHead(name), 'latin1');
+    const head = Buffer.from(encodeIndexHead({ snapshot: name, hash }), 'latin1');
     running.update(head);
     await take(head);
     for await (const chunk of lines) { running.update(chunk); await take(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length)); }
@@ -69,29 +70,31 @@ export async function writeIndex(storage: Storage, key: BackupKey, name: string,
 
 /**
  * Reads the index object of `s`, checked against its record, piece by piece; calls
- * `each` per line. What `each` saw counts only if this resolves.
+ * `each` per line, and returns the hash the index names. What `each` saw counts only if
+ * this resolves.
  */
-export async function readIndex(storage: Storage, indexKey: Uint8Array, s: Snapshot, each: (it: IndexItem) => void): Promise<void> {
+export async function readIndex(storage: Storage, indexKey: Uint8Array, s: Snapshot, each: (it: IndexItem) => void): Promise<BlockHash> {
   const object = `${LAYOUT.indexes}/${s.record.index.name}`;
   const size = await storage.stat(object);
   if (size === null) throw new NotFoundError('not-found', `${object}: missing`);
   if (size !== s.record.index.size) throw new FormatError('bad-hash', `${object}: ${size} bytes, its record says ${s.record.index.size} (damaged or replaced)`);
   const digest = createHash('sha384');
-  const snap = await openIndexObject(async (off, len) => {
+  const head = await openIndexObject(async (off, len) => {
     const b = await storage.getRange(object, off, len);
     digest.update(b);
     return b;
   }, size, indexKey, s.record.name, object, each);
   if (!digest.digest().equals(s.record.index.sha384)) throw new FormatError('bad-hash', `${object}: does not match its snapshot record (damaged or replaced)`);
-  if (snap !== s.record.name) throw new FormatError('bad-index', `${object}: belongs to ${snap}`);
+  if (head.snapshot !== s.record.name) throw new FormatError('bad-index', `${object}: belongs to ${head.snapshot}`);
+  return head.hash;
 }
 
 /**
  * Opens and decodes an index object of `size` bytes (SPEC.md "Index") read through
- * `read`, in order and once each, for the snapshot `name`; returns the snapshot the
- * document names. Every piece is authenticated before its lines are decoded.
+ * `read`, in order and once each, for the snapshot `name`; returns the snapshot and hash
+ * the document names. Every piece is authenticated before its lines are decoded.
  */
-export async function openIndexObject(read: (offset: number, length: number) => Promise<Uint8Array>, size: number, indexKey: Uint8Array, name: string, where: string, each: (it: IndexItem) => void): Promise<string> {
+export async function openIndexObject(read: (offset: number, length: number) => Promise<Uint8Array>, size: number, indexKey: Uint8Array, name: string, where: string, each: (it: IndexItem) => void): Promise<IndexHead> {
   const dec = new IndexDecoder(where, each);
   let off = 0;
   const exactly = async (offset: number, length: number) => {

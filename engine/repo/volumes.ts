@@ -21,6 +21,7 @@ import { MAX_BLOCK, encodeCatalogHeader, encodeDocEnd, encodeRecord, type Catalo
 import { blockEntry, volumeName, LAYOUT } from '../../formats/names.js';
 import { encodeTarHeader, decodeTarHeader, tarPadding, tarEntrySize, TAR_BLOCK } from '../../formats/tar.js';
 import { CATALOG_ENTRY_PREFIX, VOLUME_HEADER_ENTRY, decodeVolumeHeader, encodeVolumeHeader, encodeVolumeKey, decodeVolumeKey, type VolumeHeader } from '../../formats/volume.js';
+import { hashOfDigest } from '../../formats/text.js';
 import type { ObjectRef } from '../../formats/snapshot.js';
 import { openEnvelope, pgpOpenBytes, pgpSealBytes, random, sealEnvelopeParts } from '../crypto/crypto.js';
 import { compressBlock, decompressBlock, textCodec, type CodecChoice } from '../codec.js';
@@ -484,7 +485,7 @@ export class VolumeReader {
 
   /**
    * Reads, authenticates and decompresses one block, of the length its reference says;
-   * the caller MUST check it against its sha384 (`blockHashError` if it fails) before use.
+   * the caller MUST check it against its digest (`blockHashError` if it fails) before use.
    */
   async readUnchecked(ref: BlockRef): Promise<Uint8Array> {
     if (ref.start === undefined) return this.plaintext(ref, ref.size);
@@ -504,7 +505,7 @@ export class VolumeReader {
   }
 }
 
-/** The error of a block whose content does not match its sha384. */
+/** The error of a block whose content does not match its digest (sha384 or sha256). */
 export function blockHashError(ref: BlockRef): FormatError {
-  return new FormatError('bad-hash', `${ref.volume}:${ref.entry}: block content does not match its sha384`);
+  return new FormatError('bad-hash', `${ref.volume}:${ref.entry}: block content does not match its ${hashOfDigest(ref.digest)}`);
 }

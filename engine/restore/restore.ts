@@ -7,7 +7,7 @@
  * verified, and parsed; records are composed by UUID (a later record replaces an earlier
  * one, a deletion removes it). Then directories are made, files are written block by
  * block into a temporary name beside their final one, each block checked against its
- * sha384 and the file against its size before the rename, symlinks are made last and
+ * digest and the file against its size before the rename, symlinks are made last and
  * directory modes and times are set deepest first.
  *
  * The target is treated as hostile ground too: no write ever goes through a symlink or
@@ -44,7 +44,7 @@ export interface RestoreOptions {
   writers?: number;
   /**
    * Bytes handed to the writer threads and not yet written from which on this thread
-   * checks blocks against their sha384 itself (default CHECK_HERE_BACKLOG; 0 always,
+   * checks blocks against their digests itself (default CHECK_HERE_BACKLOG; 0 always,
    * Infinity never: tests take each path).
    */
   checkHereAbove?: number;

@@ -25,7 +25,7 @@ export interface BlockWrite { fd: number; offset: number; data: Uint8Array; dige
 export type WriterItem = { t: 'file'; file: SmallFile } | { t: 'block'; block: BlockWrite };
 
 /**
- * Why a writer did not write an item: the content did not hash to its sha384
+ * Why a writer did not write an item: the content did not hash to its digest
  * (`bad-hash`, nothing written), a directory with something in it is where the file
  * goes (`in-the-way`), or the file system refused (`errno`, with its code).
  */

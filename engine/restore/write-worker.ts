@@ -1,7 +1,7 @@
 /**
  * A writer thread of restore, started by engine/writers.ts. It takes batches of small
  * files whose content the main thread has read, and for each checks it against its
- * sha384, writes it (under its final name in a directory the restore made, else as a
+ * digest, writes it (under its final name in a directory the restore made, else as a
  * temporary file beside the final name that is renamed into place once it has its owner,
  * mode and time); and blocks of larger files, which it checks and writes at their
  * offsets. It uses synchronous calls: this thread has nothing else to do
@@ -10,6 +10,7 @@
 import { closeSync, fchmodSync, fchownSync, futimesSync, lstatSync, openSync, renameSync, rmdirSync, rmSync, writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { digestMatches } from '../crypto/hashes.js';
+import { hashOfDigest } from '../../formats/text.js';
 import type { BlockWrite, FromWriter, SmallFile, WriterFailure, WriterItem } from './write-protocol.js';
 
 const port = parentPort!;
@@ -35,7 +36,7 @@ class Refusal extends Error {
 
 /** Refuses (bad-hash) unless `data` hashes to `digest`. */
 function check(data: Uint8Array, digest: Uint8Array): void {
-  if (!digestMatches(data, digest)) throw new Refusal({ why: 'bad-hash', message: 'block content does not match its digest' });
+  if (!digestMatches(data, digest)) throw new Refusal({ why: 'bad-hash', message: `block content does not match its ${hashOfDigest(digest)}` });
 }
 
 function writeBlock(b: BlockWrite): void {

@@ -3,7 +3,7 @@
  * one block, read by the main thread, are handed here and written by a thread in
  * batches: the files handed over in one turn of the event loop go together, to the
  * thread with the fewest items queued. So do the blocks of larger files. The thread
- * checks each block against its sha384 before it writes it (the check was half of the
+ * checks each block against its digest before it writes it (the check was half of the
  * main thread's time on a large file), unless the caller checked it and gave no digest
  * (a restore does while the threads lag behind: `backlog`).
  */
