@@ -185,7 +185,7 @@ export async function verify(storage: Storage, verifiers: openpgp.PublicKey[], o
         if (size !== obj.ref.size) { res.problems.push({ object: obj.name, message: `${obj.what} ${obj.name} is ${size} bytes, its record says ${obj.ref.size} (truncated or replaced)${consequence}`, affects: hurt }); continue; }
         if (obj.what === 'volume' && !hashesVolume(obj.name, o.volumes)) { res.sizeOnly++; continue; }
         const digest = await hashObject(storage, obj.name, size, (n) => { res.bytes += n; progress(); });
-        if (!Buffer.from(digest).equals(obj.ref.sha384)) res.problems.push({ object: obj.name, message: `${obj.what} ${obj.name} does not match its sha384 (damaged or replaced)${consequence}`, affects: hurt });
+        if (!Buffer.from(digest).equals(obj.ref.digest)) res.problems.push({ object: obj.name, message: `${obj.what} ${obj.name} does not match its sha384 (damaged or replaced)${consequence}`, affects: hurt });
       } catch (e) {
         if (!(e instanceof IebsError)) throw e;
         res.problems.push({ object: obj.name, message: e.message, affects: hurt });

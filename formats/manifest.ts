@@ -80,7 +80,7 @@ export interface ManifestHeader {
   parent?: { name: string; sha384: Uint8Array };
   /** The root directory's metadata: present exactly in a version 2 manifest. */
   root?: RootMeta;
-  volumes: { name: string; size: number; sha384: Uint8Array }[];
+  volumes: { name: string; size: number; digest: Uint8Array }[];
   /** The version read (a parser sets it); a writer writes the newest when it is absent. */
   version?: number;
 }
@@ -165,7 +165,7 @@ export function encodeManifestHeader(h: ManifestHeader): string {
   let s = `${h.version ? MAGICS.manifest[h.version - 1] : WRITE_MAGIC.manifest}\n${h.snapshot} ${formatTime(h.time)} ${h.host}${h.full ? ' ' + h.full : ''}\n`;
   s += h.parent ? `parent ${h.parent.name} ${formatSha384(h.parent.sha384)}\n` : 'parent -\n';
   if (h.root) s += `root ${formatTime(h.root.mtimeNs)} ${h.root.uid}:${h.root.gid} ${formatMode(h.root.mode)}\n`;
-  for (const v of h.volumes) s += `volume ${v.name} ${v.size} ${formatSha384(v.sha384)}\n`;
+  for (const v of h.volumes) s += `volume ${v.name} ${v.size} ${formatSha384(v.digest)}\n`;
   return s + '\n';
 }
 
@@ -369,7 +369,7 @@ export class DocParser {
     if (f[0] === 'volume' && f.length === 4) {
       if (!this.sawParent) throw new FormatError('bad-line', `${where}: volume line before the parent line`);
       if (h.volumes.length >= 9999) throw new FormatError('absurd-size', `${where}: more than 9999 volumes`);
-      h.volumes.push({ name: checkName(VOLUME_RE, f[1], 'volume name', where), size: parseUint(f[2], where), sha384: parseSha384(f[3], where) });
+      h.volumes.push({ name: checkName(VOLUME_RE, f[1], 'volume name', where), size: parseUint(f[2], where), digest: parseSha384(f[3], where) });
       return null;
     }
     throw new FormatError('bad-line', `${where}: unknown archive line ${JSON.stringify(f[0].slice(0, 20))}`);

@@ -44,7 +44,7 @@ export interface ResumeHead {
 export interface ResumeBlock { id: Uint8Array; dataOffset: number; length: number; entry: string; start?: number }
 
 /** A committed volume: its record line's fields and the id in its header. */
-export interface ResumeVolume { name: string; size: number; sha384: Uint8Array; volumeId: Uint8Array }
+export interface ResumeVolume { name: string; size: number; digest: Uint8Array; volumeId: Uint8Array }
 
 /** One line after the head. */
 export type ResumeItem = { t: 'block'; block: ResumeBlock } | { t: 'volume'; volume: ResumeVolume };
@@ -62,7 +62,7 @@ export function encodeResumeBlock(b: ResumeBlock): string {
 }
 
 export function encodeResumeVolume(v: ResumeVolume): string {
-  return `volume ${v.name} ${v.size} ${formatSha384(v.sha384)} ${toHex(v.volumeId)}\n`;
+  return `volume ${v.name} ${v.size} ${formatSha384(v.digest)} ${toHex(v.volumeId)}\n`;
 }
 
 /**
@@ -106,7 +106,7 @@ export class ResumeParser {
       checkName(VOLUME_RE, f[1], 'volume name', where);
       if (f[1] !== volumeName(this.parsed.snapshot, this.volumes + 1)) throw new FormatError('bad-name', `${where}: expected volume ${volumeName(this.parsed.snapshot, this.volumes + 1)}`);
       this.volumes++;
-      return { t: 'volume', volume: { name: f[1], size: parseUint(f[2], where), sha384: parseSha384(f[3], where), volumeId: fromHex(f[4], 16, where) } };
+      return { t: 'volume', volume: { name: f[1], size: parseUint(f[2], where), digest: parseSha384(f[3], where), volumeId: fromHex(f[4], 16, where) } };
     }
     throw new FormatError('bad-line', `${where}: not a block or volume line`);
   }

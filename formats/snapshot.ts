@@ -9,8 +9,8 @@ import { FormatError } from './errors.js';
 import { checkName, HOST_RE, SNAPSHOT_RE, SYSTEM_RE, VOLUME_RE } from './names.js';
 import { formatSha384, formatTime, parseSha384, parseTime, parseUint } from './text.js';
 
-/** An object of the repository with its size and sha384. */
-export interface ObjectRef { name: string; size: number; sha384: Uint8Array }
+/** An object of the repository with its size and digest (sha384). */
+export interface ObjectRef { name: string; size: number; digest: Uint8Array }
 
 /** Counts that `snapshots` prints without decrypting anything. */
 export interface SnapshotCounts {
@@ -51,7 +51,7 @@ export const manifestObject = (snapshot: string) => `${snapshot}.manifest.pgp`;
 /** Object name of a snapshot's index. */
 export const indexObject = (snapshot: string) => `${snapshot}.index`;
 
-const ref = (key: string, o: ObjectRef) => `${key} ${o.name} ${o.size} ${formatSha384(o.sha384)}\n`;
+const ref = (key: string, o: ObjectRef) => `${key} ${o.name} ${o.size} ${formatSha384(o.digest)}\n`;
 
 /** Encodes a record to the exact text that is signed and hashed. */
 export function encodeSnapshotRecord(r: SnapshotRecord): string {
@@ -87,7 +87,7 @@ export function decodeSnapshotRecord(text: string, where: string): SnapshotRecor
   const objRef = (f: string[], re: RegExp | null): ObjectRef => {
     if (f.length !== 3) throw new FormatError('bad-line', `${where} line ${i}: object line needs name, size and sha384`);
     if (re) checkName(re, f[0], 'volume name', `${where} line ${i}`);
-    return { name: f[0], size: parseUint(f[1], `${where} line ${i}`), sha384: parseSha384(f[2], `${where} line ${i}`) };
+    return { name: f[0], size: parseUint(f[1], `${where} line ${i}`), digest: parseSha384(f[2], `${where} line ${i}`) };
   };
   const magic = lines[i++];
   if (magic !== MAGIC_V1 && magic !== MAGIC_V2) {

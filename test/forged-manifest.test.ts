@@ -39,7 +39,7 @@ async function reseal(storage: Storage, bk: BackupKey, rk: RestoreKey, change: (
   await storage.delete(object);
   await storage.put(object, sealed);
   await storage.delete(recordObject(s.record.name));
-  await writeRecord(storage, { ...s.record, manifest: { name: s.record.manifest.name, size: sealed.length, sha384: sha384(sealed) } }, bk.signer);
+  await writeRecord(storage, { ...s.record, manifest: { name: s.record.manifest.name, size: sealed.length, digest: sha384(sealed) } }, bk.signer);
 }
 
 test('a snapshot whose manifest names one path twice is refused before anything is written', async () => {

@@ -186,7 +186,7 @@ export const manifestHeaderArb: fc.Arbitrary<ManifestHeader> = fc
     host: hostArb,
     full: fc.option(snapshotNameArb, { nil: undefined }),
     parent: fc.option(rec({ name: snapshotNameArb, sha384: sha384Arb }), { nil: undefined }),
-    volumes: fc.array(rec({ name: volumeNameArb, size: safeUint, sha384: sha384Arb }), { maxLength: 3 }),
+    volumes: fc.array(rec({ name: volumeNameArb, size: safeUint, digest: sha384Arb }), { maxLength: 3 }),
   })
   .map((x) => {
     const h: ManifestHeader = { snapshot: x.snapshot, time: x.time, host: x.host, volumes: x.volumes, version: 3 };
@@ -214,9 +214,9 @@ export const snapshotRecordArb: fc.Arbitrary<SnapshotRecord> = fc
     sequence: fc.oneof(fc.constant(0), safeUint),
     otherChain: snapshotNameArb,
     parent: rec({ name: snapshotNameArb, sha384: sha384Arb }),
-    manifest: rec({ size: safeUint, sha384: sha384Arb }),
-    index: rec({ size: safeUint, sha384: sha384Arb }),
-    volumes: fc.array(rec({ n: fc.integer({ min: 0, max: 9999 }), size: safeUint, sha384: sha384Arb }), { maxLength: 4 }),
+    manifest: rec({ size: safeUint, digest: sha384Arb }),
+    index: rec({ size: safeUint, digest: sha384Arb }),
+    volumes: fc.array(rec({ n: fc.integer({ min: 0, max: 9999 }), size: safeUint, digest: sha384Arb }), { maxLength: 4 }),
     counts: rec({ files: safeUint, bytes: safeUint, new: safeUint, changed: safeUint, unchanged: safeUint, deleted: safeUint, stored: safeUint }),
   })
   .filter((x) => x.type === 'full' || x.otherChain !== x.name)
@@ -226,7 +226,7 @@ export const snapshotRecordArb: fc.Arbitrary<SnapshotRecord> = fc
     parent: x.sequence === 0 ? undefined : x.parent,
     manifest: { name: `${x.name}.manifest.pgp`, ...x.manifest },
     index: { name: `${x.name}.index`, ...x.index },
-    volumes: x.volumes.map((v) => ({ name: `${x.name}.files.${String(v.n).padStart(4, '0')}.tar`, size: v.size, sha384: v.sha384 })),
+    volumes: x.volumes.map((v) => ({ name: `${x.name}.files.${String(v.n).padStart(4, '0')}.tar`, size: v.size, digest: v.digest })),
     counts: x.counts,
   }));
 

@@ -89,7 +89,7 @@ function sampleManifest(): string {
     uid: 0, gid: 0, blockSize: 0, kind: 'dir', mode: 0o755, blocks: [],
   };
   const doc = new DocEncoder('manifest');
-  const text = doc.header({ snapshot: SNAPSHOT, time: T0, host: 'host', volumes: [{ name: VOLUME, size: 10240, sha384: sha384('volume') }] })
+  const text = doc.header({ snapshot: SNAPSHOT, time: T0, host: 'host', volumes: [{ name: VOLUME, size: 10240, digest: sha384('volume') }] })
     + doc.record(file) + doc.record(dir) + doc.end();
   assert.equal(decodeDoc('manifest', enc.encode(text), 'sample').length, 4, 'the sample manifest itself must be valid');
   return text;
@@ -170,9 +170,9 @@ test('gpg verifies a cleartext-signed text from iebs and rejects it after one ch
   ok(gpg(['--import', keys.recipient]), 'gpg --import recipient.asc');
   const record = encodeSnapshotRecord({
     name: SNAPSHOT, system: 'host', host: 'host', type: 'full', time: T0, sequence: 0, chain: SNAPSHOT,
-    manifest: { name: `${SNAPSHOT}.manifest.pgp`, size: 1234, sha384: sha384('manifest') },
-    index: { name: `${SNAPSHOT}.index`, size: 567, sha384: sha384('index') },
-    volumes: [{ name: VOLUME, size: 10240, sha384: sha384('volume') }],
+    manifest: { name: `${SNAPSHOT}.manifest.pgp`, size: 1234, digest: sha384('manifest') },
+    index: { name: `${SNAPSHOT}.index`, size: 567, digest: sha384('index') },
+    volumes: [{ name: VOLUME, size: 10240, digest: sha384('volume') }],
     counts: { files: 2, bytes: 16, new: 2, changed: 0, unchanged: 0, deleted: 0, stored: 1 },
   });
   // The manifest text has lines starting with "-", which the cleartext form dash-escapes.

@@ -397,7 +397,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
     if (c.keep && c.delta) {
       const { cache, heads } = c.keep;
       // The snapshot is committed; a state that cannot be kept only makes the next run slower.
-      try { cache.save(name, record.chain, c.state.blockHash, indexRef.sha384, heads, c.delta.tables(c.state)); } catch { /* rebuilt next time */ }
+      try { cache.save(name, record.chain, c.state.blockHash, indexRef.digest, heads, c.delta.tables(c.state)); } catch { /* rebuilt next time */ }
     }
     return {
       snapshot: name, type: c.type, dryRun: false, counts, read, volumes: vols.map((v) => ({ name: v.name, size: v.size })), warnings, created: c.created,

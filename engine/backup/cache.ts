@@ -79,7 +79,7 @@ export class StateCache implements StateKeeper {
       const snap = chain[pos].record;
       const s = this.read(snap.name);
       if (!s) continue;
-      if (s.chain !== chain[0].record.name || s.index !== Buffer.from(snap.index.sha384).toString('hex')) { this.remove(snap.name); continue; }
+      if (s.chain !== chain[0].record.name || s.index !== Buffer.from(snap.index.digest).toString('hex')) { this.remove(snap.name); continue; }
       let paths: SortedTable | undefined;
       try {
         paths = SortedTable.open(join(this.dir, s.paths.file), KEY, sealOf(s.paths), undefined, HOLD_PATHS);

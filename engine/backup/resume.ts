@@ -210,7 +210,7 @@ export class Journal {
   commit(ref: ObjectRef, volumeId: Uint8Array): void {
     if (this.fd === null) return;
     if (this.volume !== null && this.volume !== ref.name) { this.remove(); return; }
-    this.add(encodeResumeVolume({ name: ref.name, size: ref.size, sha384: ref.sha384, volumeId }));
+    this.add(encodeResumeVolume({ name: ref.name, size: ref.size, digest: ref.digest, volumeId }));
     this.write();
     if (this.fd === null) return;
     try { fsyncSync(this.fd); } catch { this.remove(); return; }

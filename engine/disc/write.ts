@@ -72,9 +72,9 @@ export async function writeDisc(storage: Storage, plan: DiscPlan, n: number, o: 
     const hashes = new Map<string, Uint8Array>();
     for (const s of plan.snapshots) {
       const r = s.record;
-      hashes.set(`${LAYOUT.manifests}/${r.manifest.name}`, r.manifest.sha384);
-      hashes.set(`${LAYOUT.indexes}/${r.index.name}`, r.index.sha384);
-      for (const v of r.volumes) hashes.set(`${LAYOUT.volumes}/${v.name}`, v.sha384);
+      hashes.set(`${LAYOUT.manifests}/${r.manifest.name}`, r.manifest.digest);
+      hashes.set(`${LAYOUT.indexes}/${r.index.name}`, r.index.digest);
+      for (const v of r.volumes) hashes.set(`${LAYOUT.volumes}/${v.name}`, v.digest);
     }
     step('staging and checking the repository objects');
     const objects: DiscObject[] = [...plan.meta, ...disc.volumes];

@@ -65,7 +65,7 @@ export async function writeIndex(storage: Storage, key: BackupKey, name: string,
     if (heldBytes) await seal(Buffer.concat(held));
     await w.commit();
   } catch (e) { await w.abort(); throw e; }
-  return { name: indexObject(name), size, sha384: new Uint8Array(whole.digest()) };
+  return { name: indexObject(name), size, digest: new Uint8Array(whole.digest()) };
 }
 
 /**
@@ -84,7 +84,7 @@ export async function readIndex(storage: Storage, indexKey: Uint8Array, s: Snaps
     digest.update(b);
     return b;
   }, size, indexKey, s.record.name, object, each);
-  if (!digest.digest().equals(s.record.index.sha384)) throw new FormatError('bad-hash', `${object}: does not match its snapshot record (damaged or replaced)`);
+  if (!digest.digest().equals(s.record.index.digest)) throw new FormatError('bad-hash', `${object}: does not match its snapshot record (damaged or replaced)`);
   if (head.snapshot !== s.record.name) throw new FormatError('bad-index', `${object}: belongs to ${head.snapshot}`);
   return head.hash;
 }

@@ -57,7 +57,7 @@ export async function writeManifest(storage: Storage, key: BackupKey, name: stri
     }
     await w.commit();
   } catch (e) { await w.abort(); throw e; }
-  return { name: manifestObject(name), size, sha384: new Uint8Array(h.digest()) };
+  return { name: manifestObject(name), size, digest: new Uint8Array(h.digest()) };
 }
 
 /**
@@ -111,7 +111,7 @@ export async function readManifest(storage: Storage, key: RestoreKey, verifiers:
     } catch (e) { parseError = e; }
   });
   // A damaged or replaced object is reported as such, before any parse error it caused.
-  if (!Buffer.from(digest.digest()).equals(s.record.manifest.sha384)) throw new AuthError('bad-hash', `${object}: does not match its snapshot record (damaged or replaced)`);
+  if (!Buffer.from(digest.digest()).equals(s.record.manifest.digest)) throw new AuthError('bad-hash', `${object}: does not match its snapshot record (damaged or replaced)`);
   if (parseError) throw parseError;
   split.end();
   parser.finish();

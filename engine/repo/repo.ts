@@ -244,7 +244,7 @@ export async function chainDamage(storage: Storage, chain: Snapshot[]): Promise<
       const size = await storage.stat(o.name);
       if (size === null) return `${o.name} is missing`;
       if (size !== o.ref.size) return `${o.name} is ${size} bytes, its record says ${o.ref.size}`;
-      if (o.hash && !Buffer.from(await hashObject(storage, o.name, size)).equals(o.ref.sha384)) return `${o.name} does not match its sha384 (damaged or replaced)`;
+      if (o.hash && !Buffer.from(await hashObject(storage, o.name, size)).equals(o.ref.digest)) return `${o.name} does not match its sha384 (damaged or replaced)`;
     }
   }
   return null;

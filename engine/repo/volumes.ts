@@ -272,7 +272,7 @@ export class VolumeSet {
     this.flush(v);
     await v.writes;
     await v.writer.commit();
-    const ref = { name: v.name, size: v.size, sha384: new Uint8Array(v.hash.digest()) };
+    const ref = { name: v.name, size: v.size, digest: new Uint8Array(v.hash.digest()) };
     this.done.push(ref);
     this.cur = null;
     this.o.onCommit?.(ref, v.id);
