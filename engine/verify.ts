@@ -13,7 +13,7 @@ import { IebsError, KeyError } from '../formats/errors.js';
 import { currentPublicKeys, hashObject, listSnapshots, readConfig, repoHostKeys, repoPublicKeys, type Snapshot } from './repo/repo.js';
 import { LAYOUT } from '../formats/names.js';
 import { FORGETS } from '../formats/forget.js';
-import { toHex } from '../formats/text.js';
+import { hashOfDigest, toHex } from '../formats/text.js';
 import { forgottenByHash, listForgets } from './repo/forgets.js';
 import type { HostTrust } from './repo/host-keys.js';
 import { ownersOf } from './crypto/owner.js';
@@ -184,8 +184,9 @@ export async function verify(storage: Storage, verifiers: openpgp.PublicKey[], o
         if (size === null) { res.problems.push({ object: obj.name, message: `${obj.what} ${obj.name} is missing${await absentNote(storage, obj.name)}${consequence}`, affects: hurt }); continue; }
         if (size !== obj.ref.size) { res.problems.push({ object: obj.name, message: `${obj.what} ${obj.name} is ${size} bytes, its record says ${obj.ref.size} (truncated or replaced)${consequence}`, affects: hurt }); continue; }
         if (obj.what === 'volume' && !hashesVolume(obj.name, o.volumes)) { res.sizeOnly++; continue; }
-        const digest = await hashObject(storage, obj.name, size, (n) => { res.bytes += n; progress(); });
-        if (!Buffer.from(digest).equals(obj.ref.digest)) res.problems.push({ object: obj.name, message: `${obj.what} ${obj.name} does not match its sha384 (damaged or replaced)${consequence}`, affects: hurt });
+        const hash = hashOfDigest(obj.ref.digest);
+        const digest = await hashObject(storage, obj.name, size, hash, (n) => { res.bytes += n; progress(); });
+        if (!Buffer.from(digest).equals(obj.ref.digest)) res.problems.push({ object: obj.name, message: `${obj.what} ${obj.name} does not match its ${hash} (damaged or replaced)${consequence}`, affects: hurt });
       } catch (e) {
         if (!(e instanceof IebsError)) throw e;
         res.problems.push({ object: obj.name, message: e.message, affects: hurt });

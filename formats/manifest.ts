@@ -165,7 +165,7 @@ export function encodeManifestHeader(h: ManifestHeader): string {
   let s = `${h.version ? MAGICS.manifest[h.version - 1] : WRITE_MAGIC.manifest}\n${h.snapshot} ${formatTime(h.time)} ${h.host}${h.full ? ' ' + h.full : ''}\n`;
   s += h.parent ? `parent ${h.parent.name} ${formatSha384(h.parent.sha384)}\n` : 'parent -\n';
   if (h.root) s += `root ${formatTime(h.root.mtimeNs)} ${h.root.uid}:${h.root.gid} ${formatMode(h.root.mode)}\n`;
-  for (const v of h.volumes) s += `volume ${v.name} ${v.size} ${formatSha384(v.digest)}\n`;
+  for (const v of h.volumes) s += `volume ${v.name} ${v.size} ${formatDigest(v.digest)}\n`;
   return s + '\n';
 }
 
@@ -369,7 +369,7 @@ export class DocParser {
     if (f[0] === 'volume' && f.length === 4) {
       if (!this.sawParent) throw new FormatError('bad-line', `${where}: volume line before the parent line`);
       if (h.volumes.length >= 9999) throw new FormatError('absurd-size', `${where}: more than 9999 volumes`);
-      h.volumes.push({ name: checkName(VOLUME_RE, f[1], 'volume name', where), size: parseUint(f[2], where), digest: parseSha384(f[3], where) });
+      h.volumes.push({ name: checkName(VOLUME_RE, f[1], 'volume name', where), size: parseUint(f[2], where), digest: parseDigest(f[3], where, this.version >= SHA256_FROM.manifest) });
       return null;
     }
     throw new FormatError('bad-line', `${where}: unknown archive line ${JSON.stringify(f[0].slice(0, 20))}`);

@@ -9,7 +9,7 @@
  */
 import { FormatError } from './errors.js';
 import { SNAPSHOT_RE, SYSTEM_RE, VOLUME_RE, checkName, parseBlockEntry, volumeName } from './names.js';
-import { fields, formatSha384, formatTime, fromHex, parseSha384, parseTime, parseUint, toHex, type BlockHash } from './text.js';
+import { fields, formatDigest, formatSha384, formatTime, fromHex, parseDigest, parseSha384, parseTime, parseUint, toHex, type BlockHash } from './text.js';
 
 /**
  * First line of a journal. Version 2 lets a block line carry the block's start in a
@@ -62,7 +62,7 @@ export function encodeResumeBlock(b: ResumeBlock): string {
 }
 
 export function encodeResumeVolume(v: ResumeVolume): string {
-  return `volume ${v.name} ${v.size} ${formatSha384(v.digest)} ${toHex(v.volumeId)}\n`;
+  return `volume ${v.name} ${v.size} ${formatDigest(v.digest)} ${toHex(v.volumeId)}\n`;
 }
 
 /**
@@ -106,7 +106,7 @@ export class ResumeParser {
       checkName(VOLUME_RE, f[1], 'volume name', where);
       if (f[1] !== volumeName(this.parsed.snapshot, this.volumes + 1)) throw new FormatError('bad-name', `${where}: expected volume ${volumeName(this.parsed.snapshot, this.volumes + 1)}`);
       this.volumes++;
-      return { t: 'volume', volume: { name: f[1], size: parseUint(f[2], where), digest: parseSha384(f[3], where), volumeId: fromHex(f[4], 16, where) } };
+      return { t: 'volume', volume: { name: f[1], size: parseUint(f[2], where), digest: parseDigest(f[3], where, this.keys === HEAD_KEYS), volumeId: fromHex(f[4], 16, where) } };
     }
     throw new FormatError('bad-line', `${where}: not a block or volume line`);
   }

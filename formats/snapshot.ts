@@ -7,9 +7,9 @@
  */
 import { FormatError } from './errors.js';
 import { checkName, HOST_RE, SNAPSHOT_RE, SYSTEM_RE, VOLUME_RE } from './names.js';
-import { formatSha384, formatTime, parseSha384, parseTime, parseUint } from './text.js';
+import { formatDigest, formatSha384, formatTime, parseDigest, parseSha384, parseTime, parseUint } from './text.js';
 
-/** An object of the repository with its size and digest (sha384). */
+/** An object of the repository with its size and digest (sha384; a volume's may be sha256). */
 export interface ObjectRef { name: string; size: number; digest: Uint8Array }
 
 /** Counts that `snapshots` prints without decrypting anything. */
@@ -38,11 +38,18 @@ export interface SnapshotRecord {
   index: ObjectRef;
   volumes: ObjectRef[];
   counts: SnapshotCounts;
+  /** The version read (a parser sets it); a writer writes the newest the record allows when it is absent. */
+  version?: number;
 }
 
-/** Version 1 has no sources line; version 2 has one. */
+/**
+ * Version 1 has no sources line; version 2 has one; version 3 is version 2 whose volume
+ * lines may name a sha256 digest. A writer writes version 3 (version 1 for a record
+ * without sources, which only tests still make).
+ */
 const MAGIC_V1 = 'IEBS-SNAPSHOT 1';
 const MAGIC_V2 = 'IEBS-SNAPSHOT 2';
+const MAGIC_V3 = 'IEBS-SNAPSHOT 3';
 const SOURCES_RE = /^[0-9a-f]{32}$/;
 const COUNT_KEYS: (keyof SnapshotCounts)[] = ['files', 'bytes', 'new', 'changed', 'unchanged', 'deleted', 'stored'];
 
@@ -51,11 +58,14 @@ export const manifestObject = (snapshot: string) => `${snapshot}.manifest.pgp`;
 /** Object name of a snapshot's index. */
 export const indexObject = (snapshot: string) => `${snapshot}.index`;
 
-const ref = (key: string, o: ObjectRef) => `${key} ${o.name} ${o.size} ${formatSha384(o.digest)}\n`;
+const ref = (key: string, o: ObjectRef) => `${key} ${o.name} ${o.size} ${key === 'volume' ? formatDigest(o.digest) : formatSha384(o.digest)}\n`;
 
 /** Encodes a record to the exact text that is signed and hashed. */
 export function encodeSnapshotRecord(r: SnapshotRecord): string {
-  let s = `${r.sources === undefined ? MAGIC_V1 : MAGIC_V2}\nname ${r.name}\nsystem ${r.system}\nhost ${r.host}\n`;
+  const version = r.version ?? (r.sources === undefined ? 1 : 3);
+  if ((version === 1) !== (r.sources === undefined)) throw new FormatError('bad-line', `${r.name}: a record of version ${version} ${version === 1 ? 'has no' : 'needs its'} sources line`);
+  if (version < 3 && r.volumes.some((v) => v.digest.length !== 48)) throw new FormatError('bad-hash', `${r.name}: a record of version ${version} has sha384 volumes only`);
+  let s = `${[MAGIC_V1, MAGIC_V2, MAGIC_V3][version - 1]}\nname ${r.name}\nsystem ${r.system}\nhost ${r.host}\n`;
   if (r.sources !== undefined) s += `sources ${r.sources}\n`;
   s += `type ${r.type}\ntime ${formatTime(r.time)}\n`;
   s += `sequence ${r.sequence}\nchain ${r.chain}\n`;
@@ -84,13 +94,14 @@ export function decodeSnapshotRecord(text: string, where: string): SnapshotRecor
     if (f.length !== 1) throw new FormatError('bad-line', `${where} line ${i}: "${key}" takes one value`);
     return f[0];
   };
-  const objRef = (f: string[], re: RegExp | null): ObjectRef => {
-    if (f.length !== 3) throw new FormatError('bad-line', `${where} line ${i}: object line needs name, size and sha384`);
-    if (re) checkName(re, f[0], 'volume name', `${where} line ${i}`);
-    return { name: f[0], size: parseUint(f[1], `${where} line ${i}`), digest: parseSha384(f[2], `${where} line ${i}`) };
+  // A volume's digest is sha384, or in version 3 sha256 too; a manifest's and an index's are sha384.
+  const objRef = (f: string[], volume: boolean): ObjectRef => {
+    if (f.length !== 3) throw new FormatError('bad-line', `${where} line ${i}: object line needs name, size and digest`);
+    if (volume) checkName(VOLUME_RE, f[0], 'volume name', `${where} line ${i}`);
+    return { name: f[0], size: parseUint(f[1], `${where} line ${i}`), digest: parseDigest(f[2], `${where} line ${i}`, volume && magic === MAGIC_V3) };
   };
   const magic = lines[i++];
-  if (magic !== MAGIC_V1 && magic !== MAGIC_V2) {
+  if (magic !== MAGIC_V1 && magic !== MAGIC_V2 && magic !== MAGIC_V3) {
     if (lines[0]?.startsWith('IEBS-SNAPSHOT ')) throw new FormatError('unknown-version', `${where}: unknown snapshot record version`);
     throw new FormatError('bad-magic', `${where}: not an iebs snapshot record`);
   }
@@ -98,7 +109,7 @@ export function decodeSnapshotRecord(text: string, where: string): SnapshotRecor
   const system = checkName(SYSTEM_RE, one('system'), 'system name', where);
   const host = checkName(HOST_RE, one('host'), 'host name', where);
   let sources: string | undefined;
-  if (magic === MAGIC_V2) {
+  if (magic !== MAGIC_V1) {
     sources = one('sources');
     if (!SOURCES_RE.test(sources)) throw new FormatError('bad-id', `${where}: the sources id is not 32 lower-case hex digits`);
   }
@@ -111,12 +122,12 @@ export function decodeSnapshotRecord(text: string, where: string): SnapshotRecor
   let parent: SnapshotRecord['parent'];
   if (p.length === 2) parent = { name: checkName(SNAPSHOT_RE, p[0], 'snapshot name', where), sha384: parseSha384(p[1], where) };
   else if (!(p.length === 1 && p[0] === '-')) throw new FormatError('bad-line', `${where}: bad parent line`);
-  const manifest = objRef(next('manifest'), null);
-  const index = objRef(next('index'), null);
+  const manifest = objRef(next('manifest'), false);
+  const index = objRef(next('index'), false);
   if (manifest.name !== manifestObject(name) || index.name !== indexObject(name)) throw new FormatError('bad-name', `${where}: manifest or index object is not named after the snapshot`);
   const volumes: ObjectRef[] = [];
   while (lines[i]?.startsWith('volume ')) {
-    const v = objRef(next('volume'), VOLUME_RE);
+    const v = objRef(next('volume'), true);
     if (!v.name.startsWith(name + '.files.')) throw new FormatError('bad-name', `${where}: volume ${v.name} does not belong to ${name}`);
     volumes.push(v);
   }
@@ -125,5 +136,5 @@ export function decodeSnapshotRecord(text: string, where: string): SnapshotRecor
   if (i !== lines.length) throw new FormatError('trailing-data', `${where}: unexpected line ${i + 1}`);
   if ((type === 'full') !== (chain === name)) throw new FormatError('bad-line', `${where}: a full is its own chain, an increment is not`);
   if ((sequence === 0) !== (parent === undefined)) throw new FormatError('bad-line', `${where}: only the first snapshot of a system has no parent`);
-  return { name, system, host, ...(sources === undefined ? {} : { sources }), type, time, sequence, chain, parent, manifest, index, volumes, counts };
+  return { name, system, host, ...(sources === undefined ? {} : { sources }), type, time, sequence, chain, parent, manifest, index, volumes, counts, version: [MAGIC_V1, MAGIC_V2, MAGIC_V3].indexOf(magic) + 1 };
 }

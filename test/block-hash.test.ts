@@ -1,5 +1,6 @@
 /**
- * The block hash of a chain (SPEC.md "Index", "Changes by version"): a new chain hashes
+ * The block hash of a chain (SPEC.md "Index", "Changes by version"), and volumes hashed
+ * with sha256 whatever it is (records of version 3): a new chain hashes
  * its blocks with sha256, a chain begun with sha384 keeps sha384 in its increments (with
  * or without the local cache) so that they still find its blocks, and both kinds restore,
  * verify every block and salvage, and a diff across the two hashes compares contents.
@@ -67,6 +68,9 @@ test('a new chain hashes its blocks with sha256; a sha384 chain keeps sha384 in 
   const of = (system: string) => snapshots.filter((s) => s.record.system === system);
   for (const [system, hash, length] of [['old', 'sha384', 48], ['new', 'sha256', 32]] as const) {
     for (const s of of(system)) {
+      // Volumes are hashed with sha256 whatever the chain's block hash: a record of version 3.
+      assert.equal(s.record.version, 3);
+      assert.ok(s.record.volumes.length > 0 && s.record.volumes.every((v) => v.digest.length === 32), `${s.record.name}: sha256 volumes`);
       assert.equal(await readIndex(storage, bk.indexKey, s, () => {}), hash, `${s.record.name}: its index names ${hash}`);
       const lengths = new Set<number>();
       await readManifest(storage, rk, rk.verifiers, s, (r) => { if (!('deleted' in r)) for (const b of r.blocks) lengths.add(b.digest.length); });

@@ -216,7 +216,10 @@ export const snapshotRecordArb: fc.Arbitrary<SnapshotRecord> = fc
     parent: rec({ name: snapshotNameArb, sha384: sha384Arb }),
     manifest: rec({ size: safeUint, digest: sha384Arb }),
     index: rec({ size: safeUint, digest: sha384Arb }),
-    volumes: fc.array(rec({ n: fc.integer({ min: 0, max: 9999 }), size: safeUint, digest: sha384Arb }), { maxLength: 4 }),
+    volumes: fc.array(rec({ n: fc.integer({ min: 0, max: 9999 }), size: safeUint, digest: sha384Arb, sha256: fc.uint8Array({ minLength: 32, maxLength: 32 }), use256: fc.boolean() }), { maxLength: 4 }),
+    // No sources line (version 1), or one, in version 2 (sha384 volumes) or 3 (either).
+    sources: fc.option(fc.stringMatching(/^[0-9a-f]{32}$/), { nil: undefined }),
+    v3: fc.boolean(),
     counts: rec({ files: safeUint, bytes: safeUint, new: safeUint, changed: safeUint, unchanged: safeUint, deleted: safeUint, stored: safeUint }),
   })
   .filter((x) => x.type === 'full' || x.otherChain !== x.name)
@@ -226,8 +229,10 @@ export const snapshotRecordArb: fc.Arbitrary<SnapshotRecord> = fc
     parent: x.sequence === 0 ? undefined : x.parent,
     manifest: { name: `${x.name}.manifest.pgp`, ...x.manifest },
     index: { name: `${x.name}.index`, ...x.index },
-    volumes: x.volumes.map((v) => ({ name: `${x.name}.files.${String(v.n).padStart(4, '0')}.tar`, size: v.size, digest: v.digest })),
+    volumes: x.volumes.map((v) => ({ name: `${x.name}.files.${String(v.n).padStart(4, '0')}.tar`, size: v.size, digest: x.sources !== undefined && x.v3 && v.use256 ? v.sha256 : v.digest })),
     counts: x.counts,
+    ...(x.sources === undefined ? {} : { sources: x.sources }),
+    version: x.sources === undefined ? 1 : x.v3 ? 3 : 2,
   }));
 
 /** Index times: the nanoseconds of a 64-bit signed count of seconds (SPEC.md "Index"). */

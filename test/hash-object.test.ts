@@ -1,7 +1,7 @@
 /**
  * hashObject (engine/repo/repo.ts), with which verify and a backup's chain check hash
  * volumes, manifests and indexes: it reads the next 8 MiB piece while it hashes one. The
- * digest equals node:crypto's over the whole object at the edges of its pieces; every
+ * digest (sha384 or sha256) equals node:crypto's over the whole object at the edges of its pieces; every
  * byte is counted once; a read that fails fails the hash, and never leaves an unhandled
  * rejection behind.
  */
@@ -15,16 +15,18 @@ import { storageError, type Storage } from '../engine/storage/storage.js';
 
 const MiB = 1024 * 1024;
 
-test('hashObject gives the sha384 of the whole object at the edges of its 8 MiB pieces, counting every byte once', async () => {
+test('hashObject gives the sha384 or sha256 of the whole object at the edges of its 8 MiB pieces, counting every byte once', async () => {
   const s = new MemoryStorage();
   for (const size of [0, 1, 8 * MiB - 1, 8 * MiB, 8 * MiB + 1, 20 * MiB + 3]) {
     const data = randomBytes(size);
     const name = `volumes/v${size}.tar`;
     await s.put(name, data);
-    let counted = 0;
-    const got = await hashObject(s, name, size, (n) => { counted += n; });
-    assert.equal(Buffer.from(got).toString('hex'), createHash('sha384').update(data).digest('hex'), `${size} bytes`);
-    assert.equal(counted, size, `${size} bytes counted once`);
+    for (const hash of ['sha384', 'sha256'] as const) {
+      let counted = 0;
+      const got = await hashObject(s, name, size, hash, (n) => { counted += n; });
+      assert.equal(Buffer.from(got).toString('hex'), createHash(hash).update(data).digest('hex'), `${hash}, ${size} bytes`);
+      assert.equal(counted, size, `${size} bytes counted once`);
+    }
   }
 });
 
@@ -44,10 +46,10 @@ test('hashObject fails with the failing read, and leaves no unhandled rejection'
             : s.getRange(name, offset, length)),
         },
       });
-      await assert.rejects(hashObject(failing, 'volumes/v.tar', data.length), new RegExp(`read failed at ${failAt}`));
+      await assert.rejects(hashObject(failing, 'volumes/v.tar', data.length, 'sha256'), new RegExp(`read failed at ${failAt}`));
       // A hash stopped by a failure must leave no read failing unseen: a callback that
       // throws stops the loop while the next piece is being read.
-      await assert.rejects(hashObject(failing, 'volumes/v.tar', data.length, () => { throw new Error('stopped by its caller'); }), /stopped by its caller|read failed/);
+      await assert.rejects(hashObject(failing, 'volumes/v.tar', data.length, 'sha384', () => { throw new Error('stopped by its caller'); }), /stopped by its caller|read failed/);
     }
     await tick();
     await tick();

@@ -36,7 +36,7 @@ test('verify --quick and --subset N/M: what each hashes, and what each finds', (
   flipBit(join(repo, damaged), 4 * MiB);
   const full = iebs(['verify', '--repo', repo]);
   assert.equal(full.code, 1);
-  assert.match(full.stdout, new RegExp(`PROBLEM ${damaged.replace(/\./g, '\\.')}: .*does not match its sha384`));
+  assert.match(full.stdout, new RegExp(`PROBLEM ${damaged.replace(/\./g, '\\.')}: .*does not match its sha256`));
   assert.equal(iebs(['verify', '--repo', repo, '--quick']).code, 0, 'same size: --quick cannot see it');
 
   const m = 3;

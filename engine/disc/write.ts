@@ -17,7 +17,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { IebsError, IoError } from '../../formats/errors.js';
 import { discReadme, encodeDiscLabel, LABEL_FILE, PAR2_BASE, README_FILE, type DiscLabel } from '../../formats/disc-label.js';
-import { formatSha384 } from '../../formats/text.js';
+import { formatDigest, hashOfDigest } from '../../formats/text.js';
 import { LAYOUT } from '../../formats/names.js';
 import { openImage } from '../storage/iso.js';
 import type { Storage } from '../storage/storage.js';
@@ -140,7 +140,7 @@ async function stageObject(storage: Storage, obj: DiscObject, want: Uint8Array |
   await mkdir(dirname(path), { recursive: true });
   const size = await storage.stat(obj.name);
   if (size !== obj.size) throw new IoError('io', `${storage.where}: ${obj.name} is ${size === null ? 'missing' : `${size} bytes`}, the plan says ${obj.size} (changed since? plan again)`);
-  const h = createHash('sha384');
+  const h = createHash(want ? hashOfDigest(want) : 'sha384');
   if (localRoot) {
     for (let off = 0; off < size; off += READ) h.update(await storage.getRange(obj.name, off, Math.min(READ, size - off)));
     await symlink(join(localRoot, ...obj.name.split('/')), path);
@@ -155,5 +155,5 @@ async function stageObject(storage: Storage, obj: DiscObject, want: Uint8Array |
     } finally { await fh.close(); }
   }
   const got = h.digest();
-  if (want && !got.equals(want)) throw new IoError('io', `${storage.where}: ${obj.name} does not match the sha384 its record gives (${formatSha384(got).slice(0, 16)}…): damaged; not written to a disc (iebs verify says more)`);
+  if (want && !got.equals(want)) throw new IoError('io', `${storage.where}: ${obj.name} does not match the ${hashOfDigest(want)} its record gives (${formatDigest(got).slice(0, 16)}…): damaged; not written to a disc (iebs verify says more)`);
 }

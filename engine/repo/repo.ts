@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type * as openpgp from 'openpgp';
 import { FormatError, NotFoundError, AuthError, IebsError } from '../../formats/errors.js';
 import { decodeSnapshotRecord, encodeSnapshotRecord, type SnapshotRecord } from '../../formats/snapshot.js';
-import { toHex } from '../../formats/text.js';
+import { hashOfDigest, toHex, type BlockHash } from '../../formats/text.js';
 import { LAYOUT, publicKeysGeneration, publicKeysObject, recordObject, SNAPSHOT_RE } from '../../formats/names.js';
 import { decodeConfig, encodeConfig, type RepoConfig } from '../../formats/config.js';
 import { listAll, type Storage } from '../storage/storage.js';
@@ -203,12 +203,12 @@ export function chainOf(target: Snapshot, all: Snapshot[]): Snapshot[] {
 const READ = 8 * 1024 * 1024;
 
 /**
- * The sha384 of an object of `size` bytes, read in pieces of 8 MiB. The next piece is
+ * The digest (by `hash`) of an object of `size` bytes, read in pieces of 8 MiB. The next piece is
  * read while this one is hashed: one after the other, a cold read of a volume and its
  * hashing (about 1 GiB/s here) added up.
  */
-export async function hashObject(storage: Storage, name: string, size: number, onBytes: (n: number) => void = () => {}): Promise<Uint8Array> {
-  const h = createHash('sha384');
+export async function hashObject(storage: Storage, name: string, size: number, hash: BlockHash, onBytes: (n: number) => void = () => {}): Promise<Uint8Array> {
+  const h = createHash(hash);
   const read = (off: number): Promise<Uint8Array> | null => {
     if (off >= size) return null;
     const p = storage.getRange(name, off, Math.min(READ, size - off));
@@ -244,7 +244,7 @@ export async function chainDamage(storage: Storage, chain: Snapshot[]): Promise<
       const size = await storage.stat(o.name);
       if (size === null) return `${o.name} is missing`;
       if (size !== o.ref.size) return `${o.name} is ${size} bytes, its record says ${o.ref.size}`;
-      if (o.hash && !Buffer.from(await hashObject(storage, o.name, size)).equals(o.ref.digest)) return `${o.name} does not match its sha384 (damaged or replaced)`;
+      if (o.hash && !Buffer.from(await hashObject(storage, o.name, size, hashOfDigest(o.ref.digest))).equals(o.ref.digest)) return `${o.name} does not match its ${hashOfDigest(o.ref.digest)} (damaged or replaced)`;
     }
   }
   return null;
