@@ -2,7 +2,7 @@
  * What a disc costs to write and to check (not part of npm test): a repository of
  * incompressible data (`--mib`, default 1024) in volumes of `--volume-mib` (default 256),
  * put on one disc of a medium that holds it, through the real CLI:
- *   - `iebs disc write` (staging with sha384 checks, par2 at --parity, xorriso, read back),
+ *   - `iebs disc write` (staging with digest checks, par2 at --parity, xorriso, read back),
  *     at each parity asked (`--parities 10,5`);
  *   - plain `xorriso -as mkisofs` of the same repository folder, the floor;
  *   - `par2 create` alone on the same files at the same block size and count, to show its share;

@@ -463,7 +463,7 @@ function iebs(): Tool {
   return {
     name: 'iebs',
     get repo() { return place('iebs', n).dir; },
-    about: `iebs ${version([...node, '--version']).replace(/^iebs /, '')} (node ${process.version}), zstd:3, 1 MiB FastCDC, cache in a temp IEBS_CACHE_DIR, verify with recipient.asc (records, chain, object sizes and sha384; no block decryption)`,
+    about: `iebs ${version([...node, '--version']).replace(/^iebs /, '')} (node ${process.version}), zstd:3, 1 MiB FastCDC, cache in a temp IEBS_CACHE_DIR, verify with recipient.asc (records, chain, object sizes and digests; no block decryption)`,
     setup: () => must([...node, 'keygen', '--out', keys, '--name', 'bench']),
     // The first backup creates the repository.
     reset: async () => {

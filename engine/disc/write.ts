@@ -4,7 +4,7 @@
  * For each disc: a staging folder beside the output gets the disc's tree: the
  * repository's objects (symbolic links to them when the repository is a local folder,
  * else copies read through the storage contract), each volume, manifest and index
- * checked against the sha384 its signed record gives, then README.txt, SPEC.md and the
+ * checked against the digest its signed record gives, then README.txt, SPEC.md and the
  * label; par2 makes the PAR2 set over all of them; xorriso makes the image under a
  * temporary name; the image is read back with iebs's own reader (every file there at its
  * size, the label byte for byte) and checked against the medium's capacity, then synced
