@@ -13,6 +13,7 @@
  *   npm run bench -- [--size-mib 1024] [--source PATH] [--dir /path/with/space]
  *                        [--tools iebs,restic,borg] [--rounds N] [--keep] [--repo-kind local|s3]
  *                        [--corpus generated|usr [--usr-parts share,lib] [--usr-max-mib N]] [--cpus 1,2,all]
+ *                        [--baseline DIR]
  *   npm run bench -- --generate DIR [--size-mib N]   (writes the corpus only, for profiling)
  *
  * The generated corpus (deterministic) is shaped like a home directory: 60% of the bytes
@@ -35,6 +36,11 @@
  * incremental, restore, check) happens once per core count, from fresh repositories and a
  * fresh copy of the source, every step under `taskset -c 0` (1), `taskset -c 0,1` (2) or
  * no taskset (all); the tables and ratios are printed per count, then a scaling table.
+ *
+ * With --baseline DIR (a built checkout of another commit: `git worktree add DIR COMMIT`,
+ * then `npm ci && npm run build` there), that build runs as one more tool, `iebs@COMMIT`,
+ * taking its turns with the others, so a change is measured against the commit before it
+ * in one run, with the same ratios as against restic.
  *
  * With --repo-kind s3, iebs and restic write to the tests' S3-protocol server (s3rver
  * behind test/s3-server-main.ts) on loopback, each full backup under a fresh prefix; the
@@ -70,6 +76,8 @@ if (corpusKind === 'usr' && givenSource) fail('--corpus usr and --source PATH: g
 const usr = usrOptions(opt('usr-parts', ''), opt('usr-max-mib', '0'));
 const cpuSets = parseCpus(opt('cpus', 'all'));
 const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+const baseline = opt('baseline', '');
+if (baseline && !existsSync(join(baseline, 'dist', 'cli', 'main.js'))) fail(`--baseline ${baseline}: no dist/cli/main.js there (build that checkout first)`);
 const MiB = 1048576;
 const TIME = '/usr/bin/time';
 
@@ -453,21 +461,22 @@ function place(tool: string, n: number): { arg: string; dir: string } {
   return { arg: `${tool}-${n}`, dir: join(s3.dir, s3.bucket, `${tool}-${n}`) };
 }
 
-function iebs(): Tool {
-  const keys = join(base, 'iebs-keys');
+/** iebs as this checkout builds it, or (named `iebs@COMMIT`) the build at `main`. */
+function iebs(name = 'iebs', main = cli): Tool {
+  const keys = join(base, `${name}-keys`);
   let n = 0;
-  const cache = join(base, 'iebs-cache');
+  const cache = join(base, `${name}-cache`);
   const env = { IEBS_CACHE_DIR: cache, ...(s3?.env ?? {}) };
-  const node = [process.execPath, cli];
-  const repoArg = () => (s3 ? `s3://${s3.bucket}/${place('iebs', n).arg}` : place('iebs', n).arg);
+  const node = [process.execPath, main];
+  const repoArg = () => (s3 ? `s3://${s3.bucket}/${place(name, n).arg}` : place(name, n).arg);
   return {
-    name: 'iebs',
-    get repo() { return place('iebs', n).dir; },
+    name,
+    get repo() { return place(name, n).dir; },
     about: `iebs ${version([...node, '--version']).replace(/^iebs /, '')} (node ${process.version}), zstd:3, 1 MiB FastCDC, cache in a temp IEBS_CACHE_DIR, verify with recipient.asc (records, chain, object sizes and digests; no block decryption)`,
     setup: () => must([...node, 'keygen', '--out', keys, '--name', 'bench']),
     // The first backup creates the repository.
     reset: async () => {
-      if (s3) n++; else rmSync(place('iebs', n).dir, { recursive: true, force: true });
+      if (s3) n++; else rmSync(place(name, n).dir, { recursive: true, force: true });
       rmSync(cache, { recursive: true, force: true });
     },
     cmd: (step, target) => ({
@@ -477,7 +486,7 @@ function iebs(): Tool {
       check: { argv: [...node, 'verify', '--repo', repoArg(), '--key', join(keys, 'recipient.asc')], env },
     })[step],
     restoredRoot: (target) => target,
-    extra: () => `iebs cache ${(duBytes(cache) / MiB).toFixed(1)} MiB`,
+    extra: () => `${name} cache ${(duBytes(cache) / MiB).toFixed(1)} MiB`,
   };
 }
 
@@ -608,6 +617,12 @@ try {
     if (bin && !onPath(bin)) { header.push(`${name}: not installed`); record({ cpus: cpuSets[0].label, tool: name, step: 'all', bytes: 0, repoBytes: NaN, note: 'not installed' }); continue; }
     const t = make();
     header.push(`${name}: ${t.about}`);
+    tools.push(t);
+  }
+  if (baseline) {
+    const commit = spawnSync('git', ['-C', baseline, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim() || basename(baseline);
+    const t = iebs(`iebs@${commit}`, join(baseline, 'dist', 'cli', 'main.js'));
+    header.push(`${t.name}: ${t.about}`);
     tools.push(t);
   }
   const setupFailed = new Set<string>();
