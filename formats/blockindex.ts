@@ -39,7 +39,7 @@ export const INDEX_PIECE_FRAME = 4;
  */
 const MAGICS = ['IEBS-INDEX 1', 'IEBS-INDEX 2', 'IEBS-INDEX 3'];
 const END = '-- END OF INDEX -- ';
-const HASH_LINES: Record<string, BlockHash> = { 'hash sha256': 'sha256', 'hash sha384': 'sha384' };
+const HASH_LINES = new Map<string, BlockHash>([['hash sha256', 'sha256'], ['hash sha384', 'sha384']]);
 
 /** What an index says before its lines: its snapshot, and the hash its block ids are made from. */
 export interface IndexHead { snapshot: string; hash: BlockHash }
@@ -146,7 +146,7 @@ export class IndexDecoder {
       return;
     }
     if (this.lineNo === 3 && this.version >= 3) {
-      const hash = HASH_LINES[line];
+      const hash = HASH_LINES.get(line);
       if (!hash) throw new FormatError('bad-line', `${w}: expected "hash sha256" or "hash sha384"`);
       this.blockHash = hash;
       return;

@@ -95,11 +95,6 @@ export function formatSha384(digest: Uint8Array): string {
  */
 export type BlockHash = 'sha384' | 'sha256';
 
-/** The length of a digest of `hash`. */
-export function digestLength(hash: BlockHash): number {
-  return hash === 'sha384' ? 48 : 32;
-}
-
 /** The hash a digest of this length was made with. */
 export function hashOfDigest(digest: Uint8Array): BlockHash {
   if (digest.length === 48) return 'sha384';

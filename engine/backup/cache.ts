@@ -96,9 +96,10 @@ export class StateCache implements StateKeeper {
 
   /**
    * Keeps the state after `snapshot` (of the chain whose full is `chain` and whose blocks
-   * are hashed with `hash`, its index hashing to `indexSha384`), its two tables made from `tables`: one that is the same as
-   * a table of this cache is shared, not copied. Then removes the states of snapshots
-   * not in `heads` (the latest snapshot of each system): no later run starts from them.
+   * are hashed with `hash`, its index hashing to `indexSha384`), its two tables made from
+   * `tables`: one that is the same as a table of this cache is shared, not copied. Then
+   * removes the states of snapshots not in `heads` (the latest snapshot of each system):
+   * no later run starts from them.
    */
   save(snapshot: string, chain: string, hash: BlockHash, indexSha384: Uint8Array, heads: Set<string>, tables: { paths: TableSource; blocks: TableSource }): void {
     const tag = randomBytes(6).toString('hex');

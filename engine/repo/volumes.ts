@@ -102,7 +102,7 @@ class CatalogPiece {
 
 /**
  * What a volume is hashed with, for its record's volume line (SPEC.md "Snapshot record"):
- * sha256, which runs at 1.7 times sha384's speed here, is what a record of version 3 may
+ * sha256, which runs at about twice sha384's speed here, is what a record of version 3 may
  * name; readers take either.
  */
 const VOLUME_HASH = 'sha256';
