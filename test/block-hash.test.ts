@@ -1,15 +1,15 @@
 /**
  * The block hash of a chain (SPEC.md "Index", "Changes by version"), and volumes hashed
- * with sha256 whatever it is (records of version 3): a new chain hashes
- * its blocks with sha256, a chain begun with sha384 keeps sha384 in its increments (with
- * or without the local cache) so that they still find its blocks, and both kinds restore,
- * verify every block and salvage, and a diff across the two hashes compares contents.
- * Indexes of one chain that name different hashes are
- * damage, never composed into one state.
+ * with sha256 whatever it is (records of version 3): a new chain hashes its blocks with
+ * sha256, a chain begun with sha384 keeps sha384 in its increments (with or without the
+ * local cache) so that they still find its blocks, both kinds restore, verify every block
+ * and salvage, and a diff across the two hashes compares contents. Indexes of one chain
+ * that name different hashes are damage, never composed into one state; encoders refuse
+ * a sha256 digest where the version has none.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { backup } from '../engine/backup/backup.js';
 import { ChainState } from '../engine/backup/state.js';
@@ -21,7 +21,9 @@ import { readManifest } from '../engine/repo/manifest-object.js';
 import { restore } from '../engine/restore/restore.js';
 import { openStorage } from '../engine/storage/open.js';
 import { verify } from '../engine/verify.js';
+import { encodeIndexHead } from '../formats/blockindex.js';
 import { FormatError } from '../formats/errors.js';
+import { encodeSnapshotRecord, type SnapshotRecord } from '../formats/snapshot.js';
 import { diffTrees, iebs, makeKeys, MiB, readTree, seededBytes, tempDir, writeSeeded } from './helpers.js';
 
 /** A tree of small files (packed) and one large file. */
@@ -99,7 +101,14 @@ test('a new chain hashes its blocks with sha256; a sha384 chain keeps sha384 in 
     const r = await restore(openStorage(repo), rk, { target: out, snapshot: of(system).at(-1)!.record.name });
     assert.deepEqual(r.failures, []);
     if (system === 'new') assert.deepEqual(diffTrees(readTree(src), readTree(out)), []);
-    else assert.equal(readTree(out).size, readTree(src).size);
+    else {
+      // The sha384 chain's last increment came before large.bin's last line.
+      const [want, got] = [readTree(src), readTree(out)];
+      want.delete('large.bin'); got.delete('large.bin');
+      assert.deepEqual(diffTrees(want, got), []);
+      const large = readFileSync(join(src, 'large.bin'));
+      assert.ok(readFileSync(join(out, 'large.bin')).equals(large.subarray(0, large.length - 'and a last line\n'.length)), 'large.bin as the increment saw it');
+    }
   }
   // Each chain's full, salvaged from its volumes alone, gives back every file.
   for (const system of ['old', 'new']) {
@@ -145,4 +154,22 @@ test('indexes of one chain that name different hashes are damage: no state is co
     state.close();
   }
   await storage.close();
+});
+
+test('encoders refuse a sha256 digest in a version that has none, and a record version that does not match its sources line', () => {
+  const snapshot = 'alpha_2026-12-07_full';
+  assert.throws(() => encodeIndexHead({ snapshot, hash: 'sha256' }, 2), (e: unknown) => e instanceof FormatError && e.code === 'unknown-version');
+  assert.equal(encodeIndexHead({ snapshot, hash: 'sha384' }, 2), `IEBS-INDEX 2\n${snapshot}\n`);
+  const ref = (name: string, n: number) => ({ name, size: 1, digest: new Uint8Array(n) });
+  const record: SnapshotRecord = {
+    name: snapshot, system: 'alpha', host: 'h', sources: '0'.repeat(32), type: 'full', time: 0n, sequence: 0, chain: snapshot,
+    manifest: ref(`${snapshot}.manifest.pgp`, 48), index: ref(`${snapshot}.index`, 48), volumes: [ref(`${snapshot}.files.0001.tar`, 32)],
+    counts: { files: 0, bytes: 0, new: 0, changed: 0, unchanged: 0, deleted: 0, stored: 1 },
+  };
+  assert.match(encodeSnapshotRecord(record), /^IEBS-SNAPSHOT 3\n/);
+  assert.throws(() => encodeSnapshotRecord({ ...record, version: 2 }), (e: unknown) => e instanceof FormatError && e.code === 'bad-hash');
+  assert.throws(() => encodeSnapshotRecord({ ...record, version: 1 }), (e: unknown) => e instanceof FormatError && e.code === 'bad-line');
+  const { sources: _, ...without } = record;
+  assert.throws(() => encodeSnapshotRecord({ ...without, version: 3 }), (e: unknown) => e instanceof FormatError && e.code === 'bad-line');
+  assert.match(encodeSnapshotRecord({ ...record, volumes: [ref(`${snapshot}.files.0001.tar`, 48)], version: 2 }), /^IEBS-SNAPSHOT 2\n/);
 });
