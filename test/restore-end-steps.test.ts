@@ -1,7 +1,7 @@
 /**
- * The end of a restore (engine/restore/restore.ts): symlinks, then folders' modes and
- * times, several at once (folders a depth at a time, deepest first). More of each than go
- * at once, over several depths, with modes that shut a folder and times that differ:
+ * The end of a restore (engine/restore/restore.ts): symlinks, several at once, then
+ * folders' modes and times, deepest first, by a writer thread. More of each than go at
+ * once, over several depths, with modes that shut a folder and times that differ:
  * every one is restored as it was, and a folder's time is not disturbed by what was made
  * in it afterwards.
  */

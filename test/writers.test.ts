@@ -1,12 +1,13 @@
 /**
  * The restore's writer threads (engine/writers.ts): blocks of a larger file are checked
  * against their sha384 on the thread and written at their offsets, small files checked
- * and written whole; what does not match is refused and nothing of it is written.
+ * and written whole; what does not match is refused and nothing of it is written; and
+ * directories get their modes and times.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WriterError, WriterPool } from '../engine/restore/writers.js';
 import { tempDir } from './helpers.js';
@@ -140,6 +141,31 @@ test('a batch that cannot be posted to its thread fails its writes instead of ha
     await pool.write({ tmp: join(dir, '.tmp-2'), final: join(dir, 'two'), data: ok, digest: digest, mode: 0o600, mtime: 0 });
     assert.deepEqual(readdirSync(dir), ['two']);
   } finally {
+    await pool.close();
+  }
+});
+
+test("directories get their modes and times, and a directory that is not there fails alone", async () => {
+  const dir = tempDir('writers');
+  const paths = ['a/b/c', 'a/b', 'a'].map((p) => join(dir, p));
+  mkdirSync(paths[0], { recursive: true });
+  const pool = new WriterPool(3);
+  try {
+    const modes = [0o750, 0o511, 0o1777];
+    const settled = await Promise.allSettled([
+      ...paths.map((p, i) => pool.setDir({ path: p, mode: modes[i], mtime: 1_000_000 + i })),
+      pool.setDir({ path: join(dir, 'a/missing'), mode: 0o755, mtime: 5 }),
+    ]);
+    assert.deepEqual(settled.slice(0, 3).map((s) => s.status), ['fulfilled', 'fulfilled', 'fulfilled']);
+    const missing = settled[3];
+    assert.ok(missing.status === 'rejected' && missing.reason instanceof WriterError && missing.reason.code === 'ENOENT');
+    paths.forEach((p, i) => {
+      const st = statSync(p);
+      assert.equal(st.mode & 0o7777, modes[i], p);
+      assert.equal(st.mtimeMs, (1_000_000 + i) * 1000, p);
+    });
+  } finally {
+    for (const p of paths.reverse()) chmodSync(p, 0o755);
     await pool.close();
   }
 });

@@ -139,7 +139,8 @@ export class SafeTarget {
     // A cache of checks, bounded: a directory forgotten is only checked again.
     if (this.known.size >= 65536) this.known.clear();
     try {
-      let st = await lstat(p).catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return null; throw e; });
+      // In a directory this run made, nothing is there to look at first.
+      let st = this.inFresh(p) ? null : await lstat(p).catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return null; throw e; });
       if (st && !st.isDirectory()) {
         if (!this.replace) throw new IoError('in-the-way', `${p.toString()}: not a directory (kept; --overwrite if-changed or always replaces it)`);
         await unlink(p);

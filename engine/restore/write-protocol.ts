@@ -21,8 +21,14 @@ export interface SmallFile { tmp: string; final: string; direct?: boolean; data:
  */
 export interface BlockWrite { fd: number; offset: number; data: Uint8Array; digest?: Uint8Array }
 
+/**
+ * A directory's owner (when restoring as root), mode and mtime, set once everything in it
+ * is written; `path` is a latin1 string, byte for byte.
+ */
+export interface DirMeta { path: string; mode: number; mtime: string | number; owner?: { uid: number; gid: number } }
+
 /** What a batch carries. */
-export type WriterItem = { t: 'file'; file: SmallFile } | { t: 'block'; block: BlockWrite };
+export type WriterItem = { t: 'file'; file: SmallFile } | { t: 'block'; block: BlockWrite } | { t: 'dir'; dir: DirMeta };
 
 /**
  * Why a writer did not write an item: the content did not hash to its digest

@@ -4,21 +4,24 @@
  * digest, writes it (under its final name in a directory the restore made, else as a
  * temporary file beside the final name that is renamed into place once it has its owner,
  * mode and time); and blocks of larger files, which it checks and writes at their
- * offsets. It uses synchronous calls: this thread has nothing else to do
+ * offsets; and, once every file is written, directories' owners, modes and times, deepest
+ * first, in the order they come. It uses synchronous calls: this thread has nothing else to do
  * meanwhile, and the main thread goes on reading while the file system works.
  */
-import { closeSync, fchmodSync, fchownSync, futimesSync, lstatSync, openSync, renameSync, rmdirSync, rmSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, fchmodSync, fchownSync, futimesSync, lchownSync, lstatSync, openSync, renameSync, rmdirSync, rmSync, utimesSync, writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { digestMatches } from '../crypto/hashes.js';
 import { hashOfDigest } from '../../formats/text.js';
-import type { BlockWrite, FromWriter, SmallFile, WriterFailure, WriterItem } from './write-protocol.js';
+import type { BlockWrite, DirMeta, FromWriter, SmallFile, WriterFailure, WriterItem } from './write-protocol.js';
 
 const port = parentPort!;
 
 port.on('message', (m: { id: number; items: WriterItem[] }) => {
   const results: FromWriter['results'] = m.items.map((item) => {
     try {
-      if (item.t === 'file') write(item.file); else writeBlock(item.block);
+      if (item.t === 'file') write(item.file);
+      else if (item.t === 'block') writeBlock(item.block);
+      else setDir(item.dir);
       return null;
     } catch (e) {
       if (e instanceof Refusal) return e.failure;
@@ -75,6 +78,13 @@ function write(f: SmallFile): void {
   } finally {
     if (!ok) rmSync(tmp, { force: true });
   }
+}
+
+function setDir(d: DirMeta): void {
+  const p = Buffer.from(d.path, 'latin1');
+  if (d.owner) { try { lchownSync(p, d.owner.uid, d.owner.gid); } catch { /* kept as the restoring user */ } }
+  chmodSync(p, d.mode);
+  utimesSync(p, d.mtime, d.mtime);
 }
 
 /** Writes `f`'s content into the new file `fd`, gives it its owner, mode and mtime, and closes it (also when that fails). */

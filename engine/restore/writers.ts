@@ -10,7 +10,7 @@
 import { Worker } from 'node:worker_threads';
 import { IebsError } from '../../formats/errors.js';
 import { HELPER_HEAP } from '../threads.js';
-import type { BlockWrite, FromWriter, SmallFile, WriterFailure, WriterItem } from './write-protocol.js';
+import type { BlockWrite, DirMeta, FromWriter, SmallFile, WriterFailure, WriterItem } from './write-protocol.js';
 
 /**
  * A write a writer thread did not make, and why (`failure`); for a file system error,
@@ -40,6 +40,8 @@ export class WriterPool {
   private waiting: Waiting[] = [];
   private bytes = 0;
   private scheduled = false;
+  /** Whether the batch being gathered goes to the first thread (it holds directories). */
+  private pinned = false;
   private nextId = 0;
   private failure: IebsError | null = null;
 
@@ -69,6 +71,22 @@ export class WriterPool {
   writeBlock(b: BlockWrite): Promise<void> {
     const data = this.sendable(b.data);
     return this.add({ t: 'block', block: { ...b, data, digest: b.digest && new Uint8Array(b.digest) } }, data.length);
+  }
+
+  /**
+   * Sets a directory's owner, mode and mtime; rejects with a WriterError that says why
+   * not. Every directory goes to the first thread, so they are set in the order given.
+   */
+  setDir(d: DirMeta): Promise<void> {
+    this.pinned = true;
+    return this.add({ t: 'dir', dir: d }, 0);
+  }
+
+  /** Items handed to the pool and not yet done. */
+  queuedItems(): number {
+    let n = this.items.length;
+    for (const w of this.writers) n += w.queued;
+    return n;
   }
 
   /** Bytes handed to the pool and not yet written: how far the threads are behind. */
@@ -110,7 +128,8 @@ export class WriterPool {
 
   private flush(): void {
     if (this.items.length === 0) return;
-    const w = this.writers.reduce((a, b) => (b.queued < a.queued ? b : a));
+    const w = this.pinned ? this.writers[0] : this.writers.reduce((a, b) => (b.queued < a.queued ? b : a));
+    this.pinned = false;
     const id = this.nextId++;
     this.batches.set(id, { writer: w, waiting: this.waiting, bytes: this.bytes });
     w.queued += this.items.length;
