@@ -10,7 +10,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { backup } from '../engine/backup/backup.js';
@@ -70,12 +70,7 @@ test('a snapshot whose manifest names one path twice is refused before anything 
   rmSync(dir, { recursive: true, force: true });
 });
 
-const checkedOn = [
-  ['the writer threads', Infinity, Infinity],
-  ['the main thread', 0, Infinity],
-  ['the main thread, which writes small files itself', Infinity, 0],
-] as const;
-for (const [where, checkHereAbove, writeHereFrom] of checkedOn) test(`a block that does not hash to what its record says is reported, and its file is not written (checked on ${where})`, async () => {
+for (const [where, checkHereAbove] of [['the writer threads', Infinity], ['the main thread', 0]] as const) test(`a block that does not hash to what its record says is reported, and its file is not written (checked on ${where})`, async () => {
   const { bk, rk } = await loadKeys();
   const dir = tempDir('forged-hash');
   const src = join(dir, 'src');
@@ -95,12 +90,10 @@ for (const [where, checkHereAbove, writeHereFrom] of checkedOn) test(`a block th
   }));
 
   const out = join(dir, 'out');
-  const result = await restore(openStorage(join(dir, 'repo')), rk, { target: out, checkHereAbove, writeHereFrom });
+  const result = await restore(openStorage(join(dir, 'repo')), rk, { target: out, checkHereAbove });
   assert.deepEqual(result.failures.map((f) => f.path), ['big.bin', 'small.txt']);
   for (const f of result.failures) assert.match(f.message, /block content does not match its sha256/);
   assert.deepEqual(readdirSync(out), ['untouched.txt'], 'no file or temporary file of the two is left');
   assert.equal(readFileSync(join(out, 'untouched.txt'), 'utf8'), 'restored as usual\n');
-  const us = (p: string) => statSync(p, { bigint: true }).mtimeNs / 1000n;
-  assert.equal(us(join(out, 'untouched.txt')), us(join(src, 'untouched.txt')), 'the file written has its mtime');
   rmSync(dir, { recursive: true, force: true });
 });

@@ -24,8 +24,6 @@ import type { Storage } from '../storage/storage.js';
 import { VolumeReader, blockHashError } from '../repo/volumes.js';
 import { ExternalSorter } from '../scratch/sorter.js';
 import { WriterError, WriterPool } from './writers.js';
-import { doItem, failureOf } from './write-steps.js';
-import type { SmallFile } from './write-protocol.js';
 import { packRecord, unpackRecord } from '../scratch/record-pack.js';
 import { digestMatches } from '../crypto/hashes.js';
 import { helperThreads } from '../threads.js';
@@ -50,11 +48,6 @@ export interface RestoreOptions {
    * CHECK_HERE_ITEMS items wait; 0 always, Infinity never: tests take each path).
    */
   checkHereAbove?: number;
-  /**
-   * Items waiting for the writer threads from which on this thread writes small files
-   * itself (default WRITE_HERE_ITEMS; 0 always, Infinity never: tests take each path).
-   */
-  writeHereFrom?: number;
   /** Give regular files their setuid and setgid bits (SPEC.md "Restore": off unless asked). */
   keepSetid?: boolean;
   /** What to do with a file or symlink already at a path the snapshot names (default: always). */
@@ -119,13 +112,6 @@ const CHECK_HERE_BACKLOG = 8 * 1024 * 1024;
  */
 const CHECK_HERE_ITEMS = 16;
 
-/**
- * Writer backlog, in items, from which on a small file is written on this thread, with
- * the writers' own steps: on a copy of /usr they were busy 97% of the time making small
- * files while this thread waited (4% less wall time, 3 rounds; 20 items gave 2%).
- */
-const WRITE_HERE_ITEMS = 32;
-
 /** Restores a snapshot into `o.target`. */
 export async function restore(storage: Storage, key: RestoreKey, o: RestoreOptions): Promise<RestoreResult> {
   try {
@@ -148,8 +134,6 @@ interface FileContext {
   writers: WriterPool;
   /** Writer backlog from which on blocks are checked here. */
   checkFrom: number;
-  /** Items waiting for the writers from which on small files are written here. */
-  writeFrom: number;
   asRoot: boolean;
   keepSetid: boolean;
   /** Temporary names handed out and not yet renamed or removed: removed at the end, whatever happened. */
@@ -169,7 +153,7 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
   const keepSetid = o.keepSetid ?? false;
   const ctx: FileContext = {
     safe, reader: new VolumeReader(storage, key.decryptionKeys, verifiers), writers: new WriterPool(o.writers ?? helperThreads()),
-    checkFrom: o.checkHereAbove ?? CHECK_HERE_BACKLOG, writeFrom: o.writeHereFrom ?? WRITE_HERE_ITEMS, asRoot: process.getuid?.() === 0, keepSetid, pending: new Set(),
+    checkFrom: o.checkHereAbove ?? CHECK_HERE_BACKLOG, asRoot: process.getuid?.() === 0, keepSetid, pending: new Set(),
     onBytes: (n) => { progress.bytes += n; o.onProgress?.(progress); },
   };
   const fail = (r: FileRecord, e: unknown) => {
@@ -482,13 +466,10 @@ async function restoreSmallFile(c: FileContext, r: FileRecord): Promise<void> {
   const tmp = tempBeside(final).toString('latin1');
   c.pending.add(tmp);
   try {
-    const file: SmallFile = {
+    await c.writers.write({
       tmp, final: final.toString('latin1'), direct: c.safe.inFresh(final), data, digest, mode: fileMode(r.mode, c.keepSetid), mtime: timeArg(r.mtimeNs),
       owner: c.asRoot ? { uid: r.uid, gid: r.gid } : undefined,
-    };
-    if (c.writers.queuedItems() >= c.writeFrom) {
-      try { doItem({ t: 'file', file }); } catch (e) { throw new WriterError(failureOf(e)); }
-    } else await c.writers.write(file);
+    });
     c.onBytes(size);
   } catch (e) {
     if (e instanceof WriterError && e.failure.why === 'bad-hash') throw blockHashError(b);
