@@ -10,6 +10,7 @@
  */
 import { lstat, mkdir, readdir, rmdir, stat, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { IebsError, IoError } from '../../formats/errors.js';
 
 /** The error a failed file system call on `p` is reported as: one line naming the path. */
@@ -140,7 +141,8 @@ export class SafeTarget {
     if (this.known.size >= 65536) this.known.clear();
     try {
       // In a directory this run made, nothing is there to look at first.
-      let st = this.inFresh(p) ? null : await lstat(p).catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return null; throw e; });
+      const fresh = this.inFresh(p);
+      let st = fresh ? null : await lstat(p).catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return null; throw e; });
       if (st && !st.isDirectory()) {
         if (!this.replace) throw new IoError('in-the-way', `${p.toString()}: not a directory (kept; --overwrite if-changed or always replaces it)`);
         await unlink(p);
@@ -149,7 +151,9 @@ export class SafeTarget {
       if (st) this.staleRemoved += await removeStaleTemps(p);
       else {
         try {
-          await mkdir(p, { mode: 0o700 });
+          // Inside a folder this run made, synchronously: the calls through libuv's pool
+          // cost this thread more than the call itself (a copy of /usr's 7,563 folders).
+          if (fresh) mkdirSync(p, { mode: 0o700 }); else await mkdir(p, { mode: 0o700 });
           if (this.fresh.size >= 65536) this.fresh.clear();
           this.fresh.add(k);
           this.made?.(rel);
