@@ -67,7 +67,7 @@ const FS_ALLOWED: Record<string, string> = {
   'engine/restore/target.ts': 'the restore target: writes the restored tree',
   'engine/restore/compose.ts': 'its scratch folder',
   'engine/restore/restore.ts': 'the restore target: makes directories and symlinks, sets times',
-  'engine/restore/write-worker.ts': 'the restore target: writes file contents in a thread',
+  'engine/restore/write-steps.ts': 'the restore target: writes file contents, in a writer thread',
   'engine/restore/salvage.ts': 'the salvage target (volumes themselves are read through the storage contract)',
   'engine/repo/replace-host.ts': 'writes the new backup.key and recipient.asc of a host key replacement (key files, not repository objects)',
   'engine/backup/backup.ts': 'reads symlink targets of the source, and makes its scratch folder',
@@ -149,14 +149,14 @@ test('only the listed files touch the file system through node:fs, and every lis
 
 /**
  * Modules a helper thread must not load: each is loaded again on every thread that
- * imports it. The backup's walk and readers only hash (engine/crypto/hashes.ts); openpgp,
- * through engine/crypto/crypto.ts, cost a thread 17 MiB of resident memory and 36 ms, and
- * the AWS SDK (engine/storage/s3.ts) more.
+ * imports it. The backup's walk and readers and the restore's writers only hash
+ * (engine/crypto/hashes.ts); openpgp, through engine/crypto/crypto.ts, cost a thread 17
+ * MiB of resident memory and 36 ms, and the AWS SDK (engine/storage/s3.ts) more.
  */
-const HELPER_THREADS = ['engine/backup/walk-worker.ts', 'engine/backup/read-worker.ts'];
+const HELPER_THREADS = ['engine/backup/walk-worker.ts', 'engine/backup/read-worker.ts', 'engine/restore/write-worker.ts'];
 const NOT_ON_HELPERS = ['engine/crypto/crypto.ts', 'engine/storage/s3.ts'];
 
-test('the backup\'s helper threads load neither openpgp nor the AWS SDK', () => {
+test('the helper threads of backup and restore load neither openpgp nor the AWS SDK', () => {
   for (const entry of HELPER_THREADS) {
     const seen = new Set<string>([entry]);
     const todo = [entry];
