@@ -225,9 +225,9 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
     }
     await Promise.all(running);
     if (fatal) throw fatal.e;
-    // Symlinks, then directories' owners, modes and times: a few system calls each, and
-    // little work for this thread, so several at once (one after another, a copy of /usr
-    // spent 1.6 s on its 4,159 symlinks and their folders with this thread idle).
+    // Symlinks: a few system calls each, and little work for this thread, so several at
+    // once (one after another, a copy of /usr spent 1.6 s on its 4,159 symlinks and their
+    // folders with this thread idle).
     await stepsAtOnce(links.sorted(), async ([, v]) => {
       const r = unpackRecord(v);
       try {
