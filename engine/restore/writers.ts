@@ -1,11 +1,13 @@
 /**
- * The writer threads of restore (their code: engine/write-worker.ts). Files of at most
- * one block, read by the main thread, are handed here and written by a thread in
- * batches: the files handed over in one turn of the event loop go together, to the
- * thread with the fewest items queued. So do the blocks of larger files. The thread
- * checks each block against its digest before it writes it (the check was half of the
- * main thread's time on a large file), unless the caller checked it and gave no digest
- * (a restore does while the threads lag behind: `backlog`).
+ * The writer threads of restore (their code: write-worker.ts, their steps:
+ * write-steps.ts). Files of at most one block, read by the main thread, are handed here
+ * and written by a thread in batches: the files handed over in one turn of the event loop
+ * go together, to the thread with the fewest items queued. So do the blocks of larger
+ * files. The thread checks each block against its digest before it writes it (the check
+ * was half of the main thread's time on a large file), unless the caller checked it and
+ * gave no digest (a restore does while the threads lag behind: `backlog`,
+ * `queuedItems`). Folders' owners, modes and times, set once every file is written, all
+ * go to the first thread, in the order given.
  */
 import { Worker } from 'node:worker_threads';
 import { IebsError } from '../../formats/errors.js';
