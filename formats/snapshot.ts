@@ -47,9 +47,7 @@ export interface SnapshotRecord {
  * lines may name a sha256 digest. A writer writes version 3 (version 1 for a record
  * without sources, which only tests still make).
  */
-const MAGIC_V1 = 'IEBS-SNAPSHOT 1';
-const MAGIC_V2 = 'IEBS-SNAPSHOT 2';
-const MAGIC_V3 = 'IEBS-SNAPSHOT 3';
+const MAGICS = ['IEBS-SNAPSHOT 1', 'IEBS-SNAPSHOT 2', 'IEBS-SNAPSHOT 3'];
 const SOURCES_RE = /^[0-9a-f]{32}$/;
 const COUNT_KEYS: (keyof SnapshotCounts)[] = ['files', 'bytes', 'new', 'changed', 'unchanged', 'deleted', 'stored'];
 
@@ -65,7 +63,7 @@ export function encodeSnapshotRecord(r: SnapshotRecord): string {
   const version = r.version ?? (r.sources === undefined ? 1 : 3);
   if ((version === 1) !== (r.sources === undefined)) throw new FormatError('bad-line', `${r.name}: a record of version ${version} ${version === 1 ? 'has no' : 'needs its'} sources line`);
   if (version < 3 && r.volumes.some((v) => v.digest.length !== 48)) throw new FormatError('bad-hash', `${r.name}: a record of version ${version} has sha384 volumes only`);
-  let s = `${[MAGIC_V1, MAGIC_V2, MAGIC_V3][version - 1]}\nname ${r.name}\nsystem ${r.system}\nhost ${r.host}\n`;
+  let s = `${MAGICS[version - 1]}\nname ${r.name}\nsystem ${r.system}\nhost ${r.host}\n`;
   if (r.sources !== undefined) s += `sources ${r.sources}\n`;
   s += `type ${r.type}\ntime ${formatTime(r.time)}\n`;
   s += `sequence ${r.sequence}\nchain ${r.chain}\n`;
@@ -98,10 +96,10 @@ export function decodeSnapshotRecord(text: string, where: string): SnapshotRecor
   const objRef = (f: string[], volume: boolean): ObjectRef => {
     if (f.length !== 3) throw new FormatError('bad-line', `${where} line ${i}: object line needs name, size and digest`);
     if (volume) checkName(VOLUME_RE, f[0], 'volume name', `${where} line ${i}`);
-    return { name: f[0], size: parseUint(f[1], `${where} line ${i}`), digest: parseDigest(f[2], `${where} line ${i}`, volume && magic === MAGIC_V3) };
+    return { name: f[0], size: parseUint(f[1], `${where} line ${i}`), digest: parseDigest(f[2], `${where} line ${i}`, volume && version === 3) };
   };
-  const magic = lines[i++];
-  if (magic !== MAGIC_V1 && magic !== MAGIC_V2 && magic !== MAGIC_V3) {
+  const version = MAGICS.indexOf(lines[i++]) + 1;
+  if (version === 0) {
     if (lines[0]?.startsWith('IEBS-SNAPSHOT ')) throw new FormatError('unknown-version', `${where}: unknown snapshot record version`);
     throw new FormatError('bad-magic', `${where}: not an iebs snapshot record`);
   }
@@ -109,7 +107,7 @@ export function decodeSnapshotRecord(text: string, where: string): SnapshotRecor
   const system = checkName(SYSTEM_RE, one('system'), 'system name', where);
   const host = checkName(HOST_RE, one('host'), 'host name', where);
   let sources: string | undefined;
-  if (magic !== MAGIC_V1) {
+  if (version > 1) {
     sources = one('sources');
     if (!SOURCES_RE.test(sources)) throw new FormatError('bad-id', `${where}: the sources id is not 32 lower-case hex digits`);
   }
@@ -136,5 +134,5 @@ export function decodeSnapshotRecord(text: string, where: string): SnapshotRecor
   if (i !== lines.length) throw new FormatError('trailing-data', `${where}: unexpected line ${i + 1}`);
   if ((type === 'full') !== (chain === name)) throw new FormatError('bad-line', `${where}: a full is its own chain, an increment is not`);
   if ((sequence === 0) !== (parent === undefined)) throw new FormatError('bad-line', `${where}: only the first snapshot of a system has no parent`);
-  return { name, system, host, ...(sources === undefined ? {} : { sources }), type, time, sequence, chain, parent, manifest, index, volumes, counts, version: [MAGIC_V1, MAGIC_V2, MAGIC_V3].indexOf(magic) + 1 };
+  return { name, system, host, ...(sources === undefined ? {} : { sources }), type, time, sequence, chain, parent, manifest, index, volumes, counts, version };
 }
