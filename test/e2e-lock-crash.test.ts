@@ -82,8 +82,11 @@ async function killAfterFirstVolume(src: string, repo: string): Promise<string[]
   exited.then((d) => { done = d; });
   for (;;) {
     const vols = existsSync(volumesDir) ? readdirSync(volumesDir) : [];
-    // Kill mid-volume: one new volume complete and the next one being written.
-    if (vols.some((v) => complete.test(v) && !existing.has(v)) && vols.some((v) => v.includes('.tmp-'))) break;
+    // Kill mid-volume: one new volume complete and the next one being written. A listing
+    // taken while a volume is renamed into place may hold both of its names: a temporary
+    // name counts only when its volume is not listed complete too.
+    const writing = (v: string) => v.includes('.tmp-') && !vols.includes(v.slice(0, v.indexOf('.tmp-')));
+    if (vols.some((v) => complete.test(v) && !existing.has(v)) && vols.some(writing)) break;
     assert.equal(done, null, `the backup ended before its first volume was seen: ${stderr}`);
     assert.ok(Date.now() < deadline, 'no volume appeared within 60 s');
     await sleep(5);
