@@ -78,3 +78,9 @@ test('the read-ahead turns off after fast probes, back on after one slow read, a
   sense.sample(2, 100);
   assert.equal(sense.reading, false);
 });
+
+test('by default the read-ahead leaves one file in 256 as a probe', () => {
+  const sense = new CacheSense();
+  const probes = Array.from({ length: 1024 }, () => sense.next()).flatMap((on, i) => (on ? [] : [i]));
+  assert.deepEqual(probes, [255, 511, 767, 1023]);
+});

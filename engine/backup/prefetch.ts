@@ -97,12 +97,17 @@ const CACHE_BYTES_PER_US = 4096;
  * `fastToStop` fast probes in a row stop the read-ahead. While it is off, every file is
  * a probe, and one slow read starts it again. A read slowed for another reason (the
  * thread was preempted) only starts the read-ahead for a while: never wrong, only slower.
+ *
+ * A probe on a cold cache is a read the reader waits for, so probes are rare: one file
+ * in 256. With one in 16, the probes of a full backup of the bench corpus (40,028 files,
+ * cache dropped) held the reader for 0.45 s of its 9; a warm cache is still found
+ * within about a thousand files.
  */
 export class CacheSense {
   private on = true;
   private fastInRow = 0;
   private count = 0;
-  constructor(private readonly probeEvery = 16, private readonly fastToStop = 4) {}
+  constructor(private readonly probeEvery = 256, private readonly fastToStop = 4) {}
 
   /** Whether to read ahead the next file queued. */
   next(): boolean {
