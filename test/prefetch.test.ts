@@ -1,13 +1,12 @@
 /**
- * The read-ahead of a reader thread and of the walk's (engine/backup/prefetch.ts): it
- * must never hold a descriptor past its read's answer, and must shrug off files it
- * cannot open.
+ * The read-ahead of a reader thread (engine/prefetch.ts): it must never hold a
+ * descriptor past its read's answer, and must shrug off files it cannot open.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CacheSense, Prefetch, Warmer, WarmSense } from '../engine/backup/prefetch.js';
+import { CacheSense, Prefetch } from '../engine/backup/prefetch.js';
 import { seededBytes, tempDir, MiB } from './helpers.js';
 
 const openDescriptors = (): number => readdirSync('/proc/self/fd').length;
@@ -84,38 +83,4 @@ test('by default the read-ahead leaves one file in 256 as a probe', () => {
   const sense = new CacheSense();
   const probes = Array.from({ length: 1024 }, () => sense.next()).flatMap((on, i) => (on ? [] : [i]));
   assert.deepEqual(probes, [255, 511, 767, 1023]);
-});
-
-test('the walk\'s read-ahead reads every file while reads are slow, stops after fast ones, and then probes one file in 256', () => {
-  const sense = new WarmSense(8, 3);
-  assert.deepEqual(Array.from({ length: 4 }, () => sense.next()), [true, true, true, true]);
-  sense.sample(2, 4096); sense.sample(2, 4096);
-  sense.sample(400, 4096); // a miss starts the count again
-  sense.sample(2, 4096); sense.sample(2, 4096);
-  assert.equal(sense.reading, true);
-  sense.sample(2, 4096);
-  assert.equal(sense.reading, false);
-  assert.deepEqual(Array.from({ length: 16 }, () => sense.next()).flatMap((on, i) => (on ? [i] : [])), [7, 15]);
-  sense.sample(60, 100);
-  assert.equal(sense.reading, true);
-  const byDefault = new WarmSense();
-  for (let i = 0; i < 16; i++) byDefault.sample(1, 100);
-  assert.equal(byDefault.reading, false);
-  assert.deepEqual(Array.from({ length: 512 }, () => byDefault.next()).flatMap((on, i) => (on ? [i] : [])), [255, 511]);
-});
-
-test('the walk\'s read-ahead reads what was queued, skips empty and missing files, and closes every descriptor', { skip: process.platform !== 'linux' && 'reads /proc' }, () => {
-  const dir = tempDir('warmer');
-  const files = Array.from({ length: 6 }, (_, i) => join(dir, `w${i}`));
-  files.forEach((f, i) => writeFileSync(f, seededBytes(`warm-${i}`, i === 0 ? 3 * MiB : 500 + i)));
-  writeFileSync(join(dir, 'empty'), '');
-  const warmer = new Warmer(MiB);
-  const base = openDescriptors();
-  for (const f of files) warmer.queue(Buffer.from(f), f === files[0] ? 3 * MiB : 600);
-  warmer.queue(Buffer.from(join(dir, 'empty')), 0);
-  warmer.queue(Buffer.from(join(dir, 'missing')), 100);
-  warmer.queue(Buffer.from(dir), 100); // a directory opens, and its read fails
-  assert.equal(warmer.run(), files.length);
-  assert.equal(openDescriptors(), base);
-  assert.equal(warmer.run(), 0, 'what was queued is forgotten once run');
 });

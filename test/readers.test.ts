@@ -111,7 +111,7 @@ test('a reader pool stopped while a job is awaited rejects the wait instead of h
   const file = join(dir, 'large.bin');
   writeSeeded(file, 'readers-stop', 4 * MiB);
   const key = new Uint8Array(32).fill(7);
-  const pool = new ReaderPool(1, { blockIdKey: key, blockHash: 'sha384', params: chunkParams(key), codec: DEFAULT_CODEC, bloom: new IdBloom(0).words, walkWarms: 0 }, 64 * 1024);
+  const pool = new ReaderPool(1, { blockIdKey: key, blockHash: 'sha384', params: chunkParams(key), codec: DEFAULT_CODEC, bloom: new IdBloom(0).words }, 64 * 1024);
   const job = pool.submit([{ abs: Buffer.from(file).toString('latin1'), skip: false }], 4 * MiB);
   // Blocks are never marked taken, so the reader stops at its credit and the job cannot end.
   const first = await job.next();
@@ -130,7 +130,7 @@ test('a file deleted after the read-ahead opened it, before it was read, is repo
   writeFileSync(gone, 'here when the job was queued\n');
   writeFileSync(replaced, 'the old content\n');
   const key = new Uint8Array(32).fill(5);
-  const pool = new ReaderPool(1, { blockIdKey: key, blockHash: 'sha384', params: chunkParams(key), codec: DEFAULT_CODEC, bloom: new IdBloom(0).words, walkWarms: 0 }, 64 * 1024);
+  const pool = new ReaderPool(1, { blockIdKey: key, blockHash: 'sha384', params: chunkParams(key), codec: DEFAULT_CODEC, bloom: new IdBloom(0).words }, 64 * 1024);
   try {
     const latin1 = (p: string) => Buffer.from(p).toString('latin1');
     const job = pool.submit([large, gone, replaced].map((p) => ({ abs: latin1(p), skip: false })), 24 * MiB);
@@ -163,7 +163,7 @@ test('blocks cut while the main thread waits for them come uncompressed (codec -
   for (let i = 0; i < 200_000; i++) lines.push(`line ${i} of a log that compresses well, ${(i * 7919) % 10007} and ${i % 97}\n`);
   writeFileSync(file, lines.join(''));
   const key = new Uint8Array(32).fill(9);
-  const pool = new ReaderPool(1, { blockIdKey: key, blockHash: 'sha384', params: chunkParams(key), codec: DEFAULT_CODEC, bloom: new IdBloom(0).words, walkWarms: 0 });
+  const pool = new ReaderPool(1, { blockIdKey: key, blockHash: 'sha384', params: chunkParams(key), codec: DEFAULT_CODEC, bloom: new IdBloom(0).words });
   try {
     const codecs = async (wait: boolean): Promise<number[]> => {
       const job = pool.submit([{ abs: Buffer.from(file).toString('latin1'), skip: false }], 9 * MiB);
@@ -202,7 +202,7 @@ test('a file that changed between the walk and its reading (what the walk saw is
   writeFileSync(shrank, 'small now\n');
   const key = new Uint8Array(32).fill(7);
   const params = chunkParams(key);
-  const pool = new ReaderPool(1, { blockIdKey: key, blockHash: 'sha384', params, codec: DEFAULT_CODEC, bloom: new IdBloom(0).words, walkWarms: 0 });
+  const pool = new ReaderPool(1, { blockIdKey: key, blockHash: 'sha384', params, codec: DEFAULT_CODEC, bloom: new IdBloom(0).words });
   try {
     const latin1 = (p: string) => Buffer.from(p).toString('latin1');
     // The stale file comes first in its job: a file the read-ahead opened is checked by its own fstat.

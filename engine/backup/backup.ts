@@ -276,12 +276,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   const pipe = new Pipeline(IN_FLIGHT);
   const w: FileWriter = { key, c, o, volumes: volumes!, pipe, newBlocks: new RunBlocks(c.tmp, o.limits?.blocksInMemory), records, index, warn, progress, journal, pack: null };
 
-  // A backup that reads every file it lists (a chain's first, or --reread) has the walk's
-  // thread read the start of each ahead of the readers (engine/backup/prefetch.ts
-  // `Warmer`); not a resumed one, which skips what it carries over.
-  const readsAll = c.state.pathTable.count === 0 || !!o.reread;
-  const walkWarms = readsAll && !o.dryRun && !resume ? c.params.min + 1 : 0;
-  const readers = o.dryRun ? null : new Readers(new ReaderPool(o.readers ?? helperThreads(), { blockIdKey: key.blockIdKey, blockHash: c.state.blockHash, params: c.params, codec: c.codec, bloom: c.state.blockBloom.words, walkWarms }, o.limits?.readerCredit), o.pack ?? true);
+  const readers = o.dryRun ? null : new Readers(new ReaderPool(o.readers ?? helperThreads(), { blockIdKey: key.blockIdKey, blockHash: c.state.blockHash, params: c.params, codec: c.codec, bloom: c.state.blockBloom.words }, o.limits?.readerCredit), o.pack ?? true);
   // Entries to store wait here in walk order while their files are read ahead: as their
   // place in the walk's batch, not as objects (which lived long enough to be promoted).
   const tasks: Waiting[] = [];
@@ -320,7 +315,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   try {
     if (resume) await carryOver(w, resume, journal);
     journal?.open();
-    walker = new Walker(o.sources, o, key.pathIdKey, journalHead.uuids, walkWarms);
+    walker = new Walker(o.sources, o, key.pathIdKey, journalHead.uuids);
     for (let batch = await walker.next(); batch; batch = await walker.next()) for (let at = 0, next = 0; at < batch.byteLength; at = next) {
       const { item: e, next: after } = walkItemAt(batch, at);
       next = after;

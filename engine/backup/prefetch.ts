@@ -1,8 +1,5 @@
 /**
- * Read-ahead for the backup's reader threads: `Prefetch` on a reader's own thread, and
- * `Warmer` on the walk's thread for a backup that reads every file.
- *
- * A reader thread (engine/backup/read-worker.ts) reads with
+ * Read-ahead for a reader thread (engine/read-worker.ts). The reader reads with
  * synchronous calls, so on a cold page cache it waits for the disk and computes nothing
  * meanwhile: a fifth of a full backup's time here. A `Prefetch` starts reads of what the
  * reader will read next on libuv's pool and drops the bytes: the reader's own reads then
@@ -17,7 +14,7 @@
  * be closed once both are done with it. The open and close it saves per small file were
  * about 8% of the reader thread's busy time on 100,000 small files.
  */
-import { closeSync, openSync, read, readSync } from 'node:fs';
+import { closeSync, openSync, read } from 'node:fs';
 
 export class Prefetch {
   /** Where every read lands; never read, so reads may overlap in it. */
@@ -128,82 +125,5 @@ export class CacheSense {
       this.on = true;
       this.fastInRow = 0;
     } else if (++this.fastInRow >= this.fastToStop) this.on = false;
-  }
-}
-
-/**
- * The same choice for a thread that reads ahead with synchronous reads of its own (the
- * walk's, `Warmer`): each of its reads is timed; while the cache seems cold it reads
- * every file, and `fastToStop` fast reads in a row stop it (more than a reader needs: at
- * the start a reader may be reading the same files and warm them first). While stopped
- * it still reads one file in `probeEvery`, as a probe: one slow probe starts it again.
- */
-export class WarmSense {
-  private on = true;
-  private fastInRow = 0;
-  private count = 0;
-  constructor(private readonly probeEvery = 256, private readonly fastToStop = 16) {}
-
-  /** Whether to read the next file. */
-  next(): boolean {
-    return this.on || ++this.count % this.probeEvery === 0;
-  }
-
-  get reading(): boolean {
-    return this.on;
-  }
-
-  /** Tells how long a read of `bytes` took. */
-  sample(micros: number, bytes: number): void {
-    if (micros > MISS_FIXED_US + bytes / CACHE_BYTES_PER_US) {
-      this.on = true;
-      this.fastInRow = 0;
-    } else if (++this.fastInRow >= this.fastToStop) this.on = false;
-  }
-}
-
-/**
- * Reads the start of files into a scratch buffer it never reads, with synchronous calls,
- * so that the page cache holds them when a reader thread gets there. The walk's thread
- * does so for a backup that reads every file it lists (engine/backup/walk-worker.ts): it
- * runs up to a few thousand entries ahead of the readers and mostly waits for them, so
- * its reads cost the readers nothing, where `Prefetch` costs a reader a trip to libuv's
- * pool for each file (20 µs of its time, with the wake-ups, on 40,000 small files).
- * Files are queued as they are listed and read (`run`) once their batch has gone out.
- */
-export class Warmer {
-  private readonly scratch: Buffer;
-  private readonly files: Buffer[] = [];
-  private readonly sizes: number[] = [];
-  readonly sense = new WarmSense();
-
-  /** `most`: the bytes read of each file at most. */
-  constructor(private readonly most: number) {
-    this.scratch = Buffer.allocUnsafeSlow(most);
-  }
-
-  queue(abs: Buffer, size: number): void {
-    if (size === 0) return;
-    this.files.push(abs);
-    this.sizes.push(size);
-  }
-
-  /** Reads what was queued (while the cache seems cold), and forgets it; returns the files it read. */
-  run(): number {
-    let read = 0;
-    for (let i = 0; i < this.files.length; i++) {
-      if (!this.sense.next()) continue;
-      const t = performance.now();
-      let n = 0;
-      let fd = -1;
-      try {
-        fd = openSync(this.files[i], 'r');
-        n = readSync(fd, this.scratch, 0, Math.min(this.sizes[i], this.most), 0);
-      } catch { /* the reader reports it when it gets there */ } finally { if (fd >= 0) close(fd); }
-      if (n > 0) { read++; this.sense.sample((performance.now() - t) * 1000, n); }
-    }
-    this.files.length = 0;
-    this.sizes.length = 0;
-    return read;
   }
 }

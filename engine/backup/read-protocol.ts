@@ -75,8 +75,6 @@ export interface ReaderInit {
   credit: number;
   /** One Int32 the main thread sets to 1 while it waits for this reader's events. */
   hungry: SharedArrayBuffer;
-  /** Bytes of each file's start the walk's thread reads ahead (a full backup), 0 for none: this thread then reads ahead only what lies past them. */
-  walkWarms: number;
 }
 
 /** Messages to a reader; a job's small files are packed when `pack` is set. */

@@ -9,8 +9,7 @@
  * really new) or the main thread is waiting for this one's events (it then compresses
  * the block itself: engine/readers.ts). zstd compresses on this thread; the codecs that
  * run on libuv's threads (xz, lz4, brotli) do so while this one hashes the next block.
- * Its reads are synchronous, so it reads ahead on libuv's threads (engine/backup/prefetch.ts),
- * or, in a backup that reads every file, only past the start the walk's thread read.
+ * Its reads are synchronous, so it reads ahead on libuv's threads (engine/prefetch.ts).
  * Events go back in order; the bytes posted but not yet taken by the main thread are
  * bounded by a credit, so a slow writer stops the readers instead of filling memory.
  */
@@ -228,7 +227,6 @@ async function flushPack(id: number, p: Packer): Promise<void> {
  * own past its first read.
  */
 function warm(j: Job, f: number): void {
-  if (init.walkWarms > 0) return;
   let want = AHEAD_FILES;
   j.warmed = Math.max(j.warmed, f + 1);
   for (const k of [j, ...jobs]) {
@@ -346,10 +344,10 @@ async function file(id: number, f: number, rf: ReadFile, packer: Packer | null):
         // Read straight into the chunker's window (no copy on the way in). The first read
         // was read ahead when the file was queued (see `warm`); the rest AHEAD_BYTES ahead
         // of this thread.
-        let warmed = init.walkWarms > 0 ? init.walkWarms : AHEAD_FIRST;
+        let warmed = AHEAD_FIRST;
         const size = Number(before.size);
         for (;;) {
-          if (!sense.reading && init.walkWarms === 0) warmed = Math.max(warmed, at + READ_SIZE);
+          if (!sense.reading) warmed = Math.max(warmed, at + READ_SIZE);
           for (; warmed < at + READ_SIZE + AHEAD_BYTES && warmed < size; warmed += READ_SIZE) ahead.start(abs, warmed, READ_SIZE);
           const room = chunker.room();
           const want = Math.min(room.length, READ_SIZE);

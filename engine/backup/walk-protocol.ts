@@ -26,8 +26,6 @@ export interface WalkInit {
   uuids: Uint8Array;
   /** One Int32: batches the main thread has taken, counted up (Atomics), which the walk thread waits on. */
   taken: SharedArrayBuffer;
-  /** Bytes of each file to read ahead for the readers (a full backup: engine/backup/prefetch.ts `Warmer`); 0 for none. */
-  warm: number;
 }
 
 /** From the walk thread: a batch, the end, or a failure (its error's class name, code and message). */

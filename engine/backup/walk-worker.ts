@@ -3,16 +3,12 @@
  * listing and lstat wait on the disk when its cache is cold (for 40,000 small files, about
  * 0.8 s of a 1.3 s walk), and each lstat with nanosecond times allocates a BigInt stats
  * object; here neither holds up the main thread. It also derives each entry's keyed path
- * id, and the UUID the entry gets if it is new to the chain. Batches go out in walk
- * order; at most AHEAD of them wait untaken (the thread blocks on a shared counter: a
- * message per batch cost the main thread more). In a backup that reads every file, once
- * a batch has gone out this thread reads the start of its files while the page cache is
- * cold (engine/backup/prefetch.ts `Warmer`), so the readers find them there.
+ * id, and the UUID the entry gets if it is new to the chain. Batches go out in walk order; at most AHEAD of them wait untaken (the thread
+ * blocks on a shared counter: a message per batch cost the main thread more).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { IebsError } from '../../formats/errors.js';
 import { hmac } from '../crypto/hashes.js';
-import { Warmer } from './prefetch.js';
 import { runUuid } from './run-uuid.js';
 import { walk } from './walk.js';
 import { WalkPacker, type FromWalker, type WalkInit } from './walk-protocol.js';
@@ -37,19 +33,16 @@ function run(): void {
   const re = (p: { source: string; flags: string }[] | undefined) => p?.map((x) => new RegExp(x.source, x.flags));
   const o = { sources: init.sources, include: re(init.include), exclude: re(init.exclude) };
   const packer = new WalkPacker(BATCH_BYTES + 64 * 1024);
-  const warmer = init.warm > 0 ? new Warmer(init.warm) : null;
   const send = () => {
     for (let seen = Atomics.load(taken, 0); posted - seen >= AHEAD; seen = Atomics.load(taken, 0)) Atomics.wait(taken, 0, seen);
     const buf = packer.take();
     posted++;
     post({ t: 'items', buf }, [buf]);
-    warmer?.run();
   };
   // A warning is packed when it is made: before the entry that follows it.
   for (const e of walk(init.sources, o, (w) => packer.add({ warning: w }))) {
     const pathId = hmac(init.pathIdKey, e.rel);
     packer.add({ rel: e.rel, abs: e.abs, st: e.st, kind: e.kind, pathId, uuid: runUuid(init.uuids, pathId, e.kind) });
-    if (warmer && e.kind === 'file') warmer.queue(e.abs, Number(e.st.size));
     if (packer.count >= BATCH_ITEMS || packer.bytes >= BATCH_BYTES) send();
   }
   if (packer.count) send();

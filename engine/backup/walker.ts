@@ -25,10 +25,10 @@ export class Walker {
   private waiter: (() => void) | null = null;
   private readonly taken = new Int32Array(new SharedArrayBuffer(4));
 
-  constructor(sources: string[], o: Pick<BackupOptions, 'include' | 'exclude'>, pathIdKey: Uint8Array, uuids: Uint8Array, warm = 0) {
+  constructor(sources: string[], o: Pick<BackupOptions, 'include' | 'exclude'>, pathIdKey: Uint8Array, uuids: Uint8Array) {
     roots(sources);
     const re = (p: RegExp[] | undefined) => p?.map((r) => ({ source: r.source, flags: r.flags }));
-    const init: WalkInit = { sources, include: re(o.include), exclude: re(o.exclude), pathIdKey, uuids, taken: this.taken.buffer as SharedArrayBuffer, warm };
+    const init: WalkInit = { sources, include: re(o.include), exclude: re(o.exclude), pathIdKey, uuids, taken: this.taken.buffer as SharedArrayBuffer };
     this.worker = new Worker(new URL('./walk-worker.js', import.meta.url), { workerData: init, resourceLimits: WALK_HEAP });
     this.worker.on('message', (m: FromWalker) => {
       if (m.t === 'items') this.queue.push(m.buf);
