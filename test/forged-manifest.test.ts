@@ -3,7 +3,8 @@
  * backup host that was taken over could write them:
  * - SPEC.md "Restore": two entries with one path make a snapshot invalid; a restore must
  *   refuse it before it writes anything, rather than let one entry silently replace the
- *   other.
+ *   other. A later record of a UUID replaces the earlier one, in one manifest as across
+ *   a chain, and the path the earlier one named is then free.
  * - A block whose sha384 is not the one its record names: the file is reported and not
  *   written, whether it is one block (checked on the main thread) or several (checked on
  *   a writer thread).
@@ -67,6 +68,35 @@ test('a snapshot whose manifest names one path twice is refused before anything 
     return true;
   });
   assert.ok(!existsSync(out) || readdirSync(out).length === 0, 'nothing was written into the target');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('a later record replaces the one of the same UUID in one manifest too, and a path the replaced record named may be named again', async () => {
+  const { bk, rk } = await loadKeys();
+  const dir = tempDir('uuid-replaced');
+  const src = join(dir, 'src');
+  mkdirSync(join(src, 'sub'), { recursive: true });
+  writeFileSync(join(src, 'a.txt'), 'first\n');
+  writeFileSync(join(src, 'sub', 'b.txt'), 'second\n');
+  const storage = openStorage(join(dir, 'repo'));
+  await backup(storage, bk, { create: true, sources: [src], volumeSize: 8 * MiB, system: 'uuid' });
+
+  // a.txt's UUID comes again as moved.txt (SPEC.md "Restore chain": the later record
+  // replaces it), and a new UUID names a.txt again, with sub/b.txt's content.
+  await reseal(storage, bk, rk, (records) => {
+    const a = records.find((r) => Buffer.from(r.path).toString() === 'a.txt')!;
+    const b = records.find((r) => Buffer.from(r.path).toString() === 'sub/b.txt')!;
+    return [...records, { ...a, path: Buffer.from('moved.txt') }, { ...b, uuid: randomUUID(), path: Buffer.from('a.txt') }];
+  });
+
+  const out = join(dir, 'out');
+  const result = await restore(openStorage(join(dir, 'repo')), rk, { target: out });
+  assert.deepEqual(result.failures, []);
+  assert.equal(result.files, 3);
+  assert.equal(readFileSync(join(out, 'a.txt'), 'utf8'), 'second\n');
+  assert.equal(readFileSync(join(out, 'moved.txt'), 'utf8'), 'first\n');
+  assert.equal(readFileSync(join(out, 'sub', 'b.txt'), 'utf8'), 'second\n');
+  assert.deepEqual(readdirSync(out).sort(), ['a.txt', 'moved.txt', 'sub']);
   rmSync(dir, { recursive: true, force: true });
 });
 

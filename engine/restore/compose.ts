@@ -2,6 +2,13 @@
  * A snapshot composed through its chain (SPEC.md "Restore"): the records of its full and
  * each increment, by UUID (a later record replaces an earlier one, a deletion removes
  * it), in tree order, through external sorts on scratch disk so memory stays flat.
+ *
+ * Each record goes once into a sort by path, with its place in the chain (its number,
+ * counting from the full's first). A second sort takes only each record's UUID and
+ * number: the last of each UUID, if it is no deletion, is the one left, and a bitset of
+ * the numbers left (one bit a record) is what the path order is read through. Before,
+ * whole records went through the UUID sort and then into the path sort: on a /usr copy of
+ * 44,000 records, composing took 1.1 s, of which 0.4 s moved records from one to the other.
  */
 import { rm } from 'node:fs/promises';
 import { FormatError, KeyError } from '../../formats/errors.js';
@@ -14,13 +21,20 @@ import type { Storage } from '../storage/storage.js';
 import { ExternalSorter, scratchDir, SORT_ARENA } from '../scratch/sorter.js';
 import { packRecord, packedKind, packedSize, unpackRecord } from '../scratch/record-pack.js';
 
+/** Arena of the UUID sort: its entries are 46 bytes (a million records fit in 48 MiB, spilled in three runs). */
+const UUID_ARENA = 16 * 1024 * 1024;
+
 /**
  * A snapshot composed through its chain, in scratch files: its records in tree order
  * (a directory, then what is inside it; names compared bytewise with `/` first).
  */
 export class ComposedSnapshot {
-  /** `dir` is the scratch folder, removed by `close`; callers may keep scratch files of their own there. */
-  private constructor(readonly snapshot: Snapshot, readonly dir: string, private readonly byPath: ExternalSorter, readonly root: RootMeta | undefined) {}
+  /**
+   * `dir` is the scratch folder, removed by `close`; callers may keep scratch files of
+   * their own there. `byPath` holds every record of the chain, each after its number;
+   * `left` has the bits of the numbers the snapshot keeps.
+   */
+  private constructor(readonly snapshot: Snapshot, readonly dir: string, private readonly byPath: ExternalSorter, private readonly left: Uint8Array, readonly root: RootMeta | undefined) {}
 
   /**
    * Reads the manifests of the chain of snapshot `id` (default: the latest), full first,
@@ -36,31 +50,36 @@ export class ComposedSnapshot {
   /** Composes `snapshot`, one of the verified records `all` (as `readableSnapshots` gives them). */
   static async compose(storage: Storage, key: RestoreKey, verifiers: openpgp.PublicKey[], snapshot: Snapshot, all: Snapshot[], arena = SORT_ARENA): Promise<ComposedSnapshot> {
     const dir = scratchDir('restore');
-    const byUuid = new ExternalSorter(dir, 'uuid', arena);
+    const byUuid = new ExternalSorter(dir, 'uuid', Math.min(arena, UUID_ARENA));
     const byPath = new ExternalSorter(dir, 'path', arena);
     try {
-      const none = Buffer.alloc(0);
+      const deletion = Buffer.alloc(0);
+      let n = 0;
       // The snapshot's own manifest comes last: its root line is the snapshot root's.
       let root: RootMeta | undefined;
       for (const s of chainOf(snapshot, all)) {
         ({ root } = await readManifest(storage, key, verifiers, s, (r) => {
-          if ('deleted' in r) byUuid.add(Buffer.from(r.deleted, 'latin1'), none);
-          else byUuid.add(Buffer.from(r.uuid, 'latin1'), withTreeKey(r));
+          if (n === 0xffffffff) throw new FormatError('bad-size', `the chain of ${snapshot.record.name} holds more than ${n} records`);
+          if ('deleted' in r) { byUuid.add(Buffer.from(r.deleted, 'latin1'), deletion); n++; return; }
+          const number = n++;
+          const packed = packRecord(r);
+          byUuid.addWith(Buffer.from(r.uuid, 'latin1'), 4, (b, at) => b.writeUInt32BE(number, at));
+          byPath.addWith(treeKey(r.path), 4 + packed.length, (b, at) => { b.writeUInt32BE(number, at); b.set(packed, at + 4); });
         }));
       }
-      let last: [Buffer, Buffer] | null = null;
-      const keep = () => {
-        if (!last || !last[1].length) return;
-        const n = last[1].readUInt32BE(0);
-        byPath.add(last[1].subarray(4, 4 + n), last[1].subarray(4 + n));
-      };
+      // Equal keys come in the order added, so the last of a UUID is its latest. (The
+      // sorter's keys stay as they are while it is iterated: no copy needed.)
+      const left = new Uint8Array(Math.ceil(n / 8));
+      let uuid: Buffer | null = null;
+      let latest = -1;
+      const keep = () => { if (latest >= 0) left[latest >> 3] |= 1 << (latest & 7); };
       for (const [k, v] of byUuid.sorted()) {
-        if (last && !last[0].equals(k)) keep();
-        last = [Buffer.from(k), Buffer.from(v)];
+        if (!uuid || !uuid.equals(k)) { keep(); uuid = k; }
+        latest = v.length === 4 ? v.readUInt32BE(0) : -1;
       }
       keep();
       byUuid.close();
-      return new ComposedSnapshot(snapshot, dir, byPath, root);
+      return new ComposedSnapshot(snapshot, dir, byPath, left, root);
     } catch (e) {
       byUuid.close(); byPath.close();
       await rm(dir, { recursive: true, force: true });
@@ -72,9 +91,11 @@ export class ComposedSnapshot {
   private *packed(): Generator<Uint8Array> {
     let prev: Buffer | null = null;
     for (const [k, v] of this.byPath.sorted()) {
+      const n = v.readUInt32BE(0);
+      if (!(this.left[n >> 3] & (1 << (n & 7)))) continue;
       if (prev && prev.equals(k)) throw new FormatError('duplicate-path', `snapshot names ${fromTreeKey(k).toString('utf8')} twice`);
       prev = Buffer.from(k);
-      yield v;
+      yield v.subarray(4);
     }
   }
 
@@ -128,14 +149,6 @@ export class ComposedSnapshot {
 /** True if `p` lies inside directory `dir`. */
 export function isUnder(p: Buffer, dir: Buffer): boolean {
   return p.length > dir.length && p[dir.length] === 0x2f && p.subarray(0, dir.length).equals(dir);
-}
-
-/** A record as the UUID sort keeps it: its tree key (length-prefixed), then the record. */
-export function withTreeKey(r: FileRecord): Buffer {
-  const k = treeKey(r.path);
-  const n = Buffer.alloc(4);
-  n.writeUInt32BE(k.length);
-  return Buffer.concat([n, k, packRecord(r)]);
 }
 
 /** Sort key of a path in tree order: `/` (never inside a name) becomes 0x00 so it sorts first. */
