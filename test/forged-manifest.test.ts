@@ -43,15 +43,21 @@ async function reseal(storage: Storage, bk: BackupKey, rk: RestoreKey, change: (
   await writeRecord(storage, { ...s.record, manifest: { name: s.record.manifest.name, size: sealed.length, digest: sha384(sealed) } }, bk.signer);
 }
 
-test('a snapshot whose manifest names one path twice is refused before anything is written', async () => {
+/** A repository in a new temporary folder with one full backup of a.txt ("first") and sub/b.txt ("second"). */
+async function twoFiles(name: string): Promise<{ bk: BackupKey; rk: RestoreKey; dir: string; storage: Storage }> {
   const { bk, rk } = await loadKeys();
-  const dir = tempDir('duplicate-path');
+  const dir = tempDir(name);
   const src = join(dir, 'src');
   mkdirSync(join(src, 'sub'), { recursive: true });
   writeFileSync(join(src, 'a.txt'), 'first\n');
   writeFileSync(join(src, 'sub', 'b.txt'), 'second\n');
   const storage = openStorage(join(dir, 'repo'));
-  await backup(storage, bk, { create: true, sources: [src], volumeSize: 8 * MiB, system: 'dup' });
+  await backup(storage, bk, { create: true, sources: [src], volumeSize: 8 * MiB, system: name.replace(/[^a-z]/g, '') });
+  return { bk, rk, dir, storage };
+}
+
+test('a snapshot whose manifest names one path twice is refused before anything is written', async () => {
+  const { bk, rk, dir, storage } = await twoFiles('duplicate-path');
 
   // Re-sign the snapshot with a manifest that has a second record for sub/b.txt, whose
   // content is a.txt's.
@@ -72,14 +78,7 @@ test('a snapshot whose manifest names one path twice is refused before anything 
 });
 
 test('a later record replaces the one of the same UUID in one manifest too, and a path the replaced record named may be named again', async () => {
-  const { bk, rk } = await loadKeys();
-  const dir = tempDir('uuid-replaced');
-  const src = join(dir, 'src');
-  mkdirSync(join(src, 'sub'), { recursive: true });
-  writeFileSync(join(src, 'a.txt'), 'first\n');
-  writeFileSync(join(src, 'sub', 'b.txt'), 'second\n');
-  const storage = openStorage(join(dir, 'repo'));
-  await backup(storage, bk, { create: true, sources: [src], volumeSize: 8 * MiB, system: 'uuid' });
+  const { bk, rk, dir, storage } = await twoFiles('uuid-replaced');
 
   // a.txt's UUID comes again as moved.txt (SPEC.md "Restore chain": the later record
   // replaces it), and a new UUID names a.txt again, with sub/b.txt's content.
