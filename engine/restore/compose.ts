@@ -21,7 +21,7 @@ import type { Storage } from '../storage/storage.js';
 import { ExternalSorter, scratchDir, SORT_ARENA } from '../scratch/sorter.js';
 import { packRecord, packedKind, packedSize, unpackRecord } from '../scratch/record-pack.js';
 
-/** Arena of the UUID sort: its entries are 46 bytes (a million records fit in 48 MiB, spilled in three runs). */
+/** Arena of the UUID sort: its entries are 48 bytes (a million records make 46 MiB, spilled in three runs). */
 const UUID_ARENA = 16 * 1024 * 1024;
 
 /**
