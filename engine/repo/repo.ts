@@ -10,7 +10,7 @@ import { decodeSnapshotRecord, encodeSnapshotRecord, type SnapshotRecord } from 
 import { hashOfDigest, toHex, type BlockHash } from '../../formats/text.js';
 import { LAYOUT, publicKeysGeneration, publicKeysObject, recordObject, SNAPSHOT_RE } from '../../formats/names.js';
 import { decodeConfig, encodeConfig, type RepoConfig } from '../../formats/config.js';
-import { listAll, type Storage } from '../storage/storage.js';
+import { listAll, mapAtOnce, type Storage } from '../storage/storage.js';
 import { pgpClearSign, pgpClearVerifySigner, sha384 } from '../crypto/crypto.js';
 import { hostTrust, type HostTrust } from './host-keys.js';
 import { forgottenByHash, listForgets } from './forgets.js';
@@ -90,6 +90,9 @@ export async function writeRecord(storage: Storage, record: SnapshotRecord, sign
  */
 export interface BadRecord { object: string; error: IebsError; snapshot?: Snapshot }
 
+/** Snapshot records read and checked at once by `listSnapshots`. */
+const RECORDS_AT_ONCE = 16;
+
 /** What listSnapshots found. */
 export interface Listing {
   snapshots: Snapshot[];
@@ -110,22 +113,29 @@ export async function listSnapshots(storage: Storage, verifiers: openpgp.PublicK
   const trust = await hostTrust(storage, verifiers, async () => owners ?? (await repoPublicKeys(storage).then((k) => k.slice(0, -1), () => [])));
   const snapshots: Snapshot[] = [];
   const bad: BadRecord[] = [];
-  for (const object of await listAll(storage, `${LAYOUT.snapshots}/`)) {
+  // Read and checked RECORDS_AT_ONCE at a time: one after another, each waited for its
+  // requests and for its signature check on libuv's pool (2.5 ms a record here, on a
+  // local disk; a round trip or two each on a remote store).
+  const read = await mapAtOnce(await listAll(storage, `${LAYOUT.snapshots}/`), RECORDS_AT_ONCE, async (object): Promise<Snapshot | BadRecord | null> => {
     try {
       const m = /^snapshots\/(.+)\.snapshot\.asc$/.exec(object);
       if (!m || !SNAPSHOT_RE.test(m[1])) throw new FormatError('bad-name', `${object}: not a snapshot record name`);
       const size = await storage.stat(object);
-      if (size === null) continue;
+      if (size === null) return null;
       if (size > 4 * 1024 * 1024) throw new FormatError('absurd-size', `${object}: larger than 4 MiB`);
       const armored = Buffer.from(await storage.get(object)).toString('utf8');
       const { text, signer } = await pgpClearVerifySigner(armored, trust.keys, object);
       const record = decodeSnapshotRecord(text, object);
       if (record.name !== m[1]) throw new AuthError('renamed', `${object}: record says it is ${record.name} (renamed or replayed)`);
-      snapshots.push({ record, sha384: sha384(text), object, signer: signer.getFingerprint() });
+      return { record, sha384: sha384(text), object, signer: signer.getFingerprint() };
     } catch (e) {
       if (!(e instanceof IebsError)) throw e;
-      bad.push({ object, error: e });
+      return { object, error: e };
     }
+  });
+  for (const r of read) {
+    if (!r) continue;
+    if ('error' in r) bad.push(r); else snapshots.push(r);
   }
   const trusted = trust.limits.size ? await applyTrust(storage, snapshots, trust, owners, bad) : snapshots;
   trusted.sort((a, b) => (a.record.system < b.record.system ? -1 : a.record.system > b.record.system ? 1 : a.record.sequence - b.record.sequence));

@@ -121,6 +121,28 @@ export async function listAll(storage: Storage, prefix: string): Promise<string[
   return out;
 }
 
+/**
+ * `step` of each of `items`, up to `atOnce` at a time, the results in the items' order:
+ * for the repository's small objects read one by one (records, forgets), whose requests
+ * and signature checks each wait on something else (a remote store, libuv's pool). The
+ * first error a step throws is thrown once the steps under way have ended; no step
+ * starts after it.
+ */
+export async function mapAtOnce<T, R>(items: readonly T[], atOnce: number, step: (x: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array<R>(items.length);
+  let next = 0;
+  let failed = null as { e: unknown } | null;
+  const lane = async (): Promise<void> => {
+    while (!failed && next < items.length) {
+      const i = next++;
+      try { out[i] = await step(items[i]); } catch (e) { failed ??= { e }; }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(atOnce, items.length) }, lane));
+  if (failed) throw failed.e;
+  return out;
+}
+
 /** Writes a whole object through `create`: what backends without a faster way use for `put`. */
 export async function putThrough(storage: Storage, name: string, data: Uint8Array | string): Promise<void> {
   const w = await storage.create(name);
