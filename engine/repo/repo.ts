@@ -92,6 +92,9 @@ export interface BadRecord { object: string; error: IebsError; snapshot?: Snapsh
 
 /** Snapshot records read and checked at once by `listSnapshots`. */
 const RECORDS_AT_ONCE = 16;
+/** The largest snapshot record read, and the size above which records are read one at a time (they are about 1 KiB). */
+const MAX_RECORD = 4 * 1024 * 1024;
+export const LARGE_RECORD = 64 * 1024;
 
 /** What listSnapshots found. */
 export interface Listing {
@@ -116,18 +119,27 @@ export async function listSnapshots(storage: Storage, verifiers: openpgp.PublicK
   // Read and checked RECORDS_AT_ONCE at a time: one after another, each waited for its
   // requests and for its signature check on libuv's pool (2.5 ms a record here, on a
   // local disk; a round trip or two each on a remote store).
+  // A record larger than LARGE_RECORD (one made to be, in a repository someone else
+  // controls) waits for the one before it: what is held at once stays bounded as before.
+  let large: Promise<unknown> = Promise.resolve();
   const read = await mapAtOnce(await listAll(storage, `${LAYOUT.snapshots}/`), RECORDS_AT_ONCE, async (object): Promise<Snapshot | BadRecord | null> => {
     try {
       const m = /^snapshots\/(.+)\.snapshot\.asc$/.exec(object);
       if (!m || !SNAPSHOT_RE.test(m[1])) throw new FormatError('bad-name', `${object}: not a snapshot record name`);
       const size = await storage.stat(object);
       if (size === null) return null;
-      if (size > 4 * 1024 * 1024) throw new FormatError('absurd-size', `${object}: larger than 4 MiB`);
-      const armored = Buffer.from(await storage.get(object)).toString('utf8');
-      const { text, signer } = await pgpClearVerifySigner(armored, trust.keys, object);
-      const record = decodeSnapshotRecord(text, object);
-      if (record.name !== m[1]) throw new AuthError('renamed', `${object}: record says it is ${record.name} (renamed or replayed)`);
-      return { record, sha384: sha384(text), object, signer: signer.getFingerprint() };
+      if (size > MAX_RECORD) throw new FormatError('absurd-size', `${object}: larger than 4 MiB`);
+      const check = async (): Promise<Snapshot> => {
+        const armored = Buffer.from(await storage.get(object)).toString('utf8');
+        const { text, signer } = await pgpClearVerifySigner(armored, trust.keys, object);
+        const record = decodeSnapshotRecord(text, object);
+        if (record.name !== m[1]) throw new AuthError('renamed', `${object}: record says it is ${record.name} (renamed or replayed)`);
+        return { record, sha384: sha384(text), object, signer: signer.getFingerprint() };
+      };
+      if (size <= LARGE_RECORD) return await check();
+      const turn = large.then(check);
+      large = turn.catch(() => {});
+      return await turn;
     } catch (e) {
       if (!(e instanceof IebsError)) throw e;
       return { object, error: e };
