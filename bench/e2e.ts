@@ -663,7 +663,8 @@ try {
           }
           // Each round restores into a directory of its own, and the earlier rounds' are
           // removed after the step: ext4 makes files slowly for a while where many were
-          // just deleted (docs/PERFORMANCE.md, "Creating files"), which would weigh on the next round.
+          // just deleted (docs/PERFORMANCE.md, "Creating files"), which would weigh on
+          // the next round.
           const dir = target ? roundTarget(target(t), round, n) : '';
           if (dir) { rmSync(dir, { recursive: true, force: true }); mkdirSync(dir, { recursive: true }); }
           dropCaches();

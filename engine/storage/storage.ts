@@ -123,7 +123,7 @@ export async function listAll(storage: Storage, prefix: string): Promise<string[
 
 /**
  * `step` of each of `items`, up to `atOnce` at a time, the results in the items' order:
- * for the repository's small objects read one by one (records, forgets), whose requests
+ * for the repository's small objects read one by one (snapshot records), whose requests
  * and signature checks each wait on something else (a remote store, libuv's pool). The
  * first error a step throws is thrown once the steps under way have ended; no step
  * starts after it.
