@@ -3,8 +3,10 @@
  * it comes back as it went (walk-protocol.ts), and the thread hands over the same
  * entries, in the same order, as the walk itself, each with its keyed path id and the
  * UUID a new path gets, warnings in their place; patterns reach it; a source that cannot
- * be read fails before the thread starts. The UUID of a new path is the one SPEC.md
- * derives, computed here with node:crypto's HMAC.
+ * be read fails before the thread starts. The walk begins before it has its keys: what
+ * it packs meanwhile gets its ids once they are given, and a run that ends first ends the
+ * thread. The UUID of a new path is the one SPEC.md derives, computed here with
+ * node:crypto's HMAC.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +15,7 @@ import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UsageError } from '../formats/errors.js';
 import { hmac } from '../engine/crypto/crypto.js';
-import { packWalkItems, unpackWalkItems, WalkPacker, type WalkItem } from '../engine/backup/walk-protocol.js';
+import { fillIds, packWalkItems, unpackWalkItems, WalkPacker, type WalkItem } from '../engine/backup/walk-protocol.js';
 import { runUuid } from '../engine/backup/run-uuid.js';
 import { walk } from '../engine/backup/walk.js';
 import { Walker } from '../engine/backup/walker.js';
@@ -78,8 +80,9 @@ test('the UUID of a new path is SPEC.md\'s: HMAC-SHA256(run secret, kind || 0x00
   }
 });
 
-test('the walk thread hands over what the walk gives, in order, with ids, UUIDs and warnings in their place', async () => {
-  const dir = tempDir('walker');
+/** A tree of 600 files and a few odd entries, with patterns; what the walk of it gives, with ids. */
+function walkerTree(name: string) {
+  const dir = tempDir(name);
   const src = join(dir, 'src');
   for (const d of ['a', 'a/b', 'c', 'locked', 'skip']) mkdirSync(join(src, d), { recursive: true });
   for (let i = 0; i < 600; i++) writeFileSync(join(src, 'a', 'b', `f${i}`), `file ${i}\n`);
@@ -91,31 +94,90 @@ test('the walk thread hands over what the walk gives, in order, with ids, UUIDs 
   const o = { exclude: [/\.tmp$/, /^skip$/] };
   const key = new Uint8Array(randomBytes(32));
   const secret = new Uint8Array(randomBytes(32));
+  const wantWarnings: Warning[] = [];
+  const want: unknown[] = [];
+  for (const e of walk([src], o, (w) => { wantWarnings.push(w); want.push({ warning: w }); })) {
+    const pathId = hmac(key, e.rel);
+    want.push({ ...e, pathId, uuid: runUuid(secret, pathId, e.kind) });
+  }
+  return { src, o, key, secret, want, wantWarnings, unlock: () => chmodSync(join(src, 'locked'), 0o755) };
+}
+
+/** Every batch of a started walker, unpacked, and how many batches there were. */
+async function drain(walker: Walker): Promise<{ got: unknown[]; batches: number }> {
+  const got: unknown[] = [];
+  let batches = 0;
   try {
-    const wantWarnings: Warning[] = [];
-    const want: unknown[] = [];
-    for (const e of walk([src], o, (w) => { wantWarnings.push(w); want.push({ warning: w }); })) {
-      const pathId = hmac(key, e.rel);
-      want.push({ ...e, pathId, uuid: runUuid(secret, pathId, e.kind) });
-    }
-    const walker = new Walker([src], o, key, secret);
-    const got: unknown[] = [];
-    let batches = 0;
-    try {
-      for (let b = await walker.next(); b; b = await walker.next()) { batches++; got.push(...unpackWalkItems(b)); }
-    } finally { await walker.close(); }
-    assert.ok(batches >= 3, `${batches} batches for ${want.length} items (256 a batch)`);
-    assert.deepEqual(plain(got), plain(want));
+    for (let b = await walker.next(); b; b = await walker.next()) { batches++; got.push(...unpackWalkItems(b)); }
+  } finally { await walker.close(); }
+  return { got, batches };
+}
+
+test('the walk thread hands over what the walk gives, in order, with ids, UUIDs and warnings in their place', async () => {
+  const t = walkerTree('walker');
+  try {
+    const walker = new Walker([t.src], t.o);
+    walker.start(t.key, t.secret);
+    const { got, batches } = await drain(walker);
+    assert.ok(batches >= 3, `${batches} batches for ${t.want.length} items (256 a batch)`);
+    assert.deepEqual(plain(got), plain(t.want));
     // Root sees through 0000, so only a non-root run meets the warning; the filters always apply.
-    if (process.getuid?.() !== 0) assert.equal(wantWarnings.length, 1);
+    if (process.getuid?.() !== 0) assert.equal(t.wantWarnings.length, 1);
     const rels = got.filter((x): x is { rel: Buffer } => 'rel' in (x as object)).map((x) => Buffer.from(x.rel).toString());
     assert.ok(rels.includes('c/keep.txt') && !rels.includes('c/drop.tmp') && !rels.some((r) => r.startsWith('skip')), 'exclude patterns reach the thread');
   } finally {
-    chmodSync(join(src, 'locked'), 0o755);
+    t.unlock();
   }
+});
+
+test('a walk given its keys late hands over the same: what it packed ahead (up to its hold, then it waits) gets its ids', async () => {
+  const t = walkerTree('walker-late');
+  try {
+    // A hold of 4 KiB: the first batch fills it and the thread waits for its keys. A hold
+    // larger than the tree: the thread walks it all, then waits to send the end.
+    for (const hold of [4096, 64 * 1024 * 1024]) {
+      const walker = new Walker([t.src], t.o, hold);
+      await new Promise((r) => setTimeout(r, 300));
+      walker.start(t.key, t.secret);
+      assert.deepEqual(plain((await drain(walker)).got), plain(t.want), `hold ${hold}`);
+    }
+  } finally {
+    t.unlock();
+  }
+});
+
+test('a walker closed before it was given its keys ends its thread, whether it was walking or waiting', async () => {
+  const t = walkerTree('walker-closed');
+  try {
+    for (const hold of [1, 64 * 1024 * 1024]) {
+      const walker = new Walker([t.src], t.o, hold);
+      await new Promise((r) => setTimeout(r, 100));
+      await walker.close();
+      await assert.rejects(walker.next(), /closed/, `hold ${hold}: no batch after close`);
+    }
+  } finally {
+    t.unlock();
+  }
+});
+
+test('ids written into a batch packed without them give the batch packed with them', () => {
+  const key = new Uint8Array(randomBytes(32));
+  const secret = new Uint8Array(randomBytes(32));
+  const items: WalkItem[] = [];
+  for (let i = 0; i < 40; i++) {
+    if (i % 9 === 3) { items.push({ warning: { code: 'vanished', path: `w${i}`, message: 'vanished before it was read' } }); continue; }
+    const rel = Buffer.from(`d/${'x'.repeat(i)}${i}`);
+    const kind = (['file', 'dir', 'symlink'] as const)[i % 3];
+    const pathId = hmac(key, rel);
+    items.push({ kind, rel, abs: Buffer.concat([Buffer.from('/src/'), rel]), pathId, uuid: runUuid(secret, pathId, kind), st: { size: BigInt(i), mtimeNs: 5n, ctimeNs: 6n, ino: BigInt(i), mode: 0o100644n, uid: 0n, gid: 0n } });
+  }
+  const blank = packWalkItems(items.map((it) => ('warning' in it ? it : { ...it, pathId: new Uint8Array(32), uuid: '' })));
+  assert.notDeepEqual(Buffer.from(blank), Buffer.from(packWalkItems(items)));
+  fillIds(blank, (rel, kind) => { const pathId = hmac(key, rel); return { pathId, uuid: runUuid(secret, pathId, kind) }; });
+  assert.deepEqual(Buffer.from(blank), Buffer.from(packWalkItems(items)));
 });
 
 test('a source that cannot be read fails before the walk thread starts, as the walk does', () => {
   const missing = join(tempDir('walker-missing'), 'nope');
-  assert.throws(() => new Walker([missing], {}, new Uint8Array(32), new Uint8Array(32)), (e: unknown) => e instanceof UsageError && /cannot read source/.test(e.message));
+  assert.throws(() => new Walker([missing], {}), (e: unknown) => e instanceof UsageError && /cannot read source/.test(e.message));
 });

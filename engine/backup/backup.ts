@@ -34,7 +34,7 @@ import { scratchDir } from '../scratch/sorter.js';
 import { isStorageCode, listAll, type Storage } from '../storage/storage.js';
 import { VolumeSet, MIN_VOLUME_SIZE, type Placement } from '../repo/volumes.js';
 import { discsFor } from '../disc/plan.js';
-import { defaultSystem, hostName, roots, sameMeta, snapshotRoot, sourcesId, walk } from './walk.js';
+import { defaultSystem, hostName, sameMeta, snapshotRoot, sourcesId, walk } from './walk.js';
 import { Walker } from './walker.js';
 import { walkItemAt, type IdEntry } from './walk-protocol.js';
 import { IN_FLIGHT, Pipeline, Spool, drive } from './pipeline.js';
@@ -49,24 +49,29 @@ import { Journal, findResumable, journalIn, journalKey, resumedBlocks, rmJournal
 
 /** Makes a backup (or, with dryRun, plans one); closes `storage` when done, as restore does. */
 export async function backup(storage: Storage, key: BackupKey, o: BackupOptions): Promise<BackupResult> {
+  let walker: Walker | null = null;
   try {
-    return await backupTo(storage, key, o);
+    const system = o.system ?? defaultSystem();
+    if (!SYSTEM_RE.test(system)) throw new UsageError('bad-system', `system name ${JSON.stringify(system)} must be 1-63 of A-Z a-z 0-9 . - and start with a letter or digit`);
+    if (o.sources.length === 0) throw new UsageError('no-source', 'nothing to back up: name at least one source');
+    if (o.volumeSize < MIN_VOLUME_SIZE) throw new UsageError('bad-size', `--volume-size ${o.volumeSize} is below the minimum of ${MIN_VOLUME_SIZE} bytes (8 MiB)`);
+    // The walk begins now, while the run reads the repository (it refuses missing or odd
+    // sources first, before anything is written); its entries come once the run gives it
+    // the keys of their ids. On a cold cache, listing waits on the disk meanwhile.
+    walker = new Walker(o.sources, o, o.limits?.walkHold);
+    return await backupTo(storage, key, o, system, walker);
   } finally {
+    await walker?.close();
     // Also when the backup failed: the storage's open files (an increment reads volume
     // headers through them) are closed, not left to the collector.
     await storage.close();
   }
 }
 
-async function backupTo(storage: Storage, key: BackupKey, o: BackupOptions): Promise<BackupResult> {
+async function backupTo(storage: Storage, key: BackupKey, o: BackupOptions, system: string, walker: Walker): Promise<BackupResult> {
   const now = o.now ?? (() => BigInt(Date.now()) * 1_000_000n);
-  const system = o.system ?? defaultSystem();
-  if (!SYSTEM_RE.test(system)) throw new UsageError('bad-system', `system name ${JSON.stringify(system)} must be 1-63 of A-Z a-z 0-9 . - and start with a letter or digit`);
-  if (o.sources.length === 0) throw new UsageError('no-source', 'nothing to back up: name at least one source');
   const codec = o.codec ?? DEFAULT_CODEC;
   const maxIncrements = o.maxIncrements ?? 50;
-  if (o.volumeSize < MIN_VOLUME_SIZE) throw new UsageError('bad-size', `--volume-size ${o.volumeSize} is below the minimum of ${MIN_VOLUME_SIZE} bytes (8 MiB)`);
-  roots(o.sources); // refuse missing or odd sources before anything is written
   const sources = sourcesId(key.pathIdKey, o.sources);
   let created = false;
   let exists = true;
@@ -190,7 +195,7 @@ async function backupTo(storage: Storage, key: BackupKey, o: BackupOptions): Pro
       resume = null;
     }
     const journal = journalFile ? { file: journalFile, key: jkey, repoId: repoId!, resume } : null;
-    return await run(storage, key, o, { sources, system, type, head, chain, state, params, codec, now, created, tmp, delta, lock, early, debris, journal, keep: cache && delta ? { cache, heads: new Set(heads.values()) } : null });
+    return await run(storage, key, o, walker, { sources, system, type, head, chain, state, params, codec, now, created, tmp, delta, lock, early, debris, journal, keep: cache && delta ? { cache, heads: new Set(heads.values()) } : null });
   } finally {
     // The lock goes whatever else fails here: a lock left behind stops every later run.
     try {
@@ -232,7 +237,7 @@ interface Waiting {
   slot: Slot | undefined;
 }
 
-async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunContext): Promise<BackupResult> {
+async function run(storage: Storage, key: BackupKey, o: BackupOptions, walker: Walker, c: RunContext): Promise<BackupResult> {
   const resume = c.journal?.resume ?? null;
   const host = hostName();
   let time: bigint, name: string;
@@ -311,11 +316,10 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   }
   const take = (t: Waiting): Promise<void> | void => drive(taking(t));
 
-  let walker: Walker | null = null;
   try {
     if (resume) await carryOver(w, resume, journal);
     journal?.open();
-    walker = new Walker(o.sources, o, key.pathIdKey, journalHead.uuids);
+    walker.start(key.pathIdKey, journalHead.uuids);
     for (let batch = await walker.next(); batch; batch = await walker.next()) for (let at = 0, next = 0; at < batch.byteLength; at = next) {
       const { item: e, next: after } = walkItemAt(batch, at);
       next = after;
@@ -418,7 +422,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, c: RunCon
   } finally {
     journal?.close();
     w.newBlocks.close();
-    await walker?.close();
+    await walker.close();
     await readers?.close();
   }
 }

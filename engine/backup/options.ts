@@ -76,6 +76,8 @@ export interface Limits {
   blocksInMemory?: number;
   /** Bytes a reader thread may post before the main thread takes them. */
   readerCredit?: number;
+  /** Bytes of batches the walk packs ahead before the run gives it its keys. */
+  walkHold?: number;
 }
 
 /** Progress of a run: entries other than directories (files, symlinks) and directories are counted apart; `path` is the entry the walk is at, relative to its source. */

@@ -21,11 +21,45 @@ export interface WalkInit {
   sources: string[];
   include?: { source: string; flags: string }[];
   exclude?: { source: string; flags: string }[];
-  pathIdKey: Uint8Array;
-  /** The run's secret from which new paths' UUIDs are derived. */
-  uuids: Uint8Array;
   /** One Int32: batches the main thread has taken, counted up (Atomics), which the walk thread waits on. */
   taken: SharedArrayBuffer;
+  /** The keys, given once the run knows them (`WalkKeys`). */
+  keys: SharedArrayBuffer;
+  /** Bytes of batches packed ahead while the keys are not given (walk-worker.ts HOLD_BYTES by default). */
+  hold?: number;
+}
+
+/**
+ * The keys of a walk, which the main thread gives once the run knows them, while the
+ * walk is already under way: an Int32 state (KEYS_WAITING, KEYS_GIVEN, or KEYS_STOP when
+ * the run ends first), then the path-id key (32 bytes) and the run's secret from which
+ * new paths' UUIDs are derived (32 bytes).
+ */
+export const KEYS_WAITING = 0;
+export const KEYS_GIVEN = 1;
+export const KEYS_STOP = 2;
+export const WALK_KEYS_BYTES = 4 + 32 + 32;
+
+export class WalkKeys {
+  readonly state: Int32Array;
+  constructor(readonly sab: SharedArrayBuffer) { this.state = new Int32Array(sab, 0, 1); }
+  static make(): WalkKeys { return new WalkKeys(new SharedArrayBuffer(WALK_KEYS_BYTES)); }
+  give(pathIdKey: Uint8Array, uuids: Uint8Array): void {
+    if (pathIdKey.length !== 32 || uuids.length !== 32) throw new Error('a walk key is 32 bytes');
+    new Uint8Array(this.sab, 4, 32).set(pathIdKey);
+    new Uint8Array(this.sab, 36, 32).set(uuids);
+    this.settle(KEYS_GIVEN);
+  }
+  stop(): void { this.settle(KEYS_STOP); }
+  private settle(to: number): void {
+    Atomics.compareExchange(this.state, 0, KEYS_WAITING, to);
+    Atomics.notify(this.state, 0);
+  }
+  /** The keys once given (copies), else null. */
+  taken(): { pathIdKey: Uint8Array; uuids: Uint8Array } | null {
+    if (Atomics.load(this.state, 0) !== KEYS_GIVEN) return null;
+    return { pathIdKey: new Uint8Array(this.sab.slice(4, 36)), uuids: new Uint8Array(this.sab.slice(36, 68)) };
+  }
 }
 
 /** From the walk thread: a batch, the end, or a failure (its error's class name, code and message). */
@@ -91,6 +125,23 @@ export class WalkPacker {
     this.at = 0;
     this.count = 0;
     return out;
+  }
+}
+
+/**
+ * Writes each entry's keyed path id and UUID into a batch packed before the keys were
+ * known (with zeros in their place): `ids` gives them from the entry's path and kind.
+ */
+export function fillIds(buf: ArrayBuffer, ids: (rel: Buffer, kind: string) => { pathId: Uint8Array; uuid: string }): void {
+  const bytes = Buffer.from(buf);
+  for (let at = 0; at < buf.byteLength;) {
+    const { item, next } = walkItemAt(buf, at);
+    if (!('warning' in item)) {
+      const { pathId, uuid } = ids(item.rel, item.kind);
+      bytes.set(pathId, at + 45);
+      bytes.write(uuid, at + 77, 36, 'latin1');
+    }
+    at = next;
   }
 }
 

@@ -6,7 +6,7 @@ import { Worker } from 'node:worker_threads';
 import { IebsError, UsageError, type ErrorCode } from '../../formats/errors.js';
 import type { BackupOptions } from './options.js';
 import { roots } from './walk.js';
-import { type FromWalker, type WalkInit } from './walk-protocol.js';
+import { WalkKeys, type FromWalker, type WalkInit } from './walk-protocol.js';
 
 /** The walk thread's heap: it keeps nothing but the batch it fills, so a small young generation only collects sooner. */
 const WALK_HEAP = { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 };
@@ -14,7 +14,8 @@ const WALK_HEAP = { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 };
 /**
  * The walk on a thread of its own (walk-worker.ts): batches of entries, each with its
  * keyed path id, and warnings in their place, in walk order. A source that cannot be read
- * fails here, before the thread starts, with the walk's own error.
+ * fails here, before the thread starts, with the walk's own error. The walk begins at
+ * once; its batches come once `start` gives the keys.
  */
 export class Walker {
   private readonly worker: Worker;
@@ -22,13 +23,16 @@ export class Walker {
   private readonly queue: (ArrayBuffer | null)[] = [];
   private failure: Error | null = null;
   private ended = false;
+  private closed = false;
   private waiter: (() => void) | null = null;
   private readonly taken = new Int32Array(new SharedArrayBuffer(4));
+  private readonly keys = WalkKeys.make();
 
-  constructor(sources: string[], o: Pick<BackupOptions, 'include' | 'exclude'>, pathIdKey: Uint8Array, uuids: Uint8Array) {
+  /** `hold`: bytes of batches the walk may pack ahead before `start` (walk-worker.ts HOLD_BYTES by default). */
+  constructor(sources: string[], o: Pick<BackupOptions, 'include' | 'exclude'>, hold?: number) {
     roots(sources);
     const re = (p: RegExp[] | undefined) => p?.map((r) => ({ source: r.source, flags: r.flags }));
-    const init: WalkInit = { sources, include: re(o.include), exclude: re(o.exclude), pathIdKey, uuids, taken: this.taken.buffer as SharedArrayBuffer };
+    const init: WalkInit = { sources, include: re(o.include), exclude: re(o.exclude), taken: this.taken.buffer as SharedArrayBuffer, keys: this.keys.sab, hold };
     this.worker = new Worker(new URL('./walk-worker.js', import.meta.url), { workerData: init, resourceLimits: WALK_HEAP });
     this.worker.on('message', (m: FromWalker) => {
       if (m.t === 'items') this.queue.push(m.buf);
@@ -50,8 +54,14 @@ export class Walker {
     w?.();
   }
 
-  /** The next batch, packed, or null after the last. */
+  /** Gives the walk its keys: the path-id key, and the run's secret from which new paths' UUIDs are derived. */
+  start(pathIdKey: Uint8Array, uuids: Uint8Array): void {
+    this.keys.give(pathIdKey, uuids);
+  }
+
+  /** The next batch, packed, or null after the last (after `start`). */
   async next(): Promise<ArrayBuffer | null> {
+    if (this.closed) throw new IebsError('walk-failed', 'the walk was closed');
     while (this.queue.length === 0) {
       if (this.failure) throw this.failure;
       await new Promise<void>((r) => (this.waiter = r));
@@ -64,6 +74,8 @@ export class Walker {
   /** Stops the thread. */
   async close(): Promise<void> {
     this.ended = true;
+    this.closed = true;
+    this.keys.stop();
     await this.worker.terminate();
   }
 }
