@@ -7,7 +7,7 @@ import { parseCodecChoice } from '../engine/codec.js';
 import { openStorage } from '../engine/storage/open.js';
 import { defaultCacheDir } from '../engine/backup/cache.js';
 import { readConfig } from '../engine/repo/repo.js';
-import { MEDIA, mediaVolumeSizes } from '../engine/disc/plan.js';
+import { MEDIA, mediaVolumeSizes } from '../engine/disc/media.js';
 import { IebsError, KeyError, UsageError } from '../formats/errors.js';
 import { parseSize, regexes } from './args.js';
 import { configDir, exists, JSON_FLAG, keyFlag, passphrase, printJson, rates, REPO, REPO_COMMON } from './common.js';

@@ -18,7 +18,6 @@ import { LAYOUT, publicKeysGeneration, recordObject, utcDate } from '../../forma
 import { SET_NAME_RE } from '../../formats/disc-label.js';
 import { FORGET_RE, FORGETS } from '../../formats/forget.js';
 import { hostKeyNumber } from '../../formats/host-key.js';
-import { MEDIA } from '../repo/volumes.js';
 import { chainOf, findSnapshot, listSnapshots, readConfig, type Snapshot } from '../repo/repo.js';
 import { listAll, type Storage } from '../storage/storage.js';
 import type * as openpgp from 'openpgp';
@@ -31,19 +30,8 @@ export const TARGET_BLOCKS = 200;
 const PAR2_MAX_BLOCKS = 32768;
 /** Bytes set aside on each disc for the README, the label and the ISO 9660 structures, beyond per-file costs. */
 const FIXED_ROOM = 2 * 1024 * 1024;
-/**
- * The share of a named medium that `backup --volume-size MEDIA` gives each volume: the
- * rest holds its PAR2 parity (up to 10%) and the set's records, manifests and indexes.
- */
-export const VOLUME_SHARE = 0.88;
-
-/** Named media, their capacity in bytes (the same names as --volume-size). */
-export { MEDIA };
-
-/** The volume size `backup --volume-size MEDIA` uses for a named medium: a volume and its parity fit one disc. */
-export function mediaVolumeSizes(): Record<string, number> {
-  return Object.fromEntries(Object.entries(MEDIA).map(([k, v]) => [k, Math.floor(v * VOLUME_SHARE)]));
-}
+/** Named media, their capacity, and the volume size each gives (engine/disc/media.ts). */
+export { MEDIA, VOLUME_SHARE, mediaVolumeSizes } from './media.js';
 
 /** What is selected: one snapshot (with its chain), one chain, or everything. */
 export type Selection = { snapshot: string } | { chain: string } | { all: true };

@@ -40,11 +40,6 @@ export const MIN_VOLUME_SIZE = 8 * 1024 * 1024;
 /** Where a block was written. */
 export type Placement = Pick<BlockRef, 'volume' | 'dataOffset' | 'length' | 'entry' | 'start'>;
 
-/** Named media sizes of `--volume-size`, in bytes. */
-export const MEDIA: Record<string, number> = {
-  cd: 700_000_000, dvd: 4_700_000_000, bluray: 25_000_000_000, 'bd-dl': 50_000_000_000, 'bd-xl': 100_000_000_000, 'bd-xx': 128_000_000_000,
-};
-
 interface OpenVolume {
   name: string;
   number: number;
