@@ -1,12 +1,12 @@
-/** `iebs backup`: a full or incremental backup of one or more sources. */
+/**
+ * `iebs backup`: a full or incremental backup of one or more sources. The walk of the
+ * sources begins before the engine is loaded (it lists them while the run loads its
+ * modules, its keys and the repository's state): this file loads only what that takes,
+ * and the engine once the walk is under way.
+ */
 import { join } from 'node:path';
-import { backup } from '../engine/backup/backup.js';
 import { defaultSystem } from '../engine/backup/walk.js';
-import { keygen, loadBackupKey } from '../engine/crypto/keys.js';
-import { parseCodecChoice } from '../engine/codec.js';
-import { openStorage } from '../engine/storage/open.js';
-import { defaultCacheDir } from '../engine/backup/cache.js';
-import { readConfig } from '../engine/repo/repo.js';
+import { Walker } from '../engine/backup/walker.js';
 import { MEDIA, mediaVolumeSizes } from '../engine/disc/media.js';
 import { IebsError, KeyError, UsageError } from '../formats/errors.js';
 import { parseSize, regexes } from './args.js';
@@ -14,7 +14,7 @@ import { configDir, exists, JSON_FLAG, keyFlag, passphrase, printJson, rates, RE
 import { EXIT } from './errors.js';
 import { publishResult } from './job.js';
 import { human, ProgressLine, stderrIsTerminal } from './progress.js';
-import type { Verb } from './verb.js';
+import type { Args, Verb } from './verb.js';
 
 const DEFAULT_VOLUME = 1024 * 1024 * 1024;
 
@@ -45,71 +45,87 @@ export const verb: Verb = {
   ],
   async run(a) {
     const repo = a.need('repo');
-    const json = a.bool('json');
-    let keyPath = a.str('key');
-    let madeKeys = false;
-    const rate = rates(a);
-    if (!keyPath) {
-      keyPath = join(configDir(), 'backup.key');
-      if (!(await exists(keyPath))) {
-        // A lost config directory must not mint new keys beside an existing repository:
-        // they could never add to it, and the stray restore key would mislead.
-        let there = true;
-        try { await readConfig(openStorage(repo, rate)); } catch (e) {
-          if (!(e instanceof IebsError) || e.code !== 'no-repository') throw e;
-          there = false;
-        }
-        if (there) throw new KeyError('no-key', `${repo} is a repository, and there is no backup key in ${configDir()}: pass --key with the backup.key it was made for (new keys are made only for a new repository)`);
-        const made = await keygen({ out: configDir(), name: a.str('name') ?? defaultSystem(), passphrase: await passphrase(a.str('passphrase-file')) });
-        madeKeys = true;
-        process.stderr.write(`iebs: created new keys in ${configDir()}\n`);
-        process.stderr.write(`iebs: your RESTORE KEY is ${made.restoreKey}: it alone decrypts these backups.\n`);
-        process.stderr.write(`iebs: copy it somewhere safe and offline, then delete it from this machine; backups need only ${made.backupKey}.\n`);
-      }
+    const include = regexes('include', a.list('include'));
+    const exclude = regexes('exclude', a.list('exclude'));
+    const walker = a.positionals.length ? new Walker(a.positionals, { include, exclude }) : undefined;
+    try {
+      return await backupWith(a, repo, walker, include, exclude);
+    } finally {
+      await walker?.close();
     }
-    const key = await loadBackupKey(keyPath);
-    let maxIncrements: number | undefined;
-    if (a.str('max-increments') !== undefined) {
-      maxIncrements = Number(a.str('max-increments'));
-      if (!Number.isInteger(maxIncrements) || maxIncrements < 0 || maxIncrements > 100000) throw new UsageError('bad-number', '--max-increments must be a whole number');
-    }
-    // A medium's name cuts volumes to the share of the disc that leaves room for its parity and metadata (README "Discs").
-    const sizeGiven = a.str('volume-size');
-    const volumeSize = sizeGiven ? parseSize(sizeGiven, mediaVolumeSizes()) : DEFAULT_VOLUME;
-    const mediaName = sizeGiven !== undefined && Object.hasOwn(MEDIA, sizeGiven.toLowerCase()) ? sizeGiven.toLowerCase() : undefined;
-    const show = !json && !a.quiet && stderrIsTerminal();
-    const progress = new ProgressLine(show);
-    const plan: { status: string; path: string; size: number }[] = [];
-    const dryRun = a.bool('dry-run');
-    const compression = a.str('compression');
-    const r = await backup(openStorage(repo, rate), key, {
-      // Only `iebs init`, --init, or the first run that also makes the keys create a repository.
-      create: madeKeys || a.bool('init'),
-      sources: a.positionals, system: a.str('name'), full: a.bool('full'), reread: a.bool('reread'), newSources: a.bool('new-sources'),
-      include: regexes('include', a.list('include')), exclude: regexes('exclude', a.list('exclude')),
-      volumeSize, media: mediaName ? MEDIA[mediaName] : undefined, codec: compression ? parseCodecChoice(compression) : undefined, maxIncrements, dryRun,
-      scan: show || a.bool('scan'),
-      cacheDir: a.bool('no-cache') ? undefined : a.str('cache-dir') ?? defaultCacheDir(),
-      signal: a.signal,
-      onProgress: (p) => progress.backup(p),
-      onPlan: (status, path, size) => { if (json) plan.push({ status, path, size }); else process.stdout.write(`${status.padEnd(8)} ${path}${status === 'deleted' ? '' : '  ' + human(size)}\n`); },
-    });
-    progress.done();
-    publishResult({ snapshot: r.snapshot, type: r.type, dryRun, read: r.read, stored: r.counts.stored, volumes: r.dryRun ? r.estimate!.volumes : r.volumes.length }, r.warnings.filter((w) => w.code !== 'new-full').length);
-    if (json) printJson(dryRun ? { ...r, plan } : r);
-    else {
-      for (const w of r.warnings) {
-        if (w.code === 'new-full') { if (!a.quiet) process.stderr.write(`iebs: note: ${w.message}\n`); } else process.stderr.write(`iebs: warning: ${w.path}: ${w.message}\n`);
-      }
-      if (r.created && !a.quiet) process.stdout.write(`created repository at ${repo}\n`);
-      const c = r.counts;
-      const what = `${c.files} entries (${c.new} new, ${c.changed} changed, ${c.unchanged} unchanged, ${c.deleted} deleted), ${human(c.bytes)}`;
-      if (dryRun) process.stdout.write(`dry run: ${r.type} ${r.snapshot} would hold ${what}; up to ${human(r.estimate!.bytes)} to store before compression and dedup, about ${r.estimate!.volumes} volume(s) of ${human(volumeSize)}${r.estimate!.discs !== undefined ? `, about ${r.estimate!.discs} ${mediaName} disc(s) with parity (iebs disc plan counts the repository's)` : ''}\n`);
-      else if (!a.quiet) {
-        if (r.resumed) process.stdout.write(`resumed ${r.snapshot}: ${r.resumed.volumes} volume(s), ${human(r.resumed.bytes)}, committed by an interrupted run were kept, not stored again\n`);
-        process.stdout.write(`snapshot ${r.snapshot} (${r.type}): ${what}; read ${human(r.read)}, stored ${human(c.stored)} in ${r.volumes.length} volume(s)\n`);
-      }
-    }
-    return r.warnings.some((w) => w.code !== 'skipped' && w.code !== 'undeletable' && w.code !== 'new-full') ? EXIT.partial : EXIT.ok;
   },
 };
+
+/** The backup once its walk is under way (`walker`, which `backup` takes over). */
+async function backupWith(a: Args, repo: string, walker: Walker | undefined, include: RegExp[], exclude: RegExp[]): Promise<number> {
+  const [{ backup }, { keygen, loadBackupKey }, { parseCodecChoice }, { openStorage }, { defaultCacheDir }, { readConfig }] = await Promise.all([
+    import('../engine/backup/backup.js'), import('../engine/crypto/keys.js'), import('../engine/codec.js'),
+    import('../engine/storage/open.js'), import('../engine/backup/cache.js'), import('../engine/repo/repo.js'),
+  ]);
+  const json = a.bool('json');
+  let keyPath = a.str('key');
+  let madeKeys = false;
+  const rate = rates(a);
+  if (!keyPath) {
+    keyPath = join(configDir(), 'backup.key');
+    if (!(await exists(keyPath))) {
+      // A lost config directory must not mint new keys beside an existing repository:
+      // they could never add to it, and the stray restore key would mislead.
+      let there = true;
+      try { await readConfig(openStorage(repo, rate)); } catch (e) {
+        if (!(e instanceof IebsError) || e.code !== 'no-repository') throw e;
+        there = false;
+      }
+      if (there) throw new KeyError('no-key', `${repo} is a repository, and there is no backup key in ${configDir()}: pass --key with the backup.key it was made for (new keys are made only for a new repository)`);
+      const made = await keygen({ out: configDir(), name: a.str('name') ?? defaultSystem(), passphrase: await passphrase(a.str('passphrase-file')) });
+      madeKeys = true;
+      process.stderr.write(`iebs: created new keys in ${configDir()}\n`);
+      process.stderr.write(`iebs: your RESTORE KEY is ${made.restoreKey}: it alone decrypts these backups.\n`);
+      process.stderr.write(`iebs: copy it somewhere safe and offline, then delete it from this machine; backups need only ${made.backupKey}.\n`);
+    }
+  }
+  const key = await loadBackupKey(keyPath);
+  let maxIncrements: number | undefined;
+  if (a.str('max-increments') !== undefined) {
+    maxIncrements = Number(a.str('max-increments'));
+    if (!Number.isInteger(maxIncrements) || maxIncrements < 0 || maxIncrements > 100000) throw new UsageError('bad-number', '--max-increments must be a whole number');
+  }
+  // A medium's name cuts volumes to the share of the disc that leaves room for its parity and metadata (README "Discs").
+  const sizeGiven = a.str('volume-size');
+  const volumeSize = sizeGiven ? parseSize(sizeGiven, mediaVolumeSizes()) : DEFAULT_VOLUME;
+  const mediaName = sizeGiven !== undefined && Object.hasOwn(MEDIA, sizeGiven.toLowerCase()) ? sizeGiven.toLowerCase() : undefined;
+  const show = !json && !a.quiet && stderrIsTerminal();
+  const progress = new ProgressLine(show);
+  const plan: { status: string; path: string; size: number }[] = [];
+  const dryRun = a.bool('dry-run');
+  const compression = a.str('compression');
+  const r = await backup(openStorage(repo, rate), key, {
+    // Only `iebs init`, --init, or the first run that also makes the keys create a repository.
+    create: madeKeys || a.bool('init'),
+    sources: a.positionals, system: a.str('name'), full: a.bool('full'), reread: a.bool('reread'), newSources: a.bool('new-sources'),
+    include, exclude, walker,
+    volumeSize, media: mediaName ? MEDIA[mediaName] : undefined, codec: compression ? parseCodecChoice(compression) : undefined, maxIncrements, dryRun,
+    scan: show || a.bool('scan'),
+    cacheDir: a.bool('no-cache') ? undefined : a.str('cache-dir') ?? defaultCacheDir(),
+    signal: a.signal,
+    onProgress: (p) => progress.backup(p),
+    onPlan: (status, path, size) => { if (json) plan.push({ status, path, size }); else process.stdout.write(`${status.padEnd(8)} ${path}${status === 'deleted' ? '' : '  ' + human(size)}\n`); },
+  });
+  progress.done();
+  publishResult({ snapshot: r.snapshot, type: r.type, dryRun, read: r.read, stored: r.counts.stored, volumes: r.dryRun ? r.estimate!.volumes : r.volumes.length }, r.warnings.filter((w) => w.code !== 'new-full').length);
+  if (json) printJson(dryRun ? { ...r, plan } : r);
+  else {
+    for (const w of r.warnings) {
+      if (w.code === 'new-full') { if (!a.quiet) process.stderr.write(`iebs: note: ${w.message}\n`); } else process.stderr.write(`iebs: warning: ${w.path}: ${w.message}\n`);
+    }
+    if (r.created && !a.quiet) process.stdout.write(`created repository at ${repo}\n`);
+    const c = r.counts;
+    const what = `${c.files} entries (${c.new} new, ${c.changed} changed, ${c.unchanged} unchanged, ${c.deleted} deleted), ${human(c.bytes)}`;
+    if (dryRun) process.stdout.write(`dry run: ${r.type} ${r.snapshot} would hold ${what}; up to ${human(r.estimate!.bytes)} to store before compression and dedup, about ${r.estimate!.volumes} volume(s) of ${human(volumeSize)}${r.estimate!.discs !== undefined ? `, about ${r.estimate!.discs} ${mediaName} disc(s) with parity (iebs disc plan counts the repository's)` : ''}\n`);
+    else if (!a.quiet) {
+      if (r.resumed) process.stdout.write(`resumed ${r.snapshot}: ${r.resumed.volumes} volume(s), ${human(r.resumed.bytes)}, committed by an interrupted run were kept, not stored again\n`);
+      process.stdout.write(`snapshot ${r.snapshot} (${r.type}): ${what}; read ${human(r.read)}, stored ${human(c.stored)} in ${r.volumes.length} volume(s)\n`);
+    }
+  }
+  return r.warnings.some((w) => w.code !== 'skipped' && w.code !== 'undeletable' && w.code !== 'new-full') ? EXIT.partial : EXIT.ok;
+}

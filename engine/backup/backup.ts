@@ -49,16 +49,17 @@ import { Journal, findResumable, journalIn, journalKey, resumedBlocks, rmJournal
 
 /** Makes a backup (or, with dryRun, plans one); closes `storage` when done, as restore does. */
 export async function backup(storage: Storage, key: BackupKey, o: BackupOptions): Promise<BackupResult> {
-  let walker: Walker | null = null;
+  let walker = o.walker ?? null;
   try {
     const system = o.system ?? defaultSystem();
     if (!SYSTEM_RE.test(system)) throw new UsageError('bad-system', `system name ${JSON.stringify(system)} must be 1-63 of A-Z a-z 0-9 . - and start with a letter or digit`);
     if (o.sources.length === 0) throw new UsageError('no-source', 'nothing to back up: name at least one source');
     if (o.volumeSize < MIN_VOLUME_SIZE) throw new UsageError('bad-size', `--volume-size ${o.volumeSize} is below the minimum of ${MIN_VOLUME_SIZE} bytes (8 MiB)`);
-    // The walk begins now, while the run reads the repository (it refuses missing or odd
-    // sources first, before anything is written); its entries come once the run gives it
-    // the keys of their ids. On a cold cache, listing waits on the disk meanwhile.
-    walker = new Walker(o.sources, o, o.limits?.walkHold);
+    // The walk begins now (unless the caller began it), while the run reads the repository
+    // (it refuses missing or odd sources first, before anything is written); its entries
+    // come once the run gives it the keys of their ids. On a cold cache, listing waits on
+    // the disk meanwhile.
+    walker ??= new Walker(o.sources, o, o.limits?.walkHold);
     return await backupTo(storage, key, o, system, walker);
   } finally {
     await walker?.close();
