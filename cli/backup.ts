@@ -103,14 +103,14 @@ async function backupWith(a: Args, repo: string, walker: Walker | undefined, inc
     // Only `iebs init`, --init, or the first run that also makes the keys create a repository.
     create: madeKeys || a.bool('init'),
     sources: a.positionals, system: a.str('name'), full: a.bool('full'), reread: a.bool('reread'), newSources: a.bool('new-sources'),
-    include, exclude, walker,
+    include, exclude,
     volumeSize, media: mediaName ? MEDIA[mediaName] : undefined, codec: compression ? parseCodecChoice(compression) : undefined, maxIncrements, dryRun,
     scan: show || a.bool('scan'),
     cacheDir: a.bool('no-cache') ? undefined : a.str('cache-dir') ?? defaultCacheDir(),
     signal: a.signal,
     onProgress: (p) => progress.backup(p),
     onPlan: (status, path, size) => { if (json) plan.push({ status, path, size }); else process.stdout.write(`${status.padEnd(8)} ${path}${status === 'deleted' ? '' : '  ' + human(size)}\n`); },
-  });
+  }, walker ?? null);
   progress.done();
   publishResult({ snapshot: r.snapshot, type: r.type, dryRun, read: r.read, stored: r.counts.stored, volumes: r.dryRun ? r.estimate!.volumes : r.volumes.length }, r.warnings.filter((w) => w.code !== 'new-full').length);
   if (json) printJson(dryRun ? { ...r, plan } : r);

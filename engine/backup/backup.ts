@@ -47,9 +47,13 @@ import { StateCache } from './cache.js';
 import { ReaderPool } from './readers.js';
 import { Journal, findResumable, journalIn, journalKey, resumedBlocks, rmJournal, type Resumable } from './resume.js';
 
-/** Makes a backup (or, with dryRun, plans one); closes `storage` when done, as restore does. */
-export async function backup(storage: Storage, key: BackupKey, o: BackupOptions): Promise<BackupResult> {
-  let walker = o.walker ?? null;
+/**
+ * Makes a backup (or, with dryRun, plans one); closes `storage` when done, as restore does.
+ * `walker`: the walk of `o.sources` with `o`'s patterns, started by the caller before it
+ * loaded the rest (cli/backup.ts); the backup takes it over and closes it. Else it starts
+ * its own.
+ */
+export async function backup(storage: Storage, key: BackupKey, o: BackupOptions, walker: Walker | null = null): Promise<BackupResult> {
   try {
     const system = o.system ?? defaultSystem();
     if (!SYSTEM_RE.test(system)) throw new UsageError('bad-system', `system name ${JSON.stringify(system)} must be 1-63 of A-Z a-z 0-9 . - and start with a letter or digit`);

@@ -2,7 +2,6 @@
  * What a backup is asked to do and what it reports (the options, limits, progress,
  * warnings and result of `backup`).
  */
-import type { Walker } from './walker.js';
 import { IebsError } from '../../formats/errors.js';
 import { type SnapshotCounts } from '../../formats/snapshot.js';
 import type { BlockHash } from '../../formats/text.js';
@@ -17,11 +16,6 @@ export interface BackupOptions {
   reread?: boolean;
   include?: RegExp[];
   exclude?: RegExp[];
-  /**
-   * The walk of `sources` with these patterns, started by the caller before it loaded the
-   * rest (cli/backup.ts); the backup takes it over and closes it. Else it starts its own.
-   */
-  walker?: Walker;
   volumeSize: number;
   /** The disc capacity `--volume-size MEDIA` named, for the dry run's count of discs (engine/disc/plan.ts). */
   media?: number;
