@@ -20,6 +20,7 @@ import type { RestoreKey } from '../crypto/keys.js';
 import type { Storage } from '../storage/storage.js';
 import { ExternalSorter, scratchDir, SORT_ARENA } from '../scratch/sorter.js';
 import { packRecord, packedKind, packedSize, unpackRecord } from '../scratch/record-pack.js';
+import { fromTreeKey, treeKey } from './tree-key.js';
 
 /** Arena of the UUID sort: its entries are 48 bytes (a million records make 46 MiB, spilled in three runs). */
 const UUID_ARENA = 16 * 1024 * 1024;
@@ -151,18 +152,7 @@ export function isUnder(p: Buffer, dir: Buffer): boolean {
   return p.length > dir.length && p[dir.length] === 0x2f && p.subarray(0, dir.length).equals(dir);
 }
 
-/** Sort key of a path in tree order: `/` (never inside a name) becomes 0x00 so it sorts first. */
-export function treeKey(path: Uint8Array): Buffer {
-  const k = Buffer.from(path);
-  for (let i = k.indexOf(0x2f); i >= 0; i = k.indexOf(0x2f, i + 1)) k[i] = 0;
-  return k;
-}
-
-export function fromTreeKey(k: Buffer): Buffer {
-  const p = Buffer.from(k);
-  for (let i = p.indexOf(0); i >= 0; i = p.indexOf(0, i + 1)) p[i] = 0x2f;
-  return p;
-}
+export { treeKey, fromTreeKey } from './tree-key.js';
 
 /** The verified snapshot records a restore key may use, and the host keys that verified them. */
 export interface ReadableSnapshots { snapshots: Snapshot[]; bad: BadRecord[]; verifiers: openpgp.PublicKey[] }
