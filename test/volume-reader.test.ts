@@ -1,6 +1,7 @@
 /**
  * How a restore reads volumes (engine/volumes.ts VolumeReader): the envelopes of small
- * files read in order come through a few windowed reads instead of one read each, and
+ * files read in order come through a few windowed reads instead of one read each, the
+ * large blocks of a file that lie one after another a run (up to 4 MiB) at a time, and
  * reads out of order or of large blocks still get exactly their own bytes.
  */
 import { test } from 'node:test';
@@ -70,6 +71,26 @@ test('small files in order are read through windows; a subset and large files re
   assert.equal(r4.failures.length, 0);
   for (const [p, b] of files) assert.ok(readFileSync(join(dir, 'out4', p)).equals(b), `${p} restored whole from a pack`);
   assert.ok(whole.reads() < 30, `${whole.reads()} volume reads for ${files.size} files with packs`);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('the blocks of a large file that lie one after another are read a run at a time, each block its own bytes', async () => {
+  const { bk, rk } = await loadKeys();
+  const dir = tempDir('volume-runs');
+  const src = join(dir, 'src');
+  mkdirSync(src, { recursive: true });
+  // Random bytes: about 24 blocks (1 MiB on average), stored as they are, one after another.
+  const big = randomBytes(24 * MiB);
+  writeFileSync(join(src, 'big.bin'), big);
+  await backup(openStorage(join(dir, 'repo')), bk, { create: true, sources: [src], volumeSize: 64 * MiB, system: 'runs' });
+  const c = counting(openStorage(join(dir, 'repo')));
+  const r = await restore(c.storage, rk, { target: join(dir, 'out') });
+  assert.equal(r.failures.length, 0);
+  assert.ok(readFileSync(join(dir, 'out', 'big.bin')).equals(big), 'restored whole');
+  // One read a block would be about 24 (and the volume's header two more); runs of up to
+  // 4 MiB make it 6 to 8, each reading only the envelopes and the tar headers between them.
+  assert.ok(c.reads() <= 14, `${c.reads()} volume reads for a 24 MiB file`);
+  assert.ok(c.bytes() < 24 * MiB + 2 * MiB, `read ${c.bytes()} bytes of volumes for 24 MiB`);
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -430,6 +430,14 @@ export class PackCache {
 /** Envelopes up to this size, read in order, are read through a window of the volume. */
 const WINDOW_ENVELOPE = 64 * 1024;
 const WINDOW = 1024 * 1024;
+/** Bytes of a run of a file's envelopes read with one request, and the most between two of them (a tar header and padding). */
+const RUN = 4 * 1024 * 1024;
+const RUN_GAP = 4096;
+
+/** Where an envelope lies: its volume and offset. */
+function place(b: BlockRef): string {
+  return `${b.volume}@${b.dataOffset}`;
+}
 
 /**
  * Reads block envelopes from volumes with the restore key; caches opened headers. Small
@@ -442,6 +450,10 @@ export class VolumeReader {
   private window: { volume: string; start: number; end: number; data: Promise<Uint8Array> } | null = null;
   private last: { volume: string; end: number } | null = null;
   private readonly packs = new PackCache();
+  /** Runs of a file's blocks to read with one request, by their first block's place (`expect`). */
+  private readonly runs = new Map<string, BlockRef[]>();
+  /** Envelopes read with their run and not yet taken, by place. */
+  private readonly spans = new Map<string, { start: number; data: Promise<Uint8Array> }>();
   constructor(private readonly storage: Storage, private readonly decryptionKeys: openpgp.PrivateKey[], private readonly verifiers: openpgp.PublicKey[]) {}
 
   private open(volume: string): Promise<OpenedVolume> {
@@ -459,9 +471,47 @@ export class VolumeReader {
     return { id: h.volumeId, key: createSecretKey(decodeVolumeKey(plain, h.volumeId, volume)), snapshot: h.snapshot, size };
   }
 
-  /** The envelope of `ref`, from the window when it lies there (see the class). */
+  /**
+   * Says that the blocks of one file are about to be read, in order: large envelopes that
+   * lie one after another in a volume are then read a run at a time (up to RUN bytes),
+   * with one request where each was one (on a remote store each costs a round trip and
+   * the client's work). `done` forgets what was not read.
+   */
+  expect(blocks: BlockRef[]): void {
+    let run: BlockRef[] = [];
+    const close = () => { if (run.length > 1) this.runs.set(place(run[0]), run); run = []; };
+    for (const b of blocks) {
+      if (b.length <= WINDOW_ENVELOPE || b.start !== undefined) { close(); continue; }
+      const last = run[run.length - 1];
+      if (last && (last.volume !== b.volume || b.dataOffset < last.dataOffset + last.length || b.dataOffset - (last.dataOffset + last.length) > RUN_GAP || b.dataOffset + b.length - run[0].dataOffset > RUN)) close();
+      run.push(b);
+    }
+    close();
+  }
+
+  /** Forgets the runs and read envelopes of `blocks` (their file is restored, or failed). */
+  done(blocks: BlockRef[]): void {
+    for (const b of blocks) { this.runs.delete(place(b)); this.spans.delete(place(b)); }
+  }
+
+  /** The envelope of `ref`, from its run or the window when it lies there (see the class). */
   private async envelope(ref: BlockRef, size: number): Promise<Uint8Array> {
     const object = `${LAYOUT.volumes}/${ref.volume}`;
+    const at = place(ref);
+    const run = this.runs.get(at);
+    if (run) {
+      this.runs.delete(at);
+      const first = run[0].dataOffset, last = run[run.length - 1];
+      const span = { start: first, data: this.storage.getRange(object, first, last.dataOffset + last.length - first) };
+      span.data.catch(() => {});
+      for (const b of run) this.spans.set(place(b), span);
+    }
+    const span = this.spans.get(at);
+    if (span) {
+      this.spans.delete(at);
+      const bytes = await span.data;
+      return bytes.subarray(ref.dataOffset - span.start, ref.dataOffset - span.start + ref.length);
+    }
     const start = ref.dataOffset;
     const end = start + ref.length;
     const prev = this.last;

@@ -413,6 +413,8 @@ async function restoreFile(c: FileContext, r: FileRecord): Promise<void> {
     let written = 0;
     let failure: unknown = null;
     const running = new Set<Promise<void>>();
+    // Blocks that lie one after another in a volume are read a run at a time.
+    c.reader.expect(r.blocks);
     for (const b of r.blocks) {
       while (running.size >= BLOCKS_AHEAD) await Promise.race(running);
       if (failure) break;
@@ -446,6 +448,7 @@ async function restoreFile(c: FileContext, r: FileRecord): Promise<void> {
   } catch (e) {
     throw targetError(e, final);
   } finally {
+    c.reader.done(r.blocks);
     if (!ok) { await fh?.close().catch(() => {}); await rm(tmp, { force: true }).catch(() => {}); }
     c.pending.delete(tmpKey);
   }
