@@ -47,7 +47,7 @@ export const verb: Verb = {
     const repo = a.need('repo');
     const include = regexes('include', a.list('include'));
     const exclude = regexes('exclude', a.list('exclude'));
-    const walker = a.positionals.length ? new Walker(a.positionals, { include, exclude }) : undefined;
+    const walker = a.positionals.length ? new Walker(a.positionals, { include, exclude }) : null;
     try {
       return await backupWith(a, repo, walker, include, exclude);
     } finally {
@@ -57,7 +57,7 @@ export const verb: Verb = {
 };
 
 /** The backup once its walk is under way (`walker`, which `backup` takes over). */
-async function backupWith(a: Args, repo: string, walker: Walker | undefined, include: RegExp[], exclude: RegExp[]): Promise<number> {
+async function backupWith(a: Args, repo: string, walker: Walker | null, include: RegExp[], exclude: RegExp[]): Promise<number> {
   const [{ backup }, { keygen, loadBackupKey }, { parseCodecChoice }, { openStorage }, { defaultCacheDir }, { readConfig }] = await Promise.all([
     import('../engine/backup/backup.js'), import('../engine/crypto/keys.js'), import('../engine/codec.js'),
     import('../engine/storage/open.js'), import('../engine/backup/cache.js'), import('../engine/repo/repo.js'),
@@ -110,7 +110,7 @@ async function backupWith(a: Args, repo: string, walker: Walker | undefined, inc
     signal: a.signal,
     onProgress: (p) => progress.backup(p),
     onPlan: (status, path, size) => { if (json) plan.push({ status, path, size }); else process.stdout.write(`${status.padEnd(8)} ${path}${status === 'deleted' ? '' : '  ' + human(size)}\n`); },
-  }, walker ?? null);
+  }, walker);
   progress.done();
   publishResult({ snapshot: r.snapshot, type: r.type, dryRun, read: r.read, stored: r.counts.stored, volumes: r.dryRun ? r.estimate!.volumes : r.volumes.length }, r.warnings.filter((w) => w.code !== 'new-full').length);
   if (json) printJson(dryRun ? { ...r, plan } : r);

@@ -7,14 +7,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { backup } from '../engine/backup/backup.js';
 import { restore } from '../engine/restore/restore.js';
 import { openStorage } from '../engine/storage/open.js';
 import type { Storage } from '../engine/storage/storage.js';
 import { PackCache } from '../engine/repo/volumes.js';
-import { FormatError } from '../formats/errors.js';
+import { FormatError, IoError } from '../formats/errors.js';
 import { loadKeys, tempDir, MiB } from './helpers.js';
 
 /** A storage that counts range reads of volumes, and their bytes. */
@@ -91,6 +91,35 @@ test('the blocks of a large file that lie one after another are read a run at a 
   // 4 MiB make it 6 to 8, each reading only the envelopes and the tar headers between them.
   assert.ok(c.reads() <= 14, `${c.reads()} volume reads for a 24 MiB file`);
   assert.ok(c.bytes() < 24 * MiB + 2 * MiB, `read ${c.bytes()} bytes of volumes for 24 MiB`);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('a run that cannot be read fails its file alone: the others are restored, no temporary file is left', async () => {
+  const { bk, rk } = await loadKeys();
+  const dir = tempDir('volume-runs-fail');
+  const src = join(dir, 'src');
+  mkdirSync(src, { recursive: true });
+  const big = randomBytes(12 * MiB);
+  const small = randomBytes(3000);
+  writeFileSync(join(src, 'big.bin'), big);
+  writeFileSync(join(src, 'small.txt'), small);
+  await backup(openStorage(join(dir, 'repo')), bk, { create: true, sources: [src], volumeSize: 64 * MiB, system: 'runs' });
+  // Reads of more than 1.5 MiB are runs of several blocks (blocks are about 1 MiB): the
+  // first one fails, as a remote store's request may.
+  const inner = openStorage(join(dir, 'repo'));
+  const storage = Object.create(inner) as Storage;
+  let failed = 0;
+  storage.getRange = async (name, offset, length) => {
+    if (name.startsWith('volumes/') && length > 1.5 * MiB && failed++ === 0) throw new IoError('io', `${name}: the read of a run failed here`);
+    return inner.getRange(name, offset, length);
+  };
+  const out = join(dir, 'out');
+  const r = await restore(storage, rk, { target: out });
+  assert.equal(failed >= 1, true, 'a run was read');
+  assert.deepEqual(r.failures.map((f) => f.path), ['big.bin']);
+  assert.match(r.failures[0].message, /the read of a run failed here/);
+  assert.ok(readFileSync(join(out, 'small.txt')).equals(small), 'the other file restored');
+  assert.deepEqual(readdirSync(out).sort(), ['small.txt'], 'no temporary file left, no half-written big.bin');
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -427,7 +427,7 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, walker: W
   } finally {
     journal?.close();
     w.newBlocks.close();
-    await walker.close();
+    // The walk's thread is closed by `backup`, which owns it (and closed here once the walk ended).
     await readers?.close();
   }
 }
