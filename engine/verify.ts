@@ -14,6 +14,7 @@ import { currentPublicKeys, hashObject, listSnapshots, readConfig, repoHostKeys,
 import { LAYOUT } from '../formats/names.js';
 import { FORGETS } from '../formats/forget.js';
 import { hashOfDigest, toHex } from '../formats/text.js';
+import type { BlockRef } from '../formats/manifest.js';
 import { forgottenByHash, listForgets } from './repo/forgets.js';
 import type { HostTrust } from './repo/host-keys.js';
 import { ownersOf } from './crypto/owner.js';
@@ -297,8 +298,12 @@ async function readAllData(storage: Storage, key: RestoreKey, verifiers: openpgp
           const r = unpackRecord(v);
           const f = { path: Buffer.from(r.path).toString('utf8'), blocks: r.blocks };
           let firstError: string | null = null;
+          const placeOf = (b: BlockRef) => `${b.volume}@${b.dataOffset}${b.start === undefined ? '' : '+' + b.start}`;
+          // The blocks to read that lie one after another are read a span at a time.
+          const toRead = f.blocks.filter((b) => !good.has(placeOf(b)) && !bad.has(placeOf(b)));
+          reader.expect(toRead);
           for (const b of f.blocks) {
-            const k = `${b.volume}@${b.dataOffset}${b.start === undefined ? '' : '+' + b.start}`;
+            const k = placeOf(b);
             let err = good.has(k) ? null : bad.get(k);
             if (err === undefined) {
               try {
@@ -316,6 +321,7 @@ async function readAllData(storage: Storage, key: RestoreKey, verifiers: openpgp
             }
             if (err && !firstError) firstError = err;
           }
+          reader.done(toRead);
           if (firstError) badFiles.push(`${f.path}: ${firstError}`);
         }
       } catch (e) {

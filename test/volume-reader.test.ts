@@ -1,8 +1,9 @@
 /**
- * How a restore reads volumes (engine/volumes.ts VolumeReader): the envelopes of small
- * files read in order come through a few windowed reads instead of one read each, the
- * large blocks of a file that lie one after another a run (up to 4 MiB) at a time, and
- * reads out of order or of large blocks still get exactly their own bytes.
+ * How a restore reads volumes (engine/volumes.ts VolumeReader): the envelopes of the
+ * files it is about to restore that lie one after another come through one read a span
+ * (up to 4 MiB), those of small files read in order otherwise through a few windowed reads
+ * instead of one read each, and reads out of order or of large blocks still get exactly
+ * their own bytes.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,8 +12,10 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import { backup } from '../engine/backup/backup.js';
 import { restore } from '../engine/restore/restore.js';
+import { dump } from '../engine/query/dump.js';
+import { verify } from '../engine/verify.js';
 import { openStorage } from '../engine/storage/open.js';
-import type { Storage } from '../engine/storage/storage.js';
+import { listAll, type Storage } from '../engine/storage/storage.js';
 import { PackCache } from '../engine/repo/volumes.js';
 import { FormatError, IoError } from '../formats/errors.js';
 import { loadKeys, tempDir, MiB } from './helpers.js';
@@ -91,33 +94,94 @@ test('the blocks of a large file that lie one after another are read a run at a 
   // 4 MiB make it 6 to 8, each reading only the envelopes and the tar headers between them.
   assert.ok(c.reads() <= 14, `${c.reads()} volume reads for a 24 MiB file`);
   assert.ok(c.bytes() < 24 * MiB + 2 * MiB, `read ${c.bytes()} bytes of volumes for 24 MiB`);
+  // `iebs dump` and `iebs verify --read-data` read the file's blocks alike.
+  const d = counting(openStorage(join(dir, 'repo')));
+  const parts: Buffer[] = [];
+  const dumped = await dump(d.storage, rk, { snapshot: 'latest', path: 'big.bin' }, { write: async (b) => { parts.push(Buffer.from(b)); } });
+  assert.equal(dumped.kind, 'file');
+  assert.ok(Buffer.concat(parts).equals(big), 'dumped whole');
+  assert.ok(d.reads() <= 14, `${d.reads()} volume reads to dump a 24 MiB file`);
+  const v = counting(openStorage(join(dir, 'repo')));
+  const verified = await verify(v.storage, rk.verifiers, { restoreKey: rk, readData: true });
+  assert.deepEqual(verified.problems, []);
+  assert.ok(verified.blocks > 0);
+  assert.ok(v.reads() <= 14, `${v.reads()} volume reads to verify the ${verified.blocks} blocks of a 24 MiB file`);
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('a run that cannot be read fails its file alone: the others are restored, no temporary file is left', async () => {
+test('files restored into an empty target are read a span at a time: their envelopes and the headers between, no more', async () => {
   const { bk, rk } = await loadKeys();
-  const dir = tempDir('volume-runs-fail');
+  const dir = tempDir('volume-spans');
+  const src = join(dir, 'src');
+  mkdirSync(src, { recursive: true });
+  // Files too large for a pack and too small for a second block (mostly): one envelope
+  // each, one after another in the volume. Read one at a time, that is 40 reads.
+  const files = new Map<string, Buffer>();
+  for (let f = 0; f < 40; f++) files.set(`f${String(f).padStart(2, '0')}`, randomBytes(300 * 1024 + ((f * 7919) % 200) * 1024));
+  for (const [p, b] of files) writeFileSync(join(src, p), b);
+  const total = [...files.values()].reduce((n, b) => n + b.length, 0);
+  await backup(openStorage(join(dir, 'repo')), bk, { create: true, sources: [src], volumeSize: 64 * MiB, system: 'spans' });
+  const c = counting(openStorage(join(dir, 'repo')));
+  const r = await restore(c.storage, rk, { target: join(dir, 'out') });
+  assert.equal(r.failures.length, 0);
+  for (const [p, b] of files) assert.ok(readFileSync(join(dir, 'out', p)).equals(b), `${p} restored whole`);
+  // About 17 MiB in spans of up to 4 MiB: 5 or 6 reads, and the header's two.
+  assert.ok(c.reads() <= 12, `${c.reads()} volume reads for ${files.size} files`);
+  assert.ok(c.bytes() < total + MiB, `read ${c.bytes()} bytes of volumes for ${total}`);
+
+  // Into a target that holds the files already, each file is read when its turn comes
+  // (the unchanged are not read at all): only the changed one is read.
+  writeFileSync(join(dir, 'out', 'f17'), 'changed');
+  const again = counting(openStorage(join(dir, 'repo')));
+  const r2 = await restore(again.storage, rk, { target: join(dir, 'out'), overwrite: 'if-changed' });
+  assert.equal(r2.failures.length, 0);
+  assert.equal(r2.files, 1);
+  assert.ok(readFileSync(join(dir, 'out', 'f17')).equals(files.get('f17')!));
+  assert.ok(again.bytes() < files.get('f17')!.length + 64 * 1024, `read ${again.bytes()} bytes of volumes for one file`);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('a span that cannot be read is read envelope by envelope: a failed request loses nothing, a damaged place fails its file alone', async () => {
+  const { bk, rk } = await loadKeys();
+  const dir = tempDir('volume-spans-fail');
   const src = join(dir, 'src');
   mkdirSync(src, { recursive: true });
   const big = randomBytes(12 * MiB);
   const small = randomBytes(3000);
   writeFileSync(join(src, 'big.bin'), big);
   writeFileSync(join(src, 'small.txt'), small);
-  await backup(openStorage(join(dir, 'repo')), bk, { create: true, sources: [src], volumeSize: 64 * MiB, system: 'runs' });
-  // Reads of more than 1.5 MiB are runs of several blocks (blocks are about 1 MiB): the
-  // first one fails, as a remote store's request may.
+  await backup(openStorage(join(dir, 'repo')), bk, { create: true, sources: [src], volumeSize: 64 * MiB, system: 'spans' });
   const inner = openStorage(join(dir, 'repo'));
-  const storage = Object.create(inner) as Storage;
-  let failed = 0;
-  storage.getRange = async (name, offset, length) => {
-    if (name.startsWith('volumes/') && length > 1.5 * MiB && failed++ === 0) throw new IoError('io', `${name}: the read of a run failed here`);
+  const [volume] = (await listAll(inner, 'volumes/')).filter((n) => n.endsWith('.tar'));
+  const size = (await inner.stat(volume))!;
+
+  // Reads of more than 1.5 MiB are spans of several blocks (blocks are about 1 MiB): the
+  // first one fails, as a remote store's request may. Its envelopes are read alone.
+  const once = Object.create(inner) as Storage;
+  let failed = 0, reads = 0;
+  once.getRange = async (name, offset, length) => {
+    if (name.startsWith('volumes/')) reads++;
+    if (name.startsWith('volumes/') && length > 1.5 * MiB && failed++ === 0) throw new IoError('io', `${name}: the read of a span failed here`);
     return inner.getRange(name, offset, length);
   };
-  const out = join(dir, 'out');
-  const r = await restore(storage, rk, { target: out });
-  assert.equal(failed >= 1, true, 'a run was read');
-  assert.deepEqual(r.failures.map((f) => f.path), ['big.bin']);
-  assert.match(r.failures[0].message, /the read of a run failed here/);
+  const r = await restore(once, rk, { target: join(dir, 'out') });
+  assert.ok(failed >= 1, 'a span was read');
+  assert.equal(r.failures.length, 0);
+  assert.ok(readFileSync(join(dir, 'out', 'big.bin')).equals(big), 'restored whole after the failed read');
+  assert.ok(reads > 4, `${reads} reads`);
+
+  // Every read that takes in the middle of the volume fails (a damaged store): the span
+  // holding it, and then the one envelope there, so only its file fails.
+  const middle = Math.floor(size / 2);
+  const damaged = Object.create(inner) as Storage;
+  damaged.getRange = async (name, offset, length) => {
+    if (name.startsWith('volumes/') && offset <= middle && middle < offset + length) throw new IoError('io', `${name}: bytes at ${middle} cannot be read here`);
+    return inner.getRange(name, offset, length);
+  };
+  const out = join(dir, 'out2');
+  const r2 = await restore(damaged, rk, { target: out });
+  assert.deepEqual(r2.failures.map((f) => f.path), ['big.bin']);
+  assert.match(r2.failures[0].message, /cannot be read here/);
   assert.ok(readFileSync(join(out, 'small.txt')).equals(small), 'the other file restored');
   assert.deepEqual(readdirSync(out).sort(), ['small.txt'], 'no temporary file left, no half-written big.bin');
   rmSync(dir, { recursive: true, force: true });

@@ -49,11 +49,17 @@ export async function dump(storage: Storage, key: RestoreKey, o: DumpOptions, si
   try {
     const contents = async (r: FileRecord) => {
       let n = 0;
-      for (const b of r.blocks) {
-        const data = await reader.readUnchecked(b);
-        if (!digestMatches(data, b.digest)) throw blockHashError(b);
-        await sink.write(data);
-        n += data.length;
+      // A large file's blocks that lie one after another are read a span at a time.
+      reader.expect(r.blocks);
+      try {
+        for (const b of r.blocks) {
+          const data = await reader.readUnchecked(b);
+          if (!digestMatches(data, b.digest)) throw blockHashError(b);
+          await sink.write(data);
+          n += data.length;
+        }
+      } finally {
+        reader.done(r.blocks);
       }
       result.bytes += n;
       if (n !== r.size) throw new NotFoundError('short-read', `${Buffer.from(r.path).toString('utf8')}: its blocks hold ${n} bytes, its record says ${r.size}`);

@@ -430,9 +430,9 @@ export class PackCache {
 /** Envelopes up to this size, read in order, are read through a window of the volume. */
 const WINDOW_ENVELOPE = 64 * 1024;
 const WINDOW = 1024 * 1024;
-/** Bytes of a run of a file's envelopes read with one request, and the most between two of them (a tar header and padding). */
-const RUN = 4 * 1024 * 1024;
-const RUN_GAP = 4096;
+/** Bytes of a span of envelopes read with one request, and the most between two of them (a tar header and padding). */
+const SPAN = 4 * 1024 * 1024;
+const SPAN_GAP = 4096;
 
 /** Where an envelope lies: its volume and offset. */
 function place(b: BlockRef): string {
@@ -440,20 +440,31 @@ function place(b: BlockRef): string {
 }
 
 /**
- * Reads block envelopes from volumes with the restore key; caches opened headers. Small
- * envelopes read one after another (a restore of many small files reads a volume in
- * about the order it was written) are read a window of 1 MiB at a time instead of one
- * read each; an envelope read out of order, or a large one, is read alone.
+ * Envelopes said to be read soon (`expect`) that lie one after another in a volume: read
+ * with one request when the first of them is asked for. `members` are in volume order;
+ * `data` is null until then.
+ */
+interface Span { volume: string; members: BlockRef[]; start: number; end: number; data: Promise<Uint8Array> | null }
+
+/**
+ * Reads block envelopes from volumes with the restore key; caches opened headers.
+ *
+ * Envelopes the caller says it is about to read (`expect`) are read a span at a time:
+ * those that lie one after another in a volume, up to SPAN bytes, with one request where
+ * each was one (on a remote store each costs a round trip and the client's work). Other
+ * small envelopes read one after another (a dump of many small files reads a volume in
+ * about the order it was written) are read a window of 1 MiB at a time; an envelope read
+ * out of order, or a large one, is read alone.
  */
 export class VolumeReader {
   private readonly opened = new Map<string, Promise<OpenedVolume>>();
   private window: { volume: string; start: number; end: number; data: Promise<Uint8Array> } | null = null;
   private last: { volume: string; end: number } | null = null;
   private readonly packs = new PackCache();
-  /** Runs of a file's blocks to read with one request, by their first block's place (`expect`). */
-  private readonly runs = new Map<string, BlockRef[]>();
-  /** Envelopes read with their run and not yet taken, by place. */
-  private readonly spans = new Map<string, { start: number; data: Promise<Uint8Array> }>();
+  /** The span of each envelope expected and not yet taken, by place. */
+  private readonly wanted = new Map<string, Span>();
+  /** The span the next expected envelope may join. */
+  private tail: Span | null = null;
   constructor(private readonly storage: Storage, private readonly decryptionKeys: openpgp.PrivateKey[], private readonly verifiers: openpgp.PublicKey[]) {}
 
   private open(volume: string): Promise<OpenedVolume> {
@@ -472,45 +483,60 @@ export class VolumeReader {
   }
 
   /**
-   * Says that the blocks of one file are about to be read, in order: large envelopes that
-   * lie one after another in a volume are then read a run at a time (up to RUN bytes),
-   * with one request where each was one (on a remote store each costs a round trip and
-   * the client's work). `done` forgets what was not read.
+   * Says that the envelopes of `blocks` are about to be read, in about this order (one
+   * file's blocks, or the files a restore starts next): those that lie one after another
+   * in a volume, here and in the calls before, are then read a span at a time. An envelope
+   * expected already is not added again (a pack's other blocks). Every block expected must
+   * be read or given to `done`.
    */
   expect(blocks: BlockRef[]): void {
-    let run: BlockRef[] = [];
-    const close = () => { if (run.length > 1) this.runs.set(place(run[0]), run); run = []; };
     for (const b of blocks) {
-      if (b.length <= WINDOW_ENVELOPE || b.start !== undefined) { close(); continue; }
-      const last = run[run.length - 1];
-      if (last && (last.volume !== b.volume || b.dataOffset < last.dataOffset + last.length || b.dataOffset - (last.dataOffset + last.length) > RUN_GAP || b.dataOffset + b.length - run[0].dataOffset > RUN)) close();
-      run.push(b);
+      const at = place(b);
+      if (this.wanted.has(at)) continue;
+      const end = b.dataOffset + b.length;
+      let s = this.tail;
+      if (!s || s.data !== null || s.volume !== b.volume || b.dataOffset < s.end || b.dataOffset - s.end > SPAN_GAP || end - s.start > SPAN) {
+        s = this.tail = { volume: b.volume, members: [], start: b.dataOffset, end, data: null };
+      }
+      s.members.push(b);
+      s.end = end;
+      this.wanted.set(at, s);
     }
-    close();
   }
 
-  /** Forgets the runs and read envelopes of `blocks` (their file is restored, or failed). */
+  /** Forgets the expected envelopes of `blocks` not read (their file is restored, or failed). */
   done(blocks: BlockRef[]): void {
-    for (const b of blocks) { this.runs.delete(place(b)); this.spans.delete(place(b)); }
+    for (const b of blocks) this.wanted.delete(place(b));
   }
 
-  /** The envelope of `ref`, from its run or the window when it lies there (see the class). */
+  /** Starts reading span `s`, from the first envelope still wanted (or the one at `at`) to the last. */
+  private fetch(s: Span, at: string, object: string): Promise<Uint8Array> {
+    const still = (m: BlockRef) => this.wanted.get(place(m)) === s || place(m) === at;
+    let first = 0, last = s.members.length - 1;
+    while (first < last && !still(s.members[first])) first++;
+    while (last > first && !still(s.members[last])) last--;
+    s.start = s.members[first].dataOffset;
+    s.end = s.members[last].dataOffset + s.members[last].length;
+    s.members = [];
+    if (this.tail === s) this.tail = null;
+    s.data = this.storage.getRange(object, s.start, s.end - s.start);
+    s.data.catch(() => {});
+    return s.data;
+  }
+
+  /** The envelope of `ref`, from its span or the window when it lies there (see the class). */
   private async envelope(ref: BlockRef, size: number): Promise<Uint8Array> {
     const object = `${LAYOUT.volumes}/${ref.volume}`;
     const at = place(ref);
-    const run = this.runs.get(at);
-    if (run) {
-      this.runs.delete(at);
-      const first = run[0].dataOffset, last = run[run.length - 1];
-      const span = { start: first, data: this.storage.getRange(object, first, last.dataOffset + last.length - first) };
-      span.data.catch(() => {});
-      for (const b of run) this.spans.set(place(b), span);
-    }
-    const span = this.spans.get(at);
-    if (span) {
-      this.spans.delete(at);
-      const bytes = await span.data;
-      return bytes.subarray(ref.dataOffset - span.start, ref.dataOffset - span.start + ref.length);
+    const s = this.wanted.get(at);
+    if (s) {
+      this.wanted.delete(at);
+      const data = s.data ?? this.fetch(s, at, object);
+      let bytes: Uint8Array | null = null;
+      // A span that could not be read fails no file by itself: each envelope is then read alone.
+      try { bytes = await data; } catch { /* read alone, below */ }
+      if (bytes && ref.dataOffset >= s.start && ref.dataOffset + ref.length <= s.end) return bytes.subarray(ref.dataOffset - s.start, ref.dataOffset - s.start + ref.length);
+      return this.storage.getRange(object, ref.dataOffset, ref.length);
     }
     const start = ref.dataOffset;
     const end = start + ref.length;

@@ -138,6 +138,8 @@ interface FileContext {
   keepSetid: boolean;
   /** Temporary names handed out and not yet renamed or removed: removed at the end, whatever happened. */
   pending: Set<string>;
+  /** Files' blocks are given to the reader ahead of their turn (`expectedAhead`). */
+  toldAhead: boolean;
   onBytes: (n: number) => void;
 }
 
@@ -154,6 +156,7 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
   const ctx: FileContext = {
     safe, reader: new VolumeReader(storage, key.decryptionKeys, verifiers), writers: new WriterPool(o.writers ?? helperThreads()),
     checkFrom: o.checkHereAbove ?? CHECK_HERE_BACKLOG, asRoot: process.getuid?.() === 0, keepSetid, pending: new Set(),
+    toldAhead: overwrite === 'always' || safe.wasEmpty,
     onBytes: (n) => { progress.bytes += n; o.onProgress?.(progress); },
   };
   const fail = (r: FileRecord, e: unknown) => {
@@ -189,12 +192,15 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
         await restoreFile(ctx, r);
         result.files++; result.bytes += r.size;
         if (!keepSetid && r.mode & SETID_BITS) result.setidDropped++;
-      } catch (e) { fail(r, e); }
+      } catch (e) { fail(r, e); } finally { ctx.reader.done(r.blocks); }
       progress.files++;
       o.onProgress?.(progress);
     };
     const none = Buffer.alloc(0);
-    for (const r of composed.chosen(o.include)) {
+    // Every file is written (none is left as it is): the reader is told of the next files'
+    // blocks before their turn, and reads those that lie one after another a span at a time.
+    const records = ctx.toldAhead ? expectedAhead(composed.chosen(o.include), ctx.reader) : composed.chosen(o.include);
+    for (const r of records) {
       if (o.signal?.aborted) throw new IebsError('interrupted', 'interrupted');
       result.matched++;
       if (r.kind === 'dir') {
@@ -287,6 +293,36 @@ async function restoreComposed(storage: Storage, key: RestoreKey, composed: Comp
   result.staleRemoved = safe.staleRemoved;
   result.failures.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   return result;
+}
+
+/** Files whose blocks the reader is told of ahead of their turn, at most: by count, and by bytes (of each up to 8 MiB). */
+const EXPECT_AHEAD_FILES = 1024;
+const EXPECT_AHEAD_BYTES = 8 * 1024 * 1024;
+
+/**
+ * The records of `records` in their order, each file's blocks given to `reader.expect`
+ * up to EXPECT_AHEAD_FILES files and EXPECT_AHEAD_BYTES ahead of its turn: a restore
+ * starts files in order, a few dozen at once, and the envelopes of the next ones (small
+ * files one after another in a volume) are read with the first of them. The caller gives
+ * each file's blocks to `reader.done` once it is restored or has failed.
+ */
+function* expectedAhead(records: Iterable<FileRecord>, reader: VolumeReader): Generator<FileRecord> {
+  const queue: FileRecord[] = [];
+  let head = 0, bytes = 0;
+  const weight = (r: FileRecord) => (r.kind === 'file' ? Math.min(r.size, EXPECT_AHEAD_BYTES) : 0);
+  const next = (): FileRecord => {
+    const r = queue[head++];
+    bytes -= weight(r);
+    if (head >= EXPECT_AHEAD_FILES) { queue.splice(0, head); head = 0; }
+    return r;
+  };
+  for (const r of records) {
+    if (r.kind === 'file') reader.expect(r.blocks);
+    queue.push(r);
+    bytes += weight(r);
+    while (queue.length - head > EXPECT_AHEAD_FILES || bytes > EXPECT_AHEAD_BYTES) yield next();
+  }
+  while (head < queue.length) yield next();
 }
 
 /** Directories handed to the writer thread and not yet set, at most. */
@@ -413,8 +449,8 @@ async function restoreFile(c: FileContext, r: FileRecord): Promise<void> {
     let written = 0;
     let failure: unknown = null;
     const running = new Set<Promise<void>>();
-    // Blocks that lie one after another in a volume are read a run at a time.
-    c.reader.expect(r.blocks);
+    // Blocks that lie one after another in a volume are read a span at a time.
+    if (!c.toldAhead) c.reader.expect(r.blocks);
     for (const b of r.blocks) {
       while (running.size >= BLOCKS_AHEAD) await Promise.race(running);
       if (failure) break;
@@ -448,7 +484,6 @@ async function restoreFile(c: FileContext, r: FileRecord): Promise<void> {
   } catch (e) {
     throw targetError(e, final);
   } finally {
-    c.reader.done(r.blocks);
     if (!ok) { await fh?.close().catch(() => {}); await rm(tmp, { force: true }).catch(() => {}); }
     c.pending.delete(tmpKey);
   }
