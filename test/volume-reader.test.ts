@@ -141,6 +141,29 @@ test('files restored into an empty target are read a span at a time: their envel
   rmSync(dir, { recursive: true, force: true });
 });
 
+test('the files of a chain come from the full\'s volume and the increment\'s in turn: each volume is still read a span at a time', async () => {
+  const { bk, rk } = await loadKeys();
+  const dir = tempDir('volume-spans-chain');
+  const src = join(dir, 'src');
+  mkdirSync(src, { recursive: true });
+  // The full holds the even files, the increment adds the odd ones: in path order the
+  // restore takes one from each volume in turn.
+  const files = new Map<string, Buffer>();
+  const add = (f: number) => { const p = `f${String(f).padStart(2, '0')}`; files.set(p, randomBytes(300 * 1024 + ((f * 7919) % 200) * 1024)); writeFileSync(join(src, p), files.get(p)!); };
+  for (let f = 0; f < 40; f += 2) add(f);
+  await backup(openStorage(join(dir, 'repo')), bk, { create: true, sources: [src], volumeSize: 64 * MiB, system: 'chain' });
+  for (let f = 1; f < 40; f += 2) add(f);
+  await backup(openStorage(join(dir, 'repo')), bk, { sources: [src], volumeSize: 64 * MiB, system: 'chain' });
+  const c = counting(openStorage(join(dir, 'repo')));
+  const r = await restore(c.storage, rk, { target: join(dir, 'out') });
+  assert.equal(r.failures.length, 0);
+  for (const [p, b] of files) assert.ok(readFileSync(join(dir, 'out', p)).equals(b), `${p} restored whole`);
+  // About 8 MiB in each volume: 2 or 3 spans each, and each header's two reads. A span
+  // ended at each change of volume would make it 40.
+  assert.ok(c.reads() <= 14, `${c.reads()} volume reads for ${files.size} files in two volumes`);
+  rmSync(dir, { recursive: true, force: true });
+});
+
 test('a span that cannot be read is read envelope by envelope: a failed request loses nothing, a damaged place fails its file alone', async () => {
   const { bk, rk } = await loadKeys();
   const dir = tempDir('volume-spans-fail');

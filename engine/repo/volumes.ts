@@ -463,8 +463,11 @@ export class VolumeReader {
   private readonly packs = new PackCache();
   /** The span of each envelope expected and not yet taken, by place. */
   private readonly wanted = new Map<string, Span>();
-  /** The span the next expected envelope may join. */
-  private tail: Span | null = null;
+  /**
+   * The span the next expected envelope of each volume may join (a chain's restore takes
+   * the files of an increment from its own volumes, between those of the full's).
+   */
+  private readonly tails = new Map<string, Span>();
   constructor(private readonly storage: Storage, private readonly decryptionKeys: openpgp.PrivateKey[], private readonly verifiers: openpgp.PublicKey[]) {}
 
   private open(volume: string): Promise<OpenedVolume> {
@@ -494,9 +497,10 @@ export class VolumeReader {
       const at = place(b);
       if (this.wanted.has(at)) continue;
       const end = b.dataOffset + b.length;
-      let s = this.tail;
-      if (!s || s.data !== null || s.volume !== b.volume || b.dataOffset < s.end || b.dataOffset - s.end > SPAN_GAP || end - s.start > SPAN) {
-        s = this.tail = { volume: b.volume, members: [], start: b.dataOffset, end, data: null };
+      let s = this.tails.get(b.volume);
+      if (!s || s.data !== null || b.dataOffset < s.end || b.dataOffset - s.end > SPAN_GAP || end - s.start > SPAN) {
+        s = { volume: b.volume, members: [], start: b.dataOffset, end, data: null };
+        this.tails.set(b.volume, s);
       }
       s.members.push(b);
       s.end = end;
@@ -518,7 +522,7 @@ export class VolumeReader {
     s.start = s.members[first].dataOffset;
     s.end = s.members[last].dataOffset + s.members[last].length;
     s.members = [];
-    if (this.tail === s) this.tail = null;
+    if (this.tails.get(s.volume) === s) this.tails.delete(s.volume);
     s.data = this.storage.getRange(object, s.start, s.end - s.start);
     s.data.catch(() => {});
     return s.data;
