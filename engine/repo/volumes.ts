@@ -442,9 +442,10 @@ function place(b: BlockRef): string {
 /**
  * Envelopes said to be read soon (`expect`) that lie one after another in a volume: read
  * with one request when the first of them is asked for. `members` are in volume order;
- * `data` is null until then.
+ * `data` is null until then. `users` counts the envelopes read with it that are not yet
+ * opened or forgotten: the last one frees its memory.
  */
-interface Span { volume: string; members: BlockRef[]; start: number; end: number; data: Promise<Uint8Array> | null }
+interface Span { volume: string; members: BlockRef[]; start: number; end: number; data: Promise<Uint8Array> | null; users: number }
 
 /**
  * Reads block envelopes from volumes with the restore key; caches opened headers.
@@ -499,7 +500,7 @@ export class VolumeReader {
       const end = b.dataOffset + b.length;
       let s = this.tails.get(b.volume);
       if (!s || s.data !== null || b.dataOffset < s.end || b.dataOffset - s.end > SPAN_GAP || end - s.start > SPAN) {
-        s = { volume: b.volume, members: [], start: b.dataOffset, end, data: null };
+        s = { volume: b.volume, members: [], start: b.dataOffset, end, data: null, users: 0 };
         this.tails.set(b.volume, s);
       }
       s.members.push(b);
@@ -510,7 +511,22 @@ export class VolumeReader {
 
   /** Forgets the expected envelopes of `blocks` not read (their file is restored, or failed). */
   done(blocks: BlockRef[]): void {
-    for (const b of blocks) this.wanted.delete(place(b));
+    for (const b of blocks) {
+      const at = place(b);
+      const s = this.wanted.get(at);
+      if (!s) continue;
+      this.wanted.delete(at);
+      if (s.data) this.release(s);
+    }
+  }
+
+  /**
+   * One envelope of span `s` is opened or forgotten; after the last, the span's buffer is
+   * freed at once (a span lives long enough to be promoted, and would wait for a full
+   * collection: 30 MiB more peak in a restore of the bench corpus).
+   */
+  private release(s: Span): void {
+    if (--s.users === 0) s.data!.then(spend, () => {});
   }
 
   /** Starts reading span `s`, from the first envelope still wanted (or the one at `at`) to the last. */
@@ -519,6 +535,7 @@ export class VolumeReader {
     let first = 0, last = s.members.length - 1;
     while (first < last && !still(s.members[first])) first++;
     while (last > first && !still(s.members[last])) last--;
+    for (let i = first; i <= last; i++) if (still(s.members[i])) s.users++;
     s.start = s.members[first].dataOffset;
     s.end = s.members[last].dataOffset + s.members[last].length;
     s.members = [];
@@ -528,8 +545,11 @@ export class VolumeReader {
     return s.data;
   }
 
-  /** The envelope of `ref`, from its span or the window when it lies there (see the class). */
-  private async envelope(ref: BlockRef, size: number): Promise<Uint8Array> {
+  /**
+   * The envelope of `ref`, from its span or the window when it lies there (see the class);
+   * `span` is the span it is a view of, to `release` once the envelope is opened.
+   */
+  private async envelope(ref: BlockRef, size: number): Promise<{ env: Uint8Array; span: Span | null }> {
     const object = `${LAYOUT.volumes}/${ref.volume}`;
     const at = place(ref);
     const s = this.wanted.get(at);
@@ -539,8 +559,9 @@ export class VolumeReader {
       let bytes: Uint8Array | null = null;
       // A span that could not be read fails no file by itself: each envelope is then read alone.
       try { bytes = await data; } catch { /* read alone, below */ }
-      if (bytes && ref.dataOffset >= s.start && ref.dataOffset + ref.length <= s.end) return bytes.subarray(ref.dataOffset - s.start, ref.dataOffset - s.start + ref.length);
-      return this.storage.getRange(object, ref.dataOffset, ref.length);
+      if (bytes && ref.dataOffset >= s.start && ref.dataOffset + ref.length <= s.end) return { env: bytes.subarray(ref.dataOffset - s.start, ref.dataOffset - s.start + ref.length), span: s };
+      this.release(s);
+      return { env: await this.storage.getRange(object, ref.dataOffset, ref.length), span: null };
     }
     const start = ref.dataOffset;
     const end = start + ref.length;
@@ -549,13 +570,13 @@ export class VolumeReader {
     let w = this.window;
     if (!w || w.volume !== ref.volume || start < w.start || end > w.end) {
       const inOrder = prev !== null && prev.volume === ref.volume && start >= prev.end && start - prev.end <= WINDOW_ENVELOPE;
-      if (!inOrder || ref.length > WINDOW_ENVELOPE || end > size) return this.storage.getRange(object, start, ref.length);
+      if (!inOrder || ref.length > WINDOW_ENVELOPE || end > size) return { env: await this.storage.getRange(object, start, ref.length), span: null };
       const data = this.storage.getRange(object, start, Math.min(size, start + WINDOW) - start);
       w = this.window = { volume: ref.volume, start, end: Math.min(size, start + WINDOW), data };
       data.catch(() => { if (this.window === w) this.window = null; });
     }
     const bytes = await w.data;
-    return bytes.subarray(start - w.start, end - w.start);
+    return { env: bytes.subarray(start - w.start, end - w.start), span: null };
   }
 
   /** Reads, authenticates, decompresses and checks one block. */
@@ -580,8 +601,14 @@ export class VolumeReader {
   private async plaintext(ref: BlockRef, size: number): Promise<Uint8Array> {
     const v = await this.open(ref.volume);
     const where = `${ref.volume}:${ref.entry}`;
-    const env = await this.envelope(ref, v.size);
-    const opened = openEnvelope(v.key, env, blockContext(v.id, ref.entry), MAX_BLOCK, where);
+    const { env, span } = await this.envelope(ref, v.size);
+    let opened;
+    try {
+      opened = openEnvelope(v.key, env, blockContext(v.id, ref.entry), MAX_BLOCK, where);
+    } finally {
+      // The payload is a copy: nothing reads the envelope's bytes again.
+      if (span) this.release(span);
+    }
     if (size >= 0 && opened.plainLength !== size) throw new FormatError('bad-size', `${where}: block holds ${opened.plainLength} bytes, the manifest says ${size}`);
     return decompressBlock(opened.codec, opened.payload, opened.plainLength);
   }
