@@ -11,7 +11,7 @@
  * others go on. Nothing is installed and nothing is written outside the temp directory.
  *
  *   npm run bench -- [--size-mib 1024] [--source PATH] [--dir /path/with/space]
- *                        [--tools iebs,restic,borg] [--rounds N] [--keep] [--repo-kind local|s3]
+ *                        [--tools iebs,restic,borg] [--rounds N] [--keep] [--repo-kind local|s3 [--s3-delay-ms N]]
  *                        [--corpus generated|usr [--usr-parts share,lib] [--usr-max-mib N]] [--cpus 1,2,all]
  *                        [--baseline DIR]
  *   npm run bench -- --generate DIR [--size-mib N]   (writes the corpus only, for profiling)
@@ -46,6 +46,9 @@
  * behind test/s3-server-main.ts) on loopback, each full backup under a fresh prefix; the
  * repository size is that of the server's folder for the prefix (borg has no S3 backend
  * and is left out). The server runs on the same two cores, so the times include it.
+ * With --s3-delay-ms N as well, both tools reach the server through a loopback proxy
+ * that holds each piece of data N ms in each direction (bench/delay-proxy.ts): a round
+ * trip of 2N ms, as to a store in another place.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
@@ -57,6 +60,7 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { basename, delimiter, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startS3Server, type S3Server } from '../test/s3-server.js';
+import { startDelayProxy, type DelayProxy } from './delay-proxy.js';
 import { BenchError, copyUsr, fail, parseCpus, usrOptions } from './shared.js';
 
 const args = process.argv.slice(2);
@@ -69,6 +73,9 @@ const wanted = opt('tools', 'iebs,restic,borg').split(',').filter(Boolean);
 const rounds = Number(opt('rounds', '1'));
 const repoKind = opt('repo-kind', 'local');
 if (repoKind !== 'local' && repoKind !== 's3') throw new Error('--repo-kind takes local or s3');
+const s3DelayMs = Number(opt('s3-delay-ms', '0'));
+if (!Number.isInteger(s3DelayMs) || s3DelayMs < 0 || s3DelayMs > 1000) throw new Error('--s3-delay-ms takes a whole number of milliseconds from 0 to 1000');
+if (s3DelayMs && repoKind !== 's3') throw new Error('--s3-delay-ms needs --repo-kind s3');
 if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) throw new Error('--rounds takes a whole number from 1 to 20');
 const corpusKind = opt('corpus', 'generated');
 if (corpusKind !== 'generated' && corpusKind !== 'usr') fail(`--corpus ${corpusKind}: takes generated or usr`);
@@ -453,8 +460,10 @@ async function must(argv: string[], o: Omit<Cmd, 'argv'> = {}) {
   if (!r.ok) throw new Error(`${argv.slice(0, 3).join(' ')}: ${r.error}`);
 }
 
-/** The S3 server of --repo-kind s3 (started before the tools are made). */
+/** The S3 server of --repo-kind s3 (started before the tools are made), as the tools reach it. */
 let s3: S3Server | null = null;
+/** The proxy of --s3-delay-ms. */
+let delay: DelayProxy | null = null;
 /** A fresh place for a tool's repository: a folder, or a prefix of the S3 server's bucket (and that prefix's folder there, to measure). */
 function place(tool: string, n: number): { arg: string; dir: string } {
   if (!s3) return { arg: join(base, `${tool}-repo`), dir: join(base, `${tool}-repo`) };
@@ -609,6 +618,11 @@ try {
   if (repoKind === 's3') {
     s3 = await startS3Server({ bucket: 'bench' });
     header.push(`repository: S3 protocol, s3rver (test/s3-server-main.ts) at ${s3.endpoint} on this machine, a fresh prefix per full backup`);
+    if (s3DelayMs) {
+      delay = await startDelayProxy(s3.endpoint, s3DelayMs);
+      s3 = { ...s3, endpoint: delay.endpoint, env: { ...s3.env, AWS_ENDPOINT_URL_S3: delay.endpoint } };
+      header.push(`network: through a loopback proxy at ${delay.endpoint} that holds data ${s3DelayMs} ms each way (a round trip of ${2 * s3DelayMs} ms more)`);
+    }
   }
   const tools: Tool[] = [];
   for (const [name, make, bin] of [['iebs', iebs, ''], ['restic', restic, 'restic'], ['borg', borg, 'borg']] as const) {
@@ -784,6 +798,7 @@ try {
   process.stderr.write(`${e.message}\n`);
   process.exitCode = 2;
 } finally {
+  await delay?.close();
   await s3?.close();
   cleanup();
 }
