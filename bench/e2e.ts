@@ -24,8 +24,9 @@
  * With --rounds N, the full backup (each time into a fresh repository), the restore and
  * the check run N times per tool, the tools taking turns, and the tables show each
  * tool's median run: on a machine shared with others, a burst of load then hits one run
- * of a tool rather than the tool's only run. The incremental runs once (a second one
- * would be an unchanged one).
+ * of a tool rather than the tool's only run. The incremental too: each tool's repository
+ * and cache are copied before its first round and put back before each later one (on
+ * S3, the prefix's folder on the server), so every round backs up the same change.
  *
  * With --corpus usr the source is a copy of /usr (bench/shared.ts: tar, as `cp -a`, after
  * a df check; share and lib only when the whole does not fit; --usr-parts names the
@@ -341,6 +342,14 @@ function fileBytes(root: string): number {
   return n;
 }
 
+/** Makes `to` an exact copy of folder `from` (`cp -a`; none if `from` is missing), replacing what was there. */
+function copyTree(from: string, to: string): void {
+  rmSync(to, { recursive: true, force: true });
+  if (!existsSync(from)) return;
+  const r = spawnSync('cp', ['-a', from, to], { encoding: 'utf8' });
+  if (r.status !== 0) throw new BenchError(`cp -a ${from} ${to}: ${r.stderr.trim() || `exit ${r.status}`}`);
+}
+
 /** Where round `round` of `rounds` restores: the last into `target` (which is then checked), the others beside it. */
 function roundTarget(target: string, round: number, rounds: number): string {
   return round === rounds - 1 ? target : `${target}-round${round + 1}`;
@@ -433,6 +442,8 @@ interface Tool {
   setup(): Promise<void>;
   /** Untimed: an empty repository (and cache) again, for another full backup. */
   reset(): Promise<void>;
+  /** The folders of its repository and cache: copied before the incremental, and put back before each of its later rounds. */
+  readonly state: string[];
   cmd(step: Step, target: string): Cmd;
   /** Where the source's contents are after `restore` into target. */
   restoredRoot(target: string): string;
@@ -481,6 +492,7 @@ function iebs(name = 'iebs', main = cli): Tool {
   return {
     name,
     get repo() { return place(name, n).dir; },
+    get state() { return [place(name, n).dir, cache]; },
     about: `iebs ${version([...node, '--version']).replace(/^iebs /, '')} (node ${process.version}), zstd:3, 1 MiB FastCDC, cache in a temp IEBS_CACHE_DIR, verify with recipient.asc (records, chain, object sizes and digests; no block decryption)`,
     setup: () => must([...node, 'keygen', '--out', keys, '--name', 'bench']),
     // The first backup creates the repository.
@@ -510,6 +522,7 @@ function restic(): Tool {
   return {
     name: 'restic',
     get repo() { return place('restic', n).dir; },
+    get state() { return [place('restic', n).dir, cache]; },
     about: `${version(['restic', 'version'])}, repository v2, compression auto, default cache in a temp XDG_CACHE_HOME; check without --read-data (structure and index)`,
     setup: () => must(['restic', 'init'], { env: envOf() }),
     reset: async () => {
@@ -534,7 +547,7 @@ function borg(): Tool {
   // borg exits 1 for warnings (e.g. a file changed while read): the step still completed.
   const env = { BORG_PASSPHRASE: 'bench', BORG_BASE_DIR: home, BORG_DISPLAY_PASSPHRASE: 'no' };
   return {
-    name: 'borg', repo,
+    name: 'borg', repo, state: [repo, home],
     about: `${version(['borg', '--version'])}, repokey, --compression lz4, default chunker (2 MiB average); check without --verify-data (reads and CRCs every segment, checks archives)`,
     setup: () => must(['borg', 'init', '-e', 'repokey', repo], { env }),
     reset: async () => {
@@ -608,7 +621,7 @@ try {
   header.push(`iebs e2e benchmark, ${new Date().toISOString()}`);
   header.push(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM; load average at start ${load0.map((x) => x.toFixed(2)).join(' ')}`);
   if (!hasTime) header.push(`${TIME} not found: CPU seconds and peak RSS are not measured`);
-  if (rounds > 1) header.push(`rounds: ${rounds} (full backup, restore and check run ${rounds} times per tool, tools taking turns; the tables show each tool's median run)`);
+  if (rounds > 1) header.push(`rounds: ${rounds} (full backup, incremental, restore and check run ${rounds} times per tool, tools taking turns, each incremental from the state the full backup left; the tables show each tool's median run)`);
   if (many || cpuSets[0].label !== 'all') {
     header.push(`cpus: ${cpuSets.map((c) => c.about).join('; ')}. Every step of every tool (and the tar read) runs pinned so; ` +
       `each core count starts from fresh repositories and caches and a fresh copy of the source ` +
@@ -667,14 +680,18 @@ try {
     record({ cpus: at, tool: 'tar | cat', step: 'read source', run: tar, bytes: fullBytes, repoBytes: NaN, note: '' });
 
     const stepAll = async (step: Step, bytes: number, target?: (t: Tool) => string) => {
-      const n = step === 'incremental' ? 1 : rounds;
+      const n = rounds;
       const runs = new Map<string, Run[]>(tools.map((t) => [t.name, []]));
+      // Each round of the incremental starts from the state the full backup left.
+      const before = (t: Tool) => t.state.map((_, i) => join(base, `${t.name}-before-incremental-${i}`));
+      if (step === 'incremental' && n > 1) for (const t of tools) if (!failed.has(t.name)) t.state.forEach((d, i) => copyTree(d, before(t)[i]));
       for (let round = 0; round < n; round++) {
         for (const t of tools) {
           if (failed.has(t.name)) continue;
           if (step === 'full backup' && round > 0) {
             try { await t.reset(); } catch (e) { failed.add(t.name); runs.get(t.name)!.push({ ok: false, seconds: NaN, cpu: NaN, rssMiB: NaN, error: `reset: ${(e as Error).message}` }); continue; }
           }
+          if (step === 'incremental' && round > 0) t.state.forEach((d, i) => copyTree(before(t)[i], d));
           // Each round restores into a directory of its own, and the earlier rounds' are
           // removed after the step: ext4 makes files slowly for a while where many were
           // just deleted (docs/PERFORMANCE.md, "Creating files"), which would weigh on
@@ -690,6 +707,7 @@ try {
         }
       }
       if (target) for (const t of tools) for (let round = 0; round < n - 1; round++) rmSync(roundTarget(target(t), round, n), { recursive: true, force: true });
+      if (step === 'incremental') for (const t of tools) for (const d of before(t)) rmSync(d, { recursive: true, force: true });
       for (const t of tools) {
         const all = runs.get(t.name)!;
         if (all.length === 0) { record({ cpus: at, tool: t.name, step, bytes: 0, repoBytes: NaN, note: 'skipped (an earlier step failed)' }); continue; }
