@@ -59,9 +59,10 @@ test('a new chain hashes its blocks with sha256; a sha384 chain keeps sha384 in 
   const inc3 = await run('new');
   for (const [name, r] of [['old, from the kept state', inc1], ['old, from the indexes', inc2], ['new', inc3]] as const) {
     assert.equal(r.counts.changed, name === 'old, from the kept state' ? 2 : 1, name);
-    // The large file's 6 MiB are found in the chain but for its last block: a block id made
-    // from another hash would have found nothing and stored it all again.
-    assert.ok(r.counts.stored < 2 * MiB, `${name}: stored ${r.counts.stored} bytes`);
+    // The large file's 6 MiB are found in the chain but for its last block (up to 4 MiB:
+    // the chunker is keyed, so where it cuts differs with each test's keys): a block id
+    // made from another hash would have found nothing and stored all 6 MiB again.
+    assert.ok(r.counts.stored < 5 * MiB, `${name}: stored ${r.counts.stored} bytes`);
   }
 
   const storage = openStorage(repo);
