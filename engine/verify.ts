@@ -274,6 +274,11 @@ async function checkRepoObjects(storage: Storage, anchors: openpgp.PublicKey[] |
   }
 }
 
+/** Where a block lies: its envelope's volume and offset, and its start in a pack. */
+function blockPlace(b: BlockRef): string {
+  return `${b.volume}@${b.dataOffset}${b.start === undefined ? '' : '+' + b.start}`;
+}
+
 /** Places known good that verify remembers, so a block named again is not read again. */
 const GOOD_PLACES = 1 << 19;
 
@@ -298,12 +303,12 @@ async function readAllData(storage: Storage, key: RestoreKey, verifiers: openpgp
           const r = unpackRecord(v);
           const f = { path: Buffer.from(r.path).toString('utf8'), blocks: r.blocks };
           let firstError: string | null = null;
-          const placeOf = (b: BlockRef) => `${b.volume}@${b.dataOffset}${b.start === undefined ? '' : '+' + b.start}`;
+          const places = f.blocks.map(blockPlace);
           // The blocks to read that lie one after another are read a span at a time.
-          const toRead = f.blocks.filter((b) => !good.has(placeOf(b)) && !bad.has(placeOf(b)));
+          const toRead = f.blocks.filter((_, i) => !good.has(places[i]) && !bad.has(places[i]));
           reader.expect(toRead);
-          for (const b of f.blocks) {
-            const k = placeOf(b);
+          for (const [i, b] of f.blocks.entries()) {
+            const k = places[i];
             let err = good.has(k) ? null : bad.get(k);
             if (err === undefined) {
               try {

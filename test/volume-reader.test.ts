@@ -16,7 +16,11 @@ import { dump } from '../engine/query/dump.js';
 import { verify } from '../engine/verify.js';
 import { openStorage } from '../engine/storage/open.js';
 import type { Storage } from '../engine/storage/storage.js';
-import { PackCache } from '../engine/repo/volumes.js';
+import { PackCache, VolumeReader } from '../engine/repo/volumes.js';
+import { listSnapshots } from '../engine/repo/repo.js';
+import { readManifest } from '../engine/repo/manifest-object.js';
+import { digestMatches } from '../engine/crypto/hashes.js';
+import type { FileRecord } from '../formats/manifest.js';
 import { FormatError, IoError } from '../formats/errors.js';
 import { loadKeys, tempDir, MiB } from './helpers.js';
 
@@ -154,6 +158,37 @@ test('files restored into an empty target are read a span at a time: their envel
   assert.equal(r2.files, 1);
   assert.ok(readFileSync(join(dir, 'out', 'f17')).equals(files.get('f17')!));
   assert.ok(again.bytes() < files.get('f17')!.length + 64 * 1024, `read ${again.bytes()} bytes of volumes for one file`);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('a span is read from its first envelope still wanted: the blocks of a file forgotten before it are not read', async () => {
+  const { bk, rk, dir, src } = await setUp('volume-spans-forgotten');
+  for (let f = 0; f < 4; f++) writeFileSync(join(src, `f${f}`), oneEnvelope(f));
+  await backup(openStorage(join(dir, 'repo')), bk, { create: true, sources: [src], volumeSize: 64 * MiB, system: 'forgotten' });
+  const inner = openStorage(join(dir, 'repo'));
+  const { snapshots } = await listSnapshots(inner, rk.verifiers);
+  const files: FileRecord[] = [];
+  await readManifest(inner, rk, rk.verifiers, snapshots[0], (r) => { if (!('deleted' in r) && r.kind === 'file') files.push(r); });
+  files.sort((x, y) => x.blocks[0].dataOffset - y.blocks[0].dataOffset);
+  const [a, b, c] = files;
+  const spans: { offset: number; length: number }[] = [];
+  const storage = Object.create(inner) as Storage;
+  storage.getRange = async (name, offset, length) => {
+    if (name.startsWith('volumes/') && offset > 1024) spans.push({ offset, length });
+    return inner.getRange(name, offset, length);
+  };
+  const reader = new VolumeReader(storage, rk.decryptionKeys, rk.verifiers);
+  reader.expect([...a.blocks, ...b.blocks, ...c.blocks]);
+  // The first file fails (or is restored another way) before anything is read.
+  reader.done(a.blocks);
+  const first = b.blocks[0];
+  assert.ok(digestMatches(await reader.readUnchecked(first), first.digest));
+  const last = c.blocks[c.blocks.length - 1];
+  assert.deepEqual(spans, [{ offset: first.dataOffset, length: last.dataOffset + last.length - first.dataOffset }], 'one read, from the second file to the third');
+  for (const x of [...b.blocks.slice(1), ...c.blocks]) assert.ok(digestMatches(await reader.readUnchecked(x), x.digest));
+  assert.equal(spans.length, 1, 'the rest came from the span');
+  reader.done([...b.blocks, ...c.blocks]);
+  await inner.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

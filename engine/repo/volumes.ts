@@ -531,11 +531,9 @@ export class VolumeReader {
 
   /** Starts reading span `s`, from the first envelope still wanted (or the one at `at`) to the last. */
   private fetch(s: Span, at: string, object: string): Promise<Uint8Array> {
-    const still = (m: BlockRef) => this.wanted.get(place(m)) === s || place(m) === at;
-    let first = 0, last = s.members.length - 1;
-    while (first < last && !still(s.members[first])) first++;
-    while (last > first && !still(s.members[last])) last--;
-    for (let i = first; i <= last; i++) if (still(s.members[i])) s.users++;
+    const still = s.members.map((m) => { const k = place(m); return k === at || this.wanted.get(k) === s; });
+    const first = still.indexOf(true), last = still.lastIndexOf(true);
+    for (const x of still) if (x) s.users++;
     s.start = s.members[first].dataOffset;
     s.end = s.members[last].dataOffset + s.members[last].length;
     s.members = [];
@@ -592,7 +590,7 @@ export class VolumeReader {
    */
   async readUnchecked(ref: BlockRef): Promise<Uint8Array> {
     if (ref.start === undefined) return this.plaintext(ref, ref.size);
-    const block = await this.packs.block(`${ref.volume}@${ref.dataOffset}`, { ...ref, start: ref.start }, () => this.plaintext(ref, -1));
+    const block = await this.packs.block(place(ref), { ...ref, start: ref.start }, () => this.plaintext(ref, -1));
     // A copy: the caller may hand the bytes to another thread, which would take the whole pack.
     return block.slice();
   }
