@@ -5,6 +5,8 @@
  * through cli/progress.ts, and each verb hands its result over with one publishResult call.
  */
 import { resolve } from 'node:path';
+import { isMainThread, parentPort } from 'node:worker_threads';
+import type { ThreadMessage } from './prompt.js';
 import { JobPublisher, jobsDir, markInterrupted, newJobId, type JobEnd } from '../engine/jobs/jobs.js';
 
 
@@ -52,6 +54,45 @@ export function interruptJob(sig: 'SIGINT' | 'SIGTERM', exitCode: number): void 
   if (id) markInterrupted(jobsDir(), id, exitCode, `stopped by ${sig}`);
 }
 
+/** Resolves once `stream` has written out what was written to it before (a write's callback comes in order). */
+function writtenOut(stream: NodeJS.WriteStream): Promise<void> {
+  return new Promise((done) => {
+    try { stream.write('', () => done()); } catch { done(); }
+  });
+}
+
+/**
+ * Resolves once what the verb wrote to stdout and stderr is out of the process (in the
+ * file `iebs serve` gave as its output, or in the pipe). On a verb's own thread,
+ * process.stdout passes what it is given to the main thread, which writes it later: the
+ * thread waits until the main thread has taken it, then asks the main thread to write
+ * out what it holds (cli/main.ts). Bounded by 10 s, so that an output nobody reads does
+ * not hold the job's end for ever.
+ */
+async function outputWrittenOut(): Promise<void> {
+  let late: NodeJS.Timeout | undefined;
+  const bound = new Promise<void>((done) => { late = setTimeout(done, 10_000); });
+  const out = (async () => {
+    await Promise.all([writtenOut(process.stdout), writtenOut(process.stderr)]);
+    if (isMainThread || !parentPort) return;
+    const port = parentPort;
+    port.ref();
+    await new Promise<void>((done) => {
+      const on = (m: ThreadMessage) => { if (m.t === 'written') { port.off('message', on); done(); } };
+      port.on('message', on);
+      port.postMessage({ t: 'write-out' } satisfies ThreadMessage);
+    });
+    port.unref();
+  })();
+  await Promise.race([out, bound]);
+  clearTimeout(late);
+}
+
+/** On the main thread: writes out what it holds of a verb thread's stdout and stderr, then tells the thread (see outputWrittenOut). */
+export function answerWriteOut(reply: (m: ThreadMessage) => void): void {
+  void Promise.all([writtenOut(process.stdout), writtenOut(process.stderr)]).then(() => reply({ t: 'written' }));
+}
+
 /**
  * Runs a verb as job `name`: published at the start, its final state at the end. `onError`
  * maps a thrown error to the exit code (cli/main.ts: 130/143 once the run was told to stop);
@@ -68,6 +109,9 @@ export async function runAsJob(name: string, repo: string | undefined, main: () 
     code = onError(e);
     error = (e as Error)?.message ?? String(e);
   }
+  // The verb's --json result must be in its output file before the final state says the
+  // job ended: `iebs serve` reads it once it sees that state.
+  await outputWrittenOut();
   const interrupted = code === 130 || code === 143;
   const end: JobEnd = interrupted ? { state: 'interrupted', exitCode: code, error: `stopped by ${code === 130 ? 'SIGINT' : 'SIGTERM'}` }
     : code === 0 || code === 3 ? { state: 'done', exitCode: code } : { state: 'failed', exitCode: code, ...(error !== undefined ? { error } : {}) };

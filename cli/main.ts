@@ -123,7 +123,12 @@ function quietOnClosedPipe(stopNow: boolean): void {
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code !== 'EPIPE') throw e;
     if (stopNow) process.exit(0);
-    process.stdout.write = (() => true) as typeof process.stdout.write;
+    // What is written from now on is dropped, its callback called (cli/job.ts waits for one).
+    process.stdout.write = ((_chunk: unknown, a?: unknown, b?: unknown) => {
+      const cb = typeof a === 'function' ? a : typeof b === 'function' ? b : undefined;
+      if (cb) queueMicrotask(() => (cb as () => void)());
+      return true;
+    }) as typeof process.stdout.write;
   });
 }
 
@@ -163,6 +168,7 @@ if (isMainThread && entry?.thread && process.env.IEBS_NO_THREAD !== '1') {
     w.postMessage({ t: 'abort', signal: sig } satisfies ThreadMessage);
   });
   w.on('message', (m: ThreadMessage) => {
+    if (m.t === 'write-out') jobModule?.answerWriteOut((r) => w.postMessage(r));
     if (m.t !== 'prompt') return;
     void import('./prompt.js').then(({ readHidden }) => readHidden(m.prompt)).then((value) => w.postMessage({ t: 'answer', value } satisfies ThreadMessage));
   });

@@ -10,7 +10,11 @@ import { KeyError } from '../formats/errors.js';
 export type ThreadMessage =
   | { t: 'abort'; signal: 'SIGINT' | 'SIGTERM' }
   | { t: 'prompt'; prompt: string }
-  | { t: 'answer'; value: string | null };
+  | { t: 'answer'; value: string | null }
+  // cli/job.ts: a job's thread asks the main thread to write out what it holds of the
+  // thread's stdout and stderr, and waits for 'written' before it records the job's end.
+  | { t: 'write-out' }
+  | { t: 'written' };
 
 /** Whether a prompt is possible: the process's stdin is a terminal. */
 export function canPrompt(): boolean {

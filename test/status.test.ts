@@ -154,6 +154,30 @@ test('SIGINT on a verb that stops at once (verify) still records its job as inte
   assert.equal(r.exitCode, 130);
 });
 
+test('a job is recorded as ended only once its --json result is written out (iebs serve reads it then)', async () => {
+  const s = setup('output-first', 1024);
+  for (let i = 0; i < 3000; i++) writeFileSync(join(s.src, `f${i}.txt`), `${i}\n`);
+  iebsOk(['backup', s.src, '--repo', s.repo, '--key', keys.backup], { env: s.env });
+  // The plan of 3,000 files is about 300 KB of JSON, more than a pipe and the stream
+  // before it hold: while nobody reads it, the run cannot write it out.
+  const r = iebsChild(['restore', '--dry-run', '--json', '--repo', s.repo, '--key', keys.restore, '--target', join(s.src, '..', 'out')], { env: s.env });
+  r.stdout!.pause();
+  let seen: JobRecord | undefined;
+  for (let waited = 0; waited < 3000; waited += 50) {
+    await new Promise((res) => setTimeout(res, 50));
+    seen = records(s.jobs).find((x) => x.verb === 'restore --dry-run');
+    if (seen && seen.state !== 'running') break;
+  }
+  const out: Buffer[] = [];
+  r.stdout!.on('data', (d: Buffer) => out.push(d));
+  r.stdout!.resume();
+  const [code] = await once(r, 'exit');
+  assert.equal(seen?.state, 'running', 'the job said it ended while its result was still unwritten');
+  assert.equal(code, 0);
+  assert.equal(readJob(s.jobs, seen!.id)?.state, 'done');
+  assert.equal(JSON.parse(Buffer.concat(out).toString('utf8')).plan.length, 3002);
+});
+
 test('no passphrase and no URL password is published', async () => {
   assert.equal(publicRepo('s3://AKIA:secret@bucket/prefix'), 's3://bucket/prefix');
   assert.equal(publicRepo('https://user:pw@host/x'), 'https://host/x');
