@@ -29,23 +29,30 @@ import { EXIT, report } from './errors.js';
 import { beforeEngineThread, engineHeap, onEngineThread } from './heap.js';
 import { UsageError } from '../formats/errors.js';
 
-/** A registered verb: how to load it (on demand: the thread that hands a verb to its own thread never loads the engine). */
-interface Entry { load: () => Promise<{ verb: Verb }>; thread?: boolean; abort?: boolean; job?: boolean }
+/**
+ * A registered verb: how to load it (on demand: the thread that hands a verb to its own
+ * thread never loads the engine). `manifests`: it decrypts manifests (with these flags),
+ * and starts the thread that decrypts a large one before it loads (engine/crypto/pgp-thread.ts).
+ */
+interface Entry { load: () => Promise<{ verb: Verb }>; thread?: boolean; abort?: boolean; job?: boolean; manifests?: (flags: string[]) => boolean }
+
+/** For `manifests`: always. */
+const ALWAYS = () => true;
 
 const VERBS: Record<string, Entry> = {
   keygen: { load: () => import('./keygen.js') },
   init: { load: () => import('./init.js') },
   backup: { load: () => import('./backup.js'), thread: true, abort: true, job: true },
   snapshots: { load: () => import('./snapshots.js') },
-  ls: { load: () => import('./ls.js') },
+  ls: { load: () => import('./ls.js'), manifests: ALWAYS },
   // Listings stay on this thread: a closed stdout (| head) stops them at once, and dump's
   // output keeps its backpressure. stats reads every manifest: its work grows with the repository.
-  find: { load: () => import('./find.js') },
-  diff: { load: () => import('./diff.js') },
-  dump: { load: () => import('./dump.js') },
-  stats: { load: () => import('./stats.js'), thread: true },
-  restore: { load: () => import('./restore.js'), thread: true, abort: true, job: true },
-  verify: { load: () => import('./verify.js'), thread: true, job: true },
+  find: { load: () => import('./find.js'), manifests: ALWAYS },
+  diff: { load: () => import('./diff.js'), manifests: ALWAYS },
+  dump: { load: () => import('./dump.js'), manifests: ALWAYS },
+  stats: { load: () => import('./stats.js'), thread: true, manifests: ALWAYS },
+  restore: { load: () => import('./restore.js'), thread: true, abort: true, job: true, manifests: ALWAYS },
+  verify: { load: () => import('./verify.js'), thread: true, job: true, manifests: (f) => f.includes('--read-data') },
   salvage: { load: () => import('./salvage.js'), thread: true, job: true },
   unlock: { load: () => import('./unlock.js') },
   // A signal ends them at once (no abort): a forget is committed or not, and a prune left half done is finished by the next one.
@@ -90,6 +97,7 @@ async function run(argv: string[], abort: AbortController): Promise<number> {
     return 2;
   }
   try {
+    if (VERBS[name].manifests?.(rest) && !rest.includes('--help') && !rest.includes('-h')) (await import('../engine/crypto/pgp-thread.js')).warmPgpThread();
     const { configFile } = await import('./config.js');
     const { verb } = await VERBS[name].load();
     const config = configFile(Object.keys(VERBS));

@@ -6,10 +6,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { deflateSync, deflateRawSync, gzipSync } from 'node:zlib';
 import { PulledDecompressionStream } from '../engine/crypto/inflate.js';
 import { pgpSealStream } from '../engine/crypto/crypto.js';
-import { pgpOpenStreamThreaded } from '../engine/crypto/pgp-thread.js';
+import { pgpOpenStreamThreaded, pgpThreadsStarted, warmPgpThread } from '../engine/crypto/pgp-thread.js';
 import { loadKeys } from './helpers.js';
 
 /** Text that compresses about fivefold, like a manifest: repeated words and numbers. */
@@ -130,6 +131,27 @@ test('the decryption thread takes a long sealed message only as fast as its plai
   assert.equal(got.digest('hex'), createHash('sha256').update(plain).digest('hex'));
   // Measured: 0.3 MB here; Node's own DecompressionStream ran 5 MB ahead.
   assert.ok(worstLead < 2 << 20, `ciphertext ran ${worstLead} bytes ahead of the plaintext taken (of ${sealed.length})`);
+});
+
+test('a decryption thread warmed ahead opens the next long message: no second thread is started for it, and it is used once', async (t) => {
+  if (availableParallelism() < 2) { t.skip('one core: no thread is warmed ahead'); return; }
+  const { bk, rk } = await loadKeys();
+  const seal = async (plain: Buffer) => readAll(await pgpSealStream((async function* () { yield plain; })(), bk.recipients, bk.signer));
+  const open = async (sealed: Uint8Array) => {
+    const parts: Uint8Array[] = [];
+    await pgpOpenStreamThreaded((async function* () { yield new Uint8Array(sealed); })(), rk.decryptionKeys, rk.verifiers, 'warm', (c) => parts.push(c));
+    return Buffer.concat(parts);
+  };
+  const a = compressible(300_000), b = compressible(200_000);
+  const [sa, sb] = [await seal(a), await seal(b)];
+  const before = pgpThreadsStarted();
+  warmPgpThread();
+  warmPgpThread();
+  assert.equal(pgpThreadsStarted(), before + 1, 'one thread is warmed, however often asked');
+  assert.ok((await open(sa)).equals(a));
+  assert.equal(pgpThreadsStarted(), before + 1, 'the message went to the warmed thread');
+  assert.ok((await open(sb)).equals(b));
+  assert.equal(pgpThreadsStarted(), before + 2, 'a thread decrypts one message: the next starts its own');
 });
 
 test('a sealed message with a bit flipped fails to open, every time, instead of hanging', { timeout: 120_000 }, async () => {

@@ -4,10 +4,13 @@
  */
 import type { ErrorCode } from '../../formats/errors.js';
 
-/** What the thread starts with: armored keys (the private ones unlocked already). */
+/** What the thread decrypts with: armored keys (the private ones unlocked already). */
 export interface PgpInit { keys: string[]; verifiers: string[]; where: string; credit: number }
-/** Messages to the thread. */
-export type ToPgp = { t: 'data'; chunk: Uint8Array } | { t: 'end' } | { t: 'ack'; bytes: number };
+/**
+ * Messages to the thread. It starts idle (openpgp.js loaded) and decrypts one message,
+ * from `open`, once; the main thread ends it after that.
+ */
+export type ToPgp = { t: 'open'; init: PgpInit } | { t: 'data'; chunk: Uint8Array } | { t: 'end' } | { t: 'ack'; bytes: number };
 /** Messages from the thread. */
 export type FromPgp =
   | { t: 'more' }

@@ -6,6 +6,7 @@
  * heap of bounded size (a manifest of a million files otherwise raised the peak RSS of a
  * restore by about 100 MiB).
  */
+import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type * as openpgp from 'openpgp';
 import { AuthError, FormatError, IebsError, KeyError, type ErrorCode } from '../../formats/errors.js';
@@ -25,10 +26,45 @@ function own(b: Uint8Array): Uint8Array {
   return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer ? b : new Uint8Array(b);
 }
 
-/** `pgpOpenStream` run on a thread of its own. */
+/** A thread started ahead (`warmPgpThread`), idle until a message is opened on it. */
+let spare: Worker | null = null;
+/** Threads started so far. */
+let started = 0;
+
+/** How many decryption threads this process has started (for tests). */
+export function pgpThreadsStarted(): number {
+  return started;
+}
+
+function startThread(): Worker {
+  started++;
+  return new Worker(new URL('./pgp-worker.js', import.meta.url), { resourceLimits: LIMITS });
+}
+
+/**
+ * Starts a decryption thread ahead of the first large manifest, so that loading
+ * openpgp.js there (about 0.1 to 0.25 s) overlaps what comes before instead of holding
+ * up the manifest: the commands that read manifests call it as they start (cli/main.ts).
+ * Only where there is a second core. The thread holds nothing until it is used, and
+ * does not keep the process alive.
+ */
+export function warmPgpThread(): void {
+  if (spare || availableParallelism() < 2) return;
+  const w = startThread();
+  w.unref();
+  const gone = () => { if (spare === w) spare = null; };
+  w.once('error', gone);
+  w.once('exit', gone);
+  spare = w;
+}
+
+/** `pgpOpenStream` run on a thread of its own (the one warmed ahead, if there is one). */
 export async function pgpOpenStreamThreaded(source: AsyncIterable<Uint8Array>, decryptionKeys: openpgp.PrivateKey[], verifiers: openpgp.PublicKey[], where: string, onData: (chunk: Uint8Array) => void): Promise<void> {
   const init: PgpInit = { keys: decryptionKeys.map((k) => k.armor()), verifiers: verifiers.map((k) => k.armor()), where, credit: CREDIT };
-  const worker = new Worker(new URL('./pgp-worker.js', import.meta.url), { workerData: init, resourceLimits: LIMITS });
+  const worker = spare ?? startThread();
+  spare = null;
+  worker.ref();
+  worker.postMessage({ t: 'open', init } satisfies ToPgp);
   const it = source[Symbol.asyncIterator]();
   await new Promise<void>((resolve, reject) => {
     let settled = false;

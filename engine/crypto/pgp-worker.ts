@@ -1,5 +1,7 @@
 /**
- * The thread that decrypts one OpenPGP message stream for engine/pgp-thread.ts: it asks
+ * The thread that decrypts one OpenPGP message stream for engine/pgp-thread.ts. It may be
+ * started before the message is known (loading openpgp.js takes it about 0.1 to 0.25 s),
+ * and waits for `open`, which gives the keys. Then it asks
  * the main thread for ciphertext a piece at a time, decrypts and verifies with
  * openpgp.js, and posts the plaintext back, holding back while too much of it is not yet
  * taken. Its heap is capped by the caller, so the garbage openpgp.js's stream chain
@@ -7,7 +9,7 @@
  * and the compressed packet inside is inflated only as fast as its output is taken
  * (engine/inflate.ts).
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import * as openpgp from 'openpgp';
 import { IebsError } from '../../formats/errors.js';
 import { pgpOpenStream } from './crypto.js';
@@ -15,17 +17,22 @@ import { installPulledDecompression } from './inflate.js';
 import type { FromPgp, PgpInit, ToPgp } from './pgp-protocol.js';
 
 installPulledDecompression();
-const init = workerData as PgpInit;
 const port = parentPort!;
 
 /** Bytes of plaintext posted to the main thread at a time. */
 const PLAIN_BATCH = 256 * 1024;
 
+let opened = false;
 let nextPiece: ((m: ToPgp) => void) | null = null;
 let unacked = 0;
 let acked: (() => void) | null = null;
 
 port.on('message', (m: ToPgp) => {
+  if (m.t === 'open') {
+    // One message a thread.
+    if (!opened) { opened = true; void main(m.init); }
+    return;
+  }
   if (m.t === 'ack') {
     unacked -= m.bytes;
     const a = acked;
@@ -50,7 +57,7 @@ async function* ciphertext(): AsyncGenerator<Uint8Array> {
   }
 }
 
-async function main(): Promise<void> {
+async function main(init: PgpInit): Promise<void> {
   try {
     const keys = await Promise.all(init.keys.map((armoredKey) => openpgp.readPrivateKey({ armoredKey })));
     const verifiers = await Promise.all(init.verifiers.map((armoredKey) => openpgp.readKey({ armoredKey })));
@@ -83,5 +90,3 @@ async function main(): Promise<void> {
     else post({ t: 'error', kind: 'Error', code: 'pgp-thread', message: e instanceof Error ? e.message : String(e) });
   }
 }
-
-void main();
