@@ -2,14 +2,15 @@
  * The backup pipeline's bookkeeping (engine/backup/pipeline.ts): steps run in order,
  * synchronously while none waits; the spools keep every byte in order across batches;
  * `drive` runs a coroutine without a promise until it must wait; the run's table of
- * blocks gives back every place and holder it was given, in memory and after a spill.
+ * blocks gives back every place and holder it was given, in memory and after a spill;
+ * entries are stored in order, each as soon as it is ready, while more are added.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Pipeline, Spool, drive } from '../engine/backup/pipeline.js';
+import { InOrder, Pipeline, Spool, drive } from '../engine/backup/pipeline.js';
 import { PlaceTable, RunBlocks, type Writing } from '../engine/backup/run-blocks.js';
 import type { Placement } from '../engine/repo/volumes.js';
 import { tempDir } from './helpers.js';
@@ -52,6 +53,86 @@ test('pipeline: steps that finish at once run at once, a waiting one holds the l
   pipe.after(() => { order.push('never'); return undefined; });
   await assert.rejects(pipe.drain(), /step failed/);
   assert.deepEqual(order, ['a', 'b', 'c']);
+});
+
+/** A take whose items wait until `release(item)`; `taken` lists them as they are started. */
+function gatedTakes() {
+  const taken: number[] = [];
+  const gates = new Map<number, { open: () => void; fail: (e: Error) => void }>();
+  const take = (n: number): Promise<void> | void => {
+    taken.push(n);
+    if (n % 10 !== 0) return;
+    // Multiples of ten wait.
+    return new Promise<void>((open, fail) => gates.set(n, { open, fail }));
+  };
+  return { taken, take, release: (n: number) => gates.get(n)!.open(), fail: (n: number, e: Error) => gates.get(n)!.fail(e) };
+}
+const turn = () => new Promise((r) => setImmediate(r));
+
+test('in order: a ready item is taken as it is added, not once the look-ahead is full; one that waits holds the next back while adding goes on', async () => {
+  const g = gatedTakes();
+  const notReady = new Set<number>();
+  const q = new InOrder<number>(g.take, (n) => !notReady.has(n), 100);
+  assert.equal(q.add(1), undefined);
+  assert.deepEqual(g.taken, [1], 'taken at once, with 99 more allowed to wait');
+  q.add(10); q.add(2); q.add(3);
+  assert.deepEqual(g.taken, [1, 10], 'the take of 10 waits: 2 and 3 wait behind it');
+  g.release(10);
+  await turn();
+  assert.deepEqual(g.taken, [1, 10, 2, 3], 'once 10 is taken, the ready ones behind it follow without another add');
+  notReady.add(4);
+  q.add(4); q.add(5);
+  assert.deepEqual(g.taken, [1, 10, 2, 3], 'an item not ready holds the ones behind it');
+  notReady.delete(4);
+  q.add(6);
+  assert.deepEqual(g.taken, [1, 10, 2, 3, 4, 5, 6]);
+  await q.finish();
+});
+
+test('in order: adding waits while more than the look-ahead wait; finish takes the rest, ready or not, in order', async () => {
+  const g = gatedTakes();
+  const q = new InOrder<number>(g.take, (n) => n < 50, 3);
+  for (const n of [20, 51, 52, 53]) assert.equal(q.add(n), undefined, `${n}: at most three wait`);
+  const over = q.add(54);
+  assert.ok(over instanceof Promise, 'a fourth waiting item makes the adder wait');
+  assert.deepEqual(g.taken, [20]);
+  g.release(20);
+  await over;
+  assert.deepEqual(g.taken, [20, 51], 'the head is taken, ready or not, to make room');
+  const more = q.add(60);
+  const done = q.finish();
+  await turn();
+  assert.deepEqual(g.taken, [20, 51, 52, 53, 54, 60]);
+  g.release(60);
+  await more;
+  await done;
+});
+
+test('in order: an adder that waited takes no item not ready once the ready ones behind a slow take have made room', async () => {
+  const g = gatedTakes();
+  const q = new InOrder<number>(g.take, (n) => n < 50, 3);
+  for (const n of [10, 1, 2, 51]) assert.equal(q.add(n), undefined);
+  const over = q.add(52);
+  assert.ok(over instanceof Promise);
+  g.release(10);
+  await over;
+  assert.deepEqual(g.taken, [10, 1, 2], '51 is not taken: two wait, fewer than three');
+  assert.equal(q.waiting, 2);
+  await q.finish();
+  assert.deepEqual(g.taken, [10, 1, 2, 51, 52]);
+});
+
+test('in order: a take that fails is thrown by the next add and by finish, and nothing after it is taken', async () => {
+  const g = gatedTakes();
+  const q = new InOrder<number>(g.take, () => true, 100);
+  q.add(10); q.add(11);
+  g.fail(10, new Error('disk full'));
+  await turn();
+  assert.throws(() => q.add(12), /disk full/);
+  await assert.rejects(q.finish(), /disk full/);
+  assert.deepEqual(g.taken, [10], 'nothing after the failed take was taken');
+  const sync = new InOrder<number>(() => { throw new Error('at once'); }, () => true, 100);
+  assert.throws(() => sync.add(1), /at once/);
 });
 
 test('spool: text across batches, one longer than a batch, and appends not waited for, all in order', async () => {

@@ -37,7 +37,7 @@ import { discsFor } from '../disc/plan.js';
 import { defaultSystem, hostName, sameMeta, snapshotRoot, sourcesId, walk } from './walk.js';
 import { Walker } from './walker.js';
 import { walkItemAt, type IdEntry } from './walk-protocol.js';
-import { IN_FLIGHT, Pipeline, Spool, drive } from './pipeline.js';
+import { IN_FLIGHT, InOrder, Pipeline, Spool, drive } from './pipeline.js';
 import { RunBlocks } from './run-blocks.js';
 import { BackupOptions, BackupResult, Progress, Warning, interrupted } from './options.js';
 import { FileWriter, RunContext, Task, addIndexItem, dropPack, finishEntry, takeFile } from './file-steps.js';
@@ -232,7 +232,11 @@ function suggestName(sources: string[]): string {
 /** Entries submitted ahead of the one being stored. */
 const LOOKAHEAD = 1024;
 
-/** An entry waiting for its turn: where it is in the walk's batch, and what the walk decided for it. */
+/**
+ * An entry waiting for its turn while files ahead of it are read: where it is in the
+ * walk's batch (not the entry as an object, which lived long enough to be promoted), and
+ * what the walk decided for it.
+ */
 interface Waiting {
   batch: ArrayBuffer;
   at: number;
@@ -287,10 +291,6 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, walker: W
   const w: FileWriter = { key, c, o, volumes: volumes!, pipe, newBlocks: new RunBlocks(c.tmp, o.limits?.blocksInMemory), records, index, warn, progress, journal, pack: null };
 
   const readers = o.dryRun ? null : new Readers(new ReaderPool(o.readers ?? helperThreads(), { blockIdKey: key.blockIdKey, blockHash: c.state.blockHash, params: c.params, codec: c.codec, bloom: c.state.blockBloom.words }, o.limits?.readerCredit), o.pack ?? true);
-  // Entries to store wait here in walk order while their files are read ahead: as their
-  // place in the walk's batch, not as objects (which lived long enough to be promoted).
-  const tasks: Waiting[] = [];
-  let head = 0;
   // Stores an entry; synchronous (no promise) unless it must wait (pipeline.ts `drive`).
   function* taking(waiting: Waiting): Generator<Promise<unknown>, void, unknown> {
     interrupted(o.signal);
@@ -320,6 +320,10 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, walker: W
     o.onProgress?.(progress);
   }
   const take = (t: Waiting): Promise<void> | void => drive(taking(t));
+  // Entries are stored in walk order, each as soon as its read is submitted (a file of a
+  // batch still gathering waits: taking it would submit the batch early, and its pack
+  // would be smaller), while the walk goes on.
+  const queue = new InOrder<Waiting>(take, (t) => !t.slot || t.slot.batch.job !== null, LOOKAHEAD);
 
   try {
     if (resume) await carryOver(w, resume, journal);
@@ -352,23 +356,14 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, walker: W
       // A path keeps its UUID while it keeps its kind; a path that changed kind is a
       // deletion of the old entry and a new one.
       const uuid = prev && prev.kind === e.kind ? prev.uuid : e.uuid;
-      tasks.push({
+      const added = queue.add({
         batch, at, uuid, status, replaces: prev && prev.kind !== e.kind ? prev.uuid : undefined,
         slot: e.kind === 'file' ? readers!.add({ abs: e.abs.toString('latin1'), skip: skipByExtension(path), seen: e.st }, size, c.params.min) : undefined,
       });
-      while (tasks.length - head > LOOKAHEAD) {
-        const t = tasks[head];
-        tasks[head++] = undefined!;
-        const p = take(t);
-        if (p) await p;
-        if (head > LOOKAHEAD) { tasks.splice(0, head); head = 0; }
-      }
+      if (added) await added;
     }
     readers?.flush();
-    for (; head < tasks.length; head++) {
-      const p = take(tasks[head]);
-      if (p) await p;
-    }
+    await queue.finish();
     dropPack(w);
     await pipe.drain();
     // Every file is read: the walk's and the readers' threads go now, not after the

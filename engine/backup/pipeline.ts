@@ -239,3 +239,85 @@ export function drive<R>(g: Generator<Promise<unknown>, R, unknown>): R | Promis
 export const IN_FLIGHT = 16 * 1024 * 1024;
 /** Writer steps that may be queued. */
 export const MAX_STEPS = 512;
+
+/**
+ * Items taken one at a time, in the order they were added, each as soon as it is
+ * `ready` and the one before it is taken; adding waits while more than `ahead` items are
+ * not yet taken. `take` is synchronous unless it returns a promise: the next item waits
+ * for it, but the adding goes on meanwhile. A backup adds the entries to store as the
+ * walk gives them: an increment with a few changed files stored none of them until the
+ * walk (cold, a second or more) was over, while their readers stopped at their credit.
+ * The first failure of a take is thrown by the next `add` or by `finish`.
+ */
+export class InOrder<T> {
+  private items: (T | undefined)[] = [];
+  private head = 0;
+  /** The take that had to wait, while it runs. */
+  private running: Promise<void> | null = null;
+  private failure: { error: unknown } | null = null;
+
+  constructor(private readonly take: (item: T) => Promise<void> | void, private readonly ready: (item: T) => boolean, private readonly ahead: number) {}
+
+  /** Items added and not yet taken. */
+  get waiting(): number {
+    return this.items.length - this.head;
+  }
+
+  /** Adds an item and takes those at the head that are ready; a promise when more than `ahead` wait (wait on it). */
+  add(item: T): Promise<void> | undefined {
+    this.items.push(item);
+    this.pump();
+    this.check();
+    return this.waiting > this.ahead ? this.below() : undefined;
+  }
+
+  /** Takes every item left, ready or not, and waits for the last take. */
+  async finish(): Promise<void> {
+    while (this.waiting > 0 || this.running) {
+      this.check();
+      if (this.running) await this.running;
+      else this.start(this.next());
+    }
+    this.check();
+  }
+
+  /**
+   * Takes the head, ready or not, while more than `ahead` wait. Each time after a take
+   * that waited, the condition is looked at again: the takes of the ready items that
+   * followed it may have made room already, and the head is then one not ready.
+   */
+  private async below(): Promise<void> {
+    while (this.waiting > this.ahead) {
+      this.check();
+      if (this.running) await this.running;
+      else this.start(this.next());
+    }
+    this.check();
+  }
+
+  private pump(): void {
+    while (!this.running && !this.failure && this.waiting > 0 && this.ready(this.items[this.head]!)) this.start(this.next());
+  }
+
+  private next(): T {
+    const item = this.items[this.head]!;
+    this.items[this.head++] = undefined;
+    if (this.head > this.ahead) { this.items.splice(0, this.head); this.head = 0; }
+    return item;
+  }
+
+  private start(item: T): void {
+    let p: Promise<void> | void;
+    try { p = this.take(item); } catch (error) { this.failure ??= { error }; return; }
+    if (!p) return;
+    const running: Promise<void> = p.then(
+      () => { if (this.running === running) this.running = null; this.pump(); },
+      (error: unknown) => { this.failure ??= { error }; if (this.running === running) this.running = null; },
+    );
+    this.running = running;
+  }
+
+  private check(): void {
+    if (this.failure) throw this.failure.error;
+  }
+}
