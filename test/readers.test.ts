@@ -106,6 +106,26 @@ test('a small file before a large one in the same folder: jobs reach one reader 
   assert.deepEqual(diffTrees(readTree(src), readTree(out)), []);
 });
 
+test('a reader thread starts with the first files submitted: a pool given none starts none, and closes', { timeout: 60_000 }, async () => {
+  const key = new Uint8Array(32).fill(3);
+  const init = { blockIdKey: key, blockHash: 'sha384' as const, params: chunkParams(key), codec: DEFAULT_CODEC, bloom: new IdBloom(0).words };
+  const idle = new ReaderPool(1, init);
+  assert.equal(idle.running, false);
+  await idle.close();
+  assert.equal(idle.running, false, 'closing starts nothing');
+  const dir = tempDir('readers-lazy');
+  writeFileSync(join(dir, 'a.txt'), 'read once asked\n');
+  const pool = new ReaderPool(1, init);
+  try {
+    assert.equal(pool.running, false);
+    const job = pool.submit([{ abs: Buffer.from(join(dir, 'a.txt')).toString('latin1'), skip: false }], 16);
+    assert.equal(pool.running, true);
+    let ev;
+    do ev = await job.next(); while (ev.t !== 'end' && ev.t !== 'fail');
+    assert.equal(ev.t, 'end');
+  } finally { await pool.close(); }
+});
+
 test('a reader pool stopped while a job is awaited rejects the wait instead of hanging', { timeout: 60_000 }, async () => {
   const dir = tempDir('readers-stop');
   const file = join(dir, 'large.bin');

@@ -76,17 +76,24 @@ export class ReadJob {
   }
 }
 
-/** A set of reader threads. */
+/**
+ * A set of reader threads, started when the first files are submitted: an increment in
+ * which nothing changed reads no file, and starting a reader (loading its modules,
+ * about 0.1 s of a core and 10 MiB) competed with the walk for the two cores.
+ */
 export class ReaderPool {
-  private readonly readers: Reader[];
+  private readers: Reader[] | null = null;
   private readonly jobs = new Map<number, ReadJob>();
   private nextId = 0;
   private failure: IebsError | null = null;
 
-  constructor(count: number, init: Omit<ReaderInit, 'readSize' | 'credit' | 'hungry'>, credit = CREDIT) {
-    this.readers = Array.from({ length: Math.max(1, count) }, () => {
+  constructor(private readonly count: number, private readonly init: Omit<ReaderInit, 'readSize' | 'credit' | 'hungry'>, private readonly credit = CREDIT) {}
+
+  /** The threads, started on first use. */
+  private started(): Reader[] {
+    this.readers ??= Array.from({ length: Math.max(1, this.count) }, () => {
       const hungry = new SharedArrayBuffer(4);
-      const data: ReaderInit = { ...init, readSize: READ_SIZE, credit, hungry };
+      const data: ReaderInit = { ...this.init, readSize: READ_SIZE, credit: this.credit, hungry };
       const worker = new Worker(new URL('./read-worker.js', import.meta.url), { workerData: data, resourceLimits: HELPER_HEAP });
       const r: Reader = { worker, queued: 0, owed: 0, hungry: new Int32Array(hungry) };
       r.worker.on('message', (m: FromReader) => this.receive(r, m));
@@ -94,6 +101,12 @@ export class ReaderPool {
       r.worker.on('exit', (code) => { if (code !== 0) this.fail(`a reader thread exited with code ${code}`); });
       return r;
     });
+    return this.readers;
+  }
+
+  /** Whether any thread was started (for tests). */
+  get running(): boolean {
+    return this.readers !== null;
   }
 
   private receive(r: Reader, m: FromReader): void {
@@ -132,7 +145,7 @@ export class ReaderPool {
    */
   submit(files: ReadFile[], bytes: number, pack = false): ReadJob {
     this.check();
-    const r = this.readers.reduce((a, b) => (b.queued < a.queued ? b : a));
+    const r = this.started().reduce((a, b) => (b.queued < a.queued ? b : a));
     const id = this.nextId++;
     const job = new ReadJob(this, r, bytes);
     this.jobs.set(id, job);
@@ -144,6 +157,6 @@ export class ReaderPool {
   /** Stops the threads. */
   async close(): Promise<void> {
     this.failure ??= new IebsError('reader-closed', 'the readers were stopped');
-    await Promise.all(this.readers.map((r) => r.worker.terminate()));
+    await Promise.all((this.readers ?? []).map((r) => r.worker.terminate()));
   }
 }
