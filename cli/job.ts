@@ -72,20 +72,26 @@ function writtenOut(stream: NodeJS.WriteStream): Promise<void> {
 async function outputWrittenOut(): Promise<void> {
   let late: NodeJS.Timeout | undefined;
   const bound = new Promise<void>((done) => { late = setTimeout(done, 10_000); });
+  const port = isMainThread ? null : parentPort;
+  let on: ((m: ThreadMessage) => void) | null = null;
   const out = (async () => {
     await Promise.all([writtenOut(process.stdout), writtenOut(process.stderr)]);
-    if (isMainThread || !parentPort) return;
-    const port = parentPort;
+    if (!port) return;
     port.ref();
     await new Promise<void>((done) => {
-      const on = (m: ThreadMessage) => { if (m.t === 'written') { port.off('message', on); done(); } };
+      on = (m: ThreadMessage) => { if (m.t === 'written') done(); };
       port.on('message', on);
       port.postMessage({ t: 'write-out' } satisfies ThreadMessage);
     });
-    port.unref();
   })();
-  await Promise.race([out, bound]);
-  clearTimeout(late);
+  try {
+    await Promise.race([out, bound]);
+  } finally {
+    clearTimeout(late);
+    // Also when the bound came first: the thread must not be held by its port.
+    if (on) port?.off('message', on);
+    port?.unref();
+  }
 }
 
 /** On the main thread: writes out what it holds of a verb thread's stdout and stderr, then tells the thread (see outputWrittenOut). */
