@@ -23,6 +23,7 @@ import { digestMatches } from '../engine/crypto/hashes.js';
 import type { FileRecord } from '../formats/manifest.js';
 import { FormatError, IoError } from '../formats/errors.js';
 import { loadKeys, tempDir, MiB } from './helpers.js';
+import { tarEntries } from './fault-helpers.js';
 
 /** A storage that counts range reads of volumes, and their bytes. */
 function counting(inner: Storage): { storage: Storage; reads: () => number; bytes: () => number } {
@@ -221,28 +222,43 @@ test('a span that cannot be read is read envelope by envelope: a failed request 
   await backup(openStorage(join(dir, 'repo')), bk, { create: true, sources: [src], volumeSize: 64 * MiB, system: 'spans' });
   const inner = openStorage(join(dir, 'repo'));
 
-  // Reads of more than 1.5 MiB are spans of several blocks (blocks are about 1 MiB): the
-  // first one fails, as a remote store's request may. Its envelopes are read alone.
+  // big.bin's envelopes, from the volume's tar headers (its blocks are about 1 MiB; the
+  // catalogue pieces and small.txt's block are smaller).
+  const volumes = join(dir, 'repo', 'volumes');
+  const [volume] = readdirSync(volumes).filter((n) => n.endsWith('.tar'));
+  const envelopes = tarEntries(join(volumes, volume)).filter((e) => !e.name.startsWith('iebs.') && e.size > 64 * 1024);
+  assert.ok(envelopes.length >= 4, `${envelopes.length} envelopes of big.bin`);
+  const within = (offset: number, length: number) => envelopes.filter((e) => offset <= e.data && e.data + e.size <= offset + length);
+
+  // The first read that takes in two of big.bin's envelopes or more (a span) fails, as a
+  // remote store's request may. Each of its envelopes is then read alone.
   const once = Object.create(inner) as Storage;
-  let failed = 0, reads = 0;
+  let failedSpan: { offset: number; length: number; envelopes: number } | null = null;
+  let reads = 0;
   const alone: { offset: number; length: number }[] = [];
   once.getRange = async (name, offset, length) => {
-    if (name.startsWith('volumes/')) reads++;
-    if (name.startsWith('volumes/') && length > 1.5 * MiB && failed++ === 0) throw new IoError('io', `${name}: the read of a span failed here`);
-    // After the failure: big.bin's envelopes, each read alone (past the volume's header).
-    if (name.startsWith('volumes/') && failed > 0 && offset > 1024 && length > 64 * 1024 && length <= 1.5 * MiB) alone.push({ offset, length });
+    if (name.startsWith('volumes/')) {
+      reads++;
+      const inside = within(offset, length);
+      if (!failedSpan && inside.length >= 2) {
+        failedSpan = { offset, length, envelopes: inside.length };
+        throw new IoError('io', `${name}: the read of a span failed here`);
+      }
+      if (failedSpan && inside.length === 1 && offset >= failedSpan.offset && offset + length <= failedSpan.offset + failedSpan.length) alone.push({ offset, length });
+    }
     return inner.getRange(name, offset, length);
   };
   const r = await restore(once, rk, { target: join(dir, 'out') });
-  assert.ok(failed >= 1, 'a span was read');
+  const span = failedSpan as { offset: number; length: number; envelopes: number } | null;
+  assert.ok(span, 'a span of two envelopes or more was read');
   assert.equal(r.failures.length, 0);
   assert.ok(readFileSync(join(dir, 'out', 'big.bin')).equals(big), 'restored whole after the failed read');
   assert.ok(reads > 4, `${reads} reads`);
-  assert.ok(alone.length > 1, `${alone.length} envelopes read alone after the failed span`);
+  assert.equal(alone.length, span.envelopes, `each of the failed span's ${span.envelopes} envelopes read alone (${alone.length})`);
 
   // Every read that takes in the middle of one of big.bin's envelopes fails (a damaged
   // store): the span holding it, and then that envelope, so only its file fails.
-  const middle = alone[1].offset + Math.floor(alone[1].length / 2);
+  const middle = envelopes[1].data + Math.floor(envelopes[1].size / 2);
   const damaged = Object.create(inner) as Storage;
   damaged.getRange = async (name, offset, length) => {
     if (name.startsWith('volumes/') && offset <= middle && middle < offset + length) throw new IoError('io', `${name}: bytes at ${middle} cannot be read here`);
