@@ -54,11 +54,12 @@ export function interruptJob(sig: 'SIGINT' | 'SIGTERM', exitCode: number): void 
   if (id) markInterrupted(jobsDir(), id, exitCode, `stopped by ${sig}`);
 }
 
-/** Resolves once `stream` has written out what was written to it before (a write's callback comes in order). */
-function writtenOut(stream: NodeJS.WriteStream): Promise<void> {
-  return new Promise((done) => {
+/** Resolves once stdout and stderr have written out what was written to them before (a write's callback comes in order). */
+function writtenOut(): Promise<void> {
+  const one = (stream: NodeJS.WriteStream) => new Promise<void>((done) => {
     try { stream.write('', () => done()); } catch { done(); }
   });
+  return Promise.all([one(process.stdout), one(process.stderr)]).then(() => {});
 }
 
 /**
@@ -75,7 +76,7 @@ async function outputWrittenOut(): Promise<void> {
   const port = isMainThread ? null : parentPort;
   let on: ((m: ThreadMessage) => void) | null = null;
   const out = (async () => {
-    await Promise.all([writtenOut(process.stdout), writtenOut(process.stderr)]);
+    await writtenOut();
     if (!port) return;
     port.ref();
     await new Promise<void>((done) => {
@@ -96,7 +97,7 @@ async function outputWrittenOut(): Promise<void> {
 
 /** On the main thread: writes out what it holds of a verb thread's stdout and stderr, then tells the thread (see outputWrittenOut). */
 export function answerWriteOut(reply: (m: ThreadMessage) => void): void {
-  void Promise.all([writtenOut(process.stdout), writtenOut(process.stderr)]).then(() => reply({ t: 'written' }));
+  void writtenOut().then(() => reply({ t: 'written' }));
 }
 
 /**

@@ -272,22 +272,22 @@ export class InOrder<T> {
   }
 
   /** Takes every item left, ready or not, and waits for the last take. */
-  async finish(): Promise<void> {
-    while (this.waiting > 0 || this.running) {
-      this.check();
-      if (this.running) await this.running;
-      else this.start(this.next());
-    }
-    this.check();
+  finish(): Promise<void> {
+    return this.takeWhile(() => this.waiting > 0 || this.running !== null);
   }
 
   /**
-   * Takes the head, ready or not, while more than `ahead` wait. Each time after a take
-   * that waited, the condition is looked at again: the takes of the ready items that
-   * followed it may have made room already, and the head is then one not ready.
+   * Takes the head, ready or not, while more than `ahead` wait. The condition is looked at
+   * again after each take that waited: the takes of the ready items that followed it may
+   * have made room already, and the head is then one not ready.
    */
-  private async below(): Promise<void> {
-    while (this.waiting > this.ahead) {
+  private below(): Promise<void> {
+    return this.takeWhile(() => this.waiting > this.ahead);
+  }
+
+  /** While `more()`: waits for the take running, else takes the head; throws the first failure. */
+  private async takeWhile(more: () => boolean): Promise<void> {
+    while (more()) {
       this.check();
       if (this.running) await this.running;
       else this.start(this.next());
