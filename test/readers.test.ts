@@ -17,6 +17,7 @@ import { ReaderPool } from '../engine/backup/readers.js';
 import { chunkParams } from '../engine/chunker.js';
 import { DEFAULT_CODEC } from '../engine/codec.js';
 import { IdBloom } from '../engine/scratch/sorter.js';
+import type { ReadEvent } from '../engine/backup/read-protocol.js';
 import { IebsError } from '../formats/errors.js';
 import { copyTree, diffTrees, loadKeys, readTree, seededBytes, tempDir, writeSeeded, MiB } from './helpers.js';
 
@@ -252,6 +253,84 @@ test('a file that changed between the walk and its reading (what the walk saw is
         assert.ok(Buffer.concat(data[f]).equals(readFileSync(p)), `${label}: file ${f}, the bytes as they are now`);
       });
     }
+  } finally {
+    await pool.close();
+  }
+});
+
+/**
+ * Every event that has arrived from job `job` and is not taken, by poll() only (next()
+ * would tell the reader that the main thread waits, and it would compress nothing):
+ * waits until none has come for a while (a reader that ignored its credit would go on
+ * posting meanwhile).
+ */
+async function arrivedUntaken(job: ReturnType<ReaderPool['submit']>): Promise<ReadEvent[]> {
+  const got: ReadEvent[] = [];
+  for (let quiet = 0; got.length === 0 || quiet < 6;) {
+    await new Promise((r) => setTimeout(r, 50));
+    let ev = job.poll();
+    if (!ev) { quiet++; continue; }
+    for (; ev; ev = job.poll()) got.push(ev);
+    quiet = 0;
+  }
+  return got;
+}
+
+test('a reader posts no more than its credit of blocks not taken, also when its blocks were compressed (their plain bytes spent)', { timeout: 60_000 }, async () => {
+  const dir = tempDir('readers-credit');
+  const file = join(dir, 'text.log');
+  const lines: string[] = [];
+  for (let i = 0; i < 600_000; i++) lines.push(`line ${i} of a log that compresses well, ${(i * 7919) % 10007} and ${i % 97}\n`);
+  writeFileSync(file, lines.join(''));
+  const key = new Uint8Array(32).fill(11);
+  const credit = 64 * 1024;
+  const pool = new ReaderPool(1, { blockIdKey: key, blockHash: 'sha256', params: chunkParams(key), codec: DEFAULT_CODEC, bloom: new IdBloom(0).words }, credit);
+  try {
+    const job = pool.submit([{ abs: Buffer.from(file).toString('latin1'), skip: false }], lstatSync(file).size);
+    const got = await arrivedUntaken(job);
+    const blocks = got.filter((e) => e.t === 'block');
+    // Each block is about 1 MiB of text, compressed to far less: the first post is
+    // allowed past the credit, the next waits for it.
+    assert.ok(blocks.length > 0 && blocks.every((e) => e.t === 'block' && e.codec === 1), `codecs ${blocks.map((e) => e.t === 'block' && e.codec)}`);
+    assert.ok(!got.some((e) => e.t === 'end'), `the whole file arrived untaken (${blocks.length} blocks): the reader passed its credit`);
+    const posted = blocks.reduce((n, e) => n + (e.t === 'block' ? e.bytes.byteLength : 0), 0);
+    assert.ok(blocks.length <= 8, `${blocks.length} blocks (${posted} bytes) posted against a credit of ${credit}`);
+  } finally {
+    await pool.close();
+  }
+});
+
+test('a reader counts the packs it posts against its credit, as the main thread gives their credit back', { timeout: 60_000 }, async () => {
+  const dir = tempDir('readers-pack-credit');
+  // 160 small files of random bytes: packs of up to 4 MiB, stored as they are.
+  const small: string[] = [];
+  for (let i = 0; i < 160; i++) {
+    const p = join(dir, `s${String(i).padStart(3, '0')}.bin`);
+    writeSeeded(p, `pack-credit-${i}`, 100 * 1024);
+    small.push(p);
+  }
+  const large = join(dir, 'large.bin');
+  writeSeeded(large, 'pack-credit-large', 48 * MiB);
+  const key = new Uint8Array(32).fill(13);
+  const credit = MiB;
+  const pool = new ReaderPool(1, { blockIdKey: key, blockHash: 'sha256', params: chunkParams(key), codec: DEFAULT_CODEC, bloom: new IdBloom(0).words }, credit);
+  const latin1 = (p: string) => Buffer.from(p).toString('latin1');
+  try {
+    const packed = pool.submit(small.map((p) => ({ abs: latin1(p), skip: false })), 16 * MiB, true);
+    let packs = 0;
+    for (;;) {
+      const ev = await packed.next();
+      packed.taken(ev);
+      if (ev.t === 'pack') packs++;
+      if (ev.t === 'end' && ev.f === small.length - 1) break;
+    }
+    assert.ok(packs >= 4, `${packs} packs`);
+    // 16 MiB of packs taken; then nothing of the large file is.
+    const job = pool.submit([{ abs: latin1(large), skip: false }], 48 * MiB);
+    const got = await arrivedUntaken(job);
+    const posted = got.reduce((n, e) => n + (e.t === 'block' ? e.bytes.byteLength : 0), 0);
+    // At most one post past the credit: a few blocks of at most 4 MiB.
+    assert.ok(posted <= credit + 8 * MiB, `${posted} bytes of blocks posted against a credit of ${credit}`);
   } finally {
     await pool.close();
   }

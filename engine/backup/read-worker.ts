@@ -95,8 +95,9 @@ async function send(id: number, keep: number, done: boolean): Promise<void> {
   const events = now.some((e) => e instanceof Promise) ? await Promise.all(now) : (now as ReadEvent[]);
   let raw = 0;
   let bytes = 0;
+  // The main thread gives back the credit of blocks and packs (ReadJob.taken).
   for (const ev of events) {
-    if (ev.t !== 'block') continue;
+    if (ev.t !== 'block' && ev.t !== 'pack') continue;
     raw += ev.size;
     bytes += ev.bytes.byteLength;
   }
@@ -318,11 +319,12 @@ async function file(id: number, f: number, rf: ReadFile, packer: Packer | null):
         const blockId = hmac(init.blockIdKey, digest);
         const base = { t: 'block' as const, f, index: index++, offset, size: chunk.length, digest, blockId };
         offset += chunk.length;
-        if (skip) return out({ ...base, codec: 0, bytes: chunk }, chunk.length);
+        if (skip) return out({ ...base, codec: 0, bytes: chunk }, base.size);
         // Left to the main thread: a block the chain may hold.
-        if (bloom.has(blockId)) return out({ ...base, codec: -1, bytes: chunk }, chunk.length);
+        if (bloom.has(blockId)) return out({ ...base, codec: -1, bytes: chunk }, base.size);
         if (packing) return packer!.add(f, chunk, digest, blockId);
-        return out(compressedEvent(base, chunk), chunk.length);
+        // Not chunk.length: compressing spends the chunk (zero bytes after).
+        return out(compressedEvent(base, chunk), base.size);
       };
       let at = 0;
       if (small) {
