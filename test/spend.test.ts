@@ -33,6 +33,21 @@ test('spend: detaches a large buffer seen whole; leaves views, small buffers and
   spend(whole); // spent twice: nothing left to do
 });
 
+test('spend: the memory goes back at once, not at the next collection', () => {
+  const before = process.memoryUsage().arrayBuffers;
+  const kept: Buffer[] = [];
+  // 24 MiB: less than the 32 MiB of new buffers after which V8 collects for them itself.
+  for (let i = 0; i < 24; i++) {
+    const b = Buffer.allocUnsafeSlow(MiB);
+    b.fill(i);
+    spend(b);
+    kept.push(b);
+  }
+  const held = process.memoryUsage().arrayBuffers - before;
+  assert.ok(kept.every((b) => b.length === 0));
+  assert.ok(held < 4 * MiB, `${(held / MiB).toFixed(1)} MiB of 24 spent still held`);
+});
+
 test('takeBatch: a part alone is the batch and stays whole; parts copied into a batch are spent only if sealed', () => {
   const alone = randomBytes(2 * MiB);
   const keep = Buffer.from(alone);
