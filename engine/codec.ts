@@ -62,12 +62,13 @@ let cctx: InstanceType<typeof zstd.CCtx> | null = null;
 let dctx: InstanceType<typeof zstd.DCtx> | null = null;
 let scratch = Buffer.alloc(0);
 
-/** zstd at `level` on this thread; the output is a copy of exactly its size. */
-function zstdCompress(input: Uint8Array, level: number): Uint8Array {
+/** zstd at `level` on this thread; the output is a copy of exactly its size, or null if it would be over `most` bytes. */
+function zstdCompress(input: Uint8Array, level: number, most: number): Uint8Array | null {
   cctx ??= new zstd.CCtx();
   const bound = zstd.compressBound(input.length);
   if (scratch.length < bound) scratch = Buffer.allocUnsafeSlow(bound);
   const n = cctx.compress(scratch, input, level);
+  if (n > most) return null;
   const out = Buffer.allocUnsafeSlow(n);
   scratch.copy(out, 0, 0, n);
   return out;
@@ -291,7 +292,9 @@ export function compressBlockNow(data: Uint8Array, choice: CodecChoice): Compres
   // Below 16 KiB the look costs more than compressing: keepIfSmaller decides alone.
   if (choice.name === 'none' || data.length === 0 || (data.length >= 16384 && looksIncompressible(data))) return { codec: CODEC.none, bytes: data };
   if (choice.name !== 'zstd') return null;
-  return keepIfSmaller(data, CODEC.zstd, zstdCompress(data, choice.level));
+  // A frame that saves too little is not copied out of the scratch buffer at all.
+  const out = zstdCompress(data, choice.level, Math.floor(data.length * SHRINK));
+  return out ? keepIfSmaller(data, CODEC.zstd, out) : { codec: CODEC.none, bytes: data };
 }
 
 function keepIfSmaller(data: Uint8Array, codec: number, out: Uint8Array): CompressedBlock {

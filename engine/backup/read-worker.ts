@@ -30,6 +30,12 @@ const bloom = IdBloom.of(init.bloom);
 /** Set by the main thread while it waits for this thread's events (engine/readers.ts). */
 const hungry = new Int32Array(init.hungry);
 const chunker = new Chunker(init.params);
+/**
+ * A small file is read here (one byte of room over a block's minimum) and copied into a
+ * buffer of its own size: a buffer that is all of its block moves to the main thread
+ * instead of being copied there, and can be spent once compressed or packed.
+ */
+const smallRoom = Buffer.allocUnsafeSlow(init.params.min + 1);
 /** Bytes read from a large file at a time (into the chunker's window). */
 const READ_SIZE = init.readSize;
 /** Posted at once when this many events wait, or this many bytes. */
@@ -213,7 +219,10 @@ async function flushPack(id: number, p: Packer): Promise<void> {
     held[p.first] = { ev: compressedEvent({ t: 'block', f: m.f, index: 0, offset: 0, size: m.size, digest: m.digest, blockId: m.blockId }, p.chunks[0]), raw: m.size };
   } else if (p.members > 0) {
     const f = (held[p.first].ev as Extract<ReadEvent, { t: 'member' }>).f;
-    held.splice(p.first, 0, { ev: compressedEvent({ t: 'pack' as const, f, size: p.length }, Buffer.concat(p.chunks, p.length)), raw: p.length });
+    const pack = Buffer.concat(p.chunks, p.length);
+    // Copied into the pack: each was a small file's own buffer.
+    for (const c of p.chunks) spend(c);
+    held.splice(p.first, 0, { ev: compressedEvent({ t: 'pack' as const, f, size: p.length }, pack), raw: p.length });
   }
   p.chunks = []; p.length = 0; p.starts.clear(); p.held = []; p.first = -1; p.members = 0;
   for (const h of held) {
@@ -329,19 +338,23 @@ async function file(id: number, f: number, rf: ReadFile, packer: Packer | null):
       let at = 0;
       if (small) {
         // A file of at most one block's minimum is one block (the chunker cuts nothing
-        // there): read straight into that block, not through the chunker's two copies.
-        // One byte of room over the size shows a file that grew (and is then torn). Once
+        // there): read into `smallRoom` and copied once, not through the chunker's two
+        // copies. One byte of room over the size shows a file that grew (and is then torn). Once
         // the size was read, no read is spent to see the end: a file that changed
         // meanwhile shows in its second fstat (`steady`) and is read again.
         const expect = Number(before.size);
-        const whole = Buffer.allocUnsafeSlow(expect + 1);
         for (;;) {
-          const n = attempt === 0 && at === 0 && fd !== early ? timedRead(fd, whole, expect + 1) : readSync(fd, whole, at, whole.length - at, at);
+          const n = attempt === 0 && at === 0 && fd !== early ? timedRead(fd, smallRoom, expect + 1) : readSync(fd, smallRoom, at, expect + 1 - at, at);
           if (n === 0) break;
           at += n;
           if (at >= expect) break;
         }
-        if (at > 0) { const p = block(new Uint8Array(whole.buffer, 0, at)); if (p) await p; }
+        if (at > 0) {
+          const own = Buffer.allocUnsafeSlow(at);
+          smallRoom.copy(own, 0, 0, at);
+          const p = block(own);
+          if (p) await p;
+        }
       } else {
         // Read straight into the chunker's window (no copy on the way in). The first read
         // was read ahead when the file was queued (see `warm`); the rest AHEAD_BYTES ahead

@@ -183,6 +183,9 @@ export class VolumeSet {
   /** Hashes what is pending and queues its write. */
   private flush(v: OpenVolume): void {
     if (v.pendingBytes === 0) return;
+    // The set's own: a copy of several parts, or a part it sealed. Spent once written
+    // (a writer is done with what it was given when its write resolves).
+    const own = v.pending.length > 1 || v.sealed.includes(v.pending[0]);
     const batch = takeBatch(v.pending, v.pendingBytes, v.sealed);
     v.pending = []; v.pendingBytes = 0; v.sealed = [];
     // Hashed a batch at a time: an update per tar header and padding cost more than the bytes.
@@ -191,6 +194,7 @@ export class VolumeSet {
     v.writes = v.writes.then(async () => {
       await v.writer.write(batch);
       v.queued -= batch.length;
+      if (own) spend(batch);
     });
     v.writes.catch((e) => { this.broken ??= e; });
   }

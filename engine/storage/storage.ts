@@ -29,6 +29,7 @@ export interface CreateHint { maxSize?: number }
 
 /** A streamed, all-or-nothing write of one object. */
 export interface ObjectWriter {
+  /** Appends `data`, which is the caller's again once this resolves (a backend that keeps bytes for later copies them). */
   write(data: Uint8Array): Promise<void>;
   /**
    * Makes the object durable and visible under its name. Never replaces an object that
