@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { backup } from '../engine/backup/backup.js';
 import { restore } from '../engine/restore/restore.js';
 import { openStorage } from '../engine/storage/open.js';
-import { takeBatch } from '../engine/repo/volumes.js';
+import { PackCache, takeBatch } from '../engine/repo/volumes.js';
 import { spend } from '../engine/threads.js';
 import { loadKeys, tempDir, MiB } from './helpers.js';
 
@@ -46,6 +46,32 @@ test('spend: the memory goes back at once, not at the next collection', () => {
   const held = process.memoryUsage().arrayBuffers - before;
   assert.ok(kept.every((b) => b.length === 0));
   assert.ok(held < 4 * MiB, `${(held / MiB).toFixed(1)} MiB of 24 spent still held`);
+});
+
+test('PackCache: a pack is freed once it leaves the cache and no block is taken from it; blocks are copies', async () => {
+  const ref = (start: number, size: number) => ({ volume: 'v', entry: '0001', dataOffset: 0, length: 0, index: 0, offset: 0, size, digest: new Uint8Array(32), start });
+  const cache = new PackCache(1);
+  const a = randomBytes(256 * 1024);
+  const b = randomBytes(256 * 1024);
+  const bStart = Buffer.from(b.subarray(0, 100_000));
+  const first = await cache.block('a', ref(1000, 5000), async () => a);
+  assert.ok(Buffer.from(first).equals(a.subarray(1000, 6000)));
+  assert.notEqual(first.buffer, a.buffer, 'a copy, not a view of the pack');
+  assert.equal(a.length, 256 * 1024, 'kept while in the cache');
+  // b's block is being taken (its pack still opening) when c pushes b out: b is freed
+  // only after that block is taken.
+  let openB!: (v: Uint8Array) => void;
+  const fromB = cache.block('b', ref(0, 100_000), () => new Promise<Uint8Array>((r) => { openB = r; }));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(a.length, 0, 'a left the cache with no block taken from it: freed');
+  const c = randomBytes(256 * 1024);
+  await cache.block('c', ref(0, 10), async () => c);
+  openB(b);
+  const got = await fromB;
+  assert.ok(Buffer.from(got).equals(bStart), 'the block taken while its pack left the cache is whole');
+  await new Promise((r) => setImmediate(r));
+  assert.equal(b.length, 0, 'freed once its last block was taken');
+  assert.equal(c.length, 256 * 1024, 'c is still cached');
 });
 
 test('takeBatch: a part alone is the batch and stays whole; parts copied into a batch are spent only if sealed', () => {

@@ -52,7 +52,7 @@ export function storageConformance(b: Backend): void {
     await rejectsWith(s.get('volumes/a.bin'), 'not-found', s, 'volumes/a.bin');
   });
 
-  t('bytes given to a write are the caller\'s again once it resolves: changing them changes nothing stored', async (s) => {
+  t('bytes given to a write are the caller\'s again once it resolves, and bytes a range read returns are the caller\'s: changing them changes nothing stored', async (s) => {
     const parts = [randomBytes(300_000), randomBytes(1_200_000), randomBytes(70_000)];
     const want = Buffer.concat(parts);
     const w = await s.create('volumes/reused');
@@ -62,6 +62,10 @@ export function storageConformance(b: Backend): void {
     }
     await w.commit();
     assert.ok(Buffer.from(await s.get('volumes/reused')).equals(want));
+    // And what a range read returns is the caller's: freeing or changing it changes nothing stored.
+    const whole = await s.getRange('volumes/reused', 0, want.length);
+    whole.fill(0xa5);
+    assert.ok(Buffer.from(await s.getRange('volumes/reused', 0, want.length)).equals(want));
   });
 
   t('a streamed put is invisible until committed, and an aborted one leaves nothing', async (s) => {

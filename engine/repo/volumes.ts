@@ -410,26 +410,52 @@ interface OpenedVolume { id: Uint8Array; key: KeyObject; snapshot: string; size:
 /**
  * The plaintexts of the packs read last (SPEC.md "Packs"), by place: restore and salvage
  * take a pack's blocks one after another, and open it once. A pack that failed to open
- * is forgotten, so a later block tries again.
+ * is forgotten, so a later block tries again. A pack's buffer is freed as soon as it has
+ * left the cache and no block is being taken from it (it lives long enough to be
+ * promoted, and would wait for a full collection).
  */
 export class PackCache {
-  private readonly packs = new Map<string, Promise<Uint8Array>>();
+  private readonly packs = new Map<string, Pack>();
   constructor(private readonly kept = 4) {}
 
-  /** Block `ref`'s bytes in its pack (a view), opening the pack with `open` unless kept. */
+  /** A copy of block `ref`'s bytes in its pack, opening the pack with `open` unless kept. */
   async block(key: string, ref: BlockRef & { start: number }, open: () => Promise<Uint8Array>): Promise<Uint8Array> {
     let pack = this.packs.get(key);
     if (!pack) {
-      pack = open();
-      this.packs.set(key, pack);
-      if (this.packs.size > this.kept) this.packs.delete(this.packs.keys().next().value!);
-      pack.catch(() => { if (this.packs.get(key) === pack) this.packs.delete(key); });
+      const p: Pack = { plain: open(), users: 0, gone: false };
+      this.packs.set(key, p);
+      if (this.packs.size > this.kept) {
+        const [oldest, old] = this.packs.entries().next().value!;
+        this.packs.delete(oldest);
+        PackCache.leave(old);
+      }
+      p.plain.catch(() => { if (this.packs.get(key) === p) this.packs.delete(key); });
+      pack = p;
     }
-    const plain = await pack;
-    if (ref.start + ref.size > plain.length) throw new FormatError('bad-size', `${ref.volume}:${ref.entry}: pack holds ${plain.length} bytes, the block at ${ref.start} of ${ref.size} bytes runs past it`);
-    return plain.subarray(ref.start, ref.start + ref.size);
+    pack.users++;
+    try {
+      const plain = await pack.plain;
+      if (ref.start + ref.size > plain.length) throw new FormatError('bad-size', `${ref.volume}:${ref.entry}: pack holds ${plain.length} bytes, the block at ${ref.start} of ${ref.size} bytes runs past it`);
+      // A copy (a Buffer's slice would be a view): the caller may hand it to another
+      // thread, or keep it past the pack.
+      const out = new Uint8Array(ref.size);
+      out.set(plain.subarray(ref.start, ref.start + ref.size));
+      return out;
+    } finally {
+      pack.users--;
+      if (pack.gone && pack.users === 0) pack.plain.then(spend, () => {});
+    }
+  }
+
+  /** `p` has left the cache: freed now unless a block is being taken from it (then by the last). */
+  private static leave(p: Pack): void {
+    p.gone = true;
+    if (p.users === 0) p.plain.then(spend, () => {});
   }
 }
+
+/** A pack in the cache, and how many blocks are being taken from it. */
+interface Pack { plain: Promise<Uint8Array>; users: number; gone: boolean }
 
 /** Envelopes up to this size, read in order, are read through a window of the volume. */
 const WINDOW_ENVELOPE = 64 * 1024;
@@ -551,7 +577,7 @@ export class VolumeReader {
    * The envelope of `ref`, from its span or the window when it lies there (see the class);
    * `span` is the span it is a view of, to `release` once the envelope is opened.
    */
-  private async envelope(ref: BlockRef, size: number): Promise<{ env: Uint8Array; span: Span | null }> {
+  private async envelope(ref: BlockRef, size: number): Promise<{ env: Uint8Array; span: Span | null; own?: boolean }> {
     const object = `${LAYOUT.volumes}/${ref.volume}`;
     const at = place(ref);
     const s = this.wanted.get(at);
@@ -563,7 +589,7 @@ export class VolumeReader {
       try { bytes = await data; } catch { /* read alone, below */ }
       if (bytes && ref.dataOffset >= s.start && ref.dataOffset + ref.length <= s.end) return { env: bytes.subarray(ref.dataOffset - s.start, ref.dataOffset - s.start + ref.length), span: s };
       this.release(s);
-      return { env: await this.storage.getRange(object, ref.dataOffset, ref.length), span: null };
+      return { env: await this.storage.getRange(object, ref.dataOffset, ref.length), span: null, own: true };
     }
     const start = ref.dataOffset;
     const end = start + ref.length;
@@ -572,7 +598,7 @@ export class VolumeReader {
     let w = this.window;
     if (!w || w.volume !== ref.volume || start < w.start || end > w.end) {
       const inOrder = prev !== null && prev.volume === ref.volume && start >= prev.end && start - prev.end <= WINDOW_ENVELOPE;
-      if (!inOrder || ref.length > WINDOW_ENVELOPE || end > size) return { env: await this.storage.getRange(object, start, ref.length), span: null };
+      if (!inOrder || ref.length > WINDOW_ENVELOPE || end > size) return { env: await this.storage.getRange(object, start, ref.length), span: null, own: true };
       const data = this.storage.getRange(object, start, Math.min(size, start + WINDOW) - start);
       w = this.window = { volume: ref.volume, start, end: Math.min(size, start + WINDOW), data };
       data.catch(() => { if (this.window === w) this.window = null; });
@@ -594,25 +620,27 @@ export class VolumeReader {
    */
   async readUnchecked(ref: BlockRef): Promise<Uint8Array> {
     if (ref.start === undefined) return this.plaintext(ref, ref.size);
-    const block = await this.packs.block(place(ref), { ...ref, start: ref.start }, () => this.plaintext(ref, -1));
-    // A copy: the caller may hand the bytes to another thread, which would take the whole pack.
-    return block.slice();
+    return this.packs.block(place(ref), { ...ref, start: ref.start }, () => this.plaintext(ref, -1));
   }
 
   /** The plaintext of `ref`'s envelope, which must be `size` bytes long (any length up to MAX_BLOCK if -1). */
   private async plaintext(ref: BlockRef, size: number): Promise<Uint8Array> {
     const v = await this.open(ref.volume);
     const where = `${ref.volume}:${ref.entry}`;
-    const { env, span } = await this.envelope(ref, v.size);
+    const { env, span, own } = await this.envelope(ref, v.size);
     let opened;
     try {
       opened = openEnvelope(v.key, env, blockContext(v.id, ref.entry), MAX_BLOCK, where);
     } finally {
       // The payload is a copy: nothing reads the envelope's bytes again.
       if (span) this.release(span);
+      else if (own) spend(env);
     }
     if (size >= 0 && opened.plainLength !== size) throw new FormatError('bad-size', `${where}: block holds ${opened.plainLength} bytes, the manifest says ${size}`);
-    return decompressBlock(opened.codec, opened.payload, opened.plainLength);
+    const plain = await decompressBlock(opened.codec, opened.payload, opened.plainLength);
+    // The decrypted frame is read no more once it is decoded.
+    if (plain !== opened.payload) spend(opened.payload);
+    return plain;
   }
 }
 

@@ -10,6 +10,7 @@
  * the file system works.
  */
 import { parentPort } from 'node:worker_threads';
+import { spend } from '../threads.js';
 import { doItem, failureOf } from './write-steps.js';
 import type { FromWriter, WriterItem } from './write-protocol.js';
 
@@ -24,5 +25,11 @@ port.on('message', (m: { id: number; items: WriterItem[] }) => {
       return failureOf(e);
     }
   });
+  // What moved here with the batch is read no more (once all of it is done: two items
+  // may share a buffer): freed now, not when this thread collects.
+  for (const item of m.items) {
+    if (item.t === 'file') spend(item.file.data);
+    else if (item.t === 'block') spend(item.block.data);
+  }
   port.postMessage({ id: m.id, results } satisfies FromWriter);
 });

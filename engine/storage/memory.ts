@@ -47,7 +47,8 @@ export class MemoryStorage implements Storage {
   async getRange(name: string, offset: number, length: number): Promise<Uint8Array> {
     const o = await this.get(name);
     if (offset < 0 || length < 0 || offset + length > o.length) throw storageError('short-read', this.where, name, `object ends before byte ${offset + length} (truncated?)`);
-    return o.subarray(offset, offset + length);
+    // A copy: what getRange returns is the caller's (it may be spent once read).
+    return o.slice(offset, offset + length);
   }
 
   async stat(name: string): Promise<number | null> {

@@ -54,7 +54,7 @@ export interface Storage {
   put(name: string, data: Uint8Array | string): Promise<void>;
   /** A whole object; `not-found` when there is none. */
   get(name: string): Promise<Uint8Array>;
-  /** `length` bytes of an object from `offset`; a range past its end is `not-found` (code `short-read`). */
+  /** `length` bytes of an object from `offset`, the caller's own (it may free them); a range past its end is `not-found` (code `short-read`). */
   getRange(name: string, offset: number, length: number): Promise<Uint8Array>;
   /** Size in bytes, or null when there is no such object. */
   stat(name: string): Promise<number | null>;
