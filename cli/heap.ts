@@ -41,8 +41,18 @@ export const BACKUP_HEAP = { maxOldGenerationSizeMb: 256, maxYoungGenerationSize
  * instead of 15.5), peaking about 30 MiB higher; 100,000 small files took 8.4 to 8.8 s
  * instead of 9.6 to 10.1, at the same peak. 32 MiB gained little; 96 and 128 gained no
  * more time, at 35 and 70 MiB more.
+ *
+ * Most of those collections were for buffers, not objects: V8 counts the memory of
+ * ArrayBuffers it has not collected, and every block passed through several. Since
+ * buffers are freed as they are spent (engine/threads.ts `spend`, also in a restore
+ * since 1551a1d), the floor buys less: cold restores of the corpus (three rounds each,
+ * builds taking turns) took 4.51 to 5.30 s and 4.49 to 4.65 user CPU s at 64 MiB,
+ * peaking at 198 to 210 MiB; 4.28 to 5.14 s, 4.36 to 4.46 CPU s and 170 to 186 MiB at
+ * 32; 4.42 to 5.15 s, 4.49 to 4.65 CPU s and 160 to 180 MiB with none. On 100,000 small
+ * files 4.94 to 5.30 CPU s and 195 MiB at 64, 5.06 to 5.58 and 174 to 179 at 32, 5.15
+ * to 5.84 and 169 with none.
  */
-export const ENGINE_OLD_FLOOR_MB = 64;
+export const ENGINE_OLD_FLOOR_MB = 32;
 
 /**
  * A backup's floor. It was ENGINE_OLD_FLOOR_MB while a backup's thread kept up to 45 MiB
@@ -55,8 +65,14 @@ export const ENGINE_OLD_FLOOR_MB = 64;
  * about 0.3 CPU s more of marking (`--trace-gc-nvp`); a million files peaked at 231 MiB
  * instead of 247 to 257, under the 256 MiB they must stay under. At 40 the corpus peaked
  * lower still (240 to 245 MiB) for about 6% more CPU time.
+ *
+ * With buffers freed as they are spent (see above), 24: full backups of the corpus (three
+ * cold rounds each, builds taking turns) 7.87 to 8.58 s at 48 MiB peaking at 216 to 226
+ * MiB, 8.00 to 8.59 s and 202 to 212 MiB at 24, 7.91 to 8.23 s and 207 to 210 with no
+ * floor; 100,000 small files 8.97 to 9.16 user CPU s and 189 to 195 MiB at 48, 9.18 to
+ * 9.65 and 174 to 178 at 24, 9.55 to 10.23 and 172 to 184 with none.
  */
-export const BACKUP_OLD_FLOOR_MB = 48;
+export const BACKUP_OLD_FLOOR_MB = 24;
 
 /**
  * Sets V8's initial old-generation size (which is also the floor of its limit) for the
