@@ -15,6 +15,7 @@ import { pgpClearSign, pgpClearVerifySigner, sha384 } from '../crypto/crypto.js'
 import { hostTrust, type HostTrust } from './host-keys.js';
 import { forgottenByHash, listForgets } from './forgets.js';
 import { parsePublicKeys } from '../crypto/keys.js';
+import { spend } from '../threads.js';
 
 /** Reads the config; NotFoundError when the destination holds no repository. */
 export async function readConfig(storage: Storage): Promise<RepoConfig> {
@@ -253,6 +254,8 @@ export async function hashObject(storage: Storage, name: string, size: number, h
     ask();
     h.update(piece);
     onBytes(piece.length);
+    // Read no more (a range read is the caller's own): freed now, not at a collection.
+    spend(piece);
   }
   return new Uint8Array(h.digest());
 }
