@@ -43,6 +43,15 @@ function makeTree(src: string): void {
   writeSeeded(join(src, 'd3', 'middle.bin'), 'readers-middle', 700 * 1024);
 }
 
+/** A log of `lines` lines in `dir` (about 60 bytes each) that compresses well; its path. */
+function writeLog(dir: string, lines: number): string {
+  const file = join(dir, 'text.log');
+  const text: string[] = [];
+  for (let i = 0; i < lines; i++) text.push(`line ${i} of a log that compresses well, ${(i * 7919) % 10007} and ${i % 97}\n`);
+  writeFileSync(file, text.join(''));
+  return file;
+}
+
 /** Copies a large file and inserts bytes near the start of another. */
 function change(src: string): void {
   copyFileSync(join(src, 'random.bin'), join(src, 'random-copy.bin'));
@@ -178,11 +187,7 @@ test('a file deleted after the read-ahead opened it, before it was read, is repo
 });
 
 test('blocks cut while the main thread waits for them come uncompressed (codec -1); blocks it did not wait for come compressed', { timeout: 60_000 }, async () => {
-  const dir = tempDir('readers-hungry');
-  const file = join(dir, 'text.log');
-  const lines: string[] = [];
-  for (let i = 0; i < 200_000; i++) lines.push(`line ${i} of a log that compresses well, ${(i * 7919) % 10007} and ${i % 97}\n`);
-  writeFileSync(file, lines.join(''));
+  const file = writeLog(tempDir('readers-hungry'), 200_000);
   const key = new Uint8Array(32).fill(9);
   const pool = new ReaderPool(1, { blockIdKey: key, blockHash: 'sha384', params: chunkParams(key), codec: DEFAULT_CODEC, bloom: new IdBloom(0).words });
   try {
@@ -277,11 +282,7 @@ async function arrivedUntaken(job: ReturnType<ReaderPool['submit']>): Promise<Re
 }
 
 test('a reader posts no more than its credit of blocks not taken, also when its blocks were compressed (their plain bytes spent)', { timeout: 60_000 }, async () => {
-  const dir = tempDir('readers-credit');
-  const file = join(dir, 'text.log');
-  const lines: string[] = [];
-  for (let i = 0; i < 600_000; i++) lines.push(`line ${i} of a log that compresses well, ${(i * 7919) % 10007} and ${i % 97}\n`);
-  writeFileSync(file, lines.join(''));
+  const file = writeLog(tempDir('readers-credit'), 600_000);
   const key = new Uint8Array(32).fill(11);
   const credit = 64 * 1024;
   const pool = new ReaderPool(1, { blockIdKey: key, blockHash: 'sha256', params: chunkParams(key), codec: DEFAULT_CODEC, bloom: new IdBloom(0).words }, credit);
