@@ -36,7 +36,11 @@ export async function cleanDebris(storage: Storage, snapshots: Snapshot[], keep:
       undeletable.push(what);
     }
   };
-  const recorded = new Set((await listAll(storage, `${LAYOUT.snapshots}/`)).map((n) => n.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')));
+  // Each listing is a round trip or more on a remote store: all of them at once (an
+  // unchanged increment over S3 with 20 ms round trips spent 0.7 s on them one after another).
+  const folders = [LAYOUT.volumes, LAYOUT.manifests, LAYOUT.indexes];
+  const [records, ...contents] = await Promise.all([`${LAYOUT.snapshots}/`, ...folders.map((f) => `${f}/`)].map((p) => listAll(storage, p)));
+  const recorded = new Set(records.map((n) => n.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')));
   // Objects a verified record names, and the volumes of an interrupted run that this run
   // resumes (engine/backup/resume.ts); a record that does not verify keeps all its
   // objects (it may be a key problem, not debris).
@@ -48,13 +52,14 @@ export async function cleanDebris(storage: Storage, snapshots: Snapshot[], keep:
     for (const v of s.record.volumes) named.add(`${LAYOUT.volumes}/${v.name}`);
   }
   // What interrupted writes left is the backend's to find (temporary files, incomplete
-  // uploads). Under locks/ too: a run taking the lock now can only find it taken.
-  for (const prefix of [`${LAYOUT.volumes}/`, `${LAYOUT.manifests}/`, `${LAYOUT.indexes}/`, `${LAYOUT.snapshots}/`, `${FORGETS}/`, 'keys/', 'locks/', LAYOUT.config]) {
-    await attempt(`${prefix}*.tmp-*`, () => storage.removeDebris(prefix));
-  }
+  // uploads). Under locks/ too: a run taking the lock now can only find it taken. The
+  // first failure is thrown once every prefix is done.
+  const prefixes = [`${LAYOUT.volumes}/`, `${LAYOUT.manifests}/`, `${LAYOUT.indexes}/`, `${LAYOUT.snapshots}/`, `${FORGETS}/`, 'keys/', 'locks/', LAYOUT.config];
+  const cleaned = await Promise.allSettled(prefixes.map((prefix) => attempt(`${prefix}*.tmp-*`, () => storage.removeDebris(prefix))));
+  for (const c of cleaned) if (c.status === 'rejected') throw c.reason;
   const owner = (obj: string) => obj.replace(/^[^/]+\//, '').replace(/(\.files\.\d{4}\.tar|\.manifest\.pgp|\.index)$/, '');
-  for (const folder of [LAYOUT.volumes, LAYOUT.manifests, LAYOUT.indexes]) {
-    for (const obj of await listAll(storage, `${folder}/`)) {
+  for (const objs of contents) {
+    for (const obj of objs) {
       const o = owner(obj);
       if (named.has(obj)) continue;
       if (!recorded.has(o) || verified.has(o)) await attempt(obj, () => storage.delete(obj));

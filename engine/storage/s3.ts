@@ -393,7 +393,20 @@ export class S3Storage implements Storage {
   async removeDebris(prefix: string): Promise<number> {
     const Prefix = this.location.prefix ? `${this.location.prefix}/${prefix}` : prefix;
     const Bucket = this.location.bucket;
+    // Both listings at once: each is a round trip or more, and a backup cleans several prefixes.
+    const [uploads, temporary] = await Promise.all([this.incompleteUploads(Bucket, Prefix, prefix), this.temporaries(Bucket, Prefix, prefix)]);
     let n = 0;
+    for (const u of uploads) {
+      try { await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key: u.Key, UploadId: u.UploadId })); n++; } catch (e) {
+        if (s3CodeOf(e) !== 'not-found') throw this.error(this.nameOfKey(u.Key), 'aborting an incomplete upload', e);
+      }
+    }
+    for (const Key of temporary) { await this.delete(this.nameOfKey(Key)); n++; }
+    return n;
+  }
+
+  /** The multipart uploads under `Prefix` never completed (none where the store has no such listing). */
+  private async incompleteUploads(Bucket: string, Prefix: string, prefix: string): Promise<{ Key: string; UploadId: string }[]> {
     const uploads: { Key: string; UploadId: string }[] = [];
     let KeyMarker: string | undefined;
     let UploadIdMarker: string | undefined;
@@ -408,11 +421,11 @@ export class S3Storage implements Storage {
     } catch (e) {
       if (!(nameOf(e) === 'NotImplemented' || statusOf(e) === 501)) throw this.error(prefix, 'listing incomplete uploads', e);
     }
-    for (const u of uploads) {
-      try { await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key: u.Key, UploadId: u.UploadId })); n++; } catch (e) {
-        if (s3CodeOf(e) !== 'not-found') throw this.error(this.nameOfKey(u.Key), 'aborting an incomplete upload', e);
-      }
-    }
+    return uploads;
+  }
+
+  /** The keys under `Prefix` of temporary objects. */
+  private async temporaries(Bucket: string, Prefix: string, prefix: string): Promise<string[]> {
     let ContinuationToken: string | undefined;
     const temporary: string[] = [];
     do {
@@ -421,8 +434,7 @@ export class S3Storage implements Storage {
       for (const o of page.Contents ?? []) if (o.Key?.includes(TMP)) temporary.push(o.Key);
       ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (ContinuationToken);
-    for (const Key of temporary) { await this.delete(this.nameOfKey(Key)); n++; }
-    return n;
+    return temporary;
   }
 
   async close(): Promise<void> {
