@@ -11,6 +11,9 @@ import { mkdirSync, readdirSync, renameSync, rmSync, statSync, truncateSync, wri
 import { join } from 'node:path';
 import { MiB, diffTrees, iebs, iebsOk, makeKeys, readTree, snapshots, tempDir, writeSeeded, type Keys } from './helpers.js';
 import { flipBit, verifyRepo } from './fault-helpers.js';
+import { createHash } from 'node:crypto';
+import { MemoryStorage } from '../engine/storage/memory.js';
+import { chainDamage, type Snapshot } from '../engine/repo/repo.js';
 
 let keys: Keys;
 before(() => { keys = makeKeys(); });
@@ -106,4 +109,43 @@ test('a sound chain is extended as before, with no warning', () => {
   const r = iebsOk(['backup', '--init', s.src, '--repo', s.repo, '--key', keys.backup, '--no-cache']);
   assert.equal(r.stderr, '');
   assert.equal(snapshots(s.repo).pop()!.type, 'increment');
+});
+
+/** A memory store whose stat waits a turn of the event loop, counting the stats under way at once. */
+class CountingStats extends MemoryStorage {
+  under = 0;
+  most = 0;
+  override async stat(name: string): Promise<number | null> {
+    this.most = Math.max(this.most, ++this.under);
+    try {
+      await new Promise((r) => setImmediate(r));
+      return await super.stat(name);
+    } finally { this.under--; }
+  }
+}
+
+test('the chain check asks for every size at once (a round trip each on a remote store), then names what is wrong', async () => {
+  const s = new CountingStats();
+  const chain: Snapshot[] = [];
+  for (const name of ['s_2026-01-01_full', 's_2026-01-01_increment_2026-01-02-00-00', 's_2026-01-01_increment_2026-01-03-00-00']) {
+    const manifest = Buffer.from(`manifest of ${name}`);
+    await s.put(`manifests/${name}.manifest.pgp`, manifest);
+    const volumes = [];
+    for (const n of [1, 2]) {
+      const v = `${name}.files.000${n}.tar`;
+      await s.put(`volumes/${v}`, `volume ${n} of ${name}`);
+      volumes.push({ name: v, size: `volume ${n} of ${name}`.length, digest: new Uint8Array(32) });
+    }
+    const record = { name, manifest: { name: `${name}.manifest.pgp`, size: manifest.length, digest: new Uint8Array(createHash('sha256').update(manifest).digest()) }, volumes };
+    chain.push({ record, sha384: new Uint8Array(48), object: `snapshots/${name}.snapshot.asc` } as unknown as Snapshot);
+  }
+  assert.equal(await chainDamage(s, chain), null, 'a sound chain');
+  assert.equal(s.most, 9, 'the three manifests and six volumes were asked for at once');
+  await s.delete('volumes/s_2026-01-01_increment_2026-01-02-00-00.files.0002.tar');
+  assert.equal(await chainDamage(s, chain), 'volumes/s_2026-01-01_increment_2026-01-02-00-00.files.0002.tar is missing');
+  await s.put('volumes/s_2026-01-01_increment_2026-01-02-00-00.files.0002.tar', 'volume 2 of s_2026-01-01_increment_2026-01-02-00-00');
+  const full = chain[0].record.manifest.name;
+  await s.delete(`manifests/${full}`);
+  await s.put(`manifests/${full}`, 'manifest of s_2026-01-01_fulX');
+  assert.equal(await chainDamage(s, chain), `manifests/${full} does not match its sha256 (damaged or replaced)`);
 });

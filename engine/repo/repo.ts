@@ -263,23 +263,24 @@ export async function hashObject(storage: Storage, name: string, size: number, h
 /**
  * What is wrong with the objects a restore of the chain's next increment would need, or
  * null (SPEC.md "Write order"): every manifest and volume present at its recorded size,
- * and every manifest of its recorded sha384. Volumes are not hashed (that is reading the
+ * and every manifest of its recorded hash. Volumes are not hashed (that is reading the
  * whole chain: verify does it). Indexes are not needed to restore; one is checked when a
  * backup reads it.
  */
 export async function chainDamage(storage: Storage, chain: Snapshot[]): Promise<string | null> {
-  for (const s of chain) {
-    const r = s.record;
-    const objects = [
-      { name: `${LAYOUT.manifests}/${r.manifest.name}`, ref: r.manifest, hash: true },
-      ...r.volumes.map((v) => ({ name: `${LAYOUT.volumes}/${v.name}`, ref: v, hash: false })),
-    ];
-    for (const o of objects) {
-      const size = await storage.stat(o.name);
-      if (size === null) return `${o.name} is missing`;
-      if (size !== o.ref.size) return `${o.name} is ${size} bytes, its record says ${o.ref.size}`;
-      if (o.hash && !Buffer.from(await hashObject(storage, o.name, size, hashOfDigest(o.ref.digest))).equals(o.ref.digest)) return `${o.name} does not match its ${hashOfDigest(o.ref.digest)} (damaged or replaced)`;
-    }
+  const objects = chain.flatMap((s) => [
+    { name: `${LAYOUT.manifests}/${s.record.manifest.name}`, ref: s.record.manifest, hash: true },
+    ...s.record.volumes.map((v) => ({ name: `${LAYOUT.volumes}/${v.name}`, ref: v, hash: false })),
+  ]);
+  // Every size at once (on a remote store each is a round trip: a chain of 30 increments
+  // made 60 or more one after another), then the manifests' hashes in the chain's order.
+  const sizes = await mapAtOnce(objects, RECORDS_AT_ONCE, (o) => storage.stat(o.name));
+  for (const [i, o] of objects.entries()) {
+    if (sizes[i] === null) return `${o.name} is missing`;
+    if (sizes[i] !== o.ref.size) return `${o.name} is ${sizes[i]} bytes, its record says ${o.ref.size}`;
+  }
+  for (const o of objects) {
+    if (o.hash && !Buffer.from(await hashObject(storage, o.name, o.ref.size, hashOfDigest(o.ref.digest))).equals(o.ref.digest)) return `${o.name} does not match its ${hashOfDigest(o.ref.digest)} (damaged or replaced)`;
   }
   return null;
 }
