@@ -161,10 +161,14 @@ async function backupTo(storage: Storage, key: BackupKey, o: BackupOptions, syst
         if (!(e instanceof IebsError)) throw e;
         why = e.message;
       }
+      // The recipients of the chain's full are read while its objects are checked (each
+      // is a round trip or more on a remote store); on a damaged chain they do not count.
+      const sealed = why ? null : recipientsChanged(storage, chain, key);
+      sealed?.catch(() => {});
       why ??= await chainDamage(storage, chain);
       if (why) damaged(why);
       else if (chain.length - 1 >= maxIncrements) type = 'full';
-      else if (await recipientsChanged(storage, chain, key)) {
+      else if (await sealed) {
         // Increments use the chain's volumes, sealed to the old recipients: a new one could not read them.
         early.push({ code: 'new-full', path: chain[0].object, message: "recipients changed since this chain's full: making a full" });
         type = 'full';
@@ -253,9 +257,11 @@ async function run(storage: Storage, key: BackupKey, o: BackupOptions, walker: W
   if (resume) ({ time, snapshot: name } = resume.head);
   else {
     time = c.now();
-    const taken = new Set((await listAll(storage, `${LAYOUT.snapshots}/`)).map((n) => n.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')));
+    // Both listed at once: each is a round trip or more on a remote store.
+    const [records, forgotten] = await Promise.all([listAll(storage, `${LAYOUT.snapshots}/`), forgottenNames(storage)]);
+    const taken = new Set(records.map((n) => n.replace(/^snapshots\//, '').replace(/\.snapshot\.asc$/, '')));
     // A forgotten snapshot's name stays taken (verify tells a chain by its full's name).
-    for (const n of await forgottenNames(storage)) taken.add(n);
+    for (const n of forgotten) taken.add(n);
     // Undeletable debris keeps its names: a new snapshot must not collide with them.
     for (const d of c.debris) taken.add(d.replace(/^[^/]+\//, '').replace(/(\.files\.\d{4}\.tar|\.manifest\.pgp|\.index)(\.tmp-.*)?$/, ''));
     const fullTime = c.type === 'full' ? time : c.chain[0].record.time;

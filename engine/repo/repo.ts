@@ -93,6 +93,10 @@ export interface BadRecord { object: string; error: IebsError; snapshot?: Snapsh
 
 /** Snapshot records read and checked at once by `listSnapshots`. */
 const RECORDS_AT_ONCE = 16;
+
+/** Manifests hashed at once by the chain check: each reads up to four 2 MiB pieces at a time. */
+const MANIFESTS_AT_ONCE = 4;
+
 /** The largest snapshot record read, and the size above which records are read one at a time (they are about 1 KiB). */
 const MAX_RECORD = 4 * 1024 * 1024;
 export const LARGE_RECORD = 64 * 1024;
@@ -114,6 +118,9 @@ export interface Listing {
  * returned in `bad` (verify reports them; other commands refuse to use them).
  */
 export async function listSnapshots(storage: Storage, verifiers: openpgp.PublicKey[], owners?: openpgp.PublicKey[]): Promise<Listing> {
+  // Listed while the host key statements are read (a round trip or more each on a remote store).
+  const objects = listAll(storage, `${LAYOUT.snapshots}/`);
+  objects.catch(() => {});
   const trust = await hostTrust(storage, verifiers, async () => owners ?? (await repoPublicKeys(storage).then((k) => k.slice(0, -1), () => [])));
   const snapshots: Snapshot[] = [];
   const bad: BadRecord[] = [];
@@ -123,7 +130,7 @@ export async function listSnapshots(storage: Storage, verifiers: openpgp.PublicK
   // A record larger than LARGE_RECORD (one made to be, in a repository someone else
   // controls) waits for the one before it: what is held at once stays bounded as before.
   let large: Promise<unknown> = Promise.resolve();
-  const read = await mapAtOnce(await listAll(storage, `${LAYOUT.snapshots}/`), RECORDS_AT_ONCE, async (object): Promise<Snapshot | BadRecord | null> => {
+  const read = await mapAtOnce(await objects, RECORDS_AT_ONCE, async (object): Promise<Snapshot | BadRecord | null> => {
     try {
       const m = /^snapshots\/(.+)\.snapshot\.asc$/.exec(object);
       if (!m || !SNAPSHOT_RE.test(m[1])) throw new FormatError('bad-name', `${object}: not a snapshot record name`);
@@ -273,16 +280,16 @@ export async function chainDamage(storage: Storage, chain: Snapshot[]): Promise<
     ...s.record.volumes.map((v) => ({ name: `${LAYOUT.volumes}/${v.name}`, ref: v, hash: false })),
   ]);
   // Every size at once (on a remote store each is a round trip: a chain of 30 increments
-  // made 60 or more one after another), then the manifests' hashes in the chain's order.
+  // made 60 or more one after another), then the manifests' hashes, a few at once.
   const sizes = await mapAtOnce(objects, RECORDS_AT_ONCE, (o) => storage.stat(o.name));
   for (const [i, o] of objects.entries()) {
     if (sizes[i] === null) return `${o.name} is missing`;
     if (sizes[i] !== o.ref.size) return `${o.name} is ${sizes[i]} bytes, its record says ${o.ref.size}`;
   }
-  for (const o of objects) {
-    if (o.hash && !Buffer.from(await hashObject(storage, o.name, o.ref.size, hashOfDigest(o.ref.digest))).equals(o.ref.digest)) return `${o.name} does not match its ${hashOfDigest(o.ref.digest)} (damaged or replaced)`;
-  }
-  return null;
+  const manifests = objects.filter((o) => o.hash);
+  const sound = await mapAtOnce(manifests, MANIFESTS_AT_ONCE, async (o) => Buffer.from(await hashObject(storage, o.name, o.ref.size, hashOfDigest(o.ref.digest))).equals(o.ref.digest));
+  const bad = manifests.find((_, i) => !sound[i]);
+  return bad ? `${bad.name} does not match its ${hashOfDigest(bad.ref.digest)} (damaged or replaced)` : null;
 }
 
 /**
