@@ -10,7 +10,7 @@ import { beforeEngineThread, engineHeap, onEngineThread } from '../cli/heap.js';
 // As the iebs command does (cli/main.ts), the work runs on a thread with a capped heap
 // and the command's old-generation floor (cli/heap.ts).
 if (isMainThread && process.env.IEBS_NO_THREAD !== '1') {
-  beforeEngineThread(process.argv[2]);
+  beforeEngineThread(process.argv[2], ['--repo', process.argv[2] === 'backup' ? process.argv[4] : process.argv[3]]);
   const w = new Worker(new URL(import.meta.url), { argv: process.argv.slice(2), resourceLimits: engineHeap(process.argv[2]) });
   w.on('error', (e) => { throw e; });
   w.on('exit', (code) => { process.exitCode = code; });

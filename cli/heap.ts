@@ -1,4 +1,5 @@
 import v8 from 'node:v8';
+import { configFile } from './config.js';
 
 /**
  * The heap of the thread that runs backup, restore, verify and salvage (cli/main.ts).
@@ -85,9 +86,49 @@ export function setInitialOldSpace(mb: number): void {
   v8.setFlagsFromString(`--initial-old-space-size=${mb}`);
 }
 
-/** On the main thread, just before it starts the engine's thread for `verb`: that thread's floor. */
-export function beforeEngineThread(verb: string): void {
-  setInitialOldSpace(verb === 'backup' ? BACKUP_OLD_FLOOR_MB : ENGINE_OLD_FLOOR_MB);
+/**
+ * The floor of a restore, verify or other reading verb whose repository is an S3 bucket.
+ * The AWS SDK runs on the engine's thread and keeps about 5 MiB live there; a restore of
+ * the bench corpus over S3 then kept about 17 MiB, where V8 starts marking under a limit
+ * of 32: it marked again after every full collection, which freed about 1 MiB (53 to 64
+ * of them against 7 from a local repository). At 48 MiB it made 13 to 23, and cold
+ * restores over S3 on loopback (3 rounds, builds taking turns) took 12.6 to 13.8 s and
+ * 16.3 to 17.4 CPU s against 13.5 to 14.2 s and 17.7 to 18.5 at 32, peaking at 199 to 208
+ * MiB against 193 to 197; at 64, 12.2 to 14.2 s, 15.1 to 17.0 CPU s and 214 to 220 MiB. A
+ * backup over S3 gained no time from a higher floor (full backups of the corpus at 24, 40
+ * and 56 MiB: 22.0 to 23.2, 22.3 to 23.0 and 21.5 to 27.0 s) and keeps its own.
+ */
+export const S3_OLD_FLOOR_MB = 48;
+
+/**
+ * On the main thread, just before it starts the engine's thread for `verb` with
+ * arguments `argv`: that thread's floor.
+ */
+export function beforeEngineThread(verb: string, argv: string[]): void {
+  setInitialOldSpace(verb === 'backup' ? BACKUP_OLD_FLOOR_MB : s3Repository(verb, argv) ? S3_OLD_FLOOR_MB : ENGINE_OLD_FLOOR_MB);
+}
+
+/**
+ * Whether the repository of a run of `verb` with arguments `argv` is an S3 bucket, as the
+ * verb will find it: `--repo`, else IEBS_REPO, else the config file. Only a guess for the
+ * heap: what cannot be read here (a config file with a mistake) counts as no, and the
+ * verb reports it.
+ */
+export function s3Repository(verb: string, argv: string[]): boolean {
+  let repo: string | undefined;
+  for (let i = 0; i < argv.length && repo === undefined; i++) {
+    if (argv[i] === '--') break;
+    if (argv[i] === '--repo') repo = argv[i + 1];
+    else if (argv[i].startsWith('--repo=')) repo = argv[i].slice('--repo='.length);
+  }
+  repo ??= process.env.IEBS_REPO || undefined;
+  if (repo === undefined) {
+    try {
+      const v = configFile().value(verb, { name: 'repo', value: 'REPO', path: true, help: '' });
+      if (typeof v === 'string') repo = v;
+    } catch { /* the verb reports it */ }
+  }
+  return repo !== undefined && /^s3:\/\//i.test(repo);
 }
 
 /** First thing on the engine's thread, synchronously: the helper threads it starts get V8's default floor. */

@@ -168,7 +168,7 @@ const jobModule = isMainThread && entry?.job && !process.argv.includes('--help')
 jobModule?.prepareJob();
 if (isMainThread && entry?.thread && process.env.IEBS_NO_THREAD !== '1') {
   quietOnClosedPipe(false);
-  beforeEngineThread(verbName);
+  beforeEngineThread(verbName, process.argv.slice(3));
   // The thread's stdio passes through this one; it is told whether stderr and stdin are terminals.
   const w = new Worker(new URL(import.meta.url), { argv: process.argv.slice(2), workerData: { tty: !!process.stderr.isTTY, stdinTty: !!process.stdin.isTTY, columns: process.stderr.columns }, resourceLimits: engineHeap(verbName) });
   onSignals((sig) => {
