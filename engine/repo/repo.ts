@@ -75,11 +75,14 @@ export async function repoHostKeys(storage: Storage): Promise<openpgp.PublicKey[
 /** A verified snapshot record with the sha384 of its text, and the fingerprint of the host key that signed it. */
 export interface Snapshot { record: SnapshotRecord; sha384: Uint8Array; object: string; signer?: string }
 
-/** Signs and stores a snapshot record: the commit point of a backup. */
+/**
+ * Signs and stores a snapshot record: the commit point of a backup. A record of that name
+ * already there is an `exists` error of the put, which never replaces an object (no
+ * request of its own to ask first: a round trip on a remote store).
+ */
 export async function writeRecord(storage: Storage, record: SnapshotRecord, signer: openpgp.PrivateKey): Promise<Snapshot> {
   const text = encodeSnapshotRecord(record);
   const object = recordObject(record.name);
-  if ((await storage.stat(object)) !== null) throw new IebsError('exists', `${object} already exists`);
   await storage.put(object, await pgpClearSign(text, signer));
   return { record, sha384: sha384(text), object, signer: signer.getFingerprint() };
 }
