@@ -326,7 +326,11 @@ test('a reader counts the packs it posts against its credit, as the main thread 
       if (ev.t === 'end' && ev.f === small.length - 1) break;
     }
     assert.ok(packs >= 4, `${packs} packs`);
-    // 16 MiB of packs taken; then nothing of the large file is.
+    // 16 MiB of packs taken, each of them charged when posted and given back when taken
+    // (each is over the 1 MiB a give-back waits for, so none is outstanding now: before
+    // the fix packs were given back but never charged, and the credit went below zero,
+    // so the large file's blocks below all came at once). Then nothing of the large file
+    // is taken.
     const job = pool.submit([{ abs: latin1(large), skip: false }], 48 * MiB);
     const got = await arrivedUntaken(job);
     const posted = got.reduce((n, e) => n + (e.t === 'block' ? e.bytes.byteLength : 0), 0);
