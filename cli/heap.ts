@@ -1,5 +1,6 @@
 import v8 from 'node:v8';
 import { configFile } from './config.js';
+import { REPO } from './common.js';
 
 /**
  * The heap of the thread that runs backup, restore, verify and salvage (cli/main.ts).
@@ -115,16 +116,17 @@ export function beforeEngineThread(verb: string, argv: string[]): void {
  * verb reports it.
  */
 export function s3Repository(verb: string, argv: string[]): boolean {
+  const flag = `--${REPO.name}`;
   let repo: string | undefined;
   for (let i = 0; i < argv.length && repo === undefined; i++) {
     if (argv[i] === '--') break;
-    if (argv[i] === '--repo') repo = argv[i + 1];
-    else if (argv[i].startsWith('--repo=')) repo = argv[i].slice('--repo='.length);
+    if (argv[i] === flag) repo = argv[i + 1];
+    else if (argv[i].startsWith(`${flag}=`)) repo = argv[i].slice(flag.length + 1);
   }
-  repo ??= process.env.IEBS_REPO || undefined;
+  repo ??= process.env[REPO.env!] || undefined;
   if (repo === undefined) {
     try {
-      const v = configFile().value(verb, { name: 'repo', value: 'REPO', path: true, help: '' });
+      const v = configFile().value(verb, REPO);
       if (typeof v === 'string') repo = v;
     } catch { /* the verb reports it */ }
   }

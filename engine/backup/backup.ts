@@ -163,12 +163,12 @@ async function backupTo(storage: Storage, key: BackupKey, o: BackupOptions, syst
       }
       // The recipients of the chain's full are read while its objects are checked (each
       // is a round trip or more on a remote store); on a damaged chain they do not count.
-      const sealed = why ? null : recipientsChanged(storage, chain, key);
-      sealed?.catch(() => {});
+      const changed = why ? null : recipientsChanged(storage, chain, key);
+      changed?.catch(() => {});
       why ??= await chainDamage(storage, chain);
       if (why) damaged(why);
       else if (chain.length - 1 >= maxIncrements) type = 'full';
-      else if (await sealed) {
+      else if (await changed) {
         // Increments use the chain's volumes, sealed to the old recipients: a new one could not read them.
         early.push({ code: 'new-full', path: chain[0].object, message: "recipients changed since this chain's full: making a full" });
         type = 'full';

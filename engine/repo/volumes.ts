@@ -443,14 +443,19 @@ export class PackCache {
       return out;
     } finally {
       pack.users--;
-      if (pack.gone && pack.users === 0) pack.plain.then(spend, () => {});
+      PackCache.freeIfDone(pack);
     }
   }
 
   /** `p` has left the cache: freed now unless a block is being taken from it (then by the last). */
   private static leave(p: Pack): void {
     p.gone = true;
-    if (p.users === 0) p.plain.then(spend, () => {});
+    PackCache.freeIfDone(p);
+  }
+
+  /** Frees `p`'s plaintext once it has left the cache and no block is being taken from it. */
+  private static freeIfDone(p: Pack): void {
+    if (p.gone && p.users === 0) p.plain.then(spend, () => {});
   }
 }
 
