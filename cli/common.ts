@@ -38,6 +38,54 @@ export async function passphrase(file: string | undefined): Promise<string | und
   return process.env.IEBS_PASSPHRASE;
 }
 
+/** Bytes of text gathered before stdout is written to. */
+const OUT_PIECE = 64 * 1024;
+/** Milliseconds text waits at most for more to come. */
+const OUT_WAIT_MS = 100;
+
+/** Text for stdout, gathered (see `gatheredStdout`). */
+export interface Gathered {
+  /** Adds `text`: written once about 64 KiB wait, or 100 ms after the first of them. */
+  write(text: string): void;
+  /** Writes what waits, now: before the verb returns, and before an error it throws is printed. */
+  flush(): void;
+}
+
+/**
+ * stdout for a verb that may print a line for each of millions of entries (ls, find,
+ * diff). Written to a file or a pipe, each write is a system call: `iebs ls` of a million
+ * files spent 2.9 of its 25 s in them. What is gathered goes out in pieces of about 64
+ * KiB, and at the latest 100 ms after it came (when the verb's thread is free: a long
+ * synchronous stretch holds it a little longer), so a person watching a terminal or a
+ * pipe still sees it as it comes. Call `flush` in a `finally`.
+ */
+export function gatheredStdout(): Gathered {
+  let pieces: string[] = [];
+  let size = 0;
+  let timer: NodeJS.Timeout | null = null;
+  let first = 0;
+  const flush = () => {
+    if (timer) { clearTimeout(timer); timer = null; }
+    if (size === 0) return;
+    const text = pieces.join('');
+    pieces = []; size = 0;
+    process.stdout.write(text);
+  };
+  return {
+    write(text: string) {
+      if (size === 0) {
+        first = Date.now();
+        timer = setTimeout(flush, OUT_WAIT_MS);
+        timer.unref();
+      }
+      pieces.push(text);
+      size += text.length;
+      if (size >= OUT_PIECE || Date.now() - first >= OUT_WAIT_MS) flush();
+    },
+    flush,
+  };
+}
+
 /** Writes JSON to stdout. */
 export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n');
