@@ -15,7 +15,7 @@
 import { createHash, hash, type Hash } from 'node:crypto';
 import { FormatError } from './errors.js';
 import { checkName, HOST_RE, parseBlockEntry, SNAPSHOT_RE, UUID_RE, VOLUME_RE, MAX_BLOCK_INDEX } from './names.js';
-import { formatDigest, formatSha384, formatTime, parseDigest, parseSha384, parseTime, parseUint, quoteBytes, unquoteBytes } from './text.js';
+import { formatDigest, formatSha384, formatTime, parseDigest, parseSha384, parseTime, parseUint, quoteBytes, unquoteBytes, type Where } from './text.js';
 
 /** What a record describes. */
 export type EntryKind = 'file' | 'dir' | 'symlink';
@@ -246,12 +246,13 @@ export class DocParser {
 
   constructor(readonly kind: DocKind, readonly source: string) {}
 
-  private where(): string { return `${this.source} line ${this.lineNo}`; }
+  /** Where the current line is, as errors name it: made into text only when one is written. */
+  private readonly at: Where = { toString: () => `${this.source} line ${this.lineNo}` };
 
   /** Feeds one line (ASCII, no LF). */
   line(text: string): DocItem | null {
     this.lineNo++;
-    const where = this.where();
+    const where = this.at;
     if (text.length > MAX_LINE) throw new FormatError('line-too-long', `${where}: line longer than ${MAX_LINE} bytes`);
     if (!/^[\x20-\x7e]*$/.test(text)) throw new FormatError('bad-line', `${where}: non-printable or non-ASCII byte`);
     if (this.state === 'done') throw new FormatError('trailing-data', `${where}: data after the closing line`);
@@ -315,7 +316,7 @@ export class DocParser {
     if (this.state !== 'done') throw new FormatError('truncated', `${this.source}: truncated after line ${this.lineNo} (no closing line)`);
   }
 
-  private parseArchive(text: string, where: string): DocItem | null {
+  private parseArchive(text: string, where: Where): DocItem | null {
     const f = text.split(' ');
     if (this.kind === 'catalog') {
       if (f.length !== 4) throw new FormatError('bad-line', `${where}: catalogue line needs volume, snapshot, time and host`);
@@ -342,7 +343,7 @@ export class DocParser {
     return null;
   }
 
-  private parseMeta(text: string, where: string): DocItem | null {
+  private parseMeta(text: string, where: Where): DocItem | null {
     if (text === '') {
       if (this.kind === 'manifest' && !this.sawParent) throw new FormatError('bad-line', `${where}: manifest has no parent line`);
       if (this.kind === 'manifest' && this.version === 2 && !this.header!.root) throw new FormatError('bad-line', `${where}: a version 2 manifest has no root line`);
@@ -375,7 +376,7 @@ export class DocParser {
     throw new FormatError('bad-line', `${where}: unknown archive line ${JSON.stringify(f[0].slice(0, 20))}`);
   }
 
-  private parseFileLine(text: string, where: string): FileRecord {
+  private parseFileLine(text: string, where: Where): FileRecord {
     const sp1 = text.indexOf(' ');
     const uuid = text.slice(0, sp1);
     if (sp1 < 0 || !UUID_RE.test(uuid)) throw new FormatError('bad-uuid', `${where}: file line must start with a UUID`);
@@ -416,7 +417,7 @@ export class DocParser {
     return r;
   }
 
-  private parseBlock(text: string, where: string): BlockRef {
+  private parseBlock(text: string, where: Where): BlockRef {
     const r = this.current!;
     if (r.kind !== 'file') throw new FormatError('bad-line', `${where}: a ${r.kind} has no blocks`);
     const f = text.split(' ');
@@ -455,7 +456,7 @@ export class DocParser {
     return b;
   }
 
-  private finishRecord(r: FileRecord, where: string): void {
+  private finishRecord(r: FileRecord, where: Where): void {
     if (this.kind === 'manifest' && r.kind === 'file') {
       const last = r.blocks[r.blocks.length - 1];
       const covered = last ? last.offset + last.size : 0;
@@ -464,13 +465,13 @@ export class DocParser {
   }
 }
 
-function parseOwner(text: string, where: string): { uid: number; gid: number } {
+function parseOwner(text: string, where: Where): { uid: number; gid: number } {
   const owner = /^(0|[1-9][0-9]{0,9}):(0|[1-9][0-9]{0,9})$/.exec(text);
   if (!owner || Number(owner[1]) > MAX_OWNER_ID || Number(owner[2]) > MAX_OWNER_ID) throw new FormatError('bad-owner', `${where}: owner must be uid:gid, each at most ${MAX_OWNER_ID}`);
   return { uid: Number(owner[1]), gid: Number(owner[2]) };
 }
 
-function parseMode(text: string, where: string): number {
+function parseMode(text: string, where: Where): number {
   if (!/^[0-7]{4}$/.test(text)) throw new FormatError('bad-mode', `${where}: mode must be four octal digits`);
   return parseInt(text, 8);
 }
@@ -479,7 +480,7 @@ function parseMode(text: string, where: string): number {
  * Rejects a path that could escape the restore target or is not canonical: empty,
  * absolute, empty components, `.` or `..` components, NUL bytes, or too long.
  */
-export function checkPath(path: Uint8Array, where: string): void {
+export function checkPath(path: Uint8Array, where: Where): void {
   if (path.length === 0 || path.length > MAX_PATH) throw new FormatError('bad-path', `${where}: path is empty or longer than ${MAX_PATH} bytes`);
   if (path.includes(0)) throw new FormatError('bad-path', `${where}: path contains a NUL byte`);
   let start = 0;

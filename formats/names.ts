@@ -4,6 +4,7 @@
  * UUID-sharded block entry paths `55/550e8400-…/00000/00000311`.
  */
 import { FormatError } from './errors.js';
+import type { Where } from './text.js';
 
 /** A system name: what the snapshots of one machine are filed under. */
 export const SYSTEM_RE = /^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$/;
@@ -28,7 +29,7 @@ export function blockEntry(uuid: string, index: number): string {
 }
 
 /** Parses a block entry name; rejects anything that does not have exactly that shape. */
-export function parseBlockEntry(name: string, where: string): { uuid: string; index: number } {
+export function parseBlockEntry(name: string, where: Where): { uuid: string; index: number } {
   const m = /^([0-9a-f]{2})\/([0-9a-f-]{36})\/(\d{5})\/(\d{8})$/.exec(name);
   if (!m || !UUID_RE.test(m[2]) || m[2].slice(0, 2) !== m[1]) throw new FormatError('bad-entry', `${where}: ${JSON.stringify(name.slice(0, 80))} is not a block entry name`);
   const index = Number(m[4]);
@@ -43,7 +44,7 @@ export function volumeName(snapshot: string, n: number): string {
 }
 
 /** Checks a name against a pattern and throws a FormatError naming `what`. */
-export function checkName(re: RegExp, value: string, what: string, where: string): string {
+export function checkName(re: RegExp, value: string, what: string, where: Where): string {
   if (!re.test(value)) throw new FormatError('bad-name', `${where}: ${JSON.stringify(value.slice(0, 80))} is not a valid ${what}`);
   return value;
 }

@@ -84,6 +84,27 @@ for (const kind of ['manifest', 'catalog'] as const) {
   });
 }
 
+test('a line the parser refuses is named in its error by its number, counted from 1', () => {
+  let named = 0;
+  for (const kind of ['manifest', 'catalog'] as const) {
+    for (const v of loadVectors(kind)) {
+      if (v.keys.expect !== 'failure') continue;
+      const parser = new DocParser(kind, v.name);
+      const lines = v.body.toString('latin1').split('\n');
+      for (let n = 1; n <= lines.length; n++) {
+        let error: unknown = null;
+        try { parser.line(lines[n - 1]); } catch (e) { error = e; }
+        if (!error) continue;
+        assert.ok(error instanceof FormatError, `${kind}/${v.name}: ${String(error)}`);
+        assert.ok(error.message.startsWith(`${v.name} line ${n}: `), `${kind}/${v.name}: ${error.message}`);
+        named++;
+        break;
+      }
+    }
+  }
+  assert.ok(named >= 20, `${named} refused lines`);
+});
+
 test('vectors: manifest/full decodes to the names and blocks it was made from', () => {
   const v = loadVectors('manifest').find((x) => x.name === 'full')!;
   const records = decodeDoc('manifest', v.body, 'full').flatMap((it) => (it.type === 'record' ? [it.record] : []));
