@@ -507,23 +507,23 @@ export class LineSplitter {
   constructor(readonly source: string) {}
   push(chunk: Uint8Array): string[] {
     const out: string[] = [];
-    let buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    for (;;) {
-      const nl = buf.indexOf(0x0a);
+    const buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    // Lines are read by offset, without a view of each (two a line were 4% of `iebs ls`).
+    for (let start = 0; ;) {
+      const nl = buf.indexOf(0x0a, start);
       if (nl < 0) {
-        this.pendingLen += buf.length;
+        this.pendingLen += buf.length - start;
         if (this.pendingLen > MAX_LINE) throw new FormatError('line-too-long', `${this.source}: line longer than ${MAX_LINE} bytes`);
-        if (buf.length) this.pending.push(Buffer.from(buf));
+        if (start < buf.length) this.pending.push(Buffer.from(buf.subarray(start)));
         return out;
       }
-      if (this.pendingLen + nl > MAX_LINE) throw new FormatError('line-too-long', `${this.source}: line longer than ${MAX_LINE} bytes`);
-      const piece = buf.subarray(0, nl);
+      if (this.pendingLen + nl - start > MAX_LINE) throw new FormatError('line-too-long', `${this.source}: line longer than ${MAX_LINE} bytes`);
       if (this.pending.length) {
-        this.pending.push(piece);
+        this.pending.push(buf.subarray(start, nl));
         out.push(Buffer.concat(this.pending).toString('latin1'));
         this.pending = []; this.pendingLen = 0;
-      } else out.push(piece.toString('latin1'));
-      buf = buf.subarray(nl + 1);
+      } else out.push(buf.toString('latin1', start, nl));
+      start = nl + 1;
     }
   }
   /** Throws if the stream did not end with a newline. */
