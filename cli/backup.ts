@@ -10,7 +10,7 @@ import { Walker } from '../engine/backup/walker.js';
 import { MEDIA, mediaVolumeSizes } from '../engine/disc/media.js';
 import { IebsError, KeyError, UsageError } from '../formats/errors.js';
 import { parseSize, regexes } from './args.js';
-import { configDir, exists, gatheredStdout, JSON_FLAG, keyFlag, passphrase, printJson, rates, REPO, REPO_COMMON } from './common.js';
+import { configDir, exists, withGatheredStdout, JSON_FLAG, keyFlag, passphrase, printJson, rates, REPO, REPO_COMMON } from './common.js';
 import { EXIT } from './errors.js';
 import { publishResult } from './job.js';
 import { human, ProgressLine, stderrIsTerminal } from './progress.js';
@@ -100,24 +100,18 @@ async function backupWith(a: Args, repo: string, walker: Walker | null, include:
   const dryRun = a.bool('dry-run');
   const compression = a.str('compression');
   // The plan's lines (--dry-run, --scan), gathered into larger writes: a tree can hold millions of files.
-  const planOut = gatheredStdout();
-  let r;
-  try {
-    r = await backup(openStorage(repo, rate), key, {
-      // Only `iebs init`, --init, or the first run that also makes the keys create a repository.
-      create: madeKeys || a.bool('init'),
-      sources: a.positionals, system: a.str('name'), full: a.bool('full'), reread: a.bool('reread'), newSources: a.bool('new-sources'),
-      include, exclude,
-      volumeSize, media: mediaName ? MEDIA[mediaName] : undefined, codec: compression ? parseCodecChoice(compression) : undefined, maxIncrements, dryRun,
-      scan: show || a.bool('scan'),
-      cacheDir: a.bool('no-cache') ? undefined : a.str('cache-dir') ?? defaultCacheDir(),
-      signal: a.signal,
-      onProgress: (p) => progress.backup(p),
-      onPlan: (status, path, size) => { if (json) plan.push({ status, path, size }); else planOut.write(`${status.padEnd(8)} ${path}${status === 'deleted' ? '' : '  ' + human(size)}\n`); },
-    }, walker);
-  } finally {
-    planOut.flush();
-  }
+  const r = await withGatheredStdout((planOut) => backup(openStorage(repo, rate), key, {
+    // Only `iebs init`, --init, or the first run that also makes the keys create a repository.
+    create: madeKeys || a.bool('init'),
+    sources: a.positionals, system: a.str('name'), full: a.bool('full'), reread: a.bool('reread'), newSources: a.bool('new-sources'),
+    include, exclude,
+    volumeSize, media: mediaName ? MEDIA[mediaName] : undefined, codec: compression ? parseCodecChoice(compression) : undefined, maxIncrements, dryRun,
+    scan: show || a.bool('scan'),
+    cacheDir: a.bool('no-cache') ? undefined : a.str('cache-dir') ?? defaultCacheDir(),
+    signal: a.signal,
+    onProgress: (p) => progress.backup(p),
+    onPlan: (status, path, size) => { if (json) plan.push({ status, path, size }); else planOut.write(`${status.padEnd(8)} ${path}${status === 'deleted' ? '' : '  ' + human(size)}\n`); },
+  }, walker));
   progress.done();
   publishResult({ snapshot: r.snapshot, type: r.type, dryRun, read: r.read, stored: r.counts.stored, volumes: r.dryRun ? r.estimate!.volumes : r.volumes.length }, r.warnings.filter((w) => w.code !== 'new-full').length);
   if (json) printJson(dryRun ? { ...r, plan } : r);

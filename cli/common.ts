@@ -57,7 +57,7 @@ export interface Gathered {
  * files spent 2.9 of its 25 s in them. What is gathered goes out in pieces of about 64
  * KiB, and at the latest 100 ms after it came (when the verb's thread is free: a long
  * synchronous stretch holds it a little longer), so a person watching a terminal or a
- * pipe still sees it as it comes. Call `flush` in a `finally`.
+ * pipe still sees it as it comes. Verbs use it through `withGatheredStdout`.
  */
 export function gatheredStdout(): Gathered {
   let pieces: string[] = [];
@@ -73,7 +73,7 @@ export function gatheredStdout(): Gathered {
   };
   return {
     write(text: string) {
-      if (size === 0) {
+      if (timer === null) {
         first = Date.now();
         timer = setTimeout(flush, OUT_WAIT_MS);
         timer.unref();
@@ -84,6 +84,16 @@ export function gatheredStdout(): Gathered {
     },
     flush,
   };
+}
+
+/** Runs `fn` with gathered stdout (`gatheredStdout`), written out when it ends, whether it returns or throws. */
+export async function withGatheredStdout<T>(fn: (out: Gathered) => Promise<T>): Promise<T> {
+  const out = gatheredStdout();
+  try {
+    return await fn(out);
+  } finally {
+    out.flush();
+  }
 }
 
 /** Writes JSON to stdout. */

@@ -2,7 +2,7 @@
 import { loadRestoreKey } from '../engine/crypto/keys.js';
 import { diff } from '../engine/query/diff.js';
 import { openStorage } from '../engine/storage/open.js';
-import { entryName, gatheredStdout, JSON_FLAG, keyFlag, PASSPHRASE_FILE, rates, REPO, REPO_COMMON, restoreKey, SNAPSHOT_ABOUT, SYSTEM } from './common.js';
+import { entryName, withGatheredStdout, JSON_FLAG, keyFlag, PASSPHRASE_FILE, rates, REPO, REPO_COMMON, restoreKey, SNAPSHOT_ABOUT, SYSTEM } from './common.js';
 import { human } from './progress.js';
 import type { Verb } from './verb.js';
 
@@ -22,22 +22,16 @@ export const verb: Verb = {
     const json = a.bool('json');
     const [from, to] = a.positionals;
     // Changes are printed as they come (gathered into larger writes): there may be millions.
-    const out = gatheredStdout();
     let first = true;
-    let r;
-    try {
-      r = await diff(storage, key, { a: from, b: to, system: a.str('system') }, (d) => {
-        const r = (d.b ?? d.a)!;
-        if (json) {
-          if (first) out.write('{\n  "changes": [\n');
-          const kinds = d.change === 'T' ? { from: d.a!.kind, to: d.b!.kind } : { kind: r.kind };
-          out.write(`${first ? '' : ',\n'}    ${JSON.stringify({ change: d.change, path: Buffer.from(d.path).toString('utf8'), ...kinds, ...(d.b?.kind === 'file' ? { size: d.b.size } : {}), ...(d.a?.kind === 'file' && d.change !== '+' ? { sizeBefore: d.a.size } : {}) })}`);
-          first = false;
-        } else out.write(`${d.change}    ${entryName(r)}\n`);
-      });
-    } finally {
-      out.flush();
-    }
+    const r = await withGatheredStdout((out) => diff(storage, key, { a: from, b: to, system: a.str('system') }, (d) => {
+      const r = (d.b ?? d.a)!;
+      if (json) {
+        if (first) out.write('{\n  "changes": [\n');
+        const kinds = d.change === 'T' ? { from: d.a!.kind, to: d.b!.kind } : { kind: r.kind };
+        out.write(`${first ? '' : ',\n'}    ${JSON.stringify({ change: d.change, path: Buffer.from(d.path).toString('utf8'), ...kinds, ...(d.b?.kind === 'file' ? { size: d.b.size } : {}), ...(d.a?.kind === 'file' && d.change !== '+' ? { sizeBefore: d.a.size } : {}) })}`);
+        first = false;
+      } else out.write(`${d.change}    ${entryName(r)}\n`);
+    }));
     await storage.close();
     const s = r.summary;
     if (json) {

@@ -3,7 +3,7 @@ import { loadRestoreKey } from '../engine/crypto/keys.js';
 import { find } from '../engine/query/find.js';
 import { openStorage } from '../engine/storage/open.js';
 import { formatTime } from '../formats/text.js';
-import { entryJson, entryName, gatheredStdout, JSON_FLAG, keyFlag, PASSPHRASE_FILE, rates, REPO, REPO_COMMON, restoreKey, SYSTEM } from './common.js';
+import { entryJson, entryName, withGatheredStdout, JSON_FLAG, keyFlag, PASSPHRASE_FILE, rates, REPO, REPO_COMMON, restoreKey, SYSTEM } from './common.js';
 import { EXIT } from './errors.js';
 import type { Verb } from './verb.js';
 
@@ -23,12 +23,10 @@ export const verb: Verb = {
     const key = await restoreKey(loadRestoreKey, a.need('key'), a);
     const json = a.bool('json');
     // Matches are printed as they come (gathered into larger writes): there may be millions.
-    const out = gatheredStdout();
     let first = true;
-    let r;
-    try {
+    const r = await withGatheredStdout(async (out) => {
       if (json) out.write('{\n  "matches": [\n');
-      r = await find(storage, key, { patterns: a.positionals, snapshot: a.str('snapshot'), system: a.str('system') }, ({ snapshot, record: f }) => {
+      const found = await find(storage, key, { patterns: a.positionals, snapshot: a.str('snapshot'), system: a.str('system') }, ({ snapshot, record: f }) => {
         if (json) {
           const { uuid: _uuid, ...entry } = entryJson(f);
           out.write(`${first ? '' : ',\n'}    ${JSON.stringify({ snapshot: snapshot.record.name, ...entry })}`);
@@ -36,10 +34,9 @@ export const verb: Verb = {
         } else out.write(`${snapshot.record.name}  ${String(f.size).padStart(12)}  ${formatTime(f.mtimeNs).slice(0, 19)}Z  ${entryName(f)}\n`);
       });
       await storage.close();
-      if (json) out.write(`${first ? '' : '\n'}  ],\n  "searched": ${r.snapshots},\n  "manifests": ${r.manifests},\n  "failed": ${JSON.stringify(r.failed)}\n}\n`);
-    } finally {
-      out.flush();
-    }
+      if (json) out.write(`${first ? '' : '\n'}  ],\n  "searched": ${found.snapshots},\n  "manifests": ${found.manifests},\n  "failed": ${JSON.stringify(found.failed)}\n}\n`);
+      return found;
+    });
     for (const f of r.failed) process.stderr.write(`iebs: find: chain ${f.chain} not searched: ${f.message}\n`);
     if (!json && !a.quiet && r.matches === 0) process.stderr.write(`iebs: find: nothing matches in ${r.snapshots} snapshot(s)\n`);
     return r.failed.length ? EXIT.partial : EXIT.ok;

@@ -3,7 +3,7 @@ import { loadRestoreKey } from '../engine/crypto/keys.js';
 import { listEntries } from '../engine/query/ls.js';
 import { openStorage } from '../engine/storage/open.js';
 import { NotFoundError } from '../formats/errors.js';
-import { entryJson, entryLong, entryName, gatheredStdout, JSON_FLAG, keyFlag, PASSPHRASE_FILE, rates, REPO, REPO_COMMON, restoreKey, SNAPSHOT_ABOUT, SYSTEM } from './common.js';
+import { entryJson, entryLong, entryName, withGatheredStdout, JSON_FLAG, keyFlag, PASSPHRASE_FILE, rates, REPO, REPO_COMMON, restoreKey, SNAPSHOT_ABOUT, SYSTEM } from './common.js';
 import type { Verb } from './verb.js';
 
 export const verb: Verb = {
@@ -26,11 +26,9 @@ export const verb: Verb = {
     const given = a.str('snapshot');
     const [snapshot, ...paths] = given !== undefined ? [given, ...a.positionals] : a.positionals;
     // Entries are printed as they come (gathered into larger writes): a snapshot can hold millions.
-    const out = gatheredStdout();
     let first = true;
-    let r;
-    try {
-      r = await listEntries(storage, key, { snapshot, system: a.str('system'), paths }, (f) => {
+    const r = await withGatheredStdout(async (out) => {
+      const listed = await listEntries(storage, key, { snapshot, system: a.str('system'), paths }, (f) => {
         if (json) {
           // Where a file's blocks lie: the volume (so the disc) and tar entry of each, and its start in a pack.
           const blocks = f.kind === 'file' ? { blocks: f.blocks.map((b) => ({ volume: b.volume, entry: b.entry, ...(b.start === undefined ? {} : { start: b.start }) })) } : {};
@@ -38,10 +36,9 @@ export const verb: Verb = {
           first = false;
         } else out.write((long ? entryLong(f) : entryName(f)) + '\n');
       }, () => { if (json) out.write('{\n  "files": [\n'); });
-      if (json) out.write(`${first ? '' : '\n'}  ],\n  "snapshot": ${JSON.stringify(r.snapshot)}${r.missing.length ? `,\n  "missing": ${JSON.stringify(r.missing)}` : ''}\n}\n`);
-    } finally {
-      out.flush();
-    }
+      if (json) out.write(`${first ? '' : '\n'}  ],\n  "snapshot": ${JSON.stringify(listed.snapshot)}${listed.missing.length ? `,\n  "missing": ${JSON.stringify(listed.missing)}` : ''}\n}\n`);
+      return listed;
+    });
     await storage.close();
     if (r.missing.length) throw new NotFoundError('no-path', `ls: ${r.snapshot} holds no ${r.missing.map((m) => JSON.stringify(m)).join(', ')}`);
     return 0;

@@ -3,7 +3,7 @@ import { loadRestoreKey } from '../engine/crypto/keys.js';
 import { planRestore, restore, OVERWRITE, type Overwrite } from '../engine/restore/restore.js';
 import { openStorage } from '../engine/storage/open.js';
 import { regexes } from './args.js';
-import { gatheredStdout, JSON_FLAG, keyFlag, PASSPHRASE_FILE, printJson, rates, REPO, REPO_COMMON, restoreKey, SNAPSHOT_ABOUT, SYSTEM } from './common.js';
+import { withGatheredStdout, JSON_FLAG, keyFlag, PASSPHRASE_FILE, printJson, rates, REPO, REPO_COMMON, restoreKey, SNAPSHOT_ABOUT, SYSTEM } from './common.js';
 import { EXIT } from './errors.js';
 import { publishResult } from './job.js';
 import { human, ProgressLine, stderrIsTerminal } from './progress.js';
@@ -35,16 +35,10 @@ export const verb: Verb = {
     if (a.bool('dry-run')) {
       const plan: { action: string; path: string; kind: string; size: number }[] = [];
       // A line an entry, gathered into larger writes: a snapshot can hold millions.
-      const out = gatheredStdout();
-      let r;
-      try {
-        r = await planRestore(storage, key, { target, snapshot: a.str('snapshot'), system: a.str('system'), include, overwrite }, (action, path, kind, size) => {
-          if (json) plan.push({ action, path, kind, size });
-          else out.write(`${action.padEnd(9)} ${path}${kind === 'dir' ? '/' : ''}${kind === 'file' ? '  ' + human(size) : ''}\n`);
-        });
-      } finally {
-        out.flush();
-      }
+      const r = await withGatheredStdout((out) => planRestore(storage, key, { target, snapshot: a.str('snapshot'), system: a.str('system'), include, overwrite }, (action, path, kind, size) => {
+        if (json) plan.push({ action, path, kind, size });
+        else out.write(`${action.padEnd(9)} ${path}${kind === 'dir' ? '/' : ''}${kind === 'file' ? '  ' + human(size) : ''}\n`);
+      }));
       if (json) printJson({ ...r, plan });
       else if (!a.quiet) process.stdout.write(`dry run: restoring ${r.snapshot} into ${target} would write ${r.write} entries (${human(r.bytes)}), leave ${r.unchanged} unchanged and keep ${r.kept} as they are\n`);
       if (include.length && r.matched === 0) { if (!json) nothing(r.snapshot); return EXIT.partial; }

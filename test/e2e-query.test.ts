@@ -108,6 +108,11 @@ test('ls PATH... lists those paths and what is under them, in any spelling', () 
   assert.equal(r.code, 1);
   assert.equal(r.stdout, '');
   assertOneLineError(r, /holds no "tax"/);
+  // With a path that names something beside it, that one is listed, and written out before the error.
+  const some = iebs(['ls', ...R(), names.lap3, 'taxes/2024', 'tax']);
+  assert.equal(some.code, 1);
+  assert.equal(some.stdout, text);
+  assertOneLineError(some, /holds no "tax"/);
 });
 
 test('ls --long shows mode, owner, size and mtime like ls -l', () => {
